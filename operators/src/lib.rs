@@ -1,0 +1,15 @@
+//! Event model, pure indicator math and timely operators of cryptoflow.
+//!
+//! # Layout
+//!
+//! - [`model`]: the normalized events every other crate sees (`Trade`, `Kline`, `Candle`,
+//!   `WhaleAlert`, `Gap`), with money as [`rust_decimal::Decimal`].
+//! - [`math`]: pure, incremental state machines (moving averages, candle accumulation); no I/O.
+//! - [`dataflow`]: timely extension traits that shard by symbol and wrap the math.
+#![warn(missing_docs)]
+
+pub mod dataflow;
+pub mod math;
+pub mod model;
+
+pub use rust_decimal::Decimal;

@@ -1,0 +1,525 @@
+//! Normalized events: what the sources emit and the sinks store.
+//!
+//! Every event carries `ts_exchange` and `ts_received` in milliseconds since the Unix epoch (UTC).
+//! Money and quantities are [`Decimal`]; nothing here reads the clock.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// Error for values that do not fit the model (bad symbol, unknown interval, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// A symbol that is empty, too long or not ASCII alphanumeric.
+    #[error("invalid symbol {0:?}: expected 1 to {max} ASCII letters or digits", max = Symbol::MAX_LEN)]
+    Symbol(String),
+    /// An interval label that is not one of Binance's fixed-length intervals.
+    #[error("invalid interval {0:?}: expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w")]
+    Interval(String),
+    /// A venue name cryptoflow does not know.
+    #[error("unknown venue {0:?}: expected \"binance\"")]
+    Venue(String),
+}
+
+/// The trading venue an event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Venue {
+    /// Binance spot.
+    Binance,
+}
+
+impl Venue {
+    /// The name used in tables, topics and keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Venue::Binance => "binance",
+        }
+    }
+}
+
+impl fmt::Display for Venue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Venue {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "binance" => Ok(Venue::Binance),
+            _ => Err(ModelError::Venue(s.to_string())),
+        }
+    }
+}
+
+/// An instrument symbol such as `BTCUSDT`, stored inline (no heap allocation per event).
+///
+/// Symbols are upper-case ASCII letters and digits, at most [`Symbol::MAX_LEN`] bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Symbol {
+    len: u8,
+    bytes: [u8; Symbol::MAX_LEN],
+}
+
+impl Symbol {
+    /// Longest symbol accepted.
+    pub const MAX_LEN: usize = 23;
+
+    /// Parses and upper-cases a symbol.
+    pub fn new(s: &str) -> Result<Self, ModelError> {
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > Self::MAX_LEN || !b.iter().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(ModelError::Symbol(s.chars().take(64).collect()));
+        }
+        let mut bytes = [0u8; Self::MAX_LEN];
+        for (dst, src) in bytes.iter_mut().zip(b) {
+            *dst = src.to_ascii_uppercase();
+        }
+        Ok(Symbol { len: b.len() as u8, bytes })
+    }
+
+    /// The symbol text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored (checked in `new`).
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+
+    /// A stable 64-bit hash (FNV-1a) used to shard by symbol: the same in every process.
+    pub fn shard_hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in &self.bytes[..self.len as usize] {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
+    /// The quote asset, recognized by a known suffix (`USDT`, `BTC`, …), if any.
+    pub fn quote_asset(&self) -> Option<&'static str> {
+        const QUOTES: [&str; 14] = [
+            "FDUSD", "USDT", "USDC", "TUSD", "BUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "TRY",
+            "BRL", "JPY", "GBP",
+        ];
+        let s = self.as_str();
+        QUOTES.iter().copied().find(|q| s.len() > q.len() && s.ends_with(q))
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl FromStr for Symbol {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Symbol::new(s)
+    }
+}
+
+impl Serialize for Symbol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Symbol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Symbol::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which side took liquidity (the aggressor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The buyer was the taker (Binance `m = false`).
+    Buy,
+    /// The seller was the taker (Binance `m = true`: the buyer was the maker).
+    Sell,
+}
+
+impl Side {
+    /// From Binance's "buyer is maker" flag.
+    pub fn from_buyer_is_maker(m: bool) -> Self {
+        if m {
+            Side::Sell
+        } else {
+            Side::Buy
+        }
+    }
+
+    /// The name used in tables and topics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+}
+
+/// The stream kind a trade came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StreamKind {
+    /// Individual trades (`<s>@trade`); `trade_id` is Binance's `t`.
+    Trade,
+    /// Aggregate trades (`<s>@aggTrade`); `trade_id` is Binance's `a`.
+    AggTrade,
+    /// Klines (`<s>@kline_<i>`).
+    Kline,
+}
+
+impl StreamKind {
+    /// Binance's stream name part.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamKind::Trade => "trade",
+            StreamKind::AggTrade => "aggTrade",
+            StreamKind::Kline => "kline",
+        }
+    }
+}
+
+/// Trade ids covered by one aggregate trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AggIds {
+    /// First trade id (`f`).
+    pub first_trade_id: u64,
+    /// Last trade id (`l`).
+    pub last_trade_id: u64,
+}
+
+/// One normalized trade.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Trade {
+    /// Venue.
+    pub venue: Venue,
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Trade id (`t`), or aggregate id (`a`) when `agg` is set.
+    pub trade_id: u64,
+    /// Price in the quote asset.
+    pub price: Decimal,
+    /// Quantity in the base asset.
+    pub qty: Decimal,
+    /// Aggressor side.
+    pub side: Side,
+    /// Trade time at the exchange (`T`), ms.
+    pub ts_exchange: Millis,
+    /// Time cryptoflow received the frame, ms.
+    pub ts_received: Millis,
+    /// Set when the trade is an aggregate trade.
+    pub agg: Option<AggIds>,
+}
+
+impl Trade {
+    /// Price × quantity in the quote asset.
+    pub fn notional(&self) -> Decimal {
+        self.price * self.qty
+    }
+
+    /// The stream kind this trade came from.
+    pub fn kind(&self) -> StreamKind {
+        if self.agg.is_some() {
+            StreamKind::AggTrade
+        } else {
+            StreamKind::Trade
+        }
+    }
+}
+
+/// A fixed-length candle interval (Binance labels; the month interval is not supported).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Interval {
+    ms: i64,
+}
+
+const INTERVALS: [(&str, i64); 15] = [
+    ("1s", 1_000),
+    ("1m", 60_000),
+    ("3m", 180_000),
+    ("5m", 300_000),
+    ("15m", 900_000),
+    ("30m", 1_800_000),
+    ("1h", 3_600_000),
+    ("2h", 7_200_000),
+    ("4h", 14_400_000),
+    ("6h", 21_600_000),
+    ("8h", 28_800_000),
+    ("12h", 43_200_000),
+    ("1d", 86_400_000),
+    ("3d", 259_200_000),
+    ("1w", 604_800_000),
+];
+
+impl Interval {
+    /// One minute.
+    pub const MINUTE: Interval = Interval { ms: 60_000 };
+
+    /// Length in milliseconds.
+    pub fn millis(self) -> i64 {
+        self.ms
+    }
+
+    /// Binance's label (`1m`, `1h`, …).
+    pub fn label(self) -> &'static str {
+        INTERVALS.iter().find(|(_, ms)| *ms == self.ms).map(|(l, _)| *l).unwrap_or("?")
+    }
+
+    /// Start of the window that contains `ts`.
+    ///
+    /// Weekly windows start on Monday 00:00 UTC like Binance's (the epoch was a Thursday).
+    pub fn open_time(self, ts: Millis) -> Millis {
+        let offset = if self.ms == 604_800_000 { 345_600_000 } else { 0 };
+        (ts - offset).div_euclid(self.ms) * self.ms + offset
+    }
+}
+
+impl FromStr for Interval {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        INTERVALS
+            .iter()
+            .find(|(l, _)| *l == s)
+            .map(|(_, ms)| Interval { ms: *ms })
+            .ok_or_else(|| ModelError::Interval(s.to_string()))
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl fmt::Debug for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl Serialize for Interval {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An exchange kline (`<s>@kline_<i>` or REST `klines`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Kline {
+    /// Venue.
+    pub venue: Venue,
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Interval.
+    pub interval: Interval,
+    /// Window start, ms.
+    pub open_time: Millis,
+    /// Window end (last ms inside the window), ms.
+    pub close_time: Millis,
+    /// First trade id in the window (-1 when none: Binance sends -1).
+    pub first_trade_id: i64,
+    /// Last trade id in the window (-1 when none).
+    pub last_trade_id: i64,
+    /// Open.
+    pub open: Decimal,
+    /// High.
+    pub high: Decimal,
+    /// Low.
+    pub low: Decimal,
+    /// Close.
+    pub close: Decimal,
+    /// Base-asset volume.
+    pub volume: Decimal,
+    /// Quote-asset volume.
+    pub quote_volume: Decimal,
+    /// Number of trades.
+    pub trade_count: u64,
+    /// Taker-buy base volume.
+    pub taker_buy_volume: Decimal,
+    /// Taker-buy quote volume.
+    pub taker_buy_quote_volume: Decimal,
+    /// Whether the kline is closed (`x`).
+    pub is_closed: bool,
+    /// Event time at the exchange, ms.
+    pub ts_exchange: Millis,
+    /// Receive time, ms.
+    pub ts_received: Millis,
+}
+
+/// A candle computed by cryptoflow from trades, in event time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Candle {
+    /// Venue.
+    pub venue: Venue,
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Interval.
+    pub interval: Interval,
+    /// Window start, ms (inclusive).
+    pub open_time: Millis,
+    /// Window end, ms (exclusive).
+    pub close_time: Millis,
+    /// Price of the trade with the lowest id.
+    pub open: Decimal,
+    /// Highest price.
+    pub high: Decimal,
+    /// Lowest price.
+    pub low: Decimal,
+    /// Price of the trade with the highest id.
+    pub close: Decimal,
+    /// Base-asset volume.
+    pub volume: Decimal,
+    /// Quote-asset volume (Σ price × qty).
+    pub quote_volume: Decimal,
+    /// Volume-weighted average price, quote volume / volume.
+    pub vwap: Decimal,
+    /// Number of trades.
+    pub trade_count: u64,
+    /// Base volume bought by takers.
+    pub taker_buy_volume: Decimal,
+    /// Lowest trade id in the window.
+    pub first_trade_id: u64,
+    /// Highest trade id in the window.
+    pub last_trade_id: u64,
+    /// False while the window is forming, true once the watermark has passed its end.
+    pub is_final: bool,
+}
+
+/// A trade whose notional crossed the whale threshold.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WhaleAlert {
+    /// The trade.
+    pub trade: Trade,
+    /// Price × quantity.
+    pub notional: Decimal,
+    /// The threshold it crossed (quote currency).
+    pub threshold: Decimal,
+}
+
+/// Why a gap exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// The WebSocket connection was lost and re-established.
+    Reconnect,
+    /// Ids jumped inside a live stream.
+    IdHole,
+    /// The process restarted.
+    Restart,
+}
+
+/// An in-band marker: data for a stream may be missing between `since` and `until`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Gap {
+    /// Venue.
+    pub venue: Venue,
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Stream kind affected.
+    pub kind: StreamKind,
+    /// Last moment data was known complete (receive time of the last frame), ms.
+    pub since: Millis,
+    /// When data flowed again (the new connection was up), ms.
+    pub until: Millis,
+    /// Last id seen before the gap, when known.
+    pub last_id: Option<u64>,
+    /// Why.
+    pub reason: GapReason,
+}
+
+/// Anything a source emits into the dataflow.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Event {
+    /// A trade.
+    Trade(Trade),
+    /// An exchange kline.
+    Kline(Kline),
+    /// A possible hole in a stream.
+    Gap(Gap),
+}
+
+impl Event {
+    /// Event time at the exchange, ms.
+    pub fn ts_exchange(&self) -> Millis {
+        match self {
+            Event::Trade(t) => t.ts_exchange,
+            Event::Kline(k) => k.ts_exchange,
+            Event::Gap(g) => g.until,
+        }
+    }
+
+    /// The symbol the event belongs to.
+    pub fn symbol(&self) -> Symbol {
+        match self {
+            Event::Trade(t) => t.symbol,
+            Event::Kline(k) => k.symbol,
+            Event::Gap(g) => g.symbol,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbol_roundtrip_and_errors() {
+        let s = Symbol::new("btcusdt").unwrap();
+        assert_eq!(s.as_str(), "BTCUSDT");
+        assert_eq!(s.quote_asset(), Some("USDT"));
+        assert_eq!(Symbol::new("ETHBTC").unwrap().quote_asset(), Some("BTC"));
+        assert!(Symbol::new("").is_err());
+        assert!(Symbol::new("BTC-USDT").is_err());
+        assert!(Symbol::new(&"A".repeat(24)).is_err());
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"BTCUSDT\"");
+        assert_eq!(serde_json::from_str::<Symbol>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn shard_hash_is_fnv1a() {
+        // FNV-1a 64 of "a" is a published test vector.
+        assert_eq!(Symbol::new("a").unwrap().shard_hash(), {
+            // upper-cased: "A"
+            let mut h: u64 = 0xcbf29ce484222325;
+            h ^= 0x41;
+            h.wrapping_mul(0x100000001b3)
+        });
+    }
+
+    #[test]
+    fn interval_windows() {
+        let m: Interval = "1m".parse().unwrap();
+        assert_eq!(m.open_time(1_700_000_059_999), 1_700_000_040_000);
+        assert_eq!(m.open_time(1_700_000_039_999), 1_699_999_980_000);
+        let w: Interval = "1w".parse().unwrap();
+        // 2023-11-13 is a Monday: 1699833600000.
+        assert_eq!(w.open_time(1_700_000_000_000), 1_699_833_600_000);
+        assert!("1M".parse::<Interval>().is_err());
+        assert_eq!(m.to_string(), "1m");
+    }
+}

@@ -1,0 +1,576 @@
+//! Binance spot payloads: private wire types and decoders into normalized events.
+//!
+//! Shapes follow Binance's WebSocket streams documentation
+//! (<https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams>) and the public
+//! dumps at data.binance.vision. One pass of `serde_json` over borrowed strings decodes every
+//! frame kind: plain payloads, the combined-stream wrapper `{"stream","data"}`, and the capture
+//! format `{"ts_received","frame"}` that `cryptoflow record` writes.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use cryptoflow_operators::model::{
+    AggIds, Event, Interval, Kline, Millis, ModelError, Side, Symbol, Trade, Venue,
+};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+/// Why a payload could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, truncated, or a field of the wrong JSON type.
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    /// A required field is absent.
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    /// A decimal field that does not parse (NaN, empty, garbage).
+    #[error("field `{field}` is not a decimal number: {value:?}")]
+    InvalidNumber {
+        /// Field name.
+        field: &'static str,
+        /// The text found.
+        value: String,
+    },
+    /// A price or quantity that is zero or negative.
+    #[error("field `{field}` must be positive, got {value}")]
+    NotPositive {
+        /// Field name.
+        field: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// An event type cryptoflow does not decode.
+    #[error("unsupported event type {0:?}")]
+    UnknownEvent(String),
+    /// A symbol or interval outside the model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A CSV line of the wrong shape.
+    #[error("CSV line: {0}")]
+    Csv(String),
+}
+
+impl DecodeError {
+    /// A short, stable name of the error kind (for counters and log-once).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Json(_) => "json",
+            DecodeError::MissingField(_) => "missing_field",
+            DecodeError::InvalidNumber { .. } => "invalid_number",
+            DecodeError::NotPositive { .. } => "not_positive",
+            DecodeError::UnknownEvent(_) => "unknown_event",
+            DecodeError::Model(_) => "model",
+            DecodeError::Csv(_) => "csv",
+        }
+    }
+}
+
+/// A frame that is not market data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// `{"result":…,"id":…}`: answer to SUBSCRIBE and friends.
+    Response {
+        /// Request id.
+        id: Option<i64>,
+    },
+    /// `{"e":"serverShutdown","E":…}`: the server will close the connection soon.
+    ServerShutdown {
+        /// Event time, ms.
+        at: Millis,
+    },
+    /// A known payload kind cryptoflow does not turn into events (bookTicker, depth).
+    Ignored(&'static str),
+}
+
+/// What one frame decodes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A market-data event.
+    Event(Event),
+    /// A control frame.
+    Control(Control),
+}
+
+/// An unsigned integer where the same key carries other types in other payloads.
+#[derive(Default)]
+struct LooseU64(Option<u64>);
+
+impl<'de> Deserialize<'de> for LooseU64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LooseU64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an id")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LooseU64, E> {
+                Ok(LooseU64(Some(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LooseU64, E> {
+                u64::try_from(v).map(|v| LooseU64(Some(v))).map_err(|_| E::custom(format!("negative id {v}")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<LooseU64, E> {
+                Ok(LooseU64(None))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<LooseU64, E> {
+                Ok(LooseU64(None))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<LooseU64, E> {
+                Ok(LooseU64(None))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<LooseU64, E> {
+                Ok(LooseU64(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<LooseU64, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LooseU64(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<LooseU64, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LooseU64(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Wire kline object (`k`).
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct WireKline<'a> {
+    t: Option<i64>,
+    T: Option<i64>,
+    #[serde(borrow)]
+    s: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    i: Option<Cow<'a, str>>,
+    f: Option<i64>,
+    L: Option<i64>,
+    #[serde(borrow)]
+    o: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    c: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    h: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    l: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    v: Option<Cow<'a, str>>,
+    n: Option<u64>,
+    x: Option<bool>,
+    #[serde(borrow)]
+    q: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    V: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    Q: Option<Cow<'a, str>>,
+}
+
+/// Wire frame: the union of every payload's fields, so one pass decodes any of them.
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct Wire<'a> {
+    #[serde(borrow)]
+    e: Option<Cow<'a, str>>,
+    E: Option<i64>,
+    #[serde(borrow)]
+    s: Option<Cow<'a, str>>,
+    t: Option<u64>,
+    // `a` is the aggregate id in aggTrade, but the ask in bookTicker and depthUpdate.
+    #[serde(default)]
+    a: LooseU64,
+    #[serde(borrow)]
+    p: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    q: Option<Cow<'a, str>>,
+    f: Option<u64>,
+    l: Option<u64>,
+    T: Option<i64>,
+    m: Option<bool>,
+    #[serde(borrow)]
+    k: Option<WireKline<'a>>,
+    // bookTicker has `u` and `b` but no `e`.
+    u: Option<u64>,
+    // Combined-stream wrapper.
+    #[serde(borrow)]
+    stream: Option<Cow<'a, str>>,
+    data: Option<Box<Wire<'a>>>,
+    // Responses to SUBSCRIBE etc.
+    id: Option<serde_json::Value>,
+    result: Option<serde_json::Value>,
+    // Capture format written by `cryptoflow record`.
+    ts_received: Option<i64>,
+    frame: Option<Box<Wire<'a>>>,
+    #[serde(borrow)]
+    raw: Option<Cow<'a, str>>,
+}
+
+fn dec(field: &'static str, v: Option<&Cow<'_, str>>) -> Result<Decimal, DecodeError> {
+    let s = v.ok_or(DecodeError::MissingField(field))?;
+    let d = Decimal::from_str(s).or_else(|_| Decimal::from_scientific(s)).map_err(|_| {
+        DecodeError::InvalidNumber { field, value: s.chars().take(40).collect() }
+    })?;
+    Ok(d)
+}
+
+fn positive(field: &'static str, v: Option<&Cow<'_, str>>) -> Result<Decimal, DecodeError> {
+    let d = dec(field, v)?;
+    if d <= Decimal::ZERO {
+        return Err(DecodeError::NotPositive { field, value: d.to_string() });
+    }
+    Ok(d)
+}
+
+fn non_negative(field: &'static str, v: Option<&Cow<'_, str>>) -> Result<Decimal, DecodeError> {
+    let d = dec(field, v)?;
+    if d < Decimal::ZERO {
+        return Err(DecodeError::NotPositive { field, value: d.to_string() });
+    }
+    Ok(d)
+}
+
+fn req<T>(field: &'static str, v: Option<T>) -> Result<T, DecodeError> {
+    v.ok_or(DecodeError::MissingField(field))
+}
+
+/// Decodes one WebSocket frame or capture line.
+///
+/// `ts_received` is the receive time to stamp on events; a capture line's own `ts_received`
+/// takes precedence.
+pub fn decode_frame(text: &str, ts_received: Millis) -> Result<Decoded, DecodeError> {
+    let wire: Wire<'_> = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    decode_wire(wire, ts_received)
+}
+
+fn decode_wire(wire: Wire<'_>, ts_received: Millis) -> Result<Decoded, DecodeError> {
+    if let Some(frame) = wire.frame {
+        return decode_wire(*frame, wire.ts_received.unwrap_or(ts_received));
+    }
+    if let Some(raw) = wire.raw {
+        // A recorded frame that was not JSON: decode it as such to reproduce the error.
+        return decode_frame(&raw, wire.ts_received.unwrap_or(ts_received));
+    }
+    if let Some(data) = wire.data {
+        let _ = wire.stream;
+        return decode_wire(*data, ts_received);
+    }
+    let Some(e) = wire.e.as_deref() else {
+        if wire.result.is_some() || wire.id.is_some() {
+            return Ok(Decoded::Control(Control::Response { id: wire.id.and_then(|v| v.as_i64()) }));
+        }
+        if wire.u.is_some() && wire.s.is_some() {
+            return Ok(Decoded::Control(Control::Ignored("bookTicker")));
+        }
+        return Err(DecodeError::MissingField("e"));
+    };
+    match e {
+        "trade" => {
+            let symbol = Symbol::new(req("s", wire.s.as_deref())?)?;
+            let trade = Trade {
+                venue: Venue::Binance,
+                symbol,
+                trade_id: req("t", wire.t)?,
+                price: positive("p", wire.p.as_ref())?,
+                qty: positive("q", wire.q.as_ref())?,
+                side: Side::from_buyer_is_maker(req("m", wire.m)?),
+                ts_exchange: req("T", wire.T)?,
+                ts_received,
+                agg: None,
+            };
+            Ok(Decoded::Event(Event::Trade(trade)))
+        }
+        "aggTrade" => {
+            let symbol = Symbol::new(req("s", wire.s.as_deref())?)?;
+            let trade = Trade {
+                venue: Venue::Binance,
+                symbol,
+                trade_id: req("a", wire.a.0)?,
+                price: positive("p", wire.p.as_ref())?,
+                qty: positive("q", wire.q.as_ref())?,
+                side: Side::from_buyer_is_maker(req("m", wire.m)?),
+                ts_exchange: req("T", wire.T)?,
+                ts_received,
+                agg: Some(AggIds { first_trade_id: req("f", wire.f)?, last_trade_id: req("l", wire.l)? }),
+            };
+            Ok(Decoded::Event(Event::Trade(trade)))
+        }
+        "kline" => {
+            let k = req("k", wire.k)?;
+            let symbol = Symbol::new(req("s", wire.s.as_deref().or(k.s.as_deref()))?)?;
+            let kline = Kline {
+                venue: Venue::Binance,
+                symbol,
+                interval: Interval::from_str(req("k.i", k.i.as_deref())?)?,
+                open_time: req("k.t", k.t)?,
+                close_time: req("k.T", k.T)?,
+                first_trade_id: req("k.f", k.f)?,
+                last_trade_id: req("k.L", k.L)?,
+                open: non_negative("k.o", k.o.as_ref())?,
+                high: non_negative("k.h", k.h.as_ref())?,
+                low: non_negative("k.l", k.l.as_ref())?,
+                close: non_negative("k.c", k.c.as_ref())?,
+                volume: non_negative("k.v", k.v.as_ref())?,
+                quote_volume: non_negative("k.q", k.q.as_ref())?,
+                trade_count: req("k.n", k.n)?,
+                taker_buy_volume: non_negative("k.V", k.V.as_ref())?,
+                taker_buy_quote_volume: non_negative("k.Q", k.Q.as_ref())?,
+                is_closed: req("k.x", k.x)?,
+                ts_exchange: req("E", wire.E)?,
+                ts_received,
+            };
+            Ok(Decoded::Event(Event::Kline(kline)))
+        }
+        "serverShutdown" => Ok(Decoded::Control(Control::ServerShutdown { at: wire.E.unwrap_or(0) })),
+        "depthUpdate" => Ok(Decoded::Control(Control::Ignored("depthUpdate"))),
+        other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
+    }
+}
+
+/// Kind of a data.binance.vision CSV file, recognized by its column count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvKind {
+    /// `id,price,qty,quote_qty,time,is_buyer_maker,is_best_match` (7 columns).
+    Trades,
+    /// `agg_id,price,qty,first_id,last_id,time,is_buyer_maker,is_best_match` (8 columns).
+    AggTrades,
+    /// The REST kline array (12 columns).
+    Klines,
+}
+
+/// Converts a dump timestamp to ms: values above 10^14 are microseconds (newer files).
+pub fn dump_ts_to_ms(ts: i64) -> Millis {
+    if ts.abs() >= 100_000_000_000_000 {
+        ts.div_euclid(1000)
+    } else {
+        ts
+    }
+}
+
+fn csv_bool(field: &'static str, s: &str) -> Result<bool, DecodeError> {
+    match s.trim() {
+        "True" | "true" | "TRUE" | "1" => Ok(true),
+        "False" | "false" | "FALSE" | "0" => Ok(false),
+        other => Err(DecodeError::Csv(format!("field `{field}` is not a boolean: {other:?}"))),
+    }
+}
+
+fn csv_int<T: FromStr>(field: &'static str, s: &str) -> Result<T, DecodeError> {
+    s.trim().parse().map_err(|_| DecodeError::InvalidNumber { field, value: s.chars().take(40).collect() })
+}
+
+/// True when a CSV line is a header row (its first field is not a number).
+pub fn csv_is_header(line: &str) -> bool {
+    line.split(',').next().map(|f| f.trim().parse::<i64>().is_err()).unwrap_or(true)
+}
+
+/// Decodes one data.binance.vision CSV line for `symbol`.
+///
+/// The kind comes from the column count when `kind` is `None`. `ts_received` for dumps is the
+/// trade time itself (no receive time exists for history).
+pub fn decode_csv_line(line: &str, symbol: Symbol, kind: Option<CsvKind>) -> Result<Event, DecodeError> {
+    let f: Vec<&str> = line.trim_end_matches(['\r', '\n']).split(',').collect();
+    let kind = match (kind, f.len()) {
+        (Some(k), _) => k,
+        (None, 7) => CsvKind::Trades,
+        (None, 8) => CsvKind::AggTrades,
+        (None, 12) => CsvKind::Klines,
+        (None, n) => return Err(DecodeError::Csv(format!("{n} columns; expected 7 (trades), 8 (aggTrades) or 12 (klines)"))),
+    };
+    let need = match kind {
+        CsvKind::Trades => 7,
+        CsvKind::AggTrades => 8,
+        CsvKind::Klines => 12,
+    };
+    if f.len() < need {
+        return Err(DecodeError::Csv(format!("{} columns; {kind:?} needs {need}", f.len())));
+    }
+    let cow = |i: usize| -> Cow<'_, str> { Cow::Borrowed(f[i].trim()) };
+    match kind {
+        CsvKind::Trades | CsvKind::AggTrades => {
+            let (time_col, maker_col) = if kind == CsvKind::Trades { (4, 5) } else { (5, 6) };
+            let ts = dump_ts_to_ms(csv_int("time", f[time_col])?);
+            let agg = if kind == CsvKind::AggTrades {
+                Some(AggIds { first_trade_id: csv_int("first_id", f[3])?, last_trade_id: csv_int("last_id", f[4])? })
+            } else {
+                None
+            };
+            Ok(Event::Trade(Trade {
+                venue: Venue::Binance,
+                symbol,
+                trade_id: csv_int("id", f[0])?,
+                price: positive("price", Some(&cow(1)))?,
+                qty: positive("qty", Some(&cow(2)))?,
+                side: Side::from_buyer_is_maker(csv_bool("is_buyer_maker", f[maker_col])?),
+                ts_exchange: ts,
+                ts_received: ts,
+                agg,
+            }))
+        }
+        CsvKind::Klines => {
+            let open_time = dump_ts_to_ms(csv_int("open_time", f[0])?);
+            let close_time = dump_ts_to_ms(csv_int("close_time", f[6])?);
+            let len = close_time + 1 - open_time;
+            let interval = ["1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"]
+                .iter()
+                .filter_map(|l| Interval::from_str(l).ok())
+                .find(|i| i.millis() == len)
+                .ok_or_else(|| DecodeError::Csv(format!("kline length {len} ms is not a known interval")))?;
+            Ok(Event::Kline(Kline {
+                venue: Venue::Binance,
+                symbol,
+                interval,
+                open_time,
+                close_time,
+                first_trade_id: -1,
+                last_trade_id: -1,
+                open: non_negative("open", Some(&cow(1)))?,
+                high: non_negative("high", Some(&cow(2)))?,
+                low: non_negative("low", Some(&cow(3)))?,
+                close: non_negative("close", Some(&cow(4)))?,
+                volume: non_negative("volume", Some(&cow(5)))?,
+                quote_volume: non_negative("quote_volume", Some(&cow(7)))?,
+                trade_count: csv_int("count", f[8])?,
+                taker_buy_volume: non_negative("taker_buy_volume", Some(&cow(9)))?,
+                taker_buy_quote_volume: non_negative("taker_buy_quote_volume", Some(&cow(10)))?,
+                is_closed: true,
+                ts_exchange: close_time,
+                ts_received: close_time,
+            }))
+        }
+    }
+}
+
+/// The symbol in a data.binance.vision file name (`BTCUSDT-trades-2024-01-01.csv[.gz]`).
+pub fn symbol_from_dump_name(path: &std::path::Path) -> Option<Symbol> {
+    let name = path.file_name()?.to_str()?;
+    Symbol::new(name.split('-').next()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn trade(text: &str) -> Trade {
+        match decode_frame(text, 7).unwrap() {
+            Decoded::Event(Event::Trade(t)) => t,
+            other => panic!("expected a trade, got {other:?}"),
+        }
+    }
+
+    /// `<symbol>@trade` from the Binance WebSocket streams documentation.
+    const TRADE: &str = r#"{"e":"trade","E":1672515782136,"s":"BNBBTC","t":12345,"p":"0.001","q":"100","T":1672515782136,"m":true,"M":true}"#;
+    /// `<symbol>@aggTrade` from the same page.
+    const AGG: &str = r#"{"e":"aggTrade","E":1672515782136,"s":"BNBBTC","a":12345,"p":"0.001","q":"100","f":100,"l":105,"T":1672515782136,"m":true,"M":true}"#;
+    /// `<symbol>@kline_<interval>` from the same page.
+    const KLINE: &str = r#"{"e":"kline","E":1672515782136,"s":"BNBBTC","k":{"t":1672515780000,"T":1672515839999,"s":"BNBBTC","i":"1m","f":100,"L":200,"o":"0.0010","c":"0.0020","h":"0.0025","l":"0.0015","v":"1000","n":100,"x":false,"q":"1.0000","V":"500","Q":"0.500","B":"123456"}}"#;
+
+    #[test]
+    fn trade_payload() {
+        let t = trade(TRADE);
+        assert_eq!(t.symbol.as_str(), "BNBBTC");
+        assert_eq!((t.trade_id, t.price, t.qty), (12345, d("0.001"), d("100")));
+        assert_eq!((t.side, t.ts_exchange, t.ts_received, t.agg), (Side::Sell, 1672515782136, 7, None));
+    }
+
+    #[test]
+    fn agg_trade_payload() {
+        let t = trade(AGG);
+        assert_eq!(t.trade_id, 12345);
+        assert_eq!(t.agg, Some(AggIds { first_trade_id: 100, last_trade_id: 105 }));
+    }
+
+    #[test]
+    fn kline_payload() {
+        let Decoded::Event(Event::Kline(k)) = decode_frame(KLINE, 7).unwrap() else { panic!() };
+        assert_eq!((k.open_time, k.close_time, k.interval.label()), (1672515780000, 1672515839999, "1m"));
+        assert_eq!((k.open, k.high, k.low, k.close), (d("0.0010"), d("0.0025"), d("0.0015"), d("0.0020")));
+        assert_eq!((k.volume, k.quote_volume, k.trade_count, k.is_closed), (d("1000"), d("1.0000"), 100, false));
+        assert_eq!((k.taker_buy_volume, k.taker_buy_quote_volume), (d("500"), d("0.500")));
+        assert_eq!((k.first_trade_id, k.last_trade_id, k.ts_exchange), (100, 200, 1672515782136));
+    }
+
+    #[test]
+    fn combined_wrapper_and_capture_format() {
+        let wrapped = format!(r#"{{"stream":"bnbbtc@trade","data":{TRADE}}}"#);
+        assert_eq!(trade(&wrapped), trade(TRADE));
+        let captured = format!(r#"{{"ts_received":99,"frame":{wrapped}}}"#);
+        assert_eq!(trade(&captured).ts_received, 99);
+    }
+
+    #[test]
+    fn control_frames() {
+        assert_eq!(decode_frame(r#"{"result":null,"id":1}"#, 0).unwrap(), Decoded::Control(Control::Response { id: Some(1) }));
+        assert_eq!(
+            decode_frame(r#"{"e":"serverShutdown","E":1700000000000}"#, 0).unwrap(),
+            Decoded::Control(Control::ServerShutdown { at: 1700000000000 })
+        );
+        assert_eq!(
+            decode_frame(r#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#, 0).unwrap(),
+            Decoded::Control(Control::Ignored("bookTicker"))
+        );
+        assert_eq!(
+            decode_frame(r#"{"e":"depthUpdate","E":1,"s":"BNBBTC","U":157,"u":160,"b":[["0.0024","10"]],"a":[]}"#, 0).unwrap(),
+            Decoded::Control(Control::Ignored("depthUpdate"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let t = trade(r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"2","T":1,"m":false,"M":true,"X":"MARKET","zz":[1,{"a":2}]}"#);
+        assert_eq!((t.side, t.qty), (Side::Buy, d("2")));
+    }
+
+    #[test]
+    fn bad_payloads_give_clear_errors() {
+        let cases: &[(&str, &str)] = &[
+            ("", "json"),
+            ("not json", "json"),
+            (&TRADE[..40], "json"),
+            ("[1,2,3]", "json"),
+            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"NaN","q":"1","T":1,"m":true}"#, "invalid_number"),
+            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"","q":"1","T":1,"m":true}"#, "invalid_number"),
+            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"-1","T":1,"m":true}"#, "not_positive"),
+            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"0","q":"1","T":1,"m":true}"#, "not_positive"),
+            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":-5,"p":"1","q":"1","T":1,"m":true}"#, "json"),
+            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":1.5,"q":"1","T":1,"m":true}"#, "json"),
+            (r#"{"e":"trade","E":1,"s":"BTCUSDT","p":"1","q":"1","T":1,"m":true}"#, "missing_field"),
+            (r#"{"e":"trade","E":1,"s":"BTC/USDT","t":1,"p":"1","q":"1","T":1,"m":true}"#, "model"),
+            (r#"{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,"p":"1","q":"1","T":1,"m":true}"#, "missing_field"),
+            (r#"{"e":"kline","E":1,"s":"BTCUSDT","k":{"i":"1M"}}"#, "model"),
+            (r#"{"e":"kline","E":1,"s":"BTCUSDT"}"#, "missing_field"),
+            (r#"{"e":"outboundAccountPosition","E":1}"#, "unknown_event"),
+            (r#"{"E":1}"#, "missing_field"),
+            (r#"{"stream":"x","data":"oops"}"#, "json"),
+        ];
+        for (input, kind) in cases {
+            let err = decode_frame(input, 0).expect_err(input);
+            assert_eq!(err.kind(), *kind, "{input}: {err}");
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn csv_lines() {
+        let s = Symbol::new("BTCUSDT").unwrap();
+        let Event::Trade(t) = decode_csv_line("100,42000.5,0.01,420.005,1700000000123,True,True", s, None).unwrap() else { panic!() };
+        assert_eq!((t.trade_id, t.price, t.qty, t.side, t.ts_exchange), (100, d("42000.5"), d("0.01"), Side::Sell, 1700000000123));
+        // Microsecond timestamps in newer dumps.
+        let Event::Trade(t) = decode_csv_line("101,42000.5,0.01,420.005,1700000000123456,False,True", s, None).unwrap() else { panic!() };
+        assert_eq!((t.ts_exchange, t.side), (1700000000123, Side::Buy));
+        let Event::Trade(t) = decode_csv_line("7,1.5,2,10,12,1700000000000,false,true", s, None).unwrap() else { panic!() };
+        assert_eq!(t.agg, Some(AggIds { first_trade_id: 10, last_trade_id: 12 }));
+        let Event::Kline(k) = decode_csv_line("1700000040000,1,2,0.5,1.5,10,1700000099999,12,3,4,5,0", s, None).unwrap() else { panic!() };
+        assert_eq!((k.interval.label(), k.trade_count, k.quote_volume), ("1m", 3, d("12")));
+        assert!(csv_is_header("id,price,qty,quote_qty,time,is_buyer_maker,is_best_match"));
+        assert!(!csv_is_header("1,2,3"));
+        for bad in ["1,2,3", "x,1,1,1,1,True,True", "1,1,1,1,1,maybe,True", "1,-1,1,1,1,True,True", "1,1,1,1,1,1,1,1,1,1,1"] {
+            assert!(decode_csv_line(bad, s, None).is_err(), "{bad}");
+        }
+        assert_eq!(symbol_from_dump_name(std::path::Path::new("/x/ETHUSDT-aggTrades-2024-01-01.csv.gz")).unwrap().as_str(), "ETHUSDT");
+    }
+}

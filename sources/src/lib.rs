@@ -1,0 +1,34 @@
+//! Sources of cryptoflow: they turn upstream bytes into normalized [`Event`]s.
+//!
+//! # Layout
+//!
+//! - [`binance`]: Binance wire types (private) and decoders for WebSocket frames, REST items and
+//!   the public CSV dumps.
+//! - [`ws`]: the Binance WebSocket client: combined streams, pings, reconnects with backoff and
+//!   jitter, in-band [`Gap`](cryptoflow_operators::model::Gap) events.
+//! - [`replay`]: reads recorded captures (JSON lines, optionally gzip) and CSV dumps, paced or
+//!   as fast as possible, streaming the file.
+//! - [`record`]: writes frames with their receive time in the format `replay` reads back.
+//! - [`generate`]: deterministic synthetic Binance trade payloads.
+//! - [`stats`]: per-source counters and the dead-letter output.
+#![warn(missing_docs)]
+
+pub mod binance;
+pub mod generate;
+pub mod record;
+pub mod replay;
+pub mod stats;
+pub mod ws;
+
+pub use cryptoflow_operators::model::Event;
+
+/// A batch of events handed from a source to the dataflow.
+pub type EventBatch = Vec<Event>;
+
+/// Milliseconds since the Unix epoch, read from the system clock (only sources read the clock).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

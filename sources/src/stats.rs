@@ -1,0 +1,101 @@
+//! Per-source counters and the dead-letter output for input that cannot be decoded.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Counters of one source; cheap to update from any thread.
+#[derive(Default)]
+pub struct SourceStats {
+    /// Frames or lines read.
+    pub frames: AtomicU64,
+    /// Events emitted.
+    pub events: AtomicU64,
+    /// Frames that could not be decoded (each one is a dead letter).
+    pub decode_errors: AtomicU64,
+    /// Reconnects of live connections.
+    pub reconnects: AtomicU64,
+    /// Control frames (subscription acks, `serverShutdown`, …).
+    pub control_frames: AtomicU64,
+    warned: Mutex<HashSet<String>>,
+    dead_letters: Mutex<Option<Box<dyn Write + Send>>>,
+}
+
+/// One record of the dead-letter output (JSON lines).
+#[derive(Debug, Serialize)]
+pub struct DeadLetter<'a> {
+    /// Source name.
+    pub source: &'a str,
+    /// The decode error.
+    pub error: String,
+    /// The offending input, cut to 4 KiB.
+    pub raw: &'a str,
+    /// Receive time, ms.
+    pub ts_received: i64,
+}
+
+impl std::fmt::Debug for SourceStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceStats")
+            .field("frames", &self.frames)
+            .field("events", &self.events)
+            .field("decode_errors", &self.decode_errors)
+            .field("reconnects", &self.reconnects)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceStats {
+    /// Counters with dead letters written to `out` (JSON lines).
+    pub fn with_dead_letters(out: Box<dyn Write + Send>) -> Self {
+        let s = SourceStats::default();
+        if let Ok(mut g) = s.dead_letters.lock() {
+            *g = Some(out);
+        }
+        s
+    }
+
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts a decode error, logs it once per kind with a sample, and writes a dead letter.
+    pub fn dead_letter(&self, source: &str, kind: &str, error: &dyn std::fmt::Display, raw: &str, ts_received: i64) {
+        Self::inc(&self.decode_errors);
+        let mut cut = raw.len().min(4096);
+        while !raw.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let raw = &raw[..cut];
+        let first = self.warned.lock().map(|mut w| w.insert(kind.to_string())).unwrap_or(false);
+        if first {
+            tracing::warn!(source, kind, %error, sample = raw, "Undecodable input sent to dead letters (logged once per kind).");
+        }
+        if let Ok(mut g) = self.dead_letters.lock() {
+            if let Some(out) = g.as_mut() {
+                let rec = DeadLetter { source, error: error.to_string(), raw, ts_received };
+                if let Ok(line) = serde_json::to_string(&rec) {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
+    }
+
+    /// Flushes the dead-letter output.
+    pub fn flush(&self) {
+        if let Ok(mut g) = self.dead_letters.lock() {
+            if let Some(out) = g.as_mut() {
+                let _ = out.flush();
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Binance WebSocket client: combined streams, pings, reconnects, in-band gaps.
+//!
+//! [`run_connections`] keeps one connection per chunk of at most `max_streams_per_connection`
+//! streams (Binance allows 1024), reconnecting with exponential backoff and full jitter. It hands
+//! raw frames with their receive time to a channel ([`WsItem`]), which [`binance_live`] decodes
+//! into events and `cryptoflow record` writes to disk. Pings are answered by echoing the payload
+//! (tungstenite queues the pong; the reader flushes it at once).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cryptoflow_operators::model::{Event, Gap, GapReason, Millis, StreamKind, Symbol, Venue};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::binance::{decode_frame, Control, Decoded};
+use crate::generate::SplitMix64;
+use crate::stats::SourceStats;
+use crate::{now_ms, EventBatch};
+
+/// WebSocket settings.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Base URL, e.g. `wss://stream.binance.com:9443` or `ws://127.0.0.1:PORT` in tests.
+    pub base_url: String,
+    /// Stream names, e.g. `btcusdt@trade`, `ethusdt@kline_1m`.
+    pub streams: Vec<String>,
+    /// Streams per connection (Binance's limit is 1024).
+    pub max_streams_per_connection: usize,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// Reconnect when nothing (not even a ping) arrived for this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            base_url: "wss://stream.binance.com:9443".into(),
+            streams: Vec::new(),
+            max_streams_per_connection: 1024,
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl WsConfig {
+    /// The combined-stream URL of each connection.
+    pub fn connection_urls(&self) -> Vec<String> {
+        let base = self.base_url.trim_end_matches('/');
+        self.streams
+            .chunks(self.max_streams_per_connection.clamp(1, 1024))
+            .map(|chunk| format!("{base}/stream?streams={}", chunk.join("/")))
+            .collect()
+    }
+}
+
+/// What a connection reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsItem {
+    /// A text frame as received.
+    Frame {
+        /// Connection index.
+        conn: usize,
+        /// The frame text.
+        text: String,
+        /// Receive time, ms.
+        ts_received: Millis,
+    },
+    /// A connection is up (also after every reconnect).
+    Connected {
+        /// Connection index.
+        conn: usize,
+        /// When, ms.
+        at: Millis,
+        /// Connects of this connection so far (1 for the first).
+        attempt: u64,
+    },
+    /// A connection went down.
+    Disconnected {
+        /// Connection index.
+        conn: usize,
+        /// When, ms.
+        at: Millis,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Full-jitter exponential backoff.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+    rng: SplitMix64,
+}
+
+impl Backoff {
+    /// A backoff from `initial` doubling up to `max`.
+    pub fn new(initial: Duration, max: Duration, seed: u64) -> Self {
+        Backoff { initial, max, current: initial, rng: SplitMix64::new(seed) }
+    }
+
+    /// The next delay: uniform in [current/2, current], then current doubles.
+    pub fn next_delay(&mut self) -> Duration {
+        let c = self.current;
+        self.current = (self.current * 2).min(self.max);
+        c.mul_f64(0.5 + 0.5 * self.rng.next_f64())
+    }
+
+    /// Back to the initial delay (after a healthy connection).
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+/// Runs every connection until `shutdown` turns true or the receiver is dropped.
+pub async fn run_connections(cfg: WsConfig, tx: mpsc::Sender<WsItem>, shutdown: watch::Receiver<bool>) {
+    let mut tasks = Vec::new();
+    for (conn, url) in cfg.connection_urls().into_iter().enumerate() {
+        let cfg = cfg.clone();
+        let tx = tx.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move { run_one(conn, url, cfg, tx, shutdown).await }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn run_one(conn: usize, url: String, cfg: WsConfig, tx: mpsc::Sender<WsItem>, mut shutdown: watch::Receiver<bool>) {
+    let seed = (now_ms() as u64) ^ ((conn as u64) << 32);
+    let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, seed);
+    let mut attempt = 0u64;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let reason = match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url.as_str())).await {
+            Err(_) => "connect timed out".to_string(),
+            Ok(Err(e)) => format!("connect failed: {e}"),
+            Ok(Ok((mut ws, _resp))) => {
+                attempt += 1;
+                if tx.send(WsItem::Connected { conn, at: now_ms(), attempt }).await.is_err() {
+                    return;
+                }
+                let mut healthy = false;
+                let reason = loop {
+                    let next = tokio::select! {
+                        _ = shutdown.changed() => {
+                            let _ = ws.close(None).await;
+                            return;
+                        }
+                        n = tokio::time::timeout(cfg.idle_timeout, ws.next()) => n,
+                    };
+                    match next {
+                        Err(_) => break format!("no frame for {:?}", cfg.idle_timeout),
+                        Ok(None) => break "connection closed".to_string(),
+                        Ok(Some(Err(e))) => break format!("read failed: {e}"),
+                        Ok(Some(Ok(msg))) => match msg {
+                            Message::Text(text) => {
+                                if !healthy {
+                                    healthy = true;
+                                    backoff.reset();
+                                }
+                                let item = WsItem::Frame { conn, text: text.as_str().to_owned(), ts_received: now_ms() };
+                                if tx.send(item).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Message::Binary(b) => {
+                                let item = WsItem::Frame { conn, text: String::from_utf8_lossy(&b).into_owned(), ts_received: now_ms() };
+                                if tx.send(item).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Message::Ping(_) => {
+                                // The pong is queued by tungstenite; send it now.
+                                if let Err(e) = ws.flush().await {
+                                    break format!("pong failed: {e}");
+                                }
+                            }
+                            Message::Close(frame) => break format!("server closed: {frame:?}"),
+                            Message::Pong(_) | Message::Frame(_) => {}
+                        },
+                    }
+                };
+                reason
+            }
+        };
+        if tx.send(WsItem::Disconnected { conn, at: now_ms(), reason: reason.clone() }).await.is_err() {
+            return;
+        }
+        let delay = backoff.next_delay();
+        tracing::warn!(source = "binance", conn, %reason, ?delay, "Reconnecting.");
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// A stream name split into symbol and kind (`btcusdt@kline_1m` → BTCUSDT, Kline).
+pub fn parse_stream_name(stream: &str) -> Option<(Symbol, StreamKind)> {
+    let (sym, kind) = stream.split_once('@')?;
+    let kind = match kind {
+        "trade" => StreamKind::Trade,
+        "aggTrade" => StreamKind::AggTrade,
+        k if k.starts_with("kline_") => StreamKind::Kline,
+        _ => return None,
+    };
+    Some((Symbol::from_str(sym).ok()?, kind))
+}
+
+#[derive(Default)]
+struct ConnState {
+    streams: Vec<(Symbol, StreamKind)>,
+    last_frame: Option<Millis>,
+    down_since: Option<Millis>,
+    connects: u64,
+}
+
+/// Live Binance source: decodes frames into events and emits a [`Gap`] per stream of a
+/// connection every time it reconnects. Runs until `shutdown` or the receiver is dropped.
+pub async fn binance_live(cfg: WsConfig, tx: mpsc::Sender<EventBatch>, stats: Arc<SourceStats>, shutdown: watch::Receiver<bool>) {
+    let (wtx, mut wrx) = mpsc::channel::<WsItem>(4096);
+    let mut conns: HashMap<usize, ConnState> = HashMap::new();
+    for (i, chunk) in cfg.streams.chunks(cfg.max_streams_per_connection.clamp(1, 1024)).enumerate() {
+        let streams = chunk.iter().filter_map(|s| parse_stream_name(s)).collect();
+        conns.insert(i, ConnState { streams, ..Default::default() });
+    }
+    let runner = tokio::spawn(run_connections(cfg, wtx, shutdown));
+    let mut last_id: HashMap<(Symbol, StreamKind), u64> = HashMap::new();
+    while let Some(item) = wrx.recv().await {
+        let batch = match item {
+            WsItem::Frame { conn, text, ts_received } => {
+                SourceStats::inc(&stats.frames);
+                if let Some(c) = conns.get_mut(&conn) {
+                    c.last_frame = Some(ts_received);
+                }
+                match decode_frame(&text, ts_received) {
+                    Ok(Decoded::Event(e)) => {
+                        if let Event::Trade(t) = &e {
+                            last_id.insert((t.symbol, t.kind()), t.trade_id);
+                        }
+                        SourceStats::inc(&stats.events);
+                        vec![e]
+                    }
+                    Ok(Decoded::Control(c)) => {
+                        SourceStats::inc(&stats.control_frames);
+                        if let Control::ServerShutdown { at } = c {
+                            tracing::info!(source = "binance", conn, at, "Server announced a shutdown.");
+                        }
+                        continue;
+                    }
+                    Err(err) => {
+                        stats.dead_letter("binance", err.kind(), &err, &text, ts_received);
+                        continue;
+                    }
+                }
+            }
+            WsItem::Disconnected { conn, at, reason } => {
+                if let Some(c) = conns.get_mut(&conn) {
+                    c.down_since.get_or_insert(c.last_frame.unwrap_or(at));
+                }
+                tracing::debug!(source = "binance", conn, %reason, "Disconnected.");
+                continue;
+            }
+            WsItem::Connected { conn, at, .. } => {
+                let Some(c) = conns.get_mut(&conn) else { continue };
+                c.connects += 1;
+                if c.connects == 1 {
+                    continue;
+                }
+                SourceStats::inc(&stats.reconnects);
+                let since = c.down_since.take().or(c.last_frame).unwrap_or(at);
+                c.streams
+                    .iter()
+                    .map(|&(symbol, kind)| {
+                        Event::Gap(Gap {
+                            venue: Venue::Binance,
+                            symbol,
+                            kind,
+                            since,
+                            until: at,
+                            last_id: last_id.get(&(symbol, kind)).copied(),
+                            reason: GapReason::Reconnect,
+                        })
+                    })
+                    .collect()
+            }
+        };
+        if tx.send(batch).await.is_err() {
+            break;
+        }
+    }
+    runner.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_over_connections() {
+        let cfg = WsConfig {
+            base_url: "ws://h:1/".into(),
+            streams: (0..2050).map(|i| format!("s{i}usdt@trade")).collect(),
+            ..Default::default()
+        };
+        let urls = cfg.connection_urls();
+        assert_eq!(urls.len(), 3);
+        assert!(urls[0].starts_with("ws://h:1/stream?streams=s0usdt@trade/s1usdt@trade/"));
+        assert_eq!(urls[0].matches("@trade").count(), 1024);
+        assert_eq!(urls[2].matches("@trade").count(), 2);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 7);
+        let ds: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        let caps = [100u64, 200, 400, 800, 1000, 1000, 1000, 1000];
+        for (d, cap) in ds.iter().zip(caps) {
+            assert!(*d <= Duration::from_millis(cap) && *d >= Duration::from_millis(cap / 2), "{d:?} vs {cap}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn stream_names() {
+        assert_eq!(parse_stream_name("btcusdt@kline_1m"), Some((Symbol::new("BTCUSDT").unwrap(), StreamKind::Kline)));
+        assert_eq!(parse_stream_name("ethusdt@aggTrade").map(|x| x.1), Some(StreamKind::AggTrade));
+        assert_eq!(parse_stream_name("ethusdt@depth"), None);
+    }
+}
