@@ -1,1 +1,381 @@
-fn main(){}
+//! The `cryptoflow` command line.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cryptoflow::bench::{bench, BenchOptions};
+use cryptoflow::config::Config;
+use cryptoflow::runtime::{run, Cluster, RunReport, SourceSpec};
+use cryptoflow_operators::model::Symbol;
+use cryptoflow_sources::binance::CsvKind;
+use cryptoflow_sources::generate::{generate, GenerateOptions};
+use cryptoflow_sources::record::Recorder;
+use cryptoflow_sources::replay::{Pace, ReplayOptions};
+use cryptoflow_sources::ws::{run_connections, WsConfig, WsItem};
+
+/// Streaming dataflow pipeline for crypto market data: Binance trades in, candles, moving
+/// averages, whale alerts and clean tables out.
+#[derive(Parser)]
+#[command(name = "cryptoflow", version, propagate_version = true)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Args, Clone, Default)]
+struct Common {
+    /// Config file (TOML); see cryptoflow.example.toml. Defaults are embedded.
+    #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Timely worker threads in this process.
+    #[arg(long, short)]
+    workers: Option<usize>,
+    /// Number of processes in a multi-process run.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// Index of this process (0-based).
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// File with one host:port per process.
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// Write records to PostgreSQL (overrides sinks.postgres.url).
+    #[arg(long, env = "CRYPTOFLOW_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// Write JSON lines to this file (overrides sinks.jsonl).
+    #[arg(long)]
+    jsonl: Option<PathBuf>,
+    /// Write undecodable input to this file (overrides sinks.dead_letters).
+    #[arg(long)]
+    dead_letters: Option<PathBuf>,
+    /// Do not print candles and whales.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run live: Binance WebSocket streams of the configured symbols into the configured sinks.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Replay captures or Binance CSV dumps through the pipeline (no file: the bundled sample).
+    Replay {
+        /// Files: JSON lines (raw frames, combined wrappers, captures), or CSV dumps; .gz is fine.
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+        /// Replay at this many events per second.
+        #[arg(long, conflicts_with = "speed")]
+        rate: Option<f64>,
+        /// Replay at this multiple of recorded time.
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Symbol of CSV dumps whose file name does not start with it.
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Kind of CSV dumps (default: from the column count).
+        #[arg(long, value_enum)]
+        csv_kind: Option<CsvKindArg>,
+    },
+    /// Record Binance WebSocket frames with their receive time, in the format `replay` reads.
+    Record {
+        /// Output file (.gz compresses).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Config file (symbols, streams, endpoint).
+        #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+        config: Option<PathBuf>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Stop after this many frames.
+        #[arg(long)]
+        max_frames: Option<u64>,
+    },
+    /// Write deterministic synthetic Binance trade payloads (JSON lines).
+    Generate {
+        /// Output file (.gz compresses; default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Number of symbols.
+        #[arg(long, default_value_t = 10)]
+        symbols: usize,
+        /// Number of trades over all symbols.
+        #[arg(long, default_value_t = 100_000)]
+        trades: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Time of the first trade, ms since the epoch.
+        #[arg(long, default_value_t = 1_700_000_000_000)]
+        start_ms: i64,
+        /// Milliseconds between trades.
+        #[arg(long, default_value_t = 5)]
+        step_ms: i64,
+        /// Wrap payloads as combined-stream frames.
+        #[arg(long)]
+        combined: bool,
+    },
+    /// Apply database migrations (idempotent).
+    Migrate {
+        /// PostgreSQL URL.
+        #[arg(long, env = "CRYPTOFLOW_POSTGRES_URL")]
+        postgres: String,
+    },
+    /// Benchmark the pipeline on a file of Binance trade JSON lines; prints one RESULT line.
+    Bench {
+        /// Input file.
+        #[arg(long)]
+        input: PathBuf,
+        /// Also write to PostgreSQL (mode=postgres).
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Pace at this many trades per second and report latency percentiles.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Timely worker threads.
+        #[arg(long, short, default_value_t = 1)]
+        workers: usize,
+        /// Config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Load and validate the configuration; print it resolved (secrets redacted).
+    CheckConfig {
+        /// Config file.
+        #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CsvKindArg {
+    Trades,
+    AggTrades,
+    Klines,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    Config::load(path, std::env::vars())
+}
+
+fn apply_common(common: &Common) -> Result<(Config, Cluster)> {
+    let mut cfg = load_config(common.config.as_deref())?;
+    if let Some(w) = common.workers {
+        cfg.pipeline.workers = w;
+    }
+    if let Some(url) = &common.postgres {
+        cfg.sinks.postgres.url = url.clone();
+    }
+    if let Some(p) = &common.jsonl {
+        cfg.sinks.jsonl = p.display().to_string();
+    }
+    if let Some(p) = &common.dead_letters {
+        cfg.sinks.dead_letters = p.display().to_string();
+    }
+    if common.quiet {
+        cfg.sinks.console = false;
+    }
+    cfg.validate()?;
+    let hosts = match &common.hostfile {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read hostfile {}", f.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect(),
+        None if common.processes > 1 => (0..common.processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+        None => Vec::new(),
+    };
+    Ok((cfg, Cluster { processes: common.processes, process: common.process, hosts }))
+}
+
+fn ws_config(cfg: &Config) -> WsConfig {
+    WsConfig {
+        base_url: cfg.binance.ws_base_url.clone(),
+        streams: cfg.stream_names(),
+        max_streams_per_connection: cfg.binance.max_streams_per_connection,
+        backoff_initial: Duration::from_millis(cfg.binance.reconnect_initial_ms),
+        backoff_max: Duration::from_millis(cfg.binance.reconnect_max_ms),
+        idle_timeout: Duration::from_millis(cfg.binance.idle_timeout_ms),
+    }
+}
+
+fn summarize(report: &RunReport) {
+    let acks: Vec<String> = report.acks.iter().map(|(n, a)| format!("{n}={} records", a.records)).collect();
+    let replay = report
+        .replay
+        .map(|r| format!(" lines={} replay_errors={}", r.lines, r.errors))
+        .unwrap_or_default();
+    eprintln!(
+        "cryptoflow: {} events in {:.2}s{replay} decode_errors={} reconnects={} sinks: {}",
+        report.events,
+        report.elapsed.as_secs_f64(),
+        report.decode_errors,
+        report.reconnects,
+        acks.join(", ")
+    );
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    if let Err(e) = real_main(cli) {
+        eprintln!("cryptoflow: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { common, duration } => {
+            let (cfg, cluster) = apply_common(&common)?;
+            if cfg.binance.symbols.is_empty() || cfg.binance.streams.is_empty() {
+                bail!("binance.symbols and binance.streams must not be empty for `cryptoflow run`");
+            }
+            let source = SourceSpec::Live { ws: ws_config(&cfg), stop_after: duration.map(Duration::from_secs_f64) };
+            let report = run(&cfg, source, &cluster, None)?;
+            summarize(&report);
+        }
+        Command::Replay { files, common, rate, speed, symbol, csv_kind } => {
+            let (mut cfg, cluster) = apply_common(&common)?;
+            if files.is_empty() && common.jsonl.is_none() && cfg.sinks.jsonl.is_empty() {
+                cfg.sinks.jsonl = "out/cryptoflow.jsonl".into();
+            }
+            let pace = match (rate, speed) {
+                (Some(r), _) if r > 0.0 => Pace::Rate(r),
+                (_, Some(x)) if x > 0.0 => Pace::Speed(x),
+                (None, None) => Pace::Max,
+                _ => bail!("--rate and --speed must be positive"),
+            };
+            let opts = ReplayOptions {
+                pace,
+                symbol: symbol.as_deref().map(Symbol::from_str).transpose().map_err(|e| anyhow!(e))?,
+                csv_kind: csv_kind.map(|k| match k {
+                    CsvKindArg::Trades => CsvKind::Trades,
+                    CsvKindArg::AggTrades => CsvKind::AggTrades,
+                    CsvKindArg::Klines => CsvKind::Klines,
+                }),
+                ..ReplayOptions::default()
+            };
+            if files.is_empty() {
+                eprintln!("cryptoflow: replaying the bundled sample (pass files to replay your own)");
+            }
+            let jsonl = cfg.sinks.jsonl.clone();
+            let report = run(&cfg, SourceSpec::Replay { files, opts, progress: true }, &cluster, None)?;
+            summarize(&report);
+            if !jsonl.is_empty() {
+                eprintln!("cryptoflow: JSON lines written to {jsonl}");
+            }
+        }
+        Command::Record { out, config, duration, max_frames } => {
+            let cfg = load_config(config.as_deref())?;
+            let ws = ws_config(&cfg);
+            if ws.streams.is_empty() {
+                bail!("nothing to record: binance.symbols and binance.streams are empty");
+            }
+            let mut rec = Recorder::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+            let frames = rt.block_on(async move {
+                let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                let runner = tokio::spawn(run_connections(ws, tx, stop_rx));
+                let deadline = duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
+                loop {
+                    let item = tokio::select! {
+                        i = rx.recv() => i,
+                        _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => None,
+                        _ = tokio::signal::ctrl_c() => None,
+                    };
+                    match item {
+                        Some(WsItem::Frame { text, ts_received, .. }) => {
+                            rec.write_frame(ts_received, &text)?;
+                            if max_frames.is_some_and(|m| rec.frames >= m) {
+                                break;
+                            }
+                        }
+                        Some(other) => tracing::info!(?other, "Connection event."),
+                        None => break,
+                    }
+                }
+                let _ = stop_tx.send(true);
+                let _ = tokio::time::timeout(Duration::from_secs(2), runner).await;
+                let n = rec.frames;
+                rec.finish()?;
+                anyhow::Ok(n)
+            })?;
+            eprintln!("cryptoflow: recorded {frames} frames to {}", out.display());
+        }
+        Command::Generate { out, symbols, trades, seed, start_ms, step_ms, combined } => {
+            let opts = GenerateOptions { symbols, trades, seed, start_ms, step_ms, combined };
+            match out {
+                Some(path) => {
+                    let f = std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?);
+                    if path.extension().is_some_and(|e| e == "gz") {
+                        let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::best());
+                        generate(&opts, &mut gz)?;
+                        gz.finish()?;
+                    } else {
+                        let mut f = f;
+                        generate(&opts, &mut f)?;
+                        std::io::Write::flush(&mut f)?;
+                    }
+                    eprintln!("cryptoflow: wrote {trades} trades of {symbols} symbols to {}", path.display());
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut lock = std::io::BufWriter::new(stdout.lock());
+                    generate(&opts, &mut lock)?;
+                }
+            }
+        }
+        Command::Migrate { postgres } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let applied = rt.block_on(cryptoflow_sinks::postgres::migrate(&postgres)).map_err(|e| anyhow!(e))?;
+            if applied.is_empty() {
+                eprintln!("cryptoflow: schema is up to date");
+            } else {
+                eprintln!("cryptoflow: applied migrations {applied:?}");
+            }
+        }
+        Command::Bench { input, postgres, rate, workers, config } => {
+            let mut cfg = load_config(config.as_deref())?;
+            cfg.pipeline.workers = workers;
+            let line = bench(cfg, &BenchOptions { input, postgres, rate })?;
+            println!("{line}");
+        }
+        Command::CheckConfig { config } => {
+            let cfg = load_config(config.as_deref())?;
+            print!("{}", cfg.to_redacted_toml()?);
+            eprintln!("cryptoflow: configuration is valid ({} streams)", cfg.stream_names().len());
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,20 @@
-//! x
+//! Sinks of cryptoflow and the delivery protocol that lets upstream commit.
+//!
+//! # Layout
+//!
+//! - [`record`]: [`SinkRecord`], what the dataflow hands to sinks.
+//! - [`task`]: the one sink task every sink runs in: bounded input, batching (size + linger),
+//!   retries with backoff for transient errors, and the "durable up to time t" ack.
+//! - [`postgres`]: PostgreSQL sink (idempotent UNNEST upserts, one transaction per flush) and
+//!   the migration runner.
+//! - [`console`], [`jsonl`]: a readable line per final candle and whale; JSON lines to a file.
+#![warn(missing_docs)]
+
+pub mod console;
+pub mod jsonl;
+pub mod postgres;
+pub mod record;
+pub mod task;
+
+pub use record::SinkRecord;
+pub use task::{Ack, Sink, SinkError, SinkMsg};

@@ -1,0 +1,320 @@
+//! Layered configuration.
+//!
+//! Precedence, lowest first: the embedded defaults (`dataflows/default.toml`) < the config file
+//! < environment variables `CRYPTOFLOW__<SECTION>__<KEY>` (nested tables with more `__`) <
+//! command-line flags (applied by the CLI). Environment values are read as TOML values when they
+//! parse as such (numbers, booleans, arrays) and as strings otherwise. Secrets (database
+//! passwords) come only from the environment: a password inside a config file is rejected.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig, WhaleThresholds};
+use cryptoflow_operators::model::Interval;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The embedded defaults.
+pub const DEFAULTS: &str = include_str!("default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Dataflow settings.
+    pub pipeline: PipelineConfig,
+    /// Whale thresholds.
+    pub whales: WhalesConfig,
+    /// Binance endpoints and subscriptions.
+    pub binance: BinanceConfig,
+    /// Sinks.
+    pub sinks: SinksConfig,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Worker threads.
+    pub workers: usize,
+    /// Tick length, ms.
+    pub tick_ms: i64,
+    /// Allowed lateness, ms.
+    pub allowed_lateness_ms: i64,
+    /// SMA window in trades.
+    pub sma_window: usize,
+    /// EMA period in trades.
+    pub ema_window: usize,
+    /// Candle intervals.
+    pub candle_intervals: Vec<Interval>,
+    /// Emit forming candle updates.
+    pub emit_forming_candles: bool,
+    /// Backpressure bound in trades.
+    pub max_in_flight: i64,
+    /// Idle watermark advance for live sources, ms.
+    pub idle_watermark_ms: i64,
+}
+
+/// `[whales]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhalesConfig {
+    /// Default threshold in the quote currency.
+    pub default_threshold: Decimal,
+    /// Quote asset → threshold.
+    #[serde(default)]
+    pub per_quote: BTreeMap<String, Decimal>,
+}
+
+/// `[binance]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinanceConfig {
+    /// WebSocket base URL.
+    pub ws_base_url: String,
+    /// REST base URL.
+    pub rest_base_url: String,
+    /// Symbols.
+    pub symbols: Vec<String>,
+    /// Stream kinds per symbol.
+    pub streams: Vec<String>,
+    /// Streams per connection.
+    pub max_streams_per_connection: usize,
+    /// First reconnect delay, ms.
+    pub reconnect_initial_ms: u64,
+    /// Largest reconnect delay, ms.
+    pub reconnect_max_ms: u64,
+    /// Reconnect after this long without a frame, ms.
+    pub idle_timeout_ms: u64,
+}
+
+/// `[sinks]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    /// Console sink on/off.
+    pub console: bool,
+    /// JSON-lines path ("" disables).
+    pub jsonl: String,
+    /// Dead-letter path ("" disables).
+    pub dead_letters: String,
+    /// Most records per flush.
+    pub max_batch: usize,
+    /// Linger before a flush, ms.
+    pub linger_ms: u64,
+    /// Sink queue capacity (messages).
+    pub queue_capacity: usize,
+    /// PostgreSQL.
+    pub postgres: PostgresSinkConfig,
+}
+
+/// `[sinks.postgres]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// URL ("" disables).
+    pub url: String,
+    /// Pool size.
+    pub pool_size: usize,
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+impl Config {
+    /// Loads defaults, then `file`, then the environment `env` (pass `std::env::vars()`).
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
+        let mut value: toml::Value = toml::from_str(DEFAULTS).context("embedded defaults")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+            let over: toml::Value = toml::from_str(&text).with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            if file_has_password(&over) {
+                bail!(
+                    "config file {} contains a database password; set the URL through the environment instead \
+                     (CRYPTOFLOW__SINKS__POSTGRES__URL)",
+                    path.display()
+                );
+            }
+            merge(&mut value, over);
+        }
+        for (key, raw) in env {
+            let Some(rest) = key.strip_prefix("CRYPTOFLOW__") else { continue };
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            let mut over = env_value(&raw);
+            for part in path.iter().rev() {
+                let mut t = toml::Table::new();
+                t.insert(part.clone(), over);
+                over = toml::Value::Table(t);
+            }
+            merge(&mut value, over);
+        }
+        let cfg: Config = value.try_into().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that types alone do not.
+    pub fn validate(&self) -> Result<()> {
+        let p = &self.pipeline;
+        if p.workers == 0 {
+            bail!("pipeline.workers must be at least 1");
+        }
+        if p.tick_ms <= 0 {
+            bail!("pipeline.tick_ms must be positive");
+        }
+        for i in &p.candle_intervals {
+            if i.millis() % p.tick_ms != 0 {
+                bail!("candle interval {i} is not a multiple of pipeline.tick_ms = {}", p.tick_ms);
+            }
+        }
+        if p.allowed_lateness_ms < 0 {
+            bail!("pipeline.allowed_lateness_ms must not be negative");
+        }
+        if p.sma_window == 0 || p.ema_window == 0 {
+            bail!("pipeline.sma_window and ema_window must be at least 1");
+        }
+        if self.whales.default_threshold <= Decimal::ZERO {
+            bail!("whales.default_threshold must be positive");
+        }
+        for s in &self.binance.streams {
+            let ok = s == "trade" || s == "aggTrade" || s.strip_prefix("kline_").is_some_and(|i| i.parse::<Interval>().is_ok());
+            if !ok {
+                bail!("binance.streams: unknown stream kind {s:?} (expected trade, aggTrade or kline_<interval>)");
+            }
+        }
+        if self.binance.streams.iter().any(|s| s == "trade") && self.binance.streams.iter().any(|s| s == "aggTrade") {
+            bail!("binance.streams: subscribe either trade or aggTrade per run; both share the trades table key");
+        }
+        for s in &self.binance.symbols {
+            cryptoflow_operators::model::Symbol::new(s).with_context(|| format!("binance.symbols: {s:?}"))?;
+        }
+        if self.sinks.max_batch == 0 || self.sinks.queue_capacity == 0 {
+            bail!("sinks.max_batch and sinks.queue_capacity must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Settings of the analytics operator.
+    pub fn analytics(&self) -> AnalyticsConfig {
+        AnalyticsConfig {
+            sma_window: self.pipeline.sma_window,
+            ema_window: self.pipeline.ema_window,
+            whales: WhaleThresholds { default: self.whales.default_threshold, per_quote: self.whales.per_quote.clone() },
+        }
+    }
+
+    /// Settings of the candle operator.
+    pub fn candles(&self) -> CandleConfig {
+        CandleConfig {
+            intervals: self.pipeline.candle_intervals.clone(),
+            tick_ms: self.pipeline.tick_ms,
+            emit_forming: self.pipeline.emit_forming_candles,
+        }
+    }
+
+    /// Binance stream names for the configured symbols and kinds.
+    pub fn stream_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.binance.symbols {
+            for k in &self.binance.streams {
+                out.push(format!("{}@{k}", s.to_ascii_lowercase()));
+            }
+        }
+        out
+    }
+
+    /// The resolved configuration as TOML, with secrets redacted.
+    pub fn to_redacted_toml(&self) -> Result<String> {
+        let mut c = self.clone();
+        c.sinks.postgres.url = redact_url(&c.sinks.postgres.url);
+        Ok(toml::to_string_pretty(&c)?)
+    }
+}
+
+fn file_has_password(v: &toml::Value) -> bool {
+    v.get("sinks")
+        .and_then(|s| s.get("postgres"))
+        .and_then(|p| p.get("url"))
+        .and_then(|u| u.as_str())
+        .is_some_and(|u| redact_url(u) != u)
+}
+
+/// Replaces the password of a `scheme://user:password@host` URL with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (auth, host) = match rest.split_once('@') {
+        Some(x) => x,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, pw)) if !pw.is_empty() => format!("{scheme}://{user}:***@{host}"),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_env_precedence() {
+        let dir = std::env::temp_dir().join(format!("cf-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[pipeline]\nworkers = 3\nsma_window = 5\n").unwrap();
+        let env = vec![
+            ("CRYPTOFLOW__PIPELINE__WORKERS".to_string(), "2".to_string()),
+            ("CRYPTOFLOW__SINKS__POSTGRES__URL".to_string(), "postgres://u:secret@h/db".to_string()),
+            ("CRYPTOFLOW__PIPELINE__CANDLE_INTERVALS".to_string(), "[\"1m\", \"5m\"]".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = Config::load(Some(&file), env).unwrap();
+        assert_eq!(c.pipeline.workers, 2);
+        assert_eq!(c.pipeline.sma_window, 5);
+        assert_eq!(c.pipeline.ema_window, 20);
+        assert_eq!(c.pipeline.candle_intervals.len(), 2);
+        assert!(c.to_redacted_toml().unwrap().contains("postgres://u:***@h/db"));
+    }
+
+    #[test]
+    fn bad_configs_are_explained() {
+        let dir = std::env::temp_dir().join(format!("cf-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            ("[pipeline]\nworkerz = 1\n", "invalid configuration"),
+            ("[sinks.postgres]\nurl = \"postgres://a:b@h/d\"\n", "password"),
+            ("[binance]\nstreams = [\"depth\"]\n", "unknown stream kind"),
+            ("[pipeline]\ncandle_intervals = [\"1M\"]\n", "invalid configuration"),
+            ("[pipeline]\ntick_ms = 7000\n", "multiple"),
+            ("not toml = = 1", "not valid TOML"),
+        ];
+        for (i, (text, want)) in cases.iter().enumerate() {
+            let file = dir.join(format!("{i}.toml"));
+            std::fs::write(&file, text).unwrap();
+            let err = format!("{:#}", Config::load(Some(&file), Vec::new()).unwrap_err());
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        assert!(format!("{:#}", Config::load(Some(Path::new("/nonexistent.toml")), Vec::new()).unwrap_err()).contains("cannot read"));
+    }
+}

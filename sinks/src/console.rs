@@ -1,0 +1,95 @@
+//! A readable line per final candle, whale, gap and late trade, on standard output.
+
+use std::io::Write;
+
+use crate::record::SinkRecord;
+use crate::task::{Sink, SinkError};
+
+/// Console sink.
+#[derive(Debug, Default)]
+pub struct ConsoleSink {
+    /// Also print forming candle updates.
+    pub show_forming: bool,
+    /// Set once standard output is gone (a closed pipe): later records are not printed.
+    pub closed: bool,
+}
+
+/// The console line for a record, if it gets one.
+pub fn console_line(r: &SinkRecord, show_forming: bool) -> Option<String> {
+    match r {
+        SinkRecord::Candle(c) if c.is_final || show_forming => Some(format!(
+            "CANDLE {} {} {} {} o={} h={} l={} c={} v={} vwap={} n={}{}",
+            c.venue,
+            c.symbol,
+            c.interval,
+            c.open_time,
+            c.open,
+            c.high,
+            c.low,
+            c.close,
+            c.volume,
+            c.vwap,
+            c.trade_count,
+            if c.is_final { "" } else { " (forming)" }
+        )),
+        SinkRecord::Whale(w) => Some(format!(
+            "WHALE {} {} id={} {} {} x {} = {} (threshold {}) at {}",
+            w.trade.venue,
+            w.trade.symbol,
+            w.trade.trade_id,
+            w.trade.side.as_str(),
+            w.trade.price,
+            w.trade.qty,
+            w.notional.round_dp(2),
+            w.threshold,
+            w.trade.ts_exchange
+        )),
+        SinkRecord::Gap(g) => Some(format!(
+            "GAP {} {} {} since={} until={} last_id={:?} reason={:?}",
+            g.venue,
+            g.symbol,
+            g.kind.as_str(),
+            g.since,
+            g.until,
+            g.last_id,
+            g.reason
+        )),
+        SinkRecord::Late(l) => Some(format!(
+            "LATE {} {} id={} ts={} missed candle {} {}",
+            l.trade.venue, l.trade.symbol, l.trade.trade_id, l.trade.ts_exchange, l.interval, l.candle_open_time
+        )),
+        _ => None,
+    }
+}
+
+impl Sink for ConsoleSink {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+
+    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        if self.closed {
+            return Ok(());
+        }
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let mut result = Ok(());
+        for r in records {
+            if let Some(line) = console_line(r, self.show_forming) {
+                result = writeln!(out, "{line}");
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        match result.and_then(|_| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                // The reader went away (`| head`): stop printing, keep the pipeline going.
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(SinkError::Permanent { sink: "console", message: e.to_string() }),
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! PostgreSQL sink and migration runner.
+//!
+//! Each flush is one transaction:
+//! - trades go in through one `UNNEST` statement, `ON CONFLICT (venue, symbol, trade_id) DO
+//!   NOTHING`, whose `RETURNING` rows (the trades that were really new) update
+//!   `trade_aggregates` in the same statement, so counters never double count on redelivery;
+//! - candle updates are deduplicated per key (last wins) and upserted; a forming update never
+//!   overwrites a final candle.
+//!
+//! Connection and server-state errors are transient (retried by the sink task); data and schema
+//! errors are permanent and say what to fix.
+
+use std::collections::HashMap;
+
+use cryptoflow_operators::model::{Candle, Interval, Symbol, Venue};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use rust_decimal::Decimal;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use crate::record::SinkRecord;
+use crate::task::{Sink, SinkError};
+
+/// The migrations, in order: (version, name, SQL).
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "core", include_str!("../../sql/postgres/0001_core.sql"))];
+
+const SINK: &str = "postgres";
+
+/// Classifies a driver error.
+pub fn classify(e: &tokio_postgres::Error, context: &str) -> SinkError {
+    match e.code() {
+        Some(code) => {
+            let c = code.code();
+            let transient = c.starts_with("08") // connection exception
+                || c.starts_with("53") // insufficient resources
+                || c.starts_with("57") // operator intervention (admin shutdown, cannot connect now)
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::LOCK_NOT_AVAILABLE;
+            let hint = if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN {
+                " (is the schema migrated? run `cryptoflow migrate --postgres URL`)"
+            } else {
+                ""
+            };
+            let message = format!("{context}: {e} [SQLSTATE {c}]{hint}");
+            if transient {
+                SinkError::Transient { sink: SINK, message }
+            } else {
+                SinkError::Permanent { sink: SINK, message }
+            }
+        }
+        // No SQLSTATE: I/O, closed connection, timeouts: worth retrying.
+        None => SinkError::Transient { sink: SINK, message: format!("{context}: {e}") },
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> SinkError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => classify(&e, "connect"),
+        other => SinkError::Transient { sink: SINK, message: format!("connection pool: {other}") },
+    }
+}
+
+/// Parses a connection URL (`postgres://user@host:port/db`), with a 5 s connect timeout.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, SinkError> {
+    let mut cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| SinkError::Permanent { sink: SINK, message: format!("invalid PostgreSQL URL: {e}") })?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(std::time::Duration::from_secs(5));
+    }
+    cfg.application_name("cryptoflow");
+    Ok(cfg)
+}
+
+/// Applies pending migrations; returns the versions applied now. Idempotent and safe to run
+/// concurrently (an advisory lock serializes migrators).
+pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
+    let (mut client, conn) = parse_url(url)?.connect(NoTls).await.map_err(|e| classify(&e, "connect"))?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "Migration connection ended.");
+        }
+    });
+    let ctx = |what: &'static str| move |e: tokio_postgres::Error| classify(&e, what);
+    client
+        .batch_execute(
+            "SELECT pg_advisory_lock(7231001);
+             CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(ctx("migrations table"))?;
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        let tx = client.transaction().await.map_err(ctx("begin"))?;
+        let done = tx
+            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
+            .await
+            .map_err(ctx("read migrations"))?
+            .is_some();
+        if !done {
+            tx.batch_execute(sql).await.map_err(|e| classify(&e, &format!("migration {version} ({name})")))?;
+            tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name])
+                .await
+                .map_err(ctx("record migration"))?;
+            applied.push(*version);
+        }
+        tx.commit().await.map_err(ctx("commit migration"))?;
+    }
+    client.batch_execute("SELECT pg_advisory_unlock(7231001)").await.map_err(ctx("unlock"))?;
+    drop(client);
+    let _ = driver.await;
+    Ok(applied)
+}
+
+/// Settings of the PostgreSQL sink.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// Connection URL.
+    pub url: String,
+    /// Pool size.
+    pub pool_size: usize,
+}
+
+/// The PostgreSQL sink.
+pub struct PostgresSink {
+    pool: Pool,
+}
+
+const TRADES_SQL: &str = "
+WITH input AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::numeric[], $5::numeric[], $6::text[],
+                         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::bool[], $12::numeric[], $13::float8[])
+        AS t(venue, symbol, trade_id, price, qty, side, ts_exchange, ts_received, first_trade_id, last_trade_id,
+             is_whale, moving_average, ema)
+), ins AS (
+    INSERT INTO trades (venue, symbol, trade_id, price, qty, side, ts_exchange, ts_received,
+                        first_trade_id, last_trade_id, is_whale, moving_average, ema)
+    SELECT venue, symbol, trade_id, price, qty, side,
+           'epoch'::timestamptz + ts_exchange * interval '1 millisecond',
+           'epoch'::timestamptz + ts_received * interval '1 millisecond',
+           first_trade_id, last_trade_id, is_whale, moving_average, ema
+    FROM input
+    ON CONFLICT (venue, symbol, trade_id) DO NOTHING
+    RETURNING venue, symbol, trade_id, price, qty, moving_average, ts_exchange
+), agg AS (
+    SELECT venue, symbol, count(*) AS n, sum(qty) AS vol, sum(price * qty) AS qvol, max(trade_id) AS last_id,
+           (array_agg(moving_average ORDER BY trade_id DESC))[1] AS ma,
+           (array_agg(price ORDER BY trade_id DESC))[1] AS last_price,
+           max(ts_exchange) AS ts
+    FROM ins GROUP BY venue, symbol
+)
+INSERT INTO trade_aggregates AS a (venue, symbol, moving_average, trade_count, total_volume, total_quote_volume,
+                                   last_trade_id, last_price, updated_at)
+SELECT venue, symbol, ma, n, vol, qvol, last_id, last_price, ts FROM agg
+ON CONFLICT (venue, symbol) DO UPDATE SET
+    trade_count = a.trade_count + excluded.trade_count,
+    total_volume = a.total_volume + excluded.total_volume,
+    total_quote_volume = a.total_quote_volume + excluded.total_quote_volume,
+    moving_average = CASE WHEN excluded.last_trade_id > a.last_trade_id THEN excluded.moving_average ELSE a.moving_average END,
+    last_price = CASE WHEN excluded.last_trade_id > a.last_trade_id THEN excluded.last_price ELSE a.last_price END,
+    last_trade_id = GREATEST(a.last_trade_id, excluded.last_trade_id),
+    updated_at = GREATEST(a.updated_at, excluded.updated_at)";
+
+const CANDLES_SQL: &str = "
+INSERT INTO candles AS c (venue, symbol, interval, open_time, close_time, open, high, low, close, volume,
+                          quote_volume, vwap, trade_count, taker_buy_volume, first_trade_id, last_trade_id, is_final)
+SELECT venue, symbol, interval,
+       'epoch'::timestamptz + open_time * interval '1 millisecond',
+       'epoch'::timestamptz + close_time * interval '1 millisecond',
+       open, high, low, close, volume, quote_volume, vwap, trade_count, taker_buy_volume,
+       first_trade_id, last_trade_id, is_final
+FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::numeric[], $7::numeric[], $8::numeric[],
+            $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::int8[], $14::numeric[], $15::int8[],
+            $16::int8[], $17::bool[])
+    AS t(venue, symbol, interval, open_time, close_time, open, high, low, close, volume, quote_volume, vwap,
+         trade_count, taker_buy_volume, first_trade_id, last_trade_id, is_final)
+ON CONFLICT (venue, symbol, interval, open_time) DO UPDATE SET
+    open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+    volume = excluded.volume, quote_volume = excluded.quote_volume, vwap = excluded.vwap,
+    trade_count = excluded.trade_count, taker_buy_volume = excluded.taker_buy_volume,
+    first_trade_id = excluded.first_trade_id, last_trade_id = excluded.last_trade_id,
+    is_final = excluded.is_final, updated_at = now()
+WHERE NOT c.is_final OR excluded.is_final";
+
+impl PostgresSink {
+    /// Builds the pool and checks that the schema is there.
+    pub async fn connect(cfg: &PostgresConfig) -> Result<Self, SinkError> {
+        let mgr = Manager::from_config(parse_url(&cfg.url)?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(mgr)
+            .max_size(cfg.pool_size.max(1))
+            .build()
+            .map_err(|e| SinkError::Permanent { sink: SINK, message: format!("pool: {e}") })?;
+        let client = pool.get().await.map_err(pool_err)?;
+        client
+            .query("SELECT 1 FROM trades, candles, trade_aggregates LIMIT 0", &[])
+            .await
+            .map_err(|e| classify(&e, "schema check"))?;
+        Ok(PostgresSink { pool })
+    }
+
+    /// The pool (tests and other writers in the same transaction protocol use it).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+#[derive(Default)]
+struct TradeCols {
+    venue: Vec<&'static str>,
+    symbol: Vec<String>,
+    trade_id: Vec<i64>,
+    price: Vec<Decimal>,
+    qty: Vec<Decimal>,
+    side: Vec<&'static str>,
+    ts_exchange: Vec<i64>,
+    ts_received: Vec<i64>,
+    first_id: Vec<Option<i64>>,
+    last_id: Vec<Option<i64>>,
+    is_whale: Vec<bool>,
+    ma: Vec<Decimal>,
+    ema: Vec<Option<f64>>,
+}
+
+#[derive(Default)]
+struct CandleCols {
+    venue: Vec<&'static str>,
+    symbol: Vec<String>,
+    interval: Vec<&'static str>,
+    open_time: Vec<i64>,
+    close_time: Vec<i64>,
+    o: Vec<Decimal>,
+    h: Vec<Decimal>,
+    l: Vec<Decimal>,
+    c: Vec<Decimal>,
+    v: Vec<Decimal>,
+    qv: Vec<Decimal>,
+    vwap: Vec<Decimal>,
+    n: Vec<i64>,
+    tbv: Vec<Decimal>,
+    first: Vec<i64>,
+    last: Vec<i64>,
+    fin: Vec<bool>,
+}
+
+fn id(v: u64) -> Result<i64, SinkError> {
+    i64::try_from(v).map_err(|_| SinkError::Permanent { sink: SINK, message: format!("id {v} does not fit BIGINT") })
+}
+
+impl Sink for PostgresSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        let mut t = TradeCols::default();
+        let mut latest: HashMap<(Venue, Symbol, Interval, i64), &Candle> = HashMap::new();
+        for r in records {
+            match r {
+                SinkRecord::Trade(e) => {
+                    let tr = &e.trade;
+                    t.venue.push(tr.venue.as_str());
+                    t.symbol.push(tr.symbol.as_str().to_string());
+                    t.trade_id.push(id(tr.trade_id)?);
+                    t.price.push(tr.price);
+                    t.qty.push(tr.qty);
+                    t.side.push(tr.side.as_str());
+                    t.ts_exchange.push(tr.ts_exchange);
+                    t.ts_received.push(tr.ts_received);
+                    t.first_id.push(tr.agg.map(|a| id(a.first_trade_id)).transpose()?);
+                    t.last_id.push(tr.agg.map(|a| id(a.last_trade_id)).transpose()?);
+                    t.is_whale.push(e.is_whale);
+                    t.ma.push(e.moving_average);
+                    t.ema.push(e.ema.filter(|x| x.is_finite()));
+                }
+                SinkRecord::Candle(c) => {
+                    let key = (c.venue, c.symbol, c.interval, c.open_time);
+                    match latest.get(&key) {
+                        Some(prev) if prev.is_final && !c.is_final => {}
+                        _ => {
+                            latest.insert(key, c);
+                        }
+                    }
+                }
+                SinkRecord::Whale(_) | SinkRecord::Gap(_) | SinkRecord::Late(_) => {}
+            }
+        }
+        let mut k = CandleCols::default();
+        let mut candles: Vec<&Candle> = latest.into_values().collect();
+        candles.sort_by_key(|c| (c.symbol, c.interval, c.open_time));
+        for c in candles {
+            k.venue.push(c.venue.as_str());
+            k.symbol.push(c.symbol.as_str().to_string());
+            k.interval.push(c.interval.label());
+            k.open_time.push(c.open_time);
+            k.close_time.push(c.close_time);
+            k.o.push(c.open);
+            k.h.push(c.high);
+            k.l.push(c.low);
+            k.c.push(c.close);
+            k.v.push(c.volume);
+            k.qv.push(c.quote_volume);
+            k.vwap.push(c.vwap);
+            k.n.push(id(c.trade_count)?);
+            k.tbv.push(c.taker_buy_volume);
+            k.first.push(id(c.first_trade_id)?);
+            k.last.push(id(c.last_trade_id)?);
+            k.fin.push(c.is_final);
+        }
+        if t.trade_id.is_empty() && k.open_time.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(|e| classify(&e, "begin"))?;
+        if !t.trade_id.is_empty() {
+            let stmt = tx.prepare_cached(TRADES_SQL).await.map_err(|e| classify(&e, "prepare trades"))?;
+            tx.execute(
+                &stmt,
+                &[
+                    &t.venue, &t.symbol, &t.trade_id, &t.price, &t.qty, &t.side, &t.ts_exchange, &t.ts_received,
+                    &t.first_id, &t.last_id, &t.is_whale, &t.ma, &t.ema,
+                ],
+            )
+            .await
+            .map_err(|e| classify(&e, "insert trades"))?;
+        }
+        if !k.open_time.is_empty() {
+            let stmt = tx.prepare_cached(CANDLES_SQL).await.map_err(|e| classify(&e, "prepare candles"))?;
+            tx.execute(
+                &stmt,
+                &[
+                    &k.venue, &k.symbol, &k.interval, &k.open_time, &k.close_time, &k.o, &k.h, &k.l, &k.c, &k.v, &k.qv,
+                    &k.vwap, &k.n, &k.tbv, &k.first, &k.last, &k.fin,
+                ],
+            )
+            .await
+            .map_err(|e| classify(&e, "upsert candles"))?;
+        }
+        tx.commit().await.map_err(|e| classify(&e, "commit"))
+    }
+}

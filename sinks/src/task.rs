@@ -1,0 +1,297 @@
+//! The sink task: batching, retries and the delivery ack.
+//!
+//! Each timely worker sends its records tagged with their timely time, and from time to time its
+//! input frontier ([`SinkMsg::Progress`]): a promise that no record with an earlier time will
+//! follow from that worker. Messages from one worker arrive in order, so once a flush that
+//! includes everything received so far has committed, everything before the least frontier over
+//! all workers is durable. The task publishes that as an [`Ack`] on a `watch` channel; source
+//! cursors and Kafka offsets are committed only up to it.
+//!
+//! Batching: a flush starts as soon as the task is idle ("commit at once when idle"); while a
+//! flush runs, new records queue and the next flush takes all of them (up to `max_batch`), so
+//! batches grow only under pressure. An optional `linger` waits for more records first.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::record::SinkRecord;
+
+/// A message from a worker to a sink task.
+#[derive(Debug, Clone)]
+pub enum SinkMsg {
+    /// Records produced at timely time `time`.
+    Data {
+        /// Worker index.
+        worker: usize,
+        /// Timely time.
+        time: u64,
+        /// The records.
+        records: Vec<SinkRecord>,
+    },
+    /// The worker's frontier: no later record will have a time before it (`None`: finished).
+    Progress {
+        /// Worker index.
+        worker: usize,
+        /// The frontier.
+        frontier: Option<u64>,
+    },
+}
+
+/// "Everything before `durable` is durable in this sink."
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ack {
+    /// Least frontier over all workers covered by committed flushes; `None` while unknown.
+    pub durable: Option<u64>,
+    /// True once every worker finished and everything is committed.
+    pub complete: bool,
+    /// Records committed so far.
+    pub records: u64,
+    /// Flushes committed so far.
+    pub flushes: u64,
+}
+
+/// A sink failure, classified.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Worth retrying (connection lost, server restarting, deadlock, timeout).
+    #[error("{sink}: transient error: {message}")]
+    Transient {
+        /// Sink name.
+        sink: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// Retrying will not help; the message says what to fix.
+    #[error("{sink}: {message}")]
+    Permanent {
+        /// Sink name.
+        sink: &'static str,
+        /// What happened and what to fix.
+        message: String,
+    },
+}
+
+impl SinkError {
+    /// True for errors worth retrying.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SinkError::Transient { .. })
+    }
+}
+
+/// A destination for records. Writes must be idempotent: a batch may be written again after a
+/// failure or a restart.
+pub trait Sink: Send + 'static {
+    /// Short name for logs and errors.
+    fn name(&self) -> &'static str;
+    /// Writes one batch durably (one transaction where the destination has them).
+    fn write(&mut self, records: &[SinkRecord]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Flushes and closes at the end of the run.
+    fn close(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Batching and retry settings of a sink task.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    /// Most records per flush.
+    pub max_batch: usize,
+    /// Extra wait for more records before a flush (zero: flush as soon as idle).
+    pub linger: Duration,
+    /// First retry delay.
+    pub retry_initial: Duration,
+    /// Largest retry delay.
+    pub retry_max: Duration,
+    /// Give up after this many consecutive transient failures (`None`: never).
+    pub max_retries: Option<u32>,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            max_batch: 5_000,
+            linger: Duration::ZERO,
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(10),
+            max_retries: None,
+        }
+    }
+}
+
+/// Called after each committed flush with its records and the commit instant.
+pub type CommitObserver = Box<dyn FnMut(&[SinkRecord], Instant) + Send>;
+
+/// Runs a sink until every sender is dropped; returns the final ack.
+pub async fn run_sink<S: Sink>(
+    mut sink: S,
+    mut rx: mpsc::Receiver<SinkMsg>,
+    workers: usize,
+    cfg: TaskConfig,
+    ack_tx: watch::Sender<Ack>,
+    mut observer: Option<CommitObserver>,
+) -> Result<Ack, SinkError> {
+    // Per worker: the frontier received so far (applied to the ack after the next commit).
+    let mut seen: Vec<Option<Option<u64>>> = vec![None; workers.max(1)];
+    let mut ack = Ack::default();
+    let mut batch: Vec<SinkRecord> = Vec::with_capacity(cfg.max_batch);
+    let mut open = true;
+    while open {
+        // Wait for the first message, then take whatever else is already queued.
+        match rx.recv().await {
+            Some(msg) => absorb(msg, &mut batch, &mut seen),
+            None => open = false,
+        }
+        let deadline = tokio::time::Instant::now() + cfg.linger;
+        while open && batch.len() < cfg.max_batch {
+            match rx.try_recv() {
+                Ok(msg) => absorb(msg, &mut batch, &mut seen),
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if cfg.linger.is_zero() {
+                        break;
+                    }
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(msg)) => absorb(msg, &mut batch, &mut seen),
+                        Ok(None) => open = false,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            write_with_retry(&mut sink, &batch, &cfg).await?;
+            ack.records += batch.len() as u64;
+            ack.flushes += 1;
+            if let Some(obs) = observer.as_mut() {
+                obs(&batch, Instant::now());
+            }
+            batch.clear();
+        }
+        // Everything received so far is committed: the frontiers seen so far are durable.
+        if seen.iter().all(|s| s.is_some()) {
+            let durable = seen.iter().filter_map(|s| s.flatten()).min();
+            ack.complete = seen.iter().all(|s| matches!(s, Some(None)));
+            ack.durable = durable.or(ack.durable);
+        }
+        ack_tx.send_replace(ack);
+    }
+    sink.close().await?;
+    ack.complete = true;
+    ack_tx.send_replace(ack);
+    Ok(ack)
+}
+
+fn absorb(msg: SinkMsg, batch: &mut Vec<SinkRecord>, seen: &mut [Option<Option<u64>>]) {
+    match msg {
+        SinkMsg::Data { records, .. } => batch.extend(records),
+        SinkMsg::Progress { worker, frontier } => {
+            if let Some(slot) = seen.get_mut(worker) {
+                *slot = Some(frontier);
+            }
+        }
+    }
+}
+
+async fn write_with_retry<S: Sink>(sink: &mut S, batch: &[SinkRecord], cfg: &TaskConfig) -> Result<(), SinkError> {
+    let mut delay = cfg.retry_initial;
+    let mut failures = 0u32;
+    loop {
+        match sink.write(batch).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(sink = sink.name(), failures, "Sink recovered.");
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_retryable() && cfg.max_retries.is_none_or(|m| failures < m) => {
+                failures += 1;
+                tracing::warn!(sink = sink.name(), failures, ?delay, error = %e, "Flush failed; retrying.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(cfg.retry_max);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    struct Flaky {
+        fail_first: u32,
+        calls: u32,
+        got: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Sink for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+            self.calls += 1;
+            if self.calls <= self.fail_first {
+                return Err(SinkError::Transient { sink: "flaky", message: "down".into() });
+            }
+            self.got.lock().unwrap().push(records.len());
+            Ok(())
+        }
+    }
+
+    fn gap() -> SinkRecord {
+        use cryptoflow_operators::model::*;
+        SinkRecord::Gap(Gap {
+            venue: Venue::Binance,
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            kind: StreamKind::Trade,
+            since: 1,
+            until: 2,
+            last_id: None,
+            reason: GapReason::Reconnect,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ack_is_min_frontier_after_commit_and_retries_transient_errors() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel(16);
+        let (ack_tx, mut ack_rx) = watch::channel(Ack::default());
+        let sink = Flaky { fail_first: 2, calls: 0, got: got.clone() };
+        let task = tokio::spawn(run_sink(sink, rx, 2, TaskConfig::default(), ack_tx, None));
+        tx.send(SinkMsg::Data { worker: 0, time: 5, records: vec![gap(), gap()] }).await.unwrap();
+        tx.send(SinkMsg::Progress { worker: 0, frontier: Some(9) }).await.unwrap();
+        tx.send(SinkMsg::Progress { worker: 1, frontier: Some(7) }).await.unwrap();
+        ack_rx.wait_for(|a| a.durable == Some(7)).await.unwrap();
+        assert_eq!(ack_rx.borrow().records, 2);
+        tx.send(SinkMsg::Progress { worker: 1, frontier: None }).await.unwrap();
+        ack_rx.wait_for(|a| a.durable == Some(9)).await.unwrap();
+        tx.send(SinkMsg::Progress { worker: 0, frontier: None }).await.unwrap();
+        drop(tx);
+        let ack = task.await.unwrap().unwrap();
+        assert!(ack.complete);
+        assert_eq!(*got.lock().unwrap(), vec![2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_stop_the_task() {
+        struct Broken;
+        impl Sink for Broken {
+            fn name(&self) -> &'static str {
+                "broken"
+            }
+            async fn write(&mut self, _: &[SinkRecord]) -> Result<(), SinkError> {
+                Err(SinkError::Permanent { sink: "broken", message: "table missing".into() })
+            }
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let (ack_tx, _ack_rx) = watch::channel(Ack::default());
+        tx.send(SinkMsg::Data { worker: 0, time: 0, records: vec![gap()] }).await.unwrap();
+        drop(tx);
+        let err = run_sink(Broken, rx, 1, TaskConfig::default(), ack_tx, None).await.unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("table missing"));
+    }
+}
