@@ -68,7 +68,8 @@ pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
             let mut reader = cryptoflow_sources::replay::open(&opts.input)?;
             let mut line = String::new();
             let mut i = 0u64;
-            while std::io::BufRead::read_line(&mut reader, &mut line).context("reading input")? > 0 {
+            while std::io::BufRead::read_line(&mut reader, &mut line).context("reading input")? > 0
+            {
                 if let Ok(Decoded::Event(Event::Trade(t))) = decode_frame(line.trim_end(), 0) {
                     map.insert((t.symbol, t.trade_id), i);
                     i += 1;
@@ -95,7 +96,8 @@ pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
                 if let (Some(map), Some(rate)) = (&due_index, rate) {
                     if let Some(i) = map.get(&(e.trade.symbol, e.trade.trade_id)) {
                         let due = start + std::time::Duration::from_secs_f64(*i as f64 / rate);
-                        t.latencies_us.push(committed.saturating_duration_since(due).as_micros() as u64);
+                        t.latencies_us
+                            .push(committed.saturating_duration_since(due).as_micros() as u64);
                     }
                 }
             }
@@ -106,10 +108,16 @@ pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
         start: Some(start),
         ..ReplayOptions::default()
     };
-    let source = SourceSpec::Replay { files: vec![opts.input.clone()], opts: replay, progress: false };
+    let source = SourceSpec::Replay {
+        files: vec![opts.input.clone()],
+        opts: replay,
+        progress: false,
+    };
     let report = run(&cfg, source, &Cluster::default(), Some(observer))?;
     let secs = report.elapsed.as_secs_f64();
-    let mut t = tally.lock().map_err(|_| anyhow::anyhow!("tally poisoned"))?;
+    let mut t = tally
+        .lock()
+        .map_err(|_| anyhow::anyhow!("tally poisoned"))?;
     let mut line = format!(
         "RESULT peer=rust mode={mode} n={} secs={secs:.3} trades_per_s={:.0} whales={} ma_sum={:.4}",
         t.trades,

@@ -144,11 +144,16 @@ fn env_value(raw: &str) -> toml::Value {
 
 impl Config {
     /// Loads defaults, then `file`, then the environment `env` (pass `std::env::vars()`).
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
         let mut value: toml::Value = toml::from_str(DEFAULTS).context("embedded defaults")?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-            let over: toml::Value = toml::from_str(&text).with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let over: toml::Value = toml::from_str(&text)
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
             if file_has_password(&over) {
                 bail!(
                     "config file {} contains a database password; set the URL through the environment instead \
@@ -159,7 +164,9 @@ impl Config {
             merge(&mut value, over);
         }
         for (key, raw) in env {
-            let Some(rest) = key.strip_prefix("CRYPTOFLOW__") else { continue };
+            let Some(rest) = key.strip_prefix("CRYPTOFLOW__") else {
+                continue;
+            };
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
             let mut over = env_value(&raw);
             for part in path.iter().rev() {
@@ -185,7 +192,10 @@ impl Config {
         }
         for i in &p.candle_intervals {
             if i.millis() % p.tick_ms != 0 {
-                bail!("candle interval {i} is not a multiple of pipeline.tick_ms = {}", p.tick_ms);
+                bail!(
+                    "candle interval {i} is not a multiple of pipeline.tick_ms = {}",
+                    p.tick_ms
+                );
             }
         }
         if p.allowed_lateness_ms < 0 {
@@ -198,16 +208,22 @@ impl Config {
             bail!("whales.default_threshold must be positive");
         }
         for s in &self.binance.streams {
-            let ok = s == "trade" || s == "aggTrade" || s.strip_prefix("kline_").is_some_and(|i| i.parse::<Interval>().is_ok());
+            let ok = s == "trade"
+                || s == "aggTrade"
+                || s.strip_prefix("kline_")
+                    .is_some_and(|i| i.parse::<Interval>().is_ok());
             if !ok {
                 bail!("binance.streams: unknown stream kind {s:?} (expected trade, aggTrade or kline_<interval>)");
             }
         }
-        if self.binance.streams.iter().any(|s| s == "trade") && self.binance.streams.iter().any(|s| s == "aggTrade") {
+        if self.binance.streams.iter().any(|s| s == "trade")
+            && self.binance.streams.iter().any(|s| s == "aggTrade")
+        {
             bail!("binance.streams: subscribe either trade or aggTrade per run; both share the trades table key");
         }
         for s in &self.binance.symbols {
-            cryptoflow_operators::model::Symbol::new(s).with_context(|| format!("binance.symbols: {s:?}"))?;
+            cryptoflow_operators::model::Symbol::new(s)
+                .with_context(|| format!("binance.symbols: {s:?}"))?;
         }
         if self.sinks.max_batch == 0 || self.sinks.queue_capacity == 0 {
             bail!("sinks.max_batch and sinks.queue_capacity must be at least 1");
@@ -220,7 +236,10 @@ impl Config {
         AnalyticsConfig {
             sma_window: self.pipeline.sma_window,
             ema_window: self.pipeline.ema_window,
-            whales: WhaleThresholds { default: self.whales.default_threshold, per_quote: self.whales.per_quote.clone() },
+            whales: WhaleThresholds {
+                default: self.whales.default_threshold,
+                per_quote: self.whales.per_quote.clone(),
+            },
         }
     }
 
@@ -262,7 +281,9 @@ fn file_has_password(v: &toml::Value) -> bool {
 
 /// Replaces the password of a `scheme://user:password@host` URL with `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let (auth, host) = match rest.split_once('@') {
         Some(x) => x,
         None => return url.to_string(),
@@ -285,8 +306,14 @@ mod tests {
         std::fs::write(&file, "[pipeline]\nworkers = 3\nsma_window = 5\n").unwrap();
         let env = vec![
             ("CRYPTOFLOW__PIPELINE__WORKERS".to_string(), "2".to_string()),
-            ("CRYPTOFLOW__SINKS__POSTGRES__URL".to_string(), "postgres://u:secret@h/db".to_string()),
-            ("CRYPTOFLOW__PIPELINE__CANDLE_INTERVALS".to_string(), "[\"1m\", \"5m\"]".to_string()),
+            (
+                "CRYPTOFLOW__SINKS__POSTGRES__URL".to_string(),
+                "postgres://u:secret@h/db".to_string(),
+            ),
+            (
+                "CRYPTOFLOW__PIPELINE__CANDLE_INTERVALS".to_string(),
+                "[\"1m\", \"5m\"]".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let c = Config::load(Some(&file), env).unwrap();
@@ -294,7 +321,10 @@ mod tests {
         assert_eq!(c.pipeline.sma_window, 5);
         assert_eq!(c.pipeline.ema_window, 20);
         assert_eq!(c.pipeline.candle_intervals.len(), 2);
-        assert!(c.to_redacted_toml().unwrap().contains("postgres://u:***@h/db"));
+        assert!(c
+            .to_redacted_toml()
+            .unwrap()
+            .contains("postgres://u:***@h/db"));
     }
 
     #[test]
@@ -303,9 +333,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let cases = [
             ("[pipeline]\nworkerz = 1\n", "invalid configuration"),
-            ("[sinks.postgres]\nurl = \"postgres://a:b@h/d\"\n", "password"),
+            (
+                "[sinks.postgres]\nurl = \"postgres://a:b@h/d\"\n",
+                "password",
+            ),
             ("[binance]\nstreams = [\"depth\"]\n", "unknown stream kind"),
-            ("[pipeline]\ncandle_intervals = [\"1M\"]\n", "invalid configuration"),
+            (
+                "[pipeline]\ncandle_intervals = [\"1M\"]\n",
+                "invalid configuration",
+            ),
             ("[pipeline]\ntick_ms = 7000\n", "multiple"),
             ("not toml = = 1", "not valid TOML"),
         ];
@@ -315,6 +351,10 @@ mod tests {
             let err = format!("{:#}", Config::load(Some(&file), Vec::new()).unwrap_err());
             assert!(err.contains(want), "{text}: {err}");
         }
-        assert!(format!("{:#}", Config::load(Some(Path::new("/nonexistent.toml")), Vec::new()).unwrap_err()).contains("cannot read"));
+        assert!(format!(
+            "{:#}",
+            Config::load(Some(Path::new("/nonexistent.toml")), Vec::new()).unwrap_err()
+        )
+        .contains("cannot read"));
     }
 }

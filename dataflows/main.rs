@@ -173,8 +173,11 @@ enum CsvKindArg {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => b.init(),
         LogFormat::Json => b.json().init(),
@@ -211,10 +214,19 @@ fn apply_common(common: &Common) -> Result<(Config, Cluster)> {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .map(String::from)
             .collect(),
-        None if common.processes > 1 => (0..common.processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+        None if common.processes > 1 => (0..common.processes)
+            .map(|i| format!("127.0.0.1:{}", 2101 + i))
+            .collect(),
         None => Vec::new(),
     };
-    Ok((cfg, Cluster { processes: common.processes, process: common.process, hosts }))
+    Ok((
+        cfg,
+        Cluster {
+            processes: common.processes,
+            process: common.process,
+            hosts,
+        },
+    ))
 }
 
 fn ws_config(cfg: &Config) -> WsConfig {
@@ -229,7 +241,11 @@ fn ws_config(cfg: &Config) -> WsConfig {
 }
 
 fn summarize(report: &RunReport) {
-    let acks: Vec<String> = report.acks.iter().map(|(n, a)| format!("{n}={} records", a.records)).collect();
+    let acks: Vec<String> = report
+        .acks
+        .iter()
+        .map(|(n, a)| format!("{n}={} records", a.records))
+        .collect();
     let replay = report
         .replay
         .map(|r| format!(" lines={} replay_errors={}", r.lines, r.errors))
@@ -260,11 +276,21 @@ fn real_main(cli: Cli) -> Result<()> {
             if cfg.binance.symbols.is_empty() || cfg.binance.streams.is_empty() {
                 bail!("binance.symbols and binance.streams must not be empty for `cryptoflow run`");
             }
-            let source = SourceSpec::Live { ws: ws_config(&cfg), stop_after: duration.map(Duration::from_secs_f64) };
+            let source = SourceSpec::Live {
+                ws: ws_config(&cfg),
+                stop_after: duration.map(Duration::from_secs_f64),
+            };
             let report = run(&cfg, source, &cluster, None)?;
             summarize(&report);
         }
-        Command::Replay { files, common, rate, speed, symbol, csv_kind } => {
+        Command::Replay {
+            files,
+            common,
+            rate,
+            speed,
+            symbol,
+            csv_kind,
+        } => {
             let (mut cfg, cluster) = apply_common(&common)?;
             if files.is_empty() && common.jsonl.is_none() && cfg.sinks.jsonl.is_empty() {
                 cfg.sinks.jsonl = "out/cryptoflow.jsonl".into();
@@ -277,7 +303,11 @@ fn real_main(cli: Cli) -> Result<()> {
             };
             let opts = ReplayOptions {
                 pace,
-                symbol: symbol.as_deref().map(Symbol::from_str).transpose().map_err(|e| anyhow!(e))?,
+                symbol: symbol
+                    .as_deref()
+                    .map(Symbol::from_str)
+                    .transpose()
+                    .map_err(|e| anyhow!(e))?,
                 csv_kind: csv_kind.map(|k| match k {
                     CsvKindArg::Trades => CsvKind::Trades,
                     CsvKindArg::AggTrades => CsvKind::AggTrades,
@@ -286,23 +316,43 @@ fn real_main(cli: Cli) -> Result<()> {
                 ..ReplayOptions::default()
             };
             if files.is_empty() {
-                eprintln!("cryptoflow: replaying the bundled sample (pass files to replay your own)");
+                eprintln!(
+                    "cryptoflow: replaying the bundled sample (pass files to replay your own)"
+                );
             }
             let jsonl = cfg.sinks.jsonl.clone();
-            let report = run(&cfg, SourceSpec::Replay { files, opts, progress: true }, &cluster, None)?;
+            let report = run(
+                &cfg,
+                SourceSpec::Replay {
+                    files,
+                    opts,
+                    progress: true,
+                },
+                &cluster,
+                None,
+            )?;
             summarize(&report);
             if !jsonl.is_empty() {
                 eprintln!("cryptoflow: JSON lines written to {jsonl}");
             }
         }
-        Command::Record { out, config, duration, max_frames } => {
+        Command::Record {
+            out,
+            config,
+            duration,
+            max_frames,
+        } => {
             let cfg = load_config(config.as_deref())?;
             let ws = ws_config(&cfg);
             if ws.streams.is_empty() {
                 bail!("nothing to record: binance.symbols and binance.streams are empty");
             }
-            let mut rec = Recorder::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+            let mut rec = Recorder::create(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
             let frames = rt.block_on(async move {
                 let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -333,11 +383,29 @@ fn real_main(cli: Cli) -> Result<()> {
             })?;
             eprintln!("cryptoflow: recorded {frames} frames to {}", out.display());
         }
-        Command::Generate { out, symbols, trades, seed, start_ms, step_ms, combined } => {
-            let opts = GenerateOptions { symbols, trades, seed, start_ms, step_ms, combined };
+        Command::Generate {
+            out,
+            symbols,
+            trades,
+            seed,
+            start_ms,
+            step_ms,
+            combined,
+        } => {
+            let opts = GenerateOptions {
+                symbols,
+                trades,
+                seed,
+                start_ms,
+                step_ms,
+                combined,
+            };
             match out {
                 Some(path) => {
-                    let f = std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?);
+                    let f = std::io::BufWriter::new(
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("cannot create {}", path.display()))?,
+                    );
                     if path.extension().is_some_and(|e| e == "gz") {
                         let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::best());
                         generate(&opts, &mut gz)?;
@@ -347,7 +415,10 @@ fn real_main(cli: Cli) -> Result<()> {
                         generate(&opts, &mut f)?;
                         std::io::Write::flush(&mut f)?;
                     }
-                    eprintln!("cryptoflow: wrote {trades} trades of {symbols} symbols to {}", path.display());
+                    eprintln!(
+                        "cryptoflow: wrote {trades} trades of {symbols} symbols to {}",
+                        path.display()
+                    );
                 }
                 None => {
                     let stdout = std::io::stdout();
@@ -357,24 +428,44 @@ fn real_main(cli: Cli) -> Result<()> {
             }
         }
         Command::Migrate { postgres } => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let applied = rt.block_on(cryptoflow_sinks::postgres::migrate(&postgres)).map_err(|e| anyhow!(e))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let applied = rt
+                .block_on(cryptoflow_sinks::postgres::migrate(&postgres))
+                .map_err(|e| anyhow!(e))?;
             if applied.is_empty() {
                 eprintln!("cryptoflow: schema is up to date");
             } else {
                 eprintln!("cryptoflow: applied migrations {applied:?}");
             }
         }
-        Command::Bench { input, postgres, rate, workers, config } => {
+        Command::Bench {
+            input,
+            postgres,
+            rate,
+            workers,
+            config,
+        } => {
             let mut cfg = load_config(config.as_deref())?;
             cfg.pipeline.workers = workers;
-            let line = bench(cfg, &BenchOptions { input, postgres, rate })?;
+            let line = bench(
+                cfg,
+                &BenchOptions {
+                    input,
+                    postgres,
+                    rate,
+                },
+            )?;
             println!("{line}");
         }
         Command::CheckConfig { config } => {
             let cfg = load_config(config.as_deref())?;
             print!("{}", cfg.to_redacted_toml()?);
-            eprintln!("cryptoflow: configuration is valid ({} streams)", cfg.stream_names().len());
+            eprintln!(
+                "cryptoflow: configuration is valid ({} streams)",
+                cfg.stream_names().len()
+            );
         }
     }
     Ok(())

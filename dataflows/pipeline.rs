@@ -9,7 +9,9 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig, CandleOutput, EventTimeCandles, TradeAnalytics};
+use cryptoflow_operators::dataflow::{
+    AnalyticsConfig, CandleConfig, CandleOutput, EventTimeCandles, TradeAnalytics,
+};
 use cryptoflow_operators::model::Event;
 use cryptoflow_sinks::{SinkMsg, SinkRecord};
 use timely::dataflow::channels::pact::Pipeline;
@@ -55,7 +57,13 @@ pub struct Flow {
 /// Hands records and frontier progress of this worker to a sink task. Blocks the worker when the
 /// sink's queue is full (backpressure). `count_trades` makes this operator release in-flight
 /// trades (set on exactly one sink).
-pub fn attach_sink(records: StreamVec<'_, u64, SinkRecord>, worker: usize, tx: mpsc::Sender<SinkMsg>, flow: Arc<Flow>, count_trades: bool) {
+pub fn attach_sink(
+    records: StreamVec<'_, u64, SinkRecord>,
+    worker: usize,
+    tx: mpsc::Sender<SinkMsg>,
+    flow: Arc<Flow>,
+    count_trades: bool,
+) {
     let mut last: Option<Option<u64>> = None;
     records.sink(Pipeline, "Sink", move |(input, frontier)| {
         input.for_each_stamp(|cap, data| {
@@ -64,8 +72,22 @@ pub fn attach_sink(records: StreamVec<'_, u64, SinkRecord>, worker: usize, tx: m
             for batch in data {
                 records.append(batch);
             }
-            let trades = if count_trades { records.iter().filter(|r| matches!(r, SinkRecord::Trade(_))).count() as i64 } else { 0 };
-            if tx.blocking_send(SinkMsg::Data { worker, time, records }).is_err() {
+            let trades = if count_trades {
+                records
+                    .iter()
+                    .filter(|r| matches!(r, SinkRecord::Trade(_)))
+                    .count() as i64
+            } else {
+                0
+            };
+            if tx
+                .blocking_send(SinkMsg::Data {
+                    worker,
+                    time,
+                    records,
+                })
+                .is_err()
+            {
                 flow.sink_failed.store(true, Ordering::SeqCst);
             }
             if trades > 0 {
@@ -75,7 +97,13 @@ pub fn attach_sink(records: StreamVec<'_, u64, SinkRecord>, worker: usize, tx: m
         let f = frontier.frontier().iter().next().copied();
         if last != Some(f) {
             last = Some(f);
-            if tx.blocking_send(SinkMsg::Progress { worker, frontier: f }).is_err() {
+            if tx
+                .blocking_send(SinkMsg::Progress {
+                    worker,
+                    frontier: f,
+                })
+                .is_err()
+            {
                 flow.sink_failed.store(true, Ordering::SeqCst);
             }
         }

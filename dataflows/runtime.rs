@@ -102,7 +102,13 @@ impl Sink for ObserverSink {
     }
 }
 
-fn spawn_sink<S: Sink>(rt: &tokio::runtime::Runtime, sink: S, workers: usize, cfg: &Config, observer: Option<CommitObserver>) -> SinkSlot {
+fn spawn_sink<S: Sink>(
+    rt: &tokio::runtime::Runtime,
+    sink: S,
+    workers: usize,
+    cfg: &Config,
+    observer: Option<CommitObserver>,
+) -> SinkSlot {
     let (tx, rx) = mpsc::channel(cfg.sinks.queue_capacity);
     let (ack_tx, ack) = watch::channel(Ack::default());
     let name = sink.name();
@@ -112,16 +118,30 @@ fn spawn_sink<S: Sink>(rt: &tokio::runtime::Runtime, sink: S, workers: usize, cf
         ..TaskConfig::default()
     };
     let task = rt.spawn(run_sink(sink, rx, workers, task_cfg, ack_tx, observer));
-    SinkSlot { name, tx, ack, task }
+    SinkSlot {
+        name,
+        tx,
+        ack,
+        task,
+    }
 }
 
 fn timely_config(workers: usize, cluster: &Cluster) -> Result<timely::Config> {
     let communication = if cluster.processes > 1 {
         if cluster.hosts.len() != cluster.processes {
-            bail!("--processes {} needs a hostfile with {} lines of host:port, got {}", cluster.processes, cluster.processes, cluster.hosts.len());
+            bail!(
+                "--processes {} needs a hostfile with {} lines of host:port, got {}",
+                cluster.processes,
+                cluster.processes,
+                cluster.hosts.len()
+            );
         }
         if cluster.process >= cluster.processes {
-            bail!("--process {} must be below --processes {}", cluster.process, cluster.processes);
+            bail!(
+                "--process {} must be below --processes {}",
+                cluster.process,
+                cluster.processes
+            );
         }
         timely::CommunicationConfig::Cluster {
             threads: workers,
@@ -135,14 +155,22 @@ fn timely_config(workers: usize, cluster: &Cluster) -> Result<timely::Config> {
     } else {
         timely::CommunicationConfig::Process(workers)
     };
-    Ok(timely::Config { communication, worker: timely::WorkerConfig::default() })
+    Ok(timely::Config {
+        communication,
+        worker: timely::WorkerConfig::default(),
+    })
 }
 
 /// Runs the trade pipeline from `source` into the configured sinks.
 ///
 /// `observer` sees every batch the primary sink committed (PostgreSQL when configured, else a
 /// sink that only observes), with the commit instant: benchmarks and tests use it.
-pub fn run(cfg: &Config, source: SourceSpec, cluster: &Cluster, mut observer: Option<CommitObserver>) -> Result<RunReport> {
+pub fn run(
+    cfg: &Config,
+    source: SourceSpec,
+    cluster: &Cluster,
+    mut observer: Option<CommitObserver>,
+) -> Result<RunReport> {
     let started = Instant::now();
     let workers = cfg.pipeline.workers;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -156,14 +184,18 @@ pub fn run(cfg: &Config, source: SourceSpec, cluster: &Cluster, mut observer: Op
     let mut sinks: Vec<SinkSlot> = Vec::new();
     if !cfg.sinks.postgres.url.is_empty() {
         let pg = rt
-            .block_on(PostgresSink::connect(&PostgresConfig { url: cfg.sinks.postgres.url.clone(), pool_size: cfg.sinks.postgres.pool_size }))
+            .block_on(PostgresSink::connect(&PostgresConfig {
+                url: cfg.sinks.postgres.url.clone(),
+                pool_size: cfg.sinks.postgres.pool_size,
+            }))
             .map_err(|e| anyhow!(e))?;
         sinks.push(spawn_sink(&rt, pg, workers, cfg, observer.take()));
     } else if let Some(obs) = observer.take() {
         sinks.push(spawn_sink(&rt, ObserverSink, workers, cfg, Some(obs)));
     }
     if !cfg.sinks.jsonl.is_empty() {
-        let sink = JsonlSink::create(std::path::Path::new(&cfg.sinks.jsonl)).map_err(|e| anyhow!(e))?;
+        let sink =
+            JsonlSink::create(std::path::Path::new(&cfg.sinks.jsonl)).map_err(|e| anyhow!(e))?;
         sinks.push(spawn_sink(&rt, sink, workers, cfg, None));
     }
     if cfg.sinks.console {
@@ -177,7 +209,8 @@ pub fn run(cfg: &Config, source: SourceSpec, cluster: &Cluster, mut observer: Op
     let stats = Arc::new(match cfg.sinks.dead_letters.as_str() {
         "" => SourceStats::default(),
         path => {
-            let f = std::fs::File::create(path).with_context(|| format!("cannot create dead-letter file {path}"))?;
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("cannot create dead-letter file {path}"))?;
             SourceStats::with_dead_letters(Box::new(std::io::BufWriter::new(f)))
         }
     });
@@ -188,11 +221,17 @@ pub fn run(cfg: &Config, source: SourceSpec, cluster: &Cluster, mut observer: Op
     let mut replay_thread = None;
     if is_feeder {
         match source {
-            SourceSpec::Replay { files, opts, progress } => {
+            SourceSpec::Replay {
+                files,
+                opts,
+                progress,
+            } => {
                 let stats = stats.clone();
-                replay_thread = Some(std::thread::Builder::new().name("cryptoflow-replay".into()).spawn(move || {
-                    replay_all(files, &opts, &stats, src_tx, progress)
-                })?);
+                replay_thread = Some(
+                    std::thread::Builder::new()
+                        .name("cryptoflow-replay".into())
+                        .spawn(move || replay_all(files, &opts, &stats, src_tx, progress))?,
+                );
             }
             SourceSpec::Live { ws, stop_after } => {
                 rt.spawn(binance_live(ws, src_tx, stats.clone(), shutdown_rx.clone()));
@@ -237,7 +276,11 @@ pub fn run(cfg: &Config, source: SourceSpec, cluster: &Cluster, mut observer: Op
                 attach_sink(records.clone(), index, tx.clone(), flow_w.clone(), i == 0);
             }
         });
-        let rx = if index == 0 { src_rx.lock().ok().and_then(|mut g| g.take()) } else { None };
+        let rx = if index == 0 {
+            src_rx.lock().ok().and_then(|mut g| g.take())
+        } else {
+            None
+        };
         let Some(mut rx) = rx else {
             drop(input);
             while worker.step_or_park(None) {}
@@ -282,7 +325,8 @@ pub fn run(cfg: &Config, source: SourceSpec, cluster: &Cluster, mut observer: Op
                     worker.step();
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    if live && last_event.elapsed() >= Duration::from_millis(idle_ms.max(1) as u64) {
+                    if live && last_event.elapsed() >= Duration::from_millis(idle_ms.max(1) as u64)
+                    {
                         // Idle live source: let the wall clock move the watermark.
                         let wm = to_tick(cryptoflow_sources::now_ms() - lateness - idle_ms);
                         if wm > *input.time() {
@@ -343,11 +387,24 @@ pub fn run(cfg: &Config, source: SourceSpec, cluster: &Cluster, mut observer: Op
     })
 }
 
-fn replay_all(files: Vec<PathBuf>, opts: &ReplayOptions, stats: &SourceStats, tx: mpsc::Sender<EventBatch>, progress: bool) -> Result<ReplaySummary> {
+fn replay_all(
+    files: Vec<PathBuf>,
+    opts: &ReplayOptions,
+    stats: &SourceStats,
+    tx: mpsc::Sender<EventBatch>,
+    progress: bool,
+) -> Result<ReplaySummary> {
     let mut total = ReplaySummary::default();
     let emit = |b: EventBatch| tx.blocking_send(b).is_ok();
     if files.is_empty() {
-        let s = replay::replay_reader(replay::from_bytes(SAMPLE), std::path::Path::new("<bundled sample>"), opts, stats, emit, |_| {})?;
+        let s = replay::replay_reader(
+            replay::from_bytes(SAMPLE),
+            std::path::Path::new("<bundled sample>"),
+            opts,
+            stats,
+            emit,
+            |_| {},
+        )?;
         return Ok(s);
     }
     for f in &files {
@@ -355,8 +412,10 @@ fn replay_all(files: Vec<PathBuf>, opts: &ReplayOptions, stats: &SourceStats, tx
         let bar = if progress && len > (8 << 20) {
             let bar = indicatif::ProgressBar::new(len);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             bar.set_message(f.display().to_string());
             Some(bar)
@@ -364,11 +423,17 @@ fn replay_all(files: Vec<PathBuf>, opts: &ReplayOptions, stats: &SourceStats, tx
             None
         };
         // Gzip files report decompressed bytes; the bar then only shows activity.
-        let s = replay::replay_file(f, opts, stats, |b| tx.blocking_send(b).is_ok(), |n| {
-            if let Some(b) = &bar {
-                b.set_position(n.min(len));
-            }
-        })?;
+        let s = replay::replay_file(
+            f,
+            opts,
+            stats,
+            |b| tx.blocking_send(b).is_ok(),
+            |n| {
+                if let Some(b) = &bar {
+                    b.set_position(n.min(len));
+                }
+            },
+        )?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }

@@ -59,7 +59,10 @@ pub struct WhaleThresholds {
 
 impl Default for WhaleThresholds {
     fn default() -> Self {
-        WhaleThresholds { default: Decimal::from(100_000), per_quote: BTreeMap::new() }
+        WhaleThresholds {
+            default: Decimal::from(100_000),
+            per_quote: BTreeMap::new(),
+        }
     }
 }
 
@@ -87,7 +90,11 @@ pub struct AnalyticsConfig {
 
 impl Default for AnalyticsConfig {
     fn default() -> Self {
-        AnalyticsConfig { sma_window: 20, ema_window: 20, whales: WhaleThresholds::default() }
+        AnalyticsConfig {
+            sma_window: 20,
+            ema_window: 20,
+            whales: WhaleThresholds::default(),
+        }
     }
 }
 
@@ -174,7 +181,11 @@ pub struct CandleConfig {
 
 impl Default for CandleConfig {
     fn default() -> Self {
-        CandleConfig { intervals: vec![Interval::MINUTE], tick_ms: 100, emit_forming: true }
+        CandleConfig {
+            intervals: vec![Interval::MINUTE],
+            tick_ms: 100,
+            emit_forming: true,
+        }
     }
 }
 
@@ -221,7 +232,10 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Trade> {
                                     match open.get_mut(&key) {
                                         Some((_, acc)) => acc.add(&trade),
                                         None => {
-                                            open.insert(key, (trade.venue, CandleAcc::new(open_time, &trade)));
+                                            open.insert(
+                                                key,
+                                                (trade.venue, CandleAcc::new(open_time, &trade)),
+                                            );
                                             ending
                                                 .entry(end_tick)
                                                 .or_insert_with(|| {
@@ -241,7 +255,9 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Trade> {
                         touched.dedup();
                         for key in touched.drain(..) {
                             if let Some((venue, acc)) = open.get(&key) {
-                                session.give(CandleOutput::Candle(acc.to_candle(*venue, key.0, key.1, false)));
+                                session.give(CandleOutput::Candle(
+                                    acc.to_candle(*venue, key.0, key.1, false),
+                                ));
                             }
                         }
                     });
@@ -255,7 +271,9 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Trade> {
                         let mut session = output.session(&cap);
                         for key in keys {
                             if let Some((venue, acc)) = open.remove(&key) {
-                                session.give(CandleOutput::Candle(acc.to_candle(venue, key.0, key.1, true)));
+                                session.give(CandleOutput::Candle(
+                                    acc.to_candle(venue, key.0, key.1, true),
+                                ));
                             }
                         }
                     }

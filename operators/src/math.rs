@@ -29,7 +29,11 @@ impl Sma {
     /// A moving average over `n` values (`n` ≥ 1).
     pub fn new(n: usize) -> Self {
         let n = n.max(1);
-        Sma { n, window: VecDeque::with_capacity(n), sum: Decimal::ZERO }
+        Sma {
+            n,
+            window: VecDeque::with_capacity(n),
+            sum: Decimal::ZERO,
+        }
     }
 
     /// Adds a value; returns the average once `n` values were seen.
@@ -78,7 +82,13 @@ impl Ema {
     /// An EMA of period `n` (`n` ≥ 1), `alpha = 2 / (n + 1)`.
     pub fn new(n: usize) -> Self {
         let n = n.max(1);
-        Ema { n, alpha: 2.0 / (n as f64 + 1.0), seen: 0, seed_sum: 0.0, value: 0.0 }
+        Ema {
+            n,
+            alpha: 2.0 / (n as f64 + 1.0),
+            seen: 0,
+            seed_sum: 0.0,
+            value: 0.0,
+        }
     }
 
     /// Adds a value; returns the EMA once `n` values were seen.
@@ -134,7 +144,11 @@ impl CandleAcc {
             low: t.price,
             volume: t.qty,
             quote_volume: t.price * t.qty,
-            taker_buy_volume: if t.side == Side::Buy { t.qty } else { Decimal::ZERO },
+            taker_buy_volume: if t.side == Side::Buy {
+                t.qty
+            } else {
+                Decimal::ZERO
+            },
             trade_count: 1,
         }
     }
@@ -263,10 +277,19 @@ mod tests {
             acc.add(t);
         }
         let c = acc.candle(&ts[0], Interval::MINUTE, true);
-        assert_eq!((c.open, c.high, c.low, c.close), (d("100"), d("105"), d("99"), d("99")));
-        assert_eq!((c.volume, c.quote_volume, c.vwap), (d("8"), d("803"), d("100.375")));
+        assert_eq!(
+            (c.open, c.high, c.low, c.close),
+            (d("100"), d("105"), d("99"), d("99"))
+        );
+        assert_eq!(
+            (c.volume, c.quote_volume, c.vwap),
+            (d("8"), d("803"), d("100.375"))
+        );
         assert_eq!((c.trade_count, c.taker_buy_volume), (4, d("3")));
-        assert_eq!((c.first_trade_id, c.last_trade_id, c.close_time), (1, 4, 60_000));
+        assert_eq!(
+            (c.first_trade_id, c.last_trade_id, c.close_time),
+            (1, 4, 60_000)
+        );
     }
 
     proptest! {
@@ -286,7 +309,7 @@ mod tests {
         #[test]
         fn candle_is_order_independent(mut prices in proptest::collection::vec(1i64..100_000, 1..50), seed in 0u64..1000) {
             let trades: Vec<Trade> = prices.drain(..).enumerate()
-                .map(|(i, p)| trade(i as u64, &Decimal::new(p, 2).to_string(), "0.5", if (i as u64 + seed) % 3 == 0 { Side::Buy } else { Side::Sell }))
+                .map(|(i, p)| trade(i as u64, &Decimal::new(p, 2).to_string(), "0.5", if (i as u64 + seed).is_multiple_of(3) { Side::Buy } else { Side::Sell }))
                 .collect();
             let mut shuffled = trades.clone();
             shuffled.rotate_left((seed as usize) % trades.len());

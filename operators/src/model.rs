@@ -19,7 +19,9 @@ pub enum ModelError {
     #[error("invalid symbol {0:?}: expected 1 to {max} ASCII letters or digits", max = Symbol::MAX_LEN)]
     Symbol(String),
     /// An interval label that is not one of Binance's fixed-length intervals.
-    #[error("invalid interval {0:?}: expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w")]
+    #[error(
+        "invalid interval {0:?}: expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w"
+    )]
     Interval(String),
     /// A venue name cryptoflow does not know.
     #[error("unknown venue {0:?}: expected \"binance\"")]
@@ -82,7 +84,10 @@ impl Symbol {
         for (dst, src) in bytes.iter_mut().zip(b) {
             *dst = src.to_ascii_uppercase();
         }
-        Ok(Symbol { len: b.len() as u8, bytes })
+        Ok(Symbol {
+            len: b.len() as u8,
+            bytes,
+        })
     }
 
     /// The symbol text.
@@ -108,7 +113,10 @@ impl Symbol {
             "BRL", "JPY", "GBP",
         ];
         let s = self.as_str();
-        QUOTES.iter().copied().find(|q| s.len() > q.len() && s.ends_with(q))
+        QUOTES
+            .iter()
+            .copied()
+            .find(|q| s.len() > q.len() && s.ends_with(q))
     }
 }
 
@@ -279,14 +287,22 @@ impl Interval {
 
     /// Binance's label (`1m`, `1h`, …).
     pub fn label(self) -> &'static str {
-        INTERVALS.iter().find(|(_, ms)| *ms == self.ms).map(|(l, _)| *l).unwrap_or("?")
+        INTERVALS
+            .iter()
+            .find(|(_, ms)| *ms == self.ms)
+            .map(|(l, _)| *l)
+            .unwrap_or("?")
     }
 
     /// Start of the window that contains `ts`.
     ///
     /// Weekly windows start on Monday 00:00 UTC like Binance's (the epoch was a Thursday).
     pub fn open_time(self, ts: Millis) -> Millis {
-        let offset = if self.ms == 604_800_000 { 345_600_000 } else { 0 };
+        let offset = if self.ms == 604_800_000 {
+            345_600_000
+        } else {
+            0
+        };
         (ts - offset).div_euclid(self.ms) * self.ms + offset
     }
 }

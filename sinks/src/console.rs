@@ -56,7 +56,12 @@ pub fn console_line(r: &SinkRecord, show_forming: bool) -> Option<String> {
         )),
         SinkRecord::Late(l) => Some(format!(
             "LATE {} {} id={} ts={} missed candle {} {}",
-            l.trade.venue, l.trade.symbol, l.trade.trade_id, l.trade.ts_exchange, l.interval, l.candle_open_time
+            l.trade.venue,
+            l.trade.symbol,
+            l.trade.trade_id,
+            l.trade.ts_exchange,
+            l.interval,
+            l.candle_open_time
         )),
         _ => None,
     }
@@ -89,7 +94,10 @@ impl Sink for ConsoleSink {
                 self.closed = true;
                 Ok(())
             }
-            Err(e) => Err(SinkError::Permanent { sink: "console", message: e.to_string() }),
+            Err(e) => Err(SinkError::Permanent {
+                sink: "console",
+                message: e.to_string(),
+            }),
         }
     }
 }

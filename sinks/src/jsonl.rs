@@ -19,12 +19,23 @@ pub struct JsonlSink {
 impl JsonlSink {
     /// Creates (truncates) `path`, creating parent folders.
     pub fn create(path: &Path) -> Result<Self, SinkError> {
-        let err = |e: std::io::Error| SinkError::Permanent { sink: "jsonl", message: format!("cannot open {}: {e}", path.display()) };
+        let err = |e: std::io::Error| SinkError::Permanent {
+            sink: "jsonl",
+            message: format!("cannot open {}: {e}", path.display()),
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let f = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(err)?;
-        Ok(JsonlSink { path: path.to_path_buf(), out: BufWriter::with_capacity(1 << 16, f) })
+        let f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .map_err(err)?;
+        Ok(JsonlSink {
+            path: path.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 16, f),
+        })
     }
 }
 
@@ -34,7 +45,10 @@ impl Sink for JsonlSink {
     }
 
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
-        let err = |e: std::io::Error| SinkError::Permanent { sink: "jsonl", message: format!("{}: {e}", self.path.display()) };
+        let err = |e: std::io::Error| SinkError::Permanent {
+            sink: "jsonl",
+            message: format!("{}: {e}", self.path.display()),
+        };
         for r in records {
             serde_json::to_writer(&mut self.out, r).map_err(|e| err(std::io::Error::other(e)))?;
             self.out.write_all(b"\n").map_err(err)?;
@@ -43,6 +57,9 @@ impl Sink for JsonlSink {
     }
 
     async fn close(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|e| SinkError::Permanent { sink: "jsonl", message: e.to_string() })
+        self.out.flush().map_err(|e| SinkError::Permanent {
+            sink: "jsonl",
+            message: e.to_string(),
+        })
     }
 }

@@ -22,7 +22,8 @@ use crate::record::SinkRecord;
 use crate::task::{Sink, SinkError};
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "core", include_str!("../../sql/postgres/0001_core.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "core", include_str!("../../sql/postgres/0001_core.sql"))];
 
 const SINK: &str = "postgres";
 
@@ -37,35 +38,49 @@ pub fn classify(e: &tokio_postgres::Error, context: &str) -> SinkError {
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::LOCK_NOT_AVAILABLE;
-            let hint = if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN {
+            let hint = if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN
+            {
                 " (is the schema migrated? run `cryptoflow migrate --postgres URL`)"
             } else {
                 ""
             };
             let message = format!("{context}: {e} [SQLSTATE {c}]{hint}");
             if transient {
-                SinkError::Transient { sink: SINK, message }
+                SinkError::Transient {
+                    sink: SINK,
+                    message,
+                }
             } else {
-                SinkError::Permanent { sink: SINK, message }
+                SinkError::Permanent {
+                    sink: SINK,
+                    message,
+                }
             }
         }
         // No SQLSTATE: I/O, closed connection, timeouts: worth retrying.
-        None => SinkError::Transient { sink: SINK, message: format!("{context}: {e}") },
+        None => SinkError::Transient {
+            sink: SINK,
+            message: format!("{context}: {e}"),
+        },
     }
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> SinkError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => classify(&e, "connect"),
-        other => SinkError::Transient { sink: SINK, message: format!("connection pool: {other}") },
+        other => SinkError::Transient {
+            sink: SINK,
+            message: format!("connection pool: {other}"),
+        },
     }
 }
 
 /// Parses a connection URL (`postgres://user@host:port/db`), with a 5 s connect timeout.
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, SinkError> {
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| SinkError::Permanent { sink: SINK, message: format!("invalid PostgreSQL URL: {e}") })?;
+    let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| SinkError::Permanent {
+        sink: SINK,
+        message: format!("invalid PostgreSQL URL: {e}"),
+    })?;
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(std::time::Duration::from_secs(5));
     }
@@ -76,7 +91,10 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, SinkError> {
 /// Applies pending migrations; returns the versions applied now. Idempotent and safe to run
 /// concurrently (an advisory lock serializes migrators).
 pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
-    let (mut client, conn) = parse_url(url)?.connect(NoTls).await.map_err(|e| classify(&e, "connect"))?;
+    let (mut client, conn) = parse_url(url)?
+        .connect(NoTls)
+        .await
+        .map_err(|e| classify(&e, "connect"))?;
     let driver = tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "Migration connection ended.");
@@ -95,20 +113,31 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
     for (version, name, sql) in MIGRATIONS {
         let tx = client.transaction().await.map_err(ctx("begin"))?;
         let done = tx
-            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[version],
+            )
             .await
             .map_err(ctx("read migrations"))?
             .is_some();
         if !done {
-            tx.batch_execute(sql).await.map_err(|e| classify(&e, &format!("migration {version} ({name})")))?;
-            tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name])
+            tx.batch_execute(sql)
                 .await
-                .map_err(ctx("record migration"))?;
+                .map_err(|e| classify(&e, &format!("migration {version} ({name})")))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await
+            .map_err(ctx("record migration"))?;
             applied.push(*version);
         }
         tx.commit().await.map_err(ctx("commit migration"))?;
     }
-    client.batch_execute("SELECT pg_advisory_unlock(7231001)").await.map_err(ctx("unlock"))?;
+    client
+        .batch_execute("SELECT pg_advisory_unlock(7231001)")
+        .await
+        .map_err(ctx("unlock"))?;
     drop(client);
     let _ = driver.await;
     Ok(applied)
@@ -187,14 +216,26 @@ WHERE NOT c.is_final OR excluded.is_final";
 impl PostgresSink {
     /// Builds the pool and checks that the schema is there.
     pub async fn connect(cfg: &PostgresConfig) -> Result<Self, SinkError> {
-        let mgr = Manager::from_config(parse_url(&cfg.url)?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let mgr = Manager::from_config(
+            parse_url(&cfg.url)?,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
         let pool = Pool::builder(mgr)
             .max_size(cfg.pool_size.max(1))
             .build()
-            .map_err(|e| SinkError::Permanent { sink: SINK, message: format!("pool: {e}") })?;
+            .map_err(|e| SinkError::Permanent {
+                sink: SINK,
+                message: format!("pool: {e}"),
+            })?;
         let client = pool.get().await.map_err(pool_err)?;
         client
-            .query("SELECT 1 FROM trades, candles, trade_aggregates LIMIT 0", &[])
+            .query(
+                "SELECT 1 FROM trades, candles, trade_aggregates LIMIT 0",
+                &[],
+            )
             .await
             .map_err(|e| classify(&e, "schema check"))?;
         Ok(PostgresSink { pool })
@@ -245,7 +286,10 @@ struct CandleCols {
 }
 
 fn id(v: u64) -> Result<i64, SinkError> {
-    i64::try_from(v).map_err(|_| SinkError::Permanent { sink: SINK, message: format!("id {v} does not fit BIGINT") })
+    i64::try_from(v).map_err(|_| SinkError::Permanent {
+        sink: SINK,
+        message: format!("id {v} does not fit BIGINT"),
+    })
 }
 
 impl Sink for PostgresSink {
@@ -268,8 +312,10 @@ impl Sink for PostgresSink {
                     t.side.push(tr.side.as_str());
                     t.ts_exchange.push(tr.ts_exchange);
                     t.ts_received.push(tr.ts_received);
-                    t.first_id.push(tr.agg.map(|a| id(a.first_trade_id)).transpose()?);
-                    t.last_id.push(tr.agg.map(|a| id(a.last_trade_id)).transpose()?);
+                    t.first_id
+                        .push(tr.agg.map(|a| id(a.first_trade_id)).transpose()?);
+                    t.last_id
+                        .push(tr.agg.map(|a| id(a.last_trade_id)).transpose()?);
                     t.is_whale.push(e.is_whale);
                     t.ma.push(e.moving_average);
                     t.ema.push(e.ema.filter(|x| x.is_finite()));
@@ -312,26 +358,61 @@ impl Sink for PostgresSink {
             return Ok(());
         }
         let mut client = self.pool.get().await.map_err(pool_err)?;
-        let tx = client.transaction().await.map_err(|e| classify(&e, "begin"))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| classify(&e, "begin"))?;
         if !t.trade_id.is_empty() {
-            let stmt = tx.prepare_cached(TRADES_SQL).await.map_err(|e| classify(&e, "prepare trades"))?;
+            let stmt = tx
+                .prepare_cached(TRADES_SQL)
+                .await
+                .map_err(|e| classify(&e, "prepare trades"))?;
             tx.execute(
                 &stmt,
                 &[
-                    &t.venue, &t.symbol, &t.trade_id, &t.price, &t.qty, &t.side, &t.ts_exchange, &t.ts_received,
-                    &t.first_id, &t.last_id, &t.is_whale, &t.ma, &t.ema,
+                    &t.venue,
+                    &t.symbol,
+                    &t.trade_id,
+                    &t.price,
+                    &t.qty,
+                    &t.side,
+                    &t.ts_exchange,
+                    &t.ts_received,
+                    &t.first_id,
+                    &t.last_id,
+                    &t.is_whale,
+                    &t.ma,
+                    &t.ema,
                 ],
             )
             .await
             .map_err(|e| classify(&e, "insert trades"))?;
         }
         if !k.open_time.is_empty() {
-            let stmt = tx.prepare_cached(CANDLES_SQL).await.map_err(|e| classify(&e, "prepare candles"))?;
+            let stmt = tx
+                .prepare_cached(CANDLES_SQL)
+                .await
+                .map_err(|e| classify(&e, "prepare candles"))?;
             tx.execute(
                 &stmt,
                 &[
-                    &k.venue, &k.symbol, &k.interval, &k.open_time, &k.close_time, &k.o, &k.h, &k.l, &k.c, &k.v, &k.qv,
-                    &k.vwap, &k.n, &k.tbv, &k.first, &k.last, &k.fin,
+                    &k.venue,
+                    &k.symbol,
+                    &k.interval,
+                    &k.open_time,
+                    &k.close_time,
+                    &k.o,
+                    &k.h,
+                    &k.l,
+                    &k.c,
+                    &k.v,
+                    &k.qv,
+                    &k.vwap,
+                    &k.n,
+                    &k.tbv,
+                    &k.first,
+                    &k.last,
+                    &k.fin,
                 ],
             )
             .await

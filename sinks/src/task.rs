@@ -86,7 +86,10 @@ pub trait Sink: Send + 'static {
     /// Short name for logs and errors.
     fn name(&self) -> &'static str;
     /// Writes one batch durably (one transaction where the destination has them).
-    fn write(&mut self, records: &[SinkRecord]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn write(
+        &mut self,
+        records: &[SinkRecord],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// Flushes and closes at the end of the run.
     fn close(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
         async { Ok(()) }
@@ -194,7 +197,11 @@ fn absorb(msg: SinkMsg, batch: &mut Vec<SinkRecord>, seen: &mut [Option<Option<u
     }
 }
 
-async fn write_with_retry<S: Sink>(sink: &mut S, batch: &[SinkRecord], cfg: &TaskConfig) -> Result<(), SinkError> {
+async fn write_with_retry<S: Sink>(
+    sink: &mut S,
+    batch: &[SinkRecord],
+    cfg: &TaskConfig,
+) -> Result<(), SinkError> {
     let mut delay = cfg.retry_initial;
     let mut failures = 0u32;
     loop {
@@ -234,7 +241,10 @@ mod tests {
         async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
             self.calls += 1;
             if self.calls <= self.fail_first {
-                return Err(SinkError::Transient { sink: "flaky", message: "down".into() });
+                return Err(SinkError::Transient {
+                    sink: "flaky",
+                    message: "down".into(),
+                });
             }
             self.got.lock().unwrap().push(records.len());
             Ok(())
@@ -259,16 +269,46 @@ mod tests {
         let got = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel(16);
         let (ack_tx, mut ack_rx) = watch::channel(Ack::default());
-        let sink = Flaky { fail_first: 2, calls: 0, got: got.clone() };
+        let sink = Flaky {
+            fail_first: 2,
+            calls: 0,
+            got: got.clone(),
+        };
         let task = tokio::spawn(run_sink(sink, rx, 2, TaskConfig::default(), ack_tx, None));
-        tx.send(SinkMsg::Data { worker: 0, time: 5, records: vec![gap(), gap()] }).await.unwrap();
-        tx.send(SinkMsg::Progress { worker: 0, frontier: Some(9) }).await.unwrap();
-        tx.send(SinkMsg::Progress { worker: 1, frontier: Some(7) }).await.unwrap();
+        tx.send(SinkMsg::Data {
+            worker: 0,
+            time: 5,
+            records: vec![gap(), gap()],
+        })
+        .await
+        .unwrap();
+        tx.send(SinkMsg::Progress {
+            worker: 0,
+            frontier: Some(9),
+        })
+        .await
+        .unwrap();
+        tx.send(SinkMsg::Progress {
+            worker: 1,
+            frontier: Some(7),
+        })
+        .await
+        .unwrap();
         ack_rx.wait_for(|a| a.durable == Some(7)).await.unwrap();
         assert_eq!(ack_rx.borrow().records, 2);
-        tx.send(SinkMsg::Progress { worker: 1, frontier: None }).await.unwrap();
+        tx.send(SinkMsg::Progress {
+            worker: 1,
+            frontier: None,
+        })
+        .await
+        .unwrap();
         ack_rx.wait_for(|a| a.durable == Some(9)).await.unwrap();
-        tx.send(SinkMsg::Progress { worker: 0, frontier: None }).await.unwrap();
+        tx.send(SinkMsg::Progress {
+            worker: 0,
+            frontier: None,
+        })
+        .await
+        .unwrap();
         drop(tx);
         let ack = task.await.unwrap().unwrap();
         assert!(ack.complete);
@@ -283,14 +323,25 @@ mod tests {
                 "broken"
             }
             async fn write(&mut self, _: &[SinkRecord]) -> Result<(), SinkError> {
-                Err(SinkError::Permanent { sink: "broken", message: "table missing".into() })
+                Err(SinkError::Permanent {
+                    sink: "broken",
+                    message: "table missing".into(),
+                })
             }
         }
         let (tx, rx) = mpsc::channel(4);
         let (ack_tx, _ack_rx) = watch::channel(Ack::default());
-        tx.send(SinkMsg::Data { worker: 0, time: 0, records: vec![gap()] }).await.unwrap();
+        tx.send(SinkMsg::Data {
+            worker: 0,
+            time: 0,
+            records: vec![gap()],
+        })
+        .await
+        .unwrap();
         drop(tx);
-        let err = run_sink(Broken, rx, 1, TaskConfig::default(), ack_tx, None).await.unwrap_err();
+        let err = run_sink(Broken, rx, 1, TaskConfig::default(), ack_tx, None)
+            .await
+            .unwrap_err();
         assert!(!err.is_retryable());
         assert!(err.to_string().contains("table missing"));
     }

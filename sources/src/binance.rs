@@ -108,7 +108,9 @@ impl<'de> Deserialize<'de> for LooseU64 {
                 Ok(LooseU64(Some(v)))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LooseU64, E> {
-                u64::try_from(v).map(|v| LooseU64(Some(v))).map_err(|_| E::custom(format!("negative id {v}")))
+                u64::try_from(v)
+                    .map(|v| LooseU64(Some(v)))
+                    .map_err(|_| E::custom(format!("negative id {v}")))
             }
             fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<LooseU64, E> {
                 Ok(LooseU64(None))
@@ -122,12 +124,21 @@ impl<'de> Deserialize<'de> for LooseU64 {
             fn visit_unit<E: serde::de::Error>(self) -> Result<LooseU64, E> {
                 Ok(LooseU64(None))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<LooseU64, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<LooseU64, A::Error> {
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 Ok(LooseU64(None))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<LooseU64, A::Error> {
-                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<LooseU64, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
                 Ok(LooseU64(None))
             }
         }
@@ -208,16 +219,22 @@ struct Wire<'a> {
 
 fn dec(field: &'static str, v: Option<&Cow<'_, str>>) -> Result<Decimal, DecodeError> {
     let s = v.ok_or(DecodeError::MissingField(field))?;
-    let d = Decimal::from_str(s).or_else(|_| Decimal::from_scientific(s)).map_err(|_| {
-        DecodeError::InvalidNumber { field, value: s.chars().take(40).collect() }
-    })?;
+    let d = Decimal::from_str(s)
+        .or_else(|_| Decimal::from_scientific(s))
+        .map_err(|_| DecodeError::InvalidNumber {
+            field,
+            value: s.chars().take(40).collect(),
+        })?;
     Ok(d)
 }
 
 fn positive(field: &'static str, v: Option<&Cow<'_, str>>) -> Result<Decimal, DecodeError> {
     let d = dec(field, v)?;
     if d <= Decimal::ZERO {
-        return Err(DecodeError::NotPositive { field, value: d.to_string() });
+        return Err(DecodeError::NotPositive {
+            field,
+            value: d.to_string(),
+        });
     }
     Ok(d)
 }
@@ -225,7 +242,10 @@ fn positive(field: &'static str, v: Option<&Cow<'_, str>>) -> Result<Decimal, De
 fn non_negative(field: &'static str, v: Option<&Cow<'_, str>>) -> Result<Decimal, DecodeError> {
     let d = dec(field, v)?;
     if d < Decimal::ZERO {
-        return Err(DecodeError::NotPositive { field, value: d.to_string() });
+        return Err(DecodeError::NotPositive {
+            field,
+            value: d.to_string(),
+        });
     }
     Ok(d)
 }
@@ -239,7 +259,8 @@ fn req<T>(field: &'static str, v: Option<T>) -> Result<T, DecodeError> {
 /// `ts_received` is the receive time to stamp on events; a capture line's own `ts_received`
 /// takes precedence.
 pub fn decode_frame(text: &str, ts_received: Millis) -> Result<Decoded, DecodeError> {
-    let wire: Wire<'_> = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let wire: Wire<'_> =
+        serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
     decode_wire(wire, ts_received)
 }
 
@@ -257,7 +278,9 @@ fn decode_wire(wire: Wire<'_>, ts_received: Millis) -> Result<Decoded, DecodeErr
     }
     let Some(e) = wire.e.as_deref() else {
         if wire.result.is_some() || wire.id.is_some() {
-            return Ok(Decoded::Control(Control::Response { id: wire.id.and_then(|v| v.as_i64()) }));
+            return Ok(Decoded::Control(Control::Response {
+                id: wire.id.and_then(|v| v.as_i64()),
+            }));
         }
         if wire.u.is_some() && wire.s.is_some() {
             return Ok(Decoded::Control(Control::Ignored("bookTicker")));
@@ -291,7 +314,10 @@ fn decode_wire(wire: Wire<'_>, ts_received: Millis) -> Result<Decoded, DecodeErr
                 side: Side::from_buyer_is_maker(req("m", wire.m)?),
                 ts_exchange: req("T", wire.T)?,
                 ts_received,
-                agg: Some(AggIds { first_trade_id: req("f", wire.f)?, last_trade_id: req("l", wire.l)? }),
+                agg: Some(AggIds {
+                    first_trade_id: req("f", wire.f)?,
+                    last_trade_id: req("l", wire.l)?,
+                }),
             };
             Ok(Decoded::Event(Event::Trade(trade)))
         }
@@ -321,7 +347,9 @@ fn decode_wire(wire: Wire<'_>, ts_received: Millis) -> Result<Decoded, DecodeErr
             };
             Ok(Decoded::Event(Event::Kline(kline)))
         }
-        "serverShutdown" => Ok(Decoded::Control(Control::ServerShutdown { at: wire.E.unwrap_or(0) })),
+        "serverShutdown" => Ok(Decoded::Control(Control::ServerShutdown {
+            at: wire.E.unwrap_or(0),
+        })),
         "depthUpdate" => Ok(Decoded::Control(Control::Ignored("depthUpdate"))),
         other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
     }
@@ -351,31 +379,47 @@ fn csv_bool(field: &'static str, s: &str) -> Result<bool, DecodeError> {
     match s.trim() {
         "True" | "true" | "TRUE" | "1" => Ok(true),
         "False" | "false" | "FALSE" | "0" => Ok(false),
-        other => Err(DecodeError::Csv(format!("field `{field}` is not a boolean: {other:?}"))),
+        other => Err(DecodeError::Csv(format!(
+            "field `{field}` is not a boolean: {other:?}"
+        ))),
     }
 }
 
 fn csv_int<T: FromStr>(field: &'static str, s: &str) -> Result<T, DecodeError> {
-    s.trim().parse().map_err(|_| DecodeError::InvalidNumber { field, value: s.chars().take(40).collect() })
+    s.trim().parse().map_err(|_| DecodeError::InvalidNumber {
+        field,
+        value: s.chars().take(40).collect(),
+    })
 }
 
 /// True when a CSV line is a header row (its first field is not a number).
 pub fn csv_is_header(line: &str) -> bool {
-    line.split(',').next().map(|f| f.trim().parse::<i64>().is_err()).unwrap_or(true)
+    line.split(',')
+        .next()
+        .map(|f| f.trim().parse::<i64>().is_err())
+        .unwrap_or(true)
 }
 
 /// Decodes one data.binance.vision CSV line for `symbol`.
 ///
 /// The kind comes from the column count when `kind` is `None`. `ts_received` for dumps is the
 /// trade time itself (no receive time exists for history).
-pub fn decode_csv_line(line: &str, symbol: Symbol, kind: Option<CsvKind>) -> Result<Event, DecodeError> {
+pub fn decode_csv_line(
+    line: &str,
+    symbol: Symbol,
+    kind: Option<CsvKind>,
+) -> Result<Event, DecodeError> {
     let f: Vec<&str> = line.trim_end_matches(['\r', '\n']).split(',').collect();
     let kind = match (kind, f.len()) {
         (Some(k), _) => k,
         (None, 7) => CsvKind::Trades,
         (None, 8) => CsvKind::AggTrades,
         (None, 12) => CsvKind::Klines,
-        (None, n) => return Err(DecodeError::Csv(format!("{n} columns; expected 7 (trades), 8 (aggTrades) or 12 (klines)"))),
+        (None, n) => {
+            return Err(DecodeError::Csv(format!(
+                "{n} columns; expected 7 (trades), 8 (aggTrades) or 12 (klines)"
+            )))
+        }
     };
     let need = match kind {
         CsvKind::Trades => 7,
@@ -383,15 +427,25 @@ pub fn decode_csv_line(line: &str, symbol: Symbol, kind: Option<CsvKind>) -> Res
         CsvKind::Klines => 12,
     };
     if f.len() < need {
-        return Err(DecodeError::Csv(format!("{} columns; {kind:?} needs {need}", f.len())));
+        return Err(DecodeError::Csv(format!(
+            "{} columns; {kind:?} needs {need}",
+            f.len()
+        )));
     }
     let cow = |i: usize| -> Cow<'_, str> { Cow::Borrowed(f[i].trim()) };
     match kind {
         CsvKind::Trades | CsvKind::AggTrades => {
-            let (time_col, maker_col) = if kind == CsvKind::Trades { (4, 5) } else { (5, 6) };
+            let (time_col, maker_col) = if kind == CsvKind::Trades {
+                (4, 5)
+            } else {
+                (5, 6)
+            };
             let ts = dump_ts_to_ms(csv_int("time", f[time_col])?);
             let agg = if kind == CsvKind::AggTrades {
-                Some(AggIds { first_trade_id: csv_int("first_id", f[3])?, last_trade_id: csv_int("last_id", f[4])? })
+                Some(AggIds {
+                    first_trade_id: csv_int("first_id", f[3])?,
+                    last_trade_id: csv_int("last_id", f[4])?,
+                })
             } else {
                 None
             };
@@ -411,11 +465,16 @@ pub fn decode_csv_line(line: &str, symbol: Symbol, kind: Option<CsvKind>) -> Res
             let open_time = dump_ts_to_ms(csv_int("open_time", f[0])?);
             let close_time = dump_ts_to_ms(csv_int("close_time", f[6])?);
             let len = close_time + 1 - open_time;
-            let interval = ["1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"]
-                .iter()
-                .filter_map(|l| Interval::from_str(l).ok())
-                .find(|i| i.millis() == len)
-                .ok_or_else(|| DecodeError::Csv(format!("kline length {len} ms is not a known interval")))?;
+            let interval = [
+                "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d",
+                "3d", "1w",
+            ]
+            .iter()
+            .filter_map(|l| Interval::from_str(l).ok())
+            .find(|i| i.millis() == len)
+            .ok_or_else(|| {
+                DecodeError::Csv(format!("kline length {len} ms is not a known interval"))
+            })?;
             Ok(Event::Kline(Kline {
                 venue: Venue::Binance,
                 symbol,
@@ -474,24 +533,50 @@ mod tests {
         let t = trade(TRADE);
         assert_eq!(t.symbol.as_str(), "BNBBTC");
         assert_eq!((t.trade_id, t.price, t.qty), (12345, d("0.001"), d("100")));
-        assert_eq!((t.side, t.ts_exchange, t.ts_received, t.agg), (Side::Sell, 1672515782136, 7, None));
+        assert_eq!(
+            (t.side, t.ts_exchange, t.ts_received, t.agg),
+            (Side::Sell, 1672515782136, 7, None)
+        );
     }
 
     #[test]
     fn agg_trade_payload() {
         let t = trade(AGG);
         assert_eq!(t.trade_id, 12345);
-        assert_eq!(t.agg, Some(AggIds { first_trade_id: 100, last_trade_id: 105 }));
+        assert_eq!(
+            t.agg,
+            Some(AggIds {
+                first_trade_id: 100,
+                last_trade_id: 105
+            })
+        );
     }
 
     #[test]
     fn kline_payload() {
-        let Decoded::Event(Event::Kline(k)) = decode_frame(KLINE, 7).unwrap() else { panic!() };
-        assert_eq!((k.open_time, k.close_time, k.interval.label()), (1672515780000, 1672515839999, "1m"));
-        assert_eq!((k.open, k.high, k.low, k.close), (d("0.0010"), d("0.0025"), d("0.0015"), d("0.0020")));
-        assert_eq!((k.volume, k.quote_volume, k.trade_count, k.is_closed), (d("1000"), d("1.0000"), 100, false));
-        assert_eq!((k.taker_buy_volume, k.taker_buy_quote_volume), (d("500"), d("0.500")));
-        assert_eq!((k.first_trade_id, k.last_trade_id, k.ts_exchange), (100, 200, 1672515782136));
+        let Decoded::Event(Event::Kline(k)) = decode_frame(KLINE, 7).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (k.open_time, k.close_time, k.interval.label()),
+            (1672515780000, 1672515839999, "1m")
+        );
+        assert_eq!(
+            (k.open, k.high, k.low, k.close),
+            (d("0.0010"), d("0.0025"), d("0.0015"), d("0.0020"))
+        );
+        assert_eq!(
+            (k.volume, k.quote_volume, k.trade_count, k.is_closed),
+            (d("1000"), d("1.0000"), 100, false)
+        );
+        assert_eq!(
+            (k.taker_buy_volume, k.taker_buy_quote_volume),
+            (d("500"), d("0.500"))
+        );
+        assert_eq!(
+            (k.first_trade_id, k.last_trade_id, k.ts_exchange),
+            (100, 200, 1672515782136)
+        );
     }
 
     #[test]
@@ -504,7 +589,10 @@ mod tests {
 
     #[test]
     fn control_frames() {
-        assert_eq!(decode_frame(r#"{"result":null,"id":1}"#, 0).unwrap(), Decoded::Control(Control::Response { id: Some(1) }));
+        assert_eq!(
+            decode_frame(r#"{"result":null,"id":1}"#, 0).unwrap(),
+            Decoded::Control(Control::Response { id: Some(1) })
+        );
         assert_eq!(
             decode_frame(r#"{"e":"serverShutdown","E":1700000000000}"#, 0).unwrap(),
             Decoded::Control(Control::ServerShutdown { at: 1700000000000 })
@@ -521,7 +609,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_ignored() {
-        let t = trade(r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"2","T":1,"m":false,"M":true,"X":"MARKET","zz":[1,{"a":2}]}"#);
+        let t = trade(
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"2","T":1,"m":false,"M":true,"X":"MARKET","zz":[1,{"a":2}]}"#,
+        );
         assert_eq!((t.side, t.qty), (Side::Buy, d("2")));
     }
 
@@ -532,16 +622,46 @@ mod tests {
             ("not json", "json"),
             (&TRADE[..40], "json"),
             ("[1,2,3]", "json"),
-            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"NaN","q":"1","T":1,"m":true}"#, "invalid_number"),
-            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"","q":"1","T":1,"m":true}"#, "invalid_number"),
-            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"-1","T":1,"m":true}"#, "not_positive"),
-            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"0","q":"1","T":1,"m":true}"#, "not_positive"),
-            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":-5,"p":"1","q":"1","T":1,"m":true}"#, "json"),
-            (r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":1.5,"q":"1","T":1,"m":true}"#, "json"),
-            (r#"{"e":"trade","E":1,"s":"BTCUSDT","p":"1","q":"1","T":1,"m":true}"#, "missing_field"),
-            (r#"{"e":"trade","E":1,"s":"BTC/USDT","t":1,"p":"1","q":"1","T":1,"m":true}"#, "model"),
-            (r#"{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,"p":"1","q":"1","T":1,"m":true}"#, "missing_field"),
-            (r#"{"e":"kline","E":1,"s":"BTCUSDT","k":{"i":"1M"}}"#, "model"),
+            (
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"NaN","q":"1","T":1,"m":true}"#,
+                "invalid_number",
+            ),
+            (
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"","q":"1","T":1,"m":true}"#,
+                "invalid_number",
+            ),
+            (
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"-1","T":1,"m":true}"#,
+                "not_positive",
+            ),
+            (
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"0","q":"1","T":1,"m":true}"#,
+                "not_positive",
+            ),
+            (
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":-5,"p":"1","q":"1","T":1,"m":true}"#,
+                "json",
+            ),
+            (
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":1.5,"q":"1","T":1,"m":true}"#,
+                "json",
+            ),
+            (
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","p":"1","q":"1","T":1,"m":true}"#,
+                "missing_field",
+            ),
+            (
+                r#"{"e":"trade","E":1,"s":"BTC/USDT","t":1,"p":"1","q":"1","T":1,"m":true}"#,
+                "model",
+            ),
+            (
+                r#"{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,"p":"1","q":"1","T":1,"m":true}"#,
+                "missing_field",
+            ),
+            (
+                r#"{"e":"kline","E":1,"s":"BTCUSDT","k":{"i":"1M"}}"#,
+                "model",
+            ),
             (r#"{"e":"kline","E":1,"s":"BTCUSDT"}"#, "missing_field"),
             (r#"{"e":"outboundAccountPosition","E":1}"#, "unknown_event"),
             (r#"{"E":1}"#, "missing_field"),
@@ -557,20 +677,69 @@ mod tests {
     #[test]
     fn csv_lines() {
         let s = Symbol::new("BTCUSDT").unwrap();
-        let Event::Trade(t) = decode_csv_line("100,42000.5,0.01,420.005,1700000000123,True,True", s, None).unwrap() else { panic!() };
-        assert_eq!((t.trade_id, t.price, t.qty, t.side, t.ts_exchange), (100, d("42000.5"), d("0.01"), Side::Sell, 1700000000123));
+        let Event::Trade(t) =
+            decode_csv_line("100,42000.5,0.01,420.005,1700000000123,True,True", s, None).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (t.trade_id, t.price, t.qty, t.side, t.ts_exchange),
+            (100, d("42000.5"), d("0.01"), Side::Sell, 1700000000123)
+        );
         // Microsecond timestamps in newer dumps.
-        let Event::Trade(t) = decode_csv_line("101,42000.5,0.01,420.005,1700000000123456,False,True", s, None).unwrap() else { panic!() };
+        let Event::Trade(t) = decode_csv_line(
+            "101,42000.5,0.01,420.005,1700000000123456,False,True",
+            s,
+            None,
+        )
+        .unwrap() else {
+            panic!()
+        };
         assert_eq!((t.ts_exchange, t.side), (1700000000123, Side::Buy));
-        let Event::Trade(t) = decode_csv_line("7,1.5,2,10,12,1700000000000,false,true", s, None).unwrap() else { panic!() };
-        assert_eq!(t.agg, Some(AggIds { first_trade_id: 10, last_trade_id: 12 }));
-        let Event::Kline(k) = decode_csv_line("1700000040000,1,2,0.5,1.5,10,1700000099999,12,3,4,5,0", s, None).unwrap() else { panic!() };
-        assert_eq!((k.interval.label(), k.trade_count, k.quote_volume), ("1m", 3, d("12")));
-        assert!(csv_is_header("id,price,qty,quote_qty,time,is_buyer_maker,is_best_match"));
+        let Event::Trade(t) =
+            decode_csv_line("7,1.5,2,10,12,1700000000000,false,true", s, None).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            t.agg,
+            Some(AggIds {
+                first_trade_id: 10,
+                last_trade_id: 12
+            })
+        );
+        let Event::Kline(k) = decode_csv_line(
+            "1700000040000,1,2,0.5,1.5,10,1700000099999,12,3,4,5,0",
+            s,
+            None,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (k.interval.label(), k.trade_count, k.quote_volume),
+            ("1m", 3, d("12"))
+        );
+        assert!(csv_is_header(
+            "id,price,qty,quote_qty,time,is_buyer_maker,is_best_match"
+        ));
         assert!(!csv_is_header("1,2,3"));
-        for bad in ["1,2,3", "x,1,1,1,1,True,True", "1,1,1,1,1,maybe,True", "1,-1,1,1,1,True,True", "1,1,1,1,1,1,1,1,1,1,1"] {
+        for bad in [
+            "1,2,3",
+            "x,1,1,1,1,True,True",
+            "1,1,1,1,1,maybe,True",
+            "1,-1,1,1,1,True,True",
+            "1,1,1,1,1,1,1,1,1,1,1",
+        ] {
             assert!(decode_csv_line(bad, s, None).is_err(), "{bad}");
         }
-        assert_eq!(symbol_from_dump_name(std::path::Path::new("/x/ETHUSDT-aggTrades-2024-01-01.csv.gz")).unwrap().as_str(), "ETHUSDT");
+        assert_eq!(
+            symbol_from_dump_name(std::path::Path::new(
+                "/x/ETHUSDT-aggTrades-2024-01-01.csv.gz"
+            ))
+            .unwrap()
+            .as_str(),
+            "ETHUSDT"
+        );
     }
 }

@@ -29,7 +29,14 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { symbols: 10, trades: 10_000, seed: 42, start_ms: 1_700_000_000_000, step_ms: 5, combined: false }
+        GenerateOptions {
+            symbols: 10,
+            trades: 10_000,
+            seed: 42,
+            start_ms: 1_700_000_000_000,
+            step_ms: 5,
+            combined: false,
+        }
     }
 }
 
@@ -88,7 +95,12 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> std::io::Result<
                 Some((n, p, d)) => (n.to_string(), *p, *d),
                 None => (format!("SYM{i}USDT"), 1.0 + (i % 1000) as f64, 3),
             };
-            SymState { name, price, decimals, next_id: 1 }
+            SymState {
+                name,
+                price,
+                decimals,
+                next_id: 1,
+            }
         })
         .collect();
     for i in 0..opts.trades {
@@ -96,10 +108,22 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> std::io::Result<
         let step = (rng.next_f64() - 0.5) * 0.001;
         s.price = (s.price * (1.0 + step)).max(10f64.powi(-(s.decimals as i32)));
         let notional = (2_000.0 / rng.next_f64()).min(5_000_000.0);
-        let price = Decimal::from_f64(s.price).unwrap_or(Decimal::ONE).round_dp(s.decimals);
-        let price = if price.is_zero() { Decimal::new(1, s.decimals) } else { price };
-        let qty = Decimal::from_f64(notional / s.price).unwrap_or(Decimal::ONE).round_dp(5);
-        let qty = if qty.is_zero() { Decimal::new(1, 5) } else { qty };
+        let price = Decimal::from_f64(s.price)
+            .unwrap_or(Decimal::ONE)
+            .round_dp(s.decimals);
+        let price = if price.is_zero() {
+            Decimal::new(1, s.decimals)
+        } else {
+            price
+        };
+        let qty = Decimal::from_f64(notional / s.price)
+            .unwrap_or(Decimal::ONE)
+            .round_dp(5);
+        let qty = if qty.is_zero() {
+            Decimal::new(1, 5)
+        } else {
+            qty
+        };
         let maker = rng.next_u64() & 1 == 1;
         let ts = opts.start_ms + i as i64 * opts.step_ms;
         let id = s.next_id;
@@ -110,7 +134,11 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> std::io::Result<
             sym = s.name,
         );
         if opts.combined {
-            writeln!(out, r#"{{"stream":"{}@trade","data":{payload}}}"#, s.name.to_lowercase())?;
+            writeln!(
+                out,
+                r#"{{"stream":"{}@trade","data":{payload}}}"#,
+                s.name.to_lowercase()
+            )?;
         } else {
             writeln!(out, "{payload}")?;
         }
@@ -134,7 +162,10 @@ mod tests {
 
     #[test]
     fn deterministic_decodable_with_whales() {
-        let opts = GenerateOptions { trades: 20_000, ..Default::default() };
+        let opts = GenerateOptions {
+            trades: 20_000,
+            ..Default::default()
+        };
         let mut a = Vec::new();
         let mut b = Vec::new();
         generate(&opts, &mut a).unwrap();
@@ -144,7 +175,9 @@ mod tests {
         let mut whales = 0;
         let mut last_id = std::collections::HashMap::new();
         for line in text.lines() {
-            let Decoded::Event(Event::Trade(t)) = decode_frame(line, 0).unwrap() else { panic!() };
+            let Decoded::Event(Event::Trade(t)) = decode_frame(line, 0).unwrap() else {
+                panic!()
+            };
             let prev = last_id.insert(t.symbol, t.trade_id).unwrap_or(0);
             assert_eq!(t.trade_id, prev + 1);
             if t.notional() >= Decimal::from(100_000) {

@@ -40,7 +40,10 @@ impl Recorder {
     pub fn write_frame(&mut self, ts_received: i64, frame: &str) -> std::io::Result<()> {
         let is_json = !frame.contains('\n') && serde_json::from_str::<IgnoredAny>(frame).is_ok();
         if is_json {
-            writeln!(self.out, "{{\"ts_received\":{ts_received},\"frame\":{frame}}}")?;
+            writeln!(
+                self.out,
+                "{{\"ts_received\":{ts_received},\"frame\":{frame}}}"
+            )?;
         } else {
             let raw = serde_json::to_string(frame).map_err(std::io::Error::other)?;
             writeln!(self.out, "{{\"ts_received\":{ts_received},\"raw\":{raw}}}")?;

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use cryptoflow_operators::model::{Event, Symbol};
 use flate2::read::MultiGzDecoder;
 
-use crate::binance::{csv_is_header, decode_csv_line, decode_frame, symbol_from_dump_name, Control, CsvKind, Decoded};
+use crate::binance::{
+    csv_is_header, decode_csv_line, decode_frame, symbol_from_dump_name, Control, CsvKind, Decoded,
+};
 use crate::stats::SourceStats;
 use crate::EventBatch;
 
@@ -48,7 +50,13 @@ pub struct ReplayOptions {
 
 impl Default for ReplayOptions {
     fn default() -> Self {
-        ReplayOptions { pace: Pace::Max, batch_size: 1024, symbol: None, csv_kind: None, start: None }
+        ReplayOptions {
+            pace: Pace::Max,
+            batch_size: 1024,
+            symbol: None,
+            csv_kind: None,
+            start: None,
+        }
     }
 }
 
@@ -83,13 +91,19 @@ pub struct ReplaySummary {
 
 /// Opens a file for replay, decompressing gzip by its magic bytes.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, ReplayError> {
-    let io = |source| ReplayError::Io { path: path.to_path_buf(), source };
+    let io = |source| ReplayError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut f = File::open(path).map_err(io)?;
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(io)?;
     let f = File::open(path).map_err(io)?;
     if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(f))))
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 16,
+            MultiGzDecoder::new(f),
+        )))
     } else {
         Ok(Box::new(BufReader::with_capacity(1 << 16, f)))
     }
@@ -130,7 +144,10 @@ pub fn replay_reader(
     mut emit: impl FnMut(EventBatch) -> bool,
     mut progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, ReplayError> {
-    let io = |source| ReplayError::Io { path: name.to_path_buf(), source };
+    let io = |source| ReplayError::Io {
+        path: name.to_path_buf(),
+        source,
+    };
     let source = "replay";
     let mut summary = ReplaySummary::default();
     let mut line = String::with_capacity(512);
@@ -158,7 +175,9 @@ pub fn replay_reader(
             if summary.lines == 1 && csv_is_header(text) {
                 continue;
             }
-            let symbol = opts.symbol.ok_or_else(|| ReplayError::NoSymbol(name.to_path_buf()))?;
+            let symbol = opts
+                .symbol
+                .ok_or_else(|| ReplayError::NoSymbol(name.to_path_buf()))?;
             decode_csv_line(text, symbol, opts.csv_kind).map(Decoded::Event)
         } else {
             decode_frame(text, 0)
@@ -214,7 +233,10 @@ pub fn replay_reader(
         batch.push(event);
         if batch.len() >= opts.batch_size || (paced && batch.len() >= 64) {
             progress(bytes);
-            if !emit(std::mem::replace(&mut batch, Vec::with_capacity(opts.batch_size))) {
+            if !emit(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(opts.batch_size),
+            )) {
                 summary.stopped = true;
                 return Ok(summary);
             }

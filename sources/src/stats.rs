@@ -69,20 +69,36 @@ impl SourceStats {
     }
 
     /// Counts a decode error, logs it once per kind with a sample, and writes a dead letter.
-    pub fn dead_letter(&self, source: &str, kind: &str, error: &dyn std::fmt::Display, raw: &str, ts_received: i64) {
+    pub fn dead_letter(
+        &self,
+        source: &str,
+        kind: &str,
+        error: &dyn std::fmt::Display,
+        raw: &str,
+        ts_received: i64,
+    ) {
         Self::inc(&self.decode_errors);
         let mut cut = raw.len().min(4096);
         while !raw.is_char_boundary(cut) {
             cut -= 1;
         }
         let raw = &raw[..cut];
-        let first = self.warned.lock().map(|mut w| w.insert(kind.to_string())).unwrap_or(false);
+        let first = self
+            .warned
+            .lock()
+            .map(|mut w| w.insert(kind.to_string()))
+            .unwrap_or(false);
         if first {
             tracing::warn!(source, kind, %error, sample = raw, "Undecodable input sent to dead letters (logged once per kind).");
         }
         if let Ok(mut g) = self.dead_letters.lock() {
             if let Some(out) = g.as_mut() {
-                let rec = DeadLetter { source, error: error.to_string(), raw, ts_received };
+                let rec = DeadLetter {
+                    source,
+                    error: error.to_string(),
+                    raw,
+                    ts_received,
+                };
                 if let Ok(line) = serde_json::to_string(&rec) {
                     let _ = writeln!(out, "{line}");
                 }

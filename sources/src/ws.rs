@@ -106,7 +106,12 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff from `initial` doubling up to `max`.
     pub fn new(initial: Duration, max: Duration, seed: u64) -> Self {
-        Backoff { initial, max, current: initial, rng: SplitMix64::new(seed) }
+        Backoff {
+            initial,
+            max,
+            current: initial,
+            rng: SplitMix64::new(seed),
+        }
     }
 
     /// The next delay: uniform in [current/2, current], then current doubles.
@@ -123,20 +128,32 @@ impl Backoff {
 }
 
 /// Runs every connection until `shutdown` turns true or the receiver is dropped.
-pub async fn run_connections(cfg: WsConfig, tx: mpsc::Sender<WsItem>, shutdown: watch::Receiver<bool>) {
+pub async fn run_connections(
+    cfg: WsConfig,
+    tx: mpsc::Sender<WsItem>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut tasks = Vec::new();
     for (conn, url) in cfg.connection_urls().into_iter().enumerate() {
         let cfg = cfg.clone();
         let tx = tx.clone();
         let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move { run_one(conn, url, cfg, tx, shutdown).await }));
+        tasks.push(tokio::spawn(async move {
+            run_one(conn, url, cfg, tx, shutdown).await
+        }));
     }
     for t in tasks {
         let _ = t.await;
     }
 }
 
-async fn run_one(conn: usize, url: String, cfg: WsConfig, tx: mpsc::Sender<WsItem>, mut shutdown: watch::Receiver<bool>) {
+async fn run_one(
+    conn: usize,
+    url: String,
+    cfg: WsConfig,
+    tx: mpsc::Sender<WsItem>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let seed = (now_ms() as u64) ^ ((conn as u64) << 32);
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, seed);
     let mut attempt = 0u64;
@@ -144,12 +161,25 @@ async fn run_one(conn: usize, url: String, cfg: WsConfig, tx: mpsc::Sender<WsIte
         if *shutdown.borrow() {
             return;
         }
-        let reason = match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url.as_str())).await {
+        let reason = match tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        {
             Err(_) => "connect timed out".to_string(),
             Ok(Err(e)) => format!("connect failed: {e}"),
             Ok(Ok((mut ws, _resp))) => {
                 attempt += 1;
-                if tx.send(WsItem::Connected { conn, at: now_ms(), attempt }).await.is_err() {
+                if tx
+                    .send(WsItem::Connected {
+                        conn,
+                        at: now_ms(),
+                        attempt,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 let mut healthy = false;
@@ -171,13 +201,21 @@ async fn run_one(conn: usize, url: String, cfg: WsConfig, tx: mpsc::Sender<WsIte
                                     healthy = true;
                                     backoff.reset();
                                 }
-                                let item = WsItem::Frame { conn, text: text.as_str().to_owned(), ts_received: now_ms() };
+                                let item = WsItem::Frame {
+                                    conn,
+                                    text: text.as_str().to_owned(),
+                                    ts_received: now_ms(),
+                                };
                                 if tx.send(item).await.is_err() {
                                     return;
                                 }
                             }
                             Message::Binary(b) => {
-                                let item = WsItem::Frame { conn, text: String::from_utf8_lossy(&b).into_owned(), ts_received: now_ms() };
+                                let item = WsItem::Frame {
+                                    conn,
+                                    text: String::from_utf8_lossy(&b).into_owned(),
+                                    ts_received: now_ms(),
+                                };
                                 if tx.send(item).await.is_err() {
                                     return;
                                 }
@@ -196,7 +234,15 @@ async fn run_one(conn: usize, url: String, cfg: WsConfig, tx: mpsc::Sender<WsIte
                 reason
             }
         };
-        if tx.send(WsItem::Disconnected { conn, at: now_ms(), reason: reason.clone() }).await.is_err() {
+        if tx
+            .send(WsItem::Disconnected {
+                conn,
+                at: now_ms(),
+                reason: reason.clone(),
+            })
+            .await
+            .is_err()
+        {
             return;
         }
         let delay = backoff.next_delay();
@@ -230,18 +276,37 @@ struct ConnState {
 
 /// Live Binance source: decodes frames into events and emits a [`Gap`] per stream of a
 /// connection every time it reconnects. Runs until `shutdown` or the receiver is dropped.
-pub async fn binance_live(cfg: WsConfig, tx: mpsc::Sender<EventBatch>, stats: Arc<SourceStats>, shutdown: watch::Receiver<bool>) {
+pub async fn binance_live(
+    cfg: WsConfig,
+    tx: mpsc::Sender<EventBatch>,
+    stats: Arc<SourceStats>,
+    shutdown: watch::Receiver<bool>,
+) {
     let (wtx, mut wrx) = mpsc::channel::<WsItem>(4096);
     let mut conns: HashMap<usize, ConnState> = HashMap::new();
-    for (i, chunk) in cfg.streams.chunks(cfg.max_streams_per_connection.clamp(1, 1024)).enumerate() {
+    for (i, chunk) in cfg
+        .streams
+        .chunks(cfg.max_streams_per_connection.clamp(1, 1024))
+        .enumerate()
+    {
         let streams = chunk.iter().filter_map(|s| parse_stream_name(s)).collect();
-        conns.insert(i, ConnState { streams, ..Default::default() });
+        conns.insert(
+            i,
+            ConnState {
+                streams,
+                ..Default::default()
+            },
+        );
     }
     let runner = tokio::spawn(run_connections(cfg, wtx, shutdown));
     let mut last_id: HashMap<(Symbol, StreamKind), u64> = HashMap::new();
     while let Some(item) = wrx.recv().await {
         let batch = match item {
-            WsItem::Frame { conn, text, ts_received } => {
+            WsItem::Frame {
+                conn,
+                text,
+                ts_received,
+            } => {
                 SourceStats::inc(&stats.frames);
                 if let Some(c) = conns.get_mut(&conn) {
                     c.last_frame = Some(ts_received);
@@ -257,7 +322,12 @@ pub async fn binance_live(cfg: WsConfig, tx: mpsc::Sender<EventBatch>, stats: Ar
                     Ok(Decoded::Control(c)) => {
                         SourceStats::inc(&stats.control_frames);
                         if let Control::ServerShutdown { at } = c {
-                            tracing::info!(source = "binance", conn, at, "Server announced a shutdown.");
+                            tracing::info!(
+                                source = "binance",
+                                conn,
+                                at,
+                                "Server announced a shutdown."
+                            );
                         }
                         continue;
                     }
@@ -275,7 +345,9 @@ pub async fn binance_live(cfg: WsConfig, tx: mpsc::Sender<EventBatch>, stats: Ar
                 continue;
             }
             WsItem::Connected { conn, at, .. } => {
-                let Some(c) = conns.get_mut(&conn) else { continue };
+                let Some(c) = conns.get_mut(&conn) else {
+                    continue;
+                };
                 c.connects += 1;
                 if c.connects == 1 {
                     continue;
@@ -329,7 +401,10 @@ mod tests {
         let ds: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
         let caps = [100u64, 200, 400, 800, 1000, 1000, 1000, 1000];
         for (d, cap) in ds.iter().zip(caps) {
-            assert!(*d <= Duration::from_millis(cap) && *d >= Duration::from_millis(cap / 2), "{d:?} vs {cap}");
+            assert!(
+                *d <= Duration::from_millis(cap) && *d >= Duration::from_millis(cap / 2),
+                "{d:?} vs {cap}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
@@ -337,8 +412,14 @@ mod tests {
 
     #[test]
     fn stream_names() {
-        assert_eq!(parse_stream_name("btcusdt@kline_1m"), Some((Symbol::new("BTCUSDT").unwrap(), StreamKind::Kline)));
-        assert_eq!(parse_stream_name("ethusdt@aggTrade").map(|x| x.1), Some(StreamKind::AggTrade));
+        assert_eq!(
+            parse_stream_name("btcusdt@kline_1m"),
+            Some((Symbol::new("BTCUSDT").unwrap(), StreamKind::Kline))
+        );
+        assert_eq!(
+            parse_stream_name("ethusdt@aggTrade").map(|x| x.1),
+            Some(StreamKind::AggTrade)
+        );
         assert_eq!(parse_stream_name("ethusdt@depth"), None);
     }
 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Makes sure the services the tests need are installed, running and answering, then prints
+# `export` lines for their URLs. Idempotent and fast when everything is already up.
+#
+#   eval "$(bash scripts/services.sh)"
+#
+# PostgreSQL: uses the server on 127.0.0.1:5432 (trust auth) and starts or installs it if needed.
+set -euo pipefail
+
+log() { echo "services: $*" >&2; }
+
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+ensure_postgres() {
+  if command -v pg_isready >/dev/null 2>&1 && pg_ready; then
+    return
+  fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "installing PostgreSQL"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 && apt-get install -y -qq postgresql >&2
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  log "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
+  for _ in $(seq 1 60); do
+    pg_ready && break
+    sleep 0.5
+  done
+  pg_ready || { log "PostgreSQL did not come up on 127.0.0.1:5432"; exit 1; }
+  # Trust local TCP connections for the test users (a fresh install asks for passwords).
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1; then
+    local hba
+    hba=$(runuser -u postgres -- psql -tAc 'SHOW hba_file')
+    sed -i 's/^\(host\s\+all\s\+all\s\+127.0.0.1\/32\s\+\).*/\1trust/' "$hba"
+    runuser -u postgres -- psql -qc 'SELECT pg_reload_conf()' >/dev/null
+  fi
+}
+
+ensure_postgres
+echo "export CRYPTOFLOW_TEST_POSTGRES_URL=${CRYPTOFLOW_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use cryptoflow::config::Config;
+use cryptoflow::runtime::{run, Cluster, RunReport, SourceSpec};
+use cryptoflow_operators::Decimal;
+use cryptoflow_sinks::SinkRecord;
+use cryptoflow_sources::replay::ReplayOptions;
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+pub fn expected() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture("binance/trades.expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn dec(v: &serde_json::Value) -> Decimal {
+    Decimal::from_str(v.as_str().unwrap())
+        .or_else(|_| Decimal::from_scientific(v.as_str().unwrap()))
+        .unwrap()
+}
+
+/// |a - b| <= tol.
+pub fn close(a: Decimal, b: Decimal, tol: &str) -> bool {
+    (a - b).abs() <= Decimal::from_str(tol).unwrap()
+}
+
+/// Test configuration: defaults, no console, no env.
+pub fn test_config(workers: usize) -> Config {
+    let mut cfg = Config::load(None, Vec::new()).unwrap();
+    cfg.pipeline.workers = workers;
+    cfg.sinks.console = false;
+    cfg
+}
+
+/// Replays files and returns every committed record of the primary sink.
+pub fn replay_collect(
+    cfg: &Config,
+    files: Vec<PathBuf>,
+    opts: ReplayOptions,
+) -> (RunReport, Vec<SinkRecord>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let observer = Box::new(move |recs: &[SinkRecord], _at: std::time::Instant| {
+        g.lock().unwrap().extend_from_slice(recs)
+    });
+    let report = run(
+        cfg,
+        SourceSpec::Replay {
+            files,
+            opts,
+            progress: false,
+        },
+        &Cluster::default(),
+        Some(observer),
+    )
+    .unwrap();
+    let recs = std::mem::take(&mut *got.lock().unwrap());
+    (report, recs)
+}
+
+/// PostgreSQL server URL for tests (a database is created per test).
+pub fn pg_server_url() -> String {
+    std::env::var("CRYPTOFLOW_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates a fresh database and returns its URL.
+pub async fn fresh_database(prefix: &str) -> String {
+    let server = pg_server_url();
+    let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {server} is needed for this test (scripts/test.sh starts it): {e}"
+            )
+        });
+    tokio::spawn(conn);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!(
+        "cf_{prefix}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    );
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let base = server.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+    format!("{base}/{name}")
+}
+
+pub async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
