@@ -107,7 +107,7 @@ fn operators(c: &mut Criterion) {
             || trades.clone(),
             |trades| {
                 timely::execute_directly(move |worker| {
-                    let mut input = InputHandleVec::<u64, Trade>::new();
+                    let mut input = InputHandleVec::<u64, (Trade, u64)>::new();
                     let probe = ProbeHandle::new();
                     worker.dataflow::<u64, _, _>(|scope| {
                         let s = scope.input_from(&mut input);
@@ -119,11 +119,11 @@ fn operators(c: &mut Criterion) {
                     });
                     for t in trades {
                         let tick = (t.ts_exchange / 100) as u64;
-                        if tick > *input.time() {
+                        if tick > *input.time() + 10 {
                             input.advance_to(tick);
                             worker.step();
                         }
-                        input.send(t);
+                        input.send((t, tick));
                     }
                     drop(input);
                     while worker.step() {}

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cryptoflow_operators::dataflow::{
-    AnalyticsConfig, CandleConfig, CandleOutput, EventTimeCandles, TradeAnalytics,
+    AnalyticsConfig, CandleConfig, CandleOutput, EventTimeCandles, TradeAnalytics, Watermarked,
 };
 use cryptoflow_operators::model::Event;
 use cryptoflow_sinks::{SinkMsg, SinkRecord};
@@ -22,15 +22,15 @@ use tokio::sync::mpsc;
 
 /// Builds the record stream of the trade pipeline from an event stream.
 pub fn trade_pipeline<'scope>(
-    events: StreamVec<'scope, u64, Event>,
+    events: StreamVec<'scope, u64, Watermarked<Event>>,
     analytics: &AnalyticsConfig,
     candles: &CandleConfig,
 ) -> StreamVec<'scope, u64, SinkRecord> {
-    let trades = events.clone().flat_map(|e| match e {
-        Event::Trade(t) => Some(t),
+    let trades = events.clone().flat_map(|(e, wm)| match e {
+        Event::Trade(t) => Some((t, wm)),
         _ => None,
     });
-    let gaps = events.flat_map(|e| match e {
+    let gaps = events.flat_map(|(e, _)| match e {
         Event::Gap(g) => Some(SinkRecord::Gap(g)),
         _ => None,
     });
@@ -68,9 +68,13 @@ pub fn attach_sink(
     records.sink(Pipeline, "Sink", move |(input, frontier)| {
         input.for_each_stamp(|cap, data| {
             let Some(&time) = cap.least() else { return };
-            let mut records = Vec::new();
+            let mut records: Vec<SinkRecord> = Vec::new();
             for batch in data {
-                records.append(batch);
+                if records.is_empty() {
+                    std::mem::swap(&mut records, batch);
+                } else {
+                    records.append(batch);
+                }
             }
             let trades = if count_trades {
                 records

@@ -266,7 +266,7 @@ pub fn run(
     let flow_w = flow.clone();
     let guards = timely::execute(timely_config(workers, cluster)?, move |worker| {
         let index = worker.index();
-        let mut input = InputHandleVec::<u64, Event>::new();
+        let mut input = InputHandleVec::<u64, (Event, u64)>::new();
         let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let events = scope.input_from(&mut input);
@@ -302,6 +302,7 @@ pub fn run(
                 Ok(batch) => {
                     last_event = Instant::now();
                     let mut trades = 0i64;
+                    let mut wm = *input.time();
                     for ev in batch {
                         let ts = ev.ts_exchange();
                         if matches!(ev, Event::Trade(_)) {
@@ -311,15 +312,15 @@ pub fn run(
                             // Exchange klines are decoded and counted; reconciliation uses them.
                             continue;
                         }
-                        input.send(ev);
+                        input.send((ev, wm));
                         fed += 1;
                         if max_ts.is_none_or(|m| ts > m) {
                             max_ts = Some(ts);
-                            let wm = to_tick(ts - lateness);
-                            if wm > *input.time() {
-                                input.advance_to(wm);
-                            }
+                            wm = wm.max(to_tick(ts - lateness));
                         }
+                    }
+                    if wm > *input.time() {
+                        input.advance_to(wm);
                     }
                     flow_w.in_flight.fetch_add(trades, Ordering::SeqCst);
                     worker.step();

@@ -1,8 +1,11 @@
 //! Timely operators over normalized events, sharded by symbol.
 //!
-//! Timestamps are event-time ticks (`u64`): the source sends each event at its current watermark
-//! tick, `tick(max event time seen − allowed lateness)`, so a timestamp never runs ahead of the
-//! data. The exact event time travels in the record.
+//! Timestamps are event-time ticks (`u64`). The source computes a watermark tick per event,
+//! `tick(newest event time seen before it − allowed lateness)`, and sends the event together
+//! with it as a [`Watermarked`] pair, at a timely time no later than that watermark (it advances
+//! its input once per batch, so progress tracking stays cheap at any message rate). Decisions that
+//! depend on lateness read the watermark carried in the record, so they do not depend on how the
+//! source batched its input. The exact event time travels in the record.
 //!
 //! - [`TradeAnalytics::trade_analytics`]: per-symbol SMA/EMA over the last N trades and the whale
 //!   flag, in arrival order (one source per symbol keeps that order deterministic).
@@ -20,6 +23,53 @@ use timely::dataflow::StreamVec;
 
 use crate::math::{to_f64, CandleAcc, Ema, Sma};
 use crate::model::{Candle, Interval, Millis, Symbol, Trade, Venue, WhaleAlert};
+
+/// A fast, non-cryptographic hasher for operator state keyed by symbols (keys are not
+/// attacker-chosen beyond the configured symbols; `SipHash` costs more than the state update).
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// `HashMap` with [`FxHasher`].
+pub type FxHashMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// A record with the watermark tick the source had when it received it.
+pub type Watermarked<T> = (T, u64);
 
 /// A trade with the per-symbol analytics computed at its arrival.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,19 +160,19 @@ pub trait TradeAnalytics<'scope> {
     fn trade_analytics(self, config: &AnalyticsConfig) -> StreamVec<'scope, u64, EnrichedTrade>;
 }
 
-impl<'scope> TradeAnalytics<'scope> for StreamVec<'scope, u64, Trade> {
+impl<'scope> TradeAnalytics<'scope> for StreamVec<'scope, u64, Watermarked<Trade>> {
     fn trade_analytics(self, config: &AnalyticsConfig) -> StreamVec<'scope, u64, EnrichedTrade> {
         let config = config.clone();
         self.unary(
-            Exchange::new(|t: &Trade| t.symbol.shard_hash()),
+            Exchange::new(|t: &Watermarked<Trade>| t.0.symbol.shard_hash()),
             "TradeAnalytics",
             move |_cap, _info| {
-                let mut state: HashMap<Symbol, SymbolState> = HashMap::new();
+                let mut state: FxHashMap<Symbol, SymbolState> = FxHashMap::default();
                 move |input, output| {
                     input.for_each_stamp(|cap, data| {
                         let mut session = output.session(&cap);
                         for batch in data {
-                            for trade in batch.drain(..) {
+                            for (trade, _) in batch.drain(..) {
                                 let st = state.entry(trade.symbol).or_insert_with(|| SymbolState {
                                     sma: Sma::new(config.sma_window),
                                     ema: Ema::new(config.ema_window),
@@ -192,30 +242,38 @@ impl Default for CandleConfig {
 type CandleKey = (Symbol, Interval, Millis);
 
 /// Event-time candles.
+///
+/// A window is final once the input frontier passes its end tick. A trade is late when the
+/// watermark it carries has already reached the end of its window: then the trade comes out as
+/// [`CandleOutput::Late`] and the candle is not changed. The final candle is emitted at the
+/// window's last tick (`end − 1`); forming updates at the time of the input that changed them.
 pub trait EventTimeCandles<'scope> {
     /// Candles per (symbol, interval); exchanged by symbol.
     fn event_time_candles(self, config: &CandleConfig) -> StreamVec<'scope, u64, CandleOutput>;
 }
 
-impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Trade> {
+impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Watermarked<Trade>> {
     fn event_time_candles(self, config: &CandleConfig) -> StreamVec<'scope, u64, CandleOutput> {
         let config = config.clone();
         let tick = config.tick_ms.max(1);
         self.unary_frontier(
-            Exchange::new(|t: &Trade| t.symbol.shard_hash()),
+            Exchange::new(|t: &Watermarked<Trade>| t.0.symbol.shard_hash()),
             "EventTimeCandles",
             move |_cap, _info| {
-                let mut open: HashMap<CandleKey, (Venue, CandleAcc)> = HashMap::new();
+                // Open windows: venue, accumulator, and whether it changed since the last emission.
+                let mut open: FxHashMap<CandleKey, (Venue, CandleAcc, bool)> = FxHashMap::default();
                 // End tick → capability at end − 1 and the candles ending there.
                 let mut ending: BTreeMap<u64, (Capability<u64>, Vec<CandleKey>)> = BTreeMap::new();
                 let mut touched: Vec<CandleKey> = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
-                        let Some(&now) = cap.least() else { return };
+                        if cap.least().is_none() {
+                            return;
+                        }
                         let port = output.output_index();
                         let mut session = output.session(&cap);
                         for batch in data {
-                            for trade in batch.drain(..) {
+                            for (trade, now) in batch.drain(..) {
                                 for &interval in &config.intervals {
                                     let open_time = interval.open_time(trade.ts_exchange);
                                     let end = open_time + interval.millis();
@@ -230,12 +288,22 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Trade> {
                                     }
                                     let key = (trade.symbol, interval, open_time);
                                     match open.get_mut(&key) {
-                                        Some((_, acc)) => acc.add(&trade),
+                                        Some((_, acc, dirty)) => {
+                                            acc.add(&trade);
+                                            if config.emit_forming && !*dirty {
+                                                *dirty = true;
+                                                touched.push(key);
+                                            }
+                                        }
                                         None => {
+                                            let acc = CandleAcc::new(open_time, &trade);
                                             open.insert(
                                                 key,
-                                                (trade.venue, CandleAcc::new(open_time, &trade)),
+                                                (trade.venue, acc, config.emit_forming),
                                             );
+                                            if config.emit_forming {
+                                                touched.push(key);
+                                            }
                                             ending
                                                 .entry(end_tick)
                                                 .or_insert_with(|| {
@@ -245,16 +313,13 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Trade> {
                                                 .push(key);
                                         }
                                     }
-                                    if config.emit_forming {
-                                        touched.push(key);
-                                    }
                                 }
                             }
                         }
                         touched.sort_unstable();
-                        touched.dedup();
                         for key in touched.drain(..) {
-                            if let Some((venue, acc)) = open.get(&key) {
+                            if let Some((venue, acc, dirty)) = open.get_mut(&key) {
+                                *dirty = false;
                                 session.give(CandleOutput::Candle(
                                     acc.to_candle(*venue, key.0, key.1, false),
                                 ));
@@ -270,7 +335,7 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Trade> {
                         keys.sort_unstable();
                         let mut session = output.session(&cap);
                         for key in keys {
-                            if let Some((venue, acc)) = open.remove(&key) {
+                            if let Some((venue, acc, _)) = open.remove(&key) {
                                 session.give(CandleOutput::Candle(
                                     acc.to_candle(venue, key.0, key.1, true),
                                 ));

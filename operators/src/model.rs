@@ -472,8 +472,8 @@ pub struct Gap {
 pub enum Event {
     /// A trade.
     Trade(Trade),
-    /// An exchange kline.
-    Kline(Kline),
+    /// An exchange kline (boxed: klines are rare and large, trades are many and small).
+    Kline(Box<Kline>),
     /// A possible hole in a stream.
     Gap(Gap),
 }

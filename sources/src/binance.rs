@@ -259,6 +259,14 @@ fn req<T>(field: &'static str, v: Option<T>) -> Result<T, DecodeError> {
 /// `ts_received` is the receive time to stamp on events; a capture line's own `ts_received`
 /// takes precedence.
 pub fn decode_frame(text: &str, ts_received: Millis) -> Result<Decoded, DecodeError> {
+    if let Some(decoded) = fast::decode(text, ts_received) {
+        return decoded;
+    }
+    decode_frame_serde(text, ts_received)
+}
+
+/// The reference decoder (serde), without the fast path.
+pub fn decode_frame_serde(text: &str, ts_received: Millis) -> Result<Decoded, DecodeError> {
     let wire: Wire<'_> =
         serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
     decode_wire(wire, ts_received)
@@ -345,13 +353,280 @@ fn decode_wire(wire: Wire<'_>, ts_received: Millis) -> Result<Decoded, DecodeErr
                 ts_exchange: req("E", wire.E)?,
                 ts_received,
             };
-            Ok(Decoded::Event(Event::Kline(kline)))
+            Ok(Decoded::Event(Event::Kline(Box::new(kline))))
         }
         "serverShutdown" => Ok(Decoded::Control(Control::ServerShutdown {
             at: wire.E.unwrap_or(0),
         })),
         "depthUpdate" => Ok(Decoded::Control(Control::Ignored("depthUpdate"))),
         other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
+    }
+}
+
+/// A fast path for the hot payloads (`trade` and `aggTrade`, plain or in the combined-stream
+/// wrapper or a capture line): a single scan over a flat JSON object. Anything unusual (escapes,
+/// nested values, duplicate keys, other event types, numbers of the wrong shape) returns `None`
+/// and the frame goes through the serde path, which is the reference behaviour; the fast path
+/// only ever agrees with it (tested against it on every fixture).
+mod fast {
+    use super::*;
+
+    #[derive(Default)]
+    struct Fields<'a> {
+        e: Option<&'a str>,
+        s: Option<&'a str>,
+        t: Option<&'a str>,
+        a: Option<&'a str>,
+        p: Option<&'a str>,
+        q: Option<&'a str>,
+        f: Option<&'a str>,
+        l: Option<&'a str>,
+        tt: Option<&'a str>,
+        ee: Option<&'a str>,
+        m: Option<&'a str>,
+    }
+
+    /// Scans a flat object starting at `b[i] == '{'`; returns the fields and the index after `}`.
+    fn flat_object(src: &str, mut i: usize) -> Option<(Fields<'_>, usize)> {
+        let b = src.as_bytes();
+        let ws = |i: &mut usize| {
+            while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\n' | b'\r') {
+                *i += 1;
+            }
+        };
+        ws(&mut i);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i += 1;
+        let mut out = Fields::default();
+        ws(&mut i);
+        if b.get(i) == Some(&b'}') {
+            return Some((out, i + 1));
+        }
+        loop {
+            ws(&mut i);
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let ks = i + 1;
+            let ke = ks + b[ks..].iter().position(|&c| c == b'"' || c == b'\\')?;
+            if b[ke] != b'"' {
+                return None;
+            }
+            let key = &src[ks..ke];
+            i = ke + 1;
+            ws(&mut i);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i += 1;
+            ws(&mut i);
+            let (val, is_str) = match *b.get(i)? {
+                b'"' => {
+                    let vs = i + 1;
+                    let ve = vs
+                        + b[vs..]
+                            .iter()
+                            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+                    if b[ve] != b'"' {
+                        return None;
+                    }
+                    i = ve + 1;
+                    (&src[vs..ve], true)
+                }
+                b'{' | b'[' => return None,
+                _ => {
+                    let vs = i;
+                    while i < b.len() && !matches!(b[i], b',' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                    {
+                        i += 1;
+                    }
+                    (&src[vs..i], false)
+                }
+            };
+            let slot = match key {
+                "e" if is_str => &mut out.e,
+                "s" if is_str => &mut out.s,
+                "p" if is_str => &mut out.p,
+                "q" if is_str => &mut out.q,
+                "t" if !is_str => &mut out.t,
+                "a" if !is_str => &mut out.a,
+                "f" if !is_str => &mut out.f,
+                "l" if !is_str => &mut out.l,
+                "T" if !is_str => &mut out.tt,
+                "E" if !is_str => &mut out.ee,
+                "m" if !is_str => &mut out.m,
+                "e" | "s" | "p" | "q" | "t" | "a" | "f" | "l" | "T" | "E" | "m" => return None,
+                // Keys the serde path treats specially: let it decide.
+                "stream" | "data" | "id" | "result" | "ts_received" | "frame" | "raw" | "k"
+                | "u" => return None,
+                _ => {
+                    // Other flat values are ignored, but must be valid JSON scalars.
+                    if !is_str && !is_json_number(val) && !matches!(val, "true" | "false" | "null")
+                    {
+                        return None;
+                    }
+                    ws(&mut i);
+                    match b.get(i) {
+                        Some(b',') => {
+                            i += 1;
+                            continue;
+                        }
+                        Some(b'}') => return Some((out, i + 1)),
+                        _ => return None,
+                    }
+                }
+            };
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(val);
+            ws(&mut i);
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b'}') => return Some((out, i + 1)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn is_json_number(s: &str) -> bool {
+        let b = s.as_bytes();
+        let mut i = usize::from(b.first() == Some(&b'-'));
+        let digits = |i: &mut usize| {
+            let st = *i;
+            while *i < b.len() && b[*i].is_ascii_digit() {
+                *i += 1;
+            }
+            *i - st
+        };
+        let st = i;
+        let n = digits(&mut i);
+        if n == 0 || (n > 1 && b[st] == b'0') {
+            return false;
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                return false;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if digits(&mut i) == 0 {
+                return false;
+            }
+        }
+        i == b.len()
+    }
+
+    fn uint(v: Option<&str>) -> Option<Option<u64>> {
+        match v {
+            None => Some(None),
+            Some(s)
+                if !s.is_empty()
+                    && s.len() <= 19
+                    && s.bytes().all(|c| c.is_ascii_digit())
+                    && (s == "0" || !s.starts_with('0')) =>
+            {
+                s.parse().ok().map(Some)
+            }
+            Some(_) => None,
+        }
+    }
+
+    fn int(v: Option<&str>) -> Option<Option<i64>> {
+        match v {
+            Some(s) if s.starts_with('-') => {
+                uint(Some(&s[1..])).map(|x| x.and_then(|x| i64::try_from(x).ok().map(|x| -x)))
+            }
+            other => uint(other).map(|x| x.and_then(|x| i64::try_from(x).ok())),
+        }
+    }
+
+    fn trailing_ws_only(src: &str, i: usize) -> bool {
+        src[i..]
+            .bytes()
+            .all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+    }
+
+    pub(super) fn decode(src: &str, ts_received: Millis) -> Option<Result<Decoded, DecodeError>> {
+        // Unwrap `{"stream":"…","data":{…}}` and `{"ts_received":N,"frame":{…}}`.
+        let trimmed = src.trim_start();
+        let (inner, ts_received) = if let Some(rest) = trimmed.strip_prefix("{\"stream\":\"") {
+            let end = rest.find('"')?;
+            let rest = rest[end + 1..].strip_prefix(",\"data\":")?;
+            let body = rest.trim_end().strip_suffix('}')?;
+            (body, ts_received)
+        } else if let Some(rest) = trimmed.strip_prefix("{\"ts_received\":") {
+            let comma = rest.find(',')?;
+            let ts = int(Some(&rest[..comma]))??;
+            let rest = rest[comma..].strip_prefix(",\"frame\":")?;
+            let body = rest.trim_end().strip_suffix('}')?;
+            if body.trim_start().starts_with("{\"stream\"") {
+                return decode(body, ts);
+            }
+            (body, ts)
+        } else {
+            (src, ts_received)
+        };
+        let (f, end) = flat_object(inner, 0)?;
+        if !trailing_ws_only(inner, end) {
+            return None;
+        }
+        let agg = match f.e? {
+            "trade" => false,
+            "aggTrade" => true,
+            _ => return None,
+        };
+        let t = uint(f.t)?;
+        let a = uint(f.a)?;
+        let fi = uint(f.f)?;
+        let li = uint(f.l)?;
+        let tt = int(f.tt)?;
+        int(f.ee)?;
+        let m = match f.m {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            None => None,
+            Some(_) => return None,
+        };
+        let p = f.p.map(Cow::Borrowed);
+        let q = f.q.map(Cow::Borrowed);
+        let build = || -> Result<Decoded, DecodeError> {
+            // Same checks in the same order as the serde path, so errors agree.
+            let symbol = Symbol::new(req("s", f.s)?)?;
+            let trade_id = if agg { req("a", a)? } else { req("t", t)? };
+            let price = positive("p", p.as_ref())?;
+            let qty = positive("q", q.as_ref())?;
+            let side = Side::from_buyer_is_maker(req("m", m)?);
+            let ts_exchange = req("T", tt)?;
+            let agg = if agg {
+                Some(AggIds {
+                    first_trade_id: req("f", fi)?,
+                    last_trade_id: req("l", li)?,
+                })
+            } else {
+                None
+            };
+            Ok(Decoded::Event(Event::Trade(Trade {
+                venue: Venue::Binance,
+                symbol,
+                trade_id,
+                price,
+                qty,
+                side,
+                ts_exchange,
+                ts_received,
+                agg,
+            })))
+        };
+        Some(build())
     }
 }
 
@@ -475,7 +750,7 @@ pub fn decode_csv_line(
             .ok_or_else(|| {
                 DecodeError::Csv(format!("kline length {len} ms is not a known interval"))
             })?;
-            Ok(Event::Kline(Kline {
+            Ok(Event::Kline(Box::new(Kline {
                 venue: Venue::Binance,
                 symbol,
                 interval,
@@ -495,7 +770,7 @@ pub fn decode_csv_line(
                 is_closed: true,
                 ts_exchange: close_time,
                 ts_received: close_time,
-            }))
+            })))
         }
     }
 }
@@ -672,6 +947,55 @@ mod tests {
             assert_eq!(err.kind(), *kind, "{input}: {err}");
             assert!(!err.to_string().is_empty());
         }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_serde() {
+        let fixture = include_str!("../../tests/fixtures/binance/trades.jsonl");
+        let mut cases: Vec<String> = fixture.lines().map(String::from).collect();
+        let trade =
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.5","q":"2","T":3,"m":true,"M":true}"#;
+        cases.extend(
+            [
+                TRADE, AGG, KLINE, trade,
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.5","q":"2","T":3,"m":true,"M":true,"X":1.}"#,
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.5","q":"2","T":3,"m":true,"X":NaN}"#,
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"t":2,"p":"1.5","q":"2","T":3,"m":true}"#,
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":01,"p":"1.5","q":"2","T":3,"m":true}"#,
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1e3,"p":"1.5","q":"2","T":3,"m":true}"#,
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.5","q":"2","T":-3,"m":null}"#,
+                r#"{"e":"trade","E":1,"s":"BTC\u0055SDT","t":1,"p":"1.5","q":"2","T":3,"m":true}"#,
+                r#"{"e":"aggTrade","E":1,"s":"BTCUSDT","a":"x","p":"1.5","q":"2","f":1,"l":2,"T":3,"m":false}"#,
+                r#"{"e":"aggTrade","E":1,"s":"BTCUSDT","a":7,"p":"1.5","q":"2","T":3,"m":false}"#,
+                r#" { "e" : "trade" , "s":"ETHBTC","t":5,"p":"-1","q":"2","T":3,"m":false } "#,
+                r#"{"e":"trade","s":"ETHBTC","t":5,"p":"1","q":"2","T":3,"m":false} x"#,
+                r#"{"e":"trade","s":"ETHBTC","t":5,"p":"1","q":"2","T":3,"m":false"#,
+                r#"{"e":"trade","s":"ETHBTC","t":18446744073709551616,"p":"1","q":"2","T":3,"m":false}"#,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        let n = cases.len();
+        for i in 0..n {
+            let c = cases[i].clone();
+            cases.push(format!(r#"{{"stream":"x@trade","data":{c}}}"#));
+            cases.push(format!(r#"{{"ts_received":42,"frame":{c}}}"#));
+            cases.push(format!(
+                r#"{{"ts_received":42,"frame":{{"stream":"x@trade","data":{c}}}}}"#
+            ));
+            cases.push(format!(r#"{{"stream":"x@trade","data":{c},"extra":1}}"#));
+        }
+        let mut fast_hits = 0;
+        for c in &cases {
+            if let Some(fast) = fast::decode(c, 9) {
+                fast_hits += 1;
+                assert_eq!(fast, decode_frame_serde(c, 9), "{c}");
+            }
+        }
+        assert!(
+            fast_hits > 3000,
+            "the fast path handles plain trades ({fast_hits})"
+        );
     }
 
     #[test]
