@@ -264,8 +264,11 @@ pub fn run(
     let idle_ms = cfg.pipeline.idle_watermark_ms;
     let shutdown_w = shutdown_rx.clone();
     let flow_w = flow.clone();
+    let process = cluster.process;
     let guards = timely::execute(timely_config(workers, cluster)?, move |worker| {
         let index = worker.index();
+        // Sink tasks are per process: they count this process's workers from zero.
+        let local = index - process * workers;
         let mut input = InputHandleVec::<u64, (Event, u64)>::new();
         let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
@@ -273,7 +276,7 @@ pub fn run(
             let records = trade_pipeline(events, &analytics, &candle_cfg);
             let records = records.probe_with(&probe);
             for (i, tx) in senders.iter().enumerate() {
-                attach_sink(records.clone(), index, tx.clone(), flow_w.clone(), i == 0);
+                attach_sink(records.clone(), local, tx.clone(), flow_w.clone(), i == 0);
             }
         });
         let rx = if index == 0 {
@@ -321,6 +324,9 @@ pub fn run(
                     }
                     if wm > *input.time() {
                         input.advance_to(wm);
+                    } else {
+                        // Hand the batch on now; waiting for the next tick would add latency.
+                        input.flush();
                     }
                     flow_w.in_flight.fetch_add(trades, Ordering::SeqCst);
                     worker.step();
