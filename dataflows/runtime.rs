@@ -108,6 +108,7 @@ fn spawn_sink<S: Sink>(
     workers: usize,
     cfg: &Config,
     observer: Option<CommitObserver>,
+    parallelism: usize,
 ) -> SinkSlot {
     let (tx, rx) = mpsc::channel(cfg.sinks.queue_capacity);
     let (ack_tx, ack) = watch::channel(Ack::default());
@@ -115,6 +116,7 @@ fn spawn_sink<S: Sink>(
     let task_cfg = TaskConfig {
         max_batch: cfg.sinks.max_batch,
         linger: Duration::from_millis(cfg.sinks.linger_ms),
+        parallelism,
         ..TaskConfig::default()
     };
     let task = rt.spawn(run_sink(sink, rx, workers, task_cfg, ack_tx, observer));
@@ -189,17 +191,31 @@ pub fn run(
                 pool_size: cfg.sinks.postgres.pool_size,
             }))
             .map_err(|e| anyhow!(e))?;
-        sinks.push(spawn_sink(&rt, pg, workers, cfg, observer.take()));
+        sinks.push(spawn_sink(
+            &rt,
+            pg,
+            workers,
+            cfg,
+            observer.take(),
+            cfg.sinks.postgres.pool_size,
+        ));
     } else if let Some(obs) = observer.take() {
-        sinks.push(spawn_sink(&rt, ObserverSink, workers, cfg, Some(obs)));
+        sinks.push(spawn_sink(&rt, ObserverSink, workers, cfg, Some(obs), 1));
     }
     if !cfg.sinks.jsonl.is_empty() {
         let sink =
             JsonlSink::create(std::path::Path::new(&cfg.sinks.jsonl)).map_err(|e| anyhow!(e))?;
-        sinks.push(spawn_sink(&rt, sink, workers, cfg, None));
+        sinks.push(spawn_sink(&rt, sink, workers, cfg, None, 1));
     }
     if cfg.sinks.console {
-        sinks.push(spawn_sink(&rt, ConsoleSink::default(), workers, cfg, None));
+        sinks.push(spawn_sink(
+            &rt,
+            ConsoleSink::default(),
+            workers,
+            cfg,
+            None,
+            1,
+        ));
     }
     if sinks.is_empty() {
         bail!("no sink is configured: enable sinks.console, sinks.jsonl or sinks.postgres");

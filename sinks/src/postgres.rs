@@ -182,7 +182,7 @@ WITH input AS (
 )
 INSERT INTO trade_aggregates AS a (venue, symbol, moving_average, trade_count, total_volume, total_quote_volume,
                                    last_trade_id, last_price, updated_at)
-SELECT venue, symbol, ma, n, vol, qvol, last_id, last_price, ts FROM agg
+SELECT venue, symbol, ma, n, vol, qvol, last_id, last_price, ts FROM agg ORDER BY venue, symbol
 ON CONFLICT (venue, symbol) DO UPDATE SET
     trade_count = a.trade_count + excluded.trade_count,
     total_volume = a.total_volume + excluded.total_volume,
@@ -211,7 +211,7 @@ ON CONFLICT (venue, symbol, interval, open_time) DO UPDATE SET
     trade_count = excluded.trade_count, taker_buy_volume = excluded.taker_buy_volume,
     first_trade_id = excluded.first_trade_id, last_trade_id = excluded.last_trade_id,
     is_final = excluded.is_final, updated_at = now()
-WHERE NOT c.is_final OR excluded.is_final";
+WHERE excluded.is_final OR (NOT c.is_final AND excluded.trade_count >= c.trade_count)";
 
 impl PostgresSink {
     /// Builds the pool and checks that the schema is there.
@@ -295,6 +295,14 @@ fn id(v: u64) -> Result<i64, SinkError> {
 impl Sink for PostgresSink {
     fn name(&self) -> &'static str {
         SINK
+    }
+
+    /// Flushes commute: trades are insert-or-ignore, aggregates add up and keep the values of the
+    /// highest trade id, candles keep the final row and otherwise the one with more trades.
+    fn fork(&self) -> Option<Self> {
+        Some(PostgresSink {
+            pool: self.pool.clone(),
+        })
     }
 
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {

@@ -90,6 +90,14 @@ pub trait Sink: Send + 'static {
         &mut self,
         records: &[SinkRecord],
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Another writer to the same destination for parallel flushes (`None`: flushes stay
+    /// sequential). Only sinks whose writes commute may return one.
+    fn fork(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
     /// Flushes and closes at the end of the run.
     fn close(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
         async { Ok(()) }
@@ -109,6 +117,8 @@ pub struct TaskConfig {
     pub retry_max: Duration,
     /// Give up after this many consecutive transient failures (`None`: never).
     pub max_retries: Option<u32>,
+    /// Most flushes in flight at once (for sinks that can fork).
+    pub parallelism: usize,
 }
 
 impl Default for TaskConfig {
@@ -119,6 +129,7 @@ impl Default for TaskConfig {
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
             max_retries: None,
+            parallelism: 1,
         }
     }
 }
@@ -126,26 +137,81 @@ impl Default for TaskConfig {
 /// Called after each committed flush with its records and the commit instant.
 pub type CommitObserver = Box<dyn FnMut(&[SinkRecord], Instant) + Send>;
 
+/// A flush in flight: the frontier snapshot it makes durable, and the write itself.
+struct InFlight<S> {
+    snapshot: Vec<Option<Option<u64>>>,
+    task: tokio::task::JoinHandle<Result<(S, Vec<SinkRecord>), SinkError>>,
+}
+
+/// The ack implied by a frontier snapshot whose records are all committed.
+fn apply_snapshot(ack: &mut Ack, snapshot: &[Option<Option<u64>>]) {
+    if snapshot.iter().all(|s| s.is_some()) {
+        let durable = snapshot.iter().filter_map(|s| s.flatten()).min();
+        ack.complete = snapshot.iter().all(|s| matches!(s, Some(None)));
+        ack.durable = durable.or(ack.durable);
+    }
+}
+
 /// Runs a sink until every sender is dropped; returns the final ack.
+///
+/// With `cfg.parallelism` > 1 and a sink that can [`Sink::fork`], up to that many flushes run
+/// at once (each in its own transaction); acks still advance in flush order, so an ack never
+/// covers a flush that has not committed.
 pub async fn run_sink<S: Sink>(
-    mut sink: S,
+    sink: S,
     mut rx: mpsc::Receiver<SinkMsg>,
     workers: usize,
     cfg: TaskConfig,
     ack_tx: watch::Sender<Ack>,
     mut observer: Option<CommitObserver>,
 ) -> Result<Ack, SinkError> {
-    // Per worker: the frontier received so far (applied to the ack after the next commit).
+    // Per worker: the frontier received so far (durable once the flushes before it commit).
     let mut seen: Vec<Option<Option<u64>>> = vec![None; workers.max(1)];
     let mut ack = Ack::default();
     let mut batch: Vec<SinkRecord> = Vec::with_capacity(cfg.max_batch);
-    let mut open = true;
-    while open {
-        // Wait for the first message, then take whatever else is already queued.
-        match rx.recv().await {
-            Some(msg) => absorb(msg, &mut batch, &mut seen),
-            None => open = false,
+    let mut idle: Vec<S> = Vec::new();
+    for _ in 1..cfg.parallelism.max(1) {
+        match sink.fork() {
+            Some(f) => idle.push(f),
+            None => break,
         }
+    }
+    idle.push(sink);
+    let mut inflight: std::collections::VecDeque<InFlight<S>> = std::collections::VecDeque::new();
+    let mut open = true;
+    let cfg = std::sync::Arc::new(cfg);
+    while open || !inflight.is_empty() {
+        // Wait for a message or for the oldest flush to finish.
+        let got = if open {
+            tokio::select! {
+                biased;
+                done = async { (&mut inflight.front_mut().expect("checked non-empty").task).await }, if !inflight.is_empty() => Err(done),
+                msg = rx.recv() => Ok(msg),
+            }
+        } else {
+            Err((&mut inflight.front_mut().expect("loop condition").task).await)
+        };
+        match got {
+            Err(done) => {
+                let front = inflight.pop_front().expect("a flush finished");
+                let (s, done_batch) = done.map_err(|e| SinkError::Permanent {
+                    sink: "sink task",
+                    message: e.to_string(),
+                })??;
+                ack.records += done_batch.len() as u64;
+                ack.flushes += 1;
+                if let Some(obs) = observer.as_mut() {
+                    obs(&done_batch, Instant::now());
+                }
+                idle.push(s);
+                apply_snapshot(&mut ack, &front.snapshot);
+                ack_tx.send_replace(ack);
+                continue;
+            }
+            Ok(Some(msg)) => absorb(msg, &mut batch, &mut seen),
+            Ok(None) => open = false,
+        }
+        // Take whatever else is already queued (and linger if configured).
         let deadline = tokio::time::Instant::now() + cfg.linger;
         while open && batch.len() < cfg.max_batch {
             match rx.try_recv() {
@@ -163,24 +229,52 @@ pub async fn run_sink<S: Sink>(
                 }
             }
         }
-        if !batch.is_empty() {
-            write_with_retry(&mut sink, &batch, &cfg).await?;
-            ack.records += batch.len() as u64;
-            ack.flushes += 1;
-            if let Some(obs) = observer.as_mut() {
-                obs(&batch, Instant::now());
+        if batch.is_empty() {
+            // Only progress arrived: durable once the flushes before it commit.
+            match inflight.back_mut() {
+                Some(last) => last.snapshot.clone_from(&seen),
+                None => {
+                    apply_snapshot(&mut ack, &seen);
+                    ack_tx.send_replace(ack);
+                }
             }
-            batch.clear();
+            continue;
         }
-        // Everything received so far is committed: the frontiers seen so far are durable.
-        if seen.iter().all(|s| s.is_some()) {
-            let durable = seen.iter().filter_map(|s| s.flatten()).min();
-            ack.complete = seen.iter().all(|s| matches!(s, Some(None)));
-            ack.durable = durable.or(ack.durable);
-        }
-        ack_tx.send_replace(ack);
+        // A free writer, or wait for the oldest flush to free one.
+        let mut writer = match idle.pop() {
+            Some(w) => w,
+            None => {
+                let front = inflight
+                    .pop_front()
+                    .expect("no idle writer means a flush is in flight");
+                let (s, done_batch) = front.task.await.map_err(|e| SinkError::Permanent {
+                    sink: "sink task",
+                    message: e.to_string(),
+                })??;
+                ack.records += done_batch.len() as u64;
+                ack.flushes += 1;
+                if let Some(obs) = observer.as_mut() {
+                    obs(&done_batch, Instant::now());
+                }
+                apply_snapshot(&mut ack, &front.snapshot);
+                ack_tx.send_replace(ack);
+                s
+            }
+        };
+        let records = std::mem::replace(&mut batch, Vec::with_capacity(cfg.max_batch));
+        let task_cfg = cfg.clone();
+        let task = tokio::spawn(async move {
+            write_with_retry(&mut writer, &records, &task_cfg).await?;
+            Ok((writer, records))
+        });
+        inflight.push_back(InFlight {
+            snapshot: seen.clone(),
+            task,
+        });
     }
-    sink.close().await?;
+    for mut s in idle {
+        s.close().await?;
+    }
     ack.complete = true;
     ack_tx.send_replace(ack);
     Ok(ack)
@@ -313,6 +407,58 @@ mod tests {
         let ack = task.await.unwrap().unwrap();
         assert!(ack.complete);
         assert_eq!(*got.lock().unwrap(), vec![2]);
+    }
+
+    /// First flush slow, second fast: the ack waits for the first.
+    #[derive(Clone)]
+    struct Slow {
+        order: Arc<Mutex<Vec<usize>>>,
+        calls: Arc<Mutex<u32>>,
+    }
+
+    impl Sink for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn fork(&self) -> Option<Self> {
+            Some(self.clone())
+        }
+        async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+            let call = {
+                let mut c = self.calls.lock().unwrap();
+                *c += 1;
+                *c
+            };
+            if call == 1 {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            self.order.lock().unwrap().push(records.len());
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parallel_flushes_ack_in_order() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let sink = Slow { order: order.clone(), calls: Arc::new(Mutex::new(0)) };
+        let (tx, rx) = mpsc::channel(16);
+        let (ack_tx, mut ack_rx) = watch::channel(Ack::default());
+        let cfg = TaskConfig { parallelism: 2, ..TaskConfig::default() };
+        let task = tokio::spawn(run_sink(sink, rx, 1, cfg, ack_tx, None));
+        tx.send(SinkMsg::Data { worker: 0, time: 1, records: vec![gap()] }).await.unwrap();
+        tx.send(SinkMsg::Progress { worker: 0, frontier: Some(2) }).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tx.send(SinkMsg::Data { worker: 0, time: 2, records: vec![gap(), gap()] }).await.unwrap();
+        tx.send(SinkMsg::Progress { worker: 0, frontier: Some(3) }).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        // The second flush committed first, but nothing is acknowledged before the first.
+        assert_eq!(*order.lock().unwrap(), vec![2]);
+        assert_eq!(ack_rx.borrow().durable, None);
+        ack_rx.wait_for(|a| a.durable == Some(3)).await.unwrap();
+        assert_eq!(*order.lock().unwrap(), vec![2, 1]);
+        assert_eq!(ack_rx.borrow().records, 3);
+        drop(tx);
+        assert!(task.await.unwrap().unwrap().complete);
     }
 
     #[tokio::test(start_paused = true)]
