@@ -87,6 +87,10 @@ pub struct BinanceConfig {
     pub reconnect_max_ms: u64,
     /// Reconnect after this long without a frame, ms.
     pub idle_timeout_ms: u64,
+    /// Refill id gaps from the REST API.
+    pub refill: bool,
+    /// Request weight the refill may spend per minute (Binance allows 6000 per IP).
+    pub rest_weight_budget_per_minute: u32,
 }
 
 /// `[sinks]`.

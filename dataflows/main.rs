@@ -14,6 +14,7 @@ use cryptoflow_sources::binance::CsvKind;
 use cryptoflow_sources::generate::{generate, GenerateOptions};
 use cryptoflow_sources::record::Recorder;
 use cryptoflow_sources::replay::{Pace, ReplayOptions};
+use cryptoflow_sources::rest::RestConfig;
 use cryptoflow_sources::ws::{run_connections, WsConfig, WsItem};
 
 /// Streaming dataflow pipeline for crypto market data: Binance trades in, candles, moving
@@ -276,8 +277,15 @@ fn real_main(cli: Cli) -> Result<()> {
             if cfg.binance.symbols.is_empty() || cfg.binance.streams.is_empty() {
                 bail!("binance.symbols and binance.streams must not be empty for `cryptoflow run`");
             }
+            let rest = cfg.binance.refill.then(|| RestConfig {
+                base_url: cfg.binance.rest_base_url.clone(),
+                weight_budget_per_minute: cfg.binance.rest_weight_budget_per_minute,
+                api_key: std::env::var("CRYPTOFLOW_BINANCE_API_KEY").ok(),
+                ..RestConfig::default()
+            });
             let source = SourceSpec::Live {
                 ws: ws_config(&cfg),
+                rest,
                 stop_after: duration.map(Duration::from_secs_f64),
             };
             let report = run(&cfg, source, &cluster, None)?;

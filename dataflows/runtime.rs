@@ -21,6 +21,7 @@ use cryptoflow_sinks::postgres::{PostgresConfig, PostgresSink};
 use cryptoflow_sinks::task::{run_sink, CommitObserver, TaskConfig};
 use cryptoflow_sinks::{Ack, Sink, SinkError, SinkMsg, SinkRecord};
 use cryptoflow_sources::replay::{self, ReplayOptions, ReplaySummary};
+use cryptoflow_sources::rest::RestConfig;
 use cryptoflow_sources::stats::SourceStats;
 use cryptoflow_sources::ws::{binance_live, WsConfig};
 use cryptoflow_sources::EventBatch;
@@ -47,6 +48,8 @@ pub enum SourceSpec {
     Live {
         /// Connection settings.
         ws: WsConfig,
+        /// REST refill of id gaps (`None`: gaps are only recorded).
+        rest: Option<RestConfig>,
         /// Stop after this long (tests, demos).
         stop_after: Option<Duration>,
     },
@@ -249,8 +252,18 @@ pub fn run(
                         .spawn(move || replay_all(files, &opts, &stats, src_tx, progress))?,
                 );
             }
-            SourceSpec::Live { ws, stop_after } => {
-                rt.spawn(binance_live(ws, src_tx, stats.clone(), shutdown_rx.clone()));
+            SourceSpec::Live {
+                ws,
+                rest,
+                stop_after,
+            } => {
+                rt.spawn(binance_live(
+                    ws,
+                    rest,
+                    src_tx,
+                    stats.clone(),
+                    shutdown_rx.clone(),
+                ));
                 let stop = shutdown_tx.clone();
                 rt.spawn(async move {
                     match stop_after {

@@ -37,7 +37,7 @@ async fn snapshot(url: &str) -> (i64, Vec<String>, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_into_postgres_twice() {
     let url = fresh_database("e2e").await;
-    assert_eq!(migrate(&url).await.unwrap(), vec![1]);
+    assert_eq!(migrate(&url).await.unwrap(), vec![1, 2]);
     assert!(
         migrate(&url).await.unwrap().is_empty(),
         "migrate is idempotent"
@@ -184,4 +184,65 @@ async fn missing_schema_is_a_clear_permanent_error() {
         .unwrap();
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("cryptoflow migrate"), "{err}");
+}
+
+#[tokio::test]
+async fn gaps_are_recorded_once() {
+    use cryptoflow_operators::model::{Gap, GapReason, StreamKind, Symbol, Venue};
+    use cryptoflow_sinks::postgres::{PostgresConfig, PostgresSink};
+    use cryptoflow_sinks::{Sink, SinkRecord};
+    let url = fresh_database("gaps").await;
+    migrate(&url).await.unwrap();
+    let mut sink = PostgresSink::connect(&PostgresConfig {
+        url: url.clone(),
+        pool_size: 1,
+    })
+    .await
+    .unwrap();
+    let gap = |from: Option<u64>, to: Option<u64>, reason, refilled| {
+        SinkRecord::Gap(Gap {
+            venue: Venue::Binance,
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            kind: StreamKind::Trade,
+            since: 1_700_000_000_000,
+            until: 1_700_000_005_000,
+            last_id: Some(500),
+            reason,
+            from_id: from,
+            to_id: to,
+            refilled,
+            detail: if refilled {
+                String::new()
+            } else {
+                "refused with HTTP 400".into()
+            },
+        })
+    };
+    let batch = vec![
+        gap(None, None, GapReason::Reconnect, false),
+        gap(Some(501), Some(649), GapReason::IdHole, true),
+        gap(Some(900), Some(904), GapReason::IdHole, false),
+    ];
+    sink.write(&batch).await.unwrap();
+    sink.write(&batch).await.unwrap();
+    let c = pg_client(&url).await;
+    let rows = c.query("SELECT reason, from_id, to_id, resolved_at IS NOT NULL, detail FROM gaps ORDER BY from_id", &[]).await.unwrap();
+    let got: Vec<(String, i64, i64, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("reconnect".into(), -1, -1, false),
+            ("id_hole".into(), 501, 649, true),
+            ("id_hole".into(), 900, 904, false)
+        ]
+    );
+    let open: i64 = c
+        .query_one("SELECT count(*) FROM open_gaps", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 1);
 }

@@ -449,6 +449,11 @@ pub enum GapReason {
 }
 
 /// An in-band marker: data for a stream may be missing between `since` and `until`.
+///
+/// A reconnect marker (`reason: Reconnect`) carries no id range: it says the connection was
+/// down. An id hole (`reason: IdHole`/`Restart`) carries the missing ids `from_id..=to_id` and
+/// whether the REST refill delivered all of them (`refilled`); an unrefilled hole says why in
+/// `detail`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Gap {
     /// Venue.
@@ -459,12 +464,20 @@ pub struct Gap {
     pub kind: StreamKind,
     /// Last moment data was known complete (receive time of the last frame), ms.
     pub since: Millis,
-    /// When data flowed again (the new connection was up), ms.
+    /// When data flowed again, ms.
     pub until: Millis,
     /// Last id seen before the gap, when known.
     pub last_id: Option<u64>,
     /// Why.
     pub reason: GapReason,
+    /// First missing id, for id holes.
+    pub from_id: Option<u64>,
+    /// Last missing id, for id holes.
+    pub to_id: Option<u64>,
+    /// True when every missing id was refilled from the REST API.
+    pub refilled: bool,
+    /// Why a hole could not be refilled (empty otherwise).
+    pub detail: String,
 }
 
 /// Anything a source emits into the dataflow.

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use cryptoflow_operators::model::{Candle, Interval, Symbol, Venue};
+use cryptoflow_operators::model::{Candle, GapReason, Interval, Symbol, Venue};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use rust_decimal::Decimal;
 use tokio_postgres::error::SqlState;
@@ -22,8 +22,10 @@ use crate::record::SinkRecord;
 use crate::task::{Sink, SinkError};
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "core", include_str!("../../sql/postgres/0001_core.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "core", include_str!("../../sql/postgres/0001_core.sql")),
+    (2, "gaps", include_str!("../../sql/postgres/0002_gaps.sql")),
+];
 
 const SINK: &str = "postgres";
 
@@ -213,6 +215,16 @@ ON CONFLICT (venue, symbol, interval, open_time) DO UPDATE SET
     is_final = excluded.is_final, updated_at = now()
 WHERE excluded.is_final OR (NOT c.is_final AND excluded.trade_count >= c.trade_count)";
 
+const GAPS_SQL: &str = "
+INSERT INTO gaps (venue, symbol, kind, reason, from_id, to_id, since, detected_at, resolved_at, detail)
+SELECT venue, symbol, kind, reason, from_id, to_id,
+       'epoch'::timestamptz + since * interval '1 millisecond',
+       'epoch'::timestamptz + detected * interval '1 millisecond',
+       CASE WHEN refilled THEN now() END, detail
+FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::bool[], $10::text[])
+    AS t(venue, symbol, kind, reason, from_id, to_id, since, detected, refilled, detail)
+ON CONFLICT DO NOTHING";
+
 impl PostgresSink {
     /// Builds the pool and checks that the schema is there.
     pub async fn connect(cfg: &PostgresConfig) -> Result<Self, SinkError> {
@@ -233,7 +245,7 @@ impl PostgresSink {
         let client = pool.get().await.map_err(pool_err)?;
         client
             .query(
-                "SELECT 1 FROM trades, candles, trade_aggregates LIMIT 0",
+                "SELECT 1 FROM trades, candles, trade_aggregates, gaps LIMIT 0",
                 &[],
             )
             .await
@@ -262,6 +274,20 @@ struct TradeCols {
     is_whale: Vec<bool>,
     ma: Vec<Decimal>,
     ema: Vec<Option<f64>>,
+}
+
+#[derive(Default)]
+struct GapCols {
+    venue: Vec<&'static str>,
+    symbol: Vec<String>,
+    kind: Vec<&'static str>,
+    reason: Vec<&'static str>,
+    from: Vec<i64>,
+    to: Vec<i64>,
+    since: Vec<i64>,
+    detected: Vec<i64>,
+    refilled: Vec<bool>,
+    detail: Vec<String>,
 }
 
 #[derive(Default)]
@@ -307,6 +333,7 @@ impl Sink for PostgresSink {
 
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         let mut t = TradeCols::default();
+        let mut g = GapCols::default();
         let mut latest: HashMap<(Venue, Symbol, Interval, i64), &Candle> = HashMap::new();
         for r in records {
             match r {
@@ -337,7 +364,23 @@ impl Sink for PostgresSink {
                         }
                     }
                 }
-                SinkRecord::Whale(_) | SinkRecord::Gap(_) | SinkRecord::Late(_) => {}
+                SinkRecord::Gap(gap) => {
+                    g.venue.push(gap.venue.as_str());
+                    g.symbol.push(gap.symbol.as_str().to_string());
+                    g.kind.push(gap.kind.as_str());
+                    g.reason.push(match gap.reason {
+                        GapReason::Reconnect => "reconnect",
+                        GapReason::IdHole => "id_hole",
+                        GapReason::Restart => "restart",
+                    });
+                    g.from.push(gap.from_id.map(id).transpose()?.unwrap_or(-1));
+                    g.to.push(gap.to_id.map(id).transpose()?.unwrap_or(-1));
+                    g.since.push(gap.since);
+                    g.detected.push(gap.until);
+                    g.refilled.push(gap.refilled);
+                    g.detail.push(gap.detail.clone());
+                }
+                SinkRecord::Whale(_) | SinkRecord::Late(_) => {}
             }
         }
         let mut k = CandleCols::default();
@@ -362,7 +405,7 @@ impl Sink for PostgresSink {
             k.last.push(id(c.last_trade_id)?);
             k.fin.push(c.is_final);
         }
-        if t.trade_id.is_empty() && k.open_time.is_empty() {
+        if t.trade_id.is_empty() && k.open_time.is_empty() && g.from.is_empty() {
             return Ok(());
         }
         let mut client = self.pool.get().await.map_err(pool_err)?;
@@ -425,6 +468,29 @@ impl Sink for PostgresSink {
             )
             .await
             .map_err(|e| classify(&e, "upsert candles"))?;
+        }
+        if !g.from.is_empty() {
+            let stmt = tx
+                .prepare_cached(GAPS_SQL)
+                .await
+                .map_err(|e| classify(&e, "prepare gaps"))?;
+            tx.execute(
+                &stmt,
+                &[
+                    &g.venue,
+                    &g.symbol,
+                    &g.kind,
+                    &g.reason,
+                    &g.from,
+                    &g.to,
+                    &g.since,
+                    &g.detected,
+                    &g.refilled,
+                    &g.detail,
+                ],
+            )
+            .await
+            .map_err(|e| classify(&e, "insert gaps"))?;
         }
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }

@@ -355,6 +355,10 @@ mod tests {
             until: 2,
             last_id: None,
             reason: GapReason::Reconnect,
+            from_id: None,
+            to_id: None,
+            refilled: false,
+            detail: String::new(),
         })
     }
 
@@ -440,16 +444,44 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn parallel_flushes_ack_in_order() {
         let order = Arc::new(Mutex::new(Vec::new()));
-        let sink = Slow { order: order.clone(), calls: Arc::new(Mutex::new(0)) };
+        let sink = Slow {
+            order: order.clone(),
+            calls: Arc::new(Mutex::new(0)),
+        };
         let (tx, rx) = mpsc::channel(16);
         let (ack_tx, mut ack_rx) = watch::channel(Ack::default());
-        let cfg = TaskConfig { parallelism: 2, ..TaskConfig::default() };
+        let cfg = TaskConfig {
+            parallelism: 2,
+            ..TaskConfig::default()
+        };
         let task = tokio::spawn(run_sink(sink, rx, 1, cfg, ack_tx, None));
-        tx.send(SinkMsg::Data { worker: 0, time: 1, records: vec![gap()] }).await.unwrap();
-        tx.send(SinkMsg::Progress { worker: 0, frontier: Some(2) }).await.unwrap();
+        tx.send(SinkMsg::Data {
+            worker: 0,
+            time: 1,
+            records: vec![gap()],
+        })
+        .await
+        .unwrap();
+        tx.send(SinkMsg::Progress {
+            worker: 0,
+            frontier: Some(2),
+        })
+        .await
+        .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        tx.send(SinkMsg::Data { worker: 0, time: 2, records: vec![gap(), gap()] }).await.unwrap();
-        tx.send(SinkMsg::Progress { worker: 0, frontier: Some(3) }).await.unwrap();
+        tx.send(SinkMsg::Data {
+            worker: 0,
+            time: 2,
+            records: vec![gap(), gap()],
+        })
+        .await
+        .unwrap();
+        tx.send(SinkMsg::Progress {
+            worker: 0,
+            frontier: Some(3),
+        })
+        .await
+        .unwrap();
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         // The second flush committed first, but nothing is acknowledged before the first.
         assert_eq!(*order.lock().unwrap(), vec![2]);

@@ -10,6 +10,8 @@
 //!   as fast as possible, streaming the file.
 //! - [`record`]: writes frames with their receive time in the format `replay` reads back.
 //! - [`generate`]: deterministic synthetic Binance trade payloads.
+//! - [`sequencer`]: id-gap, duplicate and out-of-order detection per stream.
+//! - [`rest`]: the Binance REST client that refills id gaps within a weight budget.
 //! - [`stats`]: per-source counters and the dead-letter output.
 #![warn(missing_docs)]
 
@@ -17,6 +19,8 @@ pub mod binance;
 pub mod generate;
 pub mod record;
 pub mod replay;
+pub mod rest;
+pub mod sequencer;
 pub mod stats;
 pub mod ws;
 

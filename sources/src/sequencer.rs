@@ -50,7 +50,10 @@ impl Sequencer {
             }
             Some(last) if id > last => {
                 self.last = Some(id);
-                Verdict::Gap { from: last + 1, to: id - 1 }
+                Verdict::Gap {
+                    from: last + 1,
+                    to: id - 1,
+                }
             }
             Some(last) if id == last => Verdict::Duplicate,
             Some(_) => Verdict::Backwards,

@@ -20,6 +20,18 @@ pub struct SourceStats {
     pub reconnects: AtomicU64,
     /// Control frames (subscription acks, `serverShutdown`, …).
     pub control_frames: AtomicU64,
+    /// Trades dropped because their id was already delivered.
+    pub duplicates: AtomicU64,
+    /// Trades whose id went backwards (counted, logged, not delivered).
+    pub out_of_order: AtomicU64,
+    /// Id holes detected.
+    pub gaps_detected: AtomicU64,
+    /// Id holes refilled completely from the REST API.
+    pub gaps_refilled: AtomicU64,
+    /// Trades delivered by REST refills.
+    pub ids_refilled: AtomicU64,
+    /// Ids that could not be refilled (recorded as gaps).
+    pub ids_unrefillable: AtomicU64,
     warned: Mutex<HashSet<String>>,
     dead_letters: Mutex<Option<Box<dyn Write + Send>>>,
 }
@@ -61,6 +73,11 @@ impl SourceStats {
     /// Adds one to a counter.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Reads a counter.

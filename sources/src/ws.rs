@@ -11,13 +11,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cryptoflow_operators::model::{Event, Gap, GapReason, Millis, StreamKind, Symbol, Venue};
+use cryptoflow_operators::model::{
+    Event, Gap, GapReason, Millis, StreamKind, Symbol, Trade, Venue,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::binance::{decode_frame, Control, Decoded};
 use crate::generate::SplitMix64;
+use crate::rest::{BinanceRest, RestConfig, RestError};
+use crate::sequencer::{Sequencer, Verdict};
 use crate::stats::SourceStats;
 use crate::{now_ms, EventBatch};
 
@@ -274,10 +278,45 @@ struct ConnState {
     connects: u64,
 }
 
-/// Live Binance source: decodes frames into events and emits a [`Gap`] per stream of a
-/// connection every time it reconnects. Runs until `shutdown` or the receiver is dropped.
+/// A hole being refilled.
+#[derive(Debug, Clone)]
+struct Hole {
+    from: u64,
+    to: u64,
+    since: Millis,
+    until: Millis,
+    last_id: u64,
+    error: Option<String>,
+}
+
+/// Per (symbol, kind): the id cursor and, while holes are refilled, what is held back.
+#[derive(Default)]
+struct StreamState {
+    seq: Sequencer,
+    last_seen: Option<Millis>,
+    pending: usize,
+    fetched: Vec<Trade>,
+    held: Vec<Trade>,
+    holes: Vec<Hole>,
+}
+
+type Key = (Symbol, StreamKind);
+
+struct Refilled {
+    key: Key,
+    hole: usize,
+    result: Result<Vec<Trade>, RestError>,
+}
+
+/// Live Binance source: decodes frames into events; emits a [`Gap`] marker per stream of a
+/// connection every time it reconnects; sequences trade ids per (symbol, kind): duplicates are
+/// dropped, ids going backwards are counted, and holes are refilled from the REST API (when
+/// `rest` is set) and merged in id order before the live trades that follow them. Every hole
+/// ends as a [`Gap`] event saying whether it was refilled, and if not, why.
+/// Runs until `shutdown` or the receiver is dropped.
 pub async fn binance_live(
     cfg: WsConfig,
+    rest: Option<RestConfig>,
     tx: mpsc::Sender<EventBatch>,
     stats: Arc<SourceStats>,
     shutdown: watch::Receiver<bool>,
@@ -298,83 +337,246 @@ pub async fn binance_live(
             },
         );
     }
+    let rest = match rest.map(BinanceRest::new).transpose() {
+        Ok(r) => r.map(|r| Arc::new(tokio::sync::Mutex::new(r))),
+        Err(e) => {
+            tracing::error!(source = "binance", error = %e, "REST client unavailable; gaps will not be refilled.");
+            None
+        }
+    };
+    let (rtx, mut rrx) = mpsc::channel::<Refilled>(64);
     let runner = tokio::spawn(run_connections(cfg, wtx, shutdown));
-    let mut last_id: HashMap<(Symbol, StreamKind), u64> = HashMap::new();
-    while let Some(item) = wrx.recv().await {
-        let batch = match item {
-            WsItem::Frame {
-                conn,
-                text,
-                ts_received,
-            } => {
-                SourceStats::inc(&stats.frames);
-                if let Some(c) = conns.get_mut(&conn) {
-                    c.last_frame = Some(ts_received);
-                }
-                match decode_frame(&text, ts_received) {
-                    Ok(Decoded::Event(e)) => {
-                        if let Event::Trade(t) = &e {
-                            last_id.insert((t.symbol, t.kind()), t.trade_id);
-                        }
-                        SourceStats::inc(&stats.events);
-                        vec![e]
-                    }
-                    Ok(Decoded::Control(c)) => {
-                        SourceStats::inc(&stats.control_frames);
-                        if let Control::ServerShutdown { at } = c {
-                            tracing::info!(
-                                source = "binance",
-                                conn,
-                                at,
-                                "Server announced a shutdown."
-                            );
-                        }
-                        continue;
-                    }
-                    Err(err) => {
-                        stats.dead_letter("binance", err.kind(), &err, &text, ts_received);
-                        continue;
-                    }
+    let mut streams: HashMap<Key, StreamState> = HashMap::new();
+    let mut ws_open = true;
+    let mut refills_pending = 0usize;
+    while ws_open || refills_pending > 0 {
+        let mut out: EventBatch = Vec::new();
+        tokio::select! {
+            item = wrx.recv(), if ws_open => match item {
+                None => ws_open = false,
+                Some(item) => on_ws_item(item, &mut conns, &mut streams, &stats, &mut out, &mut |key, hole_idx, hole: Hole| {
+                    refills_pending += 1;
+                    spawn_refill(rest.clone(), rtx.clone(), key, hole_idx, hole);
+                }),
+            },
+            done = rrx.recv(), if refills_pending > 0 => {
+                if let Some(done) = done {
+                    refills_pending -= 1;
+                    on_refilled(done, &mut streams, &stats, &mut out);
                 }
             }
-            WsItem::Disconnected { conn, at, reason } => {
-                if let Some(c) = conns.get_mut(&conn) {
-                    c.down_since.get_or_insert(c.last_frame.unwrap_or(at));
-                }
-                tracing::debug!(source = "binance", conn, %reason, "Disconnected.");
-                continue;
-            }
-            WsItem::Connected { conn, at, .. } => {
-                let Some(c) = conns.get_mut(&conn) else {
-                    continue;
-                };
-                c.connects += 1;
-                if c.connects == 1 {
-                    continue;
-                }
-                SourceStats::inc(&stats.reconnects);
-                let since = c.down_since.take().or(c.last_frame).unwrap_or(at);
-                c.streams
-                    .iter()
-                    .map(|&(symbol, kind)| {
-                        Event::Gap(Gap {
-                            venue: Venue::Binance,
-                            symbol,
-                            kind,
-                            since,
-                            until: at,
-                            last_id: last_id.get(&(symbol, kind)).copied(),
-                            reason: GapReason::Reconnect,
-                        })
-                    })
-                    .collect()
-            }
-        };
-        if tx.send(batch).await.is_err() {
+        }
+        if !out.is_empty() && tx.send(out).await.is_err() {
             break;
         }
     }
     runner.abort();
+}
+
+fn spawn_refill(
+    rest: Option<Arc<tokio::sync::Mutex<BinanceRest>>>,
+    done: mpsc::Sender<Refilled>,
+    key: Key,
+    hole: usize,
+    h: Hole,
+) {
+    tokio::spawn(async move {
+        let result = match rest {
+            Some(rest) => rest.lock().await.refill(key.0, key.1, h.from, h.to).await,
+            None => Err(RestError::Unavailable(
+                "REST refill is not configured".into(),
+            )),
+        };
+        let _ = done.send(Refilled { key, hole, result }).await;
+    });
+}
+
+fn on_ws_item(
+    item: WsItem,
+    conns: &mut HashMap<usize, ConnState>,
+    streams: &mut HashMap<Key, StreamState>,
+    stats: &SourceStats,
+    out: &mut EventBatch,
+    start_refill: &mut dyn FnMut(Key, usize, Hole),
+) {
+    match item {
+        WsItem::Frame {
+            conn,
+            text,
+            ts_received,
+        } => {
+            SourceStats::inc(&stats.frames);
+            if let Some(c) = conns.get_mut(&conn) {
+                c.last_frame = Some(ts_received);
+            }
+            match decode_frame(&text, ts_received) {
+                Ok(Decoded::Event(Event::Trade(t))) => {
+                    SourceStats::inc(&stats.events);
+                    let key = (t.symbol, t.kind());
+                    let st = streams.entry(key).or_default();
+                    let prev_seen = st.last_seen.replace(ts_received);
+                    match st.seq.observe(t.trade_id) {
+                        Verdict::Next if st.pending > 0 => st.held.push(t),
+                        Verdict::Next => out.push(Event::Trade(t)),
+                        Verdict::Duplicate => SourceStats::inc(&stats.duplicates),
+                        Verdict::Backwards if st.pending > 0 => st.held.push(t),
+                        Verdict::Backwards => {
+                            let n = stats
+                                .out_of_order
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if n == 0 {
+                                tracing::warn!(source = "binance", symbol = %t.symbol, id = t.trade_id, last = ?st.seq.last(), "Trade id went backwards (counted, not delivered; logged once).");
+                            }
+                        }
+                        Verdict::Gap { from, to } => {
+                            SourceStats::inc(&stats.gaps_detected);
+                            let hole = Hole {
+                                from,
+                                to,
+                                since: prev_seen.unwrap_or(ts_received),
+                                until: ts_received,
+                                last_id: from - 1,
+                                error: None,
+                            };
+                            tracing::info!(source = "binance", symbol = %t.symbol, from, to, "Id gap; refilling.");
+                            st.pending += 1;
+                            st.holes.push(hole.clone());
+                            st.held.push(t);
+                            start_refill(key, st.holes.len() - 1, hole);
+                        }
+                    }
+                }
+                Ok(Decoded::Event(e)) => {
+                    SourceStats::inc(&stats.events);
+                    out.push(e);
+                }
+                Ok(Decoded::Control(c)) => {
+                    SourceStats::inc(&stats.control_frames);
+                    if let Control::ServerShutdown { at } = c {
+                        tracing::info!(
+                            source = "binance",
+                            conn,
+                            at,
+                            "Server announced a shutdown."
+                        );
+                    }
+                }
+                Err(err) => stats.dead_letter("binance", err.kind(), &err, &text, ts_received),
+            }
+        }
+        WsItem::Disconnected { conn, at, reason } => {
+            if let Some(c) = conns.get_mut(&conn) {
+                c.down_since.get_or_insert(c.last_frame.unwrap_or(at));
+            }
+            tracing::debug!(source = "binance", conn, %reason, "Disconnected.");
+        }
+        WsItem::Connected { conn, at, .. } => {
+            let Some(c) = conns.get_mut(&conn) else {
+                return;
+            };
+            c.connects += 1;
+            if c.connects == 1 {
+                return;
+            }
+            SourceStats::inc(&stats.reconnects);
+            let since = c.down_since.take().or(c.last_frame).unwrap_or(at);
+            for &(symbol, kind) in &c.streams {
+                out.push(Event::Gap(Gap {
+                    venue: Venue::Binance,
+                    symbol,
+                    kind,
+                    since,
+                    until: at,
+                    last_id: streams.get(&(symbol, kind)).and_then(|s| s.seq.last()),
+                    reason: GapReason::Reconnect,
+                    from_id: None,
+                    to_id: None,
+                    refilled: false,
+                    detail: String::new(),
+                }));
+            }
+        }
+    }
+}
+
+fn on_refilled(
+    done: Refilled,
+    streams: &mut HashMap<Key, StreamState>,
+    stats: &SourceStats,
+    out: &mut EventBatch,
+) {
+    let Some(st) = streams.get_mut(&done.key) else {
+        return;
+    };
+    st.pending = st.pending.saturating_sub(1);
+    match done.result {
+        Ok(trades) => st.fetched.extend(trades),
+        Err(e) => {
+            if let Some(h) = st.holes.get_mut(done.hole) {
+                tracing::warn!(source = "binance", symbol = %done.key.0, from = h.from, to = h.to, error = %e, "Gap could not be refilled.");
+                h.error = Some(e.to_string());
+            }
+        }
+    }
+    if st.pending > 0 {
+        return;
+    }
+    // Every hole of this stream is answered: release refilled and held trades in id order.
+    let mut all: Vec<Trade> = std::mem::take(&mut st.fetched);
+    let refilled_ids: std::collections::BTreeSet<u64> = all.iter().map(|t| t.trade_id).collect();
+    all.append(&mut st.held);
+    all.sort_by_key(|t| t.trade_id);
+    all.dedup_by_key(|t| t.trade_id);
+    for h in std::mem::take(&mut st.holes) {
+        let got = refilled_ids.range(h.from..=h.to).count() as u64;
+        SourceStats::add(&stats.ids_refilled, got);
+        let missing = missing_ranges(&refilled_ids, h.from, h.to);
+        let gap = |from: u64, to: u64, refilled: bool, detail: String| {
+            Event::Gap(Gap {
+                venue: Venue::Binance,
+                symbol: done.key.0,
+                kind: done.key.1,
+                since: h.since,
+                until: h.until,
+                last_id: Some(h.last_id),
+                reason: GapReason::IdHole,
+                from_id: Some(from),
+                to_id: Some(to),
+                refilled,
+                detail,
+            })
+        };
+        if missing.is_empty() {
+            SourceStats::inc(&stats.gaps_refilled);
+            out.push(gap(h.from, h.to, true, String::new()));
+        } else {
+            for (from, to) in missing {
+                SourceStats::add(&stats.ids_unrefillable, to - from + 1);
+                let detail = h
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the REST API did not return these ids".into());
+                out.push(gap(from, to, false, detail));
+            }
+        }
+    }
+    out.extend(all.into_iter().map(Event::Trade));
+}
+
+/// The sub-ranges of `from..=to` not in `have`.
+fn missing_ranges(have: &std::collections::BTreeSet<u64>, from: u64, to: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    for &id in have.range(from..=to) {
+        if id > next {
+            out.push((next, id - 1));
+        }
+        next = id + 1;
+    }
+    if next <= to {
+        out.push((next, to));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -408,6 +610,14 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn missing_ranges_of_a_hole() {
+        let have: std::collections::BTreeSet<u64> = [3, 4, 7].into_iter().collect();
+        assert_eq!(missing_ranges(&have, 1, 9), vec![(1, 2), (5, 6), (8, 9)]);
+        assert_eq!(missing_ranges(&have, 3, 4), vec![]);
+        assert_eq!(missing_ranges(&Default::default(), 5, 5), vec![(5, 5)]);
     }
 
     #[test]
