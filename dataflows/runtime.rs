@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use cryptoflow_operators::model::Event;
+use cryptoflow_operators::model::{Event, StreamKind, Symbol};
 use cryptoflow_sinks::console::ConsoleSink;
 use cryptoflow_sinks::jsonl::JsonlSink;
-use cryptoflow_sinks::postgres::{PostgresConfig, PostgresSink};
+use cryptoflow_sinks::postgres::{resume_points, PostgresConfig, PostgresSink};
 use cryptoflow_sinks::task::{run_sink, CommitObserver, TaskConfig};
 use cryptoflow_sinks::{Ack, Sink, SinkError, SinkMsg, SinkRecord};
 use cryptoflow_sources::replay::{self, ReplayOptions, ReplaySummary};
@@ -257,9 +257,33 @@ pub fn run(
                 rest,
                 stop_after,
             } => {
+                // Resume every stream from its durable cursor: the first live id then shows
+                // the hole since, which the REST refill closes.
+                let mut resume = std::collections::HashMap::new();
+                if !cfg.sinks.postgres.url.is_empty() {
+                    let window =
+                        (cfg.sinks.postgres.pool_size.max(1) * cfg.sinks.max_batch * 2) as u64;
+                    let points = rt
+                        .block_on(resume_points(&cfg.sinks.postgres.url, window))
+                        .map_err(|e| anyhow!(e))?;
+                    for (venue, symbol, kind, last) in points {
+                        let kind = match kind.as_str() {
+                            "trade" => StreamKind::Trade,
+                            "aggTrade" => StreamKind::AggTrade,
+                            _ => continue,
+                        };
+                        if venue == "binance" {
+                            if let Ok(symbol) = symbol.parse::<Symbol>() {
+                                tracing::info!(%symbol, kind = kind.as_str(), last, "Resuming from the stored cursor.");
+                                resume.insert((symbol, kind), last);
+                            }
+                        }
+                    }
+                }
                 rt.spawn(binance_live(
                     ws,
                     rest,
+                    resume,
                     src_tx,
                     stats.clone(),
                     shutdown_rx.clone(),

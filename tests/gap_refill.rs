@@ -168,7 +168,14 @@ async fn holes_are_refilled_in_order_and_refusals_recorded() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stats = Arc::new(SourceStats::default());
-    let source = tokio::spawn(binance_live(cfg, Some(rest), tx, stats.clone(), stop_rx));
+    let source = tokio::spawn(binance_live(
+        cfg,
+        Some(rest),
+        Default::default(),
+        tx,
+        stats.clone(),
+        stop_rx,
+    ));
 
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

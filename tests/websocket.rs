@@ -92,7 +92,14 @@ async fn reconnects_emits_gap_and_resumes() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stats = Arc::new(SourceStats::default());
-    let source = tokio::spawn(binance_live(cfg, None, tx, stats.clone(), stop_rx));
+    let source = tokio::spawn(binance_live(
+        cfg,
+        None,
+        Default::default(),
+        tx,
+        stats.clone(),
+        stop_rx,
+    ));
 
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -25,6 +25,11 @@ use crate::task::{Sink, SinkError};
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "core", include_str!("../../sql/postgres/0001_core.sql")),
     (2, "gaps", include_str!("../../sql/postgres/0002_gaps.sql")),
+    (
+        3,
+        "source_offsets",
+        include_str!("../../sql/postgres/0003_source_offsets.sql"),
+    ),
 ];
 
 const SINK: &str = "postgres";
@@ -145,6 +150,64 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
     Ok(applied)
 }
 
+/// Where each live stream should resume: per (venue, symbol, kind), the last id below which
+/// every id is stored.
+///
+/// The cursor in `source_offsets` is the highest id committed. With parallel flushes a crash can
+/// leave a hole just below it (a later flush committed, an earlier one did not), never more than
+/// `window` ids deep (flushes in flight × batch size); the resume point is therefore the last id
+/// before the first hole in the `window` ids below the cursor.
+pub async fn resume_points(
+    url: &str,
+    window: u64,
+) -> Result<Vec<(String, String, String, u64)>, SinkError> {
+    let (client, conn) = parse_url(url)?
+        .connect(NoTls)
+        .await
+        .map_err(|e| classify(&e, "connect"))?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let rows = client
+        .query(
+            "SELECT venue, symbol, kind, last_id FROM source_offsets ORDER BY 1, 2, 3",
+            &[],
+        )
+        .await
+        .map_err(|e| classify(&e, "read source_offsets"))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (venue, symbol, kind, last): (String, String, String, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let lo = last.saturating_sub(window as i64);
+        let ids: Vec<i64> = client
+            .query(
+                "SELECT trade_id FROM trades WHERE venue = $1 AND symbol = $2 AND trade_id > $3 AND trade_id <= $4
+                   AND (first_trade_id IS NULL) = ($5 = 'trade') ORDER BY trade_id",
+                &[&venue, &symbol, &lo, &last, &kind],
+            )
+            .await
+            .map_err(|e| classify(&e, "check cursor"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut resume = ids.first().copied().unwrap_or(last);
+        for &id in ids.iter().skip(1) {
+            if id != resume + 1 {
+                break;
+            }
+            resume = id;
+        }
+        if resume < last {
+            tracing::warn!(%symbol, %kind, cursor = last, resume, "Ids missing below the cursor; resuming from the first hole.");
+        }
+        out.push((venue, symbol, kind, resume.max(0) as u64));
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(out)
+}
+
 /// Settings of the PostgreSQL sink.
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
@@ -175,6 +238,12 @@ WITH input AS (
     FROM input
     ON CONFLICT (venue, symbol, trade_id) DO NOTHING
     RETURNING venue, symbol, trade_id, price, qty, moving_average, ts_exchange
+), cursors AS (
+    INSERT INTO source_offsets AS o (venue, symbol, kind, last_id)
+    SELECT venue, symbol, CASE WHEN first_trade_id IS NULL THEN 'trade' ELSE 'aggTrade' END, max(trade_id)
+    FROM input GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (venue, symbol, kind) DO UPDATE SET
+        last_id = GREATEST(o.last_id, excluded.last_id), updated_at = now()
 ), agg AS (
     SELECT venue, symbol, count(*) AS n, sum(qty) AS vol, sum(price * qty) AS qvol, max(trade_id) AS last_id,
            (array_agg(moving_average ORDER BY trade_id DESC))[1] AS ma,
@@ -245,7 +314,7 @@ impl PostgresSink {
         let client = pool.get().await.map_err(pool_err)?;
         client
             .query(
-                "SELECT 1 FROM trades, candles, trade_aggregates, gaps LIMIT 0",
+                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets LIMIT 0",
                 &[],
             )
             .await

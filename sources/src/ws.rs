@@ -281,6 +281,7 @@ struct ConnState {
 /// A hole being refilled.
 #[derive(Debug, Clone)]
 struct Hole {
+    reason: GapReason,
     from: u64,
     to: u64,
     since: Millis,
@@ -293,6 +294,8 @@ struct Hole {
 #[derive(Default)]
 struct StreamState {
     seq: Sequencer,
+    /// Resumed from a stored cursor: the first hole is a restart gap.
+    resumed: bool,
     last_seen: Option<Millis>,
     pending: usize,
     fetched: Vec<Trade>,
@@ -317,6 +320,7 @@ struct Refilled {
 pub async fn binance_live(
     cfg: WsConfig,
     rest: Option<RestConfig>,
+    resume: HashMap<(Symbol, StreamKind), u64>,
     tx: mpsc::Sender<EventBatch>,
     stats: Arc<SourceStats>,
     shutdown: watch::Receiver<bool>,
@@ -346,7 +350,19 @@ pub async fn binance_live(
     };
     let (rtx, mut rrx) = mpsc::channel::<Refilled>(64);
     let runner = tokio::spawn(run_connections(cfg, wtx, shutdown));
-    let mut streams: HashMap<Key, StreamState> = HashMap::new();
+    let mut streams: HashMap<Key, StreamState> = resume
+        .into_iter()
+        .map(|(key, last)| {
+            (
+                key,
+                StreamState {
+                    seq: Sequencer::resume(Some(last)),
+                    resumed: true,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
     let mut ws_open = true;
     let mut refills_pending = 0usize;
     while ws_open || refills_pending > 0 {
@@ -417,7 +433,10 @@ fn on_ws_item(
                     let prev_seen = st.last_seen.replace(ts_received);
                     match st.seq.observe(t.trade_id) {
                         Verdict::Next if st.pending > 0 => st.held.push(t),
-                        Verdict::Next => out.push(Event::Trade(t)),
+                        Verdict::Next => {
+                            st.resumed = false;
+                            out.push(Event::Trade(t));
+                        }
                         Verdict::Duplicate => SourceStats::inc(&stats.duplicates),
                         Verdict::Backwards if st.pending > 0 => st.held.push(t),
                         Verdict::Backwards => {
@@ -430,7 +449,13 @@ fn on_ws_item(
                         }
                         Verdict::Gap { from, to } => {
                             SourceStats::inc(&stats.gaps_detected);
+                            let reason = if std::mem::take(&mut st.resumed) {
+                                GapReason::Restart
+                            } else {
+                                GapReason::IdHole
+                            };
                             let hole = Hole {
+                                reason,
                                 from,
                                 to,
                                 since: prev_seen.unwrap_or(ts_received),
@@ -539,7 +564,7 @@ fn on_refilled(
                 since: h.since,
                 until: h.until,
                 last_id: Some(h.last_id),
-                reason: GapReason::IdHole,
+                reason: h.reason,
                 from_id: Some(from),
                 to_id: Some(to),
                 refilled,

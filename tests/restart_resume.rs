@@ -1,0 +1,300 @@
+//! `cryptoflow run` against a local fake Binance (WebSocket + REST) that keeps trading:
+//! - killed with SIGKILL and started again, it resumes from its cursor in PostgreSQL and refills
+//!   the outage from REST;
+//! - with the connection dropped at random points during 100,000 trades, every hole is refilled;
+//!
+//! and in both cases the trades table ends with every id exactly once.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::Router;
+use common::*;
+use futures_util::SinkExt;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+const T0: i64 = 1_700_000_000_000;
+
+/// A fake exchange trading `rate` ids per second from its first WebSocket connection on; with
+/// `drop_seed`, every connection is dropped after a random number of frames, as long as the
+/// trade ids are below `drops_until`.
+#[derive(Clone)]
+struct Exchange {
+    start: Arc<OnceLock<Instant>>,
+    rate: f64,
+    drops_until: u64,
+    drop_seed: Option<u64>,
+    connections: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Exchange {
+    fn new(rate: f64, drops_until: u64, drop_seed: Option<u64>) -> Self {
+        Exchange {
+            start: Arc::new(OnceLock::new()),
+            rate,
+            drops_until,
+            drop_seed,
+            connections: Default::default(),
+        }
+    }
+
+    /// Ids traded so far (1..=n).
+    fn produced(&self) -> u64 {
+        self.start
+            .get()
+            .map(|s| (s.elapsed().as_secs_f64() * self.rate) as u64)
+            .unwrap_or(0)
+    }
+}
+
+fn payload(id: u64) -> (String, String, i64, bool) {
+    (
+        format!("{}.{:02}", 43000 + id % 70, id % 100),
+        format!("0.{:03}", 1 + id % 900),
+        T0 + id as i64 * 2,
+        id.is_multiple_of(2),
+    )
+}
+
+async fn ws_server(listener: TcpListener, ex: Exchange) {
+    loop {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ex = ex.clone();
+        tokio::spawn(async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            ex.start.get_or_init(Instant::now);
+            let conn = ex
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Drop after a pseudo-random number of frames (2,000 to 8,000).
+            let drop_after = ex.drop_seed.map(|seed| {
+                let x = (seed ^ conn.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                2_000 + (x >> 33) % 6_000
+            });
+            let mut sent = 0u64;
+            // Like the real stream: a new connection only sees trades from now on.
+            let mut next = ex.produced() + 1;
+            loop {
+                if drop_after.is_some_and(|d| sent >= d) && next < ex.drops_until {
+                    return; // drops the TCP connection without a close frame
+                }
+                let upto = ex.produced();
+                while next <= upto {
+                    let (p, q, ts, m) = payload(next);
+                    let frame = format!(
+                        r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":{ts},"s":"BTCUSDT","t":{next},"p":"{p}","q":"{q}","T":{ts},"m":{m},"M":true}}}}"#
+                    );
+                    if ws.send(Message::text(frame)).await.is_err() {
+                        return;
+                    }
+                    next += 1;
+                    sent += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+}
+
+async fn historical(
+    State(ex): State<Exchange>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> String {
+    let from: u64 = q["fromId"].parse().unwrap();
+    let limit: u64 = q["limit"].parse().unwrap();
+    let upto = ex.produced().min(from + limit - 1);
+    let items: Vec<String> = (from..=upto)
+        .map(|id| {
+            let (p, q, ts, m) = payload(id);
+            format!(r#"{{"id":{id},"price":"{p}","qty":"{q}","quoteQty":"0","time":{ts},"isBuyerMaker":{m},"isBestMatch":true}}"#)
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Starts the fake exchange; returns the environment for `cryptoflow run`.
+async fn start_exchange(ex: &Exchange) -> Vec<(String, String)> {
+    let ws_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = ws_listener.local_addr().unwrap();
+    tokio::spawn(ws_server(ws_listener, ex.clone()));
+    let rest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rest_addr = rest_listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/api/v3/historicalTrades", get(historical))
+        .with_state(ex.clone());
+    tokio::spawn(async move { axum::serve(rest_listener, app).await.unwrap() });
+    vec![
+        (
+            "CRYPTOFLOW__BINANCE__WS_BASE_URL".into(),
+            format!("ws://{ws_addr}"),
+        ),
+        (
+            "CRYPTOFLOW__BINANCE__REST_BASE_URL".into(),
+            format!("http://{rest_addr}"),
+        ),
+        (
+            "CRYPTOFLOW__BINANCE__SYMBOLS".into(),
+            r#"["btcusdt"]"#.into(),
+        ),
+        ("CRYPTOFLOW__BINANCE__STREAMS".into(), r#"["trade"]"#.into()),
+        (
+            "CRYPTOFLOW__BINANCE__RECONNECT_INITIAL_MS".into(),
+            "50".into(),
+        ),
+        ("CRYPTOFLOW__BINANCE__RECONNECT_MAX_MS".into(), "200".into()),
+    ]
+}
+
+fn spawn_run(env: &[(String, String)], url: &str, duration: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+        .args(["run", "--quiet", "--duration", duration, "--postgres", url])
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn count_and_range(url: &str) -> (i64, i64, i64) {
+    let c = pg_client(url).await;
+    let r = c
+        .query_one(
+            "SELECT count(*), coalesce(min(trade_id), 0), coalesce(max(trade_id), 0) FROM trades",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_restart_loses_nothing() {
+    let url = fresh_database("restart").await;
+    cryptoflow_sinks::postgres::migrate(&url).await.unwrap();
+    let ex = Exchange::new(500.0, u64::MAX, None);
+    let env = start_exchange(&ex).await;
+    let spawn = |duration: &str| spawn_run(&env, &url, duration);
+
+    // First run: wait until it stored a good number of trades, then SIGKILL it.
+    let mut first = spawn("60");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (n, _, _) = count_and_range(&url).await;
+        if n >= 1000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "first run stored only {n} trades"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let (_, first_id, killed_at) = count_and_range(&url).await;
+
+    // The exchange keeps trading during the outage.
+    let outage = Duration::from_secs(3);
+    tokio::time::sleep(outage).await;
+    let traded_during_outage = ex.produced() as i64 - killed_at;
+    assert!(traded_during_outage > 1000, "{traded_during_outage}");
+
+    // Second run: resumes from the cursor and refills.
+    let target = ex.produced() as i64 + 500;
+    let second = spawn("6");
+    let out = tokio::task::spawn_blocking(move || second.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "second run failed");
+    let (n, lo, hi) = count_and_range(&url).await;
+    assert_eq!(lo, first_id);
+    assert!(hi >= target, "second run reached {hi}, wanted {target}");
+    assert_eq!(
+        n,
+        hi - lo + 1,
+        "every id between {lo} and {hi} exactly once"
+    );
+
+    let c = pg_client(&url).await;
+    let restart: Vec<(i64, i64, bool)> = c
+        .query(
+            "SELECT from_id, to_id, resolved_at IS NOT NULL FROM gaps WHERE reason = 'restart'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(restart.len(), 1, "{restart:?}");
+    assert!(restart[0].2, "restart gap refilled");
+    assert!(
+        restart[0].1 - restart[0].0 + 1 >= traded_during_outage,
+        "{restart:?}"
+    );
+    let open: i64 = c
+        .query_one("SELECT count(*) FROM open_gaps", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
+    let cursor: i64 = c
+        .query_one(
+            "SELECT last_id FROM source_offsets WHERE symbol = 'BTCUSDT' AND kind = 'trade'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cursor, hi);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_drops_during_100k_trades_lose_nothing() {
+    const N: u64 = 100_000;
+    let url = fresh_database("drops").await;
+    cryptoflow_sinks::postgres::migrate(&url).await.unwrap();
+    // 10,000 trades/s; connections drop at random points until id 100,000, then trading goes on
+    // (a hole is only seen when a later id arrives, as on the real exchange).
+    let ex = Exchange::new(10_000.0, N, Some(7));
+    let mut env = start_exchange(&ex).await;
+    env.push((
+        "CRYPTOFLOW__BINANCE__REST_WEIGHT_BUDGET_PER_MINUTE".into(),
+        "3000".into(),
+    ));
+    let run = spawn_run(&env, &url, "16");
+    let out = tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let (n, lo, hi) = count_and_range(&url).await;
+    assert_eq!(lo, 1);
+    assert!(hi as u64 >= N, "reached id {hi} only");
+    assert_eq!(n, hi, "every id from 1 to {hi} exactly once");
+    let drops = ex.connections.load(std::sync::atomic::Ordering::SeqCst) - 1;
+    assert!(drops >= 5, "the exchange dropped {drops} connections");
+    let c = pg_client(&url).await;
+    let count = |sql: &'static str| {
+        let c = &c;
+        async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let reconnects = count("SELECT count(*) FROM gaps WHERE reason = 'reconnect'").await;
+    let refilled =
+        count("SELECT count(*) FROM gaps WHERE reason = 'id_hole' AND resolved_at IS NOT NULL")
+            .await;
+    let open = count("SELECT count(*) FROM open_gaps").await;
+    assert_eq!(reconnects as u64, drops);
+    assert!(
+        refilled >= 1 && refilled as u64 <= drops,
+        "{refilled} refilled holes for {drops} drops"
+    );
+    assert_eq!(open, 0);
+}
