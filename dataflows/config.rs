@@ -87,6 +87,10 @@ pub struct BinanceConfig {
     pub reconnect_max_ms: u64,
     /// Reconnect after this long without a frame, ms.
     pub idle_timeout_ms: u64,
+    /// Roll over to a fresh connection after this many seconds (make-before-break).
+    pub max_connection_age_s: u64,
+    /// Connection attempts allowed per 5 minutes.
+    pub max_connection_attempts_per_5min: usize,
     /// Refill id gaps from the REST API.
     pub refill: bool,
     /// Request weight the refill may spend per minute (Binance allows 6000 per IP).

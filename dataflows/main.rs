@@ -238,6 +238,9 @@ fn ws_config(cfg: &Config) -> WsConfig {
         backoff_initial: Duration::from_millis(cfg.binance.reconnect_initial_ms),
         backoff_max: Duration::from_millis(cfg.binance.reconnect_max_ms),
         idle_timeout: Duration::from_millis(cfg.binance.idle_timeout_ms),
+        max_connection_age: Duration::from_secs(cfg.binance.max_connection_age_s),
+        max_attempts_per_5min: cfg.binance.max_connection_attempts_per_5min,
+        ..WsConfig::default()
     }
 }
 

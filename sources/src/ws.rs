@@ -40,6 +40,12 @@ pub struct WsConfig {
     pub backoff_max: Duration,
     /// Reconnect when nothing (not even a ping) arrived for this long.
     pub idle_timeout: Duration,
+    /// Roll over to a fresh connection after this long (Binance closes connections at 24 h).
+    pub max_connection_age: Duration,
+    /// Connection attempts allowed per 5 minutes (Binance's limit is 300 per IP).
+    pub max_attempts_per_5min: usize,
+    /// How long the old connection is still read after the replacement's first frame.
+    pub rollover_overlap: Duration,
 }
 
 impl Default for WsConfig {
@@ -51,6 +57,9 @@ impl Default for WsConfig {
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
+            max_connection_age: Duration::from_secs(23 * 3600 + 50 * 60),
+            max_attempts_per_5min: 250,
+            rollover_overlap: Duration::from_millis(500),
         }
     }
 }
@@ -86,6 +95,8 @@ pub enum WsItem {
         at: Millis,
         /// Connects of this connection so far (1 for the first).
         attempt: u64,
+        /// A make-before-break replacement (the previous connection is still delivering).
+        replacement: bool,
     },
     /// A connection went down.
     Disconnected {
@@ -138,12 +149,14 @@ pub async fn run_connections(
     shutdown: watch::Receiver<bool>,
 ) {
     let mut tasks = Vec::new();
+    let limiter = Arc::new(AttemptLimiter::default());
     for (conn, url) in cfg.connection_urls().into_iter().enumerate() {
         let cfg = cfg.clone();
         let tx = tx.clone();
         let shutdown = shutdown.clone();
+        let limiter = limiter.clone();
         tasks.push(tokio::spawn(async move {
-            run_one(conn, url, cfg, tx, shutdown).await
+            run_one(conn, url, cfg, tx, shutdown, limiter).await
         }));
     }
     for t in tasks {
@@ -151,110 +164,318 @@ pub async fn run_connections(
     }
 }
 
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connection attempts in a sliding 5-minute window, shared by every connection of a process
+/// (Binance bans IPs that try more than 300 times in 5 minutes).
+#[derive(Debug, Default)]
+pub struct AttemptLimiter {
+    attempts: std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
+}
+
+impl AttemptLimiter {
+    /// Waits until one more attempt fits in `max` per 5 minutes, and records it.
+    pub async fn acquire(&self, max: usize) {
+        let window = Duration::from_secs(300);
+        loop {
+            let wait = {
+                let Ok(mut q) = self.attempts.lock() else {
+                    return;
+                };
+                let now = tokio::time::Instant::now();
+                while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                    q.pop_front();
+                }
+                if q.len() < max.max(1) {
+                    q.push_back(now);
+                    return;
+                }
+                q.front()
+                    .map(|t| window - now.duration_since(*t))
+                    .unwrap_or(window)
+            };
+            tracing::warn!(
+                source = "binance",
+                ?wait,
+                "Connection attempt limit reached; waiting."
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+async fn connect(
+    url: &str,
+    limiter: &AttemptLimiter,
+    max_attempts: usize,
+) -> Result<WsStream, String> {
+    limiter.acquire(max_attempts).await;
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    {
+        Err(_) => Err("connect timed out".to_string()),
+        Ok(Err(e)) => Err(format!("connect failed: {e}")),
+        Ok(Ok((ws, _))) => Ok(ws),
+    }
+}
+
+/// What one read from a connection gave.
+enum Read {
+    Text(String),
+    Ping,
+    Closed(String),
+}
+
+async fn read(ws: &mut WsStream, idle: Duration) -> Read {
+    loop {
+        return match tokio::time::timeout(idle, ws.next()).await {
+            Err(_) => Read::Closed(format!("no frame for {idle:?}")),
+            Ok(None) => Read::Closed("connection closed".to_string()),
+            Ok(Some(Err(e))) => Read::Closed(format!("read failed: {e}")),
+            Ok(Some(Ok(Message::Text(t)))) => Read::Text(t.as_str().to_owned()),
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                Read::Text(String::from_utf8_lossy(&b).into_owned())
+            }
+            Ok(Some(Ok(Message::Ping(_)))) => {
+                // tungstenite queued the pong (same payload); send it now.
+                match ws.flush().await {
+                    Ok(()) => Read::Ping,
+                    Err(e) => Read::Closed(format!("pong failed: {e}")),
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                Read::Closed(format!("server closed: {frame:?}"))
+            }
+            Ok(Some(Ok(_))) => continue,
+        };
+    }
+}
+
+async fn read_opt(ws: &mut Option<WsStream>, idle: Duration) -> Read {
+    match ws.as_mut() {
+        Some(ws) => read(ws, idle).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn is_server_shutdown(text: &str) -> bool {
+    text.contains("serverShutdown")
+        && matches!(
+            decode_frame(text, 0),
+            Ok(Decoded::Control(Control::ServerShutdown { .. }))
+        )
+}
+
+/// One connection slot: connects, reads, reconnects with backoff; rolls over to a fresh
+/// connection before the old one is closed (at `max_connection_age`, or at once on
+/// `serverShutdown`): the new connection is opened first; once it delivered its first frame,
+/// the old one keeps being read for `rollover_overlap` (so it catches up to where the new one
+/// started) while the new one's frames are held, then the old one is closed and the held frames
+/// follow. The overlap is deduplicated by trade id downstream.
 async fn run_one(
     conn: usize,
     url: String,
     cfg: WsConfig,
     tx: mpsc::Sender<WsItem>,
     mut shutdown: watch::Receiver<bool>,
+    limiter: Arc<AttemptLimiter>,
 ) {
     let seed = (now_ms() as u64) ^ ((conn as u64) << 32);
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, seed);
     let mut attempt = 0u64;
+    let mut current: Option<WsStream> = None;
+    let mut born = tokio::time::Instant::now();
+    let mut replacement: Option<WsStream> = None;
+    let mut rollover_due = false;
+    let mut healthy = false;
+    // Frames of the replacement held until the switch, and when the switch happens.
+    let mut held: Vec<(String, Millis)> = Vec::new();
+    let mut switch_at: Option<tokio::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
-            return;
+            break;
         }
-        let reason = match tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_tungstenite::connect_async(url.as_str()),
-        )
-        .await
-        {
-            Err(_) => "connect timed out".to_string(),
-            Ok(Err(e)) => format!("connect failed: {e}"),
-            Ok(Ok((mut ws, _resp))) => {
-                attempt += 1;
-                if tx
-                    .send(WsItem::Connected {
+        if current.is_none() {
+            match connect(&url, &limiter, cfg.max_attempts_per_5min).await {
+                Ok(ws) => {
+                    attempt += 1;
+                    current = Some(ws);
+                    born = tokio::time::Instant::now();
+                    healthy = false;
+                    if tx
+                        .send(WsItem::Connected {
+                            conn,
+                            at: now_ms(),
+                            attempt,
+                            replacement: false,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(reason) => {
+                    if !wait_backoff(conn, &reason, &mut backoff, &tx, &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        if rollover_due && replacement.is_none() {
+            match connect(&url, &limiter, cfg.max_attempts_per_5min).await {
+                Ok(ws) => {
+                    attempt += 1;
+                    replacement = Some(ws);
+                    tracing::info!(
+                        source = "binance",
                         conn,
-                        at: now_ms(),
-                        attempt,
-                    })
-                    .await
-                    .is_err()
-                {
+                        "Replacement connection open; switching after its first frame."
+                    );
+                    if tx
+                        .send(WsItem::Connected {
+                            conn,
+                            at: now_ms(),
+                            attempt,
+                            replacement: true,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(source = "binance", conn, %reason, "Replacement connection failed; keeping the current one.")
+                }
+            }
+            rollover_due = false;
+        }
+        let age_deadline = born + cfg.max_connection_age;
+        let got = tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep_until(age_deadline), if replacement.is_none() && !rollover_due => {
+                tracing::info!(source = "binance", conn, "Connection reached its maximum age; rolling over.");
+                rollover_due = true;
+                continue;
+            }
+            _ = async { match switch_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                // The old connection had its overlap: close it, release the held frames.
+                switch_at = None;
+                if let Some(mut old) = current.take() {
+                    let _ = old.close(None).await;
+                }
+                current = replacement.take();
+                born = tokio::time::Instant::now();
+                for (text, ts_received) in held.drain(..) {
+                    if tx.send(WsItem::Frame { conn, text, ts_received }).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            r = read_opt(&mut current, cfg.idle_timeout) => (false, r),
+            r = read_opt(&mut replacement, cfg.idle_timeout) => (true, r),
+        };
+        match got {
+            (is_new, Read::Text(text)) => {
+                if !healthy {
+                    healthy = true;
+                    backoff.reset();
+                }
+                if !is_new && is_server_shutdown(&text) {
+                    tracing::info!(
+                        source = "binance",
+                        conn,
+                        "serverShutdown: rolling over now."
+                    );
+                    rollover_due = true;
+                }
+                if is_new {
+                    // The replacement delivers: hold its frames while the old one catches up.
+                    held.push((text, now_ms()));
+                    switch_at
+                        .get_or_insert_with(|| tokio::time::Instant::now() + cfg.rollover_overlap);
+                    continue;
+                }
+                let item = WsItem::Frame {
+                    conn,
+                    text,
+                    ts_received: now_ms(),
+                };
+                if tx.send(item).await.is_err() {
                     return;
                 }
-                let mut healthy = false;
-                let reason = loop {
-                    let next = tokio::select! {
-                        _ = shutdown.changed() => {
-                            let _ = ws.close(None).await;
+            }
+            (_, Read::Ping) => {}
+            (true, Read::Closed(reason)) => {
+                tracing::warn!(source = "binance", conn, %reason, "Replacement connection lost before the switch.");
+                replacement = None;
+                held.clear();
+                switch_at = None;
+            }
+            (false, Read::Closed(reason)) => {
+                current = None;
+                if let Some(new) = replacement.take() {
+                    // The old one closed first: the replacement takes over without a gap marker.
+                    current = Some(new);
+                    born = tokio::time::Instant::now();
+                    switch_at = None;
+                    for (text, ts_received) in held.drain(..) {
+                        if tx
+                            .send(WsItem::Frame {
+                                conn,
+                                text,
+                                ts_received,
+                            })
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
-                        n = tokio::time::timeout(cfg.idle_timeout, ws.next()) => n,
-                    };
-                    match next {
-                        Err(_) => break format!("no frame for {:?}", cfg.idle_timeout),
-                        Ok(None) => break "connection closed".to_string(),
-                        Ok(Some(Err(e))) => break format!("read failed: {e}"),
-                        Ok(Some(Ok(msg))) => match msg {
-                            Message::Text(text) => {
-                                if !healthy {
-                                    healthy = true;
-                                    backoff.reset();
-                                }
-                                let item = WsItem::Frame {
-                                    conn,
-                                    text: text.as_str().to_owned(),
-                                    ts_received: now_ms(),
-                                };
-                                if tx.send(item).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Message::Binary(b) => {
-                                let item = WsItem::Frame {
-                                    conn,
-                                    text: String::from_utf8_lossy(&b).into_owned(),
-                                    ts_received: now_ms(),
-                                };
-                                if tx.send(item).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Message::Ping(_) => {
-                                // The pong is queued by tungstenite; send it now.
-                                if let Err(e) = ws.flush().await {
-                                    break format!("pong failed: {e}");
-                                }
-                            }
-                            Message::Close(frame) => break format!("server closed: {frame:?}"),
-                            Message::Pong(_) | Message::Frame(_) => {}
-                        },
                     }
-                };
-                reason
+                    continue;
+                }
+                if !wait_backoff(conn, &reason, &mut backoff, &tx, &mut shutdown).await {
+                    return;
+                }
             }
-        };
-        if tx
-            .send(WsItem::Disconnected {
-                conn,
-                at: now_ms(),
-                reason: reason.clone(),
-            })
-            .await
-            .is_err()
-        {
-            return;
         }
-        let delay = backoff.next_delay();
-        tracing::warn!(source = "binance", conn, %reason, ?delay, "Reconnecting.");
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
+    }
+    for mut ws in [current, replacement].into_iter().flatten() {
+        let _ = ws.close(None).await;
+    }
+}
+
+/// Reports a disconnect and sleeps the backoff; false when the run is over.
+async fn wait_backoff(
+    conn: usize,
+    reason: &str,
+    backoff: &mut Backoff,
+    tx: &mpsc::Sender<WsItem>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    if tx
+        .send(WsItem::Disconnected {
+            conn,
+            at: now_ms(),
+            reason: reason.to_string(),
+        })
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let delay = backoff.next_delay();
+    tracing::warn!(source = "binance", conn, %reason, ?delay, "Reconnecting.");
+    tokio::select! {
+        _ = shutdown.changed() => false,
+        _ = tokio::time::sleep(delay) => true,
     }
 }
 
@@ -495,6 +716,9 @@ fn on_ws_item(
             }
             tracing::debug!(source = "binance", conn, %reason, "Disconnected.");
         }
+        WsItem::Connected {
+            replacement: true, ..
+        } => {}
         WsItem::Connected { conn, at, .. } => {
             let Some(c) = conns.get_mut(&conn) else {
                 return;
@@ -635,6 +859,23 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempt_limiter_keeps_to_its_window() {
+        let l = AttemptLimiter::default();
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..3 {
+            l.acquire(3).await;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        // The fourth attempt waits until the first leaves the 5-minute window.
+        l.acquire(3).await;
+        assert!(
+            t0.elapsed() >= Duration::from_secs(300),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[test]
