@@ -54,6 +54,8 @@ pub struct PipelineConfig {
     pub max_in_flight: i64,
     /// Idle watermark advance for live sources, ms.
     pub idle_watermark_ms: i64,
+    /// How often the data-quality ledger is snapshotted into PostgreSQL, ms.
+    pub quality_snapshot_ms: u64,
 }
 
 /// `[whales]`.
@@ -91,6 +93,8 @@ pub struct BinanceConfig {
     pub max_connection_age_s: u64,
     /// Connection attempts allowed per 5 minutes.
     pub max_connection_attempts_per_5min: usize,
+    /// A symbol silent for longer than this is flagged stale in the ledger, ms.
+    pub stale_after_ms: i64,
     /// Refill id gaps from the REST API.
     pub refill: bool,
     /// Request weight the refill may spend per minute (Binance allows 6000 per IP).

@@ -10,24 +10,35 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cryptoflow_operators::dataflow::{
-    AnalyticsConfig, CandleConfig, CandleOutput, EventTimeCandles, TradeAnalytics, Watermarked,
+    AnalyticsConfig, CandleConfig, CandleOutput, EventTimeCandles, KlineReconciliation,
+    ReconcileInput, TradeAnalytics, Watermarked,
 };
 use cryptoflow_operators::model::Event;
 use cryptoflow_sinks::{SinkMsg, SinkRecord};
+use cryptoflow_sources::ledger::Ledger;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Operator};
 use timely::dataflow::StreamVec;
 use tokio::sync::mpsc;
 
+/// How long a kline or candle waits for its counterpart, in watermark time.
+const RECONCILE_HORIZON_MS: i64 = 10 * 60_000;
+
 /// Builds the record stream of the trade pipeline from an event stream.
 pub fn trade_pipeline<'scope>(
     events: StreamVec<'scope, u64, Watermarked<Event>>,
     analytics: &AnalyticsConfig,
     candles: &CandleConfig,
+    compare_trade_count: bool,
 ) -> StreamVec<'scope, u64, SinkRecord> {
+    let tick_ms = candles.tick_ms;
     let trades = events.clone().flat_map(|(e, wm)| match e {
         Event::Trade(t) => Some((t, wm)),
+        _ => None,
+    });
+    let klines = events.clone().flat_map(|(e, _)| match e {
+        Event::Kline(k) if k.is_closed => Some(ReconcileInput::Kline(*k)),
         _ => None,
     });
     let gaps = events.flat_map(|(e, _)| match e {
@@ -38,20 +49,45 @@ pub fn trade_pipeline<'scope>(
         let whale = e.whale_alert().map(SinkRecord::Whale);
         std::iter::once(SinkRecord::Trade(e)).chain(whale)
     });
-    let candles = trades.event_time_candles(candles).map(|c| match c {
+    let candle_out = trades.event_time_candles(candles);
+    let finals = candle_out.clone().flat_map(|c| match c {
+        CandleOutput::Candle(c) if c.is_final => Some(ReconcileInput::Candle(c)),
+        _ => None,
+    });
+    let mismatches = finals
+        .concat(klines)
+        .reconcile_klines(tick_ms, RECONCILE_HORIZON_MS, compare_trade_count)
+        .map(SinkRecord::Mismatch);
+    let candles = candle_out.map(|c| match c {
         CandleOutput::Candle(c) => SinkRecord::Candle(c),
         CandleOutput::Late(l) => SinkRecord::Late(l),
     });
-    enriched.concat(candles).concat(gaps)
+    enriched.concat(candles).concat(gaps).concat(mismatches)
 }
 
-/// Shared counters between the feeding worker and the sink operators.
-#[derive(Debug, Default)]
+/// Shared state between the feeding worker and the sink operators.
+#[derive(Debug)]
 pub struct Flow {
     /// Trades fed but not yet handed to the first sink.
     pub in_flight: AtomicI64,
     /// Set when a sink task is gone (it failed); workers stop feeding.
     pub sink_failed: AtomicBool,
+    /// The data-quality ledger (late trades and kline mismatches are counted here).
+    pub ledger: Arc<Ledger>,
+    /// Source name in the ledger.
+    pub source: &'static str,
+}
+
+impl Flow {
+    /// Flow state reporting into `ledger` under `source`.
+    pub fn new(ledger: Arc<Ledger>, source: &'static str) -> Self {
+        Flow {
+            in_flight: AtomicI64::new(0),
+            sink_failed: AtomicBool::new(false),
+            ledger,
+            source,
+        }
+    }
 }
 
 /// Hands records and frontier progress of this worker to a sink task. Blocks the worker when the
@@ -76,14 +112,20 @@ pub fn attach_sink(
                     records.append(batch);
                 }
             }
-            let trades = if count_trades {
-                records
-                    .iter()
-                    .filter(|r| matches!(r, SinkRecord::Trade(_)))
-                    .count() as i64
-            } else {
-                0
-            };
+            let mut trades = 0i64;
+            if count_trades {
+                for r in &records {
+                    match r {
+                        SinkRecord::Trade(_) => trades += 1,
+                        SinkRecord::Late(l) => flow.ledger.update(flow.source, l.trade.symbol.as_str(), |c| c.late_events += 1),
+                        SinkRecord::Mismatch(m) => {
+                            tracing::warn!(symbol = %m.symbol, interval = %m.interval, open_time = m.open_time, fields = ?m.fields, "Exchange kline disagrees with the candle computed from trades.");
+                            flow.ledger.update(flow.source, m.symbol.as_str(), |c| c.kline_mismatches += 1)
+                        }
+                        _ => {}
+                    }
+                }
+            }
             if tx
                 .blocking_send(SinkMsg::Data {
                     worker,

@@ -255,6 +255,29 @@ async fn sigkill_and_restart_loses_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(cursor, hi);
+    // The ledger of the second run: the restart gap refilled, nothing unrefillable.
+    let q = c
+        .query_one(
+            "SELECT trades, gaps_detected, gaps_refilled, ids_refilled, ids_unrefillable, stale
+             FROM data_quality_latest WHERE source = 'binance' AND symbol = 'BTCUSDT'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (trades, detected, refilled, ids_refilled, unrefillable, stale): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        bool,
+    ) = (q.get(0), q.get(1), q.get(2), q.get(3), q.get(4), q.get(5));
+    assert!(
+        trades > 0 && detected >= 1 && refilled >= 1,
+        "{trades} {detected} {refilled}"
+    );
+    assert!(ids_refilled >= traded_during_outage, "{ids_refilled}");
+    assert_eq!((unrefillable, stale), (0, false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

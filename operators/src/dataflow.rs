@@ -22,7 +22,9 @@ use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
 use crate::math::{to_f64, CandleAcc, Ema, Sma};
-use crate::model::{Candle, Interval, Millis, Symbol, Trade, Venue, WhaleAlert};
+use crate::model::{
+    Candle, Interval, Kline, KlineMismatch, Millis, Symbol, Trade, Venue, WhaleAlert,
+};
 
 /// A fast, non-cryptographic hasher for operator state keyed by symbols (keys are not
 /// attacker-chosen beyond the configured symbols; `SipHash` costs more than the state update).
@@ -341,6 +343,115 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Watermarked<Tra
                                 ));
                             }
                         }
+                    }
+                }
+            },
+        )
+        .container::<Vec<_>>()
+    }
+}
+
+/// Input of [`KlineReconciliation`]: final computed candles and closed exchange klines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReconcileInput {
+    /// A final candle computed from trades.
+    Candle(Candle),
+    /// A closed exchange kline.
+    Kline(Kline),
+}
+
+impl ReconcileInput {
+    fn key(&self) -> CandleKey {
+        match self {
+            ReconcileInput::Candle(c) => (c.symbol, c.interval, c.open_time),
+            ReconcileInput::Kline(k) => (k.symbol, k.interval, k.open_time),
+        }
+    }
+}
+
+/// Compares a closed kline with the candle computed for the same window; the differing fields.
+pub fn kline_differences(candle: &Candle, kline: &Kline, compare_trade_count: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let pairs = [
+        ("open", candle.open, kline.open),
+        ("high", candle.high, kline.high),
+        ("low", candle.low, kline.low),
+        ("close", candle.close, kline.close),
+        ("volume", candle.volume, kline.volume),
+    ];
+    for (name, a, b) in pairs {
+        if a != b {
+            out.push(name.to_string());
+        }
+    }
+    if compare_trade_count && candle.trade_count != kline.trade_count {
+        out.push("trade_count".to_string());
+    }
+    out
+}
+
+/// Kline reconciliation: every closed exchange kline is compared with the candle cryptoflow
+/// computed from trades for the same (symbol, interval, open time); a disagreement comes out as
+/// one [`KlineMismatch`] listing the fields. Windows with only one side are dropped after
+/// `horizon_ms` of watermark progress (a kline for a window without trades, or a stream that
+/// is not subscribed).
+pub trait KlineReconciliation<'scope> {
+    /// Reconciles; exchanged by symbol.
+    fn reconcile_klines(
+        self,
+        tick_ms: i64,
+        horizon_ms: i64,
+        compare_trade_count: bool,
+    ) -> StreamVec<'scope, u64, KlineMismatch>;
+}
+
+impl<'scope> KlineReconciliation<'scope> for StreamVec<'scope, u64, ReconcileInput> {
+    fn reconcile_klines(
+        self,
+        tick_ms: i64,
+        horizon_ms: i64,
+        compare_trade_count: bool,
+    ) -> StreamVec<'scope, u64, KlineMismatch> {
+        let tick = tick_ms.max(1);
+        self.unary_frontier(
+            Exchange::new(|x: &ReconcileInput| x.key().0.shard_hash()),
+            "KlineReconciliation",
+            move |_cap, _info| {
+                let mut pending: FxHashMap<CandleKey, ReconcileInput> = FxHashMap::default();
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for batch in data {
+                            for item in batch.drain(..) {
+                                let key = item.key();
+                                match (pending.remove(&key), item) {
+                                    (Some(ReconcileInput::Candle(c)), ReconcileInput::Kline(k))
+                                    | (Some(ReconcileInput::Kline(k)), ReconcileInput::Candle(c)) =>
+                                    {
+                                        let fields = kline_differences(&c, &k, compare_trade_count);
+                                        if !fields.is_empty() {
+                                            session.give(KlineMismatch {
+                                                venue: c.venue,
+                                                symbol: c.symbol,
+                                                interval: c.interval,
+                                                open_time: c.open_time,
+                                                fields,
+                                            });
+                                        }
+                                    }
+                                    (_, item) => {
+                                        // First side of a pair (or a repeat of the same side: keep the newest).
+                                        pending.insert(key, item);
+                                    }
+                                }
+                            }
+                        }
+                    });
+                    if let Some(&f) = frontier.frontier().iter().next() {
+                        let watermark_ms = f as i64 * tick;
+                        pending.retain(|(_, interval, open), _| {
+                            open + interval.millis() + horizon_ms > watermark_ms
+                        });
                     }
                 }
             },

@@ -480,6 +480,60 @@ pub struct Gap {
     pub detail: String,
 }
 
+/// A snapshot of the data-quality counters of one source and symbol.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DataQuality {
+    /// Source name (`binance`, `replay`, …).
+    pub source: String,
+    /// Symbol (empty for source-wide counters such as undecodable frames).
+    pub symbol: String,
+    /// When the snapshot was taken, ms.
+    pub snapshot_at: Millis,
+    /// Frames received.
+    pub frames: u64,
+    /// Trades delivered.
+    pub trades: u64,
+    /// Id holes detected.
+    pub gaps_detected: u64,
+    /// Id holes refilled completely.
+    pub gaps_refilled: u64,
+    /// Trades delivered by refills.
+    pub ids_refilled: u64,
+    /// Ids that could not be refilled.
+    pub ids_unrefillable: u64,
+    /// Trades dropped as duplicates.
+    pub duplicates: u64,
+    /// Trades too late for their candle.
+    pub late_events: u64,
+    /// Reconnects of the connections carrying this symbol.
+    pub reconnects: u64,
+    /// Undecodable frames.
+    pub decode_errors: u64,
+    /// Closed exchange klines that disagree with the candle computed from trades.
+    pub kline_mismatches: u64,
+    /// Exchange time of the newest event, ms (0: none yet).
+    pub last_event_ms: Millis,
+    /// Milliseconds since the newest event was received (at the snapshot).
+    pub last_event_age_ms: Millis,
+    /// Connected but silent for longer than the configured stale time.
+    pub stale: bool,
+}
+
+/// A closed exchange kline that disagrees with the candle computed from trades.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KlineMismatch {
+    /// Venue.
+    pub venue: Venue,
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Interval.
+    pub interval: Interval,
+    /// Window start, ms.
+    pub open_time: Millis,
+    /// The fields that differ (`open`, `high`, `low`, `close`, `volume`, `trade_count`).
+    pub fields: Vec<String>,
+}
+
 /// Anything a source emits into the dataflow.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Event {

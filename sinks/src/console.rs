@@ -63,6 +63,14 @@ pub fn console_line(r: &SinkRecord, show_forming: bool) -> Option<String> {
             l.interval,
             l.candle_open_time
         )),
+        SinkRecord::Mismatch(m) => Some(format!(
+            "KLINE MISMATCH {} {} {} {} differs in {}",
+            m.venue,
+            m.symbol,
+            m.interval,
+            m.open_time,
+            m.fields.join(", ")
+        )),
         _ => None,
     }
 }

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "source_offsets",
         include_str!("../../sql/postgres/0003_source_offsets.sql"),
     ),
+    (
+        4,
+        "data_quality",
+        include_str!("../../sql/postgres/0004_data_quality.sql"),
+    ),
 ];
 
 const SINK: &str = "postgres";
@@ -294,6 +299,14 @@ FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8
     AS t(venue, symbol, kind, reason, from_id, to_id, since, detected, refilled, detail)
 ON CONFLICT DO NOTHING";
 
+const QUALITY_SQL: &str = "
+INSERT INTO data_quality (source, symbol, snapshot_at, frames, trades, gaps_detected, gaps_refilled, ids_refilled,
+                          ids_unrefillable, duplicates, late_events, reconnects, decode_errors, kline_mismatches,
+                          last_event_at, last_event_age_ms, stale)
+VALUES ($1, $2, 'epoch'::timestamptz + $3::int8 * interval '1 millisecond', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+        CASE WHEN $15::int8 > 0 THEN 'epoch'::timestamptz + $15::int8 * interval '1 millisecond' END, $16, $17)
+ON CONFLICT DO NOTHING";
+
 impl PostgresSink {
     /// Builds the pool and checks that the schema is there.
     pub async fn connect(cfg: &PostgresConfig) -> Result<Self, SinkError> {
@@ -314,7 +327,7 @@ impl PostgresSink {
         let client = pool.get().await.map_err(pool_err)?;
         client
             .query(
-                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets LIMIT 0",
+                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality LIMIT 0",
                 &[],
             )
             .await
@@ -403,6 +416,7 @@ impl Sink for PostgresSink {
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         let mut t = TradeCols::default();
         let mut g = GapCols::default();
+        let mut quality: Vec<&cryptoflow_operators::model::DataQuality> = Vec::new();
         let mut latest: HashMap<(Venue, Symbol, Interval, i64), &Candle> = HashMap::new();
         for r in records {
             match r {
@@ -449,7 +463,8 @@ impl Sink for PostgresSink {
                     g.refilled.push(gap.refilled);
                     g.detail.push(gap.detail.clone());
                 }
-                SinkRecord::Whale(_) | SinkRecord::Late(_) => {}
+                SinkRecord::Quality(q) => quality.push(q),
+                SinkRecord::Whale(_) | SinkRecord::Late(_) | SinkRecord::Mismatch(_) => {}
             }
         }
         let mut k = CandleCols::default();
@@ -474,7 +489,11 @@ impl Sink for PostgresSink {
             k.last.push(id(c.last_trade_id)?);
             k.fin.push(c.is_final);
         }
-        if t.trade_id.is_empty() && k.open_time.is_empty() && g.from.is_empty() {
+        if t.trade_id.is_empty()
+            && k.open_time.is_empty()
+            && g.from.is_empty()
+            && quality.is_empty()
+        {
             return Ok(());
         }
         let mut client = self.pool.get().await.map_err(pool_err)?;
@@ -560,6 +579,37 @@ impl Sink for PostgresSink {
             )
             .await
             .map_err(|e| classify(&e, "insert gaps"))?;
+        }
+        for q in quality {
+            let n = |v: u64| v.min(i64::MAX as u64) as i64;
+            let stmt = tx
+                .prepare_cached(QUALITY_SQL)
+                .await
+                .map_err(|e| classify(&e, "prepare data_quality"))?;
+            tx.execute(
+                &stmt,
+                &[
+                    &q.source,
+                    &q.symbol,
+                    &q.snapshot_at,
+                    &n(q.frames),
+                    &n(q.trades),
+                    &n(q.gaps_detected),
+                    &n(q.gaps_refilled),
+                    &n(q.ids_refilled),
+                    &n(q.ids_unrefillable),
+                    &n(q.duplicates),
+                    &n(q.late_events),
+                    &n(q.reconnects),
+                    &n(q.decode_errors),
+                    &n(q.kline_mismatches),
+                    &q.last_event_ms,
+                    &q.last_event_age_ms,
+                    &q.stale,
+                ],
+            )
+            .await
+            .map_err(|e| classify(&e, "insert data_quality"))?;
         }
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }

@@ -1,7 +1,7 @@
 //! What the dataflow hands to sinks.
 
 use cryptoflow_operators::dataflow::{EnrichedTrade, LateTrade};
-use cryptoflow_operators::model::{Candle, Gap, WhaleAlert};
+use cryptoflow_operators::model::{Candle, DataQuality, Gap, KlineMismatch, WhaleAlert};
 use serde::{Deserialize, Serialize};
 
 /// One output row of the pipeline. Serialized with a `"type"` tag in JSON lines.
@@ -18,4 +18,8 @@ pub enum SinkRecord {
     Gap(Gap),
     /// A trade that arrived after its candle was final.
     Late(LateTrade),
+    /// A closed exchange kline that disagrees with the computed candle.
+    Mismatch(KlineMismatch),
+    /// A data-quality ledger snapshot row.
+    Quality(DataQuality),
 }

@@ -12,11 +12,13 @@
 //! - [`generate`]: deterministic synthetic Binance trade payloads.
 //! - [`sequencer`]: id-gap, duplicate and out-of-order detection per stream.
 //! - [`rest`]: the Binance REST client that refills id gaps within a weight budget.
+//! - [`ledger`]: the data-quality ledger per source and symbol (table snapshots, metrics).
 //! - [`stats`]: per-source counters and the dead-letter output.
 #![warn(missing_docs)]
 
 pub mod binance;
 pub mod generate;
+pub mod ledger;
 pub mod record;
 pub mod replay;
 pub mod rest;

@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 /// Counters of one source; cheap to update from any thread.
-#[derive(Default)]
 pub struct SourceStats {
     /// Frames or lines read.
     pub frames: AtomicU64,
@@ -32,6 +31,8 @@ pub struct SourceStats {
     pub ids_refilled: AtomicU64,
     /// Ids that could not be refilled (recorded as gaps).
     pub ids_unrefillable: AtomicU64,
+    /// The per-symbol data-quality ledger this source reports into.
+    pub ledger: std::sync::Arc<crate::ledger::Ledger>,
     warned: Mutex<HashSet<String>>,
     dead_letters: Mutex<Option<Box<dyn Write + Send>>>,
 }
@@ -49,6 +50,15 @@ pub struct DeadLetter<'a> {
     pub ts_received: i64,
 }
 
+impl Default for SourceStats {
+    fn default() -> Self {
+        SourceStats::with_ledger(std::sync::Arc::new(crate::ledger::Ledger::new(
+            60_000,
+            crate::now_ms(),
+        )))
+    }
+}
+
 impl std::fmt::Debug for SourceStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceStats")
@@ -61,9 +71,29 @@ impl std::fmt::Debug for SourceStats {
 }
 
 impl SourceStats {
+    /// Counters reporting into `ledger`.
+    pub fn with_ledger(ledger: std::sync::Arc<crate::ledger::Ledger>) -> Self {
+        SourceStats {
+            frames: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            decode_errors: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            control_frames: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            out_of_order: AtomicU64::new(0),
+            gaps_detected: AtomicU64::new(0),
+            gaps_refilled: AtomicU64::new(0),
+            ids_refilled: AtomicU64::new(0),
+            ids_unrefillable: AtomicU64::new(0),
+            ledger,
+            warned: Mutex::new(HashSet::new()),
+            dead_letters: Mutex::new(None),
+        }
+    }
+
     /// Counters with dead letters written to `out` (JSON lines).
-    pub fn with_dead_letters(out: Box<dyn Write + Send>) -> Self {
-        let s = SourceStats::default();
+    pub fn with_dead_letters(self, out: Box<dyn Write + Send>) -> Self {
+        let s = self;
         if let Ok(mut g) = s.dead_letters.lock() {
             *g = Some(out);
         }

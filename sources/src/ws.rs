@@ -652,7 +652,19 @@ fn on_ws_item(
                     let key = (t.symbol, t.kind());
                     let st = streams.entry(key).or_default();
                     let prev_seen = st.last_seen.replace(ts_received);
-                    match st.seq.observe(t.trade_id) {
+                    let verdict = st.seq.observe(t.trade_id);
+                    stats.ledger.update("binance", t.symbol.as_str(), |c| {
+                        c.frames += 1;
+                        c.last_received_ms = ts_received;
+                        c.last_event_ms = c.last_event_ms.max(t.ts_exchange);
+                        match verdict {
+                            Verdict::Next if st.pending == 0 => c.trades += 1,
+                            Verdict::Duplicate => c.duplicates += 1,
+                            Verdict::Gap { .. } => c.gaps_detected += 1,
+                            _ => {}
+                        }
+                    });
+                    match verdict {
                         Verdict::Next if st.pending > 0 => st.held.push(t),
                         Verdict::Next => {
                             st.resumed = false;
@@ -707,7 +719,13 @@ fn on_ws_item(
                         );
                     }
                 }
-                Err(err) => stats.dead_letter("binance", err.kind(), &err, &text, ts_received),
+                Err(err) => {
+                    stats.ledger.update("binance", "", |c| {
+                        c.frames += 1;
+                        c.decode_errors += 1;
+                    });
+                    stats.dead_letter("binance", err.kind(), &err, &text, ts_received)
+                }
             }
         }
         WsItem::Disconnected { conn, at, reason } => {
@@ -728,6 +746,11 @@ fn on_ws_item(
                 return;
             }
             SourceStats::inc(&stats.reconnects);
+            for (symbol, _) in &c.streams {
+                stats
+                    .ledger
+                    .update("binance", symbol.as_str(), |c| c.reconnects += 1);
+            }
             let since = c.down_since.take().or(c.last_frame).unwrap_or(at);
             for &(symbol, kind) in &c.streams {
                 out.push(Event::Gap(Gap {
@@ -779,6 +802,9 @@ fn on_refilled(
     for h in std::mem::take(&mut st.holes) {
         let got = refilled_ids.range(h.from..=h.to).count() as u64;
         SourceStats::add(&stats.ids_refilled, got);
+        stats
+            .ledger
+            .update("binance", done.key.0.as_str(), |c| c.ids_refilled += got);
         let missing = missing_ranges(&refilled_ids, h.from, h.to);
         let gap = |from: u64, to: u64, refilled: bool, detail: String| {
             Event::Gap(Gap {
@@ -797,10 +823,16 @@ fn on_refilled(
         };
         if missing.is_empty() {
             SourceStats::inc(&stats.gaps_refilled);
+            stats
+                .ledger
+                .update("binance", done.key.0.as_str(), |c| c.gaps_refilled += 1);
             out.push(gap(h.from, h.to, true, String::new()));
         } else {
             for (from, to) in missing {
                 SourceStats::add(&stats.ids_unrefillable, to - from + 1);
+                stats.ledger.update("binance", done.key.0.as_str(), |c| {
+                    c.ids_unrefillable += to - from + 1
+                });
                 let detail = h
                     .error
                     .clone()
@@ -809,6 +841,9 @@ fn on_refilled(
             }
         }
     }
+    stats.ledger.update("binance", done.key.0.as_str(), |c| {
+        c.trades += all.len() as u64
+    });
     out.extend(all.into_iter().map(Event::Trade));
 }
 

@@ -1,0 +1,226 @@
+//! The data-quality ledger: per source and symbol, what arrived, what was missing and what was
+//! done about it. Sources and the runtime update it; it is snapshotted periodically into the
+//! `data_quality` table and rendered in the Prometheus text format for the metrics endpoint.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use cryptoflow_operators::model::{DataQuality, Millis};
+
+/// Counters of one (source, symbol).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames received.
+    pub frames: u64,
+    /// Trades delivered.
+    pub trades: u64,
+    /// Id holes detected.
+    pub gaps_detected: u64,
+    /// Id holes refilled completely.
+    pub gaps_refilled: u64,
+    /// Trades delivered by refills.
+    pub ids_refilled: u64,
+    /// Ids that could not be refilled.
+    pub ids_unrefillable: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Trades too late for their candle.
+    pub late_events: u64,
+    /// Reconnects.
+    pub reconnects: u64,
+    /// Undecodable frames.
+    pub decode_errors: u64,
+    /// Kline mismatches.
+    pub kline_mismatches: u64,
+    /// Exchange time of the newest event, ms.
+    pub last_event_ms: Millis,
+    /// Receive time of the newest event, ms.
+    pub last_received_ms: Millis,
+}
+
+/// A counter metric: name, help text, and how to read it from a row.
+type Metric = (&'static str, &'static str, fn(&DataQuality) -> u64);
+
+/// The ledger. Cheap to share (`Arc<Ledger>`), safe to update from any thread.
+#[derive(Debug)]
+pub struct Ledger {
+    rows: Mutex<BTreeMap<(String, String), Counters>>,
+    stale_after_ms: Millis,
+    created_ms: Millis,
+}
+
+impl Ledger {
+    /// A ledger flagging symbols silent for longer than `stale_after_ms`; `now_ms` is the start.
+    pub fn new(stale_after_ms: Millis, now_ms: Millis) -> Self {
+        Ledger {
+            rows: Mutex::new(BTreeMap::new()),
+            stale_after_ms,
+            created_ms: now_ms,
+        }
+    }
+
+    /// Declares a (source, symbol) so that it is reported (and can be stale) before its first event.
+    pub fn register(&self, source: &str, symbol: &str) {
+        self.update(source, symbol, |_| {});
+    }
+
+    /// Updates the counters of (source, symbol).
+    pub fn update(&self, source: &str, symbol: &str, f: impl FnOnce(&mut Counters)) {
+        if let Ok(mut rows) = self.rows.lock() {
+            f(rows
+                .entry((source.to_string(), symbol.to_string()))
+                .or_default());
+        }
+    }
+
+    /// Counters of (source, symbol), if any.
+    pub fn get(&self, source: &str, symbol: &str) -> Option<Counters> {
+        self.rows
+            .lock()
+            .ok()?
+            .get(&(source.to_string(), symbol.to_string()))
+            .cloned()
+    }
+
+    /// One row per (source, symbol) as of `now_ms`.
+    pub fn snapshot(&self, now_ms: Millis) -> Vec<DataQuality> {
+        let Ok(rows) = self.rows.lock() else {
+            return Vec::new();
+        };
+        rows.iter()
+            .map(|((source, symbol), c)| {
+                let since = if c.last_received_ms > 0 {
+                    c.last_received_ms
+                } else {
+                    self.created_ms
+                };
+                let age = (now_ms - since).max(0);
+                DataQuality {
+                    source: source.clone(),
+                    symbol: symbol.clone(),
+                    snapshot_at: now_ms,
+                    frames: c.frames,
+                    trades: c.trades,
+                    gaps_detected: c.gaps_detected,
+                    gaps_refilled: c.gaps_refilled,
+                    ids_refilled: c.ids_refilled,
+                    ids_unrefillable: c.ids_unrefillable,
+                    duplicates: c.duplicates,
+                    late_events: c.late_events,
+                    reconnects: c.reconnects,
+                    decode_errors: c.decode_errors,
+                    kline_mismatches: c.kline_mismatches,
+                    last_event_ms: c.last_event_ms,
+                    last_event_age_ms: age,
+                    stale: !symbol.is_empty() && age > self.stale_after_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// The ledger in the Prometheus text exposition format.
+    pub fn render_prometheus(&self, now_ms: Millis) -> String {
+        let snap = self.snapshot(now_ms);
+        let mut out = String::new();
+        let metrics: [Metric; 11] = [
+            ("frames", "Frames received.", |q| q.frames),
+            ("trades", "Trades delivered.", |q| q.trades),
+            ("gaps_detected", "Id holes detected.", |q| q.gaps_detected),
+            ("gaps_refilled", "Id holes refilled completely.", |q| {
+                q.gaps_refilled
+            }),
+            ("ids_refilled", "Trades delivered by REST refills.", |q| {
+                q.ids_refilled
+            }),
+            ("ids_unrefillable", "Ids that could not be refilled.", |q| {
+                q.ids_unrefillable
+            }),
+            ("duplicates", "Trades dropped as duplicates.", |q| {
+                q.duplicates
+            }),
+            ("late_events", "Trades too late for their candle.", |q| {
+                q.late_events
+            }),
+            ("reconnects", "Reconnects.", |q| q.reconnects),
+            ("decode_errors", "Undecodable frames.", |q| q.decode_errors),
+            (
+                "kline_mismatches",
+                "Exchange klines that disagree with computed candles.",
+                |q| q.kline_mismatches,
+            ),
+        ];
+        for (name, help, get) in metrics {
+            let _ = writeln!(out, "# HELP cryptoflow_source_{name}_total {help}\n# TYPE cryptoflow_source_{name}_total counter");
+            for q in &snap {
+                let _ = writeln!(
+                    out,
+                    "cryptoflow_source_{name}_total{{source=\"{}\",symbol=\"{}\"}} {}",
+                    q.source,
+                    q.symbol,
+                    get(q)
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP cryptoflow_source_last_event_age_seconds Seconds since the newest event.\n# TYPE cryptoflow_source_last_event_age_seconds gauge");
+        for q in &snap {
+            let _ = writeln!(
+                out,
+                "cryptoflow_source_last_event_age_seconds{{source=\"{}\",symbol=\"{}\"}} {:.3}",
+                q.source,
+                q.symbol,
+                q.last_event_age_ms as f64 / 1000.0
+            );
+        }
+        let _ = writeln!(out, "# HELP cryptoflow_source_stale 1 when a symbol is silent for longer than the stale time.\n# TYPE cryptoflow_source_stale gauge");
+        for q in &snap {
+            let _ = writeln!(
+                out,
+                "cryptoflow_source_stale{{source=\"{}\",symbol=\"{}\"}} {}",
+                q.source,
+                q.symbol,
+                u8::from(q.stale)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_ages_and_staleness() {
+        let l = Ledger::new(5_000, 1_000);
+        l.register("binance", "ETHUSDT");
+        l.update("binance", "BTCUSDT", |c| {
+            c.trades += 3;
+            c.duplicates += 1;
+            c.last_received_ms = 9_000;
+            c.last_event_ms = 8_990;
+        });
+        let snap = l.snapshot(10_000);
+        assert_eq!(snap.len(), 2);
+        let btc = &snap[0];
+        assert_eq!(
+            (
+                btc.symbol.as_str(),
+                btc.trades,
+                btc.duplicates,
+                btc.last_event_age_ms,
+                btc.stale
+            ),
+            ("BTCUSDT", 3, 1, 1_000, false)
+        );
+        let eth = &snap[1];
+        assert_eq!(
+            (eth.symbol.as_str(), eth.last_event_age_ms, eth.stale),
+            ("ETHUSDT", 9_000, true)
+        );
+        let text = l.render_prometheus(10_000);
+        assert!(text
+            .contains("cryptoflow_source_trades_total{source=\"binance\",symbol=\"BTCUSDT\"} 3"));
+        assert!(text.contains("cryptoflow_source_stale{source=\"binance\",symbol=\"ETHUSDT\"} 1"));
+    }
+}
