@@ -21,8 +21,10 @@ use crate::now_ms;
 pub struct RestConfig {
     /// Base URL, e.g. `https://api.binance.com`.
     pub base_url: String,
-    /// Most request weight to spend per minute (Binance allows 6000 per IP).
+    /// Most request weight to spend per weight window (Binance allows 6000 per minute per IP).
     pub weight_budget_per_minute: u32,
+    /// The weight window: one minute at Binance (shorter only in tests).
+    pub weight_window: Duration,
     /// API key sent as `X-MBX-APIKEY` when set (from the environment).
     pub api_key: Option<String>,
     /// Attempts per request for transport errors and 5xx answers.
@@ -36,6 +38,7 @@ impl Default for RestConfig {
         RestConfig {
             base_url: "https://api.binance.com".into(),
             weight_budget_per_minute: 1200,
+            weight_window: Duration::from_secs(60),
             api_key: None,
             max_attempts: 5,
             timeout: Duration::from_secs(10),
@@ -158,11 +161,15 @@ pub struct BinanceRest {
     pub requests: u64,
 }
 
-fn current_minute() -> u64 {
-    SystemTime::now()
+/// Index of the current weight window (`window` long, aligned to the Unix epoch like Binance's
+/// minute), and the seconds left in it.
+fn current_window(window: Duration) -> (u64, f64) {
+    let w = window.as_secs_f64().max(0.001);
+    let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() / 60)
-        .unwrap_or(0)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    ((secs / w) as u64, w - secs % w)
 }
 
 impl BinanceRest {
@@ -174,9 +181,9 @@ impl BinanceRest {
             .build()
             .map_err(|e| RestError::Unavailable(e.to_string()))?;
         Ok(BinanceRest {
+            minute: current_window(cfg.weight_window).0,
             client,
             cfg,
-            minute: current_minute(),
             used: 0,
             requests: 0,
         })
@@ -184,28 +191,23 @@ impl BinanceRest {
 
     async fn reserve(&mut self, weight: u32) {
         loop {
-            let now = current_minute();
-            if now != self.minute {
-                self.minute = now;
+            let (window, left) = current_window(self.cfg.weight_window);
+            if window != self.minute {
+                self.minute = window;
                 self.used = 0;
             }
             if self.used + weight <= self.cfg.weight_budget_per_minute {
                 self.used += weight;
                 return;
             }
-            let secs = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            let wait = 60.0 - secs % 60.0 + 0.05;
             tracing::info!(
                 source = "binance-rest",
                 used = self.used,
                 budget = self.cfg.weight_budget_per_minute,
-                wait_s = wait,
-                "Weight budget spent; waiting for the next minute."
+                wait_s = left,
+                "Weight budget spent; waiting for the next window."
             );
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            tokio::time::sleep(Duration::from_secs_f64(left + 0.01)).await;
         }
     }
 
