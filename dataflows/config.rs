@@ -95,6 +95,9 @@ pub struct BinanceConfig {
     pub max_connection_attempts_per_5min: usize,
     /// A symbol silent for longer than this is flagged stale in the ledger, ms.
     pub stale_after_ms: i64,
+    /// Per-symbol stale times (symbol → ms), overriding `stale_after_ms`.
+    #[serde(default)]
+    pub stale_after_ms_per_symbol: BTreeMap<String, i64>,
     /// Refill id gaps from the REST API.
     pub refill: bool,
     /// Request weight the refill may spend per minute (Binance allows 6000 per IP).

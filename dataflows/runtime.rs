@@ -228,10 +228,10 @@ pub fn run(
     }
 
     // Sources.
-    let ledger = Arc::new(Ledger::new(
-        cfg.binance.stale_after_ms,
-        cryptoflow_sources::now_ms(),
-    ));
+    let ledger = Arc::new(
+        Ledger::new(cfg.binance.stale_after_ms, cryptoflow_sources::now_ms())
+            .with_stale_overrides(cfg.binance.stale_after_ms_per_symbol.clone()),
+    );
     let source_name: &'static str = match &source {
         SourceSpec::Live { ws, .. } => {
             for s in &ws.streams {

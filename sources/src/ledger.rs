@@ -47,6 +47,7 @@ type Metric = (&'static str, &'static str, fn(&DataQuality) -> u64);
 pub struct Ledger {
     rows: Mutex<BTreeMap<(String, String), Counters>>,
     stale_after_ms: Millis,
+    stale_after_per_symbol: BTreeMap<String, Millis>,
     created_ms: Millis,
 }
 
@@ -56,8 +57,18 @@ impl Ledger {
         Ledger {
             rows: Mutex::new(BTreeMap::new()),
             stale_after_ms,
+            stale_after_per_symbol: BTreeMap::new(),
             created_ms: now_ms,
         }
+    }
+
+    /// Per-symbol stale times that override the default (symbols upper-case).
+    pub fn with_stale_overrides(mut self, overrides: BTreeMap<String, Millis>) -> Self {
+        self.stale_after_per_symbol = overrides
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_uppercase(), v))
+            .collect();
+        self
     }
 
     /// Declares a (source, symbol) so that it is reported (and can be stale) before its first event.
@@ -113,7 +124,13 @@ impl Ledger {
                     kline_mismatches: c.kline_mismatches,
                     last_event_ms: c.last_event_ms,
                     last_event_age_ms: age,
-                    stale: !symbol.is_empty() && age > self.stale_after_ms,
+                    stale: !symbol.is_empty()
+                        && age
+                            > self
+                                .stale_after_per_symbol
+                                .get(symbol)
+                                .copied()
+                                .unwrap_or(self.stale_after_ms),
                 }
             })
             .collect()
@@ -192,7 +209,8 @@ mod tests {
 
     #[test]
     fn counts_ages_and_staleness() {
-        let l = Ledger::new(5_000, 1_000);
+        let l = Ledger::new(5_000, 1_000)
+            .with_stale_overrides([("btcusdt".to_string(), 500)].into_iter().collect());
         l.register("binance", "ETHUSDT");
         l.update("binance", "BTCUSDT", |c| {
             c.trades += 3;
@@ -211,7 +229,7 @@ mod tests {
                 btc.last_event_age_ms,
                 btc.stale
             ),
-            ("BTCUSDT", 3, 1, 1_000, false)
+            ("BTCUSDT", 3, 1, 1_000, true) // its own 500 ms stale time
         );
         let eth = &snap[1];
         assert_eq!(
