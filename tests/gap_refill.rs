@@ -3,6 +3,9 @@
 //! unrefilled gap; duplicates are dropped; the refill honours 429 Retry-After and the weight
 //! budget.
 
+mod common;
+
+use common::collect_live;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +17,7 @@ use axum::Router;
 use cryptoflow_operators::model::{Event, GapReason};
 use cryptoflow_sources::rest::RestConfig;
 use cryptoflow_sources::stats::SourceStats;
-use cryptoflow_sources::ws::{binance_live, WsConfig};
+use cryptoflow_sources::ws::WsConfig;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -165,32 +168,11 @@ async fn holes_are_refilled_in_order_and_refusals_recorded() {
         weight_budget_per_minute: 1000,
         ..RestConfig::default()
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stats = Arc::new(SourceStats::default());
-    let source = tokio::spawn(binance_live(
-        cfg,
-        Some(rest),
-        Default::default(),
-        tx,
-        stats.clone(),
-        stop_rx,
-    ));
-
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !events
-        .iter()
-        .any(|e| matches!(e, Event::Trade(t) if t.trade_id == 1000))
-    {
-        let batch = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("timed out waiting for trade 1000")
-            .unwrap();
-        events.extend(batch);
-    }
-    stop_tx.send(true).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), source).await;
+    let (events, stats) = collect_live(cfg, Some(rest), Duration::from_secs(30), |ev| {
+        ev.iter()
+            .any(|e| matches!(e, Event::Trade(t) if t.trade_id == 1000))
+    })
+    .await;
 
     // Every id once, in order, except the refused range.
     let ids: Vec<u64> = events

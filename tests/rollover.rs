@@ -2,12 +2,15 @@
 //! new connection, switches after its first frame, then closes the old one; the overlap is
 //! deduplicated by id: no gap, no duplicate.
 
+mod common;
+
+use common::collect_live;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cryptoflow_operators::model::{Event, GapReason};
 use cryptoflow_sources::stats::SourceStats;
-use cryptoflow_sources::ws::{binance_live, WsConfig};
+use cryptoflow_sources::ws::WsConfig;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -111,31 +114,11 @@ async fn run_case(
         max_connection_age: max_age,
         ..WsConfig::default()
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stats = Arc::new(SourceStats::default());
-    let source = tokio::spawn(binance_live(
-        cfg,
-        None,
-        Default::default(),
-        tx,
-        stats.clone(),
-        stop_rx,
-    ));
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !events
-        .iter()
-        .any(|e| matches!(e, Event::Trade(t) if t.trade_id >= until_id))
-    {
-        let batch = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("timed out")
-            .unwrap();
-        events.extend(batch);
-    }
-    stop_tx.send(true).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), source).await;
+    let (events, stats) = collect_live(cfg, None, Duration::from_secs(20), |ev| {
+        ev.iter()
+            .any(|e| matches!(e, Event::Trade(t) if t.trade_id >= until_id))
+    })
+    .await;
     let log = fake.log.lock().unwrap().clone();
     (events, log, stats)
 }

@@ -1,12 +1,15 @@
 //! The Binance WebSocket source against a local WebSocket server that pings, serves frames and
 //! drops the connection.
 
+mod common;
+
+use common::collect_live;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cryptoflow_operators::model::{Event, GapReason, StreamKind};
 use cryptoflow_sources::stats::SourceStats;
-use cryptoflow_sources::ws::{binance_live, WsConfig};
+use cryptoflow_sources::ws::WsConfig;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -89,34 +92,10 @@ async fn reconnects_emits_gap_and_resumes() {
         backoff_max: Duration::from_millis(200),
         ..WsConfig::default()
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stats = Arc::new(SourceStats::default());
-    let source = tokio::spawn(binance_live(
-        cfg,
-        None,
-        Default::default(),
-        tx,
-        stats.clone(),
-        stop_rx,
-    ));
-
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while events
-        .iter()
-        .filter(|e| matches!(e, Event::Trade(_)))
-        .count()
-        < 10
-    {
-        let batch = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("timed out waiting for trades")
-            .unwrap();
-        events.extend(batch);
-    }
-    stop_tx.send(true).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), source).await;
+    let (events, stats) = collect_live(cfg, None, Duration::from_secs(20), |ev| {
+        ev.iter().filter(|e| matches!(e, Event::Trade(_))).count() >= 10
+    })
+    .await;
 
     let ids: Vec<u64> = events
         .iter()

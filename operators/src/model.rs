@@ -513,6 +513,8 @@ pub struct DataQuality {
     pub kline_mismatches: u64,
     /// Exchange time of the newest event, ms (0: none yet).
     pub last_event_ms: Millis,
+    /// Receive time of the newest event, ms (0: none yet).
+    pub last_received_ms: Millis,
     /// Milliseconds since the newest event was received (at the snapshot).
     pub last_event_age_ms: Millis,
     /// Connected but silent for longer than the configured stale time.

@@ -194,18 +194,13 @@ pub async fn run_sink<S: Sink>(
         match got {
             Err(done) => {
                 let front = inflight.pop_front().expect("a flush finished");
-                let (s, done_batch) = done.map_err(|e| SinkError::Permanent {
-                    sink: "sink task",
-                    message: e.to_string(),
-                })??;
-                ack.records += done_batch.len() as u64;
-                ack.flushes += 1;
-                if let Some(obs) = observer.as_mut() {
-                    obs(&done_batch, Instant::now());
-                }
-                idle.push(s);
-                apply_snapshot(&mut ack, &front.snapshot);
-                ack_tx.send_replace(ack);
+                idle.push(committed(
+                    done,
+                    &front.snapshot,
+                    &mut ack,
+                    &mut observer,
+                    &ack_tx,
+                )?);
                 continue;
             }
             Ok(Some(msg)) => absorb(msg, &mut batch, &mut seen),
@@ -247,18 +242,8 @@ pub async fn run_sink<S: Sink>(
                 let front = inflight
                     .pop_front()
                     .expect("no idle writer means a flush is in flight");
-                let (s, done_batch) = front.task.await.map_err(|e| SinkError::Permanent {
-                    sink: "sink task",
-                    message: e.to_string(),
-                })??;
-                ack.records += done_batch.len() as u64;
-                ack.flushes += 1;
-                if let Some(obs) = observer.as_mut() {
-                    obs(&done_batch, Instant::now());
-                }
-                apply_snapshot(&mut ack, &front.snapshot);
-                ack_tx.send_replace(ack);
-                s
+                let done = front.task.await;
+                committed(done, &front.snapshot, &mut ack, &mut observer, &ack_tx)?
             }
         };
         let records = std::mem::replace(&mut batch, Vec::with_capacity(cfg.max_batch));
@@ -278,6 +263,29 @@ pub async fn run_sink<S: Sink>(
     ack.complete = true;
     ack_tx.send_replace(ack);
     Ok(ack)
+}
+
+/// Handles the oldest flush having finished: on success, counts it, shows it to the observer,
+/// advances the ack to its frontier snapshot, and returns its writer.
+fn committed<S>(
+    done: Result<Result<(S, Vec<SinkRecord>), SinkError>, tokio::task::JoinError>,
+    snapshot: &[Option<Option<u64>>],
+    ack: &mut Ack,
+    observer: &mut Option<CommitObserver>,
+    ack_tx: &watch::Sender<Ack>,
+) -> Result<S, SinkError> {
+    let (writer, records) = done.map_err(|e| SinkError::Permanent {
+        sink: "sink task",
+        message: e.to_string(),
+    })??;
+    ack.records += records.len() as u64;
+    ack.flushes += 1;
+    if let Some(obs) = observer.as_mut() {
+        obs(&records, Instant::now());
+    }
+    apply_snapshot(ack, snapshot);
+    ack_tx.send_replace(*ack);
+    Ok(writer)
 }
 
 fn absorb(msg: SinkMsg, batch: &mut Vec<SinkRecord>, seen: &mut [Option<Option<u64>>]) {

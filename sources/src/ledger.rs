@@ -8,36 +8,10 @@ use std::sync::Mutex;
 
 use cryptoflow_operators::model::{DataQuality, Millis};
 
-/// Counters of one (source, symbol).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Frames received.
-    pub frames: u64,
-    /// Trades delivered.
-    pub trades: u64,
-    /// Id holes detected.
-    pub gaps_detected: u64,
-    /// Id holes refilled completely.
-    pub gaps_refilled: u64,
-    /// Trades delivered by refills.
-    pub ids_refilled: u64,
-    /// Ids that could not be refilled.
-    pub ids_unrefillable: u64,
-    /// Duplicates dropped.
-    pub duplicates: u64,
-    /// Trades too late for their candle.
-    pub late_events: u64,
-    /// Reconnects.
-    pub reconnects: u64,
-    /// Undecodable frames.
-    pub decode_errors: u64,
-    /// Kline mismatches.
-    pub kline_mismatches: u64,
-    /// Exchange time of the newest event, ms.
-    pub last_event_ms: Millis,
-    /// Receive time of the newest event, ms.
-    pub last_received_ms: Millis,
-}
+/// Counters of one (source, symbol): the snapshot row type, whose counter fields the ledger
+/// updates (`source`, `symbol`, `snapshot_at`, the age and the stale flag are filled in by
+/// [`Ledger::snapshot`]).
+pub type Counters = DataQuality;
 
 /// A counter metric: name, help text, and how to read it from a row.
 type Metric = (&'static str, &'static str, fn(&DataQuality) -> u64);
@@ -107,30 +81,18 @@ impl Ledger {
                     self.created_ms
                 };
                 let age = (now_ms - since).max(0);
+                let stale_after = self
+                    .stale_after_per_symbol
+                    .get(symbol)
+                    .copied()
+                    .unwrap_or(self.stale_after_ms);
                 DataQuality {
                     source: source.clone(),
                     symbol: symbol.clone(),
                     snapshot_at: now_ms,
-                    frames: c.frames,
-                    trades: c.trades,
-                    gaps_detected: c.gaps_detected,
-                    gaps_refilled: c.gaps_refilled,
-                    ids_refilled: c.ids_refilled,
-                    ids_unrefillable: c.ids_unrefillable,
-                    duplicates: c.duplicates,
-                    late_events: c.late_events,
-                    reconnects: c.reconnects,
-                    decode_errors: c.decode_errors,
-                    kline_mismatches: c.kline_mismatches,
-                    last_event_ms: c.last_event_ms,
                     last_event_age_ms: age,
-                    stale: !symbol.is_empty()
-                        && age
-                            > self
-                                .stale_after_per_symbol
-                                .get(symbol)
-                                .copied()
-                                .unwrap_or(self.stale_after_ms),
+                    stale: !symbol.is_empty() && age > stale_after,
+                    ..c.clone()
                 }
             })
             .collect()

@@ -65,30 +65,23 @@ pub enum RestError {
     Decode(String),
 }
 
-#[derive(Deserialize)]
-struct AggItem<'a> {
-    a: u64,
-    #[serde(borrow)]
-    p: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    q: std::borrow::Cow<'a, str>,
-    f: u64,
-    l: u64,
-    #[serde(rename = "T")]
-    time: i64,
-    m: bool,
-}
-
+/// An item of either page: `aggTrades` (`a, p, q, f, l, T, m`) or `historicalTrades`
+/// (`id, price, qty, time, isBuyerMaker`); other fields are ignored.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct HistItem<'a> {
+struct RestItem<'a> {
+    #[serde(alias = "a")]
     id: u64,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "p")]
     price: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "q")]
     qty: std::borrow::Cow<'a, str>,
+    #[serde(alias = "T")]
     time: i64,
+    #[serde(alias = "m")]
     is_buyer_maker: bool,
+    f: Option<u64>,
+    l: Option<u64>,
 }
 
 fn positive(field: &str, s: &str) -> Result<Decimal, RestError> {
@@ -105,50 +98,34 @@ pub fn decode_page(
     kind: StreamKind,
     ts_received: i64,
 ) -> Result<Vec<Trade>, RestError> {
-    let err = |e: serde_json::Error| RestError::Decode(e.to_string());
-    match kind {
-        StreamKind::AggTrade => {
-            let items: Vec<AggItem<'_>> = serde_json::from_str(body).map_err(err)?;
-            items
-                .into_iter()
-                .map(|i| {
-                    Ok(Trade {
-                        venue: Venue::Binance,
-                        symbol,
-                        trade_id: i.a,
-                        price: positive("p", &i.p)?,
-                        qty: positive("q", &i.q)?,
-                        side: Side::from_buyer_is_maker(i.m),
-                        ts_exchange: i.time,
-                        ts_received,
-                        agg: Some(AggIds {
-                            first_trade_id: i.f,
-                            last_trade_id: i.l,
-                        }),
-                    })
-                })
-                .collect()
-        }
-        _ => {
-            let items: Vec<HistItem<'_>> = serde_json::from_str(body).map_err(err)?;
-            items
-                .into_iter()
-                .map(|i| {
-                    Ok(Trade {
-                        venue: Venue::Binance,
-                        symbol,
-                        trade_id: i.id,
-                        price: positive("price", &i.price)?,
-                        qty: positive("qty", &i.qty)?,
-                        side: Side::from_buyer_is_maker(i.is_buyer_maker),
-                        ts_exchange: i.time,
-                        ts_received,
-                        agg: None,
-                    })
-                })
-                .collect()
-        }
-    }
+    let items: Vec<RestItem<'_>> =
+        serde_json::from_str(body).map_err(|e| RestError::Decode(e.to_string()))?;
+    items
+        .into_iter()
+        .map(|i| {
+            let agg = match (kind, i.f, i.l) {
+                (StreamKind::AggTrade, Some(first_trade_id), Some(last_trade_id)) => Some(AggIds {
+                    first_trade_id,
+                    last_trade_id,
+                }),
+                (StreamKind::AggTrade, _, _) => {
+                    return Err(RestError::Decode("aggTrade item without f/l".into()))
+                }
+                _ => None,
+            };
+            Ok(Trade {
+                venue: Venue::Binance,
+                symbol,
+                trade_id: i.id,
+                price: positive("price", &i.price)?,
+                qty: positive("qty", &i.qty)?,
+                side: Side::from_buyer_is_maker(i.is_buyer_maker),
+                ts_exchange: i.time,
+                ts_received,
+                agg,
+            })
+        })
+        .collect()
 }
 
 /// The REST client with its weight accounting.

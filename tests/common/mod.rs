@@ -108,3 +108,39 @@ pub async fn pg_client(url: &str) -> tokio_postgres::Client {
     tokio::spawn(conn);
     client
 }
+
+/// Runs the live Binance source until `done(events)` holds (or `timeout` passes), then stops it;
+/// returns every event and the source's counters.
+pub async fn collect_live(
+    cfg: cryptoflow_sources::ws::WsConfig,
+    rest: Option<cryptoflow_sources::rest::RestConfig>,
+    timeout: std::time::Duration,
+    done: impl Fn(&[cryptoflow_operators::model::Event]) -> bool,
+) -> (
+    Vec<cryptoflow_operators::model::Event>,
+    Arc<cryptoflow_sources::stats::SourceStats>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stats = Arc::new(cryptoflow_sources::stats::SourceStats::default());
+    let source = tokio::spawn(cryptoflow_sources::ws::binance_live(
+        cfg,
+        rest,
+        Default::default(),
+        tx,
+        stats.clone(),
+        stop_rx,
+    ));
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&events) {
+        let batch = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("timed out waiting for events")
+            .expect("source ended");
+        events.extend(batch);
+    }
+    stop_tx.send(true).unwrap();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), source).await;
+    (events, stats)
+}
