@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::collect_live;
+use common::{collect_live, trade_ids};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -175,16 +175,7 @@ async fn holes_are_refilled_in_order_and_refusals_recorded() {
     .await;
 
     // Every id once, in order, except the refused range.
-    let ids: Vec<u64> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Trade(t) = e {
-                Some(t.trade_id)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let ids: Vec<u64> = trade_ids(&events);
     let want: Vec<u64> = (1..=1000).filter(|id| !(900..=904).contains(id)).collect();
     assert_eq!(ids, want);
     // Refilled trades carry the exchange's values.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::collect_live;
+use common::{collect_live, trade_ids};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -124,16 +124,7 @@ async fn run_case(
 }
 
 fn check(events: &[Event], log: &[ConnLog], stats: &SourceStats, min_rollovers: usize) {
-    let ids: Vec<u64> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Trade(t) = e {
-                Some(t.trade_id)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let ids: Vec<u64> = trade_ids(events);
     let first = ids[0];
     assert_eq!(
         ids,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::collect_live;
+use common::{collect_live, trade_ids};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,16 +97,7 @@ async fn reconnects_emits_gap_and_resumes() {
     })
     .await;
 
-    let ids: Vec<u64> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Trade(t) = e {
-                Some(t.trade_id)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let ids: Vec<u64> = trade_ids(&events);
     assert_eq!(ids, (1..=10).collect::<Vec<_>>());
     let gaps: Vec<(usize, &cryptoflow_operators::model::Gap)> = events
         .iter()

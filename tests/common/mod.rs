@@ -144,3 +144,14 @@ pub async fn collect_live(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), source).await;
     (events, stats)
 }
+
+/// The trade ids among `events`, in order.
+pub fn trade_ids(events: &[cryptoflow_operators::model::Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            cryptoflow_operators::model::Event::Trade(t) => Some(t.trade_id),
+            _ => None,
+        })
+        .collect()
+}
