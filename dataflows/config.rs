@@ -122,6 +122,18 @@ pub struct SinksConfig {
     pub queue_capacity: usize,
     /// PostgreSQL.
     pub postgres: PostgresSinkConfig,
+    /// MySQL / MariaDB.
+    pub mysql: MySqlSinkConfig,
+}
+
+/// `[sinks.mysql]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MySqlSinkConfig {
+    /// URL ("" disables).
+    pub url: String,
+    /// Flushes in flight at once.
+    pub parallel_flushes: usize,
 }
 
 /// `[sinks.postgres]`.
@@ -282,16 +294,19 @@ impl Config {
     pub fn to_redacted_toml(&self) -> Result<String> {
         let mut c = self.clone();
         c.sinks.postgres.url = redact_url(&c.sinks.postgres.url);
+        c.sinks.mysql.url = redact_url(&c.sinks.mysql.url);
         Ok(toml::to_string_pretty(&c)?)
     }
 }
 
 fn file_has_password(v: &toml::Value) -> bool {
-    v.get("sinks")
-        .and_then(|s| s.get("postgres"))
-        .and_then(|p| p.get("url"))
-        .and_then(|u| u.as_str())
-        .is_some_and(|u| redact_url(u) != u)
+    ["postgres", "mysql"].iter().any(|engine| {
+        v.get("sinks")
+            .and_then(|s| s.get(engine))
+            .and_then(|p| p.get("url"))
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| redact_url(u) != u)
+    })
 }
 
 /// Replaces the password of a `scheme://user:password@host` URL with `***`.

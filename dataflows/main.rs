@@ -55,6 +55,9 @@ struct Common {
     /// Write records to PostgreSQL (overrides sinks.postgres.url).
     #[arg(long, env = "CRYPTOFLOW_POSTGRES_URL")]
     postgres: Option<String>,
+    /// Write records to MySQL / MariaDB (overrides sinks.mysql.url).
+    #[arg(long, env = "CRYPTOFLOW_MYSQL_URL")]
+    mysql: Option<String>,
     /// Write JSON lines to this file (overrides sinks.jsonl).
     #[arg(long)]
     jsonl: Option<PathBuf>,
@@ -135,10 +138,14 @@ enum Command {
         combined: bool,
     },
     /// Apply database migrations (idempotent).
+    /// Apply database migrations (idempotent) to PostgreSQL and/or MySQL/MariaDB.
     Migrate {
         /// PostgreSQL URL.
         #[arg(long, env = "CRYPTOFLOW_POSTGRES_URL")]
-        postgres: String,
+        postgres: Option<String>,
+        /// MySQL / MariaDB URL (`mysql://user:pass@host:3306/db`).
+        #[arg(long, env = "CRYPTOFLOW_MYSQL_URL")]
+        mysql: Option<String>,
     },
     /// Benchmark the pipeline on a file of Binance trade JSON lines; prints one RESULT line.
     Bench {
@@ -196,6 +203,9 @@ fn apply_common(common: &Common) -> Result<(Config, Cluster)> {
     }
     if let Some(url) = &common.postgres {
         cfg.sinks.postgres.url = url.clone();
+    }
+    if let Some(url) = &common.mysql {
+        cfg.sinks.mysql.url = url.clone();
     }
     if let Some(p) = &common.jsonl {
         cfg.sinks.jsonl = p.display().to_string();
@@ -438,17 +448,33 @@ fn real_main(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Migrate { postgres } => {
+        Command::Migrate { postgres, mysql } => {
+            if postgres.is_none() && mysql.is_none() {
+                bail!("nothing to migrate: pass --postgres URL and/or --mysql URL");
+            }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let applied = rt
-                .block_on(cryptoflow_sinks::postgres::migrate(&postgres))
-                .map_err(|e| anyhow!(e))?;
-            if applied.is_empty() {
-                eprintln!("cryptoflow: schema is up to date");
-            } else {
-                eprintln!("cryptoflow: applied migrations {applied:?}");
+            let report = |engine: &str, applied: Vec<i32>| {
+                if applied.is_empty() {
+                    eprintln!("cryptoflow: {engine} schema is up to date");
+                } else {
+                    eprintln!("cryptoflow: {engine}: applied migrations {applied:?}");
+                }
+            };
+            if let Some(url) = postgres {
+                report(
+                    "PostgreSQL",
+                    rt.block_on(cryptoflow_sinks::postgres::migrate(&url))
+                        .map_err(|e| anyhow!(e))?,
+                );
+            }
+            if let Some(url) = mysql {
+                report(
+                    "MySQL",
+                    rt.block_on(cryptoflow_sinks::mysql::migrate(&url))
+                        .map_err(|e| anyhow!(e))?,
+                );
             }
         }
         Command::Bench {

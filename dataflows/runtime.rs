@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cryptoflow_operators::model::{Event, StreamKind, Symbol};
 use cryptoflow_sinks::console::ConsoleSink;
 use cryptoflow_sinks::jsonl::JsonlSink;
+use cryptoflow_sinks::mysql::MySqlSink;
 use cryptoflow_sinks::postgres::{resume_points, PostgresConfig, PostgresSink};
 use cryptoflow_sinks::task::{run_sink, CommitObserver, TaskConfig};
 use cryptoflow_sinks::{Ack, Sink, SinkError, SinkMsg, SinkRecord};
@@ -207,6 +208,19 @@ pub fn run(
         ));
     } else if let Some(obs) = observer.take() {
         sinks.push(spawn_sink(&rt, ObserverSink, workers, cfg, Some(obs), 1));
+    }
+    if !cfg.sinks.mysql.url.is_empty() {
+        let my = rt
+            .block_on(MySqlSink::connect(&cfg.sinks.mysql.url))
+            .map_err(|e| anyhow!(e))?;
+        sinks.push(spawn_sink(
+            &rt,
+            my,
+            workers,
+            cfg,
+            None,
+            cfg.sinks.mysql.parallel_flushes,
+        ));
     }
     if !cfg.sinks.jsonl.is_empty() {
         let sink =

@@ -5,6 +5,7 @@
 #   eval "$(bash scripts/services.sh)"
 #
 # PostgreSQL: uses the server on 127.0.0.1:5432 (trust auth) and starts or installs it if needed.
+# MariaDB: uses the server on 127.0.0.1:3306 (root, no password) and starts or installs it.
 set -euo pipefail
 
 log() { echo "services: $*" >&2; }
@@ -38,5 +39,32 @@ ensure_postgres() {
   fi
 }
 
+mysql_ready() {
+  local admin
+  admin=$(command -v mariadb-admin || command -v mysqladmin || true)
+  [ -n "$admin" ] && "$admin" --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping >/dev/null 2>&1
+}
+
+ensure_mysql() {
+  if mysql_ready; then
+    return
+  fi
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    log "installing MariaDB"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 && apt-get install -y -qq mariadb-server >&2
+  fi
+  log "starting MariaDB"
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd >&2 || true
+  for _ in $(seq 1 60); do
+    mysql_ready && break
+    sleep 0.5
+  done
+  mysql_ready || { log "MariaDB did not come up on 127.0.0.1:3306"; exit 1; }
+}
+
 ensure_postgres
+ensure_mysql
+echo "export CRYPTOFLOW_TEST_MYSQL_URL=${CRYPTOFLOW_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 echo "export CRYPTOFLOW_TEST_POSTGRES_URL=${CRYPTOFLOW_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(bash scripts/services.sh)"
-echo "test.sh: PostgreSQL at ${CRYPTOFLOW_TEST_POSTGRES_URL}" >&2
+echo "test.sh: PostgreSQL at ${CRYPTOFLOW_TEST_POSTGRES_URL}, MySQL at ${CRYPTOFLOW_TEST_MYSQL_URL}" >&2
 
 cargo test --workspace --all-targets --locked "$@"
 # Doc tests are not part of --all-targets.

@@ -7,11 +7,13 @@
 //!   retries with backoff for transient errors, and the "durable up to time t" ack.
 //! - [`postgres`]: PostgreSQL sink (idempotent UNNEST upserts, one transaction per flush) and
 //!   the migration runner.
+//! - [`mysql`]: MySQL / MariaDB sink (multi-row upserts, new trades counted once) and migrations.
 //! - [`console`], [`jsonl`]: a readable line per final candle and whale; JSON lines to a file.
 #![warn(missing_docs)]
 
 pub mod console;
 pub mod jsonl;
+pub mod mysql;
 pub mod postgres;
 pub mod record;
 pub mod task;

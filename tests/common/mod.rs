@@ -155,3 +155,35 @@ pub fn trade_ids(events: &[cryptoflow_operators::model::Event]) -> Vec<u64> {
         })
         .collect()
 }
+
+/// MySQL / MariaDB server URL for tests (a database is created per test).
+pub fn mysql_server_url() -> String {
+    std::env::var("CRYPTOFLOW_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// Creates a fresh MySQL database and returns its URL.
+pub async fn fresh_mysql_database(prefix: &str) -> String {
+    use mysql_async::prelude::Queryable;
+    let server = mysql_server_url();
+    let pool = mysql_async::Pool::new(server.as_str());
+    let mut conn = pool.get_conn().await.unwrap_or_else(|e| {
+        panic!("MySQL/MariaDB at {server} is needed for this test (scripts/test.sh starts it): {e}")
+    });
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!(
+        "cf_{prefix}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    );
+    conn.query_drop(format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    drop(conn);
+    pool.disconnect().await.unwrap();
+    let base = server.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+    format!("{base}/{name}")
+}

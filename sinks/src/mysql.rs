@@ -1,0 +1,410 @@
+//! MySQL / MariaDB sink and migration runner: the same tables as PostgreSQL (`sql/mysql/`).
+//!
+//! Each flush is one transaction. Trades: per symbol, the ids of the batch that already exist are
+//! read `FOR UPDATE` (which also locks the id range against a parallel flush), the new ones are
+//! written with batched multi-row `INSERT … ON DUPLICATE KEY UPDATE`, and `trade_aggregates` grows
+//! by exactly those new trades — so replays and redeliveries never double count. Candles are
+//! upserted with the same rule as PostgreSQL: a final row wins, a forming row only replaces a
+//! forming row with no more trades than itself. Sessions run in UTC.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use cryptoflow_operators::dataflow::EnrichedTrade;
+use cryptoflow_operators::model::{Candle, Interval, Symbol, Venue};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Opts, OptsBuilder, Pool, TxOpts, Value};
+use rust_decimal::Decimal;
+
+use crate::record::SinkRecord;
+use crate::task::{Sink, SinkError};
+
+const SINK: &str = "mysql";
+
+/// The migrations, in order: (version, name, SQL).
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "core", include_str!("../../sql/mysql/0001_core.sql"))];
+
+/// Rows per multi-row statement (keeps placeholders well under the 65,535 limit).
+const CHUNK: usize = 1_000;
+
+/// Classifies a driver error.
+pub fn classify(e: &mysql_async::Error, context: &str) -> SinkError {
+    match e {
+        mysql_async::Error::Server(s) => {
+            // Deadlock, lock wait timeout, too many connections, shutdown, connection killed.
+            let transient = matches!(
+                s.code,
+                1205 | 1213 | 1040 | 1053 | 1927 | 2006 | 2013 | 4031
+            );
+            let hint = if matches!(s.code, 1146 | 1054) {
+                " (is the schema migrated? run `cryptoflow migrate --mysql URL`)"
+            } else {
+                ""
+            };
+            let message = format!("{context}: {} [error {}]{hint}", s.message, s.code);
+            if transient {
+                SinkError::Transient {
+                    sink: SINK,
+                    message,
+                }
+            } else {
+                SinkError::Permanent {
+                    sink: SINK,
+                    message,
+                }
+            }
+        }
+        mysql_async::Error::Url(u) => SinkError::Permanent {
+            sink: SINK,
+            message: format!("invalid MySQL URL: {u}"),
+        },
+        other => SinkError::Transient {
+            sink: SINK,
+            message: format!("{context}: {other}"),
+        },
+    }
+}
+
+/// Connection options from a URL (`mysql://user:pass@host:port/db`), sessions in UTC.
+pub fn opts(url: &str) -> Result<Opts, SinkError> {
+    let base = Opts::from_url(url).map_err(|e| SinkError::Permanent {
+        sink: SINK,
+        message: format!("invalid MySQL URL: {e}"),
+    })?;
+    Ok(OptsBuilder::from_opts(base)
+        .init(vec!["SET time_zone = '+00:00'"])
+        .into())
+}
+
+fn statements(sql: &str) -> Vec<String> {
+    let no_comments: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    no_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Applies pending migrations; returns the versions applied now (idempotent; a named lock
+/// serializes concurrent migrators).
+pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
+    let pool = Pool::new(opts(url)?);
+    let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
+    let ctx = |what: &'static str| move |e: mysql_async::Error| classify(&e, what);
+    conn.query_drop("SELECT GET_LOCK('cryptoflow_migrate', 60)")
+        .await
+        .map_err(ctx("lock"))?;
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INT PRIMARY KEY, name VARCHAR(100) NOT NULL, applied_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3))",
+    )
+    .await
+    .map_err(ctx("migrations table"))?;
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        let done: Option<i32> = conn
+            .exec_first(
+                "SELECT version FROM schema_migrations WHERE version = ?",
+                (*version,),
+            )
+            .await
+            .map_err(ctx("read migrations"))?;
+        if done.is_some() {
+            continue;
+        }
+        // DDL commits implicitly in MySQL; every statement is idempotent (IF NOT EXISTS / OR REPLACE).
+        for stmt in statements(sql) {
+            conn.query_drop(stmt)
+                .await
+                .map_err(|e| classify(&e, &format!("migration {version} ({name})")))?;
+        }
+        conn.exec_drop(
+            "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+            (*version, *name),
+        )
+        .await
+        .map_err(ctx("record migration"))?;
+        applied.push(*version);
+    }
+    conn.query_drop("SELECT RELEASE_LOCK('cryptoflow_migrate')")
+        .await
+        .map_err(ctx("unlock"))?;
+    drop(conn);
+    let _ = pool.disconnect().await;
+    Ok(applied)
+}
+
+/// The MySQL / MariaDB sink.
+pub struct MySqlSink {
+    pool: Pool,
+}
+
+impl MySqlSink {
+    /// Builds the pool and checks that the schema is there.
+    pub async fn connect(url: &str) -> Result<Self, SinkError> {
+        let pool = Pool::new(opts(url)?);
+        let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
+        conn.query_drop("SELECT 1 FROM trades, candles, trade_aggregates LIMIT 0")
+            .await
+            .map_err(|e| classify(&e, "schema check"))?;
+        Ok(MySqlSink { pool })
+    }
+}
+
+fn ts(ms: i64) -> String {
+    // DATETIME(3) literal in UTC from ms since the epoch.
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{milli:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    let one = format!("({})", vec!["?"; cols].join(","));
+    vec![one; rows].join(",")
+}
+
+impl Sink for MySqlSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    /// Flushes commute (see the module doc), so they may run in parallel.
+    fn fork(&self) -> Option<Self> {
+        Some(MySqlSink {
+            pool: self.pool.clone(),
+        })
+    }
+
+    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        let mut trades: BTreeMap<(Venue, Symbol), Vec<&EnrichedTrade>> = BTreeMap::new();
+        let mut latest: HashMap<(Venue, Symbol, Interval, i64), &Candle> = HashMap::new();
+        for r in records {
+            match r {
+                SinkRecord::Trade(e) => trades
+                    .entry((e.trade.venue, e.trade.symbol))
+                    .or_default()
+                    .push(e),
+                SinkRecord::Candle(c) => {
+                    let key = (c.venue, c.symbol, c.interval, c.open_time);
+                    match latest.get(&key) {
+                        Some(prev) if prev.is_final && !c.is_final => {}
+                        _ => {
+                            latest.insert(key, c);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if trades.is_empty() && latest.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(|e| classify(&e, "begin"))?;
+        for ((venue, symbol), mut batch) in trades {
+            batch.sort_by_key(|e| e.trade.trade_id);
+            batch.dedup_by_key(|e| e.trade.trade_id);
+            let (lo, hi) = (
+                batch[0].trade.trade_id,
+                batch[batch.len() - 1].trade.trade_id,
+            );
+            let existing: BTreeSet<u64> = tx
+                .exec::<u64, _, _>(
+                    "SELECT trade_id FROM trades WHERE venue = ? AND symbol = ? AND trade_id BETWEEN ? AND ? FOR UPDATE",
+                    (venue.as_str(), symbol.as_str(), lo, hi),
+                )
+                .await
+                .map_err(|e| classify(&e, "read existing trades"))?
+                .into_iter()
+                .collect();
+            let new: Vec<&EnrichedTrade> = batch
+                .into_iter()
+                .filter(|e| !existing.contains(&e.trade.trade_id))
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            for chunk in new.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO trades (venue, symbol, trade_id, price, qty, side, ts_exchange, ts_received, first_trade_id,
+                                         last_trade_id, is_whale, moving_average, ema)
+                     VALUES {} ON DUPLICATE KEY UPDATE trade_id = trade_id",
+                    placeholders(chunk.len(), 13)
+                );
+                let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 13);
+                for e in chunk {
+                    let t = &e.trade;
+                    params.extend([
+                        Value::from(t.venue.as_str()),
+                        Value::from(t.symbol.as_str()),
+                        Value::from(t.trade_id),
+                        Value::from(t.price),
+                        Value::from(t.qty),
+                        Value::from(t.side.as_str()),
+                        Value::from(ts(t.ts_exchange)),
+                        Value::from(ts(t.ts_received)),
+                        Value::from(t.agg.map(|a| a.first_trade_id)),
+                        Value::from(t.agg.map(|a| a.last_trade_id)),
+                        Value::from(e.is_whale),
+                        Value::from(e.moving_average.round_dp(18)),
+                        Value::from(e.ema.filter(|x| x.is_finite())),
+                    ]);
+                }
+                tx.exec_drop(sql, params)
+                    .await
+                    .map_err(|e| classify(&e, "insert trades"))?;
+            }
+            let n = new.len() as u64;
+            let vol: Decimal = new.iter().map(|e| e.trade.qty).sum();
+            let qvol: Decimal = new.iter().map(|e| e.trade.price * e.trade.qty).sum();
+            let last = new[new.len() - 1];
+            let updated = new
+                .iter()
+                .map(|e| e.trade.ts_exchange)
+                .max()
+                .unwrap_or(last.trade.ts_exchange);
+            tx.exec_drop(
+                "INSERT INTO trade_aggregates (venue, symbol, moving_average, trade_count, total_volume, total_quote_volume,
+                                               last_trade_id, last_price, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON DUPLICATE KEY UPDATE
+                     moving_average = IF(VALUES(last_trade_id) > last_trade_id, VALUES(moving_average), moving_average),
+                     last_price = IF(VALUES(last_trade_id) > last_trade_id, VALUES(last_price), last_price),
+                     last_trade_id = GREATEST(last_trade_id, VALUES(last_trade_id)),
+                     trade_count = trade_count + VALUES(trade_count),
+                     total_volume = total_volume + VALUES(total_volume),
+                     total_quote_volume = total_quote_volume + VALUES(total_quote_volume),
+                     updated_at = GREATEST(updated_at, VALUES(updated_at))",
+                (
+                    venue.as_str(),
+                    symbol.as_str(),
+                    last.moving_average.round_dp(18),
+                    n,
+                    vol,
+                    qvol.round_dp(18),
+                    last.trade.trade_id,
+                    last.trade.price,
+                    ts(updated),
+                ),
+            )
+            .await
+            .map_err(|e| classify(&e, "update trade_aggregates"))?;
+        }
+        let mut candles: Vec<&Candle> = latest.into_values().collect();
+        candles.sort_by_key(|c| (c.symbol, c.interval, c.open_time));
+        for chunk in candles.chunks(CHUNK) {
+            // Columns are assigned left to right: the guard reads the old trade_count and
+            // is_final, so those two are assigned last.
+            let keep = "VALUES(is_final) OR (NOT is_final AND VALUES(trade_count) >= trade_count)";
+            let cols = [
+                "close_time",
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                "quote_volume",
+                "vwap",
+                "taker_buy_volume",
+                "first_trade_id",
+                "last_trade_id",
+            ];
+            let mut set: Vec<String> = cols
+                .iter()
+                .map(|c| format!("{c} = IF({keep}, VALUES({c}), {c})"))
+                .collect();
+            set.push(format!(
+                "trade_count = IF({keep}, VALUES(trade_count), trade_count)"
+            ));
+            set.push("is_final = is_final OR VALUES(is_final)".to_string());
+            set.push("updated_at = CURRENT_TIMESTAMP(3)".to_string());
+            let sql = format!(
+                "INSERT INTO candles (venue, symbol, `interval`, open_time, close_time, open, high, low, close, volume, quote_volume,
+                                      vwap, trade_count, taker_buy_volume, first_trade_id, last_trade_id, is_final)
+                 VALUES {} ON DUPLICATE KEY UPDATE {}",
+                placeholders(chunk.len(), 17),
+                set.join(", ")
+            );
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 17);
+            for c in chunk {
+                params.extend([
+                    Value::from(c.venue.as_str()),
+                    Value::from(c.symbol.as_str()),
+                    Value::from(c.interval.label()),
+                    Value::from(ts(c.open_time)),
+                    Value::from(ts(c.close_time)),
+                    Value::from(c.open),
+                    Value::from(c.high),
+                    Value::from(c.low),
+                    Value::from(c.close),
+                    Value::from(c.volume),
+                    Value::from(c.quote_volume.round_dp(18)),
+                    Value::from(c.vwap.round_dp(18)),
+                    Value::from(c.trade_count),
+                    Value::from(c.taker_buy_volume),
+                    Value::from(c.first_trade_id),
+                    Value::from(c.last_trade_id),
+                    Value::from(c.is_final),
+                ]);
+            }
+            tx.exec_drop(sql, params)
+                .await
+                .map_err(|e| classify(&e, "upsert candles"))?;
+        }
+        tx.commit().await.map_err(|e| classify(&e, "commit"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_datetime_literals() {
+        assert_eq!(ts(0), "1970-01-01 00:00:00.000");
+        assert_eq!(ts(1_700_000_000_123), "2023-11-14 22:13:20.123");
+        assert_eq!(ts(951_782_400_000), "2000-02-29 00:00:00.000");
+        assert_eq!(ts(-1), "1969-12-31 23:59:59.999");
+    }
+
+    #[test]
+    fn migration_statements() {
+        let s = statements("-- c\nCREATE TABLE a (x INT);\n\nCREATE VIEW v AS SELECT 1;\n");
+        assert_eq!(
+            s,
+            vec!["CREATE TABLE a (x INT)", "CREATE VIEW v AS SELECT 1"]
+        );
+        assert_eq!(statements(MIGRATIONS[0].2).len(), 5);
+    }
+}
