@@ -124,6 +124,58 @@ pub struct SinksConfig {
     pub postgres: PostgresSinkConfig,
     /// MySQL / MariaDB.
     pub mysql: MySqlSinkConfig,
+    /// InfluxDB.
+    pub influx: InfluxSinkConfig,
+}
+
+/// `[sinks.influx]`. Credentials come from the environment only: `CRYPTOFLOW_INFLUX_USER` and
+/// `CRYPTOFLOW_INFLUX_PASSWORD` (1.x), `CRYPTOFLOW_INFLUX_TOKEN` (2.x).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxSinkConfig {
+    /// Base URL ("" disables).
+    pub url: String,
+    /// `v1` (`/write?db=`) or `v2` (`/api/v2/write?org=&bucket=`).
+    pub api: String,
+    /// 1.x database (created if missing).
+    pub database: String,
+    /// 2.x organization.
+    pub org: String,
+    /// 2.x bucket.
+    pub bucket: String,
+    /// Compress request bodies.
+    pub gzip: bool,
+}
+
+impl InfluxSinkConfig {
+    /// The sink settings, with credentials from `env`.
+    pub fn sink_config(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<cryptoflow_sinks::influx::InfluxConfig> {
+        use cryptoflow_sinks::influx::{InfluxApi, InfluxConfig};
+        let api = match self.api.as_str() {
+            "v1" => InfluxApi::V1 {
+                database: self.database.clone(),
+                user: env("CRYPTOFLOW_INFLUX_USER"),
+                password: env("CRYPTOFLOW_INFLUX_PASSWORD"),
+            },
+            "v2" => InfluxApi::V2 {
+                org: self.org.clone(),
+                bucket: self.bucket.clone(),
+                token: env("CRYPTOFLOW_INFLUX_TOKEN").context(
+                    "sinks.influx.api = \"v2\" needs CRYPTOFLOW_INFLUX_TOKEN in the environment",
+                )?,
+            },
+            other => bail!("sinks.influx.api must be \"v1\" or \"v2\", not {other:?}"),
+        };
+        Ok(InfluxConfig {
+            url: self.url.clone(),
+            api,
+            gzip: self.gzip,
+            timeout: std::time::Duration::from_secs(10),
+        })
+    }
 }
 
 /// `[sinks.mysql]`.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use cryptoflow_operators::model::{Event, StreamKind, Symbol};
 use cryptoflow_sinks::console::ConsoleSink;
+use cryptoflow_sinks::influx::InfluxSink;
 use cryptoflow_sinks::jsonl::JsonlSink;
 use cryptoflow_sinks::mysql::MySqlSink;
 use cryptoflow_sinks::postgres::{resume_points, PostgresConfig, PostgresSink};
@@ -221,6 +222,13 @@ pub fn run(
             None,
             cfg.sinks.mysql.parallel_flushes,
         ));
+    }
+    if !cfg.sinks.influx.url.is_empty() {
+        let influx_cfg = cfg.sinks.influx.sink_config(|k| std::env::var(k).ok())?;
+        let influx = rt
+            .block_on(InfluxSink::connect(influx_cfg))
+            .map_err(|e| anyhow!(e))?;
+        sinks.push(spawn_sink(&rt, influx, workers, cfg, None, 1));
     }
     if !cfg.sinks.jsonl.is_empty() {
         let sink =

@@ -12,7 +12,19 @@ use cryptoflow_sources::replay::ReplayOptions;
 use mysql_async::prelude::Queryable;
 
 /// symbol, open_time, open, high, low, close, volume, trade_count, first id, last id, is_final
-type CandleRow = (String, String, String, String, String, String, String, u64, u64, u64, bool);
+type CandleRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    u64,
+    u64,
+    u64,
+    bool,
+);
 
 async fn rows<T: mysql_async::prelude::FromRow + Send + 'static>(url: &str, sql: &str) -> Vec<T> {
     let pool = mysql_async::Pool::new(url);

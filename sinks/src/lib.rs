@@ -7,11 +7,13 @@
 //!   retries with backoff for transient errors, and the "durable up to time t" ack.
 //! - [`postgres`]: PostgreSQL sink (idempotent UNNEST upserts, one transaction per flush) and
 //!   the migration runner.
+//! - [`influx`]: InfluxDB sink (line protocol, 1.x and 2.x HTTP APIs, gzip).
 //! - [`mysql`]: MySQL / MariaDB sink (multi-row upserts, new trades counted once) and migrations.
 //! - [`console`], [`jsonl`]: a readable line per final candle and whale; JSON lines to a file.
 #![warn(missing_docs)]
 
 pub mod console;
+pub mod influx;
 pub mod jsonl;
 pub mod mysql;
 pub mod postgres;

@@ -1,0 +1,334 @@
+//! InfluxDB sink: line protocol over HTTP, for the 1.x API (`/write?db=…`, optional user and
+//! password) and the 2.x API (`/api/v2/write?org=…&bucket=…`, token), gzip-compressed.
+//!
+//! Measurements (tags `venue`, `symbol`):
+//! - `trades` (+ tag `side`): `trade_id` (integer), `price`, `qty`, `moving_average` (float),
+//!   `is_whale` (boolean);
+//! - `candles` (+ tag `interval`): `open`, `high`, `low`, `close`, `volume`, `quote_volume`,
+//!   `vwap` (float), `trade_count`, `first_trade_id`, `last_trade_id` (integer), `is_final`
+//!   (boolean); the point's time is the open time, so the final update overwrites forming ones;
+//! - `whales` (+ tag `side`): `trade_id` (integer), `price`, `qty`, `notional` (float).
+//!
+//! Times are written with `precision=ns`: a trade's time is its exchange millisecond plus
+//! `trade_id mod 10^6` nanoseconds, because several trades share a millisecond and a point is
+//! identified by series and time. That keeps every trade its own point and makes replays
+//! idempotent (the same point is written again). Numbers are float copies for charts; the exact
+//! decimals live in PostgreSQL/MySQL.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Duration;
+
+use cryptoflow_operators::math::to_f64;
+use cryptoflow_operators::model::{Candle, Millis, Trade};
+
+use crate::record::SinkRecord;
+use crate::task::{Sink, SinkError};
+
+const SINK: &str = "influx";
+
+/// Which HTTP API to write to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InfluxApi {
+    /// InfluxDB 1.x: `/write?db=`.
+    V1 {
+        /// Database.
+        database: String,
+        /// User (from the environment), if auth is enabled.
+        user: Option<String>,
+        /// Password (from the environment).
+        password: Option<String>,
+    },
+    /// InfluxDB 2.x: `/api/v2/write?org=&bucket=`.
+    V2 {
+        /// Organization.
+        org: String,
+        /// Bucket.
+        bucket: String,
+        /// API token (from the environment).
+        token: String,
+    },
+}
+
+/// Settings of the InfluxDB sink.
+#[derive(Debug, Clone)]
+pub struct InfluxConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8086`.
+    pub url: String,
+    /// API flavour and credentials.
+    pub api: InfluxApi,
+    /// Compress request bodies.
+    pub gzip: bool,
+    /// Request timeout.
+    pub timeout: Duration,
+}
+
+/// Escapes a tag key, tag value or measurement (commas, equals signs and spaces).
+pub fn escape_tag(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            ',' | '=' | ' ' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Quotes a string field value (backslashes and double quotes escaped).
+pub fn quote_field(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+fn float(x: f64) -> String {
+    // Line protocol floats: always with a decimal point or exponent, never NaN/inf.
+    if x.is_finite() {
+        format!("{x:?}")
+    } else {
+        "0.0".to_string()
+    }
+}
+
+/// The nanosecond timestamp of a trade point.
+pub fn trade_time_ns(t: &Trade) -> i128 {
+    i128::from(t.ts_exchange) * 1_000_000 + i128::from(t.trade_id % 1_000_000)
+}
+
+fn ms_ns(ms: Millis) -> i128 {
+    i128::from(ms) * 1_000_000
+}
+
+/// Appends the line-protocol lines of one record.
+pub fn lines(r: &SinkRecord, out: &mut String) {
+    match r {
+        SinkRecord::Trade(e) => {
+            let t = &e.trade;
+            let _ = writeln!(
+                out,
+                "trades,venue={},symbol={},side={} trade_id={}i,price={},qty={},moving_average={},is_whale={} {}",
+                escape_tag(t.venue.as_str()),
+                escape_tag(t.symbol.as_str()),
+                t.side.as_str(),
+                t.trade_id,
+                float(to_f64(t.price)),
+                float(to_f64(t.qty)),
+                float(to_f64(e.moving_average)),
+                e.is_whale,
+                trade_time_ns(t)
+            );
+        }
+        SinkRecord::Whale(w) => {
+            let t = &w.trade;
+            let _ = writeln!(
+                out,
+                "whales,venue={},symbol={},side={} trade_id={}i,price={},qty={},notional={} {}",
+                escape_tag(t.venue.as_str()),
+                escape_tag(t.symbol.as_str()),
+                t.side.as_str(),
+                t.trade_id,
+                float(to_f64(t.price)),
+                float(to_f64(t.qty)),
+                float(to_f64(w.notional)),
+                trade_time_ns(t)
+            );
+        }
+        SinkRecord::Candle(c) => candle_line(c, out),
+        _ => {}
+    }
+}
+
+fn candle_line(c: &Candle, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "candles,venue={},symbol={},interval={} open={},high={},low={},close={},volume={},quote_volume={},vwap={},trade_count={}i,first_trade_id={}i,last_trade_id={}i,is_final={} {}",
+        escape_tag(c.venue.as_str()),
+        escape_tag(c.symbol.as_str()),
+        c.interval.label(),
+        float(to_f64(c.open)),
+        float(to_f64(c.high)),
+        float(to_f64(c.low)),
+        float(to_f64(c.close)),
+        float(to_f64(c.volume)),
+        float(to_f64(c.quote_volume)),
+        float(to_f64(c.vwap)),
+        c.trade_count,
+        c.first_trade_id,
+        c.last_trade_id,
+        c.is_final,
+        ms_ns(c.open_time)
+    );
+}
+
+/// The InfluxDB sink.
+pub struct InfluxSink {
+    client: reqwest::Client,
+    cfg: InfluxConfig,
+}
+
+impl InfluxSink {
+    /// Builds the client; with the 1.x API, creates the database if it does not exist.
+    pub async fn connect(cfg: InfluxConfig) -> Result<Self, SinkError> {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| SinkError::Permanent {
+                sink: SINK,
+                message: e.to_string(),
+            })?;
+        let sink = InfluxSink { client, cfg };
+        if let InfluxApi::V1 {
+            database,
+            user,
+            password,
+        } = &sink.cfg.api
+        {
+            let mut req = sink
+                .client
+                .post(format!("{}/query", sink.cfg.url.trim_end_matches('/')))
+                .form(&[(
+                    "q",
+                    format!("CREATE DATABASE {}", quote_identifier(database)),
+                )]);
+            if let Some(u) = user {
+                req = req.basic_auth(u, password.as_deref());
+            }
+            let resp = req.send().await.map_err(|e| SinkError::Transient {
+                sink: SINK,
+                message: format!("connect: {e}"),
+            })?;
+            if !resp.status().is_success() {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                return Err(SinkError::Permanent {
+                    sink: SINK,
+                    message: format!("cannot create database {database}: HTTP {status}: {body}"),
+                });
+            }
+        }
+        Ok(sink)
+    }
+
+    fn request(&self) -> reqwest::RequestBuilder {
+        let base = self.cfg.url.trim_end_matches('/');
+        match &self.cfg.api {
+            InfluxApi::V1 {
+                database,
+                user,
+                password,
+            } => {
+                let mut req = self
+                    .client
+                    .post(format!("{base}/write"))
+                    .query(&[("db", database.as_str()), ("precision", "ns")]);
+                if let Some(u) = user {
+                    req = req.basic_auth(u, password.as_deref());
+                }
+                req
+            }
+            InfluxApi::V2 { org, bucket, token } => self
+                .client
+                .post(format!("{base}/api/v2/write"))
+                .query(&[
+                    ("org", org.as_str()),
+                    ("bucket", bucket.as_str()),
+                    ("precision", "ns"),
+                ])
+                .header("Authorization", format!("Token {token}")),
+        }
+    }
+}
+
+fn quote_identifier(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl Sink for InfluxSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        let mut body = String::new();
+        for r in records {
+            lines(r, &mut body);
+        }
+        if body.is_empty() {
+            return Ok(());
+        }
+        let mut req = self
+            .request()
+            .header("Content-Type", "text/plain; charset=utf-8");
+        let payload = if self.cfg.gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(body.as_bytes())
+                .and_then(|_| gz.finish())
+                .map_err(|e| SinkError::Permanent {
+                    sink: SINK,
+                    message: e.to_string(),
+                })?
+        } else {
+            body.into_bytes()
+        };
+        if self.cfg.gzip {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        let resp = req
+            .body(payload)
+            .send()
+            .await
+            .map_err(|e| SinkError::Transient {
+                sink: SINK,
+                message: format!("write: {e}"),
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = format!(
+            "write: HTTP {status}: {}",
+            text.chars().take(300).collect::<String>()
+        );
+        if status.as_u16() == 429 || status.is_server_error() {
+            Err(SinkError::Transient {
+                sink: SINK,
+                message,
+            })
+        } else {
+            Err(SinkError::Permanent {
+                sink: SINK,
+                message,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_follows_the_line_protocol() {
+        // From the InfluxDB line protocol reference: commas, equals signs and spaces in tags are
+        // escaped with a backslash; string fields escape double quotes and backslashes.
+        assert_eq!(escape_tag("a b,c=d"), "a\\ b\\,c\\=d");
+        assert_eq!(escape_tag("BTCUSDT"), "BTCUSDT");
+        assert_eq!(quote_field(r#"say "hi" \o/"#), r#""say \"hi\" \\o/""#);
+        assert_eq!(float(1.0), "1.0");
+        assert_eq!(float(43000.1), "43000.1");
+        assert_eq!(float(f64::NAN), "0.0");
+    }
+}
