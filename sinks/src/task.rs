@@ -50,6 +50,8 @@ pub struct Ack {
     pub records: u64,
     /// Flushes committed so far.
     pub flushes: u64,
+    /// Transient write failures that were retried.
+    pub retries: u64,
 }
 
 /// A sink failure, classified.
@@ -137,10 +139,13 @@ impl Default for TaskConfig {
 /// Called after each committed flush with its records and the commit instant.
 pub type CommitObserver = Box<dyn FnMut(&[SinkRecord], Instant) + Send>;
 
+/// What a finished flush hands back: its writer, its records and how often it was retried.
+type FlushResult<S> = Result<(S, Vec<SinkRecord>, u32), SinkError>;
+
 /// A flush in flight: the frontier snapshot it makes durable, and the write itself.
 struct InFlight<S> {
     snapshot: Vec<Option<Option<u64>>>,
-    task: tokio::task::JoinHandle<Result<(S, Vec<SinkRecord>), SinkError>>,
+    task: tokio::task::JoinHandle<FlushResult<S>>,
 }
 
 /// The ack implied by a frontier snapshot whose records are all committed.
@@ -249,8 +254,8 @@ pub async fn run_sink<S: Sink>(
         let records = std::mem::replace(&mut batch, Vec::with_capacity(cfg.max_batch));
         let task_cfg = cfg.clone();
         let task = tokio::spawn(async move {
-            write_with_retry(&mut writer, &records, &task_cfg).await?;
-            Ok((writer, records))
+            let retries = write_with_retry(&mut writer, &records, &task_cfg).await?;
+            Ok((writer, records, retries))
         });
         inflight.push_back(InFlight {
             snapshot: seen.clone(),
@@ -268,18 +273,19 @@ pub async fn run_sink<S: Sink>(
 /// Handles the oldest flush having finished: on success, counts it, shows it to the observer,
 /// advances the ack to its frontier snapshot, and returns its writer.
 fn committed<S>(
-    done: Result<Result<(S, Vec<SinkRecord>), SinkError>, tokio::task::JoinError>,
+    done: Result<FlushResult<S>, tokio::task::JoinError>,
     snapshot: &[Option<Option<u64>>],
     ack: &mut Ack,
     observer: &mut Option<CommitObserver>,
     ack_tx: &watch::Sender<Ack>,
 ) -> Result<S, SinkError> {
-    let (writer, records) = done.map_err(|e| SinkError::Permanent {
+    let (writer, records, retries) = done.map_err(|e| SinkError::Permanent {
         sink: "sink task",
         message: e.to_string(),
     })??;
     ack.records += records.len() as u64;
     ack.flushes += 1;
+    ack.retries += u64::from(retries);
     if let Some(obs) = observer.as_mut() {
         obs(&records, Instant::now());
     }
@@ -303,7 +309,7 @@ async fn write_with_retry<S: Sink>(
     sink: &mut S,
     batch: &[SinkRecord],
     cfg: &TaskConfig,
-) -> Result<(), SinkError> {
+) -> Result<u32, SinkError> {
     let mut delay = cfg.retry_initial;
     let mut failures = 0u32;
     loop {
@@ -312,7 +318,7 @@ async fn write_with_retry<S: Sink>(
                 if failures > 0 {
                     tracing::info!(sink = sink.name(), failures, "Sink recovered.");
                 }
-                return Ok(());
+                return Ok(failures);
             }
             Err(e) if e.is_retryable() && cfg.max_retries.is_none_or(|m| failures < m) => {
                 failures += 1;
@@ -401,7 +407,7 @@ mod tests {
         .await
         .unwrap();
         ack_rx.wait_for(|a| a.durable == Some(7)).await.unwrap();
-        assert_eq!(ack_rx.borrow().records, 2);
+        assert_eq!((ack_rx.borrow().records, ack_rx.borrow().retries), (2, 2));
         tx.send(SinkMsg::Progress {
             worker: 1,
             frontier: None,
