@@ -29,6 +29,17 @@ pub struct BenchOptions {
     pub postgres: Option<String>,
     /// Paced rate in trades/s.
     pub rate: Option<f64>,
+    /// Another sink to measure instead of PostgreSQL.
+    pub sink: Option<BenchSink>,
+}
+
+/// A sink `cryptoflow bench` can measure besides PostgreSQL.
+#[derive(Debug, Clone)]
+pub enum BenchSink {
+    /// MySQL / MariaDB at this URL.
+    Mysql(String),
+    /// InfluxDB (`[sinks.influx]` settings) at this URL.
+    Influx(String),
 }
 
 #[derive(Default)]
@@ -51,15 +62,23 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
     cfg.sinks.console = false;
     cfg.sinks.jsonl.clear();
-    let mode = match &opts.postgres {
-        Some(url) => {
+    cfg.sinks.postgres.url.clear();
+    cfg.sinks.mysql.url.clear();
+    cfg.sinks.influx.url.clear();
+    let mode = match (&opts.sink, &opts.postgres) {
+        (_, Some(url)) => {
             cfg.sinks.postgres.url = url.clone();
             "postgres"
         }
-        None => {
-            cfg.sinks.postgres.url.clear();
-            "none"
+        (Some(BenchSink::Mysql(url)), None) => {
+            cfg.sinks.mysql.url = url.clone();
+            "mysql"
         }
+        (Some(BenchSink::Influx(url)), None) => {
+            cfg.sinks.influx.url = url.clone();
+            "influx"
+        }
+        (None, None) => "none",
     };
     // For latency: the index of each trade in the file gives its due time.
     let due_index: Option<Arc<HashMap<(Symbol, u64), u64>>> = match opts.rate {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cryptoflow::bench::{bench, BenchOptions};
+use cryptoflow::bench::{bench, BenchOptions, BenchSink};
 use cryptoflow::config::Config;
 use cryptoflow::runtime::{run, Cluster, RunReport, SourceSpec};
 use cryptoflow_operators::model::Symbol;
@@ -155,6 +155,12 @@ enum Command {
         /// Also write to PostgreSQL (mode=postgres).
         #[arg(long)]
         postgres: Option<String>,
+        /// Measure this sink instead: `mysql` or `influx` (with --url).
+        #[arg(long, value_parser = ["mysql", "influx"], requires = "url")]
+        sink: Option<String>,
+        /// URL of the sink given with --sink.
+        #[arg(long)]
+        url: Option<String>,
         /// Pace at this many trades per second and report latency percentiles.
         #[arg(long)]
         rate: Option<f64>,
@@ -480,18 +486,26 @@ fn real_main(cli: Cli) -> Result<()> {
         Command::Bench {
             input,
             postgres,
+            sink,
+            url,
             rate,
             workers,
             config,
         } => {
             let mut cfg = load_config(config.as_deref())?;
             cfg.pipeline.workers = workers;
+            let sink = match (sink.as_deref(), url) {
+                (Some("mysql"), Some(u)) => Some(BenchSink::Mysql(u)),
+                (Some("influx"), Some(u)) => Some(BenchSink::Influx(u)),
+                _ => None,
+            };
             let line = bench(
                 cfg,
                 &BenchOptions {
                     input,
                     postgres,
                     rate,
+                    sink,
                 },
             )?;
             println!("{line}");

@@ -173,8 +173,9 @@ fn timely_config(workers: usize, cluster: &Cluster) -> Result<timely::Config> {
 
 /// Runs the trade pipeline from `source` into the configured sinks.
 ///
-/// `observer` sees every batch the primary sink committed (PostgreSQL when configured, else a
-/// sink that only observes), with the commit instant: benchmarks and tests use it.
+/// `observer` sees every batch the primary sink committed (the first configured of PostgreSQL,
+/// MySQL, InfluxDB, else a sink that only observes), with the commit instant: benchmarks and
+/// tests use it.
 pub fn run(
     cfg: &Config,
     source: SourceSpec,
@@ -207,8 +208,6 @@ pub fn run(
             observer.take(),
             cfg.sinks.postgres.pool_size,
         ));
-    } else if let Some(obs) = observer.take() {
-        sinks.push(spawn_sink(&rt, ObserverSink, workers, cfg, Some(obs), 1));
     }
     if !cfg.sinks.mysql.url.is_empty() {
         let my = rt
@@ -219,7 +218,7 @@ pub fn run(
             my,
             workers,
             cfg,
-            None,
+            observer.take(),
             cfg.sinks.mysql.parallel_flushes,
         ));
     }
@@ -228,7 +227,10 @@ pub fn run(
         let influx = rt
             .block_on(InfluxSink::connect(influx_cfg))
             .map_err(|e| anyhow!(e))?;
-        sinks.push(spawn_sink(&rt, influx, workers, cfg, None, 1));
+        sinks.push(spawn_sink(&rt, influx, workers, cfg, observer.take(), 1));
+    }
+    if let Some(obs) = observer.take() {
+        sinks.push(spawn_sink(&rt, ObserverSink, workers, cfg, Some(obs), 1));
     }
     if !cfg.sinks.jsonl.is_empty() {
         let sink =
