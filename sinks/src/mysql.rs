@@ -7,15 +7,15 @@
 //! upserted with the same rule as PostgreSQL: a final row wins, a forming row only replaces a
 //! forming row with no more trades than itself. Sessions run in UTC.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use cryptoflow_operators::dataflow::EnrichedTrade;
-use cryptoflow_operators::model::{Candle, Interval, Symbol, Venue};
+use cryptoflow_operators::model::{Symbol, Venue};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, TxOpts, Value};
 use rust_decimal::Decimal;
 
-use crate::record::SinkRecord;
+use crate::record::{latest_candles, SinkRecord};
 use crate::task::{Sink, SinkError};
 
 const SINK: &str = "mysql";
@@ -205,26 +205,16 @@ impl Sink for MySqlSink {
 
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         let mut trades: BTreeMap<(Venue, Symbol), Vec<&EnrichedTrade>> = BTreeMap::new();
-        let mut latest: HashMap<(Venue, Symbol, Interval, i64), &Candle> = HashMap::new();
         for r in records {
-            match r {
-                SinkRecord::Trade(e) => trades
+            if let SinkRecord::Trade(e) = r {
+                trades
                     .entry((e.trade.venue, e.trade.symbol))
                     .or_default()
-                    .push(e),
-                SinkRecord::Candle(c) => {
-                    let key = (c.venue, c.symbol, c.interval, c.open_time);
-                    match latest.get(&key) {
-                        Some(prev) if prev.is_final && !c.is_final => {}
-                        _ => {
-                            latest.insert(key, c);
-                        }
-                    }
-                }
-                _ => {}
+                    .push(e);
             }
         }
-        if trades.is_empty() && latest.is_empty() {
+        let candles = latest_candles(records);
+        if trades.is_empty() && candles.is_empty() {
             return Ok(());
         }
         let mut tx = self
@@ -321,8 +311,6 @@ impl Sink for MySqlSink {
             .await
             .map_err(|e| classify(&e, "update trade_aggregates"))?;
         }
-        let mut candles: Vec<&Candle> = latest.into_values().collect();
-        candles.sort_by_key(|c| (c.symbol, c.interval, c.open_time));
         for chunk in candles.chunks(CHUNK) {
             // Columns are assigned left to right: the guard reads the old trade_count and
             // is_final, so those two are assigned last.

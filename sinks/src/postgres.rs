@@ -10,15 +10,13 @@
 //! Connection and server-state errors are transient (retried by the sink task); data and schema
 //! errors are permanent and say what to fix.
 
-use std::collections::HashMap;
-
-use cryptoflow_operators::model::{Candle, GapReason, Interval, Symbol, Venue};
+use cryptoflow_operators::model::GapReason;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use rust_decimal::Decimal;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
-use crate::record::SinkRecord;
+use crate::record::{latest_candles, SinkRecord};
 use crate::task::{Sink, SinkError};
 
 /// The migrations, in order: (version, name, SQL).
@@ -417,7 +415,6 @@ impl Sink for PostgresSink {
         let mut t = TradeCols::default();
         let mut g = GapCols::default();
         let mut quality: Vec<&cryptoflow_operators::model::DataQuality> = Vec::new();
-        let mut latest: HashMap<(Venue, Symbol, Interval, i64), &Candle> = HashMap::new();
         for r in records {
             match r {
                 SinkRecord::Trade(e) => {
@@ -438,15 +435,6 @@ impl Sink for PostgresSink {
                     t.ma.push(e.moving_average);
                     t.ema.push(e.ema.filter(|x| x.is_finite()));
                 }
-                SinkRecord::Candle(c) => {
-                    let key = (c.venue, c.symbol, c.interval, c.open_time);
-                    match latest.get(&key) {
-                        Some(prev) if prev.is_final && !c.is_final => {}
-                        _ => {
-                            latest.insert(key, c);
-                        }
-                    }
-                }
                 SinkRecord::Gap(gap) => {
                     g.venue.push(gap.venue.as_str());
                     g.symbol.push(gap.symbol.as_str().to_string());
@@ -464,12 +452,14 @@ impl Sink for PostgresSink {
                     g.detail.push(gap.detail.clone());
                 }
                 SinkRecord::Quality(q) => quality.push(q),
-                SinkRecord::Whale(_) | SinkRecord::Late(_) | SinkRecord::Mismatch(_) => {}
+                SinkRecord::Candle(_)
+                | SinkRecord::Whale(_)
+                | SinkRecord::Late(_)
+                | SinkRecord::Mismatch(_) => {}
             }
         }
         let mut k = CandleCols::default();
-        let mut candles: Vec<&Candle> = latest.into_values().collect();
-        candles.sort_by_key(|c| (c.symbol, c.interval, c.open_time));
+        let candles = latest_candles(records);
         for c in candles {
             k.venue.push(c.venue.as_str());
             k.symbol.push(c.symbol.as_str().to_string());

@@ -23,3 +23,24 @@ pub enum SinkRecord {
     /// A data-quality ledger snapshot row.
     Quality(DataQuality),
 }
+
+/// The candle updates of a batch reduced to one per (venue, symbol, interval, open time): the
+/// last one, except that a final candle is never replaced by a forming one. Sorted by key, so
+/// that upserts lock rows in a stable order.
+pub fn latest_candles(records: &[SinkRecord]) -> Vec<&Candle> {
+    let mut latest: std::collections::HashMap<_, &Candle> = std::collections::HashMap::new();
+    for r in records {
+        if let SinkRecord::Candle(c) = r {
+            let key = (c.venue, c.symbol, c.interval, c.open_time);
+            match latest.get(&key) {
+                Some(prev) if prev.is_final && !c.is_final => {}
+                _ => {
+                    latest.insert(key, c);
+                }
+            }
+        }
+    }
+    let mut out: Vec<&Candle> = latest.into_values().collect();
+    out.sort_by_key(|c| (c.venue, c.symbol, c.interval, c.open_time));
+    out
+}
