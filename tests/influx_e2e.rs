@@ -71,15 +71,7 @@ async fn replay_into_influxdb_v1_twice() {
     cfg.sinks.max_batch = 700;
     for round in 0..2 {
         let cfg = cfg.clone();
-        let (report, _) = tokio::task::spawn_blocking(move || {
-            replay_collect(
-                &cfg,
-                vec![fixture("binance/trades.jsonl")],
-                ReplayOptions::default(),
-            )
-        })
-        .await
-        .unwrap();
+        let (report, _) = replay_fixture(&cfg).await;
         assert!(
             report
                 .acks

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use common::*;
 use cryptoflow_operators::Decimal;
 use cryptoflow_sinks::mysql::migrate;
-use cryptoflow_sources::replay::ReplayOptions;
 use mysql_async::prelude::Queryable;
 
 /// symbol, open_time, open, high, low, close, volume, trade_count, first id, last id, is_final
@@ -73,15 +72,7 @@ async fn replay_into_mysql_twice() {
     cfg.sinks.mysql.url = url.clone();
     cfg.sinks.max_batch = 700;
     let cfg2 = cfg.clone();
-    let (report, _) = tokio::task::spawn_blocking(move || {
-        replay_collect(
-            &cfg2,
-            vec![fixture("binance/trades.jsonl")],
-            ReplayOptions::default(),
-        )
-    })
-    .await
-    .unwrap();
+    let (report, _) = replay_fixture(&cfg2).await;
     let ack = report
         .acks
         .iter()
@@ -162,15 +153,7 @@ async fn replay_into_mysql_twice() {
 
     // Replay again: no duplicates, same values.
     let before = snapshot(&url).await;
-    let (report, _) = tokio::task::spawn_blocking(move || {
-        replay_collect(
-            &cfg,
-            vec![fixture("binance/trades.jsonl")],
-            ReplayOptions::default(),
-        )
-    })
-    .await
-    .unwrap();
+    let (report, _) = replay_fixture(&cfg).await;
     assert!(report.acks.iter().any(|(n, a)| *n == "mysql" && a.complete));
     assert_eq!(before.0.len(), 3000);
     assert_eq!(before, snapshot(&url).await);

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use common::*;
 use cryptoflow_operators::Decimal;
 use cryptoflow_sinks::postgres::migrate;
-use cryptoflow_sources::replay::ReplayOptions;
 
 async fn snapshot(url: &str) -> (i64, Vec<String>, Vec<String>) {
     let c = pg_client(url).await;
@@ -48,15 +47,7 @@ async fn replay_into_postgres_twice() {
     cfg.sinks.postgres.url = url.clone();
     cfg.sinks.max_batch = 700; // several flushes
     let cfg2 = cfg.clone();
-    let (report, _) = tokio::task::spawn_blocking(move || {
-        replay_collect(
-            &cfg2,
-            vec![fixture("binance/trades.jsonl")],
-            ReplayOptions::default(),
-        )
-    })
-    .await
-    .unwrap();
+    let (report, _) = replay_fixture(&cfg2).await;
     let (name, ack) = report
         .acks
         .iter()
@@ -156,15 +147,7 @@ async fn replay_into_postgres_twice() {
 
     // Replay again: no duplicates, same values.
     let before = snapshot(&url).await;
-    let (report, _) = tokio::task::spawn_blocking(move || {
-        replay_collect(
-            &cfg,
-            vec![fixture("binance/trades.jsonl")],
-            ReplayOptions::default(),
-        )
-    })
-    .await
-    .unwrap();
+    let (report, _) = replay_fixture(&cfg).await;
     assert!(report
         .acks
         .iter()

@@ -114,40 +114,40 @@ fn ms_ns(ms: Millis) -> i128 {
 /// Appends the line-protocol lines of one record.
 pub fn lines(r: &SinkRecord, out: &mut String) {
     match r {
-        SinkRecord::Trade(e) => {
-            let t = &e.trade;
-            let _ = writeln!(
-                out,
-                "trades,venue={},symbol={},side={} trade_id={}i,price={},qty={},moving_average={},is_whale={} {}",
-                escape_tag(t.venue.as_str()),
-                escape_tag(t.symbol.as_str()),
-                t.side.as_str(),
-                t.trade_id,
-                float(to_f64(t.price)),
-                float(to_f64(t.qty)),
+        SinkRecord::Trade(e) => trade_line(
+            out,
+            "trades",
+            &e.trade,
+            &format!(
+                "moving_average={},is_whale={}",
                 float(to_f64(e.moving_average)),
-                e.is_whale,
-                trade_time_ns(t)
-            );
-        }
-        SinkRecord::Whale(w) => {
-            let t = &w.trade;
-            let _ = writeln!(
-                out,
-                "whales,venue={},symbol={},side={} trade_id={}i,price={},qty={},notional={} {}",
-                escape_tag(t.venue.as_str()),
-                escape_tag(t.symbol.as_str()),
-                t.side.as_str(),
-                t.trade_id,
-                float(to_f64(t.price)),
-                float(to_f64(t.qty)),
-                float(to_f64(w.notional)),
-                trade_time_ns(t)
-            );
-        }
+                e.is_whale
+            ),
+        ),
+        SinkRecord::Whale(w) => trade_line(
+            out,
+            "whales",
+            &w.trade,
+            &format!("notional={}", float(to_f64(w.notional))),
+        ),
         SinkRecord::Candle(c) => candle_line(c, out),
         _ => {}
     }
+}
+
+/// A point of a per-trade measurement: the trade's tags and fields, then `extra` fields.
+fn trade_line(out: &mut String, measurement: &str, t: &Trade, extra: &str) {
+    let _ = writeln!(
+        out,
+        "{measurement},venue={},symbol={},side={} trade_id={}i,price={},qty={},{extra} {}",
+        escape_tag(t.venue.as_str()),
+        escape_tag(t.symbol.as_str()),
+        t.side.as_str(),
+        t.trade_id,
+        float(to_f64(t.price)),
+        float(to_f64(t.qty)),
+        trade_time_ns(t)
+    );
 }
 
 fn candle_line(c: &Candle, out: &mut String) {

@@ -187,3 +187,17 @@ pub async fn fresh_mysql_database(prefix: &str) -> String {
     let base = server.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
     format!("{base}/{name}")
 }
+
+/// [`replay_collect`] of the Binance fixture, from async tests (the run blocks its thread).
+pub async fn replay_fixture(cfg: &Config) -> (RunReport, Vec<SinkRecord>) {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || {
+        replay_collect(
+            &cfg,
+            vec![fixture("binance/trades.jsonl")],
+            ReplayOptions::default(),
+        )
+    })
+    .await
+    .expect("replay thread")
+}
