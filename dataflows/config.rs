@@ -30,6 +30,42 @@ pub struct Config {
     pub binance: BinanceConfig,
     /// Sinks.
     pub sinks: SinksConfig,
+    /// The Kafka source (`cryptoflow consume`).
+    pub kafka: KafkaSourceSection,
+}
+
+/// `[kafka]`: the Kafka source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceSection {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group.
+    pub group_id: String,
+    /// Dead-letter topic ("" disables).
+    pub dead_letter_topic: String,
+    /// Larger messages are dead letters.
+    pub max_message_bytes: usize,
+    /// Most messages per batch.
+    pub batch_max: usize,
+    /// Extra librdkafka consumer settings.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+}
+
+/// `[sinks.kafka]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkSection {
+    /// Bootstrap servers ("" disables).
+    pub brokers: String,
+    /// Topic names.
+    pub topics: cryptoflow_sinks::kafka::Topics,
+    /// Extra librdkafka producer settings.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
 }
 
 /// `[pipeline]`.
@@ -126,6 +162,8 @@ pub struct SinksConfig {
     pub mysql: MySqlSinkConfig,
     /// InfluxDB.
     pub influx: InfluxSinkConfig,
+    /// Kafka.
+    pub kafka: KafkaSinkSection,
 }
 
 /// `[sinks.influx]`. Credentials come from the environment only: `CRYPTOFLOW_INFLUX_USER` and
@@ -304,6 +342,12 @@ impl Config {
             cryptoflow_operators::model::Symbol::new(s)
                 .with_context(|| format!("binance.symbols: {s:?}"))?;
         }
+        if self.kafka.topics.is_empty() || self.kafka.group_id.is_empty() {
+            bail!("kafka.topics and kafka.group_id must not be empty");
+        }
+        if self.kafka.batch_max == 0 || self.kafka.max_message_bytes == 0 {
+            bail!("kafka.batch_max and kafka.max_message_bytes must be at least 1");
+        }
         if self.sinks.max_batch == 0 || self.sinks.queue_capacity == 0 {
             bail!("sinks.max_batch and sinks.queue_capacity must be at least 1");
         }
@@ -320,6 +364,37 @@ impl Config {
                 per_quote: self.whales.per_quote.clone(),
             },
         }
+    }
+
+    /// Settings of the Kafka source.
+    pub fn kafka_source(&self) -> cryptoflow_sources::kafka::KafkaSourceConfig {
+        let k = &self.kafka;
+        cryptoflow_sources::kafka::KafkaSourceConfig {
+            brokers: k.brokers.clone(),
+            topics: k.topics.clone(),
+            group_id: k.group_id.clone(),
+            dead_letter_topic: k.dead_letter_topic.clone(),
+            max_message_bytes: k.max_message_bytes,
+            batch_max: k.batch_max,
+            consumer: k.consumer.clone(),
+            candle_intervals_ms: self
+                .pipeline
+                .candle_intervals
+                .iter()
+                .map(|i| i.millis())
+                .collect(),
+            tick_ms: self.pipeline.tick_ms,
+        }
+    }
+
+    /// Settings of the Kafka sink (`None`: disabled).
+    pub fn kafka_sink(&self) -> Option<cryptoflow_sinks::kafka::KafkaSinkConfig> {
+        let k = &self.sinks.kafka;
+        (!k.brokers.is_empty()).then(|| cryptoflow_sinks::kafka::KafkaSinkConfig {
+            brokers: k.brokers.clone(),
+            topics: k.topics.clone(),
+            producer: k.producer.clone(),
+        })
     }
 
     /// Settings of the candle operator.

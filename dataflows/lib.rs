@@ -5,15 +5,17 @@
 //! - [`config`]: layered TOML configuration (defaults < file < env < flags).
 //! - [`pipeline`]: the trade pipeline's dataflow graph and the bridge to sink tasks.
 //! - [`runtime`]: tokio sources and sinks around timely workers; the ack path.
+//! - [`publish`]: raw Binance frames to a Kafka topic (`record --kafka`, bench).
 //! - [`bench`]: `cryptoflow bench`, the end-to-end benchmark.
-//! - `main.rs`: the CLI (`run`, `replay`, `record`, `generate`, `migrate`, `bench`, `check-config`).
+//! - `main.rs`: the CLI (`run`, `consume`, `replay`, `record`, `generate`, `migrate`, `bench`, `check-config`).
 //!
 //! The other crates: `cryptoflow-sources` (Binance WebSocket, replay, record, generate),
 //! `cryptoflow-operators` (event model, math, timely operators), `cryptoflow-sinks`
-//! (PostgreSQL, console, JSON lines, the sink task).
+//! (PostgreSQL, MySQL, InfluxDB, Kafka, console, JSON lines, the sink task).
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod config;
 pub mod pipeline;
+pub mod publish;
 pub mod runtime;

@@ -58,6 +58,9 @@ struct Common {
     /// Write records to MySQL / MariaDB (overrides sinks.mysql.url).
     #[arg(long, env = "CRYPTOFLOW_MYSQL_URL")]
     mysql: Option<String>,
+    /// Write records to Kafka topics at these bootstrap servers (overrides sinks.kafka.brokers).
+    #[arg(long, env = "CRYPTOFLOW_KAFKA_SINK")]
+    kafka_sink: Option<String>,
     /// Write JSON lines to this file (overrides sinks.jsonl).
     #[arg(long)]
     jsonl: Option<PathBuf>,
@@ -75,6 +78,24 @@ enum Command {
     Run {
         #[command(flatten)]
         common: Common,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Consume raw Binance payloads from Kafka (consumer group `kafka.group_id`) into the
+    /// configured sinks; offsets are committed only once every sink has the data.
+    Consume {
+        #[command(flatten)]
+        common: Common,
+        /// Bootstrap servers (overrides kafka.brokers).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Topic to consume (repeatable; overrides kafka.topics).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Consumer group (overrides kafka.group_id).
+        #[arg(long)]
+        group: Option<String>,
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long)]
         duration: Option<f64>,
@@ -98,11 +119,23 @@ enum Command {
         #[arg(long, value_enum)]
         csv_kind: Option<CsvKindArg>,
     },
-    /// Record Binance WebSocket frames with their receive time, in the format `replay` reads.
+    /// Record Binance WebSocket frames with their receive time, in the format `replay` reads, or
+    /// publish them to a Kafka topic (one frame per message, keyed by symbol) for `consume`.
     Record {
         /// Output file (.gz compresses).
-        #[arg(long, short)]
-        out: PathBuf,
+        #[arg(
+            long,
+            short,
+            required_unless_present = "kafka",
+            conflicts_with = "kafka"
+        )]
+        out: Option<PathBuf>,
+        /// Publish to Kafka at these bootstrap servers instead of a file.
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Topic for --kafka.
+        #[arg(long, default_value = "crypto-trades-raw")]
+        topic: String,
         /// Config file (symbols, streams, endpoint).
         #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
         config: Option<PathBuf>,
@@ -212,6 +245,9 @@ fn apply_common(common: &Common) -> Result<(Config, Cluster)> {
     }
     if let Some(url) = &common.mysql {
         cfg.sinks.mysql.url = url.clone();
+    }
+    if let Some(b) = &common.kafka_sink {
+        cfg.sinks.kafka.brokers = b.clone();
     }
     if let Some(p) = &common.jsonl {
         cfg.sinks.jsonl = p.display().to_string();
@@ -363,12 +399,61 @@ fn real_main(cli: Cli) -> Result<()> {
                 eprintln!("cryptoflow: JSON lines written to {jsonl}");
             }
         }
+        Command::Consume {
+            common,
+            brokers,
+            topics,
+            group,
+            duration,
+        } => {
+            let (mut cfg, cluster) = apply_common(&common)?;
+            if let Some(b) = brokers {
+                cfg.kafka.brokers = b;
+            }
+            if !topics.is_empty() {
+                cfg.kafka.topics = topics;
+            }
+            if let Some(g) = group {
+                cfg.kafka.group_id = g;
+            }
+            cfg.validate()?;
+            let source = SourceSpec::Kafka {
+                kafka: cfg.kafka_source(),
+                stop_after: duration.map(Duration::from_secs_f64),
+            };
+            let report = run(&cfg, source, &cluster, None)?;
+            summarize(&report);
+        }
+        Command::Record {
+            out: None,
+            kafka: Some(brokers),
+            topic,
+            config,
+            duration,
+            max_frames,
+        } => {
+            let cfg = load_config(config.as_deref())?;
+            let ws = ws_config(&cfg);
+            if ws.streams.is_empty() {
+                bail!("nothing to record: binance.symbols and binance.streams are empty");
+            }
+            let frames = cryptoflow::publish::publish_live(
+                ws,
+                &brokers,
+                &topic,
+                duration.map(Duration::from_secs_f64),
+                max_frames,
+            )?;
+            eprintln!("cryptoflow: published {frames} frames to {topic}");
+        }
         Command::Record {
             out,
             config,
             duration,
             max_frames,
+            ..
         } => {
+            let out = out.context("--out or --kafka is required")?;
             let cfg = load_config(config.as_deref())?;
             let ws = ws_config(&cfg);
             if ws.streams.is_empty() {

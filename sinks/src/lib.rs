@@ -9,12 +9,15 @@
 //!   the migration runner.
 //! - [`influx`]: InfluxDB sink (line protocol, 1.x and 2.x HTTP APIs, gzip).
 //! - [`mysql`]: MySQL / MariaDB sink (multi-row upserts, new trades counted once) and migrations.
+//! - [`kafka`]: Kafka sink (JSON messages keyed by symbol on four topics, idempotent producer,
+//!   delivery reports before the ack).
 //! - [`console`], [`jsonl`]: a readable line per final candle and whale; JSON lines to a file.
 #![warn(missing_docs)]
 
 pub mod console;
 pub mod influx;
 pub mod jsonl;
+pub mod kafka;
 pub mod mysql;
 pub mod postgres;
 pub mod record;

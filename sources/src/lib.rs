@@ -8,6 +8,8 @@
 //!   jitter, in-band [`Gap`](cryptoflow_operators::model::Gap) events.
 //! - [`replay`]: reads recorded captures (JSON lines, optionally gzip) and CSV dumps, paced or
 //!   as fast as possible, streaming the file.
+//! - [`kafka`]: the Kafka source: raw Binance payloads with a consumer group, offsets committed
+//!   only once every sink acknowledged the outputs (and their candles are final); dead letters.
 //! - [`record`]: writes frames with their receive time in the format `replay` reads back.
 //! - [`generate`]: deterministic synthetic Binance trade payloads.
 //! - [`sequencer`]: id-gap, duplicate and out-of-order detection per stream.
@@ -18,6 +20,7 @@
 
 pub mod binance;
 pub mod generate;
+pub mod kafka;
 pub mod ledger;
 pub mod record;
 pub mod replay;

@@ -201,3 +201,114 @@ pub async fn replay_fixture(cfg: &Config) -> (RunReport, Vec<SinkRecord>) {
     .await
     .expect("replay thread")
 }
+
+/// Kafka bootstrap servers for tests (scripts/services.sh starts a broker).
+pub fn kafka_brokers() -> String {
+    std::env::var("CRYPTOFLOW_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// A suffix that makes topic and group names unique per test run.
+pub fn unique_suffix(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// Creates a topic with `partitions` partitions.
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap_or_else(|e| {
+            panic!("Kafka at {brokers} is needed (scripts/test.sh starts it): {e}")
+        });
+    let res = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10))),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cannot create topic {topic} at {brokers}: {e}"));
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+/// One consumed message: topic, key, value, headers.
+pub type Consumed = (String, Option<String>, String, Vec<(String, String)>);
+
+/// Reads `topics` from the beginning (a fresh group) until `done(messages)` or `timeout`.
+pub async fn consume_until(
+    brokers: &str,
+    topics: &[&str],
+    timeout: std::time::Duration,
+    done: impl Fn(&[Consumed]) -> bool,
+) -> Vec<Consumed> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique_suffix("test-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(topics).unwrap();
+    let mut out: Vec<Consumed> = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&out) {
+        let Ok(m) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+            break;
+        };
+        let m = m.unwrap();
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_string(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((
+            m.topic().to_string(),
+            m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            headers,
+        ));
+    }
+    // Dropping a group consumer can hang: leave it to a background thread.
+    std::thread::spawn(move || drop(consumer));
+    out
+}
+
+/// Produces `(key, payload)` messages to `topic` and waits until the broker has them all.
+pub async fn produce_all(brokers: &str, topic: &str, messages: &[(Option<String>, Vec<u8>)]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("message.max.bytes", "2000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let mut pending = Vec::with_capacity(messages.len());
+    for (k, v) in messages {
+        let mut rec = FutureRecord::to(topic).payload(v);
+        if let Some(k) = k {
+            rec = rec.key(k);
+        }
+        pending.push(producer.send_result(rec).map_err(|(e, _)| e).unwrap());
+    }
+    for p in pending {
+        p.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}

@@ -1,0 +1,150 @@
+//! Publishing raw Binance frames to Kafka: `cryptoflow record --kafka`, the producer half of a
+//! `WebSocket → Kafka → consume` deployment, and the Kafka mode of `cryptoflow bench`.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use cryptoflow_sources::binance::{decode_frame, Decoded};
+use cryptoflow_sources::ws::{run_connections, WsConfig, WsItem};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+/// Most deliveries awaited at once before the publisher waits for the oldest.
+const MAX_PENDING: usize = 50_000;
+
+/// An idempotent producer of raw frames, keyed by symbol, that waits for delivery reports.
+pub struct RawPublisher {
+    producer: FutureProducer,
+    topic: String,
+    pending: VecDeque<DeliveryFuture>,
+    /// Frames the broker confirmed.
+    pub delivered: u64,
+}
+
+/// The symbol a frame is about, for the message key (`None`: not market data).
+pub fn frame_key(frame: &str) -> Option<String> {
+    match decode_frame(frame, 0) {
+        Ok(Decoded::Event(e)) => Some(e.symbol().as_str().to_string()),
+        _ => None,
+    }
+}
+
+impl RawPublisher {
+    /// A publisher to `topic` at `brokers`.
+    pub fn new(brokers: &str, topic: &str) -> Result<Self> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "500000")
+            .set("client.id", "cryptoflow-publisher")
+            .create()
+            .with_context(|| format!("cannot create a Kafka producer for {brokers}"))?;
+        Ok(RawPublisher {
+            producer,
+            topic: topic.to_string(),
+            pending: VecDeque::new(),
+            delivered: 0,
+        })
+    }
+
+    /// Enqueues one frame (keyed by its symbol); waits for older deliveries when many are open.
+    pub async fn send(&mut self, frame: &str, timestamp: Option<i64>) -> Result<()> {
+        let key = frame_key(frame);
+        loop {
+            let mut rec = FutureRecord::to(&self.topic).payload(frame);
+            if let Some(k) = &key {
+                rec = rec.key(k.as_str());
+            }
+            if let Some(ts) = timestamp {
+                rec = rec.timestamp(ts);
+            }
+            match self.producer.send_result(rec) {
+                Ok(f) => {
+                    self.pending.push_back(f);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if !self.wait_oldest().await? {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                Err((e, _)) => return Err(anyhow!("cannot enqueue to {}: {e}", self.topic)),
+            }
+        }
+        while self.pending.len() > MAX_PENDING {
+            self.wait_oldest().await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_oldest(&mut self) -> Result<bool> {
+        let Some(f) = self.pending.pop_front() else {
+            return Ok(false);
+        };
+        match f.await {
+            Ok(Ok(_)) => {
+                self.delivered += 1;
+                Ok(true)
+            }
+            Ok(Err((e, _))) => Err(anyhow!("delivery to {} failed: {e}", self.topic)),
+            Err(_) => Err(anyhow!("the producer dropped a delivery report")),
+        }
+    }
+
+    /// Waits until the broker confirmed every frame; returns how many it confirmed in all.
+    pub async fn finish(mut self) -> Result<u64> {
+        while self.wait_oldest().await? {}
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+            .await?
+            .map_err(|e| anyhow!("flush: {e}"))?;
+        Ok(self.delivered)
+    }
+}
+
+/// Publishes live Binance frames to `topic` until `duration`, `max_frames` or Ctrl-C.
+pub fn publish_live(
+    ws: WsConfig,
+    brokers: &str,
+    topic: &str,
+    duration: Option<Duration>,
+    max_frames: Option<u64>,
+) -> Result<u64> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut publisher = RawPublisher::new(brokers, topic)?;
+    rt.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let runner = tokio::spawn(run_connections(ws, tx, stop_rx));
+        let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+        let mut sent = 0u64;
+        loop {
+            let item = tokio::select! {
+                i = rx.recv() => i,
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => None,
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            match item {
+                Some(WsItem::Frame { text, .. }) => {
+                    publisher.send(&text, None).await?;
+                    sent += 1;
+                    if max_frames.is_some_and(|m| sent >= m) {
+                        break;
+                    }
+                }
+                Some(other) => tracing::info!(?other, "Connection event."),
+                None => break,
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), runner).await;
+        publisher.finish().await
+    })
+}

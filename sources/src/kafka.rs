@@ -1,0 +1,596 @@
+//! Kafka source: raw Binance payloads from topics, read with a consumer group.
+//!
+//! Messages are the frames a Binance WebSocket sends (a plain `trade`/`aggTrade`/`kline` event,
+//! a combined-stream wrapper, or a capture line as `cryptoflow record` writes them); one message
+//! per frame, keyed by symbol so one symbol stays in one partition.
+//!
+//! Delivery: offsets are committed only for messages whose every output every sink has
+//! acknowledged. The source batches messages, and for each batch it learns from the feeding
+//! worker the watermark tick the batch was fed at ([`OffsetFeedback::fed`]). A batch is released
+//! once the least ack over all sinks ([`OffsetFeedback::durable`]) passes both that tick (its
+//! trades are stored) and the end tick of every candle its trades belong to (the final candle is
+//! stored): after a crash the restarted consumer re-reads exactly the trades whose candles were
+//! not final yet, so candles come out whole. Batches are released in order and committed per
+//! partition. Sinks are idempotent, so what is read twice is stored once.
+//!
+//! Per (symbol, stream) the trade ids are sequenced: repeats are dropped and counted, holes are
+//! reported as [`Gap`] events (`detail` says the ids are not in the topic).
+//!
+//! Bad input (not UTF-8, not JSON, wrong shape, larger than `max_message_bytes`) is counted,
+//! logged once per kind and produced to the dead-letter topic, with headers naming the error and
+//! the origin; a bad message's offset is committed only after the dead-letter topic has it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cryptoflow_operators::model::{Event, Gap, GapReason, StreamKind, Symbol, Venue};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use crate::binance::{decode_frame, Decoded};
+use crate::sequencer::{Sequencer, Verdict};
+use crate::stats::SourceStats;
+use crate::EventBatch;
+
+const SOURCE: &str = "kafka";
+
+/// Settings of the Kafka source.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group.
+    pub group_id: String,
+    /// Topic for bad input (`""`: bad input is only counted and written to the dead-letter file).
+    pub dead_letter_topic: String,
+    /// Larger messages are bad input.
+    pub max_message_bytes: usize,
+    /// Most messages per batch handed to the dataflow.
+    pub batch_max: usize,
+    /// Extra librdkafka consumer settings (override the defaults set here).
+    pub consumer: BTreeMap<String, String>,
+    /// Candle intervals of the pipeline, ms (a batch is released when its candles are final).
+    pub candle_intervals_ms: Vec<i64>,
+    /// Length of a timely tick, ms.
+    pub tick_ms: i64,
+}
+
+/// What the runtime tells the source about its batches.
+pub struct OffsetFeedback {
+    /// The watermark tick each batch was fed at, in the order the batches were sent.
+    pub fed: mpsc::UnboundedReceiver<u64>,
+    /// The least ack over all sinks.
+    pub durable: watch::Receiver<Durable>,
+}
+
+/// The least ack over all sinks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// Everything before this tick is durable in every sink.
+    pub before: Option<u64>,
+    /// Every sink has finished and committed everything.
+    pub complete: bool,
+}
+
+/// One batch handed to the dataflow, waiting to be released.
+#[derive(Debug)]
+struct Pending {
+    /// Next offset to commit per (topic, partition).
+    offsets: Vec<(String, i32, i64)>,
+    /// End tick of the latest candle any of its trades belongs to.
+    candle_release: u64,
+    /// The watermark tick it was fed at, once known.
+    fed_at: Option<u64>,
+}
+
+/// Offsets released but not yet committed, per (topic, partition).
+type Releasable = BTreeMap<(String, i32), i64>;
+
+/// Tracks partition assignments so that offsets of revoked partitions are not committed.
+struct GroupContext {
+    revoked: Arc<Mutex<Vec<(String, i32)>>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let parts: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                tracing::info!(source = SOURCE, partitions = ?parts, "Partitions revoked; their uncommitted batches will be read again by the next owner.");
+                if let Ok(mut r) = self.revoked.lock() {
+                    r.extend(parts);
+                }
+            }
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                tracing::info!(source = SOURCE, partitions = ?parts, "Partitions assigned.");
+                if let Ok(mut r) = self.revoked.lock() {
+                    r.retain(|p| !parts.contains(p));
+                }
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(source = SOURCE, error = %e, "Rebalance error.");
+            }
+        }
+    }
+}
+
+/// The end tick of the latest candle `ts` belongs to, over `intervals`.
+fn candle_end_tick(ts: i64, intervals: &[i64], tick: i64) -> u64 {
+    intervals
+        .iter()
+        .filter(|&&i| i > 0)
+        .map(|&i| {
+            let end = ts.div_euclid(i) * i + i;
+            end.div_euclid(tick.max(1)).max(0) as u64
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Errors that stop the source before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    /// The client could not be created or could not subscribe.
+    #[error("Kafka source: {0}")]
+    Client(String),
+}
+
+/// Per-stream sequencing state.
+#[derive(Default)]
+struct StreamState {
+    seq: Sequencer,
+    last_seen: Option<i64>,
+}
+
+/// Decoded content of one message.
+struct Decoder {
+    streams: HashMap<(Symbol, StreamKind), StreamState>,
+}
+
+impl Decoder {
+    fn events(
+        &mut self,
+        text: &str,
+        ts_received: i64,
+        stats: &SourceStats,
+        out: &mut EventBatch,
+    ) -> Result<(), crate::binance::DecodeError> {
+        match decode_frame(text, ts_received)? {
+            Decoded::Event(Event::Trade(mut t)) => {
+                if t.ts_received == 0 {
+                    t.ts_received = ts_received;
+                }
+                SourceStats::inc(&stats.events);
+                let st = self.streams.entry((t.symbol, t.kind())).or_default();
+                let prev_seen = st.last_seen.replace(t.ts_received);
+                let verdict = st.seq.observe(t.trade_id);
+                stats.ledger.update(SOURCE, t.symbol.as_str(), |c| {
+                    c.frames += 1;
+                    c.last_received_ms = t.ts_received;
+                    c.last_event_ms = c.last_event_ms.max(t.ts_exchange);
+                    match verdict {
+                        Verdict::Next => c.trades += 1,
+                        Verdict::Gap { from, to } => {
+                            c.trades += 1;
+                            c.gaps_detected += 1;
+                            c.ids_unrefillable += to - from + 1;
+                        }
+                        Verdict::Duplicate | Verdict::Backwards => c.duplicates += 1,
+                    }
+                });
+                match verdict {
+                    Verdict::Next => out.push(Event::Trade(t)),
+                    Verdict::Gap { from, to } => {
+                        SourceStats::inc(&stats.gaps_detected);
+                        SourceStats::add(&stats.ids_unrefillable, to - from + 1);
+                        out.push(Event::Gap(Gap {
+                            venue: Venue::Binance,
+                            symbol: t.symbol,
+                            kind: t.kind(),
+                            since: prev_seen.unwrap_or(t.ts_received),
+                            until: t.ts_received,
+                            last_id: Some(from - 1),
+                            reason: GapReason::IdHole,
+                            from_id: Some(from),
+                            to_id: Some(to),
+                            refilled: false,
+                            detail: "ids missing from the Kafka topic".into(),
+                        }));
+                        out.push(Event::Trade(t));
+                    }
+                    Verdict::Duplicate | Verdict::Backwards => {
+                        // Ids at or below the cursor: already delivered (producer retries,
+                        // a partition read again after a rebalance).
+                        SourceStats::inc(&stats.duplicates);
+                    }
+                }
+            }
+            Decoded::Event(e) => {
+                SourceStats::inc(&stats.events);
+                out.push(e);
+            }
+            Decoded::Control(_) => SourceStats::inc(&stats.control_frames),
+        }
+        Ok(())
+    }
+}
+
+/// Consumes `cfg.topics` until `shutdown`, sending batches to `tx`; commits offsets as
+/// `feedback` releases them; returns after the final commit once every sink completed.
+pub async fn kafka_source(
+    cfg: KafkaSourceConfig,
+    tx: mpsc::Sender<EventBatch>,
+    stats: Arc<SourceStats>,
+    mut feedback: OffsetFeedback,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), KafkaSourceError> {
+    let revoked = Arc::new(Mutex::new(Vec::new()));
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("client.id", "cryptoflow-source");
+    for (k, v) in &cfg.consumer {
+        cc.set(k, v);
+    }
+    let consumer: StreamConsumer<GroupContext> = cc
+        .create_with_context(GroupContext {
+            revoked: revoked.clone(),
+        })
+        .map_err(|e| KafkaSourceError::Client(format!("cannot create the consumer: {e}")))?;
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| KafkaSourceError::Client(format!("cannot subscribe to {topics:?}: {e}")))?;
+    let dlq: Option<FutureProducer> = if cfg.dead_letter_topic.is_empty() {
+        None
+    } else {
+        let mut pc = ClientConfig::new();
+        pc.set("bootstrap.servers", &cfg.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("client.id", "cryptoflow-dead-letters");
+        Some(pc.create().map_err(|e| {
+            KafkaSourceError::Client(format!("cannot create the dead-letter producer: {e}"))
+        })?)
+    };
+    tracing::info!(source = SOURCE, topics = ?cfg.topics, group = %cfg.group_id, "Consuming.");
+
+    let mut decoder = Decoder {
+        streams: HashMap::new(),
+    };
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut releasable: Releasable = BTreeMap::new();
+    let mut last_fed: Option<u64> = None;
+    let mut consuming = true;
+    let mut fed_open = true;
+    let mut commit_tick = tokio::time::interval(Duration::from_millis(200));
+    let mut batch: EventBatch = Vec::with_capacity(cfg.batch_max);
+    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut candle_release = 0u64;
+    let mut messages = 0usize;
+    loop {
+        let linger = if messages > 0 {
+            Duration::from_millis(2)
+        } else {
+            Duration::from_secs(3600)
+        };
+        tokio::select! {
+            biased;
+            fed = feedback.fed.recv(), if fed_open => {
+                match fed {
+                    Some(w) => {
+                        last_fed = Some(w);
+                        // Reports arrive in send order: the first batch without one gets it.
+                        let first_unfed = pending.partition_point(|p| p.fed_at.is_some());
+                        if let Some(p) = pending.get_mut(first_unfed) {
+                            p.fed_at = Some(w);
+                        }
+                        release(&mut pending, &mut releasable, *feedback.durable.borrow(), last_fed);
+                    }
+                    None => {
+                        // The workers are gone: nothing more will be fed.
+                        fed_open = false;
+                        consuming = false;
+                    }
+                }
+            }
+            changed = feedback.durable.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let d = *feedback.durable.borrow();
+                release(&mut pending, &mut releasable, d, last_fed);
+                if d.complete {
+                    break;
+                }
+            }
+            _ = commit_tick.tick() => {
+                commit(&consumer, &mut releasable, &revoked, CommitMode::Async);
+            }
+            _ = shutdown.changed(), if consuming => {
+                if *shutdown.borrow() {
+                    consuming = false;
+                    consumer.unsubscribe();
+                }
+            }
+            msg = tokio::time::timeout(linger, consumer.recv()), if consuming && messages < cfg.batch_max => {
+                let idle = !matches!(msg, Ok(Ok(_)));
+                match msg {
+                    Ok(Ok(m)) => {
+                        messages += 1;
+                        let ts_received = crate::now_ms();
+                        let part = (m.topic().to_string(), m.partition());
+                        let offset = m.offset();
+                        SourceStats::inc(&stats.frames);
+                        let payload = m.payload().unwrap_or_default();
+                        let bad = if payload.len() > cfg.max_message_bytes {
+                            Some(("too_large", format!("message of {} bytes is above max_message_bytes = {}", payload.len(), cfg.max_message_bytes)))
+                        } else {
+                            match std::str::from_utf8(payload) {
+                                Err(e) => Some(("utf8", format!("not UTF-8: {e}"))),
+                                Ok(text) => {
+                                    let before = batch.len();
+                                    match decoder.events(text, ts_received, &stats, &mut batch) {
+                                        Ok(()) => {
+                                            for e in &batch[before..] {
+                                                if let Event::Trade(t) = e {
+                                                    candle_release = candle_release.max(candle_end_tick(t.ts_exchange, &cfg.candle_intervals_ms, cfg.tick_ms));
+                                                }
+                                            }
+                                            None
+                                        }
+                                        Err(e) => Some((e.kind(), e.to_string())),
+                                    }
+                                }
+                            }
+                        };
+                        if let Some((kind, error)) = bad {
+                            let shown = String::from_utf8_lossy(&payload[..payload.len().min(4096)]);
+                            stats.ledger.update(SOURCE, "", |c| {
+                                c.frames += 1;
+                                c.decode_errors += 1;
+                            });
+                            stats.dead_letter(SOURCE, kind, &error, &shown, ts_received);
+                            if let Some(p) = &dlq {
+                                let headers = OwnedHeaders::new()
+                                    .insert(Header { key: "error_kind", value: Some(kind) })
+                                    .insert(Header { key: "error", value: Some(error.as_str()) })
+                                    .insert(Header { key: "source_topic", value: Some(part.0.as_str()) })
+                                    .insert(Header { key: "source_partition", value: Some(part.1.to_string().as_str()) })
+                                    .insert(Header { key: "source_offset", value: Some(offset.to_string().as_str()) });
+                                dead_letter(p, &cfg.dead_letter_topic, m.key(), payload, headers, &shutdown).await;
+                            }
+                        }
+                        offsets.insert(part, offset + 1);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(source = SOURCE, error = %e, "Kafka consumer error (retrying).");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(_) => {} // linger over: hand the batch on below
+                }
+                let full = messages >= cfg.batch_max;
+                if messages > 0 && (full || idle) {
+                    pending.push_back(Pending {
+                        offsets: std::mem::take(&mut offsets).into_iter().map(|((t, p), o)| (t, p, o)).collect(),
+                        candle_release: std::mem::take(&mut candle_release),
+                        fed_at: None,
+                    });
+                    messages = 0;
+                    let out = std::mem::replace(&mut batch, Vec::with_capacity(cfg.batch_max));
+                    if tx.send(out).await.is_err() {
+                        consuming = false;
+                    }
+                }
+            }
+        }
+    }
+    release(
+        &mut pending,
+        &mut releasable,
+        *feedback.durable.borrow(),
+        last_fed,
+    );
+    commit(&consumer, &mut releasable, &revoked, CommitMode::Sync);
+    if !pending.is_empty() {
+        tracing::info!(
+            source = SOURCE,
+            batches = pending.len(),
+            "Stopping with batches whose candles are not final: they will be read again."
+        );
+    }
+    Ok(())
+}
+
+/// Produces one dead letter, retrying until the broker has it (or shutdown).
+async fn dead_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: OwnedHeaders,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let mut rec = FutureRecord::to(topic)
+            .payload(payload)
+            .headers(headers.clone());
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        match producer.send(rec, Duration::from_secs(5)).await {
+            Ok(_) => return,
+            Err((e, _)) => {
+                tracing::warn!(source = SOURCE, topic, error = %e, "Cannot write a dead letter; retrying.");
+                if *shutdown.borrow() {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Moves batches whose outputs are durable everywhere from `pending` to `releasable`, in order.
+fn release(
+    pending: &mut VecDeque<Pending>,
+    releasable: &mut Releasable,
+    durable: Durable,
+    last_fed: Option<u64>,
+) {
+    // When every sink completed, everything fed is stored; but candles closed only because the
+    // input ended are not final in event time, so their trades stay uncommitted.
+    let before = match (durable.complete, last_fed) {
+        (true, Some(w)) => Some(durable.before.unwrap_or(0).max(w + 1)),
+        _ => durable.before,
+    };
+    let Some(before) = before else { return };
+    while let Some(p) = pending.front() {
+        let Some(fed_at) = p.fed_at else { break };
+        if fed_at + 1 > before || p.candle_release > before {
+            break;
+        }
+        if let Some(p) = pending.pop_front() {
+            for (t, part, o) in p.offsets {
+                let e = releasable.entry((t, part)).or_insert(o);
+                *e = (*e).max(o);
+            }
+        }
+    }
+}
+
+/// Commits released offsets of partitions still assigned to this consumer.
+fn commit(
+    consumer: &StreamConsumer<GroupContext>,
+    releasable: &mut Releasable,
+    revoked: &Mutex<Vec<(String, i32)>>,
+    mode: CommitMode,
+) {
+    if releasable.is_empty() {
+        return;
+    }
+    let revoked: Vec<(String, i32)> = revoked.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in std::mem::take(releasable) {
+        if revoked.contains(&(t.clone(), p)) {
+            continue;
+        }
+        if let Err(e) = tpl.add_partition_offset(&t, p, Offset::Offset(o)) {
+            tracing::warn!(source = SOURCE, topic = %t, partition = p, error = %e, "Cannot add an offset to commit.");
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        tracing::warn!(source = SOURCE, error = %e, "Offset commit failed; the messages will be read again after a restart.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candle_end_ticks() {
+        // 1m candles, 100 ms ticks: a trade at 61.5 s belongs to [60 s, 120 s) → tick 1200.
+        assert_eq!(candle_end_tick(61_500, &[60_000], 100), 1200);
+        assert_eq!(candle_end_tick(61_500, &[], 100), 0);
+        assert_eq!(candle_end_tick(61_500, &[1_000, 60_000], 100), 1200);
+    }
+
+    #[test]
+    fn releases_in_order_when_durable() {
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        for (i, (fed, candle)) in [(Some(5), 10), (Some(6), 20), (None, 20)]
+            .into_iter()
+            .enumerate()
+        {
+            pending.push_back(Pending {
+                offsets: vec![("t".into(), 0, i as i64 + 1)],
+                candle_release: candle,
+                fed_at: fed,
+            });
+        }
+        let mut rel = Releasable::new();
+        release(
+            &mut pending,
+            &mut rel,
+            Durable {
+                before: Some(9),
+                complete: false,
+            },
+            Some(6),
+        );
+        assert!(rel.is_empty(), "the first batch's candle is not final yet");
+        release(
+            &mut pending,
+            &mut rel,
+            Durable {
+                before: Some(10),
+                complete: false,
+            },
+            Some(6),
+        );
+        assert_eq!(rel.get(&("t".to_string(), 0)), Some(&1));
+        release(
+            &mut pending,
+            &mut rel,
+            Durable {
+                before: Some(30),
+                complete: false,
+            },
+            Some(6),
+        );
+        assert_eq!(
+            rel.get(&("t".to_string(), 0)),
+            Some(&2),
+            "not fed yet: stays"
+        );
+        assert_eq!(pending.len(), 1);
+        // Complete: what was fed is stored, but open candles keep their trades uncommitted.
+        let mut pending2: VecDeque<Pending> = VecDeque::new();
+        pending2.push_back(Pending {
+            offsets: vec![("t".into(), 0, 9)],
+            candle_release: 100,
+            fed_at: Some(50),
+        });
+        let mut rel2 = Releasable::new();
+        release(
+            &mut pending2,
+            &mut rel2,
+            Durable {
+                before: Some(40),
+                complete: true,
+            },
+            Some(50),
+        );
+        assert!(rel2.is_empty());
+    }
+}
