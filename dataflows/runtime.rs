@@ -335,6 +335,8 @@ pub fn run(
     let mut kafka_task = None;
     // The Kafka source learns the watermark each batch was fed at, to release its offsets.
     let mut fed_tx: Option<mpsc::UnboundedSender<u64>> = None;
+    // A source may bound the watermark's event time (Kafka: the least over partitions).
+    let watermark_cap = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
     if is_feeder {
         match source {
             SourceSpec::Replay {
@@ -353,11 +355,12 @@ pub fn run(
                 let (tx, fed) = mpsc::unbounded_channel();
                 fed_tx = Some(tx);
                 let durable = least_ack(&rt, &sinks);
+                let cap = watermark_cap.clone();
                 kafka_task = Some(rt.spawn(cryptoflow_sources::kafka::kafka_source(
                     kafka,
                     src_tx,
                     stats.clone(),
-                    cryptoflow_sources::kafka::OffsetFeedback { fed, durable },
+                    cryptoflow_sources::kafka::OffsetFeedback { fed, durable, cap },
                     shutdown_rx.clone(),
                 )));
                 stop_on(&rt, shutdown_tx.clone(), stop_after);
@@ -443,6 +446,7 @@ pub fn run(
             return 0u64;
         };
         let fed_tx = fed_tx.clone();
+        let watermark_cap = watermark_cap.clone();
         let mut fed = 0u64;
         let mut max_ts: Option<i64> = None;
         let mut last_event = Instant::now();
@@ -452,6 +456,8 @@ pub fn run(
                 break;
             }
             if flow_w.in_flight.load(Ordering::SeqCst) >= max_in_flight {
+                // Held back by the sinks, not idle.
+                last_event = Instant::now();
                 worker.step_or_park(Some(Duration::from_millis(1)));
                 continue;
             }
@@ -460,6 +466,7 @@ pub fn run(
                     last_event = Instant::now();
                     let mut trades = 0i64;
                     let mut wm = *input.time();
+                    let cap = watermark_cap.load(Ordering::SeqCst);
                     for ev in batch {
                         let ts = ev.ts_exchange();
                         if matches!(ev, Event::Trade(_)) {
@@ -469,8 +476,12 @@ pub fn run(
                         fed += 1;
                         if max_ts.is_none_or(|m| ts > m) {
                             max_ts = Some(ts);
-                            wm = wm.max(to_tick(ts - lateness));
+                            wm = wm.max(to_tick(ts.min(cap).saturating_sub(lateness)));
                         }
+                    }
+                    if let Some(m) = max_ts {
+                        // The cap may have risen while the newest time stayed.
+                        wm = wm.max(to_tick(m.min(cap).saturating_sub(lateness)));
                     }
                     if wm > *input.time() {
                         input.advance_to(wm);
@@ -486,8 +497,11 @@ pub fn run(
                     worker.step();
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {
+                    // A source that bounds event time (Kafka) is idle only when caught up on
+                    // every partition (no bound left).
                     if live
                         && fed > 0
+                        && watermark_cap.load(Ordering::SeqCst) == i64::MAX
                         && last_event.elapsed() >= Duration::from_millis(idle_ms.max(1) as u64)
                     {
                         // Idle live source: let the wall clock move the watermark.

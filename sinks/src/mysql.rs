@@ -314,7 +314,7 @@ impl Sink for MySqlSink {
         for chunk in candles.chunks(CHUNK) {
             // Columns are assigned left to right: the guard reads the old trade_count and
             // is_final, so those two are assigned last.
-            let keep = "VALUES(is_final) OR (NOT is_final AND VALUES(trade_count) >= trade_count)";
+            let keep = "(VALUES(is_final) AND (NOT is_final OR VALUES(trade_count) >= trade_count)) OR (NOT is_final AND VALUES(trade_count) >= trade_count)";
             let cols = [
                 "close_time",
                 "open",

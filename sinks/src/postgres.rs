@@ -5,7 +5,8 @@
 //!   NOTHING`, whose `RETURNING` rows (the trades that were really new) update
 //!   `trade_aggregates` in the same statement, so counters never double count on redelivery;
 //! - candle updates are deduplicated per key (last wins) and upserted; a forming update never
-//!   overwrites a final candle.
+//!   overwrites a final candle, and a final one replaces a final one only with at least as many
+//!   trades (a restart that re-reads the tail of a closed window cannot shrink it).
 //!
 //! Connection and server-state errors are transient (retried by the sink task); data and schema
 //! errors are permanent and say what to fix.
@@ -285,7 +286,8 @@ ON CONFLICT (venue, symbol, interval, open_time) DO UPDATE SET
     trade_count = excluded.trade_count, taker_buy_volume = excluded.taker_buy_volume,
     first_trade_id = excluded.first_trade_id, last_trade_id = excluded.last_trade_id,
     is_final = excluded.is_final, updated_at = now()
-WHERE excluded.is_final OR (NOT c.is_final AND excluded.trade_count >= c.trade_count)";
+WHERE (excluded.is_final AND (NOT c.is_final OR excluded.trade_count >= c.trade_count))
+   OR (NOT c.is_final AND excluded.trade_count >= c.trade_count)";
 
 const GAPS_SQL: &str = "
 INSERT INTO gaps (venue, symbol, kind, reason, from_id, to_id, since, detected_at, resolved_at, detail)

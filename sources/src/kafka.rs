@@ -70,7 +70,16 @@ pub struct OffsetFeedback {
     pub fed: mpsc::UnboundedReceiver<u64>,
     /// The least ack over all sinks.
     pub durable: watch::Receiver<Durable>,
+    /// Event-time bound for the watermark, kept up to date by the source.
+    pub cap: WatermarkCap,
 }
+
+/// Event-time bound shared with the feeding worker: the watermark never passes the least, over
+/// partitions still delivering, of the newest exchange time read from each (`i64::MAX`: no bound,
+/// every partition is idle, and only then may the wall clock move an idle watermark). Without it,
+/// one partition read ahead of another, or a pause for a rebalance while a backlog waits, would
+/// make trades late.
+pub type WatermarkCap = Arc<std::sync::atomic::AtomicI64>;
 
 /// The least ack over all sinks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,15 +90,159 @@ pub struct Durable {
     pub complete: bool,
 }
 
-/// One batch handed to the dataflow, waiting to be released.
+/// A partition that delivered nothing for this long no longer holds the watermark back (the
+/// broker's end-of-partition signal is not trusted: some brokers report wrong high watermarks).
+const PARTITION_IDLE: Duration = Duration::from_secs(2);
+
+/// Newest exchange time per partition, and when the partition last delivered (or was assigned).
+#[derive(Default)]
+struct PartitionClock {
+    parts: HashMap<(String, i32), (i64, std::time::Instant)>,
+}
+
+impl PartitionClock {
+    fn saw(&mut self, topic: &str, partition: i32, ts: i64) {
+        let now = std::time::Instant::now();
+        let e = self
+            .parts
+            .entry((topic.to_string(), partition))
+            .or_insert((ts, now));
+        e.0 = e.0.max(ts);
+        e.1 = now;
+    }
+
+    /// Follows the assignment: a partition assigned but not read yet holds the watermark back
+    /// until it delivers or stays silent for [`PARTITION_IDLE`]; a revoked one no longer counts.
+    fn sync(&mut self, assigned: &[(String, i32)]) {
+        self.parts.retain(|p, _| assigned.contains(p));
+        for p in assigned {
+            self.parts
+                .entry(p.clone())
+                .or_insert((i64::MIN, std::time::Instant::now()));
+        }
+    }
+
+    /// The least newest time over partitions still delivering; `i64::MAX` when every assigned
+    /// partition is idle; `i64::MIN` while nothing is assigned (during a rebalance).
+    fn cap(&self, idle_after: Duration) -> i64 {
+        if self.parts.is_empty() {
+            return i64::MIN;
+        }
+        self.parts
+            .values()
+            .filter(|(_, at)| at.elapsed() < idle_after)
+            .map(|(ts, _)| *ts)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+}
+
+/// A run of consecutive messages of one partition, in one batch, whose trades belong to candles
+/// ending at the same tick.
 #[derive(Debug)]
-struct Pending {
-    /// Next offset to commit per (topic, partition).
-    offsets: Vec<(String, i32, i64)>,
-    /// End tick of the latest candle any of its trades belongs to.
+struct Run {
+    /// Batch sequence number (send order).
+    batch: u64,
+    /// Offset to commit once the run is released (last offset + 1).
+    next_offset: i64,
+    /// End tick of the latest candle its trades belong to (0: none).
     candle_release: u64,
-    /// The watermark tick it was fed at, once known.
-    fed_at: Option<u64>,
+}
+
+/// Messages handed to the dataflow and not yet committed.
+///
+/// Each partition is released as a prefix of its own runs, so a commit stops right before the
+/// first message of the first candle that is not final and stored: a restart re-reads whole
+/// candles, never the tail of one already final.
+#[derive(Debug, Default)]
+struct Uncommitted {
+    parts: BTreeMap<(String, i32), VecDeque<Run>>,
+    /// Watermark tick each batch was fed at, from batch `fed_base` on.
+    fed: VecDeque<Option<u64>>,
+    fed_base: u64,
+    /// Batches sent (the current batch's sequence number).
+    sent: u64,
+    /// Feed reports received.
+    reports: u64,
+}
+
+impl Uncommitted {
+    /// Records a message of the current batch.
+    fn add(&mut self, part: (String, i32), offset: i64, candle_release: u64) {
+        let batch = self.sent;
+        let runs = self.parts.entry(part).or_default();
+        match runs.back_mut() {
+            Some(r) if r.batch == batch && r.candle_release == candle_release => {
+                r.next_offset = r.next_offset.max(offset + 1);
+            }
+            _ => runs.push_back(Run {
+                batch,
+                next_offset: offset + 1,
+                candle_release,
+            }),
+        }
+    }
+
+    /// The current batch was sent.
+    fn batch_sent(&mut self) {
+        self.sent += 1;
+        self.fed.push_back(None);
+    }
+
+    /// The next batch in send order was fed at watermark tick `w`.
+    fn fed(&mut self, w: u64) {
+        let i = self.reports.saturating_sub(self.fed_base) as usize;
+        if let Some(slot) = self.fed.get_mut(i) {
+            *slot = Some(w);
+        }
+        self.reports += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.parts.values().all(VecDeque::is_empty)
+    }
+
+    /// Moves the runs whose outputs are durable everywhere to `releasable`, per partition in
+    /// offset order.
+    fn release(&mut self, releasable: &mut Releasable, durable: Durable, last_fed: Option<u64>) {
+        // When every sink completed, everything fed is stored; but candles closed only because
+        // the input ended are not final in event time, so their trades stay uncommitted.
+        let before = match (durable.complete, last_fed) {
+            (true, Some(w)) => Some(durable.before.unwrap_or(0).max(w + 1)),
+            _ => durable.before,
+        };
+        let Some(before) = before else { return };
+        let mut min_batch = self.sent;
+        let (fed, fed_base) = (&self.fed, self.fed_base);
+        let fed = |b: u64| {
+            b.checked_sub(fed_base)
+                .and_then(|i| fed.get(i as usize).copied().flatten())
+        };
+        let mut out: Vec<((String, i32), i64)> = Vec::new();
+        for (part, runs) in self.parts.iter_mut() {
+            while let Some(r) = runs.front() {
+                let Some(fed_at) = fed(r.batch) else { break };
+                if fed_at + 1 > before || r.candle_release > before {
+                    break;
+                }
+                out.push((part.clone(), r.next_offset));
+                runs.pop_front();
+            }
+            if let Some(r) = runs.front() {
+                min_batch = min_batch.min(r.batch);
+            }
+        }
+        for (part, o) in out {
+            let e = releasable.entry(part).or_insert(o);
+            *e = (*e).max(o);
+        }
+        self.parts.retain(|_, runs| !runs.is_empty());
+        // Forget feed reports no run refers to any more.
+        while self.fed_base < min_batch.min(self.reports) && !self.fed.is_empty() {
+            self.fed.pop_front();
+            self.fed_base += 1;
+        }
+    }
 }
 
 /// Offsets released but not yet committed, per (topic, partition).
@@ -98,6 +251,7 @@ type Releasable = BTreeMap<(String, i32), i64>;
 /// Tracks partition assignments so that offsets of revoked partitions are not committed.
 struct GroupContext {
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    assigned: Arc<Mutex<Vec<(String, i32)>>>,
 }
 
 impl ClientContext for GroupContext {}
@@ -112,6 +266,9 @@ impl ConsumerContext for GroupContext {
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
                 tracing::info!(source = SOURCE, partitions = ?parts, "Partitions revoked; their uncommitted batches will be read again by the next owner.");
+                if let Ok(mut a) = self.assigned.lock() {
+                    a.retain(|p| !parts.contains(p));
+                }
                 if let Ok(mut r) = self.revoked.lock() {
                     r.extend(parts);
                 }
@@ -125,6 +282,9 @@ impl ConsumerContext for GroupContext {
                 tracing::info!(source = SOURCE, partitions = ?parts, "Partitions assigned.");
                 if let Ok(mut r) = self.revoked.lock() {
                     r.retain(|p| !parts.contains(p));
+                }
+                if let Ok(mut a) = self.assigned.lock() {
+                    a.extend(parts);
                 }
             }
             Rebalance::Error(e) => {
@@ -245,6 +405,7 @@ pub async fn kafka_source(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), KafkaSourceError> {
     let revoked = Arc::new(Mutex::new(Vec::new()));
+    let assigned = Arc::new(Mutex::new(Vec::new()));
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group_id)
@@ -259,6 +420,7 @@ pub async fn kafka_source(
     let consumer: StreamConsumer<GroupContext> = cc
         .create_with_context(GroupContext {
             revoked: revoked.clone(),
+            assigned: assigned.clone(),
         })
         .map_err(|e| KafkaSourceError::Client(format!("cannot create the consumer: {e}")))?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
@@ -282,16 +444,15 @@ pub async fn kafka_source(
     let mut decoder = Decoder {
         streams: HashMap::new(),
     };
-    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut pending = Uncommitted::default();
     let mut releasable: Releasable = BTreeMap::new();
     let mut last_fed: Option<u64> = None;
     let mut consuming = true;
     let mut fed_open = true;
     let mut commit_tick = tokio::time::interval(Duration::from_millis(200));
     let mut batch: EventBatch = Vec::with_capacity(cfg.batch_max);
-    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let mut candle_release = 0u64;
     let mut messages = 0usize;
+    let mut clock = PartitionClock::default();
     loop {
         let linger = if messages > 0 {
             Duration::from_millis(2)
@@ -304,12 +465,9 @@ pub async fn kafka_source(
                 match fed {
                     Some(w) => {
                         last_fed = Some(w);
-                        // Reports arrive in send order: the first batch without one gets it.
-                        let first_unfed = pending.partition_point(|p| p.fed_at.is_some());
-                        if let Some(p) = pending.get_mut(first_unfed) {
-                            p.fed_at = Some(w);
-                        }
-                        release(&mut pending, &mut releasable, *feedback.durable.borrow(), last_fed);
+                        // Reports arrive in send order.
+                        pending.fed(w);
+                        pending.release(&mut releasable, *feedback.durable.borrow(), last_fed);
                     }
                     None => {
                         // The workers are gone: nothing more will be fed.
@@ -323,13 +481,18 @@ pub async fn kafka_source(
                     break;
                 }
                 let d = *feedback.durable.borrow();
-                release(&mut pending, &mut releasable, d, last_fed);
+                pending.release(&mut releasable, d, last_fed);
                 if d.complete {
                     break;
                 }
             }
             _ = commit_tick.tick() => {
                 commit(&consumer, &mut releasable, &revoked, CommitMode::Async);
+                // Partitions fall idle with time, not only when a batch is sent.
+                if let Ok(a) = assigned.lock() {
+                    clock.sync(&a);
+                }
+                feedback.cap.store(clock.cap(PARTITION_IDLE), std::sync::atomic::Ordering::SeqCst);
             }
             _ = shutdown.changed(), if consuming => {
                 if *shutdown.borrow() {
@@ -345,6 +508,7 @@ pub async fn kafka_source(
                         let ts_received = crate::now_ms();
                         let part = (m.topic().to_string(), m.partition());
                         let offset = m.offset();
+                        let mut candle_release = 0u64;
                         SourceStats::inc(&stats.frames);
                         let payload = m.payload().unwrap_or_default();
                         let bad = if payload.len() > cfg.max_message_bytes {
@@ -357,6 +521,7 @@ pub async fn kafka_source(
                                     match decoder.events(text, ts_received, &stats, &mut batch) {
                                         Ok(()) => {
                                             for e in &batch[before..] {
+                                                clock.saw(&part.0, part.1, e.ts_exchange());
                                                 if let Event::Trade(t) = e {
                                                     candle_release = candle_release.max(candle_end_tick(t.ts_exchange, &cfg.candle_intervals_ms, cfg.tick_ms));
                                                 }
@@ -385,7 +550,7 @@ pub async fn kafka_source(
                                 dead_letter(p, &cfg.dead_letter_topic, m.key(), payload, headers, &shutdown).await;
                             }
                         }
-                        offsets.insert(part, offset + 1);
+                        pending.add(part, offset, candle_release);
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(source = SOURCE, error = %e, "Kafka consumer error (retrying).");
@@ -395,12 +560,12 @@ pub async fn kafka_source(
                 }
                 let full = messages >= cfg.batch_max;
                 if messages > 0 && (full || idle) {
-                    pending.push_back(Pending {
-                        offsets: std::mem::take(&mut offsets).into_iter().map(|((t, p), o)| (t, p, o)).collect(),
-                        candle_release: std::mem::take(&mut candle_release),
-                        fed_at: None,
-                    });
+                    pending.batch_sent();
                     messages = 0;
+                    if let Ok(a) = assigned.lock() {
+                        clock.sync(&a);
+                    }
+                    feedback.cap.store(clock.cap(PARTITION_IDLE), std::sync::atomic::Ordering::SeqCst);
                     let out = std::mem::replace(&mut batch, Vec::with_capacity(cfg.batch_max));
                     if tx.send(out).await.is_err() {
                         consuming = false;
@@ -409,17 +574,11 @@ pub async fn kafka_source(
             }
         }
     }
-    release(
-        &mut pending,
-        &mut releasable,
-        *feedback.durable.borrow(),
-        last_fed,
-    );
+    pending.release(&mut releasable, *feedback.durable.borrow(), last_fed);
     commit(&consumer, &mut releasable, &revoked, CommitMode::Sync);
     if !pending.is_empty() {
         tracing::info!(
             source = SOURCE,
-            batches = pending.len(),
             "Stopping with batches whose candles are not final: they will be read again."
         );
     }
@@ -452,34 +611,6 @@ async fn dead_letter(
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-/// Moves batches whose outputs are durable everywhere from `pending` to `releasable`, in order.
-fn release(
-    pending: &mut VecDeque<Pending>,
-    releasable: &mut Releasable,
-    durable: Durable,
-    last_fed: Option<u64>,
-) {
-    // When every sink completed, everything fed is stored; but candles closed only because the
-    // input ended are not final in event time, so their trades stay uncommitted.
-    let before = match (durable.complete, last_fed) {
-        (true, Some(w)) => Some(durable.before.unwrap_or(0).max(w + 1)),
-        _ => durable.before,
-    };
-    let Some(before) = before else { return };
-    while let Some(p) = pending.front() {
-        let Some(fed_at) = p.fed_at else { break };
-        if fed_at + 1 > before || p.candle_release > before {
-            break;
-        }
-        if let Some(p) = pending.pop_front() {
-            for (t, part, o) in p.offsets {
-                let e = releasable.entry((t, part)).or_insert(o);
-                *e = (*e).max(o);
             }
         }
     }
@@ -518,6 +649,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn partitions_not_read_yet_hold_the_watermark() {
+        let a = ("t".to_string(), 0);
+        let b = ("t".to_string(), 1);
+        let long = Duration::from_secs(60);
+        let mut c = PartitionClock::default();
+        c.sync(&[a.clone(), b.clone()]);
+        c.saw("t", 0, 500);
+        assert_eq!(c.cap(long), i64::MIN, "partition 1 has not delivered yet");
+        c.saw("t", 1, 300);
+        assert_eq!(c.cap(long), 300);
+        assert_eq!(
+            c.cap(Duration::ZERO),
+            i64::MAX,
+            "silent partitions do not hold it back"
+        );
+        c.sync(std::slice::from_ref(&b));
+        assert_eq!(c.cap(long), 300);
+        c.sync(&[]);
+        assert_eq!(c.cap(long), i64::MIN, "nothing assigned: hold");
+    }
+
+    #[test]
     fn candle_end_ticks() {
         // 1m candles, 100 ms ticks: a trade at 61.5 s belongs to [60 s, 120 s) → tick 1200.
         assert_eq!(candle_end_tick(61_500, &[60_000], 100), 1200);
@@ -526,71 +679,55 @@ mod tests {
     }
 
     #[test]
-    fn releases_in_order_when_durable() {
-        let mut pending: VecDeque<Pending> = VecDeque::new();
-        for (i, (fed, candle)) in [(Some(5), 10), (Some(6), 20), (None, 20)]
-            .into_iter()
-            .enumerate()
-        {
-            pending.push_back(Pending {
-                offsets: vec![("t".into(), 0, i as i64 + 1)],
-                candle_release: candle,
-                fed_at: fed,
-            });
-        }
+    fn releases_each_partition_up_to_the_first_open_candle() {
+        let d = |before: u64, complete: bool| Durable {
+            before: Some(before),
+            complete,
+        };
+        let p0 = || ("t".to_string(), 0);
+        let p1 = || ("t".to_string(), 1);
+        let mut u = Uncommitted::default();
+        // Batch 0: p0 offsets 0..=2 in the candle ending at 10, offset 3 in the one ending at 20;
+        // p1 offset 0 ending at 10.
+        u.add(p0(), 0, 10);
+        u.add(p0(), 1, 10);
+        u.add(p0(), 2, 10);
+        u.add(p0(), 3, 20);
+        u.add(p1(), 0, 10);
+        u.batch_sent();
+        // Batch 1: p1 offset 1 ending at 10.
+        u.add(p1(), 1, 10);
+        u.batch_sent();
         let mut rel = Releasable::new();
-        release(
-            &mut pending,
-            &mut rel,
-            Durable {
-                before: Some(9),
-                complete: false,
-            },
-            Some(6),
-        );
-        assert!(rel.is_empty(), "the first batch's candle is not final yet");
-        release(
-            &mut pending,
-            &mut rel,
-            Durable {
-                before: Some(10),
-                complete: false,
-            },
-            Some(6),
-        );
-        assert_eq!(rel.get(&("t".to_string(), 0)), Some(&1));
-        release(
-            &mut pending,
-            &mut rel,
-            Durable {
-                before: Some(30),
-                complete: false,
-            },
-            Some(6),
-        );
+        u.release(&mut rel, d(10, false), None);
+        assert!(rel.is_empty(), "nothing fed yet");
+        u.fed(5);
+        u.release(&mut rel, d(9, false), Some(5));
+        assert!(rel.is_empty(), "the first candle is not final yet");
+        u.release(&mut rel, d(10, false), Some(5));
         assert_eq!(
-            rel.get(&("t".to_string(), 0)),
-            Some(&2),
-            "not fed yet: stays"
+            rel.get(&p0()),
+            Some(&3),
+            "up to the first message of the open candle"
         );
-        assert_eq!(pending.len(), 1);
+        assert_eq!(rel.get(&p1()), Some(&1), "batch 1 not fed yet");
+        u.fed(6);
+        u.release(&mut rel, d(10, false), Some(6));
+        assert_eq!(rel.get(&p1()), Some(&2));
+        u.release(&mut rel, d(30, false), Some(6));
+        assert_eq!(rel.get(&p0()), Some(&4));
+        assert!(u.is_empty());
+        assert!(
+            u.fed.is_empty(),
+            "feed reports are forgotten once no run needs them"
+        );
         // Complete: what was fed is stored, but open candles keep their trades uncommitted.
-        let mut pending2: VecDeque<Pending> = VecDeque::new();
-        pending2.push_back(Pending {
-            offsets: vec![("t".into(), 0, 9)],
-            candle_release: 100,
-            fed_at: Some(50),
-        });
-        let mut rel2 = Releasable::new();
-        release(
-            &mut pending2,
-            &mut rel2,
-            Durable {
-                before: Some(40),
-                complete: true,
-            },
-            Some(50),
-        );
-        assert!(rel2.is_empty());
+        let mut u = Uncommitted::default();
+        u.add(p0(), 9, 100);
+        u.batch_sent();
+        u.fed(50);
+        let mut rel = Releasable::new();
+        u.release(&mut rel, d(40, true), Some(50));
+        assert!(rel.is_empty());
     }
 }

@@ -1,0 +1,151 @@
+//! `cryptoflow consume` (Kafka → operators → PostgreSQL) SIGKILLed at random points while it
+//! works through 100,000 trades on a two-partition topic, and started again each time: the
+//! trades table ends with exactly the produced trades, each once, and the aggregates count each
+//! trade once.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SYMBOLS: [&str; 4] = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"];
+const PER_SYMBOL: u64 = 25_000;
+
+fn spawn_consume(
+    config: &std::path::Path,
+    url: &str,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+        .args(["consume", "--quiet", "--config"])
+        .arg(config)
+        .args(["--postgres", url, "--brokers", brokers, "--topic", topic])
+        .args(["--group", group])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn count(url: &str) -> i64 {
+    let c = pg_client(url).await;
+    c.query_one("SELECT count(*) FROM trades", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_five_times_during_100k_trades_stores_each_once() {
+    let brokers = kafka_brokers();
+    let topic = unique_suffix("crash-raw");
+    let group = unique_suffix("crash-group");
+    create_topic(&brokers, &topic, 2).await;
+    let url = fresh_database("kcrash").await;
+    cryptoflow_sinks::postgres::migrate(&url).await.unwrap();
+
+    // 100,000 trades over 200 s of event time that ended two minutes ago.
+    let n = PER_SYMBOL * SYMBOLS.len() as u64;
+    let t0 = cryptoflow_sources::now_ms() - 320_000;
+    let mut msgs = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let s = SYMBOLS[(i % 4) as usize];
+        let id = i / 4 + 1;
+        let ts = t0 + (i as i64) * 2;
+        let payload = format!(
+            r#"{{"e":"trade","E":{ts},"s":"{s}","t":{id},"p":"{}.{:02}","q":"0.{:03}","T":{ts},"m":{},"M":true}}"#,
+            100 + i % 50,
+            i % 100,
+            1 + i % 900,
+            i % 3 == 0
+        );
+        msgs.push((Some(s.to_string()), payload.into_bytes()));
+    }
+    produce_all(&brokers, &topic, &msgs).await;
+
+    let dir = std::env::temp_dir().join(unique_suffix("kcrash-cfg"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("cryptoflow.toml");
+    std::fs::write(
+        &config,
+        "[sinks]\nmax_batch = 2000\n\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n",
+    )
+    .unwrap();
+
+    // Kill after a pseudo-random amount of progress (2,000 to 14,000 more rows), five times.
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut kills = 0;
+    let mut last = 0i64;
+    while kills < 5 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let step = 2_000 + (rng % 12_000) as i64;
+        let mut child = spawn_consume(&config, &url, &brokers, &topic, &group);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let c = count(&url).await;
+            if c >= last + step || c >= n as i64 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no progress past {c} rows");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        last = count(&url).await;
+        kills += 1;
+        assert!(last < n as i64, "kill {kills} came after the last trade");
+    }
+
+    // The last run goes to the end.
+    let mut child = spawn_consume(&config, &url, &brokers, &topic, &group);
+    let c = pg_client(&url).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = count(&url).await;
+        if rows == n as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {kills} kills: {rows} rows"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    for s in SYMBOLS {
+        let r = c
+            .query_one(
+                "SELECT count(*), count(DISTINCT trade_id), min(trade_id), max(trade_id) FROM trades WHERE symbol = $1",
+                &[&s],
+            )
+            .await
+            .unwrap();
+        let (cnt, distinct, lo, hi): (i64, i64, i64, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        assert_eq!(
+            (cnt, distinct, lo, hi),
+            (PER_SYMBOL as i64, PER_SYMBOL as i64, 1, PER_SYMBOL as i64),
+            "{s}"
+        );
+        let agg: i64 = c
+            .query_one(
+                "SELECT trade_count FROM trade_aggregates WHERE symbol = $1",
+                &[&s],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            agg, PER_SYMBOL as i64,
+            "{s}: aggregates count each trade once"
+        );
+    }
+}
