@@ -40,6 +40,8 @@ pub enum BenchSink {
     Mysql(String),
     /// InfluxDB (`[sinks.influx]` settings) at this URL.
     Influx(String),
+    /// Kafka (`[sinks.kafka]` topics and producer settings) at these bootstrap servers.
+    Kafka(String),
 }
 
 #[derive(Default)]
@@ -65,6 +67,7 @@ pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
     cfg.sinks.postgres.url.clear();
     cfg.sinks.mysql.url.clear();
     cfg.sinks.influx.url.clear();
+    cfg.sinks.kafka.brokers.clear();
     let mode = match (&opts.sink, &opts.postgres) {
         (_, Some(url)) => {
             cfg.sinks.postgres.url = url.clone();
@@ -77,6 +80,10 @@ pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
         (Some(BenchSink::Influx(url)), None) => {
             cfg.sinks.influx.url = url.clone();
             "influx"
+        }
+        (Some(BenchSink::Kafka(brokers)), None) => {
+            cfg.sinks.kafka.brokers = brokers.clone();
+            "kafka"
         }
         (None, None) => "none",
     };

@@ -188,8 +188,9 @@ enum Command {
         /// Also write to PostgreSQL (mode=postgres).
         #[arg(long)]
         postgres: Option<String>,
-        /// Measure this sink instead: `mysql` or `influx` (with --url).
-        #[arg(long, value_parser = ["mysql", "influx"], requires = "url")]
+        /// Measure this sink instead: `mysql`, `influx` or `kafka` (with --url; for kafka the
+        /// bootstrap servers).
+        #[arg(long, value_parser = ["mysql", "influx", "kafka"], requires = "url")]
         sink: Option<String>,
         /// URL of the sink given with --sink.
         #[arg(long)]
@@ -582,6 +583,7 @@ fn real_main(cli: Cli) -> Result<()> {
             let sink = match (sink.as_deref(), url) {
                 (Some("mysql"), Some(u)) => Some(BenchSink::Mysql(u)),
                 (Some("influx"), Some(u)) => Some(BenchSink::Influx(u)),
+                (Some("kafka"), Some(u)) => Some(BenchSink::Kafka(u)),
                 _ => None,
             };
             let line = bench(
