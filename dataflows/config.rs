@@ -50,6 +50,8 @@ pub struct KafkaSourceSection {
     pub max_message_bytes: usize,
     /// Most messages per batch.
     pub batch_max: usize,
+    /// A partition silent this long stops holding the watermark back, ms.
+    pub partition_idle_ms: u64,
     /// Extra librdkafka consumer settings.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
@@ -384,6 +386,7 @@ impl Config {
                 .map(|i| i.millis())
                 .collect(),
             tick_ms: self.pipeline.tick_ms,
+            partition_idle_ms: k.partition_idle_ms,
         }
     }
 

@@ -295,12 +295,14 @@ pub fn run(
             stats.with_dead_letters(Box::new(std::io::BufWriter::new(f)))
         }
     });
-    // Periodic ledger snapshots into PostgreSQL (and a last one when the run ends).
-    let pg_tx = sinks
+    // Periodic ledger snapshots into the SQL sinks (and a last one when the run ends).
+    let ledger_txs: Vec<mpsc::Sender<SinkMsg>> = sinks
         .iter()
-        .find(|s| s.name == "postgres")
-        .map(|s| s.tx.clone());
-    let snapshotter = pg_tx.clone().map(|tx| {
+        .filter(|s| s.name == "postgres" || s.name == "mysql")
+        .map(|s| s.tx.clone())
+        .collect();
+    let snapshotter = (!ledger_txs.is_empty()).then(|| {
+        let txs = ledger_txs.clone();
         let ledger = ledger.clone();
         let every = Duration::from_millis(cfg.pipeline.quality_snapshot_ms.max(100));
         rt.spawn(async move {
@@ -308,21 +310,20 @@ pub fn run(
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let records = ledger
+                let records: Vec<SinkRecord> = ledger
                     .snapshot(cryptoflow_sources::now_ms())
                     .into_iter()
                     .map(SinkRecord::Quality)
                     .collect();
-                if tx
-                    .send(SinkMsg::Data {
+                for tx in &txs {
+                    let msg = SinkMsg::Data {
                         worker: 0,
                         time: 0,
-                        records,
-                    })
-                    .await
-                    .is_err()
-                {
-                    break;
+                        records: records.clone(),
+                    };
+                    if tx.send(msg).await.is_err() {
+                        return;
+                    }
                 }
             }
         })
@@ -336,7 +337,7 @@ pub fn run(
     // The Kafka source learns the watermark each batch was fed at, to release its offsets.
     let mut fed_tx: Option<mpsc::UnboundedSender<u64>> = None;
     // A source may bound the watermark's event time (Kafka: the least over partitions).
-    let watermark_cap = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
+    let watermark_cap = cryptoflow_sources::kafka::WatermarkCap::default();
     if is_feeder {
         match source {
             SourceSpec::Replay {
@@ -466,7 +467,7 @@ pub fn run(
                     last_event = Instant::now();
                     let mut trades = 0i64;
                     let mut wm = *input.time();
-                    let cap = watermark_cap.load(Ordering::SeqCst);
+                    let (cap, cap_after) = watermark_cap.next_batch();
                     for ev in batch {
                         let ts = ev.ts_exchange();
                         if matches!(ev, Event::Trade(_)) {
@@ -481,7 +482,7 @@ pub fn run(
                     }
                     if let Some(m) = max_ts {
                         // The cap may have risen while the newest time stayed.
-                        wm = wm.max(to_tick(m.min(cap).saturating_sub(lateness)));
+                        wm = wm.max(to_tick(m.min(cap_after).saturating_sub(lateness)));
                     }
                     if wm > *input.time() {
                         input.advance_to(wm);
@@ -501,7 +502,7 @@ pub fn run(
                     // every partition (no bound left).
                     if live
                         && fed > 0
-                        && watermark_cap.load(Ordering::SeqCst) == i64::MAX
+                        && watermark_cap.latest() == i64::MAX
                         && last_event.elapsed() >= Duration::from_millis(idle_ms.max(1) as u64)
                     {
                         // Idle live source: let the wall clock move the watermark.
@@ -540,7 +541,7 @@ pub fn run(
         task.abort();
     }
     let quality = ledger.snapshot(cryptoflow_sources::now_ms());
-    if let Some(tx) = pg_tx {
+    for tx in ledger_txs {
         let records = quality.iter().cloned().map(SinkRecord::Quality).collect();
         let _ = rt.block_on(tx.send(SinkMsg::Data {
             worker: 0,

@@ -1,7 +1,8 @@
 //! `cryptoflow consume` (Kafka → operators → PostgreSQL) SIGKILLed at random points while it
 //! works through 100,000 trades on a two-partition topic, and started again each time: the
-//! trades table ends with exactly the produced trades, each once, and the aggregates count each
-//! trade once.
+//! trades table ends with exactly the produced trades, each once, the aggregates count each
+//! trade once, and every candle is final and whole (offsets are committed per partition only up
+//! to the first trade of a candle not yet final, so a restart re-reads whole candles).
 
 mod common;
 
@@ -102,18 +103,26 @@ async fn sigkill_five_times_during_100k_trades_stores_each_once() {
         assert!(last < n as i64, "kill {kills} came after the last trade");
     }
 
-    // The last run goes to the end.
+    // The last run goes to the end; every candle must become final.
     let mut child = spawn_consume(&config, &url, &brokers, &topic, &group);
     let c = pg_client(&url).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let rows = count(&url).await;
-        if rows == n as i64 {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM trades),
+                        (SELECT coalesce(sum(trade_count), 0)::int8 FROM candles WHERE is_final)",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (rows, in_final): (i64, i64) = (r.get(0), r.get(1));
+        if rows == n as i64 && in_final == n as i64 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "after {kills} kills: {rows} rows"
+            "after {kills} kills: {rows} rows, {in_final} trades in final candles"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -148,4 +157,15 @@ async fn sigkill_five_times_during_100k_trades_stores_each_once() {
             "{s}: aggregates count each trade once"
         );
     }
+    let r = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE NOT is_final),
+                    count(*) FILTER (WHERE trade_count <> last_trade_id - first_trade_id + 1)
+             FROM candles",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (open, holey): (i64, i64) = (r.get(0), r.get(1));
+    assert_eq!((open, holey), (0, 0), "every candle final and whole");
 }

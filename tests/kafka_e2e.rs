@@ -208,6 +208,8 @@ async fn source_sends_bad_input_to_the_dead_letter_topic_and_keeps_going() {
     cfg.kafka.topics = vec![raw.clone()];
     cfg.kafka.group_id = unique_suffix("group");
     cfg.kafka.dead_letter_topic = dlq.clone();
+    // One partition: once it is read to the end, let its candle become final quickly.
+    cfg.kafka.partition_idle_ms = 1000;
     cfg.kafka
         .consumer
         .insert("session.timeout.ms".into(), "6000".into());

@@ -61,7 +61,7 @@ async fn snapshot(url: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_into_mysql_twice() {
     let url = fresh_mysql_database("e2e").await;
-    assert_eq!(migrate(&url).await.unwrap(), vec![1]);
+    assert_eq!(migrate(&url).await.unwrap(), vec![1, 2]);
     assert!(
         migrate(&url).await.unwrap().is_empty(),
         "migrate is idempotent"
@@ -150,6 +150,17 @@ async fn replay_into_mysql_twice() {
     }
     let whales: Vec<i64> = rows(&url, "SELECT COUNT(*) FROM whale_trades").await;
     assert_eq!(whales[0], exp["whales"].as_i64().unwrap());
+    // The ledger's last snapshot counts the late trade; no hole is open.
+    let ledger: Vec<(String, u64, u64)> = rows(
+        &url,
+        "SELECT symbol, trades, late_events FROM data_quality_latest WHERE source = 'replay' ORDER BY symbol",
+    )
+    .await;
+    assert!(!ledger.is_empty());
+    let late = exp["late"].as_array().unwrap().len() as u64;
+    assert_eq!(ledger.iter().map(|l| l.2).sum::<u64>(), late);
+    let gaps: Vec<i64> = rows(&url, "SELECT COUNT(*) FROM open_gaps").await;
+    assert_eq!(gaps[0], 0);
 
     // Replay again: no duplicates, same values.
     let before = snapshot(&url).await;

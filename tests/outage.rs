@@ -371,3 +371,119 @@ async fn postgres_restart_mid_run_loses_nothing() {
     // The queues are bounded: while the server was down the process did not buffer the input.
     assert!(rss_growth_mb < 200, "peak RSS grew by {rss_growth_mb} MB");
 }
+
+/// A private tansu broker (memory storage) on a free port.
+struct PrivateBroker {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn start() -> Self {
+        let bin = std::env::var("CRYPTOFLOW_TEST_TANSU")
+            .expect("CRYPTOFLOW_TEST_TANSU: the tansu binary (scripts/services.sh exports it)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateBroker { child, port }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_broker_outage_mid_run_loses_nothing() {
+    let broker = PrivateBroker::start();
+    let brokers = broker.brokers();
+    create_topic(&brokers, "crypto-trades", 1).await;
+    let input = outage_input("kafka");
+    let mut cfg = test_config(2);
+    cfg.sinks.kafka.brokers = brokers.clone();
+    let run = std::thread::spawn(move || {
+        replay_collect(
+            &cfg,
+            vec![input],
+            ReplayOptions {
+                pace: Pace::Rate(5_000.0),
+                ..ReplayOptions::default()
+            },
+        )
+    });
+    // The broker stops answering (SIGSTOP) for 4 s in the middle of the 6 s run.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    broker.signal("-CONT");
+    let (report, _) = tokio::task::spawn_blocking(move || run.join().unwrap())
+        .await
+        .unwrap();
+    let ack = report
+        .acks
+        .iter()
+        .find(|(n, _)| *n == "kafka")
+        .map(|(_, a)| *a)
+        .unwrap();
+    assert!(ack.complete, "{ack:?}");
+    assert!(peak_rss_kb() < 1_000_000, "memory stayed bounded");
+    let msgs = consume_until(&brokers, &["crypto-trades"], Duration::from_secs(60), |m| {
+        m.len() >= 30_000
+    })
+    .await;
+    let ids: std::collections::HashSet<(String, u64)> = msgs
+        .iter()
+        .map(|(_, _, v, _)| {
+            let v: serde_json::Value = serde_json::from_str(v).unwrap();
+            (
+                v["symbol"].as_str().unwrap().to_string(),
+                v["trade_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ids.len(), 30_000, "every trade reached the broker");
+    assert_eq!(
+        msgs.len(),
+        30_000,
+        "the idempotent producer wrote none twice"
+    );
+}

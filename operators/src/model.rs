@@ -448,6 +448,17 @@ pub enum GapReason {
     Restart,
 }
 
+impl GapReason {
+    /// The name stored in tables and messages: `reconnect`, `id_hole`, `restart`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::Reconnect => "reconnect",
+            GapReason::IdHole => "id_hole",
+            GapReason::Restart => "restart",
+        }
+    }
+}
+
 /// An in-band marker: data for a stream may be missing between `since` and `until`.
 ///
 /// A reconnect marker (`reason: Reconnect`) carries no id range: it says the connection was

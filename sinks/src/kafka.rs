@@ -319,17 +319,12 @@ fn mismatch_msg(m: &KlineMismatch) -> String {
 }
 
 fn gap_msg(g: &Gap) -> String {
-    use cryptoflow_operators::model::GapReason;
     json(&EventMsg::Gap {
         version: SCHEMA_VERSION,
         venue: g.venue.as_str(),
         symbol: g.symbol.as_str(),
         stream: g.kind.as_str(),
-        reason: match g.reason {
-            GapReason::Reconnect => "reconnect",
-            GapReason::IdHole => "id_hole",
-            GapReason::Restart => "restart",
-        },
+        reason: g.reason.as_str(),
         since: g.since,
         until: g.until,
         from_id: g.from_id,

@@ -5,12 +5,13 @@
 //! written with batched multi-row `INSERT … ON DUPLICATE KEY UPDATE`, and `trade_aggregates` grows
 //! by exactly those new trades — so replays and redeliveries never double count. Candles are
 //! upserted with the same rule as PostgreSQL: a final row wins, a forming row only replaces a
-//! forming row with no more trades than itself. Sessions run in UTC.
+//! forming row with no more trades than itself. Gaps and data-quality snapshots are inserted
+//! once per key (`INSERT IGNORE`). Sessions run in UTC.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use cryptoflow_operators::dataflow::EnrichedTrade;
-use cryptoflow_operators::model::{Symbol, Venue};
+use cryptoflow_operators::model::{DataQuality, Gap, Symbol, Venue};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, TxOpts, Value};
 use rust_decimal::Decimal;
@@ -21,8 +22,14 @@ use crate::task::{Sink, SinkError};
 const SINK: &str = "mysql";
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "core", include_str!("../../sql/mysql/0001_core.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "core", include_str!("../../sql/mysql/0001_core.sql")),
+    (
+        2,
+        "gaps_quality",
+        include_str!("../../sql/mysql/0002_gaps_quality.sql"),
+    ),
+];
 
 /// Rows per multi-row statement (keeps placeholders well under the 65,535 limit).
 const CHUNK: usize = 1_000;
@@ -149,9 +156,11 @@ impl MySqlSink {
     pub async fn connect(url: &str) -> Result<Self, SinkError> {
         let pool = Pool::new(opts(url)?);
         let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
-        conn.query_drop("SELECT 1 FROM trades, candles, trade_aggregates LIMIT 0")
-            .await
-            .map_err(|e| classify(&e, "schema check"))?;
+        conn.query_drop(
+            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality LIMIT 0",
+        )
+        .await
+        .map_err(|e| classify(&e, "schema check"))?;
         Ok(MySqlSink { pool })
     }
 }
@@ -214,7 +223,21 @@ impl Sink for MySqlSink {
             }
         }
         let candles = latest_candles(records);
-        if trades.is_empty() && candles.is_empty() {
+        let gaps: Vec<&Gap> = records
+            .iter()
+            .filter_map(|r| match r {
+                SinkRecord::Gap(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let quality: Vec<&DataQuality> = records
+            .iter()
+            .filter_map(|r| match r {
+                SinkRecord::Quality(q) => Some(q),
+                _ => None,
+            })
+            .collect();
+        if trades.is_empty() && candles.is_empty() && gaps.is_empty() && quality.is_empty() {
             return Ok(());
         }
         let mut tx = self
@@ -370,8 +393,85 @@ impl Sink for MySqlSink {
                 .await
                 .map_err(|e| classify(&e, "upsert candles"))?;
         }
+        for chunk in gaps.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT IGNORE INTO gaps (venue, symbol, kind, reason, from_id, to_id, since, detected_at, resolved_at, detail)
+                 VALUES {}",
+                placeholders(chunk.len(), 10)
+            );
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
+            let now = ts(now_ms());
+            for g in chunk {
+                let id = |v: Option<u64>| v.map(|x| x.min(i64::MAX as u64) as i64).unwrap_or(-1);
+                params.extend([
+                    Value::from(g.venue.as_str()),
+                    Value::from(g.symbol.as_str()),
+                    Value::from(g.kind.as_str()),
+                    Value::from(g.reason.as_str()),
+                    Value::from(id(g.from_id)),
+                    Value::from(id(g.to_id)),
+                    Value::from(ts(g.since)),
+                    Value::from(ts(g.until)),
+                    if g.refilled {
+                        Value::from(now.clone())
+                    } else {
+                        Value::NULL
+                    },
+                    Value::from(g.detail.as_str()),
+                ]);
+            }
+            tx.exec_drop(sql, params)
+                .await
+                .map_err(|e| classify(&e, "insert gaps"))?;
+        }
+        for chunk in quality.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT IGNORE INTO data_quality (source, symbol, snapshot_at, frames, trades, gaps_detected, gaps_refilled,
+                     ids_refilled, ids_unrefillable, duplicates, late_events, reconnects, decode_errors, kline_mismatches,
+                     last_event_at, last_event_age_ms, stale)
+                 VALUES {}",
+                placeholders(chunk.len(), 17)
+            );
+            let n = |v: u64| Value::from(v.min(i64::MAX as u64) as i64);
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 17);
+            for q in chunk {
+                params.extend([
+                    Value::from(q.source.as_str()),
+                    Value::from(q.symbol.as_str()),
+                    Value::from(ts(q.snapshot_at)),
+                    n(q.frames),
+                    n(q.trades),
+                    n(q.gaps_detected),
+                    n(q.gaps_refilled),
+                    n(q.ids_refilled),
+                    n(q.ids_unrefillable),
+                    n(q.duplicates),
+                    n(q.late_events),
+                    n(q.reconnects),
+                    n(q.decode_errors),
+                    n(q.kline_mismatches),
+                    if q.last_event_ms > 0 {
+                        Value::from(ts(q.last_event_ms))
+                    } else {
+                        Value::NULL
+                    },
+                    Value::from(q.last_event_age_ms),
+                    Value::from(q.stale),
+                ]);
+            }
+            tx.exec_drop(sql, params)
+                .await
+                .map_err(|e| classify(&e, "insert data_quality"))?;
+        }
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -394,5 +494,6 @@ mod tests {
             vec!["CREATE TABLE a (x INT)", "CREATE VIEW v AS SELECT 1"]
         );
         assert_eq!(statements(MIGRATIONS[0].2).len(), 5);
+        assert_eq!(statements(MIGRATIONS[1].2).len(), 4);
     }
 }

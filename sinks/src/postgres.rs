@@ -11,7 +11,6 @@
 //! Connection and server-state errors are transient (retried by the sink task); data and schema
 //! errors are permanent and say what to fix.
 
-use cryptoflow_operators::model::GapReason;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use rust_decimal::Decimal;
 use tokio_postgres::error::SqlState;
@@ -441,11 +440,7 @@ impl Sink for PostgresSink {
                     g.venue.push(gap.venue.as_str());
                     g.symbol.push(gap.symbol.as_str().to_string());
                     g.kind.push(gap.kind.as_str());
-                    g.reason.push(match gap.reason {
-                        GapReason::Reconnect => "reconnect",
-                        GapReason::IdHole => "id_hole",
-                        GapReason::Restart => "restart",
-                    });
+                    g.reason.push(gap.reason.as_str());
                     g.from.push(gap.from_id.map(id).transpose()?.unwrap_or(-1));
                     g.to.push(gap.to_id.map(id).transpose()?.unwrap_or(-1));
                     g.since.push(gap.since);

@@ -62,6 +62,9 @@ pub struct KafkaSourceConfig {
     pub candle_intervals_ms: Vec<i64>,
     /// Length of a timely tick, ms.
     pub tick_ms: i64,
+    /// A partition silent for this long (of the consumer's reading time) stops holding the
+    /// watermark back, ms.
+    pub partition_idle_ms: u64,
 }
 
 /// What the runtime tells the source about its batches.
@@ -79,7 +82,56 @@ pub struct OffsetFeedback {
 /// every partition is idle, and only then may the wall clock move an idle watermark). Without it,
 /// one partition read ahead of another, or a pause for a rebalance while a backlog waits, would
 /// make trades late.
-pub type WatermarkCap = Arc<std::sync::atomic::AtomicI64>;
+///
+/// Each batch carries the bound computed when it was assembled (a later batch's bound could be
+/// ahead of what the earlier one's slower partition has delivered), plus a latest value for the
+/// idle check between batches.
+#[derive(Debug, Clone)]
+pub struct WatermarkCap {
+    latest: Arc<std::sync::atomic::AtomicI64>,
+    per_batch: Arc<Mutex<VecDeque<(i64, i64)>>>,
+}
+
+impl Default for WatermarkCap {
+    fn default() -> Self {
+        WatermarkCap {
+            latest: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            per_batch: Arc::default(),
+        }
+    }
+}
+
+impl WatermarkCap {
+    /// The source: the bounds of the batch it is about to send (call before sending it): the one
+    /// before its first message (for the watermark inside the batch, whose messages of a slow
+    /// partition may come after those of a fast one) and the one after its last.
+    pub fn for_batch(&self, before: i64, after: i64) {
+        if let Ok(mut q) = self.per_batch.lock() {
+            q.push_back((before, after));
+        }
+        self.set_latest(after);
+    }
+
+    /// The source: the bound now, between batches.
+    pub fn set_latest(&self, cap: i64) {
+        self.latest.store(cap, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The feeding worker: the bounds (inside, after) of the batch it just received (in send
+    /// order).
+    pub fn next_batch(&self) -> (i64, i64) {
+        self.per_batch
+            .lock()
+            .ok()
+            .and_then(|mut q| q.pop_front())
+            .unwrap_or_else(|| (self.latest(), self.latest()))
+    }
+
+    /// The bound now (`i64::MAX`: none; an idle watermark may follow the wall clock).
+    pub fn latest(&self) -> i64 {
+        self.latest.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 /// The least ack over all sinks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,19 +142,31 @@ pub struct Durable {
     pub complete: bool,
 }
 
-/// A partition that delivered nothing for this long no longer holds the watermark back (the
-/// broker's end-of-partition signal is not trusted: some brokers report wrong high watermarks).
-const PARTITION_IDLE: Duration = Duration::from_secs(2);
-
-/// Newest exchange time per partition, and when the partition last delivered (or was assigned).
+/// Newest exchange time per partition, and when the partition last delivered (or was assigned),
+/// on the consumer's own clock: time the source spent blocked handing batches on (backpressure)
+/// or writing dead letters does not count, so a partition is never taken for idle because the
+/// pipeline, not the partition, was slow.
 #[derive(Default)]
 struct PartitionClock {
-    parts: HashMap<(String, i32), (i64, std::time::Instant)>,
+    parts: HashMap<(String, i32), (i64, Duration)>,
+    started: Option<std::time::Instant>,
+    blocked: Duration,
 }
 
 impl PartitionClock {
+    /// Time the consumer has been able to read, since it started.
+    fn now(&mut self) -> Duration {
+        let started = *self.started.get_or_insert_with(std::time::Instant::now);
+        started.elapsed().saturating_sub(self.blocked)
+    }
+
+    /// Time spent blocked outside the consumer.
+    fn blocked_for(&mut self, d: Duration) {
+        self.blocked += d;
+    }
+
     fn saw(&mut self, topic: &str, partition: i32, ts: i64) {
-        let now = std::time::Instant::now();
+        let now = self.now();
         let e = self
             .parts
             .entry((topic.to_string(), partition))
@@ -112,25 +176,25 @@ impl PartitionClock {
     }
 
     /// Follows the assignment: a partition assigned but not read yet holds the watermark back
-    /// until it delivers or stays silent for [`PARTITION_IDLE`]; a revoked one no longer counts.
+    /// until it delivers or stays silent for the idle time; a revoked one no longer counts.
     fn sync(&mut self, assigned: &[(String, i32)]) {
+        let now = self.now();
         self.parts.retain(|p, _| assigned.contains(p));
         for p in assigned {
-            self.parts
-                .entry(p.clone())
-                .or_insert((i64::MIN, std::time::Instant::now()));
+            self.parts.entry(p.clone()).or_insert((i64::MIN, now));
         }
     }
 
     /// The least newest time over partitions still delivering; `i64::MAX` when every assigned
     /// partition is idle; `i64::MIN` while nothing is assigned (during a rebalance).
-    fn cap(&self, idle_after: Duration) -> i64 {
+    fn cap(&mut self, idle_after: Duration) -> i64 {
         if self.parts.is_empty() {
             return i64::MIN;
         }
+        let now = self.now();
         self.parts
             .values()
-            .filter(|(_, at)| at.elapsed() < idle_after)
+            .filter(|(_, at)| now.saturating_sub(*at) < idle_after)
             .map(|(ts, _)| *ts)
             .min()
             .unwrap_or(i64::MAX)
@@ -453,6 +517,8 @@ pub async fn kafka_source(
     let mut batch: EventBatch = Vec::with_capacity(cfg.batch_max);
     let mut messages = 0usize;
     let mut clock = PartitionClock::default();
+    let idle_after = Duration::from_millis(cfg.partition_idle_ms.max(1));
+    let mut cap_before: Option<i64> = None;
     loop {
         let linger = if messages > 0 {
             Duration::from_millis(2)
@@ -492,7 +558,7 @@ pub async fn kafka_source(
                 if let Ok(a) = assigned.lock() {
                     clock.sync(&a);
                 }
-                feedback.cap.store(clock.cap(PARTITION_IDLE), std::sync::atomic::Ordering::SeqCst);
+                feedback.cap.set_latest(clock.cap(idle_after));
             }
             _ = shutdown.changed(), if consuming => {
                 if *shutdown.borrow() {
@@ -508,6 +574,12 @@ pub async fn kafka_source(
                         let ts_received = crate::now_ms();
                         let part = (m.topic().to_string(), m.partition());
                         let offset = m.offset();
+                        if cap_before.is_none() {
+                            if let Ok(a) = assigned.lock() {
+                                clock.sync(&a);
+                            }
+                            cap_before = Some(clock.cap(idle_after));
+                        }
                         let mut candle_release = 0u64;
                         SourceStats::inc(&stats.frames);
                         let payload = m.payload().unwrap_or_default();
@@ -547,7 +619,9 @@ pub async fn kafka_source(
                                     .insert(Header { key: "source_topic", value: Some(part.0.as_str()) })
                                     .insert(Header { key: "source_partition", value: Some(part.1.to_string().as_str()) })
                                     .insert(Header { key: "source_offset", value: Some(offset.to_string().as_str()) });
+                                let t = std::time::Instant::now();
                                 dead_letter(p, &cfg.dead_letter_topic, m.key(), payload, headers, &shutdown).await;
+                                clock.blocked_for(t.elapsed());
                             }
                         }
                         pending.add(part, offset, candle_release);
@@ -565,9 +639,15 @@ pub async fn kafka_source(
                     if let Ok(a) = assigned.lock() {
                         clock.sync(&a);
                     }
-                    feedback.cap.store(clock.cap(PARTITION_IDLE), std::sync::atomic::Ordering::SeqCst);
+                    let after = clock.cap(idle_after);
+                    feedback
+                        .cap
+                        .for_batch(cap_before.take().unwrap_or(after).min(after), after);
                     let out = std::mem::replace(&mut batch, Vec::with_capacity(cfg.batch_max));
-                    if tx.send(out).await.is_err() {
+                    let t = std::time::Instant::now();
+                    let sent = tx.send(out).await;
+                    clock.blocked_for(t.elapsed());
+                    if sent.is_err() {
                         consuming = false;
                     }
                 }
