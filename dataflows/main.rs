@@ -198,6 +198,10 @@ enum Command {
         /// Pace at this many trades per second and report latency percentiles.
         #[arg(long)]
         rate: Option<f64>,
+        /// Publish the input to a fresh Kafka topic at these bootstrap servers (paced by --rate)
+        /// and consume it through the pipeline: end-to-end latency through the broker.
+        #[arg(long, requires = "rate")]
+        kafka_source: Option<String>,
         /// Timely worker threads.
         #[arg(long, short, default_value_t = 1)]
         workers: usize,
@@ -575,6 +579,7 @@ fn real_main(cli: Cli) -> Result<()> {
             sink,
             url,
             rate,
+            kafka_source,
             workers,
             config,
         } => {
@@ -593,6 +598,7 @@ fn real_main(cli: Cli) -> Result<()> {
                     postgres,
                     rate,
                     sink,
+                    kafka_source,
                 },
             )?;
             println!("{line}");

@@ -14,22 +14,34 @@ use common::*;
 const SYMBOLS: [&str; 4] = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"];
 const PER_SYMBOL: u64 = 25_000;
 
+/// A child process killed (SIGKILL) when dropped, also when an assertion fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn spawn_consume(
     config: &std::path::Path,
     url: &str,
     brokers: &str,
     topic: &str,
     group: &str,
-) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .args(["consume", "--quiet", "--config"])
-        .arg(config)
-        .args(["--postgres", url, "--brokers", brokers, "--topic", topic])
-        .args(["--group", group])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+) -> Killed {
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+            .args(["consume", "--quiet", "--config"])
+            .arg(config)
+            .args(["--postgres", url, "--brokers", brokers, "--topic", topic])
+            .args(["--group", group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn count(url: &str) -> i64 {
@@ -86,7 +98,7 @@ async fn sigkill_five_times_during_100k_trades_stores_each_once() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let step = 2_000 + (rng % 12_000) as i64;
-        let mut child = spawn_consume(&config, &url, &brokers, &topic, &group);
+        let child = spawn_consume(&config, &url, &brokers, &topic, &group);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let c = count(&url).await;
@@ -96,15 +108,14 @@ async fn sigkill_five_times_during_100k_trades_stores_each_once() {
             assert!(Instant::now() < deadline, "no progress past {c} rows");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        drop(child); // SIGKILL
         last = count(&url).await;
         kills += 1;
         assert!(last < n as i64, "kill {kills} came after the last trade");
     }
 
     // The last run goes to the end; every candle must become final.
-    let mut child = spawn_consume(&config, &url, &brokers, &topic, &group);
+    let child = spawn_consume(&config, &url, &brokers, &topic, &group);
     let c = pg_client(&url).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -126,8 +137,7 @@ async fn sigkill_five_times_during_100k_trades_stores_each_once() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 
     for s in SYMBOLS {
         let r = c

@@ -477,6 +477,9 @@ pub async fn kafka_source(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
+        // Latency over broker round trips: librdkafka's 500 ms default adds up to that much
+        // per fetch on brokers that wait it out.
+        .set("fetch.wait.max.ms", "10")
         .set("client.id", "cryptoflow-source");
     for (k, v) in &cfg.consumer {
         cc.set(k, v);
