@@ -31,14 +31,31 @@ fn spawn_consume(
     topic: &str,
     group: &str,
 ) -> Killed {
+    spawn_consume_logged(config, url, brokers, topic, group, None)
+}
+
+/// [`spawn_consume`] with its log (info level) written to `log`.
+fn spawn_consume_logged(
+    config: &std::path::Path,
+    url: &str,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    log: Option<&std::path::Path>,
+) -> Killed {
+    let stderr = match log {
+        Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+        None => Stdio::null(),
+    };
     Killed(
         Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
             .args(["consume", "--quiet", "--config"])
             .arg(config)
             .args(["--postgres", url, "--brokers", brokers, "--topic", topic])
             .args(["--group", group])
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap(),
     )
@@ -178,4 +195,123 @@ async fn sigkill_five_times_during_100k_trades_stores_each_once() {
         .unwrap();
     let (open, holey): (i64, i64) = (r.get(0), r.get(1));
     assert_eq!((open, holey), (0, 0), "every candle final and whole");
+}
+
+/// Sends SIGINT (the graceful stop) to a child.
+fn interrupt(child: &Killed) {
+    let ok = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_consumer_joins_and_the_first_leaves_while_trades_flow() {
+    const N: u64 = 60_000;
+    let brokers = kafka_brokers();
+    let topic = unique_suffix("rebalance-raw");
+    let group = unique_suffix("rebalance-group");
+    create_topic(&brokers, &topic, 2).await;
+    let url = fresh_database("krebal").await;
+    cryptoflow_sinks::postgres::migrate(&url).await.unwrap();
+    let dir = std::env::temp_dir().join(unique_suffix("krebal-cfg"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("cryptoflow.toml");
+    std::fs::write(
+        &config,
+        "[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n",
+    )
+    .unwrap();
+
+    // The producer keeps trading for about 15 s (4,000 trades/s over 4 symbols).
+    let producer_brokers = brokers.clone();
+    let producer_topic = topic.clone();
+    let producer = tokio::spawn(async move {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let p: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &producer_brokers)
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        let t0 = cryptoflow_sources::now_ms() - 60_000;
+        let start = Instant::now();
+        let mut pending = Vec::new();
+        for i in 0..N {
+            let s = SYMBOLS[(i % 4) as usize];
+            let id = i / 4 + 1;
+            let ts = t0 + i as i64;
+            let v = format!(
+                r#"{{"e":"trade","E":{ts},"s":"{s}","t":{id},"p":"10.{:02}","q":"1.5","T":{ts},"m":false,"M":true}}"#,
+                i % 100
+            );
+            pending.push(
+                p.send_result(FutureRecord::to(&producer_topic).key(s).payload(&v))
+                    .map_err(|(e, _)| e)
+                    .unwrap(),
+            );
+            if i % 400 == 399 {
+                let due = start + Duration::from_millis((i + 1) / 4);
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        for f in pending {
+            f.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
+    });
+
+    let first = spawn_consume(&config, &url, &brokers, &topic, &group);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let log = dir.join("second.log");
+    let second = spawn_consume_logged(&config, &url, &brokers, &topic, &group, Some(&log));
+    // Once the group has settled with both members, the first one leaves (graceful stop).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Partitions assigned")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second consumer got no partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mid = count(&url).await;
+    assert!(
+        mid > 0 && mid < N as i64,
+        "{mid} rows when the first consumer leaves"
+    );
+    interrupt(&first);
+    producer.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let rows = count(&url).await;
+        if rows == N as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{rows} of {N} rows; second consumer's log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(second);
+    drop(first);
+    let c = pg_client(&url).await;
+    for s in SYMBOLS {
+        let r = c
+            .query_one(
+                "SELECT count(*), min(trade_id), max(trade_id),
+                        (SELECT trade_count FROM trade_aggregates WHERE symbol = $1)
+                 FROM trades WHERE symbol = $1",
+                &[&s],
+            )
+            .await
+            .unwrap();
+        let (cnt, lo, hi, agg): (i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let per = (N / 4) as i64;
+        assert_eq!((cnt, lo, hi, agg), (per, 1, per, per), "{s}");
+    }
 }

@@ -565,8 +565,8 @@ pub async fn kafka_source(
             }
             _ = shutdown.changed(), if consuming => {
                 if *shutdown.borrow() {
+                    // Stop reading but keep the partitions until the final commit.
                     consuming = false;
-                    consumer.unsubscribe();
                 }
             }
             msg = tokio::time::timeout(linger, consumer.recv()), if consuming && messages < cfg.batch_max => {
@@ -665,6 +665,26 @@ pub async fn kafka_source(
             "Stopping with batches whose candles are not final: they will be read again."
         );
     }
+    // Leave the group now, so that the other members get the partitions without waiting for a
+    // session or rebalance timeout: the revocation is served by polling.
+    consumer.unsubscribe();
+    let _ = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            if let Ok(a) = assigned.lock() {
+                if a.is_empty() {
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+        }
+    })
+    .await;
+    // Closing a group consumer can block: do it off the async threads, bounded.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || drop(consumer)),
+    )
+    .await;
     Ok(())
 }
 
