@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cryptoflow::bench::{bench, BenchOptions, BenchSink};
 use cryptoflow::config::Config;
+use cryptoflow::publish::LiveFrames;
 use cryptoflow::runtime::{run, Cluster, RunReport, SourceSpec};
 use cryptoflow_operators::model::Symbol;
 use cryptoflow_sources::binance::CsvKind;
@@ -15,7 +16,7 @@ use cryptoflow_sources::generate::{generate, GenerateOptions};
 use cryptoflow_sources::record::Recorder;
 use cryptoflow_sources::replay::{Pace, ReplayOptions};
 use cryptoflow_sources::rest::RestConfig;
-use cryptoflow_sources::ws::{run_connections, WsConfig, WsItem};
+use cryptoflow_sources::ws::WsConfig;
 
 /// Streaming dataflow pipeline for crypto market data: Binance trades in, candles, moving
 /// averages, whale alerts and clean tables out.
@@ -471,29 +472,14 @@ fn real_main(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()?;
             let frames = rt.block_on(async move {
-                let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                let runner = tokio::spawn(run_connections(ws, tx, stop_rx));
-                let deadline = duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
-                loop {
-                    let item = tokio::select! {
-                        i = rx.recv() => i,
-                        _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => None,
-                        _ = tokio::signal::ctrl_c() => None,
-                    };
-                    match item {
-                        Some(WsItem::Frame { text, ts_received, .. }) => {
-                            rec.write_frame(ts_received, &text)?;
-                            if max_frames.is_some_and(|m| rec.frames >= m) {
-                                break;
-                            }
-                        }
-                        Some(other) => tracing::info!(?other, "Connection event."),
-                        None => break,
+                let mut live = LiveFrames::start(ws, duration.map(Duration::from_secs_f64));
+                while let Some((text, ts_received)) = live.next().await {
+                    rec.write_frame(ts_received, &text)?;
+                    if max_frames.is_some_and(|m| rec.frames >= m) {
+                        break;
                     }
                 }
-                let _ = stop_tx.send(true);
-                let _ = tokio::time::timeout(Duration::from_secs(2), runner).await;
+                live.stop().await;
                 let n = rec.frames;
                 rec.finish()?;
                 anyhow::Ok(n)

@@ -106,6 +106,57 @@ impl RawPublisher {
     }
 }
 
+/// Live Binance frames for `record`: the connections run until [`LiveFrames::stop`]; frames come
+/// out until the deadline, Ctrl-C, or the end of the connections.
+pub struct LiveFrames {
+    rx: tokio::sync::mpsc::Receiver<WsItem>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    runner: tokio::task::JoinHandle<()>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl LiveFrames {
+    /// Opens the connections (call inside a tokio runtime).
+    pub fn start(ws: WsConfig, duration: Option<Duration>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let runner = tokio::spawn(async move {
+            run_connections(ws, tx, stop_rx).await;
+        });
+        LiveFrames {
+            rx,
+            stop_tx,
+            runner,
+            deadline: duration.map(|d| tokio::time::Instant::now() + d),
+        }
+    }
+
+    /// The next frame and its receive time (`None`: time is up, Ctrl-C, or no more frames).
+    pub async fn next(&mut self) -> Option<(String, i64)> {
+        loop {
+            let deadline = self.deadline;
+            let item = tokio::select! {
+                i = self.rx.recv() => i,
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => None,
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            match item {
+                Some(WsItem::Frame {
+                    text, ts_received, ..
+                }) => return Some((text, ts_received)),
+                Some(other) => tracing::info!(?other, "Connection event."),
+                None => return None,
+            }
+        }
+    }
+
+    /// Closes the connections.
+    pub async fn stop(self) {
+        let _ = self.stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.runner).await;
+    }
+}
+
 /// Publishes live Binance frames to `topic` until `duration`, `max_frames` or Ctrl-C.
 pub fn publish_live(
     ws: WsConfig,
@@ -120,31 +171,16 @@ pub fn publish_live(
         .build()?;
     let mut publisher = RawPublisher::new(brokers, topic)?;
     rt.block_on(async move {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let runner = tokio::spawn(run_connections(ws, tx, stop_rx));
-        let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+        let mut live = LiveFrames::start(ws, duration);
         let mut sent = 0u64;
-        loop {
-            let item = tokio::select! {
-                i = rx.recv() => i,
-                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => None,
-                _ = tokio::signal::ctrl_c() => None,
-            };
-            match item {
-                Some(WsItem::Frame { text, .. }) => {
-                    publisher.send(&text, None).await?;
-                    sent += 1;
-                    if max_frames.is_some_and(|m| sent >= m) {
-                        break;
-                    }
-                }
-                Some(other) => tracing::info!(?other, "Connection event."),
-                None => break,
+        while let Some((text, _)) = live.next().await {
+            publisher.send(&text, None).await?;
+            sent += 1;
+            if max_frames.is_some_and(|m| sent >= m) {
+                break;
             }
         }
-        let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(2), runner).await;
+        live.stop().await;
         publisher.finish().await
     })
 }

@@ -282,3 +282,65 @@ async fn consume_for(
     let recs = got.lock().unwrap().clone();
     (report, recs)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_publishes_live_frames_to_kafka_keyed_by_symbol() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let brokers = kafka_brokers();
+    let topic = unique_suffix("record-raw");
+    create_topic(&brokers, &topic, 1).await;
+    // A local exchange: one connection, 200 trade frames on two symbols.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frames: Vec<String> = (1..=200u64)
+        .map(|i| {
+            let (s, l) = if i % 2 == 0 { ("BTCUSDT", "btcusdt") } else { ("ETHUSDT", "ethusdt") };
+            format!(
+                r#"{{"stream":"{l}@trade","data":{{"e":"trade","E":1700000000{i:03},"s":"{s}","t":{i},"p":"10.5","q":"0.25","T":1700000000{i:03},"m":true,"M":true}}}}"#
+            )
+        })
+        .collect();
+    let sent = frames.clone();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        for f in sent {
+            ws.send(Message::text(f)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+        .args([
+            "record",
+            "--kafka",
+            &brokers,
+            "--topic",
+            &topic,
+            "--max-frames",
+            "200",
+        ])
+        .args(["--duration", "30"])
+        .env("CRYPTOFLOW__BINANCE__WS_BASE_URL", format!("ws://{addr}"))
+        .env("CRYPTOFLOW__BINANCE__SYMBOLS", r#"["btcusdt","ethusdt"]"#)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msgs = consume_until(&brokers, &[&topic], Duration::from_secs(30), |m| {
+        m.len() >= 200
+    })
+    .await;
+    assert_eq!(msgs.len(), 200);
+    let got: Vec<&str> = msgs.iter().map(|m| m.2.as_str()).collect();
+    let want: Vec<&str> = frames.iter().map(String::as_str).collect();
+    assert_eq!(got, want, "frames verbatim, in order");
+    for (_, key, value, _) in &msgs {
+        let symbol = json(value)["data"]["s"].as_str().unwrap().to_string();
+        assert_eq!(key.as_deref(), Some(symbol.as_str()));
+    }
+}
