@@ -320,36 +320,38 @@ struct GroupContext {
 
 impl ClientContext for GroupContext {}
 
+/// Moves `parts` out of `from` and into `to`.
+fn move_parts(
+    parts: &[(String, i32)],
+    from: &Mutex<Vec<(String, i32)>>,
+    to: &Mutex<Vec<(String, i32)>>,
+) {
+    if let Ok(mut f) = from.lock() {
+        f.retain(|p| !parts.contains(p));
+    }
+    if let Ok(mut t) = to.lock() {
+        t.extend(parts.iter().cloned());
+    }
+}
+
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let parts = |tpl: &TopicPartitionList| -> Vec<(String, i32)> {
+            tpl.elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect()
+        };
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                let parts: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
+                let parts = parts(tpl);
                 tracing::info!(source = SOURCE, partitions = ?parts, "Partitions revoked; their uncommitted batches will be read again by the next owner.");
-                if let Ok(mut a) = self.assigned.lock() {
-                    a.retain(|p| !parts.contains(p));
-                }
-                if let Ok(mut r) = self.revoked.lock() {
-                    r.extend(parts);
-                }
+                move_parts(&parts, &self.assigned, &self.revoked);
             }
             Rebalance::Assign(tpl) => {
-                let parts: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
+                let parts = parts(tpl);
                 tracing::info!(source = SOURCE, partitions = ?parts, "Partitions assigned.");
-                if let Ok(mut r) = self.revoked.lock() {
-                    r.retain(|p| !parts.contains(p));
-                }
-                if let Ok(mut a) = self.assigned.lock() {
-                    a.extend(parts);
-                }
+                move_parts(&parts, &self.revoked, &self.assigned);
             }
             Rebalance::Error(e) => {
                 tracing::warn!(source = SOURCE, error = %e, "Rebalance error.");
