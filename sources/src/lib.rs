@@ -10,6 +10,8 @@
 //!   as fast as possible, streaming the file.
 //! - [`kafka`]: the Kafka source: raw Binance payloads with a consumer group, offsets committed
 //!   only once every sink acknowledged the outputs (and their candles are final); dead letters.
+//! - [`poll`]: the poll driver's parts shared by every poller: schedules (interval, cron in a time
+//!   zone), backoff with jitter, circuit breaker, rate limiter, `Retry-After`.
 //! - [`record`]: writes frames with their receive time in the format `replay` reads back.
 //! - [`generate`]: deterministic synthetic Binance trade payloads.
 //! - [`sequencer`]: id-gap, duplicate and out-of-order detection per stream.
@@ -22,6 +24,7 @@ pub mod binance;
 pub mod generate;
 pub mod kafka;
 pub mod ledger;
+pub mod poll;
 pub mod record;
 pub mod replay;
 pub mod rest;
