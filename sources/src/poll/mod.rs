@@ -1,9 +1,11 @@
 //! The poll driver's building blocks, written once for every poller (CoinGecko, RSS/Atom,
 //! Reddit, FRED, MyInvestor): schedules ([`schedule`]), exponential backoff with full jitter,
-//! a circuit breaker, a per-API rate limiter, and `Retry-After` parsing.
+//! a circuit breaker, a per-API rate limiter, `Retry-After` parsing, and the polite HTTP fetcher
+//! built from them ([`fetch`]).
 //!
 //! Time comes from tokio's clock, so tests drive every transition with paused time.
 
+pub mod fetch;
 pub mod schedule;
 
 use std::time::Duration;
