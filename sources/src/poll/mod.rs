@@ -1,11 +1,12 @@
 //! The poll driver's building blocks, written once for every poller (CoinGecko, RSS/Atom,
 //! Reddit, FRED, MyInvestor): schedules ([`schedule`]), exponential backoff with full jitter,
 //! a circuit breaker, a per-API rate limiter, `Retry-After` parsing, and the polite HTTP fetcher
-//! built from them ([`fetch`]); text helpers for feeds, posts and Spanish formats ([`text`]).
+//! built from them ([`fetch`]); the FRED payload decoder ([`fred`]); text helpers for feeds, posts and Spanish formats ([`text`]).
 //!
 //! Time comes from tokio's clock, so tests drive every transition with paused time.
 
 pub mod fetch;
+pub mod fred;
 pub mod schedule;
 pub mod text;
 
