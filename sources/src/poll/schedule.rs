@@ -257,6 +257,17 @@ pub fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 mod tests {
     use super::*;
 
+    /// The next `n` fire times after `from`.
+    fn fires(s: &Schedule, from: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let mut t = from;
+        (0..n)
+            .map(|_| {
+                t = s.next_after(t).expect("fires");
+                t
+            })
+            .collect()
+    }
+
     fn madrid_2am() -> Schedule {
         Schedule::cron("0 2 * * *", "Europe/Madrid").expect("valid")
     }
@@ -279,15 +290,8 @@ mod tests {
     #[test]
     fn spring_forward_fires_once_right_after_the_jump() {
         // 2026-03-29: clocks go from 02:00 CET to 03:00 CEST (01:00 UTC); 02:00 does not exist.
-        let s = madrid_2am();
-        let mut t = utc(2026, 3, 27, 12, 0);
-        let mut fires = Vec::new();
-        for _ in 0..4 {
-            t = s.next_after(t).expect("fires");
-            fires.push(t);
-        }
         assert_eq!(
-            fires,
+            fires(&madrid_2am(), utc(2026, 3, 27, 12, 0), 4),
             vec![
                 utc(2026, 3, 28, 1, 0), // 02:00 CET
                 utc(2026, 3, 29, 1, 0), // the jump itself: 03:00 CEST
@@ -300,15 +304,8 @@ mod tests {
     #[test]
     fn fall_back_fires_once_at_the_first_occurrence() {
         // 2026-10-25: clocks go from 03:00 CEST back to 02:00 CET (01:00 UTC); 02:xx happens twice.
-        let s = madrid_2am();
-        let mut t = utc(2026, 10, 23, 12, 0);
-        let mut fires = Vec::new();
-        for _ in 0..4 {
-            t = s.next_after(t).expect("fires");
-            fires.push(t);
-        }
         assert_eq!(
-            fires,
+            fires(&madrid_2am(), utc(2026, 10, 23, 12, 0), 4),
             vec![
                 utc(2026, 10, 24, 0, 0), // 02:00 CEST
                 utc(2026, 10, 25, 0, 0), // first 02:00 (CEST); not again at 01:00 UTC
