@@ -42,20 +42,8 @@ struct PrivatePg {
 
 impl PrivatePg {
     fn create() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("cf-pg-outage-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        assert!(Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(&dir)
-            .status()
-            .unwrap()
-            .success());
+        let port = free_port();
+        let dir = private_dir("pg", "postgres:postgres");
         let initdb = pg_bin("initdb");
         assert!(
             as_postgres(&[
@@ -118,6 +106,29 @@ impl Drop for PrivatePg {
     }
 }
 
+/// A TCP port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An empty directory for a private server's data, owned by the server's user.
+fn private_dir(tag: &str, owner: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cf-{tag}-outage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(Command::new("chown")
+        .arg(owner)
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success());
+    dir
+}
+
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -137,20 +148,8 @@ struct PrivateMariaDb {
 
 impl PrivateMariaDb {
     fn create() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("cf-my-outage-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        assert!(Command::new("chown")
-            .args(["mysql:mysql"])
-            .arg(&dir)
-            .status()
-            .unwrap()
-            .success());
+        let port = free_port();
+        let dir = private_dir("my", "mysql:mysql");
         let ok = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -366,11 +365,7 @@ impl PrivateBroker {
     fn start() -> Self {
         let bin = std::env::var("CRYPTOFLOW_TEST_TANSU")
             .expect("CRYPTOFLOW_TEST_TANSU: the tansu binary (scripts/services.sh exports it)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(bin)
             .args([

@@ -25,6 +25,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use crate::now_ms;
 use crate::record::SinkRecord;
 use crate::task::{Sink, SinkError};
 
@@ -406,13 +407,6 @@ pub struct KafkaSink {
     producer: FutureProducer,
     topics: Topics,
     delivery_timeout: Duration,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Classifies a delivery or enqueue error.

@@ -25,3 +25,11 @@ pub mod task;
 
 pub use record::SinkRecord;
 pub use task::{Ack, Sink, SinkError, SinkMsg};
+
+/// Wall-clock milliseconds since the Unix epoch (lifecycle events, `resolved_at` of gaps).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -16,6 +16,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, TxOpts, Value};
 use rust_decimal::Decimal;
 
+use crate::now_ms;
 use crate::record::{latest_candles, SinkRecord};
 use crate::task::{Sink, SinkError};
 
@@ -465,13 +466,6 @@ impl Sink for MySqlSink {
         }
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
