@@ -32,6 +32,8 @@ pub struct Config {
     pub sinks: SinksConfig,
     /// The Kafka source (`cryptoflow consume`).
     pub kafka: KafkaSourceSection,
+    /// The pollers.
+    pub poll: crate::poll::PollSection,
 }
 
 /// `[kafka]`: the Kafka source.
@@ -353,7 +355,7 @@ impl Config {
         if self.sinks.max_batch == 0 || self.sinks.queue_capacity == 0 {
             bail!("sinks.max_batch and sinks.queue_capacity must be at least 1");
         }
-        Ok(())
+        self.poll.validate()
     }
 
     /// Settings of the analytics operator.

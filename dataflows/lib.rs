@@ -5,6 +5,7 @@
 //! - [`config`]: layered TOML configuration (defaults < file < env < flags).
 //! - [`pipeline`]: the trade pipeline's dataflow graph and the bridge to sink tasks.
 //! - [`runtime`]: tokio sources and sinks around timely workers; the ack path.
+//! - [`poll`]: the pollers' configuration (`[poll]`) and their construction.
 //! - [`publish`]: raw Binance frames to a Kafka topic (`record --kafka`, bench).
 //! - [`bench`]: `cryptoflow bench`, the end-to-end benchmark.
 //! - `main.rs`: the CLI (`run`, `consume`, `replay`, `record`, `generate`, `migrate`, `bench`, `check-config`).
@@ -17,5 +18,6 @@
 pub mod bench;
 pub mod config;
 pub mod pipeline;
+pub mod poll;
 pub mod publish;
 pub mod runtime;

@@ -75,13 +75,23 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run live: Binance WebSocket streams of the configured symbols into the configured sinks.
+    /// Run live: Binance WebSocket streams of the configured symbols, and the pollers when
+    /// `poll.enabled` (CoinGecko, RSS/Atom, Reddit, FRED, MyInvestor), into the configured sinks.
     Run {
         #[command(flatten)]
         common: Common,
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long)]
         duration: Option<f64>,
+        /// Run the enabled pollers (sets poll.enabled).
+        #[arg(long)]
+        poll: bool,
+        /// Pollers only: no Binance streams (implies --poll).
+        #[arg(long)]
+        pollers_only: bool,
+        /// Poll each enabled poller once, then stop (with --pollers-only: the run ends then).
+        #[arg(long)]
+        poll_once: bool,
     },
     /// Consume raw Binance payloads from Kafka (consumer group `kafka.group_id`) into the
     /// configured sinks; offsets are committed only once every sink has the data.
@@ -320,6 +330,12 @@ fn summarize(report: &RunReport) {
         report.reconnects,
         acks.join(", ")
     );
+    for (name, s) in &report.polls {
+        eprintln!(
+            "cryptoflow: poller {name}: polls={} emitted={} duplicates={} errors={}",
+            s.polls, s.emitted, s.duplicates, s.errors
+        );
+    }
 }
 
 fn main() {
@@ -333,10 +349,22 @@ fn main() {
 
 fn real_main(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { common, duration } => {
-            let (cfg, cluster) = apply_common(&common)?;
-            if cfg.binance.symbols.is_empty() || cfg.binance.streams.is_empty() {
-                bail!("binance.symbols and binance.streams must not be empty for `cryptoflow run`");
+        Command::Run {
+            common,
+            duration,
+            poll,
+            pollers_only,
+            poll_once,
+        } => {
+            let (mut cfg, cluster) = apply_common(&common)?;
+            cfg.poll.enabled |= poll || pollers_only || poll_once;
+            if poll_once {
+                cfg.poll.max_polls = Some(1);
+            }
+            if pollers_only {
+                cfg.binance.streams.clear();
+            } else if cfg.binance.symbols.is_empty() || cfg.binance.streams.is_empty() {
+                bail!("binance.symbols and binance.streams must not be empty for `cryptoflow run` (or pass --pollers-only)");
             }
             let rest = cfg.binance.refill.then(|| RestConfig {
                 base_url: cfg.binance.rest_base_url.clone(),

@@ -3,7 +3,7 @@
 //! ```text
 //! events ─┬─ trades ─┬─ trade_analytics ──► Trade + Whale records ─┐
 //!         │          └─ event_time_candles ► Candle + Late records ─┼─► one sink operator per sink
-//!         └─ gaps ─────────────────────────► Gap records ───────────┘
+//!         └─ gaps, polled items ───────────► Gap + Polled records ──┘
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -43,6 +43,7 @@ pub fn trade_pipeline<'scope>(
     });
     let gaps = events.flat_map(|(e, _)| match e {
         Event::Gap(g) => Some(SinkRecord::Gap(g)),
+        Event::Polled(p) => Some(SinkRecord::Polled(p)),
         _ => None,
     });
     let enriched = trades.clone().trade_analytics(analytics).flat_map(|e| {

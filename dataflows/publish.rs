@@ -26,7 +26,7 @@ pub struct RawPublisher {
 /// The symbol a frame is about, for the message key (`None`: not market data).
 pub fn frame_key(frame: &str) -> Option<String> {
     match decode_frame(frame, 0) {
-        Ok(Decoded::Event(e)) => Some(e.symbol().as_str().to_string()),
+        Ok(Decoded::Event(e)) => e.symbol().map(|s| s.as_str().to_string()),
         _ => None,
     }
 }

@@ -556,6 +556,9 @@ pub enum Event {
     Kline(Box<Kline>),
     /// A possible hole in a stream.
     Gap(Gap),
+    /// An item of a poller (news, social post, market snapshot, macro observation, fund NAV).
+    /// It does not move the market watermark.
+    Polled(Box<crate::polled::Polled>),
 }
 
 impl Event {
@@ -565,16 +568,23 @@ impl Event {
             Event::Trade(t) => t.ts_exchange,
             Event::Kline(k) => k.ts_exchange,
             Event::Gap(g) => g.until,
+            Event::Polled(p) => p.event_time(),
         }
     }
 
-    /// The symbol the event belongs to.
-    pub fn symbol(&self) -> Symbol {
+    /// The symbol the event belongs to (`None` for polled items, which are not per symbol).
+    pub fn symbol(&self) -> Option<Symbol> {
         match self {
-            Event::Trade(t) => t.symbol,
-            Event::Kline(k) => k.symbol,
-            Event::Gap(g) => g.symbol,
+            Event::Trade(t) => Some(t.symbol),
+            Event::Kline(k) => Some(k.symbol),
+            Event::Gap(g) => Some(g.symbol),
+            Event::Polled(_) => None,
         }
+    }
+
+    /// Whether the event is market data (moves the watermark).
+    pub fn is_market(&self) -> bool {
+        !matches!(self, Event::Polled(_))
     }
 }
 

@@ -392,7 +392,8 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             l.trade.ts_exchange,
         ),
-        SinkRecord::Quality(_) => return None,
+        // Polled items are stored by the SQL and JSON-lines sinks; they have no topic.
+        SinkRecord::Quality(_) | SinkRecord::Polled(_) => return None,
     };
     Some(Outgoing {
         topic,

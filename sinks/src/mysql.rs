@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cryptoflow_operators::dataflow::EnrichedTrade;
 use cryptoflow_operators::model::{DataQuality, Gap, Symbol, Venue};
+use cryptoflow_operators::polled::Polled;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, TxOpts, Value};
 use rust_decimal::Decimal;
@@ -30,6 +31,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "gaps_quality",
         include_str!("../../sql/mysql/0002_gaps_quality.sql"),
     ),
+    (3, "polled", include_str!("../../sql/mysql/0003_polled.sql")),
 ];
 
 /// Rows per multi-row statement (keeps placeholders well under the 65,535 limit).
@@ -158,7 +160,7 @@ impl MySqlSink {
         let pool = Pool::new(opts(url)?);
         let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
         conn.query_drop(
-            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality LIMIT 0",
+            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs LIMIT 0",
         )
         .await
         .map_err(|e| classify(&e, "schema check"))?;
@@ -238,7 +240,19 @@ impl Sink for MySqlSink {
                 _ => None,
             })
             .collect();
-        if trades.is_empty() && candles.is_empty() && gaps.is_empty() && quality.is_empty() {
+        let polled: Vec<&Polled> = records
+            .iter()
+            .filter_map(|r| match r {
+                SinkRecord::Polled(p) => Some(p.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if trades.is_empty()
+            && candles.is_empty()
+            && gaps.is_empty()
+            && quality.is_empty()
+            && polled.is_empty()
+        {
             return Ok(());
         }
         let mut tx = self
@@ -464,7 +478,112 @@ impl Sink for MySqlSink {
                 .await
                 .map_err(|e| classify(&e, "insert data_quality"))?;
         }
+        for p in polled {
+            let (sql, params) = polled_row(p);
+            tx.exec_drop(sql, params)
+                .await
+                .map_err(|e| classify(&e, &format!("insert {}", p.kind())))?;
+        }
         tx.commit().await.map_err(|e| classify(&e, "commit"))
+    }
+}
+
+/// The insert-once statement and parameters of one polled item.
+fn polled_row(item: &Polled) -> (&'static str, Vec<Value>) {
+    let coins =
+        |c: &[String]| Value::from(serde_json::to_string(c).unwrap_or_else(|_| "[]".into()));
+    match item {
+        Polled::Market(m) => (
+            "INSERT INTO coingecko_data (coin_id, vs_currency, endpoint, last_updated, symbol, name, price, market_cap,
+                 market_cap_rank, total_volume, high_24h, low_24h, price_change_24h, price_change_pct_24h,
+                 circulating_supply, total_supply, max_supply, ath, atl, fetched_at, raw)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON DUPLICATE KEY UPDATE coin_id = coin_id",
+            vec![
+                Value::from(m.coin_id.as_str()),
+                Value::from(m.vs_currency.as_str()),
+                Value::from(m.endpoint.as_str()),
+                Value::from(ts(m.last_updated)),
+                Value::from(m.symbol.as_deref()),
+                Value::from(m.name.as_deref()),
+                Value::from(m.price),
+                Value::from(m.market_cap),
+                Value::from(m.market_cap_rank),
+                Value::from(m.total_volume),
+                Value::from(m.high_24h),
+                Value::from(m.low_24h),
+                Value::from(m.price_change_24h),
+                Value::from(m.price_change_pct_24h),
+                Value::from(m.circulating_supply),
+                Value::from(m.total_supply),
+                Value::from(m.max_supply),
+                Value::from(m.ath),
+                Value::from(m.atl),
+                Value::from(ts(m.fetched_at)),
+                Value::from(m.raw.as_str()),
+            ],
+        ),
+        Polled::News(n) => (
+            "INSERT INTO news (item_key, feed, guid, title, link, summary, published_at, published_from, fetched_at, coins)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE item_key = item_key",
+            vec![
+                Value::from(n.item_key.as_str()),
+                Value::from(n.feed.as_str()),
+                Value::from(n.guid.as_deref()),
+                Value::from(n.title.as_str()),
+                Value::from(n.link.as_deref()),
+                Value::from(n.summary.as_str()),
+                Value::from(ts(n.published_at)),
+                Value::from(n.published_from.as_str()),
+                Value::from(ts(n.fetched_at)),
+                coins(&n.coins),
+            ],
+        ),
+        Polled::Social(p) => (
+            "INSERT INTO social_posts (platform, post_id, community, author, title, body, url, permalink, score,
+                 num_comments, created_at, fetched_at, coins)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE post_id = post_id",
+            vec![
+                Value::from(p.platform.as_str()),
+                Value::from(p.post_id.as_str()),
+                Value::from(p.community.as_str()),
+                Value::from(p.author.as_deref()),
+                Value::from(p.title.as_str()),
+                Value::from(p.body.as_str()),
+                Value::from(p.url.as_deref()),
+                Value::from(p.permalink.as_deref()),
+                Value::from(p.score),
+                Value::from(p.num_comments),
+                Value::from(ts(p.created_at)),
+                Value::from(ts(p.fetched_at)),
+                coins(&p.coins),
+            ],
+        ),
+        Polled::Macro(m) => (
+            "INSERT INTO macro_observations (series_id, date, realtime_start, realtime_end, value, fetched_at)
+             VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE series_id = series_id",
+            vec![
+                Value::from(m.series_id.as_str()),
+                Value::from(m.date.to_string()),
+                Value::from(m.realtime_start.to_string()),
+                Value::from(m.realtime_end.to_string()),
+                Value::from(m.value),
+                Value::from(ts(now_ms())),
+            ],
+        ),
+        Polled::FundNav(f) => (
+            "INSERT INTO fund_navs (isin, nav_date, name, currency, nav, source, fetched_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE isin = isin",
+            vec![
+                Value::from(f.isin.as_str()),
+                Value::from(f.nav_date.to_string()),
+                Value::from(f.name.as_str()),
+                Value::from(f.currency.as_str()),
+                Value::from(f.nav),
+                Value::from(f.source.as_str()),
+                Value::from(ts(f.fetched_at)),
+            ],
+        ),
     }
 }
 

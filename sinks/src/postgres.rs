@@ -18,6 +18,7 @@ use tokio_postgres::NoTls;
 
 use crate::record::{latest_candles, SinkRecord};
 use crate::task::{Sink, SinkError};
+use cryptoflow_operators::polled::Polled;
 
 /// The migrations, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -32,6 +33,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "data_quality",
         include_str!("../../sql/postgres/0004_data_quality.sql"),
+    ),
+    (
+        5,
+        "polled",
+        include_str!("../../sql/postgres/0005_polled.sql"),
     ),
 ];
 
@@ -326,7 +332,7 @@ impl PostgresSink {
         let client = pool.get().await.map_err(pool_err)?;
         client
             .query(
-                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality LIMIT 0",
+                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs LIMIT 0",
                 &[],
             )
             .await
@@ -416,6 +422,7 @@ impl Sink for PostgresSink {
         let mut t = TradeCols::default();
         let mut g = GapCols::default();
         let mut quality: Vec<&cryptoflow_operators::model::DataQuality> = Vec::new();
+        let mut polled: Vec<&Polled> = Vec::new();
         for r in records {
             match r {
                 SinkRecord::Trade(e) => {
@@ -449,6 +456,7 @@ impl Sink for PostgresSink {
                     g.detail.push(gap.detail.clone());
                 }
                 SinkRecord::Quality(q) => quality.push(q),
+                SinkRecord::Polled(p) => polled.push(p),
                 SinkRecord::Candle(_)
                 | SinkRecord::Whale(_)
                 | SinkRecord::Late(_)
@@ -480,6 +488,7 @@ impl Sink for PostgresSink {
             && k.open_time.is_empty()
             && g.from.is_empty()
             && quality.is_empty()
+            && polled.is_empty()
         {
             return Ok(());
         }
@@ -598,6 +607,147 @@ impl Sink for PostgresSink {
             .await
             .map_err(|e| classify(&e, "insert data_quality"))?;
         }
+        for p in polled {
+            insert_polled(&tx, p).await?;
+        }
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
+}
+
+const MARKET_SQL: &str = "
+INSERT INTO coingecko_data (coin_id, vs_currency, endpoint, last_updated, symbol, name, price, market_cap,
+    market_cap_rank, total_volume, high_24h, low_24h, price_change_24h, price_change_pct_24h,
+    circulating_supply, total_supply, max_supply, ath, atl, fetched_at, raw)
+VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond', $5, $6, $7, $8, $9::int8, $10,
+    $11, $12, $13, $14, $15, $16, $17, $18, $19, 'epoch'::timestamptz + $20::int8 * interval '1 millisecond',
+    $21::text::jsonb)
+ON CONFLICT DO NOTHING";
+
+const NEWS_SQL: &str = "
+INSERT INTO news (item_key, feed, guid, title, link, summary, published_at, published_from, fetched_at, coins)
+VALUES ($1, $2, $3, $4, $5, $6, 'epoch'::timestamptz + $7::int8 * interval '1 millisecond', $8,
+    'epoch'::timestamptz + $9::int8 * interval '1 millisecond', $10)
+ON CONFLICT DO NOTHING";
+
+const SOCIAL_SQL: &str = "
+INSERT INTO social_posts (platform, post_id, community, author, title, body, url, permalink, score,
+    num_comments, created_at, fetched_at, coins)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'epoch'::timestamptz + $11::int8 * interval '1 millisecond',
+    'epoch'::timestamptz + $12::int8 * interval '1 millisecond', $13)
+ON CONFLICT DO NOTHING";
+
+const MACRO_SQL: &str = "
+INSERT INTO macro_observations (series_id, date, realtime_start, realtime_end, value, fetched_at)
+VALUES ($1, $2::text::date, $3::text::date, $4::text::date, $5, now())
+ON CONFLICT DO NOTHING";
+
+const FUND_SQL: &str = "
+INSERT INTO fund_navs (isin, nav_date, name, currency, nav, source, fetched_at)
+VALUES ($1, $2::text::date, $3, $4, $5, $6, 'epoch'::timestamptz + $7::int8 * interval '1 millisecond')
+ON CONFLICT DO NOTHING";
+
+/// Inserts one polled item unless its natural key is already there.
+async fn insert_polled(
+    tx: &deadpool_postgres::Transaction<'_>,
+    item: &Polled,
+) -> Result<(), SinkError> {
+    let what = item.kind();
+    let (sql, params): (
+        &str,
+        Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
+    ) = match item {
+        Polled::Market(m) => (
+            MARKET_SQL,
+            vec![
+                Box::new(m.coin_id.clone()),
+                Box::new(m.vs_currency.clone()),
+                Box::new(m.endpoint.clone()),
+                Box::new(m.last_updated),
+                Box::new(m.symbol.clone()),
+                Box::new(m.name.clone()),
+                Box::new(m.price),
+                Box::new(m.market_cap),
+                Box::new(m.market_cap_rank),
+                Box::new(m.total_volume),
+                Box::new(m.high_24h),
+                Box::new(m.low_24h),
+                Box::new(m.price_change_24h),
+                Box::new(m.price_change_pct_24h),
+                Box::new(m.circulating_supply),
+                Box::new(m.total_supply),
+                Box::new(m.max_supply),
+                Box::new(m.ath),
+                Box::new(m.atl),
+                Box::new(m.fetched_at),
+                Box::new(m.raw.clone()),
+            ],
+        ),
+        Polled::News(n) => (
+            NEWS_SQL,
+            vec![
+                Box::new(n.item_key.clone()),
+                Box::new(n.feed.clone()),
+                Box::new(n.guid.clone()),
+                Box::new(n.title.clone()),
+                Box::new(n.link.clone()),
+                Box::new(n.summary.clone()),
+                Box::new(n.published_at),
+                Box::new(n.published_from.clone()),
+                Box::new(n.fetched_at),
+                Box::new(n.coins.clone()),
+            ],
+        ),
+        Polled::Social(p) => (
+            SOCIAL_SQL,
+            vec![
+                Box::new(p.platform.clone()),
+                Box::new(p.post_id.clone()),
+                Box::new(p.community.clone()),
+                Box::new(p.author.clone()),
+                Box::new(p.title.clone()),
+                Box::new(p.body.clone()),
+                Box::new(p.url.clone()),
+                Box::new(p.permalink.clone()),
+                Box::new(p.score),
+                Box::new(p.num_comments),
+                Box::new(p.created_at),
+                Box::new(p.fetched_at),
+                Box::new(p.coins.clone()),
+            ],
+        ),
+        Polled::Macro(m) => (
+            MACRO_SQL,
+            vec![
+                Box::new(m.series_id.clone()),
+                Box::new(m.date.to_string()),
+                Box::new(m.realtime_start.to_string()),
+                Box::new(m.realtime_end.to_string()),
+                Box::new(m.value),
+            ],
+        ),
+        Polled::FundNav(f) => (
+            FUND_SQL,
+            vec![
+                Box::new(f.isin.clone()),
+                Box::new(f.nav_date.to_string()),
+                Box::new(f.name.clone()),
+                Box::new(f.currency.clone()),
+                Box::new(f.nav),
+                Box::new(f.source.clone()),
+                Box::new(f.fetched_at),
+            ],
+        ),
+    };
+    let stmt = tx
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| classify(&e, &format!("prepare {what}")))?;
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    tx.execute(&stmt, &refs)
+        .await
+        .map_err(|e| classify(&e, &format!("insert {what}")))?;
+    Ok(())
 }

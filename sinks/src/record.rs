@@ -2,6 +2,7 @@
 
 use cryptoflow_operators::dataflow::{EnrichedTrade, LateTrade};
 use cryptoflow_operators::model::{Candle, DataQuality, Gap, KlineMismatch, WhaleAlert};
+use cryptoflow_operators::polled::Polled;
 use serde::{Deserialize, Serialize};
 
 /// One output row of the pipeline. Serialized with a `"type"` tag in JSON lines.
@@ -22,6 +23,8 @@ pub enum SinkRecord {
     Mismatch(KlineMismatch),
     /// A data-quality ledger snapshot row.
     Quality(DataQuality),
+    /// An item of a poller.
+    Polled(Box<Polled>),
 }
 
 /// The candle updates of a batch reduced to one per (venue, symbol, interval, open time): the

@@ -255,5 +255,6 @@ fn received_or_event_time(e: &Event) -> i64 {
         Event::Trade(t) => t.ts_received,
         Event::Kline(k) => k.ts_received,
         Event::Gap(g) => g.until,
+        Event::Polled(p) => p.event_time(),
     }
 }

@@ -5,9 +5,15 @@
 //!
 //! Time comes from tokio's clock, so tests drive every transition with paused time.
 
+pub mod coingecko;
+pub mod driver;
 pub mod fetch;
 pub mod fred;
+pub mod myinvestor;
+pub mod reddit;
+pub mod rss;
 pub mod schedule;
+pub mod state;
 pub mod text;
 
 use std::time::Duration;

@@ -115,15 +115,25 @@ impl CoinTagger {
         ambiguous: &[&str],
     ) -> Self {
         let mut t = CoinTagger::default();
+        t.extend(coins, ambiguous);
+        t
+    }
+
+    /// Adds `(ticker, aliases)` pairs and more `ambiguous` tickers.
+    pub fn extend<'a>(
+        &mut self,
+        coins: impl IntoIterator<Item = (&'a str, Vec<&'a str>)>,
+        ambiguous: &[&str],
+    ) {
         for (ticker, aliases) in coins {
             let up = ticker.to_uppercase();
-            t.tickers.insert(up.clone(), up.clone());
+            self.tickers.insert(up.clone(), up.clone());
             for a in aliases {
-                t.names.insert(a.to_lowercase(), up.clone());
+                self.names.insert(a.to_lowercase(), up.clone());
             }
         }
-        t.ambiguous = ambiguous.iter().map(|a| a.to_uppercase()).collect();
-        t
+        self.ambiguous
+            .extend(ambiguous.iter().map(|a| a.to_uppercase()));
     }
 
     /// The default table: the largest coins by market cap with their common names.
