@@ -160,6 +160,8 @@ pub struct RedditSection {
     pub client_secret_env: String,
     /// Pages per subreddit per poll at most.
     pub max_pages: usize,
+    /// Requests per minute (0: 9 anonymous, 90 with OAuth; Reddit allows 10 and 100).
+    pub per_minute: f64,
     /// Schedule.
     #[serde(flatten)]
     pub schedule: ScheduleSection,
@@ -348,6 +350,7 @@ impl PollSection {
                     token_url: rd.token_url.clone(),
                     credentials,
                     max_pages: rd.max_pages,
+                    per_minute: rd.per_minute,
                     user_agent: ua.clone(),
                 },
                 self.tagger(),

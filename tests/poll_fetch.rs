@@ -77,6 +77,13 @@ async fn server() -> (String, Hits) {
             }),
         )
         .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "too late"
+            }),
+        )
+        .route(
             "/missing",
             get(|| async { (StatusCode::NOT_FOUND, "no such coin") }),
         );
@@ -173,4 +180,27 @@ async fn the_breaker_opens_then_probes() {
     assert!(f.get(&url, &[]).await.is_err());
     assert_eq!(hits.down.load(Ordering::SeqCst), 4, "exactly one probe");
     assert_eq!(f.breaker_state(), BreakerState::Open);
+}
+
+#[tokio::test]
+async fn slow_responses_time_out_and_are_retried() {
+    let (base, _) = server().await;
+    let mut f = Fetcher::new(
+        ApiPolicy {
+            timeout: Duration::from_millis(300),
+            max_retries: 1,
+            ..policy()
+        },
+        "cryptoflow-test/1",
+    )
+    .unwrap();
+    let t = Instant::now();
+    let e = f.get(&format!("{base}/slow"), &[]).await.unwrap_err();
+    assert!(
+        matches!(e, FetchError::Exhausted { attempts: 2, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(f.stats.failures, 2);
 }

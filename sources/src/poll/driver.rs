@@ -268,7 +268,14 @@ pub async fn run_poller<P: Poller>(
             break;
         }
         let started = crate::now_ms();
-        let out = poller.poll(&state.cursors).await;
+        // A stop interrupts a poll in progress: nothing of it is emitted or saved.
+        let out = tokio::select! {
+            out = poller.poll(&state.cursors) => out,
+            _ = link.shutdown.wait_for(|s| *s) => {
+                tracing::info!(poller = name, "Stopped during a poll; the next run polls again.");
+                break;
+            }
+        };
         polls += 1;
         for e in &out.errors {
             tracing::warn!(poller = name, "{e}");
@@ -440,7 +447,9 @@ mod tests {
 
     /// A feeder that answers every batch with time 7, and records the keys it got; `drop_fed`
     /// simulates a crash before feeding.
-    fn feeder(drop_fed: bool) -> (mpsc::Sender<PollBatch>, Arc<Mutex<Vec<Vec<String>>>>) {
+    type Fed = Arc<Mutex<Vec<Vec<String>>>>;
+
+    fn feeder(drop_fed: bool) -> (mpsc::Sender<PollBatch>, Fed) {
         let (tx, mut rx) = mpsc::channel::<PollBatch>(4);
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();

@@ -31,6 +31,8 @@ pub struct RedditConfig {
     pub credentials: Option<(String, String)>,
     /// Pages per subreddit per poll at most.
     pub max_pages: usize,
+    /// Requests per minute (0: 9 anonymous, 90 with OAuth).
+    pub per_minute: f64,
     /// User-Agent (`<platform>:<app id>:<version> (by /u/<user>)`).
     pub user_agent: String,
 }
@@ -49,7 +51,11 @@ pub struct Reddit {
 impl Reddit {
     /// A poller for `cfg`, tagging coins with `tagger`.
     pub fn new(cfg: RedditConfig, tagger: CoinTagger) -> Result<Self, FetchError> {
-        let per_minute = if cfg.credentials.is_some() { 90.0 } else { 9.0 };
+        let per_minute = match (cfg.per_minute, cfg.credentials.is_some()) {
+            (p, _) if p > 0.0 => p,
+            (_, true) => 90.0,
+            (_, false) => 9.0,
+        };
         let fetcher = Fetcher::new(ApiPolicy::new("reddit", per_minute), &cfg.user_agent)?;
         let http = reqwest::Client::builder()
             .user_agent(&cfg.user_agent)
@@ -114,12 +120,23 @@ impl Reddit {
     }
 }
 
-/// Decodes a listing: posts, one message per bad child, and the `after` cursor.
+/// One decoded listing page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The posts.
+    pub posts: Vec<SocialPost>,
+    /// One message per child that could not be read.
+    pub errors: Vec<String>,
+    /// The paging cursor (`None`: last page).
+    pub after: Option<String>,
+}
+
+/// Decodes a listing page.
 pub fn decode_listing(
     body: &[u8],
     fetched_at: i64,
     tagger: &CoinTagger,
-) -> Result<(Vec<SocialPost>, Vec<String>, Option<String>), String> {
+) -> Result<Listing, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
     let data = v
         .get("data")
@@ -141,7 +158,11 @@ pub fn decode_listing(
             Err(e) => bad.push(format!("child {i}: {e}")),
         }
     }
-    Ok((good, bad, after))
+    Ok(Listing {
+        posts: good,
+        errors: bad,
+        after,
+    })
 }
 
 fn post(c: &Value, fetched_at: i64, tagger: &CoinTagger) -> Result<SocialPost, String> {
@@ -218,7 +239,11 @@ impl Poller for Reddit {
                     Ok(Fetched::Body(body)) => {
                         out.responses += 1;
                         match decode_listing(&body, crate::now_ms(), &self.tagger) {
-                            Ok((posts, bad, next)) => {
+                            Ok(Listing {
+                                posts,
+                                errors: bad,
+                                after: next,
+                            }) => {
                                 let all_known = !posts.is_empty()
                                     && posts.iter().all(|p| self.known.contains(&p.post_id));
                                 let empty = posts.is_empty();
@@ -279,8 +304,11 @@ mod tests {
              "url":"https://www.reddit.com/r/Bitcoin/comments/a/x/","subreddit":"Bitcoin"}},
             {"kind":"t3","data":{"id":"b","name":"t3_b","selftext":"no title"}},
             {"kind":"t1","data":{}}]}}"#;
-        let (posts, bad, after) =
-            decode_listing(body, 0, &CoinTagger::default_table()).expect("listing");
+        let Listing {
+            posts,
+            errors: bad,
+            after,
+        } = decode_listing(body, 0, &CoinTagger::default_table()).expect("listing");
         assert_eq!(posts.len(), 1);
         assert_eq!(posts[0].post_id, "t3_a");
         assert_eq!(posts[0].created_at, 1_795_330_000_000);
