@@ -6,7 +6,8 @@
 //! by exactly those new trades — so replays and redeliveries never double count. Candles are
 //! upserted with the same rule as PostgreSQL: a final row wins, a forming row only replaces a
 //! forming row with no more trades than itself. Gaps and data-quality snapshots are inserted
-//! once per key (`INSERT IGNORE`). Sessions run in UTC.
+//! once per key (`INSERT IGNORE`); polled items (news, posts, market snapshots, macro
+//! observations, fund NAVs) once per natural key. Sessions run in UTC.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -6,7 +6,8 @@
 //!   `trade_aggregates` in the same statement, so counters never double count on redelivery;
 //! - candle updates are deduplicated per key (last wins) and upserted; a forming update never
 //!   overwrites a final candle, and a final one replaces a final one only with at least as many
-//!   trades (a restart that re-reads the tail of a closed window cannot shrink it).
+//!   trades (a restart that re-reads the tail of a closed window cannot shrink it);
+//! - polled items go into their tables once per natural key (`ON CONFLICT DO NOTHING`).
 //!
 //! Connection and server-state errors are transient (retried by the sink task); data and schema
 //! errors are permanent and say what to fix.

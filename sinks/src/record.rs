@@ -47,3 +47,32 @@ pub fn latest_candles(records: &[SinkRecord]) -> Vec<&Candle> {
     out.sort_by_key(|c| (c.venue, c.symbol, c.interval, c.open_time));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptoflow_operators::polled::FundNav;
+
+    #[test]
+    fn polled_json_line_shape() {
+        let r = SinkRecord::Polled(Box::new(Polled::FundNav(FundNav {
+            isin: "IE00B03HD191".into(),
+            name: "V".into(),
+            currency: "EUR".into(),
+            nav: "45.6789".parse().expect("d"),
+            nav_date: "2026-11-20".parse().expect("date"),
+            source: "myinvestor".into(),
+            fetched_at: 1,
+        })));
+        let line = serde_json::to_string(&r).expect("json");
+        assert!(
+            line.starts_with(r#"{"type":"polled","kind":"fund_nav","isin":"IE00B03HD191""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""nav":"45.6789","nav_date":"2026-11-20""#),
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<SinkRecord>(&line).expect("back"), r);
+    }
+}
