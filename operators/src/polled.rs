@@ -161,6 +161,17 @@ pub enum Polled {
     FundNav(FundNav),
 }
 
+macro_rules! into_polled {
+    ($($t:ident => $v:ident),*) => {$(
+        impl From<$t> for Polled {
+            fn from(x: $t) -> Self {
+                Polled::$v(x)
+            }
+        }
+    )*};
+}
+into_polled!(CoinMarket => Market, NewsItem => News, SocialPost => Social, MacroObservation => Macro, FundNav => FundNav);
+
 fn day_ms(d: NaiveDate) -> Millis {
     d.and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc().timestamp_millis())

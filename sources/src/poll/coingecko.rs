@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use cryptoflow_operators::polled::{CoinMarket, Polled};
+use cryptoflow_operators::polled::CoinMarket;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::driver::{PollOutput, Poller};
-use super::fetch::{ApiPolicy, FetchError, FetchStats, Fetched, Fetcher};
+use super::fetch::{ApiPolicy, FetchError, FetchStats, Fetcher};
 use super::BreakerState;
 
 /// The default coin list: the largest coins by market capitalization (CoinGecko ids).
@@ -344,29 +344,16 @@ impl Poller for CoinGecko {
                 calls.push((simple, false));
             }
             for (url, is_markets) in calls {
-                match self.fetcher.get(&url, &hdrs).await {
-                    Ok(Fetched::NotModified) => out.responses += 1,
-                    Ok(Fetched::Body(body)) => {
-                        out.responses += 1;
-                        let now = crate::now_ms();
-                        let decoded = if is_markets {
-                            decode_markets(&body, &vs, now)
-                        } else {
-                            decode_simple_price(&body, &ids, &vs, now)
-                        };
-                        match decoded {
-                            Ok((rows, bad)) => {
-                                out.items.extend(rows.into_iter().map(Polled::Market));
-                                out.errors.extend(bad);
-                            }
-                            Err(e) => out.errors.push(format!("coingecko {e}")),
-                        }
+                let fetched = self.fetcher.get(&url, &hdrs).await;
+                out.absorb(fetched, |body| {
+                    let now = crate::now_ms();
+                    if is_markets {
+                        decode_markets(body, &vs, now)
+                    } else {
+                        decode_simple_price(body, &ids, &vs, now)
                     }
-                    Err(e) => {
-                        out.failed_requests += 1;
-                        out.errors.push(e.to_string());
-                    }
-                }
+                    .map_err(|e| format!("coingecko {e}"))
+                });
             }
         }
         out

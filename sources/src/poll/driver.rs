@@ -19,7 +19,7 @@ use cryptoflow_operators::model::Event;
 use cryptoflow_operators::polled::Polled;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::fetch::FetchStats;
+use super::fetch::{FetchError, FetchStats, Fetched};
 use super::schedule::Schedule;
 use super::state::{PollState, StateError};
 use super::BreakerState;
@@ -49,6 +49,43 @@ pub struct PollOutput {
     pub failed_requests: u64,
     /// Cursor updates, applied when the items are durable.
     pub cursors: BTreeMap<String, String>,
+}
+
+impl PollOutput {
+    /// Records one fetch: a body is decoded by `decode` into items and one message per bad item
+    /// (a body that cannot be decoded at all is one error); a failed fetch counts as a failed
+    /// request. Returns whether a body was decoded.
+    pub fn absorb<T: Into<Polled>>(
+        &mut self,
+        fetched: Result<Fetched, FetchError>,
+        decode: impl FnOnce(&[u8]) -> Result<(Vec<T>, Vec<String>), String>,
+    ) -> bool {
+        match fetched {
+            Ok(Fetched::NotModified) => {
+                self.responses += 1;
+                false
+            }
+            Ok(Fetched::Body(body)) => {
+                self.responses += 1;
+                match decode(&body) {
+                    Ok((items, bad)) => {
+                        self.items.extend(items.into_iter().map(Into::into));
+                        self.errors.extend(bad);
+                        true
+                    }
+                    Err(e) => {
+                        self.errors.push(e);
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                self.failed_requests += 1;
+                self.errors.push(e.to_string());
+                false
+            }
+        }
+    }
 }
 
 /// A source polled on a schedule.

@@ -131,6 +131,36 @@ pub struct FredConfig {
     pub user_agent: String,
 }
 
+fn redact(e: super::fetch::FetchError, key: &str) -> super::fetch::FetchError {
+    use super::fetch::FetchError as E;
+    let r = |s: String| s.replace(key, "<FRED_API_KEY>");
+    match e {
+        E::Rejected {
+            api,
+            url,
+            status,
+            body,
+        } => E::Rejected {
+            api,
+            url: r(url),
+            status,
+            body,
+        },
+        E::Exhausted {
+            api,
+            url,
+            attempts,
+            last,
+        } => E::Exhausted {
+            api,
+            url: r(url),
+            attempts,
+            last: r(last),
+        },
+        other => other,
+    }
+}
+
 /// The FRED poller: incremental per series from the last stored date (cursor `series id →
 /// last date`), every vintage kept.
 pub struct Fred {
@@ -158,7 +188,6 @@ impl super::driver::Poller for Fred {
         &mut self,
         cursors: &std::collections::BTreeMap<String, String>,
     ) -> super::driver::PollOutput {
-        use super::fetch::Fetched;
         let mut out = super::driver::PollOutput::default();
         for series in self.cfg.series.clone() {
             let last = cursors
@@ -169,32 +198,21 @@ impl super::driver::Poller for Fred {
                 None => self.cfg.start,
             };
             let url = observations_url(&self.cfg.base_url, &series, &self.cfg.api_key, Some(start));
-            match self.fetcher.get(&url, &[]).await {
-                Ok(Fetched::NotModified) => out.responses += 1,
-                Ok(Fetched::Body(body)) => {
-                    out.responses += 1;
-                    match decode(&series, &body) {
-                        Ok((good, bad)) => {
-                            let newest = good.iter().map(|o| o.date).max();
-                            if let Some(d) = newest.filter(|d| last.is_none_or(|l| *d > l)) {
-                                out.cursors
-                                    .insert(series.clone(), d.format("%Y-%m-%d").to_string());
-                            }
-                            out.items.extend(
-                                good.into_iter()
-                                    .map(cryptoflow_operators::polled::Polled::Macro),
-                            );
-                            out.errors.extend(bad.into_iter().map(|e| e.to_string()));
-                        }
-                        Err(e) => out.errors.push(e.to_string()),
-                    }
-                }
-                Err(e) => {
-                    out.failed_requests += 1;
-                    // The key is in the URL: keep it out of logs.
-                    out.errors
-                        .push(e.to_string().replace(&self.cfg.api_key, "<FRED_API_KEY>"));
-                }
+            let fetched = self
+                .fetcher
+                .get(&url, &[])
+                .await
+                // The key is in the URL: keep it out of logs.
+                .map_err(|e| redact(e, &self.cfg.api_key));
+            let mut newest = None;
+            out.absorb(fetched, |body| {
+                let (good, bad) = decode(&series, body).map_err(|e| e.to_string())?;
+                newest = good.iter().map(|o| o.date).max();
+                Ok((good, bad.into_iter().map(|e| e.to_string()).collect()))
+            });
+            if let Some(d) = newest.filter(|d| last.is_none_or(|l| *d > l)) {
+                out.cursors
+                    .insert(series.clone(), d.format("%Y-%m-%d").to_string());
             }
         }
         out

@@ -10,13 +10,13 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use cryptoflow_operators::polled::{FundNav, Polled};
+use cryptoflow_operators::polled::FundNav;
 use rust_decimal::Decimal;
 use scraper::{Html, Selector};
 use serde_json::Value;
 
 use super::driver::{PollOutput, Poller};
-use super::fetch::{ApiPolicy, FetchError, FetchStats, Fetched, Fetcher};
+use super::fetch::{ApiPolicy, FetchError, FetchStats, Fetcher};
 use super::text::{parse_es_date, parse_es_number};
 use super::BreakerState;
 
@@ -323,24 +323,14 @@ impl Poller for MyInvestor {
 
     async fn poll(&mut self, _cursors: &BTreeMap<String, String>) -> PollOutput {
         let mut out = PollOutput::default();
-        match self.fetcher.get(&self.cfg.url, &[]).await {
-            Ok(Fetched::NotModified) => out.responses += 1,
-            Ok(Fetched::Body(body)) => {
-                out.responses += 1;
-                match parse_catalogue(&self.cfg.url, &body, crate::now_ms()) {
-                    Ok((navs, bad)) => {
-                        out.items.extend(navs.into_iter().map(Polled::FundNav));
-                        out.errors
-                            .extend(bad.into_iter().map(|e| format!("MyInvestor {e}")));
-                    }
-                    Err(e) => out.errors.push(e),
-                }
-            }
-            Err(e) => {
-                out.failed_requests += 1;
-                out.errors.push(e.to_string());
-            }
-        }
+        let fetched = self.fetcher.get(&self.cfg.url, &[]).await;
+        let url = self.cfg.url.clone();
+        out.absorb(fetched, |body| {
+            parse_catalogue(&url, body, crate::now_ms()).map(|(navs, bad)| {
+                let bad = bad.into_iter().map(|e| format!("MyInvestor {e}")).collect();
+                (navs, bad)
+            })
+        });
         out
     }
 

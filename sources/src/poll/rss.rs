@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use cryptoflow_operators::polled::{NewsItem, Polled};
+use cryptoflow_operators::polled::NewsItem;
 use sha2::{Digest, Sha256};
 
 use super::driver::{PollOutput, Poller};
-use super::fetch::{ApiPolicy, FetchError, FetchStats, Fetched, Fetcher};
+use super::fetch::{ApiPolicy, FetchError, FetchStats, Fetcher};
 use super::text::{strip_html, CoinTagger};
 use super::BreakerState;
 
@@ -182,23 +182,10 @@ impl Poller for Rss {
     async fn poll(&mut self, _cursors: &BTreeMap<String, String>) -> PollOutput {
         let mut out = PollOutput::default();
         for (url, fetcher) in &mut self.feeds {
-            match fetcher.get(url, &[]).await {
-                Ok(Fetched::NotModified) => out.responses += 1,
-                Ok(Fetched::Body(body)) => {
-                    out.responses += 1;
-                    match parse_feed(url, &body, crate::now_ms(), &self.tagger) {
-                        Ok((items, bad)) => {
-                            out.items.extend(items.into_iter().map(Polled::News));
-                            out.errors.extend(bad);
-                        }
-                        Err(e) => out.errors.push(e),
-                    }
-                }
-                Err(e) => {
-                    out.failed_requests += 1;
-                    out.errors.push(e.to_string());
-                }
-            }
+            let fetched = fetcher.get(url, &[]).await;
+            out.absorb(fetched, |body| {
+                parse_feed(url, body, crate::now_ms(), &self.tagger)
+            });
         }
         out
     }
