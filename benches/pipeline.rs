@@ -97,6 +97,98 @@ fn math(c: &mut Criterion) {
     let _ = Decimal::from_str("1");
 }
 
+fn indicators(c: &mut Criterion) {
+    use cryptoflow_operators::math::indicators as ind;
+    // A random walk of 10,000 bars.
+    let mut x = 100.0f64;
+    let mut seed = 7u64;
+    let bars: Vec<ind::Bar> = (0..10_000)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x += ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5;
+            ind::Bar {
+                high: x + 0.3,
+                low: x - 0.3,
+                close: x,
+                volume: 1.0 + (seed % 100) as f64,
+            }
+        })
+        .collect();
+    let mut g = c.benchmark_group("indicators");
+    g.throughput(Throughput::Elements(bars.len() as u64));
+    macro_rules! bench {
+        ($name:literal, $make:expr, $upd:expr) => {
+            g.bench_function($name, |b| {
+                b.iter(|| {
+                    let mut st = $make;
+                    let mut n = 0usize;
+                    for bar in &bars {
+                        n += usize::from(std::hint::black_box(($upd)(&mut st, bar)).is_some());
+                    }
+                    n
+                })
+            });
+        };
+    }
+    bench!(
+        "sma20",
+        ind::Sma::new(20),
+        |s: &mut ind::Sma, b: &ind::Bar| s.update(b.close)
+    );
+    bench!("ema20", Ema::new(20), |s: &mut Ema, b: &ind::Bar| s
+        .update(b.close));
+    bench!(
+        "wma20",
+        ind::Wma::new(20),
+        |s: &mut ind::Wma, b: &ind::Bar| s.update(b.close)
+    );
+    bench!(
+        "rsi14",
+        ind::Rsi::new(14),
+        |s: &mut ind::Rsi, b: &ind::Bar| s.update(b.close)
+    );
+    bench!(
+        "macd",
+        ind::Macd::new(12, 26, 9),
+        |s: &mut ind::Macd, b: &ind::Bar| s.update(b.close)
+    );
+    bench!(
+        "bbands20",
+        ind::Bollinger::new(20, 2.0),
+        |s: &mut ind::Bollinger, b: &ind::Bar| s.update(b.close)
+    );
+    bench!(
+        "atr14",
+        ind::Atr::new(14),
+        |s: &mut ind::Atr, b: &ind::Bar| s.update(b)
+    );
+    bench!("obv", ind::Obv::new(), |s: &mut ind::Obv, b: &ind::Bar| s
+        .update(b));
+    bench!(
+        "stoch",
+        ind::Stoch::new(14, 3, 3),
+        |s: &mut ind::Stoch, b: &ind::Bar| s.update(b)
+    );
+    bench!(
+        "roc10",
+        ind::Roc::new(10),
+        |s: &mut ind::Roc, b: &ind::Bar| s.update(b.close)
+    );
+    bench!(
+        "volatility20",
+        ind::Volatility::new(20),
+        |s: &mut ind::Volatility, b: &ind::Bar| s.update(b.close)
+    );
+    bench!(
+        "zscore20",
+        ind::ZScore::new(20),
+        |s: &mut ind::ZScore, b: &ind::Bar| s.update(b.close)
+    );
+    g.finish();
+}
+
 fn operators(c: &mut Criterion) {
     let (_, trades) = sample(100_000, 10);
     let mut g = c.benchmark_group("operators");
@@ -135,5 +227,5 @@ fn operators(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, math, operators);
+criterion_group!(benches, decode, math, indicators, operators);
 criterion_main!(benches);

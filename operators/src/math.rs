@@ -1,4 +1,5 @@
-//! Pure, incremental state machines: no I/O, O(1) per update.
+//! Pure, incremental state machines: no I/O, O(1) per update. Technical indicators with TA-Lib
+//! parity are in [`indicators`].
 //!
 //! Conventions:
 //! - [`Sma`] keeps an exact [`Decimal`] running sum over the last `n` values. `update` returns
@@ -9,6 +10,8 @@
 //!   first `n` values, then `ema += alpha * (x - ema)` with `alpha = 2 / (n + 1)`.
 //! - [`CandleAcc`] accumulates one event-time window; open and close are the trades with the
 //!   lowest and highest id, so the result does not depend on arrival order.
+
+pub mod indicators;
 
 use std::collections::VecDeque;
 

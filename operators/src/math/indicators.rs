@@ -1,0 +1,804 @@
+//! Technical indicators as incremental state machines: O(1) per update (a ring buffer of at most
+//! the period), no I/O, `update(..) -> Option<value>` while warming up. All follow TA-Lib's
+//! conventions and, where TA-Lib has the indicator, its floating-point operation order, so the
+//! values equal TA-Lib's (tests compare them with TA-Lib's own output, warm-up rows included):
+//!
+//! | indicator | TA-Lib | first value at bar (0-based) | convention |
+//! | --- | --- | --- | --- |
+//! | [`Sma`]`(n)` | `SMA` | n−1 | running sum: add the new value, divide, subtract the oldest |
+//! | [`super::Ema`]`(n)` | `EMA` | n−1 | seeded with the SMA of the first n values, then `(x − ema)·k + ema`, `k = 2/(n+1)` |
+//! | [`Wma`]`(n)` | `WMA` | n−1 | weights 1..n (newest n), divided by n(n+1)/2 |
+//! | [`Rsi`]`(n)` | `RSI` | n | Wilder: the first averages are the means of the first n gains and losses, then `avg = (avg·(n−1) + x)/n`; 0 when gains + losses are within 1e-8 of zero |
+//! | [`Macd`]`(12, 26, 9)` | `MACD` | slow−1 + signal−1 (33) | fast and slow EMAs both start at bar slow−1: the fast one is seeded with the SMA of the *fast* values ending there (not of the first ones); signal = EMA of the MACD line; histogram = MACD − signal |
+//! | [`Bollinger`]`(20, 2)` | `BBANDS` (SMA) | n−1 | middle = SMA; σ = √(mean(x²) − middle²), population; σ = 0 when the variance is below 1e-8 (TA-Lib's zero test) |
+//! | [`Atr`]`(14)` | `ATR` | n | true range from bar 1; the first ATR is the mean of the first n true ranges, then Wilder smoothing |
+//! | [`Obv`] | `OBV` | 0 | starts at the first bar's volume; ± volume when the close rises / falls |
+//! | [`Stoch`]`(14, 3, 3)` | `STOCH` (SMA, SMA) | k−1 + sk−1 + sd−1 (17) | fast %K = (close − lowest low)/((highest high − lowest low)/100), 0 when the range is 0; slow %K = SMA of fast %K; %D = SMA of slow %K |
+//! | [`Roc`]`(n)` | `ROC` | n | `(x/x[n ago] − 1)·100`, 0 when the old value is 0 |
+//! | [`Momentum`]`(n)` | `MOM` | n | `x − x[n ago]` |
+//! | [`Volatility`]`(n)` | — | n (n log returns) | population standard deviation of the last n log returns `ln(c/c_prev)` |
+//! | [`ZScore`]`(n)` | — | n−1 | `(x − mean)/σ` over the last n values, population σ; 0 when σ = 0 |
+//! | [`Vwap`]`(n)` | — | n−1 | Σ quote volume / Σ volume over the last n candles, exact in `Decimal` |
+//!
+//! The last three have no TA-Lib function; their reference is a direct computation (numpy's
+//! `std`, Python `decimal`). Volatility and z-score keep running sums shifted by a recent value
+//! and rebuilt from the window every `n` updates, which keeps the variance free of catastrophic
+//! cancellation for prices far from zero and of accumulated rounding.
+
+use std::collections::VecDeque;
+
+use rust_decimal::Decimal;
+
+/// TA-Lib's zero test (`TA_IS_ZERO`).
+fn is_zero(v: f64) -> bool {
+    -0.000_000_01 < v && v < 0.000_000_01
+}
+
+/// One candle's values for the indicators that need more than the close.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bar {
+    /// High.
+    pub high: f64,
+    /// Low.
+    pub low: f64,
+    /// Close.
+    pub close: f64,
+    /// Volume.
+    pub volume: f64,
+}
+
+/// Simple moving average (TA-Lib `SMA`) in `f64`.
+#[derive(Debug, Clone)]
+pub struct Sma {
+    n: usize,
+    buf: VecDeque<f64>,
+    total: f64,
+}
+
+impl Sma {
+    /// Period `n` (≥ 1).
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Sma {
+            n,
+            buf: VecDeque::with_capacity(n + 1),
+            total: 0.0,
+        }
+    }
+
+    /// Adds a value.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        self.total += x;
+        self.buf.push_back(x);
+        if self.buf.len() < self.n {
+            return None;
+        }
+        let out = self.total / self.n as f64;
+        if let Some(old) = self.buf.pop_front() {
+            self.total -= old;
+        }
+        Some(out)
+    }
+}
+
+/// Weighted moving average (TA-Lib `WMA`): weights 1..n, newest heaviest.
+#[derive(Debug, Clone)]
+pub struct Wma {
+    n: usize,
+    buf: VecDeque<f64>,
+    period_sum: f64,
+    period_sub: f64,
+    trailing: f64,
+    seen: usize,
+}
+
+impl Wma {
+    /// Period `n` (≥ 1).
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Wma {
+            n,
+            buf: VecDeque::with_capacity(n + 1),
+            period_sum: 0.0,
+            period_sub: 0.0,
+            trailing: 0.0,
+            seen: 0,
+        }
+    }
+
+    /// Adds a value.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        self.seen += 1;
+        self.buf.push_back(x);
+        if self.seen < self.n {
+            self.period_sub += x;
+            self.period_sum += x * self.seen as f64;
+            return None;
+        }
+        self.period_sub += x;
+        self.period_sub -= self.trailing;
+        self.period_sum += x * self.n as f64;
+        self.trailing = self.buf.pop_front().unwrap_or(0.0);
+        let divider = (self.n * (self.n + 1) / 2) as f64;
+        let out = self.period_sum / divider;
+        self.period_sum -= self.period_sub;
+        Some(out)
+    }
+}
+
+/// Relative strength index, Wilder's smoothing (TA-Lib `RSI`).
+#[derive(Debug, Clone)]
+pub struct Rsi {
+    n: usize,
+    prev: Option<f64>,
+    changes: usize,
+    gain: f64,
+    loss: f64,
+}
+
+impl Rsi {
+    /// Period `n` (≥ 1).
+    pub fn new(n: usize) -> Self {
+        Rsi {
+            n: n.max(1),
+            prev: None,
+            changes: 0,
+            gain: 0.0,
+            loss: 0.0,
+        }
+    }
+
+    fn value(&self) -> f64 {
+        let t = self.gain + self.loss;
+        if is_zero(t) {
+            0.0
+        } else {
+            100.0 * (self.gain / t)
+        }
+    }
+
+    /// Adds a close.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let prev = self.prev.replace(x)?;
+        let d = x - prev;
+        let n = self.n as f64;
+        self.changes += 1;
+        if self.changes <= self.n {
+            if d < 0.0 {
+                self.loss -= d;
+            } else {
+                self.gain += d;
+            }
+            if self.changes < self.n {
+                return None;
+            }
+            self.loss /= n;
+            self.gain /= n;
+            return Some(self.value());
+        }
+        self.loss *= n - 1.0;
+        self.gain *= n - 1.0;
+        if d < 0.0 {
+            self.loss -= d;
+        } else {
+            self.gain += d;
+        }
+        self.loss /= n;
+        self.gain /= n;
+        Some(self.value())
+    }
+}
+
+/// MACD line, signal and histogram.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MacdValue {
+    /// Fast EMA − slow EMA.
+    pub macd: f64,
+    /// EMA of the MACD line.
+    pub signal: f64,
+    /// MACD − signal.
+    pub hist: f64,
+}
+
+/// MACD with TA-Lib's lookback alignment (`MACD`).
+#[derive(Debug, Clone)]
+pub struct Macd {
+    fast_n: usize,
+    recent: VecDeque<f64>,
+    fast: Option<super::Ema>,
+    slow: super::Ema,
+    signal: super::Ema,
+}
+
+impl Macd {
+    /// Periods (TA-Lib swaps fast and slow when fast > slow).
+    pub fn new(fast: usize, slow: usize, signal: usize) -> Self {
+        let (fast, slow) = if slow < fast {
+            (slow, fast)
+        } else {
+            (fast, slow)
+        };
+        Macd {
+            fast_n: fast.max(1),
+            recent: VecDeque::with_capacity(fast.max(1) + 1),
+            fast: None,
+            slow: super::Ema::new(slow),
+            signal: super::Ema::new(signal),
+        }
+    }
+
+    /// Adds a close.
+    pub fn update(&mut self, x: f64) -> Option<MacdValue> {
+        let slow = self.slow.update(x);
+        let fast = match (&mut self.fast, slow) {
+            (Some(f), _) => f.update(x),
+            (None, None) => {
+                self.recent.push_back(x);
+                if self.recent.len() > self.fast_n {
+                    self.recent.pop_front();
+                }
+                None
+            }
+            (None, Some(_)) => {
+                // Seed the fast EMA with the values ending at the slow one's first bar.
+                self.recent.push_back(x);
+                if self.recent.len() > self.fast_n {
+                    self.recent.pop_front();
+                }
+                let mut f = super::Ema::new(self.fast_n);
+                let mut v = None;
+                for r in self.recent.drain(..) {
+                    v = f.update(r);
+                }
+                self.fast = Some(f);
+                v
+            }
+        };
+        let macd = fast? - slow?;
+        let signal = self.signal.update(macd)?;
+        Some(MacdValue {
+            macd,
+            signal,
+            hist: macd - signal,
+        })
+    }
+}
+
+/// Bollinger bands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bands {
+    /// Middle + k·σ.
+    pub upper: f64,
+    /// SMA.
+    pub middle: f64,
+    /// Middle − k·σ.
+    pub lower: f64,
+}
+
+/// Bollinger bands over an SMA (TA-Lib `BBANDS`, equal up and down deviations).
+#[derive(Debug, Clone)]
+pub struct Bollinger {
+    n: usize,
+    k: f64,
+    sma: Sma,
+    squares: VecDeque<f64>,
+    total2: f64,
+}
+
+impl Bollinger {
+    /// Period `n`, `k` standard deviations.
+    pub fn new(n: usize, k: f64) -> Self {
+        let n = n.max(1);
+        Bollinger {
+            n,
+            k,
+            sma: Sma::new(n),
+            squares: VecDeque::with_capacity(n + 1),
+            total2: 0.0,
+        }
+    }
+
+    /// Adds a close.
+    pub fn update(&mut self, x: f64) -> Option<Bands> {
+        let middle = self.sma.update(x);
+        let sq = x * x;
+        self.total2 += sq;
+        self.squares.push_back(sq);
+        let middle = middle?;
+        let mut mean2 = self.total2 / self.n as f64;
+        if let Some(old) = self.squares.pop_front() {
+            self.total2 -= old;
+        }
+        mean2 -= middle * middle;
+        let sd = if mean2 < 0.000_000_01 {
+            0.0
+        } else {
+            mean2.sqrt()
+        };
+        let (upper, lower) = if self.k == 1.0 {
+            (middle + sd, middle - sd)
+        } else {
+            let t = sd * self.k;
+            (middle + t, middle - t)
+        };
+        Some(Bands {
+            upper,
+            middle,
+            lower,
+        })
+    }
+}
+
+/// Average true range, Wilder's smoothing (TA-Lib `ATR`).
+#[derive(Debug, Clone)]
+pub struct Atr {
+    n: usize,
+    prev_close: Option<f64>,
+    trs: usize,
+    sum: f64,
+    atr: f64,
+}
+
+impl Atr {
+    /// Period `n` (≥ 1).
+    pub fn new(n: usize) -> Self {
+        Atr {
+            n: n.max(1),
+            prev_close: None,
+            trs: 0,
+            sum: 0.0,
+            atr: 0.0,
+        }
+    }
+
+    /// Adds a bar.
+    pub fn update(&mut self, b: &Bar) -> Option<f64> {
+        let prev = self.prev_close.replace(b.close)?;
+        let mut tr = b.high - b.low;
+        let up = (prev - b.high).abs();
+        if up > tr {
+            tr = up;
+        }
+        let down = (prev - b.low).abs();
+        if down > tr {
+            tr = down;
+        }
+        self.trs += 1;
+        let n = self.n as f64;
+        if self.trs <= self.n {
+            self.sum += tr;
+            if self.trs < self.n {
+                return None;
+            }
+            self.atr = self.sum / n;
+            return Some(self.atr);
+        }
+        self.atr *= n - 1.0;
+        self.atr += tr;
+        self.atr /= n;
+        Some(self.atr)
+    }
+}
+
+/// On-balance volume (TA-Lib `OBV`).
+#[derive(Debug, Clone, Default)]
+pub struct Obv {
+    prev: Option<(f64, f64)>,
+}
+
+impl Obv {
+    /// A new OBV.
+    pub fn new() -> Self {
+        Obv::default()
+    }
+
+    /// Adds a bar (close and volume).
+    pub fn update(&mut self, b: &Bar) -> Option<f64> {
+        let obv = match self.prev {
+            None => b.volume,
+            Some((prev_close, obv)) if b.close > prev_close => obv + b.volume,
+            Some((prev_close, obv)) if b.close < prev_close => obv - b.volume,
+            Some((_, obv)) => obv,
+        };
+        self.prev = Some((b.close, obv));
+        Some(obv)
+    }
+}
+
+/// Slow stochastic %K and %D.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StochValue {
+    /// Slow %K.
+    pub k: f64,
+    /// %D.
+    pub d: f64,
+}
+
+/// Rolling maximum (or minimum) over the last `n` values: a monotonic deque, amortized O(1).
+#[derive(Debug, Clone)]
+struct Extremum {
+    n: usize,
+    max: bool,
+    seen: u64,
+    q: VecDeque<(u64, f64)>,
+}
+
+impl Extremum {
+    fn new(n: usize, max: bool) -> Self {
+        Extremum {
+            n: n.max(1),
+            max,
+            seen: 0,
+            q: VecDeque::with_capacity(n.max(1) + 1),
+        }
+    }
+
+    fn push(&mut self, x: f64) -> f64 {
+        let i = self.seen;
+        self.seen += 1;
+        while let Some(&(_, back)) = self.q.back() {
+            if (self.max && back <= x) || (!self.max && back >= x) {
+                self.q.pop_back();
+            } else {
+                break;
+            }
+        }
+        self.q.push_back((i, x));
+        while self
+            .q
+            .front()
+            .is_some_and(|&(j, _)| j + (self.n as u64) <= i)
+        {
+            self.q.pop_front();
+        }
+        self.q.front().map(|&(_, v)| v).unwrap_or(x)
+    }
+}
+
+/// Stochastic oscillator (TA-Lib `STOCH` with SMA smoothing).
+#[derive(Debug, Clone)]
+pub struct Stoch {
+    n: usize,
+    seen: usize,
+    highest: Extremum,
+    lowest: Extremum,
+    slow_k: Sma,
+    slow_d: Sma,
+}
+
+impl Stoch {
+    /// Fast %K period, slow %K period, %D period.
+    pub fn new(fast_k: usize, slow_k: usize, slow_d: usize) -> Self {
+        let n = fast_k.max(1);
+        Stoch {
+            n,
+            seen: 0,
+            highest: Extremum::new(n, true),
+            lowest: Extremum::new(n, false),
+            slow_k: Sma::new(slow_k),
+            slow_d: Sma::new(slow_d),
+        }
+    }
+
+    /// Adds a bar.
+    pub fn update(&mut self, b: &Bar) -> Option<StochValue> {
+        let hh = self.highest.push(b.high);
+        let ll = self.lowest.push(b.low);
+        self.seen += 1;
+        if self.seen < self.n {
+            return None;
+        }
+        let diff = (hh - ll) / 100.0;
+        let fast_k = if diff != 0.0 {
+            (b.close - ll) / diff
+        } else {
+            0.0
+        };
+        let k = self.slow_k.update(fast_k)?;
+        let d = self.slow_d.update(k)?;
+        Some(StochValue { k, d })
+    }
+}
+
+/// The value `n` updates ago, and the newest.
+#[derive(Debug, Clone)]
+struct Lag {
+    n: usize,
+    buf: VecDeque<f64>,
+}
+
+impl Lag {
+    fn new(n: usize) -> Self {
+        Lag {
+            n: n.max(1),
+            buf: VecDeque::with_capacity(n.max(1) + 2),
+        }
+    }
+
+    fn push(&mut self, x: f64) -> Option<f64> {
+        self.buf.push_back(x);
+        if self.buf.len() > self.n + 1 {
+            self.buf.pop_front();
+        }
+        (self.buf.len() == self.n + 1).then(|| self.buf[0])
+    }
+}
+
+/// Rate of change in percent (TA-Lib `ROC`).
+#[derive(Debug, Clone)]
+pub struct Roc(Lag);
+
+impl Roc {
+    /// Period `n` (≥ 1).
+    pub fn new(n: usize) -> Self {
+        Roc(Lag::new(n))
+    }
+
+    /// Adds a close.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let old = self.0.push(x)?;
+        Some(if old != 0.0 {
+            ((x / old) - 1.0) * 100.0
+        } else {
+            0.0
+        })
+    }
+}
+
+/// Momentum (TA-Lib `MOM`).
+#[derive(Debug, Clone)]
+pub struct Momentum(Lag);
+
+impl Momentum {
+    /// Period `n` (≥ 1).
+    pub fn new(n: usize) -> Self {
+        Momentum(Lag::new(n))
+    }
+
+    /// Adds a close.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let old = self.0.push(x)?;
+        Some(x - old)
+    }
+}
+
+/// Mean and population standard deviation over the last `n` values, from running sums of the
+/// values shifted by a recent value; every `n` updates the shift moves to the newest value and the
+/// sums are recomputed from the window (amortized O(1)), so rounding errors never pile up.
+#[derive(Debug, Clone)]
+struct Moments {
+    n: usize,
+    buf: VecDeque<f64>,
+    shift: f64,
+    s1: f64,
+    s2: f64,
+    since_rebase: usize,
+}
+
+impl Moments {
+    fn new(n: usize) -> Self {
+        Moments {
+            n: n.max(1),
+            buf: VecDeque::with_capacity(n.max(1) + 1),
+            shift: 0.0,
+            s1: 0.0,
+            s2: 0.0,
+            since_rebase: usize::MAX,
+        }
+    }
+
+    /// Adds `x`; `(mean, σ)` once `n` values are in.
+    fn push(&mut self, x: f64) -> Option<(f64, f64)> {
+        self.buf.push_back(x);
+        if self.buf.len() > self.n {
+            if let Some(old) = self.buf.pop_front() {
+                let y = old - self.shift;
+                self.s1 -= y;
+                self.s2 -= y * y;
+            }
+        }
+        if self.since_rebase >= self.n {
+            self.shift = x;
+            self.s1 = 0.0;
+            self.s2 = 0.0;
+            for v in &self.buf {
+                let y = v - self.shift;
+                self.s1 += y;
+                self.s2 += y * y;
+            }
+            self.since_rebase = 0;
+        } else {
+            let y = x - self.shift;
+            self.s1 += y;
+            self.s2 += y * y;
+            self.since_rebase += 1;
+        }
+        if self.buf.len() < self.n {
+            return None;
+        }
+        let n = self.n as f64;
+        let mean = self.s1 / n;
+        let m2 = self.s2 / n;
+        let var = m2 - mean * mean;
+        // Below the rounding noise of the sums it is zero (a constant window).
+        let var = if var <= 1e-12 * m2 { 0.0 } else { var };
+        Some((mean + self.shift, var.sqrt()))
+    }
+}
+
+/// Rolling volatility: population σ of the last `n` log returns.
+#[derive(Debug, Clone)]
+pub struct Volatility {
+    prev: Option<f64>,
+    m: Moments,
+}
+
+impl Volatility {
+    /// Over `n` log returns.
+    pub fn new(n: usize) -> Self {
+        Volatility {
+            prev: None,
+            m: Moments::new(n),
+        }
+    }
+
+    /// Adds a close (a non-positive close resets nothing and yields nothing).
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let prev = self.prev.replace(x)?;
+        if prev <= 0.0 || x <= 0.0 {
+            return None;
+        }
+        self.m.push((x / prev).ln()).map(|(_, sd)| sd)
+    }
+}
+
+/// Z-score of the newest value over the last `n`.
+#[derive(Debug, Clone)]
+pub struct ZScore(Moments);
+
+impl ZScore {
+    /// Over `n` values.
+    pub fn new(n: usize) -> Self {
+        ZScore(Moments::new(n))
+    }
+
+    /// Adds a value.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let (mean, sd) = self.0.push(x)?;
+        Some(if sd > 0.0 { (x - mean) / sd } else { 0.0 })
+    }
+}
+
+/// Volume-weighted average price over the last `n` candles, exact.
+#[derive(Debug, Clone)]
+pub struct Vwap {
+    n: usize,
+    buf: VecDeque<(Decimal, Decimal)>,
+    quote: Decimal,
+    volume: Decimal,
+}
+
+impl Vwap {
+    /// Over `n` candles.
+    pub fn new(n: usize) -> Self {
+        Vwap {
+            n: n.max(1),
+            buf: VecDeque::with_capacity(n.max(1) + 1),
+            quote: Decimal::ZERO,
+            volume: Decimal::ZERO,
+        }
+    }
+
+    /// Adds a candle's quote volume (Σ price·qty) and volume; `None` until `n` candles, or when
+    /// their volume is zero.
+    pub fn update(&mut self, quote_volume: Decimal, volume: Decimal) -> Option<Decimal> {
+        self.quote += quote_volume;
+        self.volume += volume;
+        self.buf.push_back((quote_volume, volume));
+        if self.buf.len() > self.n {
+            if let Some((q, v)) = self.buf.pop_front() {
+                self.quote -= q;
+                self.volume -= v;
+            }
+        }
+        if self.buf.len() < self.n || self.volume.is_zero() {
+            return None;
+        }
+        self.quote.checked_div(self.volume)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mean(w: &[f64]) -> f64 {
+        w.iter().sum::<f64>() / w.len() as f64
+    }
+
+    fn pstd(w: &[f64]) -> f64 {
+        let m = mean(w);
+        (w.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / w.len() as f64).sqrt()
+    }
+
+    fn near(a: f64, b: f64, scale: f64) -> bool {
+        (a - b).abs() <= 1e-9 * scale.max(1.0)
+    }
+
+    proptest! {
+        /// Incremental = recomputation over the window, at every step.
+        #[test]
+        fn incremental_equals_recomputation(
+            xs in proptest::collection::vec(1.0f64..1000.0, 1..120),
+            n in 1usize..25,
+        ) {
+            let (mut sma, mut wma, mut bb) = (Sma::new(n), Wma::new(n), Bollinger::new(n, 2.0));
+            let (mut z, mut mom, mut roc, mut vol) = (ZScore::new(n), Momentum::new(n), Roc::new(n), Volatility::new(n));
+            let mut st = Stoch::new(n, 1, 1);
+            for i in 0..xs.len() {
+                let x = xs[i];
+                let (s, w, b, zz) = (sma.update(x), wma.update(x), bb.update(x), z.update(x));
+                let (m, r, v) = (mom.update(x), roc.update(x), vol.update(x));
+                let k = st.update(&Bar { high: x + 1.0, low: x - 1.0, close: x, volume: 1.0 });
+                if i + 1 < n {
+                    prop_assert!(s.is_none() && w.is_none() && b.is_none() && zz.is_none() && k.is_none());
+                } else {
+                    let win = &xs[i + 1 - n..=i];
+                    prop_assert!(near(s.unwrap_or(f64::NAN), mean(win), 1000.0));
+                    let wsum: f64 = win.iter().enumerate().map(|(j, v)| v * (j + 1) as f64).sum();
+                    prop_assert!(near(w.unwrap_or(f64::NAN), wsum / (n * (n + 1) / 2) as f64, 1000.0));
+                    let bands = b.unwrap_or(Bands { upper: f64::NAN, middle: f64::NAN, lower: f64::NAN });
+                    let sd = pstd(win);
+                    // TA-Lib's variance (mean of squares − square of mean) loses digits for prices
+                    // near 1000: compare σ² to 1e-6 of the mean square.
+                    let var = ((bands.upper - bands.middle) / 2.0).powi(2);
+                    prop_assert!((var - sd * sd).abs() <= 1e-6 || sd * sd < 1e-8, "{var} vs {}", sd * sd);
+                    let zref = if sd > 0.0 { (x - mean(win)) / sd } else { 0.0 };
+                    if sd > 1e-6 {
+                        prop_assert!((zz.unwrap_or(f64::NAN) - zref).abs() <= 1e-6, "{zz:?} vs {zref}");
+                    }
+                    let hh = win.iter().fold(f64::MIN, |a, v| a.max(v + 1.0));
+                    let ll = win.iter().fold(f64::MAX, |a, v| a.min(v - 1.0));
+                    let fk = (x - ll) / ((hh - ll) / 100.0);
+                    prop_assert!(near(k.map(|v| v.k).unwrap_or(f64::NAN), fk, 100.0));
+                }
+                if i >= n {
+                    prop_assert!(near(m.unwrap_or(f64::NAN), x - xs[i - n], 1000.0));
+                    prop_assert!(near(r.unwrap_or(f64::NAN), (x / xs[i - n] - 1.0) * 100.0, 1e5));
+                    let rets: Vec<f64> = (i + 1 - n..=i).map(|j| (xs[j] / xs[j - 1]).ln()).collect();
+                    let scale = rets.iter().fold(1.0f64, |a, r| a.max(r.abs()));
+                    prop_assert!((v.unwrap_or(f64::NAN) - pstd(&rets)).abs() <= 1e-9 * scale);
+                } else {
+                    prop_assert!(m.is_none() && r.is_none() && v.is_none());
+                }
+            }
+        }
+
+        #[test]
+        fn vwap_is_exact(qv in proptest::collection::vec((1u32..1_000_000, 0u32..1000), 1..60), n in 1usize..10) {
+            let mut v = Vwap::new(n);
+            for i in 0..qv.len() {
+                let got = v.update(Decimal::from(qv[i].0), Decimal::from(qv[i].1));
+                if i + 1 >= n {
+                    let w = &qv[i + 1 - n..=i];
+                    let q: Decimal = w.iter().map(|p| Decimal::from(p.0)).sum();
+                    let vol: Decimal = w.iter().map(|p| Decimal::from(p.1)).sum();
+                    prop_assert_eq!(got, if vol.is_zero() { None } else { Some(q / vol) });
+                } else {
+                    prop_assert_eq!(got, None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rsi_of_a_flat_series_is_zero_and_of_a_rising_one_100() {
+        let mut r = Rsi::new(3);
+        let out: Vec<Option<f64>> = [5.0, 5.0, 5.0, 5.0].iter().map(|x| r.update(*x)).collect();
+        assert_eq!(out, vec![None, None, None, Some(0.0)]);
+        let mut r = Rsi::new(2);
+        let out: Vec<Option<f64>> = [1.0, 2.0, 3.0].iter().map(|x| r.update(*x)).collect();
+        assert_eq!(out, vec![None, None, Some(100.0)]);
+    }
+}
