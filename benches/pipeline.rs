@@ -189,6 +189,29 @@ fn indicators(c: &mut Criterion) {
     g.finish();
 }
 
+fn sentiment(c: &mut Criterion) {
+    use cryptoflow_operators::sentiment::{SentimentModel, Vader};
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sentiment/texts.txt"
+    ))
+    .unwrap_or_default();
+    let texts: Vec<String> = text.lines().map(|l| l.replace("\\n", "\n")).collect();
+    let vader = Vader::new();
+    let mut g = c.benchmark_group("sentiment");
+    g.throughput(Throughput::Elements(texts.len() as u64));
+    g.bench_function("vader_headlines", |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            for t in &texts {
+                sum += std::hint::black_box(vader.score(t)).compound;
+            }
+            sum
+        })
+    });
+    g.finish();
+}
+
 fn operators(c: &mut Criterion) {
     let (_, trades) = sample(100_000, 10);
     let mut g = c.benchmark_group("operators");
@@ -227,5 +250,5 @@ fn operators(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, math, indicators, operators);
+criterion_group!(benches, decode, math, indicators, sentiment, operators);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 //! ```text
 //! events ─┬─ trades ─┬─ trade_analytics ──► Trade + Whale records ─┐
 //!         │          └─ event_time_candles ► Candle + Late records ─┼─► one sink operator per sink
+//!         │                └─ final candles ─► candle_indicators ───┤
 //!         └─ gaps, polled items ───────────► Gap + Polled records ──┘
 //! ```
 
@@ -10,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cryptoflow_operators::dataflow::{
-    AnalyticsConfig, CandleConfig, CandleOutput, EventTimeCandles, KlineReconciliation,
-    ReconcileInput, TradeAnalytics, Watermarked,
+    AnalyticsConfig, CandleConfig, CandleIndicators, CandleOutput, EventTimeCandles,
+    KlineReconciliation, ReconcileInput, TradeAnalytics, Watermarked,
 };
 use cryptoflow_operators::model::Event;
 use cryptoflow_sinks::{SinkMsg, SinkRecord};
@@ -55,6 +56,14 @@ pub fn trade_pipeline<'scope>(
         CandleOutput::Candle(c) if c.is_final => Some(ReconcileInput::Candle(c)),
         _ => None,
     });
+    let indicators = candle_out
+        .clone()
+        .flat_map(|c| match c {
+            CandleOutput::Candle(c) if c.is_final => Some(c),
+            _ => None,
+        })
+        .candle_indicators()
+        .map(|r| SinkRecord::Indicators(Box::new(r)));
     let mismatches = finals
         .concat(klines)
         .reconcile_klines(tick_ms, RECONCILE_HORIZON_MS, compare_trade_count)
@@ -63,7 +72,11 @@ pub fn trade_pipeline<'scope>(
         CandleOutput::Candle(c) => SinkRecord::Candle(c),
         CandleOutput::Late(l) => SinkRecord::Late(l),
     });
-    enriched.concat(candles).concat(gaps).concat(mismatches)
+    enriched
+        .concat(candles)
+        .concat(gaps)
+        .concat(mismatches)
+        .concat(indicators)
 }
 
 /// Shared state between the feeding worker and the sink operators.

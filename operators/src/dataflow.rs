@@ -459,3 +459,80 @@ impl<'scope> KlineReconciliation<'scope> for StreamVec<'scope, u64, ReconcileInp
         .container::<Vec<_>>()
     }
 }
+
+/// The indicators of one final candle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndicatorRow {
+    /// Venue.
+    pub venue: Venue,
+    /// Symbol.
+    pub symbol: Symbol,
+    /// Candle interval.
+    pub interval: Interval,
+    /// Candle open time, ms.
+    pub open_time: Millis,
+    /// Candle close time, ms.
+    pub close_time: Millis,
+    /// Close of the candle.
+    pub close: Decimal,
+    /// The values.
+    #[serde(flatten)]
+    pub values: crate::math::indicators::IndicatorValues,
+}
+
+/// Technical indicators per (symbol, interval) over final candles.
+pub trait CandleIndicators<'scope> {
+    /// One [`IndicatorRow`] per final candle, in open-time order per (symbol, interval); exchanged
+    /// by symbol. A final candle not newer than the last one of its key is ignored (a repeat).
+    fn candle_indicators(self) -> StreamVec<'scope, u64, IndicatorRow>;
+}
+
+impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
+    fn candle_indicators(self) -> StreamVec<'scope, u64, IndicatorRow> {
+        use crate::math::indicators::{Bar, IndicatorSet};
+        self.unary(
+            Exchange::new(|c: &Candle| c.symbol.shard_hash()),
+            "CandleIndicators",
+            move |_cap, _info| {
+                let mut state: FxHashMap<(Symbol, Interval), (Millis, IndicatorSet)> =
+                    FxHashMap::default();
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut candles: Vec<Candle> = Vec::new();
+                        for batch in data {
+                            candles.append(batch);
+                        }
+                        candles.sort_by_key(|c| (c.symbol, c.interval, c.open_time));
+                        let mut session = output.session(&cap);
+                        for c in candles {
+                            let (last, set) = state
+                                .entry((c.symbol, c.interval))
+                                .or_insert_with(|| (Millis::MIN, IndicatorSet::default()));
+                            if c.open_time <= *last {
+                                continue;
+                            }
+                            *last = c.open_time;
+                            let bar = Bar {
+                                high: to_f64(c.high),
+                                low: to_f64(c.low),
+                                close: to_f64(c.close),
+                                volume: to_f64(c.volume),
+                            };
+                            let values = set.update(&bar, c.quote_volume, c.volume);
+                            session.give(IndicatorRow {
+                                venue: c.venue,
+                                symbol: c.symbol,
+                                interval: c.interval,
+                                open_time: c.open_time,
+                                close_time: c.close_time,
+                                close: c.close,
+                                values,
+                            });
+                        }
+                    });
+                }
+            },
+        )
+        .container::<Vec<_>>()
+    }
+}

@@ -392,8 +392,8 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             l.trade.ts_exchange,
         ),
-        // Polled items are stored by the SQL and JSON-lines sinks; they have no topic.
-        SinkRecord::Quality(_) | SinkRecord::Polled(_) => return None,
+        // Polled items and indicators are stored by the SQL and JSON-lines sinks; no topic yet.
+        SinkRecord::Quality(_) | SinkRecord::Polled(_) | SinkRecord::Indicators(_) => return None,
     };
     Some(Outgoing {
         topic,

@@ -11,7 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cryptoflow_operators::dataflow::EnrichedTrade;
+use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow};
+use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
 use cryptoflow_operators::model::{DataQuality, Gap, Symbol, Venue};
 use cryptoflow_operators::polled::Polled;
 use mysql_async::prelude::Queryable;
@@ -33,6 +34,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../sql/mysql/0002_gaps_quality.sql"),
     ),
     (3, "polled", include_str!("../../sql/mysql/0003_polled.sql")),
+    (
+        4,
+        "indicators",
+        include_str!("../../sql/mysql/0004_indicators.sql"),
+    ),
 ];
 
 /// Rows per multi-row statement (keeps placeholders well under the 65,535 limit).
@@ -161,7 +167,7 @@ impl MySqlSink {
         let pool = Pool::new(opts(url)?);
         let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
         conn.query_drop(
-            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs LIMIT 0",
+            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators LIMIT 0",
         )
         .await
         .map_err(|e| classify(&e, "schema check"))?;
@@ -248,11 +254,19 @@ impl Sink for MySqlSink {
                 _ => None,
             })
             .collect();
+        let indicators: Vec<&IndicatorRow> = records
+            .iter()
+            .filter_map(|r| match r {
+                SinkRecord::Indicators(i) => Some(i.as_ref()),
+                _ => None,
+            })
+            .collect();
         if trades.is_empty()
             && candles.is_empty()
             && gaps.is_empty()
             && quality.is_empty()
             && polled.is_empty()
+            && indicators.is_empty()
         {
             return Ok(());
         }
@@ -478,6 +492,31 @@ impl Sink for MySqlSink {
             tx.exec_drop(sql, params)
                 .await
                 .map_err(|e| classify(&e, "insert data_quality"))?;
+        }
+        for chunk in indicators.chunks(CHUNK) {
+            let ncols = 7 + FLOAT_COLUMNS.len();
+            let sql = format!(
+                "INSERT INTO indicators (venue, symbol, `interval`, open_time, close_time, close, {}, vwap_20)
+                 VALUES {} ON DUPLICATE KEY UPDATE venue = venue",
+                FLOAT_COLUMNS.join(", "),
+                placeholders(chunk.len(), ncols)
+            );
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * ncols);
+            for r in chunk {
+                params.extend([
+                    Value::from(r.venue.as_str()),
+                    Value::from(r.symbol.as_str()),
+                    Value::from(r.interval.label()),
+                    Value::from(ts(r.open_time)),
+                    Value::from(ts(r.close_time)),
+                    Value::from(r.close),
+                ]);
+                params.extend(r.values.floats().map(Value::from));
+                params.push(Value::from(r.values.vwap_20.map(|v| v.round_dp(18))));
+            }
+            tx.exec_drop(sql, params)
+                .await
+                .map_err(|e| classify(&e, "insert indicators"))?;
         }
         for p in polled {
             let (sql, params) = polled_row(p);

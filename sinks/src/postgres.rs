@@ -19,6 +19,8 @@ use tokio_postgres::NoTls;
 
 use crate::record::{latest_candles, SinkRecord};
 use crate::task::{Sink, SinkError};
+use cryptoflow_operators::dataflow::IndicatorRow;
+use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
 use cryptoflow_operators::polled::Polled;
 
 /// The migrations, in order: (version, name, SQL).
@@ -39,6 +41,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         5,
         "polled",
         include_str!("../../sql/postgres/0005_polled.sql"),
+    ),
+    (
+        6,
+        "indicators",
+        include_str!("../../sql/postgres/0006_indicators.sql"),
     ),
 ];
 
@@ -333,7 +340,7 @@ impl PostgresSink {
         let client = pool.get().await.map_err(pool_err)?;
         client
             .query(
-                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs LIMIT 0",
+                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators LIMIT 0",
                 &[],
             )
             .await
@@ -424,6 +431,7 @@ impl Sink for PostgresSink {
         let mut g = GapCols::default();
         let mut quality: Vec<&cryptoflow_operators::model::DataQuality> = Vec::new();
         let mut polled: Vec<&Polled> = Vec::new();
+        let mut indicators: Vec<&IndicatorRow> = Vec::new();
         for r in records {
             match r {
                 SinkRecord::Trade(e) => {
@@ -458,6 +466,7 @@ impl Sink for PostgresSink {
                 }
                 SinkRecord::Quality(q) => quality.push(q),
                 SinkRecord::Polled(p) => polled.push(p),
+                SinkRecord::Indicators(i) => indicators.push(i),
                 SinkRecord::Candle(_)
                 | SinkRecord::Whale(_)
                 | SinkRecord::Late(_)
@@ -490,6 +499,7 @@ impl Sink for PostgresSink {
             && g.from.is_empty()
             && quality.is_empty()
             && polled.is_empty()
+            && indicators.is_empty()
         {
             return Ok(());
         }
@@ -611,6 +621,32 @@ impl Sink for PostgresSink {
         for p in polled {
             insert_polled(&tx, p).await?;
         }
+        if !indicators.is_empty() {
+            let stmt = tx
+                .prepare_cached(&indicators_sql())
+                .await
+                .map_err(|e| classify(&e, "prepare indicators"))?;
+            for r in indicators {
+                let floats = r.values.floats();
+                let (venue, symbol, interval) =
+                    (r.venue.as_str(), r.symbol.as_str(), r.interval.label());
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+                    &venue,
+                    &symbol,
+                    &interval,
+                    &r.open_time,
+                    &r.close_time,
+                    &r.close,
+                ];
+                for f in &floats {
+                    params.push(f);
+                }
+                params.push(&r.values.vwap_20);
+                tx.execute(&stmt, &params)
+                    .await
+                    .map_err(|e| classify(&e, "insert indicators"))?;
+            }
+        }
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
 }
@@ -646,6 +682,21 @@ const FUND_SQL: &str = "
 INSERT INTO fund_navs (isin, nav_date, name, currency, nav, source, fetched_at)
 VALUES ($1, $2::text::date, $3, $4, $5, $6, 'epoch'::timestamptz + $7::int8 * interval '1 millisecond')
 ON CONFLICT DO NOTHING";
+
+/// Insert-once of one indicator row (the first row of a candle is kept).
+fn indicators_sql() -> String {
+    let floats = FLOAT_COLUMNS.join(", ");
+    let params: Vec<String> = (7..7 + FLOAT_COLUMNS.len() + 1)
+        .map(|i| format!("${i}"))
+        .collect();
+    format!(
+        "INSERT INTO indicators (venue, symbol, interval, open_time, close_time, close, {floats}, vwap_20)
+         VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond',
+                 'epoch'::timestamptz + $5::int8 * interval '1 millisecond', $6, {})
+         ON CONFLICT DO NOTHING",
+        params.join(", ")
+    )
+}
 
 /// Inserts one polled item unless its natural key is already there.
 async fn insert_polled(

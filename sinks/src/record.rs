@@ -1,6 +1,6 @@
 //! What the dataflow hands to sinks.
 
-use cryptoflow_operators::dataflow::{EnrichedTrade, LateTrade};
+use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow, LateTrade};
 use cryptoflow_operators::model::{Candle, DataQuality, Gap, KlineMismatch, WhaleAlert};
 use cryptoflow_operators::polled::Polled;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,8 @@ pub enum SinkRecord {
     Quality(DataQuality),
     /// An item of a poller.
     Polled(Box<Polled>),
+    /// Technical indicators at a final candle.
+    Indicators(Box<IndicatorRow>),
 }
 
 /// The candle updates of a batch reduced to one per (venue, symbol, interval, open time): the

@@ -28,6 +28,7 @@
 use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 /// TA-Lib's zero test (`TA_IS_ZERO`).
 fn is_zero(v: f64) -> bool {
@@ -705,6 +706,169 @@ impl Vwap {
             return None;
         }
         self.quote.checked_div(self.volume)
+    }
+}
+
+/// The values of every indicator at one final candle (`None` while warming up).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndicatorValues {
+    /// SMA(20) of closes.
+    pub sma_20: Option<f64>,
+    /// EMA(20).
+    pub ema_20: Option<f64>,
+    /// WMA(20).
+    pub wma_20: Option<f64>,
+    /// RSI(14).
+    pub rsi_14: Option<f64>,
+    /// MACD(12, 26, 9) line.
+    pub macd: Option<f64>,
+    /// MACD signal.
+    pub macd_signal: Option<f64>,
+    /// MACD histogram.
+    pub macd_hist: Option<f64>,
+    /// Bollinger(20, 2) upper.
+    pub bb_upper: Option<f64>,
+    /// Bollinger middle.
+    pub bb_middle: Option<f64>,
+    /// Bollinger lower.
+    pub bb_lower: Option<f64>,
+    /// ATR(14).
+    pub atr_14: Option<f64>,
+    /// OBV.
+    pub obv: Option<f64>,
+    /// Stochastic(14, 3, 3) slow %K.
+    pub stoch_k: Option<f64>,
+    /// Stochastic %D.
+    pub stoch_d: Option<f64>,
+    /// ROC(10), percent.
+    pub roc_10: Option<f64>,
+    /// Momentum(10).
+    pub mom_10: Option<f64>,
+    /// Volatility: σ of the last 20 log returns.
+    pub volatility_20: Option<f64>,
+    /// Z-score of the close over 20 candles.
+    pub zscore_20: Option<f64>,
+    /// VWAP over 20 candles.
+    pub vwap_20: Option<Decimal>,
+}
+
+/// Names of the `f64` indicator columns, in the order of [`IndicatorValues::floats`].
+pub const FLOAT_COLUMNS: [&str; 18] = [
+    "sma_20",
+    "ema_20",
+    "wma_20",
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_upper",
+    "bb_middle",
+    "bb_lower",
+    "atr_14",
+    "obv",
+    "stoch_k",
+    "stoch_d",
+    "roc_10",
+    "mom_10",
+    "volatility_20",
+    "zscore_20",
+];
+
+impl IndicatorValues {
+    /// The `f64` values in the order of [`FLOAT_COLUMNS`] (non-finite values as `None`).
+    pub fn floats(&self) -> [Option<f64>; 18] {
+        [
+            self.sma_20,
+            self.ema_20,
+            self.wma_20,
+            self.rsi_14,
+            self.macd,
+            self.macd_signal,
+            self.macd_hist,
+            self.bb_upper,
+            self.bb_middle,
+            self.bb_lower,
+            self.atr_14,
+            self.obv,
+            self.stoch_k,
+            self.stoch_d,
+            self.roc_10,
+            self.mom_10,
+            self.volatility_20,
+            self.zscore_20,
+        ]
+        .map(|v| v.filter(|x| x.is_finite()))
+    }
+}
+
+/// Every indicator of one (symbol, interval), fed with its final candles in order.
+#[derive(Debug, Clone)]
+pub struct IndicatorSet {
+    sma: Sma,
+    ema: super::Ema,
+    wma: Wma,
+    rsi: Rsi,
+    macd: Macd,
+    bb: Bollinger,
+    atr: Atr,
+    obv: Obv,
+    stoch: Stoch,
+    roc: Roc,
+    mom: Momentum,
+    vol: Volatility,
+    z: ZScore,
+    vwap: Vwap,
+}
+
+impl Default for IndicatorSet {
+    fn default() -> Self {
+        IndicatorSet {
+            sma: Sma::new(20),
+            ema: super::Ema::new(20),
+            wma: Wma::new(20),
+            rsi: Rsi::new(14),
+            macd: Macd::new(12, 26, 9),
+            bb: Bollinger::new(20, 2.0),
+            atr: Atr::new(14),
+            obv: Obv::new(),
+            stoch: Stoch::new(14, 3, 3),
+            roc: Roc::new(10),
+            mom: Momentum::new(10),
+            vol: Volatility::new(20),
+            z: ZScore::new(20),
+            vwap: Vwap::new(20),
+        }
+    }
+}
+
+impl IndicatorSet {
+    /// Adds one candle (high, low, close and volume as `f64`; quote volume and volume exact).
+    pub fn update(&mut self, bar: &Bar, quote_volume: Decimal, volume: Decimal) -> IndicatorValues {
+        let x = bar.close;
+        let m = self.macd.update(x);
+        let b = self.bb.update(x);
+        let s = self.stoch.update(bar);
+        IndicatorValues {
+            sma_20: self.sma.update(x),
+            ema_20: self.ema.update(x),
+            wma_20: self.wma.update(x),
+            rsi_14: self.rsi.update(x),
+            macd: m.map(|v| v.macd),
+            macd_signal: m.map(|v| v.signal),
+            macd_hist: m.map(|v| v.hist),
+            bb_upper: b.map(|v| v.upper),
+            bb_middle: b.map(|v| v.middle),
+            bb_lower: b.map(|v| v.lower),
+            atr_14: self.atr.update(bar),
+            obv: self.obv.update(bar),
+            stoch_k: s.map(|v| v.k),
+            stoch_d: s.map(|v| v.d),
+            roc_10: self.roc.update(x),
+            mom_10: self.mom.update(x),
+            volatility_20: self.vol.update(x),
+            zscore_20: self.z.update(x),
+            vwap_20: self.vwap.update(quote_volume, volume),
+        }
     }
 }
 
