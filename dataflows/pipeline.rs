@@ -4,6 +4,7 @@
 //! events ─┬─ trades ─┬─ trade_analytics ──► Trade + Whale records ─┐
 //!         │          └─ event_time_candles ► Candle + Late records ─┼─► one sink operator per sink
 //!         │                └─ final candles ─► candle_indicators ───┤
+//!         ├─ polled news and posts ─► VADER ► Sentiment records ────┤
 //!         └─ gaps, polled items ───────────► Gap + Polled records ──┘
 //! ```
 
@@ -42,6 +43,12 @@ pub fn trade_pipeline<'scope>(
         Event::Kline(k) if k.is_closed => Some(ReconcileInput::Kline(*k)),
         _ => None,
     });
+    let vader = cryptoflow_operators::sentiment::Vader::new();
+    let sentiment = events.clone().flat_map(move |(e, _)| match e {
+        Event::Polled(p) => cryptoflow_operators::sentiment::score_item(&vader, &p)
+            .map(|r| SinkRecord::Sentiment(Box::new(r))),
+        _ => None,
+    });
     let gaps = events.flat_map(|(e, _)| match e {
         Event::Gap(g) => Some(SinkRecord::Gap(g)),
         Event::Polled(p) => Some(SinkRecord::Polled(p)),
@@ -77,6 +84,7 @@ pub fn trade_pipeline<'scope>(
         .concat(gaps)
         .concat(mismatches)
         .concat(indicators)
+        .concat(sentiment)
 }
 
 /// Shared state between the feeding worker and the sink operators.

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use common::{fresh_database, fresh_mysql_database, pg_client};
+use cryptoflow_operators::sentiment::{SentimentModel, Vader};
 use cryptoflow_operators::Decimal;
 use mysql_async::prelude::Queryable;
 
@@ -729,6 +730,33 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
         ]
     );
 
+    // Every news item and post is scored once (VADER, checked against Python in
+    // operators/tests/vader_parity.rs).
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM sentiment WHERE model = 'vader-3.3.2'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 9);
+    let r = c
+        .query_one(
+            "SELECT kind, compound, pos, coins FROM sentiment WHERE item_key = 'news|guid:news-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let want = Vader::new().score("Bitcoin tops $100K & Ether follows\nTraders cheer & buy $DOGE");
+    assert_eq!(r.get::<_, String>(0), "news");
+    assert_eq!(
+        (r.get::<_, f64>(1), r.get::<_, f64>(2)),
+        (want.compound, want.pos)
+    );
+    assert!(want.compound > 0.0);
+    assert_eq!(r.get::<_, Vec<String>>(3), vec!["BTC", "DOGE", "ETH"]);
+
     // The errors are counted in the data-quality ledger.
     let rows = c
         .query("SELECT symbol, max(frames), max(trades), max(decode_errors) FROM data_quality WHERE source = 'poll' GROUP BY symbol ORDER BY symbol", &[])
@@ -808,5 +836,11 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
     );
     assert_eq!(r3["reddit"].1, 5, "all 5 posts seen again, none emitted");
     assert_eq!(pg_counts(&pg).await, [8, 6, 5, 4, 3]);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM sentiment", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 11, "scored once each");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -60,3 +60,54 @@ impl SentimentModel for Vader {
         }
     }
 }
+
+/// The score of one news item or social post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentimentRow {
+    /// The item's natural key (`news|…`, `social|reddit|t3_…`).
+    pub item_key: String,
+    /// `news` or `social`.
+    pub kind: String,
+    /// Model name.
+    pub model: String,
+    /// When the item was published, ms.
+    pub published_at: crate::model::Millis,
+    /// Coins the item mentions.
+    pub coins: Vec<String>,
+    /// The scores.
+    #[serde(flatten)]
+    pub score: SentimentScore,
+}
+
+/// Longest text scored, in characters (title and body together).
+pub const MAX_TEXT_CHARS: usize = 2_000;
+
+/// Scores a polled news item or post (title, a newline, then the summary or body); `None` for
+/// other items.
+pub fn score_item(
+    model: &dyn SentimentModel,
+    item: &crate::polled::Polled,
+) -> Option<SentimentRow> {
+    use crate::polled::Polled;
+    let (kind, title, body, published_at, coins) = match item {
+        Polled::News(n) => ("news", &n.title, &n.summary, n.published_at, &n.coins),
+        Polled::Social(s) => ("social", &s.title, &s.body, s.created_at, &s.coins),
+        _ => return None,
+    };
+    let text: String = if body.is_empty() {
+        title.chars().take(MAX_TEXT_CHARS).collect()
+    } else {
+        format!("{title}\n{body}")
+            .chars()
+            .take(MAX_TEXT_CHARS)
+            .collect()
+    };
+    Some(SentimentRow {
+        item_key: item.natural_key(),
+        kind: kind.to_string(),
+        model: model.name().to_string(),
+        published_at,
+        coins: coins.clone(),
+        score: model.score(&text),
+    })
+}

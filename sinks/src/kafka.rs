@@ -392,8 +392,11 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             l.trade.ts_exchange,
         ),
-        // Polled items and indicators are stored by the SQL and JSON-lines sinks; no topic yet.
-        SinkRecord::Quality(_) | SinkRecord::Polled(_) | SinkRecord::Indicators(_) => return None,
+        // Polled items, indicators and sentiment are stored by the SQL and JSON-lines sinks; no topic yet.
+        SinkRecord::Quality(_)
+        | SinkRecord::Polled(_)
+        | SinkRecord::Indicators(_)
+        | SinkRecord::Sentiment(_) => return None,
     };
     Some(Outgoing {
         topic,

@@ -15,6 +15,7 @@ use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow};
 use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
 use cryptoflow_operators::model::{DataQuality, Gap, Symbol, Venue};
 use cryptoflow_operators::polled::Polled;
+use cryptoflow_operators::sentiment::SentimentRow;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, TxOpts, Value};
 use rust_decimal::Decimal;
@@ -36,8 +37,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "polled", include_str!("../../sql/mysql/0003_polled.sql")),
     (
         4,
-        "indicators",
-        include_str!("../../sql/mysql/0004_indicators.sql"),
+        "analytics",
+        include_str!("../../sql/mysql/0004_analytics.sql"),
     ),
 ];
 
@@ -167,7 +168,7 @@ impl MySqlSink {
         let pool = Pool::new(opts(url)?);
         let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
         conn.query_drop(
-            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators LIMIT 0",
+            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment LIMIT 0",
         )
         .await
         .map_err(|e| classify(&e, "schema check"))?;
@@ -261,12 +262,20 @@ impl Sink for MySqlSink {
                 _ => None,
             })
             .collect();
+        let sentiment: Vec<&SentimentRow> = records
+            .iter()
+            .filter_map(|r| match r {
+                SinkRecord::Sentiment(x) => Some(x.as_ref()),
+                _ => None,
+            })
+            .collect();
         if trades.is_empty()
             && candles.is_empty()
             && gaps.is_empty()
             && quality.is_empty()
             && polled.is_empty()
             && indicators.is_empty()
+            && sentiment.is_empty()
         {
             return Ok(());
         }
@@ -517,6 +526,26 @@ impl Sink for MySqlSink {
             tx.exec_drop(sql, params)
                 .await
                 .map_err(|e| classify(&e, "insert indicators"))?;
+        }
+        for r in sentiment {
+            let s = &r.score;
+            tx.exec_drop(
+                "INSERT INTO sentiment (item_key, model, kind, published_at, coins, neg, neu, pos, compound)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE item_key = item_key",
+                vec![
+                    Value::from(r.item_key.as_str()),
+                    Value::from(r.model.as_str()),
+                    Value::from(r.kind.as_str()),
+                    Value::from(ts(r.published_at)),
+                    Value::from(serde_json::to_string(&r.coins).unwrap_or_else(|_| "[]".into())),
+                    Value::from(s.neg),
+                    Value::from(s.neu),
+                    Value::from(s.pos),
+                    Value::from(s.compound),
+                ],
+            )
+            .await
+            .map_err(|e| classify(&e, "insert sentiment"))?;
         }
         for p in polled {
             let (sql, params) = polled_row(p);

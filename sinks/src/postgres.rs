@@ -22,6 +22,7 @@ use crate::task::{Sink, SinkError};
 use cryptoflow_operators::dataflow::IndicatorRow;
 use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
 use cryptoflow_operators::polled::Polled;
+use cryptoflow_operators::sentiment::SentimentRow;
 
 /// The migrations, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -44,8 +45,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         6,
-        "indicators",
-        include_str!("../../sql/postgres/0006_indicators.sql"),
+        "analytics",
+        include_str!("../../sql/postgres/0006_analytics.sql"),
     ),
 ];
 
@@ -340,7 +341,7 @@ impl PostgresSink {
         let client = pool.get().await.map_err(pool_err)?;
         client
             .query(
-                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators LIMIT 0",
+                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment LIMIT 0",
                 &[],
             )
             .await
@@ -432,6 +433,7 @@ impl Sink for PostgresSink {
         let mut quality: Vec<&cryptoflow_operators::model::DataQuality> = Vec::new();
         let mut polled: Vec<&Polled> = Vec::new();
         let mut indicators: Vec<&IndicatorRow> = Vec::new();
+        let mut sentiment: Vec<&SentimentRow> = Vec::new();
         for r in records {
             match r {
                 SinkRecord::Trade(e) => {
@@ -467,6 +469,7 @@ impl Sink for PostgresSink {
                 SinkRecord::Quality(q) => quality.push(q),
                 SinkRecord::Polled(p) => polled.push(p),
                 SinkRecord::Indicators(i) => indicators.push(i),
+                SinkRecord::Sentiment(x) => sentiment.push(x),
                 SinkRecord::Candle(_)
                 | SinkRecord::Whale(_)
                 | SinkRecord::Late(_)
@@ -500,6 +503,7 @@ impl Sink for PostgresSink {
             && quality.is_empty()
             && polled.is_empty()
             && indicators.is_empty()
+            && sentiment.is_empty()
         {
             return Ok(());
         }
@@ -647,9 +651,37 @@ impl Sink for PostgresSink {
                     .map_err(|e| classify(&e, "insert indicators"))?;
             }
         }
+        for r in sentiment {
+            let stmt = tx
+                .prepare_cached(SENTIMENT_SQL)
+                .await
+                .map_err(|e| classify(&e, "prepare sentiment"))?;
+            let s = &r.score;
+            tx.execute(
+                &stmt,
+                &[
+                    &r.item_key,
+                    &r.model,
+                    &r.kind,
+                    &r.published_at,
+                    &r.coins,
+                    &s.neg,
+                    &s.neu,
+                    &s.pos,
+                    &s.compound,
+                ],
+            )
+            .await
+            .map_err(|e| classify(&e, "insert sentiment"))?;
+        }
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
 }
+
+const SENTIMENT_SQL: &str = "
+INSERT INTO sentiment (item_key, model, kind, published_at, coins, neg, neu, pos, compound)
+VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond', $5, $6, $7, $8, $9)
+ON CONFLICT DO NOTHING";
 
 const MARKET_SQL: &str = "
 INSERT INTO coingecko_data (coin_id, vs_currency, endpoint, last_updated, symbol, name, price, market_cap,

@@ -3,6 +3,7 @@
 use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow, LateTrade};
 use cryptoflow_operators::model::{Candle, DataQuality, Gap, KlineMismatch, WhaleAlert};
 use cryptoflow_operators::polled::Polled;
+use cryptoflow_operators::sentiment::SentimentRow;
 use serde::{Deserialize, Serialize};
 
 /// One output row of the pipeline. Serialized with a `"type"` tag in JSON lines.
@@ -27,6 +28,8 @@ pub enum SinkRecord {
     Polled(Box<Polled>),
     /// Technical indicators at a final candle.
     Indicators(Box<IndicatorRow>),
+    /// The sentiment of a news item or social post.
+    Sentiment(Box<SentimentRow>),
 }
 
 /// The candle updates of a batch reduced to one per (venue, symbol, interval, open time): the

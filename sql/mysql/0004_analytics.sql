@@ -1,4 +1,4 @@
--- Technical indicators per final candle (as sql/postgres/0006). The first row per candle is kept.
+-- Technical indicators per final candle and the sentiment of news and posts (as sql/postgres/0006).
 CREATE TABLE IF NOT EXISTS indicators (
     venue         VARCHAR(16)    NOT NULL,
     symbol        VARCHAR(24)    NOT NULL,
@@ -26,4 +26,19 @@ CREATE TABLE IF NOT EXISTS indicators (
     zscore_20     DOUBLE NULL,
     vwap_20       DECIMAL(38,18) NULL,
     PRIMARY KEY (venue, symbol, `interval`, open_time)
+);
+
+-- The sentiment of each news item and social post, once per (item, model).
+CREATE TABLE IF NOT EXISTS sentiment (
+    item_key     VARCHAR(255) NOT NULL,
+    model        VARCHAR(32)  NOT NULL,
+    kind         VARCHAR(8)   NOT NULL,
+    published_at DATETIME(3)  NOT NULL,
+    coins        JSON         NOT NULL,
+    neg          DOUBLE       NOT NULL,
+    neu          DOUBLE       NOT NULL,
+    pos          DOUBLE       NOT NULL,
+    compound     DOUBLE       NOT NULL,
+    PRIMARY KEY (item_key, model),
+    KEY sentiment_published (published_at)
 );

@@ -30,3 +30,18 @@ CREATE TABLE IF NOT EXISTS indicators (
     vwap_20       NUMERIC,
     PRIMARY KEY (venue, symbol, interval, open_time)
 );
+
+-- The sentiment of each news item and social post, once per (item, model).
+CREATE TABLE IF NOT EXISTS sentiment (
+    item_key     TEXT             NOT NULL,
+    model        TEXT             NOT NULL,
+    kind         TEXT             NOT NULL CHECK (kind IN ('news', 'social')),
+    published_at TIMESTAMPTZ      NOT NULL,
+    coins        TEXT[]           NOT NULL,
+    neg          DOUBLE PRECISION NOT NULL,
+    neu          DOUBLE PRECISION NOT NULL,
+    pos          DOUBLE PRECISION NOT NULL,
+    compound     DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (item_key, model)
+);
+CREATE INDEX IF NOT EXISTS sentiment_published ON sentiment (published_at);
