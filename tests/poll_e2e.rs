@@ -757,6 +757,41 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
     assert!(want.compound > 0.0);
     assert_eq!(r.get::<_, Vec<String>>(3), vec!["BTC", "DOGE", "ETH"]);
 
+    // Rolling per-coin aggregates: XRP is mentioned once, by an item dated at its fetch time.
+    let rows = c
+        .query("SELECT span, items, mean_compound FROM sentiment_coin_rolling WHERE coin = 'XRP' ORDER BY span", &[])
+        .await
+        .unwrap();
+    let xrp = Vader::new()
+        .score("Markets \u{2019}calm\u{2019} as XRP waits\nNo guid, a date nobody can read.");
+    let got: Vec<(String, i64, f64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("1h".into(), 1, xrp.compound),
+            ("24h".into(), 1, xrp.compound)
+        ]
+    );
+    {
+        let pool = mysql_async::Pool::new(my.as_str());
+        let mut conn = pool.get_conn().await.unwrap();
+        let got: Vec<(String, i64)> = conn
+            .query("SELECT span, items FROM sentiment_coin_rolling WHERE coin = 'XRP' ORDER BY span")
+            .await
+            .unwrap();
+        assert_eq!(got, vec![("1h".into(), 1), ("24h".into(), 1)]);
+        let n: Option<i64> = conn
+            .query_first("SELECT count(*) FROM sentiment")
+            .await
+            .unwrap();
+        assert_eq!(n, Some(9));
+        drop(conn);
+        pool.disconnect().await.unwrap();
+    }
+
     // The errors are counted in the data-quality ledger.
     let rows = c
         .query("SELECT symbol, max(frames), max(trades), max(decode_errors) FROM data_quality WHERE source = 'poll' GROUP BY symbol ORDER BY symbol", &[])
