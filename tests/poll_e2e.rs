@@ -779,7 +779,9 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
         let pool = mysql_async::Pool::new(my.as_str());
         let mut conn = pool.get_conn().await.unwrap();
         let got: Vec<(String, i64)> = conn
-            .query("SELECT span, items FROM sentiment_coin_rolling WHERE coin = 'XRP' ORDER BY span")
+            .query(
+                "SELECT span, items FROM sentiment_coin_rolling WHERE coin = 'XRP' ORDER BY span",
+            )
             .await
             .unwrap();
         assert_eq!(got, vec![("1h".into(), 1), ("24h".into(), 1)]);

@@ -225,50 +225,29 @@ impl Sink for MySqlSink {
 
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         let mut trades: BTreeMap<(Venue, Symbol), Vec<&EnrichedTrade>> = BTreeMap::new();
+        let mut gaps: Vec<&Gap> = Vec::new();
+        let mut quality: Vec<&DataQuality> = Vec::new();
+        let mut polled: Vec<&Polled> = Vec::new();
+        let mut indicators: Vec<&IndicatorRow> = Vec::new();
+        let mut sentiment: Vec<&SentimentRow> = Vec::new();
         for r in records {
-            if let SinkRecord::Trade(e) = r {
-                trades
+            match r {
+                SinkRecord::Trade(e) => trades
                     .entry((e.trade.venue, e.trade.symbol))
                     .or_default()
-                    .push(e);
+                    .push(e),
+                SinkRecord::Gap(g) => gaps.push(g),
+                SinkRecord::Quality(q) => quality.push(q),
+                SinkRecord::Polled(p) => polled.push(p),
+                SinkRecord::Indicators(i) => indicators.push(i),
+                SinkRecord::Sentiment(x) => sentiment.push(x),
+                SinkRecord::Candle(_)
+                | SinkRecord::Whale(_)
+                | SinkRecord::Late(_)
+                | SinkRecord::Mismatch(_) => {}
             }
         }
         let candles = latest_candles(records);
-        let gaps: Vec<&Gap> = records
-            .iter()
-            .filter_map(|r| match r {
-                SinkRecord::Gap(g) => Some(g),
-                _ => None,
-            })
-            .collect();
-        let quality: Vec<&DataQuality> = records
-            .iter()
-            .filter_map(|r| match r {
-                SinkRecord::Quality(q) => Some(q),
-                _ => None,
-            })
-            .collect();
-        let polled: Vec<&Polled> = records
-            .iter()
-            .filter_map(|r| match r {
-                SinkRecord::Polled(p) => Some(p.as_ref()),
-                _ => None,
-            })
-            .collect();
-        let indicators: Vec<&IndicatorRow> = records
-            .iter()
-            .filter_map(|r| match r {
-                SinkRecord::Indicators(i) => Some(i.as_ref()),
-                _ => None,
-            })
-            .collect();
-        let sentiment: Vec<&SentimentRow> = records
-            .iter()
-            .filter_map(|r| match r {
-                SinkRecord::Sentiment(x) => Some(x.as_ref()),
-                _ => None,
-            })
-            .collect();
         if trades.is_empty()
             && candles.is_empty()
             && gaps.is_empty()
