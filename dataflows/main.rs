@@ -226,6 +226,8 @@ enum Command {
         #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Print the ML feature catalogue (Markdown; docs/FEATURES.md is this output).
+    Features,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -616,6 +618,9 @@ fn real_main(cli: Cli) -> Result<()> {
                 },
             )?;
             println!("{line}");
+        }
+        Command::Features => {
+            print!("{}", cryptoflow_operators::features::catalogue_markdown());
         }
         Command::CheckConfig { config } => {
             let cfg = load_config(config.as_deref())?;

@@ -12,10 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cryptoflow_operators::dataflow::{
-    AnalyticsConfig, CandleConfig, CandleIndicators, CandleOutput, EventTimeCandles,
-    KlineReconciliation, ReconcileInput, TradeAnalytics, Watermarked,
+    AnalyticsConfig, CandleConfig, CandleIndicators, CandleOutput, EventTimeCandles, FeatureInput,
+    IndicatorRow, KlineReconciliation, MlFeatures, ReconcileInput, TradeAnalytics, Watermarked,
 };
+use cryptoflow_operators::features::ContextItem;
+use cryptoflow_operators::math::to_f64;
 use cryptoflow_operators::model::Event;
+use cryptoflow_operators::polled::Polled;
+use cryptoflow_operators::sentiment::{score_item, Vader};
 use cryptoflow_sinks::{SinkMsg, SinkRecord};
 use cryptoflow_sources::ledger::Ledger;
 use timely::dataflow::channels::pact::Pipeline;
@@ -43,18 +47,42 @@ pub fn trade_pipeline<'scope>(
         Event::Kline(k) if k.is_closed => Some(ReconcileInput::Kline(*k)),
         _ => None,
     });
-    let vader = cryptoflow_operators::sentiment::Vader::new();
-    let sentiment = events.clone().flat_map(move |(e, _)| match e {
-        Event::Polled(p) => cryptoflow_operators::sentiment::score_item(&vader, &p)
-            .map(|r| SinkRecord::Sentiment(Box::new(r))),
+    // News and posts are scored once; scores, macro observations and market snapshots are the
+    // features' context.
+    let vader = Vader::new();
+    let scored = events.clone().flat_map(move |(e, _)| match e {
+        Event::Polled(p) => score_item(&vader, &p),
         _ => None,
     });
+    let context = scored
+        .clone()
+        .map(ContextItem::Sentiment)
+        .concat(events.clone().flat_map(|(e, _)| match e {
+            Event::Polled(p) => match *p {
+                Polled::Macro(m) => Some(ContextItem::Macro(m)),
+                Polled::Market(m) => Some(ContextItem::Market(Box::new(m))),
+                _ => None,
+            },
+            _ => None,
+        }));
+    let sentiment = scored.map(|r| SinkRecord::Sentiment(Box::new(r)));
     let gaps = events.flat_map(|(e, _)| match e {
         Event::Gap(g) => Some(SinkRecord::Gap(g)),
         Event::Polled(p) => Some(SinkRecord::Polled(p)),
         _ => None,
     });
-    let enriched = trades.clone().trade_analytics(analytics).flat_map(|e| {
+    let analysed = trades.clone().trade_analytics(analytics);
+    let whales = analysed.clone().flat_map(|e| {
+        e.is_whale.then(|| {
+            FeatureInput::Whale(
+                e.trade.symbol,
+                e.trade.ts_exchange,
+                e.trade.trade_id,
+                to_f64(e.trade.qty),
+            )
+        })
+    });
+    let enriched = analysed.flat_map(|e| {
         let whale = e.whale_alert().map(SinkRecord::Whale);
         std::iter::once(SinkRecord::Trade(e)).chain(whale)
     });
@@ -63,14 +91,21 @@ pub fn trade_pipeline<'scope>(
         CandleOutput::Candle(c) if c.is_final => Some(ReconcileInput::Candle(c)),
         _ => None,
     });
-    let indicators = candle_out
+    let with_indicators = candle_out
         .clone()
         .flat_map(|c| match c {
             CandleOutput::Candle(c) if c.is_final => Some(c),
             _ => None,
         })
-        .candle_indicators()
-        .map(|r| SinkRecord::Indicators(Box::new(r)));
+        .candle_indicators();
+    let indicators = with_indicators
+        .clone()
+        .map(|(c, v)| SinkRecord::Indicators(Box::new(IndicatorRow::new(&c, v))));
+    let features = with_indicators
+        .map(|cv| FeatureInput::Candle(Box::new(cv)))
+        .concat(whales)
+        .ml_features(context)
+        .map(|f| SinkRecord::Features(Box::new(f)));
     let mismatches = finals
         .concat(klines)
         .reconcile_klines(tick_ms, RECONCILE_HORIZON_MS, compare_trade_count)
@@ -85,6 +120,7 @@ pub fn trade_pipeline<'scope>(
         .concat(mismatches)
         .concat(indicators)
         .concat(sentiment)
+        .concat(features)
 }
 
 /// Shared state between the feeding worker and the sink operators.

@@ -1,6 +1,7 @@
-//! Indicators in the dataflow: one row per final candle per (symbol, interval), in order, equal on
-//! 1 and 2 workers, equal to the indicator math fed with the final candles (whose values are
-//! checked against TA-Lib in `operators/tests/indicators_parity.rs`), and stored in PostgreSQL.
+//! Indicators and ML features in the dataflow: one row each per final candle per (symbol,
+//! interval), in order, equal on 1 and 2 workers, equal to the indicator math fed with the final
+//! candles (whose values are checked against TA-Lib in `operators/tests/indicators_parity.rs`),
+//! and stored in PostgreSQL. The feature catalogue in the docs is the generated one.
 
 mod common;
 
@@ -8,9 +9,11 @@ use std::collections::BTreeMap;
 
 use common::{fresh_database, pg_client, replay_collect, test_config};
 use cryptoflow_operators::dataflow::IndicatorRow;
+use cryptoflow_operators::features::{catalogue_markdown, FeatureRow, CATALOGUE};
 use cryptoflow_operators::math::indicators::{Bar, IndicatorSet};
 use cryptoflow_operators::math::to_f64;
 use cryptoflow_operators::model::Candle;
+use cryptoflow_operators::model::Symbol;
 use cryptoflow_sinks::SinkRecord;
 use cryptoflow_sources::generate::{generate, GenerateOptions};
 use cryptoflow_sources::replay::ReplayOptions;
@@ -33,6 +36,29 @@ fn input() -> std::path::PathBuf {
     .unwrap();
     drop(f);
     path
+}
+
+fn features(recs: &[SinkRecord]) -> Vec<FeatureRow> {
+    let mut f: Vec<FeatureRow> = recs
+        .iter()
+        .filter_map(|r| match r {
+            SinkRecord::Features(f) => Some((**f).clone()),
+            _ => None,
+        })
+        .collect();
+    f.sort_by_key(|r| (r.symbol, r.interval, r.open_time));
+    f
+}
+
+#[test]
+fn the_docs_catalogue_is_the_generated_one() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FEATURES.md")).unwrap();
+    assert_eq!(
+        docs,
+        catalogue_markdown(),
+        "regenerate with `cryptoflow features > docs/FEATURES.md`"
+    );
 }
 
 fn split(recs: &[SinkRecord]) -> (Vec<IndicatorRow>, Vec<Candle>) {
@@ -68,6 +94,34 @@ async fn one_row_per_final_candle_same_on_two_workers_and_in_postgres() {
     .unwrap();
     let (ind1, finals) = split(&one);
     let (ind2, _) = split(&two);
+    let (f1, f2) = (features(&one), features(&two));
+    assert_eq!(
+        f1.len(),
+        finals.len(),
+        "one feature vector per final candle"
+    );
+    assert_eq!(f1, f2, "features: 1 and 2 workers agree");
+    assert!(f1.iter().all(|f| f.values.len() == CATALOGUE.len()));
+    // Whale counts equal the whale trades inside each candle.
+    let whales: Vec<(Symbol, i64)> = one
+        .iter()
+        .filter_map(|r| match r {
+            SinkRecord::Whale(w) => Some((w.trade.symbol, w.trade.ts_exchange)),
+            _ => None,
+        })
+        .collect();
+    assert!(!whales.is_empty());
+    let wi = CATALOGUE
+        .iter()
+        .position(|f| f.name == "whale_count")
+        .unwrap();
+    for f in &f1 {
+        let n = whales
+            .iter()
+            .filter(|(s, t)| *s == f.symbol && *t >= f.open_time && *t <= f.close_time)
+            .count();
+        assert_eq!(f.values[wi], Some(n as f64), "{} {}", f.symbol, f.open_time);
+    }
     assert!(finals.len() >= 190, "{} final candles", finals.len());
     assert_eq!(ind1.len(), finals.len(), "one row per final candle");
     assert_eq!(ind1, ind2, "1 and 2 workers agree");

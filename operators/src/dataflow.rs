@@ -480,15 +480,34 @@ pub struct IndicatorRow {
     pub values: crate::math::indicators::IndicatorValues,
 }
 
+impl IndicatorRow {
+    /// The row of `candle` with `values`.
+    pub fn new(candle: &Candle, values: crate::math::indicators::IndicatorValues) -> Self {
+        IndicatorRow {
+            venue: candle.venue,
+            symbol: candle.symbol,
+            interval: candle.interval,
+            open_time: candle.open_time,
+            close_time: candle.close_time,
+            close: candle.close,
+            values,
+        }
+    }
+}
+
 /// Technical indicators per (symbol, interval) over final candles.
 pub trait CandleIndicators<'scope> {
-    /// One [`IndicatorRow`] per final candle, in open-time order per (symbol, interval); exchanged
+    /// The final candle with its indicators, in open-time order per (symbol, interval); exchanged
     /// by symbol. A final candle not newer than the last one of its key is ignored (a repeat).
-    fn candle_indicators(self) -> StreamVec<'scope, u64, IndicatorRow>;
+    fn candle_indicators(
+        self,
+    ) -> StreamVec<'scope, u64, (Candle, crate::math::indicators::IndicatorValues)>;
 }
 
 impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
-    fn candle_indicators(self) -> StreamVec<'scope, u64, IndicatorRow> {
+    fn candle_indicators(
+        self,
+    ) -> StreamVec<'scope, u64, (Candle, crate::math::indicators::IndicatorValues)> {
         use crate::math::indicators::{Bar, IndicatorSet};
         self.unary(
             Exchange::new(|c: &Candle| c.symbol.shard_hash()),
@@ -519,17 +538,97 @@ impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
                                 volume: to_f64(c.volume),
                             };
                             let values = set.update(&bar, c.quote_volume, c.volume);
-                            session.give(IndicatorRow {
-                                venue: c.venue,
-                                symbol: c.symbol,
-                                interval: c.interval,
-                                open_time: c.open_time,
-                                close_time: c.close_time,
-                                close: c.close,
-                                values,
-                            });
+                            session.give((c, values));
                         }
                     });
+                }
+            },
+        )
+        .container::<Vec<_>>()
+    }
+}
+
+/// Input of [`MlFeatures`] that is per symbol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FeatureInput {
+    /// A final candle and its indicators.
+    Candle(Box<(Candle, crate::math::indicators::IndicatorValues)>),
+    /// A whale trade: symbol, exchange time, trade id, quantity.
+    Whale(Symbol, Millis, u64, f64),
+}
+
+/// Point-in-time ML feature vectors at final candles.
+pub trait MlFeatures<'scope> {
+    /// One [`crate::features::FeatureRow`] per final candle, computed once every input has passed
+    /// the candle's time; `context` is broadcast to every worker.
+    fn ml_features(
+        self,
+        context: StreamVec<'scope, u64, crate::features::ContextItem>,
+    ) -> StreamVec<'scope, u64, crate::features::FeatureRow>;
+}
+
+impl<'scope> MlFeatures<'scope> for StreamVec<'scope, u64, FeatureInput> {
+    fn ml_features(
+        self,
+        context: StreamVec<'scope, u64, crate::features::ContextItem>,
+    ) -> StreamVec<'scope, u64, crate::features::FeatureRow> {
+        use timely::dataflow::channels::pact::Pipeline;
+        use timely::dataflow::operators::vec::Broadcast;
+        let context = context.broadcast();
+        self.binary_frontier(
+            context,
+            Exchange::new(|x: &FeatureInput| match x {
+                FeatureInput::Candle(c) => c.0.symbol.shard_hash(),
+                FeatureInput::Whale(s, ..) => s.shard_hash(),
+            }),
+            Pipeline,
+            "MlFeatures",
+            move |_cap, _info| {
+                let mut engine = crate::features::FeatureEngine::new();
+                let mut stash: BTreeMap<u64, (Capability<u64>, Vec<FeatureInput>)> =
+                    BTreeMap::new();
+                move |(input1, frontier1), (input2, frontier2), output| {
+                    input2.for_each_stamp(|_cap, data| {
+                        for batch in data {
+                            for item in batch.drain(..) {
+                                engine.add_context(item);
+                            }
+                        }
+                    });
+                    input1.for_each_stamp(|cap, data| {
+                        let Some(cap) = cap.retain_least(output.output_index()) else {
+                            return;
+                        };
+                        let entry = stash
+                            .entry(*cap.time())
+                            .or_insert_with(|| (cap, Vec::new()));
+                        for batch in data {
+                            entry.1.append(batch);
+                        }
+                    });
+                    // Whales first, then candles in key order, for every time the frontier passed.
+                    while let Some(e) = stash.first_entry() {
+                        if frontier1.frontier().less_equal(e.key())
+                            || frontier2.frontier().less_equal(e.key())
+                        {
+                            break;
+                        }
+                        let (cap, items) = e.remove();
+                        let mut candles = Vec::new();
+                        for item in items {
+                            match item {
+                                FeatureInput::Whale(s, ts, id, q) => engine.add_whale(s, ts, id, q),
+                                FeatureInput::Candle(c) => candles.push(c),
+                            }
+                        }
+                        candles.sort_by_key(|c| (c.0.symbol, c.0.interval, c.0.open_time));
+                        let mut session = output.session(&cap);
+                        for c in candles {
+                            if let Some(row) = engine.on_candle(&c.0, &c.1) {
+                                session.give(row);
+                            }
+                        }
+                    }
                 }
             },
         )

@@ -392,11 +392,13 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             l.trade.ts_exchange,
         ),
-        // Polled items, indicators and sentiment are stored by the SQL and JSON-lines sinks; no topic yet.
+        // Polled items, indicators, sentiment and features are stored by the SQL and JSON-lines
+        // sinks; they have no topic yet.
         SinkRecord::Quality(_)
         | SinkRecord::Polled(_)
         | SinkRecord::Indicators(_)
-        | SinkRecord::Sentiment(_) => return None,
+        | SinkRecord::Sentiment(_)
+        | SinkRecord::Features(_) => return None,
     };
     Some(Outgoing {
         topic,

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow};
+use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
 use cryptoflow_operators::model::{DataQuality, Gap, Symbol, Venue};
 use cryptoflow_operators::polled::Polled;
@@ -168,7 +169,7 @@ impl MySqlSink {
         let pool = Pool::new(opts(url)?);
         let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
         conn.query_drop(
-            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment LIMIT 0",
+            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment, ml_features LIMIT 0",
         )
         .await
         .map_err(|e| classify(&e, "schema check"))?;
@@ -230,6 +231,7 @@ impl Sink for MySqlSink {
         let mut polled: Vec<&Polled> = Vec::new();
         let mut indicators: Vec<&IndicatorRow> = Vec::new();
         let mut sentiment: Vec<&SentimentRow> = Vec::new();
+        let mut features: Vec<&FeatureRow> = Vec::new();
         for r in records {
             match r {
                 SinkRecord::Trade(e) => trades
@@ -241,6 +243,7 @@ impl Sink for MySqlSink {
                 SinkRecord::Polled(p) => polled.push(p),
                 SinkRecord::Indicators(i) => indicators.push(i),
                 SinkRecord::Sentiment(x) => sentiment.push(x),
+                SinkRecord::Features(f) => features.push(f),
                 SinkRecord::Candle(_)
                 | SinkRecord::Whale(_)
                 | SinkRecord::Late(_)
@@ -255,6 +258,7 @@ impl Sink for MySqlSink {
             && polled.is_empty()
             && indicators.is_empty()
             && sentiment.is_empty()
+            && features.is_empty()
         {
             return Ok(());
         }
@@ -505,6 +509,27 @@ impl Sink for MySqlSink {
             tx.exec_drop(sql, params)
                 .await
                 .map_err(|e| classify(&e, "insert indicators"))?;
+        }
+        for chunk in features.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO ml_features (venue, symbol, `interval`, open_time, close_time, features)
+                 VALUES {} ON DUPLICATE KEY UPDATE venue = venue",
+                placeholders(chunk.len(), 6)
+            );
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+            for f in chunk {
+                params.extend([
+                    Value::from(f.venue.as_str()),
+                    Value::from(f.symbol.as_str()),
+                    Value::from(f.interval.label()),
+                    Value::from(ts(f.open_time)),
+                    Value::from(ts(f.close_time)),
+                    Value::from(f.json()),
+                ]);
+            }
+            tx.exec_drop(sql, params)
+                .await
+                .map_err(|e| classify(&e, "insert ml_features"))?;
         }
         for r in sentiment {
             let s = &r.score;

@@ -20,6 +20,7 @@ use tokio_postgres::NoTls;
 use crate::record::{latest_candles, SinkRecord};
 use crate::task::{Sink, SinkError};
 use cryptoflow_operators::dataflow::IndicatorRow;
+use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
 use cryptoflow_operators::polled::Polled;
 use cryptoflow_operators::sentiment::SentimentRow;
@@ -341,7 +342,7 @@ impl PostgresSink {
         let client = pool.get().await.map_err(pool_err)?;
         client
             .query(
-                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment LIMIT 0",
+                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment, ml_features LIMIT 0",
                 &[],
             )
             .await
@@ -434,6 +435,7 @@ impl Sink for PostgresSink {
         let mut polled: Vec<&Polled> = Vec::new();
         let mut indicators: Vec<&IndicatorRow> = Vec::new();
         let mut sentiment: Vec<&SentimentRow> = Vec::new();
+        let mut features: Vec<&FeatureRow> = Vec::new();
         for r in records {
             match r {
                 SinkRecord::Trade(e) => {
@@ -470,6 +472,7 @@ impl Sink for PostgresSink {
                 SinkRecord::Polled(p) => polled.push(p),
                 SinkRecord::Indicators(i) => indicators.push(i),
                 SinkRecord::Sentiment(x) => sentiment.push(x),
+                SinkRecord::Features(f) => features.push(f),
                 SinkRecord::Candle(_)
                 | SinkRecord::Whale(_)
                 | SinkRecord::Late(_)
@@ -504,6 +507,7 @@ impl Sink for PostgresSink {
             && polled.is_empty()
             && indicators.is_empty()
             && sentiment.is_empty()
+            && features.is_empty()
         {
             return Ok(());
         }
@@ -674,9 +678,34 @@ impl Sink for PostgresSink {
             .await
             .map_err(|e| classify(&e, "insert sentiment"))?;
         }
+        for f in features {
+            let stmt = tx
+                .prepare_cached(FEATURES_SQL)
+                .await
+                .map_err(|e| classify(&e, "prepare ml_features"))?;
+            tx.execute(
+                &stmt,
+                &[
+                    &f.venue.as_str(),
+                    &f.symbol.as_str(),
+                    &f.interval.label(),
+                    &f.open_time,
+                    &f.close_time,
+                    &f.json(),
+                ],
+            )
+            .await
+            .map_err(|e| classify(&e, "insert ml_features"))?;
+        }
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
 }
+
+const FEATURES_SQL: &str = "
+INSERT INTO ml_features (venue, symbol, interval, open_time, close_time, features)
+VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond',
+        'epoch'::timestamptz + $5::int8 * interval '1 millisecond', $6::text::jsonb)
+ON CONFLICT DO NOTHING";
 
 const SENTIMENT_SQL: &str = "
 INSERT INTO sentiment (item_key, model, kind, published_at, coins, neg, neu, pos, compound)

@@ -1,6 +1,7 @@
 //! What the dataflow hands to sinks.
 
 use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow, LateTrade};
+use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::model::{Candle, DataQuality, Gap, KlineMismatch, WhaleAlert};
 use cryptoflow_operators::polled::Polled;
 use cryptoflow_operators::sentiment::SentimentRow;
@@ -30,6 +31,8 @@ pub enum SinkRecord {
     Indicators(Box<IndicatorRow>),
     /// The sentiment of a news item or social post.
     Sentiment(Box<SentimentRow>),
+    /// A point-in-time ML feature vector at a final candle.
+    Features(Box<FeatureRow>),
 }
 
 /// The candle updates of a batch reduced to one per (venue, symbol, interval, open time): the

@@ -54,3 +54,13 @@ CREATE OR REPLACE VIEW sentiment_coin_rolling AS
          (SELECT '1h' AS label, 3600 AS secs UNION ALL SELECT '24h', 86400) AS w
     WHERE s.published_at > UTC_TIMESTAMP(3) - INTERVAL w.secs SECOND
     GROUP BY j.coin, s.model, w.label;
+
+CREATE TABLE IF NOT EXISTS ml_features (
+    venue      VARCHAR(16) NOT NULL,
+    symbol     VARCHAR(24) NOT NULL,
+    `interval` VARCHAR(4)  NOT NULL,
+    open_time  DATETIME(3) NOT NULL,
+    close_time DATETIME(3) NOT NULL,
+    features   JSON        NOT NULL,
+    PRIMARY KEY (venue, symbol, `interval`, open_time)
+);

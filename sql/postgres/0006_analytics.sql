@@ -59,3 +59,15 @@ CREATE OR REPLACE VIEW sentiment_coin_rolling AS
     CROSS JOIN (VALUES ('1h', interval '1 hour'), ('24h', interval '24 hours')) AS w(label, span)
     WHERE published_at > now() - w.span
     GROUP BY coin, model, w.label;
+
+-- Point-in-time ML feature vectors, one per final candle (catalogue: docs/FEATURES.md). The first
+-- vector written for a candle is kept.
+CREATE TABLE IF NOT EXISTS ml_features (
+    venue      TEXT        NOT NULL,
+    symbol     TEXT        NOT NULL,
+    interval   TEXT        NOT NULL,
+    open_time  TIMESTAMPTZ NOT NULL,
+    close_time TIMESTAMPTZ NOT NULL,
+    features   JSONB       NOT NULL,
+    PRIMARY KEY (venue, symbol, interval, open_time)
+);
