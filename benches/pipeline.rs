@@ -212,6 +212,59 @@ fn sentiment(c: &mut Criterion) {
     g.finish();
 }
 
+fn features(c: &mut Criterion) {
+    use cryptoflow_operators::features::FeatureEngine;
+    use cryptoflow_operators::math::indicators::{Bar, IndicatorSet};
+    use cryptoflow_operators::model::{Candle, Symbol, Venue};
+    let symbol = Symbol::new("BTCUSDT").unwrap();
+    let mut set = IndicatorSet::default();
+    let rows: Vec<_> = (0..2_000i64)
+        .map(|i| {
+            let p = Decimal::from(30_000 + (i * 37) % 101);
+            let c = Candle {
+                venue: Venue::Binance,
+                symbol,
+                interval: "1m".parse().unwrap(),
+                open_time: i * 60_000,
+                close_time: i * 60_000 + 59_999,
+                open: p,
+                high: p + Decimal::ONE,
+                low: p - Decimal::ONE,
+                close: p,
+                volume: Decimal::from(3 + i % 7),
+                quote_volume: p * Decimal::from(3 + i % 7),
+                vwap: p,
+                trade_count: 10,
+                taker_buy_volume: Decimal::ONE,
+                first_trade_id: 1,
+                last_trade_id: 10,
+                is_final: true,
+            };
+            let bar = Bar {
+                high: 1.0,
+                low: 0.0,
+                close: 0.5,
+                volume: 1.0,
+            };
+            let v = set.update(&bar, c.quote_volume, c.volume);
+            (c, v)
+        })
+        .collect();
+    let mut g = c.benchmark_group("features");
+    g.throughput(Throughput::Elements(rows.len() as u64));
+    g.bench_function("vector_per_final_candle", |b| {
+        b.iter(|| {
+            let mut e = FeatureEngine::new();
+            let mut n = 0usize;
+            for (c, v) in &rows {
+                n += std::hint::black_box(e.on_candle(c, v)).map_or(0, |r| r.values.len());
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
 fn operators(c: &mut Criterion) {
     let (_, trades) = sample(100_000, 10);
     let mut g = c.benchmark_group("operators");
@@ -250,5 +303,5 @@ fn operators(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, math, indicators, sentiment, operators);
+criterion_group!(benches, decode, math, indicators, sentiment, features, operators);
 criterion_main!(benches);

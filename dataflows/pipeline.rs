@@ -1,11 +1,14 @@
 //! The trade pipeline's dataflow graph, built once per worker.
 //!
 //! ```text
-//! events ─┬─ trades ─┬─ trade_analytics ──► Trade + Whale records ─┐
-//!         │          └─ event_time_candles ► Candle + Late records ─┼─► one sink operator per sink
-//!         │                └─ final candles ─► candle_indicators ───┤
-//!         ├─ polled news and posts ─► VADER ► Sentiment records ────┤
-//!         └─ gaps, polled items ───────────► Gap + Polled records ──┘
+//! events ─┬─ trades ─┬─ trade_analytics ──► Trade + Whale records ────────────┐
+//!         │          │        └─ whale trades ──────────┐                       │
+//!         │          └─ event_time_candles ► Candle + Late records ────────────┼─► a sink operator
+//!         │                └─ final candles ► candle_indicators ► Indicators ──┤   per sink
+//!         │                                    └─► ml_features ◄─ context ► Features
+//!         ├─ polled news and posts ─► VADER ► Sentiment records ──────────────┤
+//!         ├─ sentiment, macro, market snapshots ─► context (broadcast)        │
+//!         └─ gaps, polled items ───────────► Gap + Polled records ────────────┘
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
