@@ -21,6 +21,7 @@ fn topics(suffix: &str) -> Topics {
         prices: format!("crypto-prices-{suffix}"),
         alerts: format!("crypto-alerts-{suffix}"),
         events: format!("crypto-events-{suffix}"),
+        features: format!("crypto-features-{suffix}"),
     }
 }
 
@@ -55,13 +56,16 @@ async fn sink_publishes_every_record_and_a_python_client_validates_them() {
         t.prices.as_str(),
         t.alerts.as_str(),
         t.events.as_str(),
+        t.features.as_str(),
     ];
+    let n_candles = exp["candles"].as_array().unwrap().len();
     let whales = exp["whales"].as_u64().unwrap() as usize;
     let late = exp["late"].as_array().unwrap().len();
     let msgs = consume_until(&brokers, &all, Duration::from_secs(60), |m| {
         let on = |topic: &str| m.iter().filter(|x| x.0 == topic).count();
         on(&t.trades) >= n_trades
             && on(&t.alerts) >= whales
+            && on(&t.features) >= n_candles
             && m.iter()
                 .any(|x| x.0 == t.events && x.2.contains("\"stopped\""))
     })
@@ -98,8 +102,13 @@ async fn sink_publishes_every_record_and_a_python_client_validates_them() {
 
     // Candles: the final message per window equals the reference candle.
     let mut finals: HashMap<(String, i64), serde_json::Value> = HashMap::new();
+    let mut indicators = 0usize;
     for (_, _, value, _) in msgs.iter().filter(|m| m.0 == t.prices) {
         let v = json(value);
+        if v["type"] == "indicators" {
+            indicators += 1;
+            continue;
+        }
         if v["is_final"].as_bool().unwrap() {
             let k = (
                 v["symbol"].as_str().unwrap().to_string(),
@@ -110,6 +119,13 @@ async fn sink_publishes_every_record_and_a_python_client_validates_them() {
     }
     let exp_candles = exp["candles"].as_array().unwrap();
     assert_eq!(finals.len(), exp_candles.len());
+    assert_eq!(
+        indicators,
+        finals.len(),
+        "one indicators message per final candle"
+    );
+    let vectors = msgs.iter().filter(|m| m.0 == t.features).count();
+    assert_eq!(vectors, finals.len(), "one feature vector per final candle");
     for c in exp_candles {
         let k = (
             c["symbol"].as_str().unwrap().to_string(),
@@ -136,6 +152,7 @@ async fn sink_publishes_every_record_and_a_python_client_validates_them() {
     assert_eq!(ev.get("late_trade"), Some(&late));
     assert_eq!(ev.get("lifecycle"), Some(&2), "started and stopped");
 
+    let prices_msgs = msgs.iter().filter(|m| m.0 == t.prices).count();
     // A second replay publishes everything again (at-least-once): dedup by key and id.
     let (_, _) = replay_fixture(&cfg).await;
 
@@ -147,9 +164,16 @@ async fn sink_publishes_every_record_and_a_python_client_validates_them() {
         .args(["--group", &unique_suffix("python-check")])
         .args(["--schemas", &format!("{root}/schemas/kafka")])
         .args(["--topic", &format!("trades={}:{}", t.trades, 2 * n_trades)])
-        .args(["--topic", &format!("prices={}:{}", t.prices, 2)])
+        .args([
+            "--topic",
+            &format!("prices={}:{}", t.prices, 2 * prices_msgs),
+        ])
         .args(["--topic", &format!("alerts={}:{}", t.alerts, 2 * whales)])
-        .args(["--topic", &format!("events={}:{}", t.events, 4)]);
+        .args(["--topic", &format!("events={}:{}", t.events, 4)])
+        .args([
+            "--topic",
+            &format!("features={}:{}", t.features, 2 * vectors),
+        ]);
     let out = cmd
         .output()
         .await
@@ -165,6 +189,11 @@ async fn sink_publishes_every_record_and_a_python_client_validates_them() {
     assert_eq!(res[&t.trades]["distinct_trades"], n_trades);
     assert_eq!(res[&t.trades]["invalid"], 0);
     assert_eq!(res[&t.alerts]["types"]["whale"], 2 * whales);
+    assert_eq!(res[&t.prices]["types"]["indicators"], 2 * indicators);
+    assert_eq!(res[&t.features]["messages"], 2 * vectors);
+    for topic in [&t.prices, &t.features, &t.alerts, &t.events] {
+        assert_eq!(res[topic]["invalid"], 0, "{topic}: {res}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,12 +40,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Topics {
     /// Normalized trades.
     pub trades: String,
-    /// Candles (indicators later).
+    /// Candles and indicators.
     pub prices: String,
     /// Whale and data-quality alerts.
     pub alerts: String,
     /// Gaps, reconnects, late trades, lifecycle.
     pub events: String,
+    /// ML feature vectors.
+    pub features: String,
 }
 
 impl Default for Topics {
@@ -55,6 +57,7 @@ impl Default for Topics {
             prices: "crypto-prices".into(),
             alerts: "crypto-alerts".into(),
             events: "crypto-events".into(),
+            features: "crypto-features".into(),
         }
     }
 }
@@ -108,7 +111,7 @@ pub struct TradeMsg<'a> {
 pub struct CandleMsg<'a> {
     /// Schema version.
     pub version: u32,
-    /// Always `candle` (indicators will be other types).
+    /// Always `candle`.
     #[serde(rename = "type")]
     pub kind: &'a str,
     /// Venue.
@@ -292,6 +295,53 @@ fn candle_msg(c: &Candle) -> String {
     })
 }
 
+/// The indicators of a final candle on `crypto-prices`.
+#[derive(Debug, Serialize)]
+pub struct IndicatorsMsg<'a> {
+    /// Schema version.
+    pub version: u32,
+    /// Always `indicators`.
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// Venue.
+    pub venue: &'a str,
+    /// Symbol.
+    pub symbol: &'a str,
+    /// Interval label.
+    pub interval: &'a str,
+    /// Candle open time, ms.
+    pub open_time: i64,
+    /// Candle close time, ms.
+    pub close_time: i64,
+    /// Close price.
+    pub close: Decimal,
+    /// The values (null while warming up).
+    #[serde(flatten)]
+    pub values: &'a cryptoflow_operators::math::indicators::IndicatorValues,
+}
+
+/// A feature vector on `crypto-features`.
+#[derive(Debug, Serialize)]
+pub struct FeaturesMsg<'a> {
+    /// Schema version.
+    pub version: u32,
+    /// Always `features`.
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// Venue.
+    pub venue: &'a str,
+    /// Symbol.
+    pub symbol: &'a str,
+    /// Interval label.
+    pub interval: &'a str,
+    /// Candle open time, ms.
+    pub open_time: i64,
+    /// Candle close time, ms (as-of time of the vector).
+    pub close_time: i64,
+    /// Name → value (null: not available yet).
+    pub features: BTreeMap<&'static str, Option<f64>>,
+}
+
 fn whale_msg(w: &WhaleAlert) -> String {
     let t = &w.trade;
     json(&AlertMsg::Whale {
@@ -392,13 +442,39 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             l.trade.ts_exchange,
         ),
-        // Polled items, indicators, sentiment and features are stored by the SQL and JSON-lines
-        // sinks; they have no topic yet.
-        SinkRecord::Quality(_)
-        | SinkRecord::Polled(_)
-        | SinkRecord::Indicators(_)
-        | SinkRecord::Sentiment(_)
-        | SinkRecord::Features(_) => return None,
+        SinkRecord::Indicators(r) => (
+            &topics.prices,
+            r.symbol.as_str(),
+            json(&IndicatorsMsg {
+                version: SCHEMA_VERSION,
+                kind: "indicators",
+                venue: r.venue.as_str(),
+                symbol: r.symbol.as_str(),
+                interval: r.interval.label(),
+                open_time: r.open_time,
+                close_time: r.close_time,
+                close: r.close,
+                values: &r.values,
+            }),
+            r.open_time,
+        ),
+        SinkRecord::Features(f) => (
+            &topics.features,
+            f.symbol.as_str(),
+            json(&FeaturesMsg {
+                version: SCHEMA_VERSION,
+                kind: "features",
+                venue: f.venue.as_str(),
+                symbol: f.symbol.as_str(),
+                interval: f.interval.label(),
+                open_time: f.open_time,
+                close_time: f.close_time,
+                features: f.named().collect(),
+            }),
+            f.open_time,
+        ),
+        // Polled items and sentiment are stored by the SQL and JSON-lines sinks; no topic.
+        SinkRecord::Quality(_) | SinkRecord::Polled(_) | SinkRecord::Sentiment(_) => return None,
     };
     Some(Outgoing {
         topic,
