@@ -97,6 +97,9 @@ async fn replay_into_influxdb_v1_twice() {
             assert_eq!(c[3], true);
             assert!(c[4].as_str().is_some_and(|s| !s.is_empty()));
         }
+        // One indicators point per final candle (OBV has a value from the first candle on).
+        let ind = values(&query(&db, "SELECT count(obv) FROM indicators").await);
+        assert_eq!(ind[0][1], 9, "round {round}");
         // Values equal the reference (float copies of the decimals).
         let want = exp["candles"].as_array().unwrap();
         let got_btc = values(

@@ -131,8 +131,35 @@ pub fn lines(r: &SinkRecord, out: &mut String) {
             &format!("notional={}", float(to_f64(w.notional))),
         ),
         SinkRecord::Candle(c) => candle_line(c, out),
+        SinkRecord::Indicators(r) => indicators_line(r, out),
         _ => {}
     }
+}
+
+/// One point per final candle: tags venue, symbol, interval; a field per indicator that has a
+/// value (a point without any value is skipped); time = the candle's open time.
+fn indicators_line(r: &cryptoflow_operators::dataflow::IndicatorRow, out: &mut String) {
+    use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
+    let mut fields: Vec<String> = FLOAT_COLUMNS
+        .iter()
+        .zip(r.values.floats())
+        .filter_map(|(name, v)| v.map(|x| format!("{name}={}", float(x))))
+        .collect();
+    if let Some(v) = r.values.vwap_20 {
+        fields.push(format!("vwap_20={}", float(to_f64(v))));
+    }
+    if fields.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "indicators,venue={},symbol={},interval={} {} {}",
+        escape_tag(r.venue.as_str()),
+        escape_tag(r.symbol.as_str()),
+        r.interval.label(),
+        fields.join(","),
+        ms_ns(r.open_time)
+    );
 }
 
 /// A point of a per-trade measurement: the trade's tags and fields, then `extra` fields.
