@@ -661,6 +661,9 @@ impl KeyState {
     }
 }
 
+/// (series, day) → (value, change) as known that day.
+type MacroCache = HashMap<(String, NaiveDate), [Option<f64>; 2]>;
+
 /// Point-in-time feature state of one worker.
 #[derive(Debug, Default)]
 pub struct FeatureEngine {
@@ -669,6 +672,8 @@ pub struct FeatureEngine {
     sentiment: HashMap<(String, String), BTreeMap<Millis, Vec<f64>>>,
     /// series → (realtime_start, date) → value.
     macro_obs: HashMap<String, BTreeMap<(NaiveDate, NaiveDate), Option<Decimal>>>,
+    /// (series, day) → features, valid until the series gets a new observation.
+    macro_cache: std::cell::RefCell<MacroCache>,
     /// ticker (upper case) → last_updated → snapshot.
     market: HashMap<String, BTreeMap<Millis, CoinMarket>>,
     /// symbol → (trade time, qty) of whale trades not yet used.
@@ -707,6 +712,9 @@ impl FeatureEngine {
                 }
             }
             ContextItem::Macro(m) => {
+                self.macro_cache
+                    .get_mut()
+                    .retain(|(series, _), _| *series != m.series_id);
                 self.macro_obs
                     .entry(m.series_id.clone())
                     .or_default()
@@ -766,6 +774,10 @@ impl FeatureEngine {
         let (Some(obs), Some(today)) = (self.macro_obs.get(series), day(t)) else {
             return [None, None];
         };
+        let key = (series.to_string(), today);
+        if let Some(v) = self.macro_cache.borrow().get(&key) {
+            return *v;
+        }
         // Per observation date, the newest vintage published by `today`.
         let mut known: BTreeMap<NaiveDate, Option<Decimal>> = BTreeMap::new();
         for ((rt_start, date), v) in obs {
@@ -776,7 +788,13 @@ impl FeatureEngine {
         let mut it = known.values().rev().filter_map(|v| v.map(to_f64));
         let last = it.next();
         let prev = it.next();
-        [last, last.zip(prev).map(|(a, b)| a - b)]
+        let out = [last, last.zip(prev).map(|(a, b)| a - b)];
+        let mut cache = self.macro_cache.borrow_mut();
+        if cache.len() > 4_096 {
+            cache.clear();
+        }
+        cache.insert(key, out);
+        out
     }
 
     fn market_features(&self, base: &str, t: Millis) -> [Option<f64>; 5] {
@@ -1071,12 +1089,17 @@ mod tests {
         assert_eq!(value(&first, "news_compound_24h"), Some(0.5));
         assert_eq!(value(&first, "macro_fedfunds"), Some(4.09));
         assert_eq!(value(&first, "cg_market_cap"), None);
+        // A newer observation published before the close counts from the next candle on.
+        clean.add_context(fed("2026-11-01", "2026-11-02", "4.20"));
         // Once its time has come, the snapshot counts.
         m.last_updated = candle(31).close_time - 1;
         clean.add_context(ContextItem::Market(Box::new(m)));
         let next = clean.on_candle(&candle(31), &ind).expect("row");
         assert_eq!(value(&next, "cg_market_cap"), Some(1.0));
         assert_eq!(value(&next, "cg_market_cap_rank"), Some(1.0));
+        assert_eq!(value(&next, "macro_fedfunds"), Some(4.2));
+        let change = value(&next, "macro_fedfunds_change").expect("change");
+        assert!((change - 0.11).abs() < 1e-12, "{change}");
         // A repeat of a candle gives nothing.
         assert!(clean.on_candle(&candle(31), &ind).is_none());
     }
