@@ -18,7 +18,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cryptoflow_operators::model::{Candle, Gap, KlineMismatch, WhaleAlert};
+use cryptoflow_operators::model::{
+    Candle, Gap, Interval, KlineMismatch, Symbol, Venue, WhaleAlert,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -295,12 +297,12 @@ fn candle_msg(c: &Candle) -> String {
     })
 }
 
-/// The indicators of a final candle on `crypto-prices`.
+/// The fields that open every per-candle message after the candle itself (indicators, features).
 #[derive(Debug, Serialize)]
-pub struct IndicatorsMsg<'a> {
+pub struct CandleHeader<'a> {
     /// Schema version.
     pub version: u32,
-    /// Always `indicators`.
+    /// Message type.
     #[serde(rename = "type")]
     pub kind: &'a str,
     /// Venue.
@@ -311,8 +313,37 @@ pub struct IndicatorsMsg<'a> {
     pub interval: &'a str,
     /// Candle open time, ms.
     pub open_time: i64,
-    /// Candle close time, ms.
+    /// Candle close time, ms (the as-of time).
     pub close_time: i64,
+}
+
+impl<'a> CandleHeader<'a> {
+    fn new(
+        kind: &'a str,
+        venue: Venue,
+        symbol: &'a Symbol,
+        interval: Interval,
+        open_time: i64,
+        close_time: i64,
+    ) -> Self {
+        CandleHeader {
+            version: SCHEMA_VERSION,
+            kind,
+            venue: venue.as_str(),
+            symbol: symbol.as_str(),
+            interval: interval.label(),
+            open_time,
+            close_time,
+        }
+    }
+}
+
+/// The indicators of a final candle on `crypto-prices` (`type: indicators`).
+#[derive(Debug, Serialize)]
+pub struct IndicatorsMsg<'a> {
+    /// Version, type, candle key and times.
+    #[serde(flatten)]
+    pub header: CandleHeader<'a>,
     /// Close price.
     pub close: Decimal,
     /// The values (null while warming up).
@@ -320,24 +351,12 @@ pub struct IndicatorsMsg<'a> {
     pub values: &'a cryptoflow_operators::math::indicators::IndicatorValues,
 }
 
-/// A feature vector on `crypto-features`.
+/// A feature vector on `crypto-features` (`type: features`).
 #[derive(Debug, Serialize)]
 pub struct FeaturesMsg<'a> {
-    /// Schema version.
-    pub version: u32,
-    /// Always `features`.
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-    /// Venue.
-    pub venue: &'a str,
-    /// Symbol.
-    pub symbol: &'a str,
-    /// Interval label.
-    pub interval: &'a str,
-    /// Candle open time, ms.
-    pub open_time: i64,
-    /// Candle close time, ms (as-of time of the vector).
-    pub close_time: i64,
+    /// Version, type, candle key and times.
+    #[serde(flatten)]
+    pub header: CandleHeader<'a>,
     /// Name → value (null: not available yet).
     pub features: BTreeMap<&'static str, Option<f64>>,
 }
@@ -446,13 +465,14 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             &topics.prices,
             r.symbol.as_str(),
             json(&IndicatorsMsg {
-                version: SCHEMA_VERSION,
-                kind: "indicators",
-                venue: r.venue.as_str(),
-                symbol: r.symbol.as_str(),
-                interval: r.interval.label(),
-                open_time: r.open_time,
-                close_time: r.close_time,
+                header: CandleHeader::new(
+                    "indicators",
+                    r.venue,
+                    &r.symbol,
+                    r.interval,
+                    r.open_time,
+                    r.close_time,
+                ),
                 close: r.close,
                 values: &r.values,
             }),
@@ -462,13 +482,14 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             &topics.features,
             f.symbol.as_str(),
             json(&FeaturesMsg {
-                version: SCHEMA_VERSION,
-                kind: "features",
-                venue: f.venue.as_str(),
-                symbol: f.symbol.as_str(),
-                interval: f.interval.label(),
-                open_time: f.open_time,
-                close_time: f.close_time,
+                header: CandleHeader::new(
+                    "features",
+                    f.venue,
+                    &f.symbol,
+                    f.interval,
+                    f.open_time,
+                    f.close_time,
+                ),
                 features: f.named().collect(),
             }),
             f.open_time,
