@@ -197,18 +197,22 @@ fn sentiment(c: &mut Criterion) {
     ))
     .unwrap_or_default();
     let texts: Vec<String> = text.lines().map(|l| l.replace("\\n", "\n")).collect();
-    let vader = Vader::new();
     let mut g = c.benchmark_group("sentiment");
     g.throughput(Throughput::Elements(texts.len() as u64));
-    g.bench_function("vader_headlines", |b| {
-        b.iter(|| {
-            let mut sum = 0.0;
-            for t in &texts {
-                sum += std::hint::black_box(vader.score(t)).compound;
-            }
-            sum
-        })
-    });
+    for (name, model) in [
+        ("vader_headlines", Vader::new()),
+        ("vader_crypto_headlines", Vader::crypto()),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut sum = 0.0;
+                for t in &texts {
+                    sum += std::hint::black_box(model.score(t)).compound;
+                }
+                sum
+            })
+        });
+    }
     g.finish();
 }
 

@@ -34,6 +34,35 @@ pub struct Config {
     pub kafka: KafkaSourceSection,
     /// The pollers.
     pub poll: crate::poll::PollSection,
+    /// How news items and posts are scored.
+    pub sentiment: SentimentSection,
+}
+
+/// `[sentiment]`: the model that scores news items and posts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentimentSection {
+    /// `vader` (vaderSentiment 3.3.2 exactly), `vader-crypto` (VADER plus the built-in
+    /// crypto/finance overlay) or `onnx` (a transformer; needs a build with the cargo feature
+    /// `sentiment-onnx`).
+    pub model: String,
+    /// Extra overlay words (`word<TAB>valence` per line) on top of a VADER model; empty for none.
+    pub overlay_file: String,
+    /// The transformer model (`model = "onnx"`).
+    pub onnx: OnnxSentimentSection,
+}
+
+/// `[sentiment.onnx]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxSentimentSection {
+    /// Directory with `model.onnx`, `tokenizer.json` and `cryptoflow-sentiment.json`.
+    pub model_dir: String,
+    /// ONNX Runtime's shared library (`libonnxruntime.so`); empty: the `ORT_DYLIB_PATH`
+    /// environment variable, else the system's library search path.
+    pub runtime_library: String,
+    /// Threads per inference.
+    pub threads: usize,
 }
 
 /// `[kafka]`: the Kafka source.
@@ -355,7 +384,56 @@ impl Config {
         if self.sinks.max_batch == 0 || self.sinks.queue_capacity == 0 {
             bail!("sinks.max_batch and sinks.queue_capacity must be at least 1");
         }
-        self.poll.validate()
+        self.poll.validate()?;
+        self.sentiment_model().map(|_| ())
+    }
+
+    /// The sentiment model `[sentiment]` names, loaded (lexicons parsed, ONNX model opened).
+    pub fn sentiment_model(
+        &self,
+    ) -> Result<std::sync::Arc<dyn cryptoflow_operators::sentiment::SentimentModel>> {
+        use cryptoflow_operators::sentiment::{LexiconOverlay, Vader};
+        use sha2::{Digest, Sha256};
+        let s = &self.sentiment;
+        let mut overlay = LexiconOverlay::default();
+        let mut name = String::new();
+        match s.model.as_str() {
+            "vader" => {}
+            "vader-crypto" => {
+                overlay = LexiconOverlay::crypto();
+                name.push_str("crypto");
+            }
+            "onnx" => {
+                if !s.overlay_file.is_empty() {
+                    bail!("sentiment.overlay_file applies to the VADER models, not to onnx");
+                }
+                return onnx_model(&s.onnx);
+            }
+            other => bail!(
+                "sentiment.model: unknown model {other:?} (expected vader, vader-crypto or onnx)"
+            ),
+        }
+        if !s.overlay_file.is_empty() {
+            let text = std::fs::read_to_string(&s.overlay_file)
+                .with_context(|| format!("sentiment.overlay_file {:?}", s.overlay_file))?;
+            let extra = LexiconOverlay::parse(&text)
+                .with_context(|| format!("sentiment.overlay_file {:?}", s.overlay_file))?;
+            for (word, valence) in extra.entries() {
+                overlay.insert(word, *valence);
+            }
+            // The stored model name tells scores of different word lists apart.
+            let digest = Sha256::digest(text.as_bytes());
+            let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+            if !name.is_empty() {
+                name.push('+');
+            }
+            name.push_str(&format!("custom-{hex}"));
+        }
+        Ok(if name.is_empty() {
+            std::sync::Arc::new(Vader::new())
+        } else {
+            std::sync::Arc::new(Vader::with_overlay(&overlay, &name))
+        })
     }
 
     /// Settings of the analytics operator.
@@ -456,6 +534,30 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+#[cfg(feature = "sentiment-onnx")]
+fn onnx_model(
+    s: &OnnxSentimentSection,
+) -> Result<std::sync::Arc<dyn cryptoflow_operators::sentiment::SentimentModel>> {
+    use cryptoflow_operators::sentiment::onnx::{OnnxOptions, OnnxSentiment};
+    if s.model_dir.is_empty() {
+        bail!("sentiment.onnx.model_dir is required with sentiment.model = \"onnx\"");
+    }
+    let options = OnnxOptions {
+        runtime_library: (!s.runtime_library.is_empty()).then(|| s.runtime_library.clone().into()),
+        threads: s.threads.max(1),
+    };
+    let model = OnnxSentiment::load(Path::new(&s.model_dir), &options)
+        .with_context(|| format!("sentiment.onnx.model_dir {:?}", s.model_dir))?;
+    Ok(std::sync::Arc::new(model))
+}
+
+#[cfg(not(feature = "sentiment-onnx"))]
+fn onnx_model(
+    _: &OnnxSentimentSection,
+) -> Result<std::sync::Arc<dyn cryptoflow_operators::sentiment::SentimentModel>> {
+    bail!("sentiment.model = \"onnx\" needs a build with the cargo feature sentiment-onnx (cargo build --release --features sentiment-onnx)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +589,57 @@ mod tests {
             .to_redacted_toml()
             .unwrap()
             .contains("postgres://u:***@h/db"));
+    }
+
+    #[test]
+    fn sentiment_models_are_named_by_their_word_lists() {
+        let dir = std::env::temp_dir().join(format!("cf-config-sent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let words = dir.join("words.tsv");
+        std::fs::write(&words, "wagmi\t2.0\nngmi\t-2.0\n").unwrap();
+        let load = |model: &str, overlay: &str| {
+            let env = vec![
+                (
+                    "CRYPTOFLOW__SENTIMENT__MODEL".to_string(),
+                    model.to_string(),
+                ),
+                (
+                    "CRYPTOFLOW__SENTIMENT__OVERLAY_FILE".to_string(),
+                    overlay.to_string(),
+                ),
+            ];
+            Config::load(None, env).and_then(|c| c.sentiment_model())
+        };
+        let words = words.display().to_string();
+        assert_eq!(load("vader", "").unwrap().name(), "vader-3.3.2");
+        assert_eq!(
+            load("vader-crypto", "").unwrap().name(),
+            "vader-3.3.2+crypto"
+        );
+        let custom = load("vader-crypto", &words).unwrap();
+        assert!(
+            custom.name().starts_with("vader-3.3.2+crypto+custom-"),
+            "{}",
+            custom.name()
+        );
+        assert!(custom.score("wagmi").compound > 0.3);
+        assert!(load("vader", &words).unwrap().score("ngmi").compound < -0.3);
+        let err = format!("{:#}", load("bert", "").err().unwrap());
+        assert!(err.contains("unknown model \"bert\""), "{err}");
+        let err = format!(
+            "{:#}",
+            load("vader", "/nonexistent/words.tsv").err().unwrap()
+        );
+        assert!(err.contains("sentiment.overlay_file"), "{err}");
+        std::fs::write(dir.join("bad.tsv"), "moon\n").unwrap();
+        let bad = dir.join("bad.tsv").display().to_string();
+        let err = format!("{:#}", load("vader", &bad).err().unwrap());
+        assert!(err.contains("line 1"), "{err}");
+        #[cfg(not(feature = "sentiment-onnx"))]
+        {
+            let err = format!("{:#}", load("onnx", "").err().unwrap());
+            assert!(err.contains("--features sentiment-onnx"), "{err}");
+        }
     }
 
     #[test]

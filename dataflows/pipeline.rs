@@ -22,7 +22,7 @@ use cryptoflow_operators::features::ContextItem;
 use cryptoflow_operators::math::to_f64;
 use cryptoflow_operators::model::Event;
 use cryptoflow_operators::polled::Polled;
-use cryptoflow_operators::sentiment::{score_item, Vader};
+use cryptoflow_operators::sentiment::{score_item, SentimentModel};
 use cryptoflow_sinks::{SinkMsg, SinkRecord};
 use cryptoflow_sources::ledger::Ledger;
 use timely::dataflow::channels::pact::Pipeline;
@@ -39,6 +39,7 @@ pub fn trade_pipeline<'scope>(
     events: StreamVec<'scope, u64, Watermarked<Event>>,
     analytics: &AnalyticsConfig,
     candles: &CandleConfig,
+    sentiment: std::sync::Arc<dyn SentimentModel>,
     compare_trade_count: bool,
 ) -> StreamVec<'scope, u64, SinkRecord> {
     let tick_ms = candles.tick_ms;
@@ -52,9 +53,8 @@ pub fn trade_pipeline<'scope>(
     });
     // News and posts are scored once; scores, macro observations and market snapshots are the
     // features' context.
-    let vader = Vader::new();
     let scored = events.clone().flat_map(move |(e, _)| match e {
-        Event::Polled(p) => score_item(&vader, &p),
+        Event::Polled(p) => score_item(sentiment.as_ref(), &p),
         _ => None,
     });
     let context = scored

@@ -470,6 +470,7 @@ pub fn run(
     let flow = Arc::new(Flow::new(ledger.clone(), source_name));
     let senders: Vec<mpsc::Sender<SinkMsg>> = sinks.iter().map(|s| s.tx.clone()).collect();
     let analytics = cfg.analytics();
+    let sentiment = cfg.sentiment_model()?;
     let candle_cfg = cfg.candles();
     let tick = cfg.pipeline.tick_ms;
     let lateness = cfg.pipeline.allowed_lateness_ms;
@@ -486,7 +487,13 @@ pub fn run(
         let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let events = scope.input_from(&mut input);
-            let records = trade_pipeline(events, &analytics, &candle_cfg, compare_trade_count);
+            let records = trade_pipeline(
+                events,
+                &analytics,
+                &candle_cfg,
+                sentiment.clone(),
+                compare_trade_count,
+            );
             let records = records.probe_with(&probe);
             for (i, tx) in senders.iter().enumerate() {
                 attach_sink(records.clone(), local, tx.clone(), flow_w.clone(), i == 0);

