@@ -6,7 +6,8 @@
 //!         │          └─ event_time_candles ► Candle + Late records ────────────┼─► a sink operator
 //!         │                └─ final candles ► candle_indicators ► Indicators ──┤   per sink
 //!         │                                    └─► ml_features ◄─ context ► Features
-//!         ├─ polled news and posts ─► VADER ► Sentiment records ──────────────┤
+//!         ├─ polled news and posts ─► model ► Sentiment records ──────────────┤
+//!         │                          └─► sentiment_windows (differential) ─────┤
 //!         ├─ sentiment, macro, market snapshots ─► context (broadcast)        │
 //!         └─ gaps, polled items ───────────► Gap + Polled records ────────────┘
 //! ```
@@ -22,6 +23,7 @@ use cryptoflow_operators::features::ContextItem;
 use cryptoflow_operators::math::to_f64;
 use cryptoflow_operators::model::Event;
 use cryptoflow_operators::polled::Polled;
+use cryptoflow_operators::sentiment::windows::SentimentWindows;
 use cryptoflow_operators::sentiment::{score_item, SentimentModel};
 use cryptoflow_sinks::{SinkMsg, SinkRecord};
 use cryptoflow_sources::ledger::Ledger;
@@ -68,6 +70,10 @@ pub fn trade_pipeline<'scope>(
             },
             _ => None,
         }));
+    let windows = scored
+        .clone()
+        .sentiment_windows()
+        .map(|w| SinkRecord::SentimentWindow(Box::new(w)));
     let sentiment = scored.map(|r| SinkRecord::Sentiment(Box::new(r)));
     let gaps = events.flat_map(|(e, _)| match e {
         Event::Gap(g) => Some(SinkRecord::Gap(g)),
@@ -123,6 +129,7 @@ pub fn trade_pipeline<'scope>(
         .concat(mismatches)
         .concat(indicators)
         .concat(sentiment)
+        .concat(windows)
         .concat(features)
 }
 

@@ -100,6 +100,9 @@ async fn replay_into_influxdb_v1_twice() {
         // One indicators point per final candle (OBV has a value from the first candle on).
         let ind = values(&query(&db, "SELECT count(obv) FROM indicators").await);
         assert_eq!(ind[0][1], 9, "round {round}");
+        // One feature-vector point per final candle (the clock features always have a value).
+        let feat = values(&query(&db, "SELECT count(hour_cos) FROM features").await);
+        assert_eq!(feat[0][1], 9, "round {round}");
         // Values equal the reference (float copies of the decimals).
         let want = exp["candles"].as_array().unwrap();
         let got_btc = values(

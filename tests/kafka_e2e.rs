@@ -22,6 +22,7 @@ fn topics(suffix: &str) -> Topics {
         alerts: format!("crypto-alerts-{suffix}"),
         events: format!("crypto-events-{suffix}"),
         features: format!("crypto-features-{suffix}"),
+        sentiment: format!("crypto-sentiment-{suffix}"),
     }
 }
 

@@ -533,6 +533,118 @@ async fn my_counts(url: &str) -> [i64; 5] {
     out
 }
 
+/// The dataflow's per-coin windows (differential) against a recomputation from the stored
+/// `sentiment` rows: every window within the retention horizon of its coin's newest item is
+/// stored, with the count, mean and shares of exactly the items it holds.
+async fn check_sentiment_windows(c: &tokio_postgres::Client) {
+    let items: Vec<(String, Vec<String>, i64, f64)> = c
+        .query(
+            "SELECT model, coins, (extract(epoch FROM published_at) * 1000)::int8, compound FROM sentiment",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let mut newest: HashMap<String, i64> = HashMap::new();
+    for (_, coins, at, _) in &items {
+        for coin in coins {
+            let e = newest.entry(coin.clone()).or_insert(*at);
+            *e = (*e).max(*at);
+        }
+    }
+    // (coin, model, span, end) → compounds, by brute force over candidate ends.
+    let mut want: HashMap<(String, String, String, i64), Vec<f64>> = HashMap::new();
+    for (model, coins, at, compound) in &items {
+        for coin in coins {
+            for (label, span, step) in [
+                ("1h", 3_600_000i64, 300_000i64),
+                ("24h", 86_400_000, 3_600_000),
+            ] {
+                let mut end = at.div_euclid(step) * step - span;
+                while end <= at + span {
+                    if end - span < *at && *at <= end && end >= newest[coin] - 48 * 3_600_000 {
+                        want.entry((coin.clone(), model.clone(), label.into(), end))
+                            .or_default()
+                            .push(*compound);
+                    }
+                    end += step;
+                }
+            }
+        }
+    }
+    let rows = c
+        .query(
+            "SELECT coin, model, span, (extract(epoch FROM window_end) * 1000)::int8, items,
+                    mean_compound, positive_share, negative_share
+             FROM sentiment_coin_windows",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(rows.len(), want.len(), "stored windows vs recomputed");
+    for r in rows {
+        let key: (String, String, String, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let xs = want
+            .get(&key)
+            .unwrap_or_else(|| panic!("unexpected window {key:?}"));
+        let n = xs.len() as f64;
+        assert_eq!(r.get::<_, i64>(4), xs.len() as i64, "{key:?}");
+        let mean = xs.iter().sum::<f64>() / n;
+        let pos = xs.iter().filter(|x| **x >= 0.05).count() as f64 / n;
+        let neg = xs.iter().filter(|x| **x <= -0.05).count() as f64 / n;
+        assert!((r.get::<_, f64>(5) - mean).abs() < 1e-9, "{key:?}");
+        assert_eq!(
+            (r.get::<_, f64>(6), r.get::<_, f64>(7)),
+            (pos, neg),
+            "{key:?}"
+        );
+    }
+}
+
+/// A client no one here wrote (Python confluent-kafka + jsonschema) reads crypto-sentiment:
+/// every item once and at least one message per stored window, all valid, keyed by coin.
+async fn check_sentiment_topic(c: &tokio_postgres::Client, brokers: &str, topic: &str) {
+    let windows: i64 = c
+        .query_one("SELECT count(*) FROM sentiment_coin_windows", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let items: i64 = c
+        .query_one("SELECT count(*) FROM sentiment", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let python = std::env::var("CRYPTOFLOW_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = tokio::process::Command::new(&python)
+        .arg(format!("{root}/tests/reference/kafka_schema_check.py"))
+        .args(["--brokers", brokers])
+        .args(["--group", &common::unique_suffix("python-sentiment")])
+        .args(["--schemas", &format!("{root}/schemas/kafka")])
+        .args(["--topic", &format!("sentiment={topic}:{}", items + windows)])
+        .args(["--timeout", "60", "--drain", "3"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python} (scripts/services.sh makes a venv): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Python check failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(res[topic]["types"]["item"], items, "{res}");
+    assert!(
+        res[topic]["types"]["window"].as_i64().unwrap() >= windows,
+        "{res}"
+    );
+    assert_eq!(res[topic]["invalid"], 0, "{res}");
+    assert_eq!(res[topic]["bad_keys"], 0, "{res}");
+}
+
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
@@ -556,11 +668,20 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
         ("FRED_API_KEY", "fred-key"),
     ];
 
-    // Run 1.
+    // Run 1, also publishing to Kafka (crypto-sentiment: item scores and window values).
+    let brokers = common::kafka_brokers();
+    let sentiment_topic = common::unique_suffix("crypto-sentiment-poll");
+    common::create_topic(&brokers, &sentiment_topic, 2).await;
     let (cfg1, pg1, my1) = (cfg_path.clone(), pg.clone(), my.clone());
-    let r1 = tokio::task::spawn_blocking(move || poll_once(&cfg1, &pg1, &my1, &keys))
-        .await
-        .unwrap();
+    let (b1, t1) = (brokers.clone(), sentiment_topic.clone());
+    let r1 = tokio::task::spawn_blocking(move || {
+        let mut env = keys.to_vec();
+        env.push(("CRYPTOFLOW__SINKS__KAFKA__BROKERS", &b1));
+        env.push(("CRYPTOFLOW__SINKS__KAFKA__TOPICS__SENTIMENT", &t1));
+        poll_once(&cfg1, &pg1, &my1, &env)
+    })
+    .await
+    .unwrap();
     // coingecko: 3 markets + 3 simple; one coin object without id.
     assert_eq!(r1["coingecko"], (6, 0, 1), "{r1:?}");
     // rss: news.xml 3 usable items (one item with neither title nor summary), atom 1 (after a
@@ -775,6 +896,8 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
             ("24h".into(), 1, xrp.compound)
         ]
     );
+    check_sentiment_windows(&c).await;
+    check_sentiment_topic(&c, &brokers, &sentiment_topic).await;
     {
         let pool = mysql_async::Pool::new(my.as_str());
         let mut conn = pool.get_conn().await.unwrap();
@@ -790,6 +913,29 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
             .await
             .unwrap();
         assert_eq!(n, Some(9));
+        let my_windows: Vec<(String, String, i64, f64)> = conn
+            .query(
+                "SELECT coin, span, CAST(UNIX_TIMESTAMP(window_end) * 1000 AS SIGNED), mean_compound
+                 FROM sentiment_coin_windows ORDER BY coin, span, window_end",
+            )
+            .await
+            .unwrap();
+        let pg_windows: Vec<(String, String, i64, f64)> = c
+            .query(
+                "SELECT coin, span, (extract(epoch FROM window_end) * 1000)::int8, mean_compound
+                 FROM sentiment_coin_windows ORDER BY coin, span, window_end",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert_eq!(my_windows.len(), pg_windows.len());
+        for (a, b) in my_windows.iter().zip(&pg_windows) {
+            assert_eq!((&a.0, &a.1, a.2), (&b.0, &b.1, b.2));
+            assert!((a.3 - b.3).abs() < 1e-12, "{a:?} {b:?}");
+        }
         drop(conn);
         pool.disconnect().await.unwrap();
     }

@@ -132,8 +132,48 @@ pub fn lines(r: &SinkRecord, out: &mut String) {
         ),
         SinkRecord::Candle(c) => candle_line(c, out),
         SinkRecord::Indicators(r) => indicators_line(r, out),
+        SinkRecord::Features(f) => features_line(f, out),
+        SinkRecord::SentimentWindow(w) => {
+            // A window's later value overwrites its point (same series and time).
+            let _ = writeln!(
+                out,
+                "sentiment_windows,coin={},model={},span={} items={}i,mean_compound={},positive_share={},negative_share={} {}",
+                escape_tag(&w.coin),
+                escape_tag(&w.model),
+                escape_tag(&w.span),
+                w.items,
+                float(w.mean_compound),
+                float(w.positive_share),
+                float(w.negative_share),
+                ms_ns(w.window_end)
+            );
+        }
         _ => {}
     }
+}
+
+/// One point per feature vector: tags venue, symbol, interval; a float field per feature that
+/// has a value; time = the candle's open time.
+fn features_line(f: &cryptoflow_operators::features::FeatureRow, out: &mut String) {
+    let fields: Vec<String> = f
+        .named()
+        .filter_map(|(name, v)| {
+            v.filter(|x| x.is_finite())
+                .map(|x| format!("{name}={}", float(x)))
+        })
+        .collect();
+    if fields.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "features,venue={},symbol={},interval={} {} {}",
+        escape_tag(f.venue.as_str()),
+        escape_tag(f.symbol.as_str()),
+        f.interval.label(),
+        fields.join(","),
+        ms_ns(f.open_time)
+    );
 }
 
 /// One point per final candle: tags venue, symbol, interval; a field per indicator that has a

@@ -50,6 +50,8 @@ pub struct Topics {
     pub events: String,
     /// ML feature vectors.
     pub features: String,
+    /// Sentiment scores of news items and posts, and per-coin rolling sentiment windows.
+    pub sentiment: String,
 }
 
 impl Default for Topics {
@@ -60,6 +62,7 @@ impl Default for Topics {
             alerts: "crypto-alerts".into(),
             events: "crypto-events".into(),
             features: "crypto-features".into(),
+            sentiment: "crypto-sentiment".into(),
         }
     }
 }
@@ -351,6 +354,19 @@ pub struct IndicatorsMsg<'a> {
     pub values: &'a cryptoflow_operators::math::indicators::IndicatorValues,
 }
 
+/// A message on `crypto-sentiment`: a scored item (`type: item`) or a window (`type: window`).
+#[derive(Debug, Serialize)]
+pub struct SentimentMsg<'a, R: Serialize> {
+    /// Schema version.
+    pub version: u32,
+    /// `item` (one scored news item or post) or `window` (a per-coin rolling window's new value).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The row's fields.
+    #[serde(flatten)]
+    pub row: &'a R,
+}
+
 /// A feature vector on `crypto-features` (`type: features`).
 #[derive(Debug, Serialize)]
 pub struct FeaturesMsg<'a> {
@@ -494,8 +510,28 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             f.open_time,
         ),
-        // Polled items and sentiment are stored by the SQL and JSON-lines sinks; no topic.
-        SinkRecord::Quality(_) | SinkRecord::Polled(_) | SinkRecord::Sentiment(_) => return None,
+        SinkRecord::Sentiment(s) => (
+            &topics.sentiment,
+            s.coins.first().unwrap_or(&s.item_key).as_str(),
+            json(&SentimentMsg {
+                version: SCHEMA_VERSION,
+                kind: "item",
+                row: s.as_ref(),
+            }),
+            s.published_at,
+        ),
+        SinkRecord::SentimentWindow(w) => (
+            &topics.sentiment,
+            w.coin.as_str(),
+            json(&SentimentMsg {
+                version: SCHEMA_VERSION,
+                kind: "window",
+                row: w.as_ref(),
+            }),
+            w.window_end,
+        ),
+        // Polled items are stored by the SQL and JSON-lines sinks; no topic.
+        SinkRecord::Quality(_) | SinkRecord::Polled(_) => return None,
     };
     Some(Outgoing {
         topic,

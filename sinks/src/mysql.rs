@@ -16,6 +16,7 @@ use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
 use cryptoflow_operators::model::{DataQuality, Gap, Symbol, Venue};
 use cryptoflow_operators::polled::Polled;
+use cryptoflow_operators::sentiment::windows::SentimentWindowRow;
 use cryptoflow_operators::sentiment::SentimentRow;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, TxOpts, Value};
@@ -40,6 +41,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "analytics",
         include_str!("../../sql/mysql/0004_analytics.sql"),
+    ),
+    (
+        5,
+        "sentiment_windows",
+        include_str!("../../sql/mysql/0005_sentiment_windows.sql"),
     ),
 ];
 
@@ -169,7 +175,7 @@ impl MySqlSink {
         let pool = Pool::new(opts(url)?);
         let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
         conn.query_drop(
-            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment, ml_features LIMIT 0",
+            "SELECT 1 FROM trades, candles, trade_aggregates, gaps, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment, sentiment_coin_windows, ml_features LIMIT 0",
         )
         .await
         .map_err(|e| classify(&e, "schema check"))?;
@@ -231,6 +237,7 @@ impl Sink for MySqlSink {
         let mut polled: Vec<&Polled> = Vec::new();
         let mut indicators: Vec<&IndicatorRow> = Vec::new();
         let mut sentiment: Vec<&SentimentRow> = Vec::new();
+        let mut windows: Vec<&SentimentWindowRow> = Vec::new();
         let mut features: Vec<&FeatureRow> = Vec::new();
         for r in records {
             match r {
@@ -243,6 +250,7 @@ impl Sink for MySqlSink {
                 SinkRecord::Polled(p) => polled.push(p),
                 SinkRecord::Indicators(i) => indicators.push(i),
                 SinkRecord::Sentiment(x) => sentiment.push(x),
+                SinkRecord::SentimentWindow(w) => windows.push(w),
                 SinkRecord::Features(f) => features.push(f),
                 SinkRecord::Candle(_)
                 | SinkRecord::Whale(_)
@@ -258,6 +266,7 @@ impl Sink for MySqlSink {
             && polled.is_empty()
             && indicators.is_empty()
             && sentiment.is_empty()
+            && windows.is_empty()
             && features.is_empty()
         {
             return Ok(());
@@ -550,6 +559,32 @@ impl Sink for MySqlSink {
             )
             .await
             .map_err(|e| classify(&e, "insert sentiment"))?;
+        }
+        // In order: a window's later value replaces its earlier one, never a larger count.
+        for w in windows {
+            tx.exec_drop(
+                "INSERT INTO sentiment_coin_windows (coin, model, span, window_end, items, mean_compound,
+                     positive_share, negative_share)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON DUPLICATE KEY UPDATE
+                     mean_compound = IF(VALUES(items) >= items, VALUES(mean_compound), mean_compound),
+                     positive_share = IF(VALUES(items) >= items, VALUES(positive_share), positive_share),
+                     negative_share = IF(VALUES(items) >= items, VALUES(negative_share), negative_share),
+                     updated_at = IF(VALUES(items) >= items, CURRENT_TIMESTAMP(3), updated_at),
+                     items = GREATEST(VALUES(items), items)",
+                vec![
+                    Value::from(w.coin.as_str()),
+                    Value::from(w.model.as_str()),
+                    Value::from(w.span.as_str()),
+                    Value::from(ts(w.window_end)),
+                    Value::from(w.items),
+                    Value::from(w.mean_compound),
+                    Value::from(w.positive_share),
+                    Value::from(w.negative_share),
+                ],
+            )
+            .await
+            .map_err(|e| classify(&e, "upsert sentiment_coin_windows"))?;
         }
         for p in polled {
             let (sql, params) = polled_row(p);

@@ -23,6 +23,7 @@ use cryptoflow_operators::dataflow::IndicatorRow;
 use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
 use cryptoflow_operators::polled::Polled;
+use cryptoflow_operators::sentiment::windows::SentimentWindowRow;
 use cryptoflow_operators::sentiment::SentimentRow;
 
 /// The migrations, in order: (version, name, SQL).
@@ -48,6 +49,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         6,
         "analytics",
         include_str!("../../sql/postgres/0006_analytics.sql"),
+    ),
+    (
+        7,
+        "sentiment_windows",
+        include_str!("../../sql/postgres/0007_sentiment_windows.sql"),
     ),
 ];
 
@@ -342,7 +348,7 @@ impl PostgresSink {
         let client = pool.get().await.map_err(pool_err)?;
         client
             .query(
-                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment, ml_features LIMIT 0",
+                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment, sentiment_coin_windows, ml_features LIMIT 0",
                 &[],
             )
             .await
@@ -435,6 +441,7 @@ impl Sink for PostgresSink {
         let mut polled: Vec<&Polled> = Vec::new();
         let mut indicators: Vec<&IndicatorRow> = Vec::new();
         let mut sentiment: Vec<&SentimentRow> = Vec::new();
+        let mut windows: Vec<&SentimentWindowRow> = Vec::new();
         let mut features: Vec<&FeatureRow> = Vec::new();
         for r in records {
             match r {
@@ -472,6 +479,7 @@ impl Sink for PostgresSink {
                 SinkRecord::Polled(p) => polled.push(p),
                 SinkRecord::Indicators(i) => indicators.push(i),
                 SinkRecord::Sentiment(x) => sentiment.push(x),
+                SinkRecord::SentimentWindow(w) => windows.push(w),
                 SinkRecord::Features(f) => features.push(f),
                 SinkRecord::Candle(_)
                 | SinkRecord::Whale(_)
@@ -507,6 +515,7 @@ impl Sink for PostgresSink {
             && polled.is_empty()
             && indicators.is_empty()
             && sentiment.is_empty()
+            && windows.is_empty()
             && features.is_empty()
         {
             return Ok(());
@@ -678,6 +687,29 @@ impl Sink for PostgresSink {
             .await
             .map_err(|e| classify(&e, "insert sentiment"))?;
         }
+        // In order: a window's later value replaces its earlier one, never a larger count.
+        for w in windows {
+            let stmt = tx
+                .prepare_cached(WINDOW_SQL)
+                .await
+                .map_err(|e| classify(&e, "prepare sentiment_coin_windows"))?;
+            let items = i64::try_from(w.items).unwrap_or(i64::MAX);
+            tx.execute(
+                &stmt,
+                &[
+                    &w.coin,
+                    &w.model,
+                    &w.span,
+                    &w.window_end,
+                    &items,
+                    &w.mean_compound,
+                    &w.positive_share,
+                    &w.negative_share,
+                ],
+            )
+            .await
+            .map_err(|e| classify(&e, "upsert sentiment_coin_windows"))?;
+        }
         for f in features {
             let stmt = tx
                 .prepare_cached(FEATURES_SQL)
@@ -706,6 +738,16 @@ INSERT INTO ml_features (venue, symbol, interval, open_time, close_time, feature
 VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond',
         'epoch'::timestamptz + $5::int8 * interval '1 millisecond', $6::text::jsonb)
 ON CONFLICT DO NOTHING";
+
+const WINDOW_SQL: &str = "
+INSERT INTO sentiment_coin_windows AS w (coin, model, span, window_end, items, mean_compound,
+    positive_share, negative_share)
+VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond', $5, $6, $7, $8)
+ON CONFLICT (coin, model, span, window_end) DO UPDATE SET
+    items = EXCLUDED.items, mean_compound = EXCLUDED.mean_compound,
+    positive_share = EXCLUDED.positive_share, negative_share = EXCLUDED.negative_share,
+    updated_at = now()
+WHERE w.items <= EXCLUDED.items";
 
 const SENTIMENT_SQL: &str = "
 INSERT INTO sentiment (item_key, model, kind, published_at, coins, neg, neu, pos, compound)

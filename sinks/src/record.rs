@@ -4,6 +4,7 @@ use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow, LateTrade};
 use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::model::{Candle, DataQuality, Gap, KlineMismatch, WhaleAlert};
 use cryptoflow_operators::polled::Polled;
+use cryptoflow_operators::sentiment::windows::SentimentWindowRow;
 use cryptoflow_operators::sentiment::SentimentRow;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,8 @@ pub enum SinkRecord {
     Indicators(Box<IndicatorRow>),
     /// The sentiment of a news item or social post.
     Sentiment(Box<SentimentRow>),
+    /// The new value of a per-coin rolling sentiment window.
+    SentimentWindow(Box<SentimentWindowRow>),
     /// A point-in-time ML feature vector at a final candle.
     Features(Box<FeatureRow>),
 }

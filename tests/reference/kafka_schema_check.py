@@ -8,7 +8,8 @@ schemas/kafka/. Usage:
 
 Each --topic is KIND=TOPIC:MIN: consume TOPIC until at least MIN messages arrived, validating
 against schemas/kafka/crypto-KIND.v1.json. Prints one JSON object with per-topic counts and
-exits 1 if a message is invalid, a key is not the symbol, or a minimum is not reached in time.
+exits 1 if a message is invalid, a key is not the symbol (coin for sentiment), or a minimum is
+not reached in time. --drain S: once the minimums are met, read on until S seconds pass quietly.
 """
 import argparse
 import json
@@ -26,6 +27,8 @@ def main():
     ap.add_argument("--schemas", required=True)
     ap.add_argument("--topic", action="append", required=True)
     ap.add_argument("--timeout", type=float, default=90.0)
+    # After every minimum is met, keep reading until no message came for this many seconds.
+    ap.add_argument("--drain", type=float, default=0.0)
     args = ap.parse_args()
 
     wanted = {}
@@ -52,13 +55,16 @@ def main():
     })
     consumer.subscribe(list(wanted))
     deadline = time.time() + args.timeout
+    last_message = time.time()
     try:
         while time.time() < deadline:
             if all(stats[t]["messages"] >= w["min"] for t, w in wanted.items()):
-                break
+                if time.time() - last_message >= args.drain:
+                    break
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
+            last_message = time.time()
             if msg.error():
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     errors.append(str(msg.error()))
@@ -77,7 +83,14 @@ def main():
             typ = value.get("type", wanted[t]["kind"])
             s["types"][typ] = s["types"].get(typ, 0) + 1
             key = msg.key().decode() if msg.key() is not None else None
-            expected_key = value.get("symbol", "cryptoflow")
+            if "symbol" in value:
+                expected_key = value["symbol"]
+            elif "coin" in value:
+                expected_key = value["coin"]
+            elif "coins" in value:
+                expected_key = value["coins"][0] if value["coins"] else value["item_key"]
+            else:
+                expected_key = "cryptoflow"
             if key != expected_key:
                 s["bad_keys"] += 1
             if wanted[t]["kind"] == "trades":

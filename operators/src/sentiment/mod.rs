@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "sentiment-onnx")]
 pub mod onnx;
 mod vader;
+pub mod windows;
 
 pub use vader::{LexiconOverlay, OverlayError, Vader, CRYPTO_OVERLAY_TSV};
 
