@@ -280,7 +280,7 @@ catalogue![
     ),
     (
         "news_compound_1h",
-        "mean VADER compound of those items",
+        "mean sentiment compound of those items",
         "1 h",
         "sentiment (news)"
     ),
@@ -304,7 +304,7 @@ catalogue![
     ),
     (
         "news_compound_24h",
-        "mean VADER compound of those items",
+        "mean sentiment compound of those items",
         "24 h",
         "sentiment (news)"
     ),
@@ -328,7 +328,7 @@ catalogue![
     ),
     (
         "social_compound_1h",
-        "mean VADER compound of those posts",
+        "mean sentiment compound of those posts",
         "1 h",
         "sentiment (Reddit)"
     ),
@@ -352,7 +352,7 @@ catalogue![
     ),
     (
         "social_compound_24h",
-        "mean VADER compound of those posts",
+        "mean sentiment compound of those posts",
         "24 h",
         "sentiment (Reddit)"
     ),
@@ -576,6 +576,49 @@ impl FeatureRow {
             .iter()
             .map(|f| f.name)
             .zip(self.values.iter().copied())
+    }
+}
+
+/// A feature vector being filled in catalogue order; debug builds check every name against
+/// [`CATALOGUE`] at its position, so the vector and the catalogue cannot drift apart.
+struct Vector(Vec<Option<f64>>);
+
+impl Vector {
+    fn new() -> Self {
+        Vector(Vec::with_capacity(CATALOGUE.len()))
+    }
+
+    fn check(&self, name: &str) {
+        debug_assert_eq!(
+            CATALOGUE.get(self.0.len()).map(|f| f.name),
+            Some(name),
+            "feature {} is not the catalogue's entry at position {}",
+            name,
+            self.0.len()
+        );
+    }
+
+    fn put(&mut self, name: &str, value: Option<f64>) {
+        self.check(name);
+        self.0.push(value);
+    }
+
+    /// [`put`](Self::put) for a name built from parts (built in debug builds only).
+    fn put_generated(&mut self, name: impl FnOnce() -> String, value: Option<f64>) {
+        #[cfg(debug_assertions)]
+        self.check(&name());
+        #[cfg(not(debug_assertions))]
+        let _ = name;
+        self.0.push(value);
+    }
+
+    fn finish(self) -> Vec<Option<f64>> {
+        debug_assert_eq!(
+            self.0.len(),
+            CATALOGUE.len(),
+            "every catalogue feature has a value"
+        );
+        self.0
     }
 }
 
@@ -846,66 +889,93 @@ impl FeatureEngine {
                 .filter(|p| *p > 0.0 && close > 0.0)
                 .map(|p| (close / p).ln())
         };
-        let mut v: Vec<Option<f64>> = Vec::with_capacity(CATALOGUE.len());
-        v.extend([ret(1), ret(5), ret(15), ret(60)]);
-        v.extend([logret(1), logret(5), logret(15), logret(60)]);
-        v.extend([vol5, vol20, vol60]);
-        v.extend([
-            ind.sma_20,
-            ind.ema_20,
-            ind.wma_20,
-            ind.rsi_14,
-            ind.macd,
-            ind.macd_signal,
-            ind.macd_hist,
-            ind.bb_upper,
-            ind.bb_middle,
-            ind.bb_lower,
-            ind.atr_14,
-            ind.obv,
-            ind.stoch_k,
-            ind.stoch_d,
-            ind.roc_10,
-            ind.mom_10,
-            ind.zscore_20,
-            ind.vwap_20.map(to_f64),
-        ]);
+        // Every value is put under its catalogue name: a debug build checks each position.
+        let mut v = Vector::new();
+        for (name, k) in [("ret_1", 1), ("ret_5", 5), ("ret_15", 15), ("ret_60", 60)] {
+            v.put(name, ret(k));
+        }
+        for (name, k) in [
+            ("logret_1", 1),
+            ("logret_5", 5),
+            ("logret_15", 15),
+            ("logret_60", 60),
+        ] {
+            v.put(name, logret(k));
+        }
+        v.put("volatility_5", vol5);
+        v.put("volatility_20", vol20);
+        v.put("volatility_60", vol60);
+        let vwap = ind.vwap_20.map(to_f64);
+        for (name, x) in [
+            ("sma_20", ind.sma_20),
+            ("ema_20", ind.ema_20),
+            ("wma_20", ind.wma_20),
+            ("rsi_14", ind.rsi_14),
+            ("macd", ind.macd),
+            ("macd_signal", ind.macd_signal),
+            ("macd_hist", ind.macd_hist),
+            ("bb_upper", ind.bb_upper),
+            ("bb_middle", ind.bb_middle),
+            ("bb_lower", ind.bb_lower),
+            ("atr_14", ind.atr_14),
+            ("obv", ind.obv),
+            ("stoch_k", ind.stoch_k),
+            ("stoch_d", ind.stoch_d),
+            ("roc_10", ind.roc_10),
+            ("mom_10", ind.mom_10),
+            ("zscore_20", ind.zscore_20),
+            ("vwap_20", vwap),
+        ] {
+            v.put(name, x);
+        }
         let c1 = |x: Option<f64>| ratio(Some(close), x).map(|r| r - 1.0);
-        v.extend([
-            c1(ind.sma_20),
-            c1(ind.ema_20),
-            c1(ind.vwap_20.map(to_f64)),
+        v.put("close_to_sma_20", c1(ind.sma_20));
+        v.put("close_to_ema_20", c1(ind.ema_20));
+        v.put("close_to_vwap_20", c1(vwap));
+        v.put(
+            "bb_percent_b",
             match (ind.bb_upper, ind.bb_lower) {
                 (Some(u), Some(lo)) if u > lo => Some((close - lo) / (u - lo)),
                 _ => None,
             },
+        );
+        v.put(
+            "bb_width",
             match (ind.bb_upper, ind.bb_lower, ind.bb_middle) {
                 (Some(u), Some(lo), Some(m)) if m != 0.0 => Some((u - lo) / m),
                 _ => None,
             },
-            ratio(ind.macd, Some(close)),
-            ratio(ind.atr_14, Some(close)),
-        ]);
+        );
+        v.put("macd_norm", ratio(ind.macd, Some(close)));
+        v.put("atr_norm", ratio(ind.atr_14, Some(close)));
         let tbv = to_f64(c.taker_buy_volume);
-        v.extend([
-            ratio(Some(h - l), Some(close)),
-            ratio(Some(close - o), Some(o)),
-            ratio(Some(h - o.max(close)), Some(close)),
-            ratio(Some(o.min(close) - l), Some(close)),
-            Some(volume.ln_1p()),
-            Some(to_f64(c.quote_volume).ln_1p()),
-            Some(c.trade_count as f64),
-            ratio(Some(tbv), Some(volume)),
+        v.put("range", ratio(Some(h - l), Some(close)));
+        v.put("body", ratio(Some(close - o), Some(o)));
+        v.put("upper_wick", ratio(Some(h - o.max(close)), Some(close)));
+        v.put("lower_wick", ratio(Some(o.min(close) - l), Some(close)));
+        v.put("log_volume", Some(volume.ln_1p()));
+        v.put("log_quote_volume", Some(to_f64(c.quote_volume).ln_1p()));
+        v.put("trade_count", Some(c.trade_count as f64));
+        v.put("taker_buy_ratio", ratio(Some(tbv), Some(volume)));
+        v.put(
+            "buy_sell_imbalance",
             ratio(Some(tbv - (volume - tbv)), Some(volume)),
+        );
+        v.put(
+            "vwap_to_close",
             ratio(Some(to_f64(c.vwap)), Some(close)).map(|r| r - 1.0),
-        ]);
+        );
         let vz = st.volumes.zscore_and_mean();
-        v.extend([
-            vz.map(|(z, _)| z),
+        v.put("volume_zscore_20", vz.map(|(z, _)| z));
+        v.put(
+            "volume_ratio_20",
             vz.and_then(|(_, m)| ratio(Some(volume), Some(m)))
                 .map(|r| r - 1.0),
+        );
+        v.put(
+            "trade_count_zscore_20",
             st.counts.zscore_and_mean().map(|(z, _)| z),
-        ]);
+        );
         // Whale trades of this window; older ones are dropped.
         let (mut wc, mut wv) = (0usize, 0.0);
         if let Some(w) = self.whales.get_mut(&c.symbol) {
@@ -916,7 +986,9 @@ impl FeatureEngine {
             let keep_from = c.open_time - 7 * 86_400_000;
             w.retain(|(ts, _), _| *ts >= keep_from);
         }
-        v.extend([Some(wc as f64), Some(wv), ratio(Some(wv), Some(volume))]);
+        v.put("whale_count", Some(wc as f64));
+        v.put("whale_volume", Some(wv));
+        v.put("whale_volume_share", ratio(Some(wv), Some(volume)));
         let t = c.close_time;
         let base = c
             .symbol
@@ -925,25 +997,43 @@ impl FeatureEngine {
             .unwrap_or(c.symbol.as_str())
             .to_string();
         for kind in ["news", "social"] {
-            for span in [3_600_000, 86_400_000] {
-                v.extend(self.sentiment_features(&base, kind, t, span));
+            for (label, span) in [("1h", 3_600_000), ("24h", 86_400_000)] {
+                let values = self.sentiment_features(&base, kind, t, span);
+                for (stat, x) in ["count", "compound", "pos_share", "neg_share"]
+                    .iter()
+                    .zip(values)
+                {
+                    v.put_generated(|| format!("{kind}_{stat}_{label}"), x);
+                }
             }
         }
         for s in MACRO_SERIES {
-            v.extend(self.macro_features(s, t));
+            let [value, change] = self.macro_features(s, t);
+            v.put_generated(|| format!("macro_{}", s.to_lowercase()), value);
+            v.put_generated(|| format!("macro_{}_change", s.to_lowercase()), change);
         }
-        v.extend(self.market_features(&base, t));
+        let market = self.market_features(&base, t);
+        for (name, x) in [
+            "cg_market_cap",
+            "cg_market_cap_rank",
+            "cg_total_volume",
+            "cg_price_change_pct_24h",
+            "cg_supply_ratio",
+        ]
+        .iter()
+        .zip(market)
+        {
+            v.put(name, x);
+        }
         let when = DateTime::<Utc>::from_timestamp_millis(t).unwrap_or_default();
         let tau = std::f64::consts::TAU;
         let hour = f64::from(when.hour()) + f64::from(when.minute()) / 60.0;
         let wd = f64::from(when.weekday().num_days_from_monday());
-        v.extend([
-            Some((tau * hour / 24.0).sin()),
-            Some((tau * hour / 24.0).cos()),
-            Some((tau * wd / 7.0).sin()),
-            Some((tau * wd / 7.0).cos()),
-        ]);
-        debug_assert_eq!(v.len(), CATALOGUE.len());
+        v.put("hour_sin", Some((tau * hour / 24.0).sin()));
+        v.put("hour_cos", Some((tau * hour / 24.0).cos()));
+        v.put("weekday_sin", Some((tau * wd / 7.0).sin()));
+        v.put("weekday_cos", Some((tau * wd / 7.0).cos()));
+        let mut v = v.finish();
         for x in &mut v {
             *x = x.filter(|f| f.is_finite());
         }
