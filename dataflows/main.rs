@@ -228,6 +228,17 @@ enum Command {
     },
     /// Print the ML feature catalogue (Markdown; docs/FEATURES.md is this output).
     Features,
+    /// Score a hand-labelled file (`positive|negative|neutral<TAB>text` lines) with the
+    /// configured sentiment model (`[sentiment]`) and print accuracy, macro-F1 and the confusion
+    /// matrix (three classes by VADER's ±0.05 compound convention).
+    SentimentEval {
+        /// Config file.
+        #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+        config: Option<PathBuf>,
+        /// The labelled file.
+        #[arg(long)]
+        labelled: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -341,6 +352,13 @@ fn summarize(report: &RunReport) {
 }
 
 fn main() {
+    // Like other Unix tools, end quietly when stdout's reader goes away (`cryptoflow features |
+    // head`) instead of failing on the closed pipe.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; restores the default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logs(cli.log_format);
     if let Err(e) = real_main(cli) {
@@ -621,6 +639,26 @@ fn real_main(cli: Cli) -> Result<()> {
         }
         Command::Features => {
             print!("{}", cryptoflow_operators::features::catalogue_markdown());
+        }
+        Command::SentimentEval { config, labelled } => {
+            let cfg = load_config(config.as_deref())?;
+            let model = cfg.sentiment_model()?;
+            let text = std::fs::read_to_string(&labelled)
+                .with_context(|| format!("reading {}", labelled.display()))?;
+            let rows = cryptoflow_operators::sentiment::parse_labelled(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", labelled.display()))?;
+            let e = cryptoflow_operators::sentiment::evaluate(model.as_ref(), &rows);
+            println!(
+                "model={} texts={} accuracy={:.4} macro_f1={:.4}",
+                model.name(),
+                e.n,
+                e.accuracy,
+                e.macro_f1
+            );
+            println!("label \\ predicted  negative  neutral  positive");
+            for (label, row) in ["negative", "neutral", "positive"].iter().zip(e.confusion) {
+                println!("{label:>18}  {:>8}  {:>7}  {:>8}", row[0], row[1], row[2]);
+            }
         }
         Command::CheckConfig { config } => {
             let cfg = load_config(config.as_deref())?;

@@ -61,6 +61,18 @@ fn scores_equal_python_onnxruntime() {
     }
     assert!(n >= 550, "{n} texts");
     println!("{n} texts, largest difference from Python onnxruntime {worst:e}");
+    let texts: Vec<String> = golden
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or("").replace("\\n", "\n"))
+        .collect();
+    let start = std::time::Instant::now();
+    for t in &texts {
+        std::hint::black_box(model.score(t));
+    }
+    println!(
+        "{:.0} texts/s on one thread (this build's profile)",
+        texts.len() as f64 / start.elapsed().as_secs_f64()
+    );
 
     let labelled =
         parse_labelled(&std::fs::read_to_string(fixtures().join("crypto_labelled.tsv")).unwrap())
