@@ -159,32 +159,18 @@ async fn sink_publishes_every_record_and_a_python_client_validates_them() {
     // A second replay publishes everything again (at-least-once): dedup by key and id.
     let (_, _) = replay_fixture(&cfg).await;
 
-    let python = std::env::var("CRYPTOFLOW_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut cmd = tokio::process::Command::new(&python);
-    cmd.arg(format!("{root}/tests/reference/kafka_schema_check.py"))
-        .args(["--brokers", &brokers])
-        .args(["--group", &unique_suffix("python-check")])
-        .args(["--schemas", &format!("{root}/schemas/kafka")])
-        .args(["--topic", &format!("trades={}:{}", t.trades, 2 * n_trades)])
-        .args(["--topic", &format!("prices={}:{}", t.prices, prices_min)])
-        .args(["--topic", &format!("alerts={}:{}", t.alerts, 2 * whales)])
-        .args(["--topic", &format!("events={}:{}", t.events, 4)])
-        .args([
-            "--topic",
-            &format!("features={}:{}", t.features, 2 * vectors),
-        ]);
-    let out = cmd
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {python} (scripts/services.sh makes a venv): {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "Python check failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let res = json(stdout.trim());
+    let res = python_schema_check(
+        &brokers,
+        &[
+            format!("trades={}:{}", t.trades, 2 * n_trades),
+            format!("prices={}:{}", t.prices, prices_min),
+            format!("alerts={}:{}", t.alerts, 2 * whales),
+            format!("events={}:{}", t.events, 4),
+            format!("features={}:{}", t.features, 2 * vectors),
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(res[&t.trades]["messages"], 2 * n_trades);
     assert_eq!(res[&t.trades]["distinct_trades"], n_trades);
     assert_eq!(res[&t.trades]["invalid"], 0);

@@ -617,25 +617,12 @@ async fn check_sentiment_topic(c: &tokio_postgres::Client, brokers: &str, topic:
         .await
         .unwrap()
         .get(0);
-    let python = std::env::var("CRYPTOFLOW_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = tokio::process::Command::new(&python)
-        .arg(format!("{root}/tests/reference/kafka_schema_check.py"))
-        .args(["--brokers", brokers])
-        .args(["--group", &common::unique_suffix("python-sentiment")])
-        .args(["--schemas", &format!("{root}/schemas/kafka")])
-        .args(["--topic", &format!("sentiment={topic}:{}", items + windows)])
-        .args(["--timeout", "60", "--drain", "3"])
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {python} (scripts/services.sh makes a venv): {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "Python check failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let res: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let res = common::python_schema_check(
+        brokers,
+        &[format!("sentiment={topic}:{}", items + windows)],
+        &["--timeout", "60", "--drain", "3"],
+    )
+    .await;
     assert_eq!(res[topic]["types"]["item"], items, "{res}");
     assert!(
         res[topic]["types"]["window"].as_i64().unwrap() >= windows,

@@ -312,3 +312,35 @@ pub async fn produce_all(brokers: &str, topic: &str, messages: &[(Option<String>
         p.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
 }
+
+/// Runs `tests/reference/kafka_schema_check.py` (Python confluent-kafka + jsonschema, from the
+/// venv `scripts/services.sh` makes) over `topics` (`KIND=TOPIC:MIN` each) plus `extra`
+/// arguments; asserts it succeeded and returns its JSON report.
+#[allow(dead_code)]
+pub async fn python_schema_check(
+    brokers: &str,
+    topics: &[String],
+    extra: &[&str],
+) -> serde_json::Value {
+    let python = std::env::var("CRYPTOFLOW_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut cmd = tokio::process::Command::new(&python);
+    cmd.arg(format!("{root}/tests/reference/kafka_schema_check.py"))
+        .args(["--brokers", brokers])
+        .args(["--group", &unique_suffix("python-check")])
+        .args(["--schemas", &format!("{root}/schemas/kafka")]);
+    for t in topics {
+        cmd.args(["--topic", t]);
+    }
+    let out =
+        cmd.args(extra).output().await.unwrap_or_else(|e| {
+            panic!("cannot run {python} (scripts/services.sh makes a venv): {e}")
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Python check failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}

@@ -15,6 +15,9 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+sys.path.insert(0, str(Path(__file__).parent))
+from textfiles import texts  # noqa: E402
+
 CLASSES = {"negative": 0, "bearish": 0, "neg": 0, "neutral": 1, "neu": 1,
            "positive": 2, "bullish": 2, "pos": 2}
 
@@ -69,23 +72,11 @@ class Model:
         return s[0], s[1], s[2], s[2] - s[0]
 
 
-def texts(path):
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            text = line.rstrip("\n")
-            if not text or (text.startswith("#") and "\t" not in text):
-                continue
-            if path.endswith(".tsv"):
-                text = text.split("\t")[-1]
-            yield text.replace("\\n", "\n")
-
-
 def main():
     model = Model(sys.argv[1])
     for path in sys.argv[2:]:
-        for text in texts(path):
-            neg, neu, pos, compound = model.scores(text)
-            shown = text.replace("\n", "\\n")
+        for shown in texts(path):
+            neg, neu, pos, compound = model.scores(shown.replace("\\n", "\n"))
             print(f"{shown}\t{neg!r}\t{neu!r}\t{pos!r}\t{compound!r}")
 
 

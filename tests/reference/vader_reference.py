@@ -15,8 +15,12 @@ Output: text, neg, neu, pos, compound, tab-separated, as the package prints them
 """
 import argparse
 import sys
+from pathlib import Path
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from textfiles import texts  # noqa: E402
 
 assert sys.version_info >= (3, 12), "use Python >= 3.12"
 
@@ -30,17 +34,6 @@ def read_overlay(path):
                 word, value = line.split()
                 words[word.lower()] = float(value)
     return words
-
-
-def texts(path):
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            text = line.rstrip("\n")
-            if not text or (text.startswith("#") and "\t" not in text):
-                continue
-            if path.endswith(".tsv"):
-                text = text.split("\t")[-1]
-            yield text
 
 
 def main():
