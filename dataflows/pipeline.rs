@@ -59,6 +59,15 @@ pub fn trade_pipeline<'scope>(
         Event::Polled(p) => score_item(sentiment.as_ref(), &p),
         _ => None,
     });
+    // Context restored at a restart joins the features and the windows, and is not written again.
+    let restored = events.clone().flat_map(|(e, _)| match e {
+        Event::Context(c) => Some(*c.0),
+        _ => None,
+    });
+    let restored_sentiment = restored.clone().flat_map(|c| match c {
+        ContextItem::Sentiment(r) => Some(r),
+        _ => None,
+    });
     let context = scored
         .clone()
         .map(ContextItem::Sentiment)
@@ -69,9 +78,11 @@ pub fn trade_pipeline<'scope>(
                 _ => None,
             },
             _ => None,
-        }));
+        }))
+        .concat(restored);
     let windows = scored
         .clone()
+        .concat(restored_sentiment)
         .sentiment_windows()
         .map(|w| SinkRecord::SentimentWindow(Box::new(w)));
     let sentiment = scored.map(|r| SinkRecord::Sentiment(Box::new(r)));

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use cryptoflow_operators::model::{Event, StreamKind, Symbol};
+use cryptoflow_operators::model::{Event, RestoredContext, StreamKind, Symbol};
 use cryptoflow_sinks::console::ConsoleSink;
 use cryptoflow_sinks::influx::InfluxSink;
 use cryptoflow_sinks::jsonl::JsonlSink;
@@ -355,6 +355,32 @@ pub fn run(
     // once the least ack over all sinks covers the time the items were fed at.
     let durable = (!pollers.is_empty()).then(|| least_ack(&rt, &sinks));
     let (poll_tx, poll_rx) = mpsc::channel::<PollBatch>(16);
+    let sentiment = cfg.sentiment_model()?;
+    if !pollers.is_empty() && cfg.poll.restore_context && !cfg.sinks.postgres.url.is_empty() {
+        // Ahead of every poll on the same channel, so the feeding worker takes it first.
+        let retain = cryptoflow_operators::sentiment::windows::RETAIN_MS + 3_600_000;
+        let items = rt
+            .block_on(cryptoflow_sinks::postgres::restore_context(
+                &cfg.sinks.postgres.url,
+                sentiment.name(),
+                retain,
+            ))
+            .map_err(|e| anyhow!(e))?;
+        tracing::info!(
+            items = items.len(),
+            "Restored stored context (sentiment, macro)."
+        );
+        if !items.is_empty() {
+            let events = items
+                .into_iter()
+                .map(|c| Event::Context(RestoredContext(Box::new(c))))
+                .collect();
+            let (fed, _) = tokio::sync::oneshot::channel();
+            poll_tx
+                .try_send(PollBatch { events, fed })
+                .map_err(|_| anyhow!("cannot queue the restored context"))?;
+        }
+    }
     let poll_metrics = Arc::new(PollMetrics::default());
     let mut poll_tasks = Vec::new();
     if let Some(durable) = &durable {
@@ -470,7 +496,6 @@ pub fn run(
     let flow = Arc::new(Flow::new(ledger.clone(), source_name));
     let senders: Vec<mpsc::Sender<SinkMsg>> = sinks.iter().map(|s| s.tx.clone()).collect();
     let analytics = cfg.analytics();
-    let sentiment = cfg.sentiment_model()?;
     let candle_cfg = cfg.candles();
     let tick = cfg.pipeline.tick_ms;
     let lateness = cfg.pipeline.allowed_lateness_ms;

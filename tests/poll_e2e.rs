@@ -986,6 +986,9 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
         ]
     );
 
+    // The restart restored the stored sentiment: windows holding items of both runs are whole.
+    check_sentiment_windows(&c).await;
+
     // Run 3: Reddit over OAuth, nothing new anywhere: nothing emitted, no row added.
     let keys3 = [
         ("COINGECKO_API_KEY", "demo-key"),

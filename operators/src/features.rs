@@ -633,6 +633,18 @@ pub enum ContextItem {
     Market(Box<CoinMarket>),
 }
 
+impl ContextItem {
+    /// When the item became known: publication time, a vintage's first real-time day, a
+    /// snapshot's update time.
+    pub fn event_time(&self) -> Millis {
+        match self {
+            ContextItem::Sentiment(r) => r.published_at,
+            ContextItem::Macro(m) => crate::polled::day_ms(m.realtime_start),
+            ContextItem::Market(m) => m.last_updated,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Window {
     vals: VecDeque<f64>,

@@ -559,6 +559,55 @@ pub enum Event {
     /// An item of a poller (news, social post, market snapshot, macro observation, fund NAV).
     /// It does not move the market watermark.
     Polled(Box<crate::polled::Polled>),
+    /// Context restored from storage at a restart (stored sentiment, macro observations): it
+    /// feeds the per-coin sentiment windows and the features, and is not written again.
+    Context(RestoredContext),
+}
+
+/// A context item restored from storage. Items compare, order and hash by (event time, key):
+/// a stored item is identified by its key, and its scores are not part of its identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoredContext(pub Box<crate::features::ContextItem>);
+
+impl RestoredContext {
+    fn identity(&self) -> (Millis, String) {
+        use crate::features::ContextItem;
+        let key = match self.0.as_ref() {
+            ContextItem::Sentiment(r) => format!("sentiment|{}|{}", r.item_key, r.model),
+            ContextItem::Macro(m) => crate::polled::Polled::Macro(m.clone()).natural_key(),
+            ContextItem::Market(m) => format!(
+                "market|{}|{}|{}|{}",
+                m.endpoint, m.coin_id, m.vs_currency, m.last_updated
+            ),
+        };
+        (self.0.event_time(), key)
+    }
+}
+
+impl PartialEq for RestoredContext {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for RestoredContext {}
+
+impl PartialOrd for RestoredContext {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RestoredContext {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
+}
+
+impl std::hash::Hash for RestoredContext {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
 }
 
 impl Event {
@@ -569,6 +618,7 @@ impl Event {
             Event::Kline(k) => k.ts_exchange,
             Event::Gap(g) => g.until,
             Event::Polled(p) => p.event_time(),
+            Event::Context(c) => c.0.event_time(),
         }
     }
 
@@ -578,13 +628,13 @@ impl Event {
             Event::Trade(t) => Some(t.symbol),
             Event::Kline(k) => Some(k.symbol),
             Event::Gap(g) => Some(g.symbol),
-            Event::Polled(_) => None,
+            Event::Polled(_) | Event::Context(_) => None,
         }
     }
 
     /// Whether the event is market data (moves the watermark).
     pub fn is_market(&self) -> bool {
-        !matches!(self, Event::Polled(_))
+        !matches!(self, Event::Polled(_) | Event::Context(_))
     }
 }
 

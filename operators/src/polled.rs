@@ -172,7 +172,7 @@ macro_rules! into_polled {
 }
 into_polled!(CoinMarket => Market, NewsItem => News, SocialPost => Social, MacroObservation => Macro, FundNav => FundNav);
 
-fn day_ms(d: NaiveDate) -> Millis {
+pub(crate) fn day_ms(d: NaiveDate) -> Millis {
     d.and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc().timestamp_millis())
         .unwrap_or(0)

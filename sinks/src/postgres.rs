@@ -233,6 +233,83 @@ pub async fn resume_points(
     Ok(out)
 }
 
+/// The context a restarted pipeline needs to carry on where it stopped: the stored sentiment of
+/// `model` for every item within `retain_ms` of its coins' newest item (the per-coin windows and
+/// the features' 1 h / 24 h sentiment), and every stored macro observation (the features' FRED
+/// values), oldest first.
+pub async fn restore_context(
+    url: &str,
+    model: &str,
+    retain_ms: i64,
+) -> Result<Vec<cryptoflow_operators::features::ContextItem>, SinkError> {
+    use cryptoflow_operators::features::ContextItem;
+    use cryptoflow_operators::polled::MacroObservation;
+    use cryptoflow_operators::sentiment::SentimentScore;
+    let (client, conn) = parse_url(url)?
+        .connect(NoTls)
+        .await
+        .map_err(|e| classify(&e, "connect"))?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut out = Vec::new();
+    let rows = client
+        .query(
+            "WITH s AS (SELECT * FROM sentiment WHERE model = $1),
+                  newest AS (SELECT coin, max(published_at) AS m FROM s, unnest(s.coins) AS coin GROUP BY coin)
+             SELECT item_key, kind, (extract(epoch FROM published_at) * 1000)::int8, coins, neg, neu, pos, compound
+             FROM s
+             WHERE EXISTS (SELECT 1 FROM unnest(s.coins) AS c JOIN newest n ON n.coin = c
+                           WHERE s.published_at >= n.m - $2::int8 * interval '1 millisecond')
+             ORDER BY published_at, item_key",
+            &[&model, &retain_ms],
+        )
+        .await
+        .map_err(|e| classify(&e, "read sentiment"))?;
+    for r in rows {
+        out.push(ContextItem::Sentiment(SentimentRow {
+            item_key: r.get(0),
+            kind: r.get(1),
+            model: model.to_string(),
+            published_at: r.get(2),
+            coins: r.get(3),
+            score: SentimentScore {
+                neg: r.get(4),
+                neu: r.get(5),
+                pos: r.get(6),
+                compound: r.get(7),
+            },
+        }));
+    }
+    let rows = client
+        .query(
+            "SELECT series_id, date::text, value, realtime_start::text, realtime_end::text
+             FROM macro_observations ORDER BY series_id, date, realtime_start",
+            &[],
+        )
+        .await
+        .map_err(|e| classify(&e, "read macro_observations"))?;
+    let date = |s: String| {
+        s.parse::<chrono::NaiveDate>()
+            .map_err(|e| SinkError::Permanent {
+                sink: SINK,
+                message: format!("macro_observations: bad date {s:?}: {e}"),
+            })
+    };
+    for r in rows {
+        out.push(ContextItem::Macro(MacroObservation {
+            series_id: r.get(0),
+            date: date(r.get(1))?,
+            value: r.get(2),
+            realtime_start: date(r.get(3))?,
+            realtime_end: date(r.get(4))?,
+        }));
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(out)
+}
+
 /// Settings of the PostgreSQL sink.
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {

@@ -256,5 +256,6 @@ fn received_or_event_time(e: &Event) -> i64 {
         Event::Kline(k) => k.ts_received,
         Event::Gap(g) => g.until,
         Event::Polled(p) => p.event_time(),
+        Event::Context(c) => c.0.event_time(),
     }
 }
