@@ -77,9 +77,10 @@ pub struct PollSection {
     pub max_keys: usize,
     /// A poll without any good response is retried after this many seconds.
     pub retry_after_failure_s: u64,
-    /// At start, with a PostgreSQL sink, feed the stored sentiment of the last 49 hours per coin
-    /// and the stored macro observations back into the dataflow, so that the per-coin windows
-    /// and the features carry on where the previous run stopped.
+    /// At start, with a PostgreSQL sink, feed the stored sentiment of the last 49 hours per coin,
+    /// the stored macro observations and the latest CoinGecko snapshot per coin back into the
+    /// dataflow, so that the per-coin windows and the features carry on where the previous run
+    /// stopped.
     pub restore_context: bool,
     /// Extra coin aliases for tagging news and posts: ticker → names.
     #[serde(default)]

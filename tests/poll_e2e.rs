@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use common::{fresh_database, fresh_mysql_database, pg_client};
+use cryptoflow_operators::features::ContextItem;
 use cryptoflow_operators::sentiment::{SentimentModel, Vader};
 use cryptoflow_operators::Decimal;
 use mysql_async::prelude::Queryable;
@@ -985,6 +986,39 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
             (Some(d("4.11")), "2026-11-23".into())
         ]
     );
+
+    // What a restart feeds back: the stored sentiment within 49 h of each coin's newest item,
+    // every FRED vintage, the latest CoinGecko markets snapshot per coin.
+    let restored = cryptoflow_sinks::postgres::restore_context(&pg, "vader-3.3.2", 49 * 3_600_000)
+        .await
+        .unwrap();
+    let count = |f: fn(&ContextItem) -> bool| restored.iter().filter(|c| f(c)).count();
+    let tagged: i64 = c
+        .query_one(
+            "SELECT count(*) FROM sentiment WHERE cardinality(coins) > 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        count(|c| matches!(c, ContextItem::Sentiment(_))) as i64,
+        tagged
+    );
+    // FEDFUNDS: 3 observations and the revision's second vintage.
+    assert_eq!(count(|c| matches!(c, ContextItem::Macro(_))), 4);
+    let markets: Vec<&str> = restored
+        .iter()
+        .filter_map(|c| match c {
+            ContextItem::Market(m) => Some(m.coin_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(markets.len(), 3, "{markets:?}");
+    assert!(restored.iter().all(|c| match c {
+        ContextItem::Market(m) => m.endpoint == "markets" && !m.raw.is_empty(),
+        _ => true,
+    }));
 
     // The restart restored the stored sentiment: windows holding items of both runs are whole.
     check_sentiment_windows(&c).await;

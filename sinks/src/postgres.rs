@@ -235,8 +235,8 @@ pub async fn resume_points(
 
 /// The context a restarted pipeline needs to carry on where it stopped: the stored sentiment of
 /// `model` for every item within `retain_ms` of its coins' newest item (the per-coin windows and
-/// the features' 1 h / 24 h sentiment), and every stored macro observation (the features' FRED
-/// values), oldest first.
+/// the features' 1 h / 24 h sentiment), every stored macro observation (the features' FRED
+/// values) and the latest CoinGecko market snapshot per coin (the features' market data).
 pub async fn restore_context(
     url: &str,
     model: &str,
@@ -304,6 +304,45 @@ pub async fn restore_context(
             realtime_start: date(r.get(3))?,
             realtime_end: date(r.get(4))?,
         }));
+    }
+    let rows = client
+        .query(
+            "SELECT coin_id, vs_currency, endpoint, (extract(epoch FROM last_updated) * 1000)::int8,
+                    symbol, name, price, market_cap, market_cap_rank::int8, total_volume, high_24h,
+                    low_24h, price_change_24h, price_change_pct_24h, circulating_supply,
+                    total_supply, max_supply, ath, atl,
+                    (extract(epoch FROM fetched_at) * 1000)::int8, raw::text
+             FROM coingecko_latest ORDER BY last_updated, coin_id",
+            &[],
+        )
+        .await
+        .map_err(|e| classify(&e, "read coingecko_latest"))?;
+    for r in rows {
+        out.push(ContextItem::Market(Box::new(
+            cryptoflow_operators::polled::CoinMarket {
+                coin_id: r.get(0),
+                vs_currency: r.get(1),
+                endpoint: r.get(2),
+                last_updated: r.get(3),
+                symbol: r.get(4),
+                name: r.get(5),
+                price: r.get(6),
+                market_cap: r.get(7),
+                market_cap_rank: r.get(8),
+                total_volume: r.get(9),
+                high_24h: r.get(10),
+                low_24h: r.get(11),
+                price_change_24h: r.get(12),
+                price_change_pct_24h: r.get(13),
+                circulating_supply: r.get(14),
+                total_supply: r.get(15),
+                max_supply: r.get(16),
+                ath: r.get(17),
+                atl: r.get(18),
+                fetched_at: r.get(19),
+                raw: r.get(20),
+            },
+        )));
     }
     drop(client);
     let _ = driver.await;
