@@ -120,18 +120,27 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, SinkError> {
     Ok(cfg)
 }
 
-/// Applies pending migrations; returns the versions applied now. Idempotent and safe to run
-/// concurrently (an advisory lock serializes migrators).
-pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
-    let (mut client, conn) = parse_url(url)?
+/// One connection outside the sink's pool (migrations, start-up reads), with its driver task;
+/// drop the client, then await the task.
+async fn connect_once(
+    url: &str,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), SinkError> {
+    let (client, conn) = parse_url(url)?
         .connect(NoTls)
         .await
         .map_err(|e| classify(&e, "connect"))?;
     let driver = tokio::spawn(async move {
         if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "Migration connection ended.");
+            tracing::debug!(error = %e, "Connection ended.");
         }
     });
+    Ok((client, driver))
+}
+
+/// Applies pending migrations; returns the versions applied now. Idempotent and safe to run
+/// concurrently (an advisory lock serializes migrators).
+pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
+    let (mut client, driver) = connect_once(url).await?;
     let ctx = |what: &'static str| move |e: tokio_postgres::Error| classify(&e, what);
     client
         .batch_execute(
@@ -186,13 +195,7 @@ pub async fn resume_points(
     url: &str,
     window: u64,
 ) -> Result<Vec<(String, String, String, u64)>, SinkError> {
-    let (client, conn) = parse_url(url)?
-        .connect(NoTls)
-        .await
-        .map_err(|e| classify(&e, "connect"))?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let (client, driver) = connect_once(url).await?;
     let rows = client
         .query(
             "SELECT venue, symbol, kind, last_id FROM source_offsets ORDER BY 1, 2, 3",
@@ -245,13 +248,7 @@ pub async fn restore_context(
     use cryptoflow_operators::features::ContextItem;
     use cryptoflow_operators::polled::MacroObservation;
     use cryptoflow_operators::sentiment::SentimentScore;
-    let (client, conn) = parse_url(url)?
-        .connect(NoTls)
-        .await
-        .map_err(|e| classify(&e, "connect"))?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let (client, driver) = connect_once(url).await?;
     let mut out = Vec::new();
     let rows = client
         .query(
