@@ -184,20 +184,54 @@ impl OnnxSentiment {
                 message: "not found".into(),
             });
         }
-        let env = match &options.runtime_library {
-            Some(lib) => ort::init_from(lib.display().to_string()),
-            None => ort::init(),
+        let library = options
+            .runtime_library
+            .clone()
+            .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
+        if let Some(lib) = &library {
+            if !lib.is_file() {
+                return Err(OnnxError::File {
+                    path: lib.clone(),
+                    message: "ONNX Runtime's library is not there (set [sentiment.onnx] runtime_library or ORT_DYLIB_PATH to libonnxruntime.so)".into(),
+                });
+            }
+        }
+        // `ort` panics when the library cannot be loaded or is too old: report that as an error.
+        let threads = options.threads.max(1);
+        let build = std::panic::catch_unwind(|| -> Result<Session, OnnxError> {
+            let env = match &library {
+                Some(lib) => ort::init_from(lib.display().to_string()),
+                None => ort::init(),
+            };
+            // A second load in the same process keeps the first environment; that is fine.
+            env.with_name("cryptoflow").commit().map_err(rt)?;
+            Session::builder()
+                .map_err(rt)?
+                .with_intra_threads(threads)
+                .map_err(rt)?
+                .with_inter_threads(1)
+                .map_err(rt)?
+                .commit_from_file(&model_path)
+                .map_err(rt)
+        });
+        let session = match build {
+            Ok(session) => session?,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown failure".into());
+                return Err(OnnxError::Runtime(format!(
+                    "cannot load ONNX Runtime ({}): {why}",
+                    library
+                        .as_ref()
+                        .map_or("libonnxruntime.so on the library path".to_string(), |p| p
+                            .display()
+                            .to_string())
+                )));
+            }
         };
-        // A second load in the same process keeps the first environment; that is fine.
-        env.with_name("cryptoflow").commit().map_err(rt)?;
-        let session = Session::builder()
-            .map_err(rt)?
-            .with_intra_threads(options.threads.max(1))
-            .map_err(rt)?
-            .with_inter_threads(1)
-            .map_err(rt)?
-            .commit_from_file(&model_path)
-            .map_err(rt)?;
         let names: Vec<&str> = session.inputs.iter().map(|i| i.name.as_str()).collect();
         for needed in ["input_ids", "attention_mask"] {
             if !names.contains(&needed) {
@@ -413,6 +447,44 @@ mod tests {
         assert_eq!(class_of("NEUTRAL"), Some(1));
         assert_eq!(class_of("positive"), Some(2));
         assert_eq!(class_of("joy"), None);
+    }
+
+    #[test]
+    fn a_missing_runtime_library_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("cf-onnx-lib-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("cryptoflow-sentiment.json"),
+            r#"{"kind": "classifier", "labels": ["negative", "neutral", "positive"]}"#,
+        )
+        .unwrap();
+        // A minimal WordPiece tokenizer.
+        std::fs::write(
+            dir.join("tokenizer.json"),
+            r###"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+               "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+               "model":{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##",
+                        "max_input_chars_per_word":100,"vocab":{"[UNK]":0,"up":1}}}"###,
+        )
+        .unwrap();
+        std::fs::write(dir.join("model.onnx"), b"not a model").unwrap();
+        let options = OnnxOptions {
+            runtime_library: Some(dir.join("libonnxruntime.so")),
+            threads: 1,
+        };
+        let err = OnnxSentiment::load(&dir, &options).err().expect("error");
+        assert!(
+            err.to_string()
+                .contains("runtime_library or ORT_DYLIB_PATH"),
+            "{err}"
+        );
+        // A file that is not a library: `ort` panics inside; the scorer reports an error.
+        std::fs::write(dir.join("libonnxruntime.so"), b"not a library").unwrap();
+        let err = OnnxSentiment::load(&dir, &options).err().expect("error");
+        assert!(
+            err.to_string().contains("cannot load ONNX Runtime"),
+            "{err}"
+        );
     }
 
     #[test]
