@@ -368,7 +368,7 @@ pub fn run(
             .map_err(|e| anyhow!(e))?;
         tracing::info!(
             items = items.len(),
-            "Restored stored context (sentiment, macro)."
+            "Restored stored context (sentiment, macro, market)."
         );
         if !items.is_empty() {
             let events = items
