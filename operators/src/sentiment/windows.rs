@@ -11,7 +11,7 @@
 //! Memory is bounded: per coin, windows that ended more than [`RETAIN_MS`] before the newest
 //! publication time seen for that coin are retracted whole (their rows stay in the sinks;
 //! the retraction itself is not emitted), and an item older than that horizon no longer changes
-//! windows (it is still scored and stored, and counted in `late_items`).
+//! windows (it is still scored and stored, and the SQL view `sentiment_coin_rolling` counts it).
 
 use std::collections::BTreeMap;
 
