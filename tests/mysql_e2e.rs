@@ -61,7 +61,7 @@ async fn snapshot(url: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_into_mysql_twice() {
     let url = fresh_mysql_database("e2e").await;
-    assert_eq!(migrate(&url).await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(migrate(&url).await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
     assert!(
         migrate(&url).await.unwrap().is_empty(),
         "migrate is idempotent"
@@ -191,4 +191,62 @@ async fn missing_schema_is_a_clear_permanent_error() {
         err.to_string().contains("cryptoflow migrate --mysql"),
         "{err}"
     );
+}
+
+/// Pairs priced around 1e-7…1e-4 (and BTCUSDT around 1e5): every stored moving average, quote
+/// volume and VWAP keeps at least 20 significant digits of Python `decimal`'s value (a
+/// DECIMAL(38,18) column kept 10–12 at these prices), prices and volumes exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_priced_pairs_keep_their_digits() {
+    let url = fresh_mysql_database("lowprice").await;
+    migrate(&url).await.unwrap();
+    let exp = expected_for("lowprice");
+    let mut cfg = test_config(1);
+    cfg.sinks.mysql.url = url.clone();
+    let (report, _) = replay_named_fixture(&cfg, "lowprice").await;
+    assert!(report.acks.iter().all(|(_, a)| a.complete));
+
+    let db: HashMap<(String, u64), String> = rows::<(String, u64, String)>(
+        &url,
+        "SELECT symbol, trade_id, CAST(moving_average AS CHAR) FROM trades",
+    )
+    .await
+    .into_iter()
+    .map(|(s, id, ma)| ((s, id), ma))
+    .collect();
+    let trades = exp["trades"].as_array().unwrap();
+    assert_eq!(db.len(), trades.len());
+    for t in trades {
+        let key = (
+            t["symbol"].as_str().unwrap().to_string(),
+            t["trade_id"].as_u64().unwrap(),
+        );
+        let ma = &db[&key];
+        assert!(
+            close_rel(dec_str(ma), dec(&t["moving_average"]), "1e-20"),
+            "{key:?}: {ma} vs {}",
+            t["moving_average"]
+        );
+    }
+    let got: Vec<(String, String, String, String, String)> = rows(
+        &url,
+        "SELECT symbol, CAST(high AS CHAR), CAST(volume AS CHAR), CAST(quote_volume AS CHAR), CAST(vwap AS CHAR)
+         FROM candles WHERE is_final ORDER BY symbol, open_time",
+    )
+    .await;
+    let want = exp["candles"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.0, w["symbol"].as_str().unwrap());
+        assert_eq!(dec_str(&g.1), dec(&w["high"]));
+        assert_eq!(dec_str(&g.2), dec(&w["volume"]));
+        assert_eq!(dec_str(&g.3), dec(&w["quote_volume"]));
+        assert!(
+            close_rel(dec_str(&g.4), dec(&w["vwap"]), "1e-20"),
+            "{}: vwap {} vs {}",
+            g.0,
+            g.4,
+            w["vwap"]
+        );
+    }
 }

@@ -15,26 +15,34 @@ struct Output {
     finals: Vec<Candle>,
     late: Vec<(String, u64)>,
     whales: usize,
+    /// Dead letters of the replay.
+    errors: u64,
 }
 
 fn run_with(workers: usize) -> Output {
+    let out = run_fixture("trades", workers);
+    assert_eq!(
+        out.errors, 2,
+        "the truncated and the NaN line are dead letters"
+    );
+    out
+}
+
+fn run_fixture(name: &str, workers: usize) -> Output {
     let cfg = test_config(workers);
     let (report, recs) = replay_collect(
         &cfg,
-        vec![fixture("binance/trades.jsonl")],
+        vec![fixture(&format!("binance/{name}.jsonl"))],
         ReplayOptions::default(),
     );
     let replay = report.replay.unwrap();
-    assert_eq!(
-        replay.errors, 2,
-        "the truncated and the NaN line are dead letters"
-    );
-    assert_eq!(report.decode_errors, 2);
+    assert_eq!(report.decode_errors, replay.errors);
     let mut out = Output {
         trades: BTreeMap::new(),
         finals: Vec::new(),
         late: Vec::new(),
         whales: 0,
+        errors: replay.errors,
     };
     for r in recs {
         match r {
@@ -53,16 +61,33 @@ fn run_with(workers: usize) -> Output {
             _ => {}
         }
     }
-    out.finals.sort_by_key(|c| (c.symbol, c.open_time));
+    out.finals
+        .sort_by_key(|c| (c.symbol.as_str().to_string(), c.open_time));
     out
 }
 
 #[test]
 fn one_and_two_workers_match_the_reference() {
-    let exp = expected();
     let one = run_with(1);
     let two = run_with(2);
+    check_against_reference(&expected(), one, two);
+}
 
+/// Pairs priced around 1e-7…1e-4 and 1e5 (SHIBUSDT, PEPEUSDT, XRPETH, VETBTC, BTCUSDT, made by
+/// `tests/reference/make_lowprice_fixture.py`): every moving average and VWAP to at least 20
+/// significant digits of Python `decimal`'s, volumes exact — no fixed number of decimal places.
+#[test]
+fn low_priced_pairs_keep_every_significant_digit() {
+    let one = run_fixture("lowprice", 1);
+    let two = run_fixture("lowprice", 2);
+    assert_eq!(one.errors, 0);
+    let exp = expected_for("lowprice");
+    assert!(one.finals.len() > 150, "{} final candles", one.finals.len());
+    assert!(one.whales > 50, "{} whales", one.whales);
+    check_against_reference(&exp, one, two);
+}
+
+fn check_against_reference(exp: &serde_json::Value, one: Output, two: Output) {
     // Identical on 1 and 2 workers.
     assert_eq!(one.trades, two.trades);
     assert_eq!(one.finals, two.finals);
@@ -82,10 +107,10 @@ fn one_and_two_workers_match_the_reference() {
             .get(&key)
             .unwrap_or_else(|| panic!("missing {key:?}"));
         assert!(
-            close(
+            close_rel(
                 dec(&serde_json::Value::String(ma.clone())),
                 dec(&t["moving_average"]),
-                "1e-18"
+                "1e-20"
             ),
             "{key:?}: {ma} vs {}",
             t["moving_average"]
@@ -119,7 +144,7 @@ fn one_and_two_workers_match_the_reference() {
         assert_eq!(got.volume, dec(&want["volume"]));
         assert_eq!(got.quote_volume, dec(&want["quote_volume"]));
         assert!(
-            close(got.vwap, dec(&want["vwap"]), "1e-12"),
+            close_rel(got.vwap, dec(&want["vwap"]), "1e-20"),
             "{} vs {}",
             got.vwap,
             want["vwap"]

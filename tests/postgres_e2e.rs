@@ -117,7 +117,7 @@ async fn replay_into_postgres_twice() {
         ] {
             assert_eq!(r.get::<_, Decimal>(i), dec(&w[f]), "{f}");
         }
-        assert!(close(r.get::<_, Decimal>(8), dec(&w["vwap"]), "1e-12"));
+        assert!(close_rel(r.get::<_, Decimal>(8), dec(&w["vwap"]), "1e-20"));
         assert_eq!(r.get::<_, i64>(9), w["trade_count"].as_i64().unwrap());
         assert_eq!(r.get::<_, i64>(11), w["first_trade_id"].as_i64().unwrap());
         assert_eq!(r.get::<_, i64>(12), w["last_trade_id"].as_i64().unwrap());
@@ -228,4 +228,60 @@ async fn gaps_are_recorded_once() {
         .unwrap()
         .get(0);
     assert_eq!(open, 1);
+}
+
+/// Pairs priced around 1e-7…1e-4 (and BTCUSDT around 1e5) into PostgreSQL: every stored moving
+/// average and VWAP keeps at least 20 significant digits of Python `decimal`'s value; prices,
+/// volumes and quote volumes are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_priced_pairs_keep_their_digits() {
+    let url = fresh_database("lowprice").await;
+    migrate(&url).await.unwrap();
+    let exp = expected_for("lowprice");
+    let mut cfg = test_config(2);
+    cfg.sinks.postgres.url = url.clone();
+    let (report, _) = replay_named_fixture(&cfg, "lowprice").await;
+    assert!(report.acks.iter().all(|(_, a)| a.complete));
+    let c = pg_client(&url).await;
+    let db: std::collections::HashMap<(String, i64), Decimal> = c
+        .query("SELECT symbol, trade_id, moving_average FROM trades", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    let trades = exp["trades"].as_array().unwrap();
+    assert_eq!(db.len(), trades.len());
+    for t in trades {
+        let key = (
+            t["symbol"].as_str().unwrap().to_string(),
+            t["trade_id"].as_i64().unwrap(),
+        );
+        assert!(
+            close_rel(db[&key], dec(&t["moving_average"]), "1e-20"),
+            "{key:?}: {} vs {}",
+            db[&key],
+            t["moving_average"]
+        );
+    }
+    let rows = c
+        .query(
+            "SELECT symbol, volume, quote_volume, vwap FROM candles WHERE is_final ORDER BY symbol, open_time",
+            &[],
+        )
+        .await
+        .unwrap();
+    let want = exp["candles"].as_array().unwrap();
+    assert_eq!(rows.len(), want.len());
+    for (r, w) in rows.iter().zip(want) {
+        assert_eq!(r.get::<_, String>(0), w["symbol"].as_str().unwrap());
+        assert_eq!(r.get::<_, Decimal>(1), dec(&w["volume"]));
+        assert_eq!(r.get::<_, Decimal>(2), dec(&w["quote_volume"]));
+        let vwap: Decimal = r.get(3);
+        assert!(
+            close_rel(vwap, dec(&w["vwap"]), "1e-20"),
+            "{vwap} vs {}",
+            w["vwap"]
+        );
+    }
 }

@@ -190,7 +190,9 @@ impl CandleAcc {
         let vwap = if self.volume.is_zero() {
             self.close.1
         } else {
-            (self.quote_volume / self.volume).round_dp(12).normalize()
+            // Full `Decimal` precision (28 significant digits at most), never a fixed number of
+            // decimal places: at prices around 1e-8 a fixed scale would keep only a few digits.
+            (self.quote_volume / self.volume).normalize()
         };
         Candle {
             venue,

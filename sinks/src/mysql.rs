@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sentiment_windows",
         include_str!("../../sql/mysql/0005_sentiment_windows.sql"),
     ),
+    (
+        6,
+        "money_scale",
+        include_str!("../../sql/mysql/0006_money_scale.sql"),
+    ),
 ];
 
 /// Rows per multi-row statement (keeps placeholders well under the 65,535 limit).
@@ -321,7 +326,7 @@ impl Sink for MySqlSink {
                         Value::from(t.agg.map(|a| a.first_trade_id)),
                         Value::from(t.agg.map(|a| a.last_trade_id)),
                         Value::from(e.is_whale),
-                        Value::from(e.moving_average.round_dp(18)),
+                        Value::from(e.moving_average),
                         Value::from(e.ema.filter(|x| x.is_finite())),
                     ]);
                 }
@@ -353,10 +358,10 @@ impl Sink for MySqlSink {
                 (
                     venue.as_str(),
                     symbol.as_str(),
-                    last.moving_average.round_dp(18),
+                    last.moving_average,
                     n,
                     vol,
-                    qvol.round_dp(18),
+                    qvol,
                     last.trade.trade_id,
                     last.trade.price,
                     ts(updated),
@@ -411,8 +416,8 @@ impl Sink for MySqlSink {
                     Value::from(c.low),
                     Value::from(c.close),
                     Value::from(c.volume),
-                    Value::from(c.quote_volume.round_dp(18)),
-                    Value::from(c.vwap.round_dp(18)),
+                    Value::from(c.quote_volume),
+                    Value::from(c.vwap),
                     Value::from(c.trade_count),
                     Value::from(c.taker_buy_volume),
                     Value::from(c.first_trade_id),
@@ -513,7 +518,7 @@ impl Sink for MySqlSink {
                     Value::from(r.close),
                 ]);
                 params.extend(r.values.floats().map(Value::from));
-                params.push(Value::from(r.values.vwap_20.map(|v| v.round_dp(18))));
+                params.push(Value::from(r.values.vwap_20));
             }
             tx.exec_drop(sql, params)
                 .await

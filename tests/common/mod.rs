@@ -28,6 +28,22 @@ pub fn dec(v: &serde_json::Value) -> Decimal {
         .unwrap()
 }
 
+/// |a − b| ≤ rel·|b| (a == b when b is 0): a tolerance in significant digits, the same at every
+/// price scale.
+pub fn close_rel(a: Decimal, b: Decimal, rel: &str) -> bool {
+    if b.is_zero() {
+        return a.is_zero();
+    }
+    (a - b).abs() <= Decimal::from_str(rel).unwrap() * b.abs()
+}
+
+/// The expected output of `tests/reference/pipeline_reference.py` for a fixture
+/// (`binance/NAME.expected.json`).
+pub fn expected_for(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture(&format!("binance/{name}.expected.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 /// |a - b| <= tol.
 pub fn close(a: Decimal, b: Decimal, tol: &str) -> bool {
     (a - b).abs() <= Decimal::from_str(tol).unwrap()
@@ -190,16 +206,16 @@ pub async fn fresh_mysql_database(prefix: &str) -> String {
 
 /// [`replay_collect`] of the Binance fixture, from async tests (the run blocks its thread).
 pub async fn replay_fixture(cfg: &Config) -> (RunReport, Vec<SinkRecord>) {
+    replay_named_fixture(cfg, "trades").await
+}
+
+/// Replays `tests/fixtures/binance/NAME.jsonl` on a blocking thread.
+pub async fn replay_named_fixture(cfg: &Config, name: &str) -> (RunReport, Vec<SinkRecord>) {
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || {
-        replay_collect(
-            &cfg,
-            vec![fixture("binance/trades.jsonl")],
-            ReplayOptions::default(),
-        )
-    })
-    .await
-    .expect("replay thread")
+    let file = fixture(&format!("binance/{name}.jsonl"));
+    tokio::task::spawn_blocking(move || replay_collect(&cfg, vec![file], ReplayOptions::default()))
+        .await
+        .expect("replay thread")
 }
 
 /// Kafka bootstrap servers for tests (scripts/services.sh starts a broker).
