@@ -4,7 +4,8 @@
 //! < environment variables `CRYPTOFLOW__<SECTION>__<KEY>` (nested tables with more `__`) <
 //! command-line flags (applied by the CLI). Environment values are read as TOML values when they
 //! parse as such (numbers, booleans, arrays) and as strings otherwise. Secrets (database
-//! passwords) come only from the environment: a password inside a config file is rejected.
+//! passwords, tokens, API keys, `sasl.password`, in any form: see [`crate::secrets`]) come only
+//! from the environment: a config file holding one is rejected.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -294,30 +295,46 @@ fn env_value(raw: &str) -> toml::Value {
 
 impl Config {
     /// Loads defaults, then `file`, then the environment `env` (pass `std::env::vars()`).
+    ///
+    /// A file that holds a credential in any form (see [`crate::secrets`]) is refused with the
+    /// environment variable to use instead. A value of the wrong type names its key and where
+    /// it came from. Every secret of the result is remembered for redaction.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config> {
         let mut value: toml::Value = toml::from_str(DEFAULTS).context("embedded defaults")?;
+        let mut file_value = None;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
             let over: toml::Value = toml::from_str(&text)
                 .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
-            if file_has_password(&over) {
+            if let Some(key) = first_secret(&over, &mut Vec::new()) {
                 bail!(
-                    "config file {} contains a database password; set the URL through the environment instead \
-                     (CRYPTOFLOW__SINKS__POSTGRES__URL)",
-                    path.display()
+                    "config file {} holds a credential at `{}`; secrets come from the environment only: \
+                     remove it from the file and set {} instead",
+                    path.display(),
+                    key.join("."),
+                    env_name(&key)
                 );
             }
-            merge(&mut value, over);
+            merge(&mut value, over.clone());
+            file_value = Some(over);
         }
+        let mut from_env: Vec<(Vec<String>, String)> = Vec::new();
         for (key, raw) in env {
             let Some(rest) = key.strip_prefix("CRYPTOFLOW__") else {
                 continue;
             };
-            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            let mut path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            // librdkafka settings are dotted (`sasl.password`), which an environment variable
+            // name cannot be: `…__PRODUCER__SASL_PASSWORD` sets `sasl.password`.
+            if is_rdkafka_map(&path[..path.len().saturating_sub(1)]) {
+                if let Some(last) = path.last_mut() {
+                    *last = last.replace('_', ".");
+                }
+            }
             let mut over = env_value(&raw);
             for part in path.iter().rev() {
                 let mut t = toml::Table::new();
@@ -325,8 +342,17 @@ impl Config {
                 over = toml::Value::Table(t);
             }
             merge(&mut value, over);
+            from_env.push((path, key));
         }
-        let cfg: Config = value.try_into().context("invalid configuration")?;
+        remember_secrets(&value, &mut Vec::new());
+        let cfg: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let origin = origin_of(&path, &from_env, file, file_value.as_ref());
+            anyhow::anyhow!(
+                "invalid configuration: `{path}`{origin}: {}",
+                crate::secrets::redact(&e.inner().to_string())
+            )
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -500,38 +526,133 @@ impl Config {
         out
     }
 
-    /// The resolved configuration as TOML, with secrets redacted.
+    /// The resolved configuration as TOML, with secrets redacted: settings whose name says
+    /// secret are masked, and credentials inside any other value (URL passwords, secret query
+    /// or key=value parameters) too.
     pub fn to_redacted_toml(&self) -> Result<String> {
-        let mut c = self.clone();
-        c.sinks.postgres.url = redact_url(&c.sinks.postgres.url);
-        c.sinks.mysql.url = redact_url(&c.sinks.mysql.url);
-        Ok(toml::to_string_pretty(&c)?)
+        let mut v = toml::Value::try_from(self)?;
+        redact_value(&mut v, None);
+        Ok(toml::to_string_pretty(&v)?)
     }
 }
 
-fn file_has_password(v: &toml::Value) -> bool {
-    ["postgres", "mysql"].iter().any(|engine| {
-        v.get("sinks")
-            .and_then(|s| s.get(engine))
-            .and_then(|p| p.get("url"))
-            .and_then(|u| u.as_str())
-            .is_some_and(|u| redact_url(u) != u)
-    })
+/// Whether `path` is a table of librdkafka settings.
+fn is_rdkafka_map(path: &[String]) -> bool {
+    matches!(
+        path.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["sinks", "kafka", "producer"] | ["kafka", "consumer"]
+    )
+}
+
+/// The environment variable that sets the value at `path`.
+fn env_name(path: &[String]) -> String {
+    let parts: Vec<String> = path
+        .iter()
+        .map(|p| p.to_ascii_uppercase().replace(['.', '-'], "_"))
+        .collect();
+    format!("CRYPTOFLOW__{}", parts.join("__"))
+}
+
+/// The path of the first credential in `v` (a secret-named setting with a value, or a string
+/// that carries a credential).
+fn first_secret(v: &toml::Value, path: &mut Vec<String>) -> Option<Vec<String>> {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                path.push(k.clone());
+                let secret_setting = crate::secrets::is_secret_name(k)
+                    && v.as_str().is_some_and(|s| !s.trim().is_empty());
+                if secret_setting {
+                    return Some(path.clone());
+                }
+                if let Some(p) = first_secret(v, path) {
+                    return Some(p);
+                }
+                path.pop();
+            }
+            None
+        }
+        toml::Value::Array(a) => a.iter().find_map(|v| first_secret(v, path)),
+        toml::Value::String(s) if !crate::secrets::secrets_in(s).is_empty() => Some(path.clone()),
+        _ => None,
+    }
+}
+
+/// Remembers every secret in the resolved configuration value for redaction.
+fn remember_secrets(v: &toml::Value, path: &mut Vec<String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                if crate::secrets::is_secret_name(k) {
+                    if let Some(s) = v.as_str() {
+                        crate::secrets::remember(s);
+                    }
+                }
+                path.push(k.clone());
+                remember_secrets(v, path);
+                path.pop();
+            }
+        }
+        toml::Value::Array(a) => a.iter().for_each(|v| remember_secrets(v, path)),
+        toml::Value::String(s) => crate::secrets::secrets_in(s)
+            .iter()
+            .for_each(|s| crate::secrets::remember(s)),
+        _ => {}
+    }
+}
+
+/// Masks secret-named settings and the credentials inside every string of `v`.
+fn redact_value(v: &mut toml::Value, key: Option<&str>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                redact_value(v, Some(k));
+            }
+        }
+        toml::Value::Array(a) => a.iter_mut().for_each(|v| redact_value(v, key)),
+        toml::Value::String(s) => {
+            if key.is_some_and(crate::secrets::is_secret_name) && !s.is_empty() {
+                *s = crate::secrets::MASK.to_string();
+            } else {
+                *s = crate::secrets::redact(s);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Where the value at `path` (dotted, from the deserializer) came from, for error messages.
+fn origin_of(
+    path: &str,
+    from_env: &[(Vec<String>, String)],
+    file: Option<&Path>,
+    file_value: Option<&toml::Value>,
+) -> String {
+    let want: Vec<&str> = path.split('.').collect();
+    if let Some((_, var)) = from_env.iter().rev().find(|(p, _)| {
+        p.iter().map(String::as_str).eq(want.iter().copied())
+            || want.starts_with(&p.iter().map(String::as_str).collect::<Vec<_>>())
+    }) {
+        return format!(" (from the environment variable {var})");
+    }
+    if let (Some(f), Some(v)) = (file, file_value) {
+        let mut cur = Some(v);
+        for part in &want {
+            cur = cur.and_then(|c| c.get(*part));
+        }
+        if cur.is_some() {
+            return format!(" (from the config file {})", f.display());
+        }
+    }
+    String::new()
 }
 
 /// Replaces the password of a `scheme://user:password@host` URL with `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (auth, host) = match rest.split_once('@') {
-        Some(x) => x,
-        None => return url.to_string(),
-    };
-    match auth.split_once(':') {
-        Some((user, pw)) if !pw.is_empty() => format!("{scheme}://{user}:***@{host}"),
-        _ => url.to_string(),
-    }
+    crate::secrets::redact(url)
 }
 
 #[cfg(feature = "sentiment-onnx")]
@@ -650,7 +771,7 @@ mod tests {
             ("[pipeline]\nworkerz = 1\n", "invalid configuration"),
             (
                 "[sinks.postgres]\nurl = \"postgres://a:b@h/d\"\n",
-                "password",
+                "credential at `sinks.postgres.url`",
             ),
             ("[binance]\nstreams = [\"depth\"]\n", "unknown stream kind"),
             (
@@ -671,5 +792,132 @@ mod tests {
             Config::load(Some(Path::new("/nonexistent.toml")), Vec::new()).unwrap_err()
         )
         .contains("cannot read"));
+    }
+
+    /// Each credential form: refused in a file (naming the key and the environment variable
+    /// to use), accepted from the environment, and masked by `check-config`'s output.
+    #[test]
+    fn credentials_in_every_form() {
+        let dir = std::env::temp_dir().join(format!("cf-config-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // (file text, key named, env var named, env var, env value, the secret)
+        let cases = [
+            (
+                "[sinks.postgres]\nurl = \"postgres://cf:pw-userinfo@db/x\"\n",
+                "sinks.postgres.url",
+                "CRYPTOFLOW__SINKS__POSTGRES__URL",
+                "postgres://cf:pw-userinfo@db/x",
+                "pw-userinfo",
+            ),
+            (
+                "[sinks.postgres]\nurl = \"postgres://cf@db/x?password=pw-query&sslmode=disable\"\n",
+                "sinks.postgres.url",
+                "CRYPTOFLOW__SINKS__POSTGRES__URL",
+                "postgres://cf@db/x?password=pw-query&sslmode=disable",
+                "pw-query",
+            ),
+            (
+                "[sinks.postgres]\nurl = \"host=db user=cf password=pw-dsn dbname=x\"\n",
+                "sinks.postgres.url",
+                "CRYPTOFLOW__SINKS__POSTGRES__URL",
+                "host=db user=cf password=pw-dsn dbname=x",
+                "pw-dsn",
+            ),
+            (
+                "[sinks.mysql]\nurl = \"mysql://root:pw-mysql@127.0.0.1:3306/x\"\n",
+                "sinks.mysql.url",
+                "CRYPTOFLOW__SINKS__MYSQL__URL",
+                "mysql://root:pw-mysql@127.0.0.1:3306/x",
+                "pw-mysql",
+            ),
+            (
+                "[sinks.influx]\nurl = \"http://admin:pw-influx@127.0.0.1:8086\"\n",
+                "sinks.influx.url",
+                "CRYPTOFLOW__SINKS__INFLUX__URL",
+                "http://admin:pw-influx@127.0.0.1:8086",
+                "pw-influx",
+            ),
+            (
+                "[sinks.kafka.producer]\n\"sasl.password\" = \"pw-sasl\"\n",
+                "sinks.kafka.producer.sasl.password",
+                "CRYPTOFLOW__SINKS__KAFKA__PRODUCER__SASL_PASSWORD",
+                "pw-sasl",
+                "pw-sasl",
+            ),
+            (
+                "[kafka.consumer]\n\"ssl.key.password\" = \"pw-sslkey\"\n",
+                "kafka.consumer.ssl.key.password",
+                "CRYPTOFLOW__KAFKA__CONSUMER__SSL_KEY_PASSWORD",
+                "pw-sslkey",
+                "pw-sslkey",
+            ),
+            (
+                "[kafka.consumer]\n\"sasl.oauthbearer.client.secret\" = \"pw-oauth\"\n",
+                "kafka.consumer.sasl.oauthbearer.client.secret",
+                "CRYPTOFLOW__KAFKA__CONSUMER__SASL_OAUTHBEARER_CLIENT_SECRET",
+                "pw-oauth",
+                "pw-oauth",
+            ),
+            (
+                "[sinks.kafka.producer]\n\"sasl.jaas.config\" = \"x required password=pw-jaas\"\n",
+                "sinks.kafka.producer.sasl.jaas.config",
+                "CRYPTOFLOW__SINKS__KAFKA__PRODUCER__SASL_JAAS_CONFIG",
+                "x required password=pw-jaas",
+                "pw-jaas",
+            ),
+        ];
+        for (i, (text, key, var, env_value, secret)) in cases.iter().enumerate() {
+            let file = dir.join(format!("{i}.toml"));
+            std::fs::write(&file, text).unwrap();
+            let err = format!("{:#}", Config::load(Some(&file), Vec::new()).unwrap_err());
+            assert!(err.contains(&format!("`{key}`")), "{text}: {err}");
+            assert!(err.contains(var), "{text}: {err}");
+            assert!(!err.contains(secret), "{text}: {err}");
+            // From the environment it is accepted, and masked in the printed configuration.
+            let c = Config::load(None, vec![(var.to_string(), env_value.to_string())])
+                .unwrap_or_else(|e| panic!("{var}: {e:#}"));
+            let printed = c.to_redacted_toml().unwrap();
+            assert!(!printed.contains(secret), "{var}: {printed}");
+            assert!(printed.contains("***"), "{var}: {printed}");
+        }
+        // The librdkafka setting arrives under its dotted name.
+        let c = Config::load(
+            None,
+            vec![(
+                "CRYPTOFLOW__SINKS__KAFKA__PRODUCER__SASL_PASSWORD".to_string(),
+                "x".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.sinks.kafka.producer.get("sasl.password").unwrap(), "x");
+        // An env-var name (not a secret) is fine in a file.
+        let file = dir.join("ok.toml");
+        std::fs::write(&file, "[poll.fred]\napi_key_env = \"MY_FRED_KEY\"\n").unwrap();
+        Config::load(Some(&file), Vec::new()).unwrap();
+    }
+
+    /// A value of the wrong type names its key and where it came from.
+    #[test]
+    fn type_errors_name_the_key_and_its_origin() {
+        let err = format!(
+            "{:#}",
+            Config::load(
+                None,
+                vec![(
+                    "CRYPTOFLOW__PIPELINE__WORKERS".to_string(),
+                    "two".to_string()
+                )]
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("`pipeline.workers`"), "{err}");
+        assert!(err.contains("CRYPTOFLOW__PIPELINE__WORKERS"), "{err}");
+        let dir = std::env::temp_dir().join(format!("cf-config-types-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.toml");
+        std::fs::write(&file, "[sinks]\nmax_batch = \"lots\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), Vec::new()).unwrap_err());
+        assert!(err.contains("`sinks.max_batch`"), "{err}");
+        assert!(err.contains(&file.display().to_string()), "{err}");
     }
 }

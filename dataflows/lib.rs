@@ -8,6 +8,7 @@
 //! - [`poll`]: the pollers' configuration (`[poll]`) and their construction.
 //! - [`publish`]: raw Binance frames to a Kafka topic (`record --kafka`, bench).
 //! - [`bench`]: `cryptoflow bench`, the end-to-end benchmark.
+//! - [`secrets`]: credentials in every form, refused in files and redacted in every output.
 //! - `main.rs`: the CLI (`run`, `consume`, `replay`, `record`, `generate`, `migrate`, `bench`, `check-config`).
 //!
 //! The other crates: `cryptoflow-sources` (Binance WebSocket, replay, record, generate),
@@ -21,3 +22,4 @@ pub mod pipeline;
 pub mod poll;
 pub mod publish;
 pub mod runtime;
+pub mod secrets;

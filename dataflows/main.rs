@@ -253,7 +253,7 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(cryptoflow::secrets::ScrubbedStderr);
     match format {
         LogFormat::Human => b.init(),
         LogFormat::Json => b.json().init(),
@@ -359,10 +359,16 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Secrets from the environment are masked in every log line, error and panic message.
+    cryptoflow::secrets::remember_env(std::env::vars());
+    cryptoflow::secrets::install_panic_hook();
     let cli = Cli::parse();
     init_logs(cli.log_format);
     if let Err(e) = real_main(cli) {
-        eprintln!("cryptoflow: error: {e:#}");
+        eprintln!(
+            "cryptoflow: error: {}",
+            cryptoflow::secrets::redact(&format!("{e:#}"))
+        );
         std::process::exit(1);
     }
 }

@@ -262,7 +262,12 @@ fn env_nonempty(env: &dyn Fn(&str) -> Option<String>, key: &str) -> Option<Strin
     if key.is_empty() {
         return None;
     }
-    env(key).filter(|v| !v.trim().is_empty())
+    let v = env(key).filter(|v| !v.trim().is_empty());
+    if let Some(v) = &v {
+        // API keys and client secrets never reach a log line or an error message.
+        crate::secrets::remember(v);
+    }
+    v
 }
 
 impl PollSection {

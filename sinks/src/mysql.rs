@@ -66,10 +66,20 @@ pub fn classify(e: &mysql_async::Error, context: &str) -> SinkError {
                 s.code,
                 1205 | 1213 | 1040 | 1053 | 1927 | 2006 | 2013 | 4031
             );
-            let hint = if matches!(s.code, 1146 | 1054) {
-                " (is the schema migrated? run `cryptoflow migrate --mysql URL`)"
-            } else {
-                ""
+            let hint = match s.code {
+                1146 | 1054 => " (is the schema migrated? run `cryptoflow migrate --mysql URL`)",
+                // ER_BAD_DB_ERROR: unknown database.
+                1049 => {
+                    " (create the database first, e.g. `CREATE DATABASE name;`, or point \
+                     sinks.mysql.url / --mysql at an existing one; `cryptoflow migrate` then \
+                     creates the tables)"
+                }
+                // ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR.
+                1045 | 1044 => {
+                    " (check the user and password in the URL, set through \
+                     CRYPTOFLOW__SINKS__MYSQL__URL, and the user's grants)"
+                }
+                _ => "",
             };
             let message = format!("{context}: {} [error {}]{hint}", s.message, s.code);
             if transient {

@@ -73,10 +73,35 @@ pub fn classify(e: &tokio_postgres::Error, context: &str) -> SinkError {
             let hint = if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN
             {
                 " (is the schema migrated? run `cryptoflow migrate --postgres URL`)"
+            } else if *code == SqlState::INVALID_CATALOG_NAME {
+                " (create the database first, e.g. `createdb NAME` or `CREATE DATABASE NAME;` as a \
+                 user allowed to, or point sinks.postgres.url / --postgres at an existing one; \
+                 `cryptoflow migrate` then creates the tables)"
+            } else if *code == SqlState::INVALID_PASSWORD
+                || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            {
+                " (check the user and password in the URL, set through \
+                 CRYPTOFLOW__SINKS__POSTGRES__URL, and the server's pg_hba.conf)"
+            } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+                " (grant the user the privilege, or connect as one that has it)"
             } else {
                 ""
             };
-            let message = format!("{context}: {e} [SQLSTATE {c}]{hint}");
+            // The server's own words (e.g. `database "x" does not exist`), not just "db error".
+            let detail = match e.as_db_error() {
+                Some(db) => {
+                    let mut m = db.message().to_string();
+                    if let Some(d) = db.detail() {
+                        m.push_str(&format!("; {d}"));
+                    }
+                    if let Some(h) = db.hint() {
+                        m.push_str(&format!("; hint: {h}"));
+                    }
+                    m
+                }
+                None => e.to_string(),
+            };
+            let message = format!("{context}: {detail} [SQLSTATE {c}]{hint}");
             if transient {
                 SinkError::Transient {
                     sink: SINK,
