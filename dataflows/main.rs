@@ -301,6 +301,7 @@ fn apply_common(common: &Common) -> Result<(Config, Cluster)> {
             .collect(),
         None => Vec::new(),
     };
+    check_hosts(&hosts, common.processes, common.process)?;
     Ok((
         cfg,
         Cluster {
@@ -309,6 +310,36 @@ fn apply_common(common: &Common) -> Result<(Config, Cluster)> {
             hosts,
         },
     ))
+}
+
+/// Checks a multi-process host list. Each process listens on its own line's address, without
+/// authentication, until every peer has connected: that address must be the process's own
+/// (pod) address, never every interface.
+fn check_hosts(hosts: &[String], processes: usize, process: usize) -> Result<()> {
+    if processes <= 1 {
+        return Ok(());
+    }
+    if process >= processes {
+        anyhow::bail!("--process {process} is out of range for --processes {processes} (0-based)");
+    }
+    if hosts.len() != processes {
+        anyhow::bail!(
+            "the hostfile lists {} addresses but --processes is {processes}: one host:port line per process",
+            hosts.len()
+        );
+    }
+    for addr in hosts[process].split_whitespace() {
+        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host == "0.0.0.0" || host == "::" || host == "*" {
+            anyhow::bail!(
+                "process {process} would listen on {addr:?}, every interface: the cluster port has no \
+                 authentication, so list this process's own address (its pod IP or DNS name, or \
+                 127.0.0.1 on one machine) in the hostfile"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn ws_config(cfg: &Config) -> WsConfig {

@@ -146,3 +146,39 @@ async fn missing_database_is_explained() {
     assert!(err.contains("Unknown database"), "{err}");
     assert!(err.contains("CREATE DATABASE"), "{err}");
 }
+
+/// The unauthenticated cluster port never listens on every interface, and a hostfile that does
+/// not match `--processes` is refused before anything starts.
+#[test]
+fn cluster_hostfile_is_checked() {
+    let dir = std::env::temp_dir().join(format!("cf-hostfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/binance/trades.jsonl"
+    );
+    for (text, want) in [
+        ("0.0.0.0:2101\n127.0.0.1:2102\n", "every interface"),
+        ("[::]:2101\n127.0.0.1:2102\n", "every interface"),
+        ("127.0.0.1:2101\n", "one host:port line per process"),
+    ] {
+        let file = dir.join("hosts");
+        std::fs::write(&file, text).unwrap();
+        let (ok, _, err) = cryptoflow(
+            &[
+                "replay",
+                sample,
+                "--quiet",
+                "--processes",
+                "2",
+                "--process",
+                "0",
+                "--hostfile",
+                file.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(!ok, "{text}");
+        assert!(err.contains(want), "{text}: {err}");
+    }
+}
