@@ -44,7 +44,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct SentimentSection {
     /// `vader` (vaderSentiment 3.3.2 exactly), `vader-crypto` (VADER plus the built-in
-    /// crypto/finance overlay) or `onnx` (a transformer; needs a build with the cargo feature
+    /// crypto/finance overlay; the default) or `onnx` (a transformer; needs a build with the cargo feature
     /// `sentiment-onnx`).
     pub model: String,
     /// Extra overlay words (`word<TAB>valence` per line) on top of a VADER model; empty for none.
@@ -732,6 +732,11 @@ mod tests {
             Config::load(None, env).and_then(|c| c.sentiment_model())
         };
         let words = words.display().to_string();
+        // The built-in default is the crypto overlay; plain VADER stays selectable.
+        let default = Config::load(None, Vec::new())
+            .and_then(|c| c.sentiment_model())
+            .unwrap();
+        assert_eq!(default.name(), "vader-3.3.2+crypto");
         assert_eq!(load("vader", "").unwrap().name(), "vader-3.3.2");
         assert_eq!(
             load("vader-crypto", "").unwrap().name(),

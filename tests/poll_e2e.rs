@@ -839,11 +839,11 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
         ]
     );
 
-    // Every news item and post is scored once (VADER, checked against Python in
-    // operators/tests/vader_parity.rs).
+    // Every news item and post is scored once (the default model, VADER + the crypto overlay,
+    // checked against Python in operators/tests/vader_parity.rs).
     let n: i64 = c
         .query_one(
-            "SELECT count(*) FROM sentiment WHERE model = 'vader-3.3.2'",
+            "SELECT count(*) FROM sentiment WHERE model = 'vader-3.3.2+crypto'",
             &[],
         )
         .await
@@ -857,7 +857,8 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
         )
         .await
         .unwrap();
-    let want = Vader::new().score("Bitcoin tops $100K & Ether follows\nTraders cheer & buy $DOGE");
+    let want =
+        Vader::crypto().score("Bitcoin tops $100K & Ether follows\nTraders cheer & buy $DOGE");
     assert_eq!(r.get::<_, String>(0), "news");
     assert_eq!(
         (r.get::<_, f64>(1), r.get::<_, f64>(2)),
@@ -871,7 +872,7 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
         .query("SELECT span, items, mean_compound FROM sentiment_coin_rolling WHERE coin = 'XRP' ORDER BY span", &[])
         .await
         .unwrap();
-    let xrp = Vader::new()
+    let xrp = Vader::crypto()
         .score("Markets \u{2019}calm\u{2019} as XRP waits\nNo guid, a date nobody can read.");
     let got: Vec<(String, i64, f64)> = rows
         .iter()
@@ -989,9 +990,10 @@ async fn every_poller_into_postgres_and_mariadb_without_duplicates_across_restar
 
     // What a restart feeds back: the stored sentiment within 49 h of each coin's newest item,
     // every FRED vintage, the latest CoinGecko markets snapshot per coin.
-    let restored = cryptoflow_sinks::postgres::restore_context(&pg, "vader-3.3.2", 49 * 3_600_000)
-        .await
-        .unwrap();
+    let restored =
+        cryptoflow_sinks::postgres::restore_context(&pg, "vader-3.3.2+crypto", 49 * 3_600_000)
+            .await
+            .unwrap();
     let count = |f: fn(&ContextItem) -> bool| restored.iter().filter(|c| f(c)).count();
     let tagged: i64 = c
         .query_one(

@@ -2,8 +2,9 @@
 //! the printed precision:
 //! - plain VADER on 260 texts: crypto headlines, negation, "but", capitals, emoji, "!!!", idioms,
 //!   tickers;
-//! - VADER with the crypto overlay on those 260 and the 292 labelled headlines, the Python side
-//!   extended the package's own way (its `lexicon` dictionary updated with the overlay file).
+//! - VADER with the crypto overlay on those 260, the 292 labelled headlines and the 255 feed-shaped
+//!   texts of `feed_dev.tsv`, the Python side extended the package's own way (its `lexicon`
+//!   dictionary updated with the overlay file).
 //!
 //! Golden files: `tests/reference/vader_reference.py`.
 
@@ -44,23 +45,55 @@ fn every_score_equals_the_python_package() {
 #[test]
 fn the_crypto_overlay_equals_the_python_package_with_the_same_words() {
     let (n, nonzero) = check_golden(&Vader::crypto(), "vader_crypto_golden.tsv");
-    assert!(n >= 550, "{n} texts");
-    assert!(nonzero >= 400, "{nonzero} texts with a non-zero compound");
+    assert!(n >= 800, "{n} texts");
+    assert!(nonzero >= 550, "{nonzero} texts with a non-zero compound");
 }
 
-/// The overlay's gain on the 292 hand-labelled crypto headlines (three classes, VADER's ±0.05
-/// thresholds). The figures are printed for the closing notes and README; the test holds the
-/// gain above a floor well under what was measured.
-#[test]
-fn the_crypto_overlay_gains_on_the_labelled_headlines() {
+/// Plain VADER and VADER + crypto overlay on a labelled file (three classes, VADER's ±0.05
+/// thresholds).
+fn plain_and_crypto(
+    file: &str,
+) -> (
+    cryptoflow_operators::sentiment::Evaluation,
+    cryptoflow_operators::sentiment::Evaluation,
+) {
     use cryptoflow_operators::sentiment::{evaluate, parse_labelled};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/sentiment/crypto_labelled.tsv");
+        .join("../tests/fixtures/sentiment")
+        .join(file);
     let labelled = parse_labelled(&std::fs::read_to_string(path).unwrap()).unwrap();
-    assert!(labelled.len() >= 290, "{}", labelled.len());
     let plain = evaluate(&Vader::new(), &labelled);
     let crypto = evaluate(&Vader::crypto(), &labelled);
-    println!("plain VADER: {plain:?}\nVADER + crypto overlay: {crypto:?}");
+    println!("{file}: plain VADER: {plain:?}\n{file}: VADER + crypto overlay: {crypto:?}");
+    (plain, crypto)
+}
+
+/// The overlay's gain on the 292 hand-labelled crypto headlines. In-domain: the same team wrote
+/// the headlines, the labels and the word list, so the floor (+20 points; measured +37, 57.2 %
+/// → 94.5 %) says only that the words still do what they were written for; README gives the
+/// out-of-domain figures.
+#[test]
+fn the_crypto_overlay_gains_on_the_labelled_headlines() {
+    let (plain, crypto) = plain_and_crypto("crypto_labelled.tsv");
+    assert_eq!(plain.n, 292);
+    assert!(
+        crypto.accuracy >= plain.accuracy + 0.20,
+        "{plain:?} {crypto:?}"
+    );
+    assert!(
+        crypto.macro_f1 >= plain.macro_f1 + 0.20,
+        "{plain:?} {crypto:?}"
+    );
+}
+
+/// The overlay's gain on the 255 feed-shaped texts (RSS title + summary, bare headlines, Reddit
+/// titles; labelled before any model scored them). The overlay was tuned on four fifths of this
+/// file, so this too is in-domain; the floor (+15 points; measured +24, 54.9 % → 78.4 %) guards
+/// against a word list edit that undoes the feed vocabulary.
+#[test]
+fn the_crypto_overlay_gains_on_the_feed_texts() {
+    let (plain, crypto) = plain_and_crypto("feed_dev.tsv");
+    assert_eq!(plain.n, 255);
     assert!(
         crypto.accuracy >= plain.accuracy + 0.15,
         "{plain:?} {crypto:?}"

@@ -5,7 +5,7 @@ float sum(), and a few near-zero texts flip).
     $PY tests/reference/vader_reference.py tests/fixtures/sentiment/texts.txt > tests/fixtures/sentiment/vader_golden.tsv
     $PY tests/reference/vader_reference.py --overlay operators/data/crypto_lexicon.tsv \
         tests/fixtures/sentiment/texts.txt tests/fixtures/sentiment/crypto_labelled.tsv \
-        > tests/fixtures/sentiment/vader_crypto_golden.tsv
+        tests/fixtures/sentiment/feed_dev.tsv > tests/fixtures/sentiment/vader_crypto_golden.tsv
 
 Input: one text per line (\\n inside a text written as the two characters backslash-n); in a
 labelled file (`label<TAB>text`) the text is the last field; `#` lines are skipped there.

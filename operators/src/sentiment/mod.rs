@@ -113,7 +113,8 @@ impl Polarity {
     }
 }
 
-/// Parses a labelled set: `positive|negative|neutral<TAB>text` lines, `#` comment lines.
+/// Parses a labelled set: `positive|negative|neutral<TAB>text` lines, `#` comment lines. A newline
+/// inside a text (a feed item's title and summary) is written as the two characters `\n`.
 pub fn parse_labelled(text: &str) -> Result<Vec<(Polarity, String)>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -129,7 +130,7 @@ pub fn parse_labelled(text: &str) -> Result<Vec<(Polarity, String)>, String> {
             "neutral" => Polarity::Neutral,
             other => return Err(format!("line {}: unknown label {other:?}", n + 1)),
         };
-        out.push((label, body.to_string()));
+        out.push((label, body.replace("\\n", "\n")));
     }
     Ok(out)
 }
@@ -177,5 +178,29 @@ pub fn evaluate(model: &dyn SentimentModel, labelled: &[(Polarity, String)]) -> 
         },
         macro_f1: (f1(0) + f1(1) + f1(2)) / 3.0,
         confusion,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_labelled_text_keeps_its_title_and_summary_apart() {
+        let rows = parse_labelled(
+            "# comment\npositive\tBTC climbs\\nETF inflows return.\nneutral\tNo newline here\n",
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    Polarity::Positive,
+                    "BTC climbs\nETF inflows return.".to_string()
+                ),
+                (Polarity::Neutral, "No newline here".to_string()),
+            ]
+        );
+        assert!(parse_labelled("bullish\tBTC").is_err());
     }
 }
