@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sentiment_windows",
         include_str!("../../sql/mysql/0005_sentiment_windows.sql"),
     ),
+    (
+        6,
+        "polled_exact",
+        include_str!("../../sql/mysql/0006_polled_exact.sql"),
+    ),
 ];
 
 /// Rows per multi-row statement (keeps placeholders well under the 65,535 limit).
