@@ -60,12 +60,28 @@ def html_text(fragment):
     return collapse("".join(p.out))
 
 
+def xhtml_text(el, out):
+    """The text of an XHTML element tree (already XML-decoded), with the same tag rules."""
+    for child in el:
+        name = child.tag.rsplit("}", 1)[-1]
+        if name not in DROPPED:
+            if name in BREAKING:
+                out.append(" ")
+            out.append(child.text or "")
+            xhtml_text(child, out)
+            if name in BREAKING:
+                out.append(" ")
+        out.append(child.tail or "")
+
+
 def atom_text(el):
     if el is None:
         return ""
     kind = el.get("type", "text")
     if kind == "xhtml":
-        return collapse("".join(el.itertext()))
+        out = []
+        xhtml_text(el, out)
+        return collapse("".join(out))
     if kind in ("html", "text/html"):
         return html_text(el.text or "")
     return collapse(el.text or "")

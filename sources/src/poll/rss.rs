@@ -286,4 +286,52 @@ mod tests {
         )
         .is_err());
     }
+
+    /// Titles and summaries of entity-rich feeds (RSS 2.0 with CDATA HTML and double-escaped
+    /// titles, `content:encoded`; Atom `html`, `text` and `xhtml` constructs; Spanish text).
+    /// Expected: `python3 tests/reference/html_text.py feed FILE` (xml.etree for the XML layer,
+    /// html.parser / html.unescape for the HTML layer).
+    #[test]
+    fn entity_rich_feeds_match_an_independent_parser() {
+        let tagger = CoinTagger::default_table();
+        let texts = |body: &[u8]| -> Vec<(String, String)> {
+            let (items, bad) = parse_feed("f", body, 1_795_330_000_000, &tagger).expect("feed");
+            assert!(bad.is_empty(), "{bad:?}");
+            items.into_iter().map(|i| (i.title, i.summary)).collect()
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            texts(include_bytes!("../../../tests/fixtures/news/rss_entities.xml")),
+            vec![
+                pair(
+                    "La Comisi\u{f3}n Nacional del Mercado de Valores avisa: \u{a1}cuidado con los \u{2018}chiringuitos\u{2019}!",
+                    "La Comisi\u{f3}n Nacional del Mercado de Valores (CNMV) advierte: el bitcoin cay\u{f3} a 1.234,56 \u{20ac} en Espa\u{f1}a\u{2026} \u{a9} 2026 Diario\u{2122} M\u{e1}s informaci\u{f3}n \u{bb}"
+                ),
+                pair(
+                    "Bitcoin\u{2019}s rally \u{2014} \"to the moon\" \u{1f680}",
+                    "Ether & Solana <3 traders. Fees < 1% Caf\u{e9} &eacute; \u{20ac} 5 end"
+                ),
+                pair(
+                    "Dogecoin jumps 10% \u{2013} \u{2018}meme season\u{2019}",
+                    "Why Volume \u{d7}3 $DOGE > $0.50"
+                ),
+            ]
+        );
+        assert_eq!(
+            texts(include_bytes!(
+                "../../../tests/fixtures/news/atom_entities.xml"
+            )),
+            vec![
+                pair(
+                    "Bitcoin & Ether: \u{a1}Se\u{f1}ales! 1.234,56 \u{20ac}",
+                    "Caf\u{e9} \u{2026} \u{a9} Espa\u{f1}a \u{201c}Ok\u{201d}"
+                ),
+                pair(
+                    "Fees &lt; 1% at AT&amp;T <b> solana",
+                    "Solana\u{2019}s fees & Caf\u{e9} M\u{e1}s info \u{20ac}"
+                ),
+                pair("Plain & simple", "Caf&eacute; stays as written"),
+            ]
+        );
+    }
 }
