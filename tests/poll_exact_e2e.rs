@@ -362,7 +362,11 @@ async fn exact_numbers_raw_bytes_and_decoded_news_text_in_every_store() {
         )
         .await
         .unwrap();
-    assert_eq!(raw.as_deref(), Some(LOSSLESS), "MariaDB raw = the payload bytes");
+    assert_eq!(
+        raw.as_deref(),
+        Some(LOSSLESS),
+        "MariaDB raw = the payload bytes"
+    );
     let raw: Option<String> = conn
         .query_first(
             "SELECT raw FROM coingecko_data WHERE coin_id = 'lossless' AND endpoint = 'simple_price'",
@@ -383,11 +387,7 @@ async fn exact_numbers_raw_bytes_and_decoded_news_text_in_every_store() {
     let market: serde_json::Value = lines
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|v| {
-            v["type"] == "polled"
-                && v["coin_id"] == "lossless"
-                && v["endpoint"] == "markets"
-        })
+        .find(|v| v["type"] == "polled" && v["coin_id"] == "lossless" && v["endpoint"] == "markets")
         .expect("the market record in JSON lines");
     assert_eq!(market["raw"].as_str(), Some(LOSSLESS));
     for (col, want) in MARKET_GOLDEN {
