@@ -294,6 +294,12 @@ mod tests {
         assert_eq!(parse_es_number("1234"), Some(d("1234")));
         assert_eq!(parse_es_number("1,2,3"), None);
         assert_eq!(parse_es_number("n/d"), None);
+        // Exact, never rounded: 18 decimals kept, 29 decimals (beyond Decimal) unreadable.
+        assert_eq!(
+            parse_es_number("1.234.567,123456789012345678"),
+            Some(d("1234567.123456789012345678"))
+        );
+        assert_eq!(parse_es_number("0,12345678901234567890123456789"), None);
         assert_eq!(
             parse_es_date("21/11/2026"),
             chrono::NaiveDate::from_ymd_opt(2026, 11, 21)
