@@ -322,6 +322,10 @@ async fn serve(world: Arc<World>) -> String {
                         .into_response();
                 }
                 let (sub, _) = file;
+                if q.get("raw_json").map(String::as_str) != Some("1") {
+                    // Without it Reddit sends titles and selftext HTML-escaped.
+                    return (StatusCode::BAD_REQUEST, "ask for raw_json=1").into_response();
+                }
                 let mut r = json(reddit_page(&w, &sub, &q));
                 let h = r.headers_mut();
                 h.insert("x-ratelimit-used", "1".parse().unwrap());
@@ -337,6 +341,9 @@ async fn serve(world: Arc<World>) -> String {
         async move {
             if h.get("authorization").and_then(|v| v.to_str().ok()) != Some("bearer tok-123") {
                 return (StatusCode::UNAUTHORIZED, "bad token").into_response();
+            }
+            if q.get("raw_json").map(String::as_str) != Some("1") {
+                return (StatusCode::BAD_REQUEST, "ask for raw_json=1").into_response();
             }
             w.oauth_listing_hits.fetch_add(1, Ordering::SeqCst);
             json(reddit_page(&w, &sub, &q))

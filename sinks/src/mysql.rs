@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "money_scale",
         include_str!("../../sql/mysql/0006_money_scale.sql"),
     ),
+    (
+        7,
+        "polled_exact",
+        include_str!("../../sql/mysql/0007_polled_exact.sql"),
+    ),
 ];
 
 /// Rows per multi-row statement (keeps placeholders well under the 65,535 limit).

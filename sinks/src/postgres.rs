@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sentiment_windows",
         include_str!("../../sql/postgres/0007_sentiment_windows.sql"),
     ),
+    (
+        8,
+        "polled_exact",
+        include_str!("../../sql/postgres/0008_polled_exact.sql"),
+    ),
 ];
 
 const SINK: &str = "postgres";
@@ -898,7 +903,7 @@ INSERT INTO coingecko_data (coin_id, vs_currency, endpoint, last_updated, symbol
     circulating_supply, total_supply, max_supply, ath, atl, fetched_at, raw)
 VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond', $5, $6, $7, $8, $9::int8, $10,
     $11, $12, $13, $14, $15, $16, $17, $18, $19, 'epoch'::timestamptz + $20::int8 * interval '1 millisecond',
-    $21::text::jsonb)
+    $21::text::json)
 ON CONFLICT DO NOTHING";
 
 const NEWS_SQL: &str = "

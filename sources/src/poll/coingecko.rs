@@ -2,18 +2,20 @@
 //!
 //! Keys: a demo key goes in `x-cg-demo-api-key`, a pro key in `x-cg-pro-api-key` (and the pro
 //! root `https://pro-api.coingecko.com/api/v3`). Nulls stay NULL; numbers are parsed as exact
-//! decimals from the JSON text; a coin object that cannot be read is reported and skipped, the
-//! others of the response still land. One row per (coin, currency, endpoint, CoinGecko's update
+//! decimals from their text in the payload (never through `f64`), and `raw` keeps each coin
+//! object's bytes exactly as sent; a coin object that cannot be read (also a number no `Decimal`
+//! holds exactly) is reported and skipped, the others of the response still land. One row per (coin, currency, endpoint, CoinGecko's update
 //! time): a poll that finds nothing updated emits nothing.
 
 use std::collections::BTreeMap;
 
 use cryptoflow_operators::polled::CoinMarket;
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use super::driver::{PollOutput, Poller};
 use super::fetch::{ApiPolicy, FetchError, FetchStats, Fetcher};
+use super::number::{raw_decimal, raw_i64, raw_str};
 use super::BreakerState;
 
 /// The default coin list: the largest coins by market capitalization (CoinGecko ids).
@@ -157,53 +159,39 @@ impl CoinGecko {
     }
 }
 
-/// A JSON number (or numeric string) as an exact decimal; `None` for null or absent.
-pub fn json_decimal(v: Option<&Value>) -> Result<Option<Decimal>, String> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            let s = n.to_string();
-            s.parse::<Decimal>()
-                .or_else(|_| Decimal::from_scientific(&s))
-                .map(Some)
-                .map_err(|_| format!("number {s} out of range"))
-        }
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<Decimal>()
-            .map(Some)
-            .map_err(|_| format!("not a number: {s:?}")),
-        Some(other) => Err(format!("not a number: {other}")),
-    }
+/// The members of a JSON object, each with its exact text in the payload.
+type RawObject<'a> = BTreeMap<String, &'a RawValue>;
+
+fn field(o: &RawObject<'_>, k: &str) -> Result<Option<Decimal>, String> {
+    raw_decimal(o.get(k).copied()).map_err(|e| format!("{k}: {e}"))
 }
 
-fn field(o: &Map<String, Value>, k: &str) -> Result<Option<Decimal>, String> {
-    json_decimal(o.get(k)).map_err(|e| format!("{k}: {e}"))
-}
-
-fn text(o: &Map<String, Value>, k: &str) -> Option<String> {
-    o.get(k).and_then(Value::as_str).map(str::to_string)
+fn text(o: &RawObject<'_>, k: &str) -> Option<String> {
+    raw_str(o.get(k).copied())
 }
 
 /// Decodes a `/coins/markets` body: good rows and one message per bad coin object.
+///
+/// Each row's `raw` is the coin object's bytes exactly as they are in `body`.
 pub fn decode_markets(
     body: &[u8],
     vs: &str,
     fetched_at: i64,
 ) -> Result<(Vec<CoinMarket>, Vec<String>), String> {
-    let v: Value =
+    let whole: &RawValue =
         serde_json::from_slice(body).map_err(|e| format!("/coins/markets: not JSON ({e})"))?;
-    let Value::Array(items) = v else {
+    if !whole.get().starts_with('[') {
         return Err(format!(
             "/coins/markets: expected an array, got {}",
-            short(&v.to_string())
+            short(whole.get())
         ));
-    };
+    }
+    let items: Vec<&RawValue> =
+        serde_json::from_str(whole.get()).map_err(|e| format!("/coins/markets: not JSON ({e})"))?;
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        match market_row(&item, vs, fetched_at) {
+        match market_row(item, vs, fetched_at) {
             Ok(m) => good.push(m),
             Err(e) => bad.push(format!("/coins/markets item {i}: {e}")),
         }
@@ -215,25 +203,32 @@ fn short(s: &str) -> String {
     s.chars().take(120).collect()
 }
 
-fn market_row(item: &Value, vs: &str, fetched_at: i64) -> Result<CoinMarket, String> {
-    let o = item.as_object().ok_or("not an object")?;
-    let coin_id = text(o, "id").filter(|s| !s.is_empty()).ok_or("no id")?;
-    let last_updated = match o.get("last_updated") {
-        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+fn object<'a>(item: &'a RawValue) -> Result<RawObject<'a>, String> {
+    if !item.get().starts_with('{') {
+        return Err("not an object".into());
+    }
+    serde_json::from_str(item.get()).map_err(|e| format!("not an object ({e})"))
+}
+
+fn market_row(item: &RawValue, vs: &str, fetched_at: i64) -> Result<CoinMarket, String> {
+    let o = object(item)?;
+    let coin_id = text(&o, "id").filter(|s| !s.is_empty()).ok_or("no id")?;
+    let last_updated = match text(&o, "last_updated") {
+        Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
             .map_err(|_| format!("{coin_id}: bad last_updated {s:?}"))?
             .timestamp_millis(),
-        _ => fetched_at,
+        None => fetched_at,
     };
-    let f = |k: &str| field(o, k).map_err(|e| format!("{coin_id}: {e}"));
+    let f = |k: &str| field(&o, k).map_err(|e| format!("{coin_id}: {e}"));
     Ok(CoinMarket {
         vs_currency: vs.to_string(),
         endpoint: "markets".into(),
         last_updated,
-        symbol: text(o, "symbol"),
-        name: text(o, "name"),
+        symbol: text(&o, "symbol"),
+        name: text(&o, "name"),
         price: f("current_price")?,
         market_cap: f("market_cap")?,
-        market_cap_rank: o.get("market_cap_rank").and_then(Value::as_i64),
+        market_cap_rank: raw_i64(o.get("market_cap_rank").copied()),
         total_volume: f("total_volume")?,
         high_24h: f("high_24h")?,
         low_24h: f("low_24h")?,
@@ -245,27 +240,29 @@ fn market_row(item: &Value, vs: &str, fetched_at: i64) -> Result<CoinMarket, Str
         ath: f("ath")?,
         atl: f("atl")?,
         fetched_at,
-        raw: item.to_string(),
+        raw: item.get().to_string(),
         coin_id,
     })
 }
 
 /// Decodes a `/simple/price` body for the requested `ids`: rows, and one message per bad or
-/// missing coin.
+/// missing coin. Each row's `raw` is the coin's object exactly as it is in `body`.
 pub fn decode_simple_price(
     body: &[u8],
     ids: &[String],
     vs: &str,
     fetched_at: i64,
 ) -> Result<(Vec<CoinMarket>, Vec<String>), String> {
-    let v: Value =
+    let whole: &RawValue =
         serde_json::from_slice(body).map_err(|e| format!("/simple/price: not JSON ({e})"))?;
-    let Value::Object(map) = v else {
+    if !whole.get().starts_with('{') {
         return Err(format!(
             "/simple/price: expected an object, got {}",
-            short(&v.to_string())
+            short(whole.get())
         ));
-    };
+    }
+    let map: RawObject<'_> =
+        serde_json::from_str(whole.get()).map_err(|e| format!("/simple/price: not JSON ({e})"))?;
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for id in ids {
@@ -274,12 +271,13 @@ pub fn decode_simple_price(
             continue;
         };
         let row = (|| -> Result<CoinMarket, String> {
-            let o = entry.as_object().ok_or("not an object")?;
-            let last_updated = match o.get("last_updated_at") {
-                Some(Value::Number(n)) => n
-                    .as_i64()
-                    .map(|s| s * 1000)
-                    .ok_or(format!("bad last_updated_at {n}"))?,
+            let o = object(entry)?;
+            let last_updated = match o.get("last_updated_at").map(|r| r.get()) {
+                Some(t) if t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => t
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|s| s.checked_mul(1000))
+                    .ok_or(format!("bad last_updated_at {}", short(t)))?,
                 _ => fetched_at,
             };
             Ok(CoinMarket {
@@ -289,21 +287,21 @@ pub fn decode_simple_price(
                 last_updated,
                 symbol: None,
                 name: None,
-                price: field(o, vs)?,
-                market_cap: field(o, &format!("{vs}_market_cap"))?,
+                price: field(&o, vs)?,
+                market_cap: field(&o, &format!("{vs}_market_cap"))?,
                 market_cap_rank: None,
-                total_volume: field(o, &format!("{vs}_24h_vol"))?,
+                total_volume: field(&o, &format!("{vs}_24h_vol"))?,
                 high_24h: None,
                 low_24h: None,
                 price_change_24h: None,
-                price_change_pct_24h: field(o, &format!("{vs}_24h_change"))?,
+                price_change_pct_24h: field(&o, &format!("{vs}_24h_change"))?,
                 circulating_supply: None,
                 total_supply: None,
                 max_supply: None,
                 ath: None,
                 atl: None,
                 fetched_at,
-                raw: entry.to_string(),
+                raw: entry.get().to_string(),
             })
         })();
         match row {
@@ -401,6 +399,68 @@ mod tests {
             decode_markets(br#"{"status":{"error_code":429}}"#, "usd", 0)
                 .expect_err("object")
                 .contains("expected an array")
+        );
+    }
+
+    #[test]
+    fn numbers_from_their_text_and_raw_bytes_kept() {
+        let item = r#"{"id":"x","symbol":"x","name":"X \u00e9","current_price":0.00000001234567890123,
+           "market_cap":589264883286605.2, "market_cap_rank":7,"total_volume":1234567890123456789012345,
+           "high_24h":1.2e-7,"low_24h":null,"circulating_supply":1820486547.6280346,
+           "total_supply":4.2069e14,"max_supply":4.2069E+14,"ath":"12.5","atl":1e-20,"last_updated":null}"#;
+        let body = format!("[ {item} ,\n {item}  ]");
+        let (good, bad) = decode_markets(body.as_bytes(), "usd", 1).expect("array");
+        assert!(bad.is_empty(), "{bad:?}");
+        let m = &good[0];
+        // Expected: Python `format(decimal.Decimal(text), 'f')` of each number's text.
+        let s = |d: Option<Decimal>| d.map(|d| d.to_string());
+        assert_eq!(s(m.price).as_deref(), Some("0.00000001234567890123"));
+        assert_eq!(s(m.market_cap).as_deref(), Some("589264883286605.2"));
+        assert_eq!(
+            s(m.total_volume).as_deref(),
+            Some("1234567890123456789012345")
+        );
+        assert_eq!(s(m.high_24h).as_deref(), Some("0.00000012"));
+        assert_eq!(m.low_24h, None);
+        assert_eq!(
+            s(m.circulating_supply).as_deref(),
+            Some("1820486547.6280346")
+        );
+        assert_eq!(s(m.total_supply).as_deref(), Some("420690000000000"));
+        assert_eq!(s(m.max_supply).as_deref(), Some("420690000000000"));
+        assert_eq!(s(m.ath).as_deref(), Some("12.5"));
+        assert_eq!(s(m.atl).as_deref(), Some("0.00000000000000000001"));
+        assert_eq!(m.name.as_deref(), Some("X \u{e9}"));
+        assert_eq!(m.market_cap_rank, Some(7));
+        // The raw column is the item's bytes in the payload, whitespace and escapes included.
+        assert_eq!(m.raw, item);
+        assert_eq!(good[1].raw, item);
+
+        // Numbers no Decimal holds exactly: the coin is reported, never rounded; the others land.
+        let body = br#"[{"id":"big","current_price":1e40},{"id":"tiny","current_price":1e-30},
+            {"id":"long","circulating_supply":0.12345678901234567890123456789},{"id":"ok","current_price":1}]"#;
+        let (good, bad) = decode_markets(body, "usd", 1).expect("array");
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0].coin_id, "ok");
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(
+            bad.iter().all(|e| e.contains("cannot be stored exactly")),
+            "{bad:?}"
+        );
+
+        let body = br#"{"x":{"usd":4.2069e14,"usd_market_cap":1820486547.6280346,"last_updated_at":1795330788}}"#;
+        let (good, _) = decode_simple_price(body, &["x".to_string()], "usd", 0).expect("object");
+        assert_eq!(
+            good[0].price.map(|d| d.to_string()).as_deref(),
+            Some("420690000000000")
+        );
+        assert_eq!(
+            good[0].market_cap.map(|d| d.to_string()).as_deref(),
+            Some("1820486547.6280346")
+        );
+        assert_eq!(
+            good[0].raw,
+            r#"{"usd":4.2069e14,"usd_market_cap":1820486547.6280346,"last_updated_at":1795330788}"#
         );
     }
 

@@ -6,8 +6,9 @@
 //! reported and skipped; the others of the response still count.
 
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
 use serde::Deserialize;
+
+use super::number::parse_exact;
 
 pub use cryptoflow_operators::polled::MacroObservation;
 
@@ -68,11 +69,7 @@ pub fn decode(
             .and_then(|w| {
                 let value = match w.value.trim() {
                     "." | "" => None,
-                    v => Some(
-                        v.parse::<Decimal>()
-                            .or_else(|_| Decimal::from_scientific(v))
-                            .map_err(|_| format!("bad value {v:?}"))?,
-                    ),
+                    v => Some(parse_exact(v).map_err(|e| format!("bad value {v:?}: {e}"))?),
                 };
                 Ok(MacroObservation {
                     series_id: series.to_string(),
@@ -260,6 +257,31 @@ mod tests {
             bad[0]
         );
         assert!(bad[1].to_string().contains("bad date"), "{}", bad[1]);
+    }
+
+    #[test]
+    fn values_are_exact_and_unrepresentable_ones_are_errors() {
+        let body = br#"{"observations":[
+            {"realtime_start":"2026-11-22","realtime_end":"9999-12-31","date":"2026-08-01","value":"27720.709"},
+            {"realtime_start":"2026-11-22","realtime_end":"9999-12-31","date":"2026-09-01","value":"1.2e-7"},
+            {"realtime_start":"2026-11-22","realtime_end":"9999-12-31","date":"2026-10-01","value":"0.12345678901234567890123456789"},
+            {"realtime_start":"2026-11-22","realtime_end":"9999-12-31","date":"2026-11-01","value":"-0.0000000000000000000000000001"}]}"#;
+        let (good, bad) = decode("X", body).expect("envelope");
+        // Python: format(decimal.Decimal(value), 'f').
+        let got: Vec<String> = good
+            .iter()
+            .map(|o| o.value.expect("value").to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec!["27720.709", "0.00000012", "-0.0000000000000000000000000001"]
+        );
+        assert_eq!(bad.len(), 1, "29 decimal places are not rounded: {bad:?}");
+        assert!(
+            bad[0].to_string().contains("cannot be stored exactly"),
+            "{}",
+            bad[0]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The poll driver's building blocks, written once for every poller (CoinGecko, RSS/Atom,
 //! Reddit, FRED, MyInvestor): schedules ([`schedule`]), exponential backoff with full jitter,
 //! a circuit breaker, a per-API rate limiter, `Retry-After` parsing, and the polite HTTP fetcher
-//! built from them ([`fetch`]); the FRED payload decoder ([`fred`]); text helpers for feeds, posts and Spanish formats ([`text`]).
+//! built from them ([`fetch`]); the FRED payload decoder ([`fred`]); exact numbers from payload text ([`number`]); text helpers for feeds, posts and Spanish formats ([`text`]).
 //!
 //! Time comes from tokio's clock, so tests drive every transition with paused time.
 
@@ -10,6 +10,7 @@ pub mod driver;
 pub mod fetch;
 pub mod fred;
 pub mod myinvestor;
+pub mod number;
 pub mod reddit;
 pub mod rss;
 pub mod schedule;

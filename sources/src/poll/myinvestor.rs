@@ -13,10 +13,11 @@ use chrono::NaiveDate;
 use cryptoflow_operators::polled::FundNav;
 use rust_decimal::Decimal;
 use scraper::{Html, Selector};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::driver::{PollOutput, Poller};
 use super::fetch::{ApiPolicy, FetchError, FetchStats, Fetcher};
+use super::number::{parse_exact, raw_str};
 use super::text::{parse_es_date, parse_es_number};
 use super::BreakerState;
 
@@ -268,25 +269,32 @@ fn parse_json(
     text: &str,
     fetched_at: i64,
 ) -> Result<(Vec<FundNav>, Vec<String>), String> {
-    let v: Value =
-        serde_json::from_str(text).map_err(|e| format!("MyInvestor {url}: bad JSON ({e})"))?;
-    let list = match &v {
-        Value::Array(a) => a,
-        Value::Object(o) => ["funds", "data", "items", "fondos"]
+    let bad_json = |e: serde_json::Error| format!("MyInvestor {url}: bad JSON ({e})");
+    let whole: &RawValue = serde_json::from_str(text).map_err(bad_json)?;
+    let list: Vec<&RawValue> = if whole.get().starts_with('[') {
+        serde_json::from_str(whole.get()).map_err(bad_json)?
+    } else if whole.get().starts_with('{') {
+        let o: BTreeMap<String, &RawValue> = serde_json::from_str(whole.get()).map_err(bad_json)?;
+        let found = ["funds", "data", "items", "fondos"]
             .iter()
-            .find_map(|k| o.get(*k).and_then(Value::as_array))
+            .find_map(|k| o.get(*k).filter(|v| v.get().starts_with('[')))
             .ok_or(format!(
                 "MyInvestor {url}: JSON without a fund list (keys: {:?})",
                 o.keys().collect::<Vec<_>>()
-            ))?,
-        _ => return Err(format!("MyInvestor {url}: JSON is not a fund list")),
+            ))?;
+        serde_json::from_str(found.get()).map_err(bad_json)?
+    } else {
+        return Err(format!("MyInvestor {url}: JSON is not a fund list"));
     };
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for (i, f) in list.iter().enumerate() {
-        let Some(o) = f.as_object() else {
-            bad.push(format!("item {i}: not an object"));
-            continue;
+        let o: BTreeMap<String, &RawValue> = match serde_json::from_str(f.get()) {
+            Ok(o) if f.get().starts_with('{') => o,
+            _ => {
+                bad.push(format!("item {i}: not an object"));
+                continue;
+            }
         };
         let fields: BTreeMap<Col, String> = o
             .iter()
@@ -300,10 +308,18 @@ fn parse_json(
                     words.push(ch);
                 }
                 let col = column(&words.replace('_', " "))?;
-                let s = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string().replace('.', ","),
-                    _ => return None,
+                let t = v.get();
+                let s = if t.starts_with('"') {
+                    raw_str(Some(v))?
+                } else if t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+                    // A JSON number, read exactly from its text, in the Spanish form the cell
+                    // parser expects (a number no `Decimal` holds stays unreadable).
+                    match parse_exact(t) {
+                        Ok(d) => d.to_string().replace('.', ","),
+                        Err(_) => t.replace('.', ","),
+                    }
+                } else {
+                    return None;
                 };
                 Some((col, s))
             })
@@ -389,6 +405,19 @@ mod tests {
         let json = r#"{"funds":[{"isin":"IE00B03HD191","nombre":"Vanguard","divisa":"EUR","valorLiquidativo":"45,6789","fechaValorLiquidativo":"20/11/2026"}]}"#;
         let (good, _) = parse_catalogue("u", json.as_bytes(), 0).expect("json");
         assert_eq!(good[0].nav, "45.6789".parse().expect("d"));
+        // JSON numbers are read from their text, beyond f64's 17 digits; exponents applied.
+        let json = r#"[{"isin":"IE00B03HD191","nombre":"V","divisa":"EUR","valorLiquidativo":123.456789012345678901,"fecha":"20/11/2026"},
+            {"isin":"IE00BD0NCM55","nombre":"I","divisa":"USD","valorLiquidativo":1.5e2,"fecha":"20/11/2026"},
+            {"isin":"IE00BYX5NX33","nombre":"F","divisa":"EUR","valorLiquidativo":0.12345678901234567890123456789,"fecha":"20/11/2026"}]"#;
+        let (good, bad) = parse_catalogue("u", json.as_bytes(), 0).expect("json");
+        // Python: format(decimal.Decimal(text), 'f').
+        assert_eq!(good[0].nav.to_string(), "123.456789012345678901");
+        assert_eq!(good[1].nav.to_string(), "150");
+        assert_eq!(
+            bad.len(),
+            1,
+            "29 decimal places: unreadable, not rounded: {bad:?}"
+        );
         let garbage = r#"[{"isin":"IE00B03HD191","nombre":"a","divisa":"EUR","valorLiquidativo":"n/a","fecha":"20/11/2026"}]"#;
         assert!(parse_catalogue("u", garbage.as_bytes(), 0).is_err());
     }

@@ -3,7 +3,9 @@
 //! secret it uses OAuth client credentials against `oauth.reddit.com` (100 requests/min);
 //! otherwise the anonymous `.json` listings (10 requests/min). `X-Ratelimit-*` headers are
 //! honoured by the fetcher; the User-Agent is descriptive, as Reddit requires. Posts are keyed by
-//! their fullname (`t3_…`); a child that cannot be read is reported, the others land.
+//! their fullname (`t3_…`); a child that cannot be read is reported, the others land. Listings
+//! are requested with `raw_json=1`, so titles and selftext arrive unescaped and are stored as
+//! written (no `&amp;`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -120,6 +122,16 @@ impl Reddit {
     }
 }
 
+/// The URL of a listing page. `raw_json=1` makes Reddit send titles and selftext as written:
+/// without it they come HTML-escaped (`&amp;`, `&lt;`, `&gt;`) and would be stored so.
+pub fn listing_url(root: &str, sub: &str, suffix: &str, after: Option<&str>) -> String {
+    let mut url = format!("{root}/r/{sub}/new{suffix}?limit=100&raw_json=1");
+    if let Some(a) = after {
+        url.push_str(&format!("&after={a}"));
+    }
+    url
+}
+
 /// One decoded listing page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
@@ -222,10 +234,7 @@ impl Poller for Reddit {
                 } else {
                     (self.cfg.base_url.trim_end_matches('/'), ".json")
                 };
-                let mut url = format!("{root}/r/{sub}/new{suffix}?limit=100&raw_json=1");
-                if let Some(a) = &after {
-                    url.push_str(&format!("&after={a}"));
-                }
+                let url = listing_url(root, &sub, suffix, after.as_deref());
                 let auth = token.map(|t| format!("bearer {t}"));
                 let headers: Vec<(&str, &str)> = auth
                     .as_deref()
@@ -319,6 +328,19 @@ mod tests {
         );
         assert_eq!(bad.len(), 2);
         assert_eq!(after.as_deref(), Some("t3_b"));
+        // With raw_json=1 Reddit sends text as written: `&`, `<`, `>` and a literal `&amp;` are
+        // kept as they are, not decoded a second time.
+        let body = br#"{"kind":"Listing","data":{"after":null,"children":[
+            {"kind":"t3","data":{"name":"t3_c","title":"AT&T <3 BTC & ETH > 1 &amp; more","selftext":"a < b && c > d",
+             "created_utc":1795330000}}]}}"#;
+        let l = decode_listing(body, 0, &CoinTagger::default_table()).expect("listing");
+        assert_eq!(l.posts[0].title, "AT&T <3 BTC & ETH > 1 &amp; more");
+        assert_eq!(l.posts[0].body, "a < b && c > d");
+        assert!(
+            listing_url("https://oauth.reddit.com", "Bitcoin", "", Some("t3_b"))
+                .contains("raw_json=1"),
+            "escaped text is never requested"
+        );
         assert!(decode_listing(
             b"{\"kind\":\"Listing\",\"da",
             0,

@@ -1,8 +1,16 @@
 //! RSS 2.0 / Atom / RDF news feeds, parsed with `feed-rs` from the raw bytes (so the encoding the
-//! XML declares is honoured). Titles and summaries are stripped of HTML; the publication time is
-//! `published`, else `updated`, else the fetch time (dates that cannot be read, or lie more than
-//! ten minutes in the future, fall back too). The key is the guid / Atom id, else a SHA-256 of the
-//! link, else of feed and title. Every item is tagged with the coins it mentions.
+//! XML declares is honoured). Titles and summaries become plain text: feed-rs decodes the XML
+//! layer, then RSS titles and descriptions and Atom `html`/`xhtml` texts are read as HTML
+//! ([`strip_html`]: an HTML5 parser, every named and numeric entity), while Atom `text` constructs
+//! are kept as written (only whitespace collapsed), so `&amp;lt;` in them stays `&lt;`. So an RSS
+//! title holding `&amp;#8217;` (as many feeds double-escape) reads `’`, and `&amp;amp;eacute;`
+//! reads `&eacute;`: each layer is decoded once. (feed-rs hands `xhtml` content over with its
+//! text already XML-decoded, so there, and only there, a literal `&amp;lt;` reads `<`.)
+//!
+//! The publication time is `published`, else `updated`, else the fetch time (dates that cannot be
+//! read, or lie more than ten minutes in the future, fall back too). The key is the guid / Atom
+//! id, else a SHA-256 of the link, else of feed and title. Every item is tagged with the coins it
+//! mentions.
 //!
 //! Each feed has its own fetcher (conditional GET, breaker), so one dead feed slows nobody else.
 
@@ -13,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::driver::{PollOutput, Poller};
 use super::fetch::{ApiPolicy, FetchError, FetchStats, Fetcher};
-use super::text::{strip_html, CoinTagger};
+use super::text::{collapse_whitespace, strip_html, CoinTagger};
 use super::BreakerState;
 
 /// The default feeds: widely read crypto news sites.
@@ -114,21 +122,41 @@ pub fn parse_feed(
     let feed = parser
         .parse(body)
         .map_err(|e| format!("feed {feed_url}: cannot parse: {e}"))?;
+    // RSS titles and descriptions are HTML (feeds escape markup and entities in both, e.g.
+    // `&amp;#8217;`); Atom and JSON Feed say per text whether it is HTML.
+    let rss = matches!(
+        feed.feed_type,
+        feed_rs::model::FeedType::RSS0
+            | feed_rs::model::FeedType::RSS1
+            | feed_rs::model::FeedType::RSS2
+    );
+    let clean = |content: &str, mime: &str| {
+        if rss || mime != "text/plain" {
+            strip_html(content)
+        } else {
+            collapse_whitespace(content)
+        }
+    };
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for (i, entry) in feed.entries.into_iter().enumerate() {
         let title = entry
             .title
             .as_ref()
-            .map(|t| strip_html(&t.content))
+            .map(|t| clean(&t.content, t.content_type.as_str()))
             .unwrap_or_default();
-        let summary_raw = entry
+        let summary = entry
             .summary
             .as_ref()
-            .map(|t| t.content.clone())
-            .or_else(|| entry.content.as_ref().and_then(|c| c.body.clone()))
+            .map(|t| clean(&t.content, t.content_type.as_str()))
+            .or_else(|| {
+                entry
+                    .content
+                    .as_ref()
+                    .and_then(|c| c.body.as_deref().map(|b| clean(b, c.content_type.as_str())))
+            })
             .unwrap_or_default();
-        let summary: String = strip_html(&summary_raw).chars().take(SUMMARY_MAX).collect();
+        let summary: String = summary.chars().take(SUMMARY_MAX).collect();
         let link = entry
             .links
             .iter()
@@ -257,5 +285,53 @@ mod tests {
             &CoinTagger::default_table()
         )
         .is_err());
+    }
+
+    /// Titles and summaries of entity-rich feeds (RSS 2.0 with CDATA HTML and double-escaped
+    /// titles, `content:encoded`; Atom `html`, `text` and `xhtml` constructs; Spanish text).
+    /// Expected: `python3 tests/reference/html_text.py feed FILE` (xml.etree for the XML layer,
+    /// html.parser / html.unescape for the HTML layer).
+    #[test]
+    fn entity_rich_feeds_match_an_independent_parser() {
+        let tagger = CoinTagger::default_table();
+        let texts = |body: &[u8]| -> Vec<(String, String)> {
+            let (items, bad) = parse_feed("f", body, 1_795_330_000_000, &tagger).expect("feed");
+            assert!(bad.is_empty(), "{bad:?}");
+            items.into_iter().map(|i| (i.title, i.summary)).collect()
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            texts(include_bytes!("../../../tests/fixtures/news/rss_entities.xml")),
+            vec![
+                pair(
+                    "La Comisi\u{f3}n Nacional del Mercado de Valores avisa: \u{a1}cuidado con los \u{2018}chiringuitos\u{2019}!",
+                    "La Comisi\u{f3}n Nacional del Mercado de Valores (CNMV) advierte: el bitcoin cay\u{f3} a 1.234,56 \u{20ac} en Espa\u{f1}a\u{2026} \u{a9} 2026 Diario\u{2122} M\u{e1}s informaci\u{f3}n \u{bb}"
+                ),
+                pair(
+                    "Bitcoin\u{2019}s rally \u{2014} \"to the moon\" \u{1f680}",
+                    "Ether & Solana <3 traders. Fees < 1% Caf\u{e9} &eacute; \u{20ac} 5 end"
+                ),
+                pair(
+                    "Dogecoin jumps 10% \u{2013} \u{2018}meme season\u{2019}",
+                    "Why Volume \u{d7}3 $DOGE > $0.50"
+                ),
+            ]
+        );
+        assert_eq!(
+            texts(include_bytes!(
+                "../../../tests/fixtures/news/atom_entities.xml"
+            )),
+            vec![
+                pair(
+                    "Bitcoin & Ether: \u{a1}Se\u{f1}ales! 1.234,56 \u{20ac}",
+                    "Caf\u{e9} \u{2026} \u{a9} Espa\u{f1}a \u{201c}Ok\u{201d}"
+                ),
+                pair(
+                    "Fees &lt; 1% at AT&amp;T <b> solana",
+                    "Solana\u{2019}s fees & Caf\u{e9} M\u{e1}s info \u{20ac}"
+                ),
+                pair("Plain & simple", "Caf&eacute; stays as written"),
+            ]
+        );
     }
 }

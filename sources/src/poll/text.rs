@@ -5,94 +5,98 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
-/// Plain text from an HTML snippet: CDATA unwrapped, tags, comments, scripts and styles removed,
-/// entities decoded (named ones in common use and numeric ones), whitespace collapsed.
+/// Elements whose content is not text for a reader: dropped with everything inside.
+const DROPPED: &[&str] = &[
+    "script", "style", "noscript", "template", "iframe", "object", "head", "title",
+];
+
+/// Elements that separate words: a space goes before and after them (`a<br>b` is `a b`; inline
+/// elements such as `<b>` join with their neighbours, `Bit<b>coin</b>` is `Bitcoin`).
+const BREAKING: &[&str] = &[
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "br",
+    "caption",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "figcaption",
+    "figure",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "img",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+];
+
+/// Plain text from an HTML fragment (a feed title or summary), read by an HTML5 parser
+/// (html5ever): tags and comments removed, `<script>`/`<style>` (and similar) dropped with their
+/// content, every HTML5 named and numeric character reference decoded (`&eacute;`, `&hellip;`,
+/// `&#8217;`, `&#x1F680;`; the legacy forms without `;` too, as browsers do), block elements and
+/// `<br>` turned into spaces, whitespace (also `&nbsp;`) collapsed to single spaces. A `<` that
+/// does not open a tag (`1 < 2`) is text. Stray CDATA markers are removed.
+///
+/// The input is decoded once: `&amp;eacute;` is the text `&eacute;`. (A feed whose XML holds
+/// `&amp;eacute;` reaches this function as `&eacute;`, after the XML layer, so it reads `é`.)
 pub fn strip_html(input: &str) -> String {
-    let mut s = input.replace("<![CDATA[", "").replace("]]>", "");
-    for tag in ["script", "style"] {
-        while let Some(start) = s.to_ascii_lowercase().find(&format!("<{tag}")) {
-            let lower = s.to_ascii_lowercase();
-            let end = lower[start..]
-                .find(&format!("</{tag}>"))
-                .map(|e| start + e + tag.len() + 3)
-                .unwrap_or(s.len());
-            s.replace_range(start..end, " ");
-        }
-    }
+    let s = input.replace("<![CDATA[", "").replace("]]>", "");
+    let doc = scraper::Html::parse_fragment(&s);
     let mut out = String::with_capacity(s.len());
-    let mut rest = s.as_str();
-    while let Some(i) = rest.find('<') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        let close = if after.starts_with("<!--") {
-            after.find("-->").map(|e| e + 3)
-        } else {
-            after.find('>').map(|e| e + 1)
-        };
-        match close {
-            Some(c) => {
-                out.push(' ');
-                rest = &after[c..];
-            }
-            None => {
-                // A lone '<' is text.
-                out.push('<');
-                rest = &after[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    let decoded = decode_entities(&out);
-    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+    push_text(doc.root_element(), &mut out);
+    collapse_whitespace(&out)
 }
 
-fn decode_entities(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        let end = after.find(';').filter(|&e| e <= 10);
-        let decoded = end.and_then(|e| {
-            let name = &after[1..e];
-            let c = if let Some(num) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
-                u32::from_str_radix(num, 16).ok().and_then(char::from_u32)
-            } else if let Some(num) = name.strip_prefix('#') {
-                num.parse::<u32>().ok().and_then(char::from_u32)
-            } else {
-                match name {
-                    "amp" => Some('&'),
-                    "lt" => Some('<'),
-                    "gt" => Some('>'),
-                    "quot" => Some('"'),
-                    "apos" => Some('\''),
-                    "nbsp" => Some(' '),
-                    "ndash" => Some('–'),
-                    "mdash" => Some('—'),
-                    "hellip" => Some('…'),
-                    "lsquo" => Some('‘'),
-                    "rsquo" => Some('’'),
-                    "ldquo" => Some('“'),
-                    "rdquo" => Some('”'),
-                    "euro" => Some('€'),
-                    _ => None,
+fn push_text(element: scraper::ElementRef<'_>, out: &mut String) {
+    for child in element.children() {
+        match child.value() {
+            scraper::Node::Text(t) => out.push_str(t),
+            scraper::Node::Element(e) => {
+                let name = e.name();
+                if DROPPED.contains(&name) {
+                    continue;
                 }
-            };
-            c.map(|c| (c, e + 1))
-        });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &after[len..];
+                let breaking = BREAKING.contains(&name);
+                if breaking {
+                    out.push(' ');
+                }
+                if let Some(inner) = scraper::ElementRef::wrap(child) {
+                    push_text(inner, out);
+                }
+                if breaking {
+                    out.push(' ');
+                }
             }
-            None => {
-                out.push('&');
-                rest = &after[1..];
-            }
+            _ => {}
         }
     }
-    out.push_str(rest);
-    out
+}
+
+/// Whitespace (Unicode, so also U+00A0) collapsed to single spaces, trimmed.
+pub fn collapse_whitespace(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Tags texts with the coins they mention.
@@ -211,7 +215,8 @@ pub fn parse_es_number(s: &str) -> Option<Decimal> {
     if cleaned.is_empty() || cleaned.chars().filter(|c| *c == '.').count() > 1 {
         return None;
     }
-    cleaned.parse().ok()
+    // Exact: a value with more digits than a `Decimal` holds is unreadable, not rounded.
+    super::number::parse_exact(&cleaned).ok()
 }
 
 /// A date in Spanish format: `21/11/2026`, `21-11-2026` or `21.11.2026` (also ISO `2026-11-21`).
@@ -230,19 +235,35 @@ mod tests {
 
     #[test]
     fn html_to_text() {
+        // Expected strings: Python's html.parser (convert_charrefs, script/style dropped, block
+        // tags as spaces) then ' '.join(text.split()): `python3 tests/reference/html_text.py
+        // fragment ...` (for the first, on the fragment without its CDATA markers).
         assert_eq!(
             strip_html("<![CDATA[<p>Bitcoin &amp; Ether <b>rally</b>&#8212;again&#x21;</p>]]>"),
-            "Bitcoin & Ether rally —again!"
+            "Bitcoin & Ether rally\u{2014}again!"
         );
         assert_eq!(
             strip_html("a<script>var x = '<p>';</script>b <!-- c --> d &nbsp; e &bogus; 1 < 2"),
-            "a b d e &bogus; 1 < 2"
+            "ab d e &bogus; 1 < 2"
+        );
+        assert_eq!(strip_html("Caf&eacute;"), "Caf\u{e9}");
+        assert_eq!(
+            strip_html("&copy; 2026 &trade; &hellip; &#8217; &#x1F680; &iexcl;Hola! a&nbsp;b"),
+            "\u{a9} 2026 \u{2122} \u{2026} \u{2019} \u{1f680} \u{a1}Hola! a b"
         );
         assert_eq!(
-            strip_html("Caf&eacute;"),
-            "Caf&eacute;",
-            "unknown entities stay"
+            strip_html("&amp;eacute; &amp;lt;b&amp;gt;"),
+            "&eacute; &lt;b&gt;"
         );
+        assert_eq!(
+            strip_html("&lt;b&gt;not a tag&lt;/b&gt;"),
+            "<b>not a tag</b>"
+        );
+        assert_eq!(
+            strip_html("<p>one</p><p>two<br>three</p><style>p{}</style><div>four</div>"),
+            "one two three four"
+        );
+        assert_eq!(strip_html("Bit<b>coin</b>"), "Bitcoin");
     }
 
     #[test]
@@ -273,6 +294,12 @@ mod tests {
         assert_eq!(parse_es_number("1234"), Some(d("1234")));
         assert_eq!(parse_es_number("1,2,3"), None);
         assert_eq!(parse_es_number("n/d"), None);
+        // Exact, never rounded: 18 decimals kept, 29 decimals (beyond Decimal) unreadable.
+        assert_eq!(
+            parse_es_number("1.234.567,123456789012345678"),
+            Some(d("1234567.123456789012345678"))
+        );
+        assert_eq!(parse_es_number("0,12345678901234567890123456789"), None);
         assert_eq!(
             parse_es_date("21/11/2026"),
             chrono::NaiveDate::from_ymd_opt(2026, 11, 21)
