@@ -338,7 +338,8 @@ async fn exact_numbers_raw_bytes_and_decoded_news_text_in_every_store() {
         )
         .await
         .unwrap();
-    let scored = Vader::new().score(&format!("{}\n{}", NEWS_GOLDEN[1].1, NEWS_GOLDEN[1].2));
+    // The default model: VADER with the crypto overlay.
+    let scored = Vader::crypto().score(&format!("{}\n{}", NEWS_GOLDEN[1].1, NEWS_GOLDEN[1].2));
     assert_eq!(
         (r.get::<_, f64>(0), r.get::<_, f64>(1)),
         (scored.compound, scored.pos)
