@@ -84,6 +84,8 @@ pub struct KafkaSourceSection {
     pub batch_max: usize,
     /// A partition silent this long stops holding the watermark back, ms.
     pub partition_idle_ms: u64,
+    /// Brokers silent this long at start-up fail the run, ms.
+    pub connect_timeout_ms: u64,
     /// Extra librdkafka consumer settings.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
@@ -493,6 +495,7 @@ impl Config {
                 .collect(),
             tick_ms: self.pipeline.tick_ms,
             partition_idle_ms: k.partition_idle_ms,
+            connect_timeout_ms: k.connect_timeout_ms,
         }
     }
 

@@ -65,6 +65,9 @@ pub struct KafkaSourceConfig {
     /// A partition silent for this long (of the consumer's reading time) stops holding the
     /// watermark back, ms.
     pub partition_idle_ms: u64,
+    /// Brokers that do not answer a metadata request within this long at start-up are an
+    /// error, ms.
+    pub connect_timeout_ms: u64,
 }
 
 /// What the runtime tells the source about its batches.
@@ -379,6 +382,60 @@ pub enum KafkaSourceError {
     /// The client could not be created or could not subscribe.
     #[error("Kafka source: {0}")]
     Client(String),
+    /// No broker answered at start-up.
+    #[error(
+        "Kafka source: no broker of {brokers:?} answered within {secs} s ({error}); check \
+         kafka.brokers / --brokers, that the brokers run and that this host reaches them \
+         (kafka.connect_timeout_ms sets the wait)"
+    )]
+    Unreachable {
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// How long it waited.
+        secs: u64,
+        /// librdkafka's error.
+        error: String,
+    },
+}
+
+/// Waits until a broker answers a metadata request (`Ok`), `timeout` passes (`Err`) or shutdown
+/// is asked for (`Ok`: the caller's loop then ends at once).
+async fn await_brokers(
+    cc: &ClientConfig,
+    brokers: &str,
+    timeout: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), KafkaSourceError> {
+    let probe: rdkafka::consumer::BaseConsumer = cc
+        .create()
+        .map_err(|e| KafkaSourceError::Client(format!("cannot create the consumer: {e}")))?;
+    let fetch = tokio::task::spawn_blocking(move || {
+        probe
+            .fetch_metadata(None, timeout)
+            .map(|m| m.brokers().len())
+            .map_err(|e| e.to_string())
+    });
+    tokio::select! {
+        r = fetch => match r {
+            Ok(Ok(n)) => {
+                tracing::info!(source = SOURCE, brokers = n, "Kafka brokers answered.");
+                Ok(())
+            }
+            Ok(Err(error)) => Err(KafkaSourceError::Unreachable {
+                brokers: brokers.to_string(),
+                secs: timeout.as_secs(),
+                error,
+            }),
+            Err(e) => Err(KafkaSourceError::Client(format!("broker check failed: {e}"))),
+        },
+        _ = async { while !*shutdown.borrow() { if shutdown.changed().await.is_err() { break; } } } => Ok(()),
+    }
+}
+
+/// The wait after the `n`-th consecutive consumer error: 100 ms doubling up to 10 s.
+fn error_backoff(n: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1u64 << n.saturating_sub(1).min(7)))
+        .min(Duration::from_secs(10))
 }
 
 /// Per-stream sequencing state.
@@ -486,6 +543,15 @@ pub async fn kafka_source(
     for (k, v) in &cfg.consumer {
         cc.set(k, v);
     }
+    // Unreachable or misconfigured brokers are an error within the connect timeout, not a
+    // silent wait forever (librdkafka itself retries without end).
+    await_brokers(
+        &cc,
+        &cfg.brokers,
+        Duration::from_millis(cfg.connect_timeout_ms.max(1)),
+        &mut shutdown,
+    )
+    .await?;
     let consumer: StreamConsumer<GroupContext> = cc
         .create_with_context(GroupContext {
             revoked: revoked.clone(),
@@ -524,6 +590,7 @@ pub async fn kafka_source(
     let mut clock = PartitionClock::default();
     let idle_after = Duration::from_millis(cfg.partition_idle_ms.max(1));
     let mut cap_before: Option<i64> = None;
+    let mut consumer_errors = 0u32;
     loop {
         let linger = if messages > 0 {
             Duration::from_millis(2)
@@ -575,6 +642,10 @@ pub async fn kafka_source(
                 let idle = !matches!(msg, Ok(Ok(_)));
                 match msg {
                     Ok(Ok(m)) => {
+                        if consumer_errors > 0 {
+                            tracing::info!(source = SOURCE, errors = consumer_errors, "Kafka consumer recovered.");
+                            consumer_errors = 0;
+                        }
                         messages += 1;
                         let ts_received = crate::now_ms();
                         let part = (m.topic().to_string(), m.partition());
@@ -632,8 +703,16 @@ pub async fn kafka_source(
                         pending.add(part, offset, candle_release);
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(source = SOURCE, error = %e, "Kafka consumer error (retrying).");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        // A lost broker, a failed fetch: librdkafka reconnects by itself; back off
+                        // so an outage is neither a busy loop nor a flood of log lines.
+                        consumer_errors += 1;
+                        let delay = error_backoff(consumer_errors);
+                        stats.ledger.update(SOURCE, "", |c| c.reconnects += 1);
+                        SourceStats::inc(&stats.reconnects);
+                        if consumer_errors.is_power_of_two() {
+                            tracing::warn!(source = SOURCE, error = %e, attempt = consumer_errors, ?delay, "Kafka consumer error; retrying.");
+                        }
+                        tokio::time::sleep(delay).await;
                     }
                     Err(_) => {} // linger over: hand the batch on below
                 }
@@ -773,6 +852,17 @@ mod tests {
         assert_eq!(c.cap(long), 300);
         c.sync(&[]);
         assert_eq!(c.cap(long), i64::MIN, "nothing assigned: hold");
+    }
+
+    #[test]
+    fn error_backoff_doubles_to_ten_seconds() {
+        let waits: Vec<u64> = (1..=10)
+            .map(|n| error_backoff(n).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            waits,
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
+        );
     }
 
     #[test]
