@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sentiment_windows",
         include_str!("../../sql/mysql/0005_sentiment_windows.sql"),
     ),
+    (6, "venues", include_str!("../../sql/mysql/0006_venues.sql")),
 ];
 
 /// Rows per multi-row statement (keeps placeholders well under the 65,535 limit).

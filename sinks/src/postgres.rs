@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sentiment_windows",
         include_str!("../../sql/postgres/0007_sentiment_windows.sql"),
     ),
+    (
+        8,
+        "venues",
+        include_str!("../../sql/postgres/0008_venues.sql"),
+    ),
 ];
 
 const SINK: &str = "postgres";
