@@ -310,3 +310,59 @@ fn received_or_event_time(e: &Event) -> i64 {
         Event::Context(c) => c.0.event_time(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGG: &str = r#"{"e":"aggTrade","E":123456789,"a":5933014,"s":"BTCUSD_200626","p":"0.001","q":"100","f":100,"l":105,"T":123456785,"m":true}"#;
+
+    fn venues(text: &str, venue: Option<Venue>) -> Result<Vec<Venue>, ReplayError> {
+        let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.to_string()));
+        let opts = ReplayOptions {
+            venue,
+            ..ReplayOptions::default()
+        };
+        let mut out = Vec::new();
+        replay_reader(
+            reader,
+            Path::new("mem"),
+            &opts,
+            &SourceStats::default(),
+            |b| {
+                out.extend(b.iter().filter_map(|e| match e {
+                    Event::Trade(t) => Some(t.venue),
+                    _ => None,
+                }));
+                true
+            },
+            |_| {},
+        )?;
+        Ok(out)
+    }
+
+    #[test]
+    fn the_venue_comes_from_the_header_or_the_option() {
+        let headed = format!("{{\"capture\":{{\"venue\":\"binance-coinm\"}}}}\n{AGG}\n");
+        assert_eq!(venues(&headed, None).unwrap(), vec![Venue::BinanceCoinm]);
+        assert_eq!(
+            venues(&headed, Some(Venue::BinanceCoinm)).unwrap(),
+            vec![Venue::BinanceCoinm]
+        );
+        let err = venues(&headed, Some(Venue::BinanceUsdm)).unwrap_err();
+        assert!(err.to_string().contains("binance-coinm"), "{err}");
+        assert_eq!(
+            venues(&format!("{AGG}\n"), Some(Venue::BinanceUsdm)).unwrap(),
+            vec![Venue::BinanceUsdm]
+        );
+        assert_eq!(
+            venues(&format!("{AGG}\n"), None).unwrap(),
+            vec![Venue::Binance]
+        );
+        let bad = venues(
+            &format!("{{\"capture\":{{\"venue\":\"okx\"}}}}\n{AGG}\n"),
+            None,
+        );
+        assert!(matches!(bad, Err(ReplayError::Venue { .. })));
+    }
+}
