@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig, WhaleThresholds};
-use cryptoflow_operators::model::Interval;
+use cryptoflow_operators::model::{Interval, Venue};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -145,9 +145,13 @@ pub struct WhalesConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BinanceConfig {
-    /// WebSocket base URL.
+    /// The market: `binance` (spot), `binance-usdm` (USDⓈ-M futures) or `binance-coinm` (COIN-M
+    /// futures); "" infers it from the base URLs' host (spot when no host is a known Binance one).
+    #[serde(default)]
+    pub venue: String,
+    /// WebSocket base URL ("" = the venue's public endpoint).
     pub ws_base_url: String,
-    /// REST base URL.
+    /// REST base URL ("" = the venue's public endpoint).
     pub rest_base_url: String,
     /// Symbols.
     pub symbols: Vec<String>,
@@ -403,6 +407,7 @@ impl Config {
             cryptoflow_operators::model::Symbol::new(s)
                 .with_context(|| format!("binance.symbols: {s:?}"))?;
         }
+        self.binance_venue()?;
         if self.kafka.topics.is_empty() || self.kafka.group_id.is_empty() {
             bail!("kafka.topics and kafka.group_id must not be empty");
         }
@@ -518,6 +523,57 @@ impl Config {
         }
     }
 
+    /// The venue of `[binance]`: `binance.venue` when set, else the venue of the base URLs' host
+    /// ([`Venue::from_url`]), else spot. An explicit venue that contradicts a known Binance host,
+    /// or two base URLs of different venues, is an error (a local or proxy host is never one).
+    pub fn binance_venue(&self) -> Result<Venue> {
+        let b = &self.binance;
+        let explicit = match b.venue.trim() {
+            "" => None,
+            v => Some(
+                v.parse::<Venue>()
+                    .map_err(|e| anyhow::anyhow!("binance.venue: {e}"))?,
+            ),
+        };
+        let mut inferred: Option<(Venue, &str, &str)> = None;
+        for (key, url) in [
+            ("binance.ws_base_url", &b.ws_base_url),
+            ("binance.rest_base_url", &b.rest_base_url),
+        ] {
+            let Some(v) = Venue::from_url(url) else {
+                continue;
+            };
+            if let Some(e) = explicit.filter(|e| *e != v) {
+                bail!("binance.venue = {e:?} but {key} = {url:?} is a {v} endpoint");
+            }
+            match inferred {
+                Some((w, k0, u0)) if w != v => {
+                    bail!("{k0} = {u0:?} is a {w} endpoint but {key} = {url:?} is a {v} endpoint; set both for one venue")
+                }
+                _ => inferred = Some((v, key, url)),
+            }
+        }
+        Ok(explicit
+            .or(inferred.map(|(v, _, _)| v))
+            .unwrap_or(Venue::Binance))
+    }
+
+    /// The WebSocket base URL: `binance.ws_base_url`, or the venue's public endpoint when empty.
+    pub fn binance_ws_base_url(&self) -> Result<String> {
+        Ok(match self.binance.ws_base_url.trim() {
+            "" => default_ws_base_url(self.binance_venue()?).to_string(),
+            url => url.to_string(),
+        })
+    }
+
+    /// The REST base URL: `binance.rest_base_url`, or the venue's public endpoint when empty.
+    pub fn binance_rest_base_url(&self) -> Result<String> {
+        Ok(match self.binance.rest_base_url.trim() {
+            "" => default_rest_base_url(self.binance_venue()?).to_string(),
+            url => url.to_string(),
+        })
+    }
+
     /// Binance stream names for the configured symbols and kinds.
     pub fn stream_names(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -536,6 +592,25 @@ impl Config {
         let mut v = toml::Value::try_from(self)?;
         redact_value(&mut v, None);
         Ok(toml::to_string_pretty(&v)?)
+    }
+}
+
+/// The public WebSocket endpoint of a venue (USDⓈ-M routes `aggTrade`/`trade`/`kline` streams
+/// under `/market`).
+pub fn default_ws_base_url(venue: Venue) -> &'static str {
+    match venue {
+        Venue::Binance => "wss://stream.binance.com:9443",
+        Venue::BinanceUsdm => "wss://fstream.binance.com/market",
+        Venue::BinanceCoinm => "wss://dstream.binance.com",
+    }
+}
+
+/// The public REST endpoint of a venue.
+pub fn default_rest_base_url(venue: Venue) -> &'static str {
+    match venue {
+        Venue::Binance => "https://api.binance.com",
+        Venue::BinanceUsdm => "https://fapi.binance.com",
+        Venue::BinanceCoinm => "https://dapi.binance.com",
     }
 }
 
@@ -713,6 +788,69 @@ mod tests {
             .to_redacted_toml()
             .unwrap()
             .contains("postgres://u:***@h/db"));
+    }
+
+    #[test]
+    fn venue_is_explicit_or_inferred_and_never_contradicts_a_known_host() {
+        let load = |pairs: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (format!("CRYPTOFLOW__BINANCE__{k}"), v.to_string()))
+                .collect();
+            Config::load(None, env)
+        };
+        let c = load(&[]).unwrap();
+        assert_eq!(c.binance_venue().unwrap(), Venue::Binance);
+        assert_eq!(
+            c.binance_ws_base_url().unwrap(),
+            "wss://stream.binance.com:9443"
+        );
+        let c = load(&[("VENUE", "binance-usdm")]).unwrap();
+        assert_eq!(
+            (
+                c.binance_ws_base_url().unwrap(),
+                c.binance_rest_base_url().unwrap()
+            ),
+            (
+                "wss://fstream.binance.com/market".to_string(),
+                "https://fapi.binance.com".to_string()
+            )
+        );
+        let c = load(&[("REST_BASE_URL", "https://dapi.binance.com")]).unwrap();
+        assert_eq!(c.binance_venue().unwrap(), Venue::BinanceCoinm);
+        assert_eq!(
+            c.binance_ws_base_url().unwrap(),
+            "wss://dstream.binance.com"
+        );
+        // A local server is whatever venue is named (spot when none is).
+        let c = load(&[
+            ("VENUE", "binance-coinm"),
+            ("WS_BASE_URL", "ws://127.0.0.1:9"),
+        ])
+        .unwrap();
+        assert_eq!(c.binance_venue().unwrap(), Venue::BinanceCoinm);
+        let c = load(&[("WS_BASE_URL", "ws://127.0.0.1:9")]).unwrap();
+        assert_eq!(c.binance_venue().unwrap(), Venue::Binance);
+        // Contradictions are errors, at load time.
+        let err = load(&[
+            ("VENUE", "binance-usdm"),
+            ("WS_BASE_URL", "wss://stream.binance.com:9443"),
+        ])
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is a binance endpoint"),
+            "{err:#}"
+        );
+        let err = load(&[
+            ("WS_BASE_URL", "wss://fstream.binance.com"),
+            ("REST_BASE_URL", "https://dapi.binance.com"),
+        ])
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("binance-coinm endpoint"),
+            "{err:#}"
+        );
+        assert!(load(&[("VENUE", "okx")]).is_err());
     }
 
     #[test]

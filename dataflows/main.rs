@@ -129,6 +129,10 @@ enum Command {
         /// Kind of CSV dumps (default: from the column count).
         #[arg(long, value_enum)]
         csv_kind: Option<CsvKindArg>,
+        /// Venue of files without a capture header (binance, binance-usdm, binance-coinm;
+        /// default binance); a capture header naming another venue is an error.
+        #[arg(long)]
+        venue: Option<String>,
     },
     /// Record Binance WebSocket frames with their receive time, in the format `replay` reads, or
     /// publish them to a Kafka topic (one frame per message, keyed by symbol) for `consume`.
@@ -342,9 +346,10 @@ fn check_hosts(hosts: &[String], processes: usize, process: usize) -> Result<()>
     Ok(())
 }
 
-fn ws_config(cfg: &Config) -> WsConfig {
-    WsConfig {
-        base_url: cfg.binance.ws_base_url.clone(),
+fn ws_config(cfg: &Config) -> Result<WsConfig> {
+    Ok(WsConfig {
+        venue: cfg.binance_venue()?,
+        base_url: cfg.binance_ws_base_url()?,
         streams: cfg.stream_names(),
         max_streams_per_connection: cfg.binance.max_streams_per_connection,
         backoff_initial: Duration::from_millis(cfg.binance.reconnect_initial_ms),
@@ -353,7 +358,7 @@ fn ws_config(cfg: &Config) -> WsConfig {
         max_connection_age: Duration::from_secs(cfg.binance.max_connection_age_s),
         max_attempts_per_5min: cfg.binance.max_connection_attempts_per_5min,
         ..WsConfig::default()
-    }
+    })
 }
 
 fn summarize(report: &RunReport) {
@@ -423,14 +428,18 @@ fn real_main(cli: Cli) -> Result<()> {
             } else if cfg.binance.symbols.is_empty() || cfg.binance.streams.is_empty() {
                 bail!("binance.symbols and binance.streams must not be empty for `cryptoflow run` (or pass --pollers-only)");
             }
-            let rest = cfg.binance.refill.then(|| RestConfig {
-                base_url: cfg.binance.rest_base_url.clone(),
-                weight_budget_per_minute: cfg.binance.rest_weight_budget_per_minute,
-                api_key: std::env::var("CRYPTOFLOW_BINANCE_API_KEY").ok(),
-                ..RestConfig::default()
-            });
+            let rest = match cfg.binance.refill {
+                true => Some(RestConfig {
+                    venue: cfg.binance_venue()?,
+                    base_url: cfg.binance_rest_base_url()?,
+                    weight_budget_per_minute: cfg.binance.rest_weight_budget_per_minute,
+                    api_key: std::env::var("CRYPTOFLOW_BINANCE_API_KEY").ok(),
+                    ..RestConfig::default()
+                }),
+                false => None,
+            };
             let source = SourceSpec::Live {
-                ws: ws_config(&cfg),
+                ws: ws_config(&cfg)?,
                 rest,
                 stop_after: duration.map(Duration::from_secs_f64),
             };
@@ -444,6 +453,7 @@ fn real_main(cli: Cli) -> Result<()> {
             speed,
             symbol,
             csv_kind,
+            venue,
         } => {
             let (mut cfg, cluster) = apply_common(&common)?;
             if files.is_empty() && common.jsonl.is_none() && cfg.sinks.jsonl.is_empty() {
@@ -467,6 +477,11 @@ fn real_main(cli: Cli) -> Result<()> {
                     CsvKindArg::AggTrades => CsvKind::AggTrades,
                     CsvKindArg::Klines => CsvKind::Klines,
                 }),
+                venue: venue
+                    .as_deref()
+                    .map(str::parse::<cryptoflow_operators::model::Venue>)
+                    .transpose()
+                    .map_err(|e| anyhow!(e))?,
                 ..ReplayOptions::default()
             };
             if files.is_empty() {
@@ -524,7 +539,7 @@ fn real_main(cli: Cli) -> Result<()> {
             max_frames,
         } => {
             let cfg = load_config(config.as_deref())?;
-            let ws = ws_config(&cfg);
+            let ws = ws_config(&cfg)?;
             if ws.streams.is_empty() {
                 bail!("nothing to record: binance.symbols and binance.streams are empty");
             }
@@ -546,12 +561,14 @@ fn real_main(cli: Cli) -> Result<()> {
         } => {
             let out = out.context("--out or --kafka is required")?;
             let cfg = load_config(config.as_deref())?;
-            let ws = ws_config(&cfg);
+            let ws = ws_config(&cfg)?;
             if ws.streams.is_empty() {
                 bail!("nothing to record: binance.symbols and binance.streams are empty");
             }
             let mut rec = Recorder::create(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
+            rec.write_header(ws.venue)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()

@@ -95,6 +95,7 @@ pub fn trade_pipeline<'scope>(
     let whales = analysed.clone().flat_map(|e| {
         e.is_whale.then(|| {
             FeatureInput::Whale(
+                e.trade.venue,
                 e.trade.symbol,
                 e.trade.ts_exchange,
                 e.trade.trade_id,

@@ -5,10 +5,12 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use cryptoflow_operators::model::Venue;
 use cryptoflow_sources::binance::{decode_frame, Decoded};
 use cryptoflow_sources::ws::{run_connections, WsConfig, WsItem};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 /// Most deliveries awaited at once before the publisher waits for the oldest.
@@ -18,6 +20,7 @@ const MAX_PENDING: usize = 50_000;
 pub struct RawPublisher {
     producer: FutureProducer,
     topic: String,
+    venue: Option<Venue>,
     pending: VecDeque<DeliveryFuture>,
     /// Frames the broker confirmed.
     pub delivered: u64,
@@ -46,9 +49,17 @@ impl RawPublisher {
         Ok(RawPublisher {
             producer,
             topic: topic.to_string(),
+            venue: None,
             pending: VecDeque::new(),
             delivered: 0,
         })
+    }
+
+    /// Names `venue` in a `venue` header of every message (the consumer's venue of the frames;
+    /// without it they are spot).
+    pub fn with_venue(mut self, venue: Venue) -> Self {
+        self.venue = Some(venue);
+        self
     }
 
     /// Enqueues one frame (keyed by its symbol); waits for older deliveries when many are open.
@@ -61,6 +72,12 @@ impl RawPublisher {
             }
             if let Some(ts) = timestamp {
                 rec = rec.timestamp(ts);
+            }
+            if let Some(v) = self.venue {
+                rec = rec.headers(OwnedHeaders::new().insert(Header {
+                    key: "venue",
+                    value: Some(v.as_str()),
+                }));
             }
             match self.producer.send_result(rec) {
                 Ok(f) => {
@@ -169,7 +186,7 @@ pub fn publish_live(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let mut publisher = RawPublisher::new(brokers, topic)?;
+    let mut publisher = RawPublisher::new(brokers, topic)?.with_venue(ws.venue);
     rt.block_on(async move {
         let mut live = LiveFrames::start(ws, duration);
         let mut sent = 0u64;

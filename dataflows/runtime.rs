@@ -287,10 +287,10 @@ pub fn run(
         SourceSpec::Live { ws, .. } => {
             for s in &ws.streams {
                 if let Some((symbol, _)) = cryptoflow_sources::ws::parse_stream_name(s) {
-                    ledger.register("binance", symbol.as_str());
+                    ledger.register(ws.venue.as_str(), symbol.as_str());
                 }
             }
-            "binance"
+            ws.venue.as_str()
         }
         SourceSpec::Replay { .. } => "replay",
         SourceSpec::Kafka { .. } => "kafka",
@@ -446,7 +446,8 @@ pub fn run(
                             "aggTrade" => StreamKind::AggTrade,
                             _ => continue,
                         };
-                        if venue == "binance" {
+                        // Cursors are per venue: spot and futures BTCUSDT ids are unrelated.
+                        if venue == ws.venue.as_str() {
                             if let Ok(symbol) = symbol.parse::<Symbol>() {
                                 tracing::info!(%symbol, kind = kind.as_str(), last, "Resuming from the stored cursor.");
                                 resume.insert((symbol, kind), last);

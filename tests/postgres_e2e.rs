@@ -36,7 +36,10 @@ async fn snapshot(url: &str) -> (i64, Vec<String>, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_into_postgres_twice() {
     let url = fresh_database("e2e").await;
-    assert_eq!(migrate(&url).await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(
+        migrate(&url).await.unwrap(),
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
+    );
     assert!(
         migrate(&url).await.unwrap().is_empty(),
         "migrate is idempotent"

@@ -169,17 +169,20 @@ impl<'scope> TradeAnalytics<'scope> for StreamVec<'scope, u64, Watermarked<Trade
             Exchange::new(|t: &Watermarked<Trade>| t.0.symbol.shard_hash()),
             "TradeAnalytics",
             move |_cap, _info| {
-                let mut state: FxHashMap<Symbol, SymbolState> = FxHashMap::default();
+                let mut state: FxHashMap<(Venue, Symbol), SymbolState> = FxHashMap::default();
                 move |input, output| {
                     input.for_each_stamp(|cap, data| {
                         let mut session = output.session(&cap);
                         for batch in data {
                             for (trade, _) in batch.drain(..) {
-                                let st = state.entry(trade.symbol).or_insert_with(|| SymbolState {
-                                    sma: Sma::new(config.sma_window),
-                                    ema: Ema::new(config.ema_window),
-                                    threshold: config.whales.for_symbol(&trade.symbol),
-                                });
+                                let st =
+                                    state.entry((trade.venue, trade.symbol)).or_insert_with(|| {
+                                        SymbolState {
+                                            sma: Sma::new(config.sma_window),
+                                            ema: Ema::new(config.ema_window),
+                                            threshold: config.whales.for_symbol(&trade.symbol),
+                                        }
+                                    });
                                 st.sma.update(trade.price);
                                 let ema = st.ema.update(to_f64(trade.price));
                                 let is_whale = trade.notional() >= st.threshold;
@@ -241,7 +244,8 @@ impl Default for CandleConfig {
     }
 }
 
-type CandleKey = (Symbol, Interval, Millis);
+/// A candle window: venue, symbol, interval, open time (spot and futures `BTCUSDT` never merge).
+type CandleKey = (Venue, Symbol, Interval, Millis);
 
 /// Event-time candles.
 ///
@@ -288,7 +292,7 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Watermarked<Tra
                                         }));
                                         continue;
                                     }
-                                    let key = (trade.symbol, interval, open_time);
+                                    let key = (trade.venue, trade.symbol, interval, open_time);
                                     match open.get_mut(&key) {
                                         Some((_, acc, dirty)) => {
                                             acc.add(&trade);
@@ -323,7 +327,7 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Watermarked<Tra
                             if let Some((venue, acc, dirty)) = open.get_mut(&key) {
                                 *dirty = false;
                                 session.give(CandleOutput::Candle(
-                                    acc.to_candle(*venue, key.0, key.1, false),
+                                    acc.to_candle(*venue, key.1, key.2, false),
                                 ));
                             }
                         }
@@ -339,7 +343,7 @@ impl<'scope> EventTimeCandles<'scope> for StreamVec<'scope, u64, Watermarked<Tra
                         for key in keys {
                             if let Some((venue, acc, _)) = open.remove(&key) {
                                 session.give(CandleOutput::Candle(
-                                    acc.to_candle(venue, key.0, key.1, true),
+                                    acc.to_candle(venue, key.1, key.2, true),
                                 ));
                             }
                         }
@@ -363,8 +367,8 @@ pub enum ReconcileInput {
 impl ReconcileInput {
     fn key(&self) -> CandleKey {
         match self {
-            ReconcileInput::Candle(c) => (c.symbol, c.interval, c.open_time),
-            ReconcileInput::Kline(k) => (k.symbol, k.interval, k.open_time),
+            ReconcileInput::Candle(c) => (c.venue, c.symbol, c.interval, c.open_time),
+            ReconcileInput::Kline(k) => (k.venue, k.symbol, k.interval, k.open_time),
         }
     }
 }
@@ -414,7 +418,7 @@ impl<'scope> KlineReconciliation<'scope> for StreamVec<'scope, u64, ReconcileInp
     ) -> StreamVec<'scope, u64, KlineMismatch> {
         let tick = tick_ms.max(1);
         self.unary_frontier(
-            Exchange::new(|x: &ReconcileInput| x.key().0.shard_hash()),
+            Exchange::new(|x: &ReconcileInput| x.key().1.shard_hash()),
             "KlineReconciliation",
             move |_cap, _info| {
                 let mut pending: FxHashMap<CandleKey, ReconcileInput> = FxHashMap::default();
@@ -449,7 +453,7 @@ impl<'scope> KlineReconciliation<'scope> for StreamVec<'scope, u64, ReconcileInp
                     });
                     if let Some(&f) = frontier.frontier().iter().next() {
                         let watermark_ms = f as i64 * tick;
-                        pending.retain(|(_, interval, open), _| {
+                        pending.retain(|(_, _, interval, open), _| {
                             open + interval.millis() + horizon_ms > watermark_ms
                         });
                     }
@@ -513,7 +517,7 @@ impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
             Exchange::new(|c: &Candle| c.symbol.shard_hash()),
             "CandleIndicators",
             move |_cap, _info| {
-                let mut state: FxHashMap<(Symbol, Interval), (Millis, IndicatorSet)> =
+                let mut state: FxHashMap<(Venue, Symbol, Interval), (Millis, IndicatorSet)> =
                     FxHashMap::default();
                 move |input, output| {
                     input.for_each_stamp(|cap, data| {
@@ -521,11 +525,11 @@ impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
                         for batch in data {
                             candles.append(batch);
                         }
-                        candles.sort_by_key(|c| (c.symbol, c.interval, c.open_time));
+                        candles.sort_by_key(|c| (c.venue, c.symbol, c.interval, c.open_time));
                         let mut session = output.session(&cap);
                         for c in candles {
                             let (last, set) = state
-                                .entry((c.symbol, c.interval))
+                                .entry((c.venue, c.symbol, c.interval))
                                 .or_insert_with(|| (Millis::MIN, IndicatorSet::default()));
                             if c.open_time <= *last {
                                 continue;
@@ -553,8 +557,8 @@ impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
 pub enum FeatureInput {
     /// A final candle and its indicators.
     Candle(Box<(Candle, crate::math::indicators::IndicatorValues)>),
-    /// A whale trade: symbol, exchange time, trade id, quantity.
-    Whale(Symbol, Millis, u64, f64),
+    /// A whale trade: venue, symbol, exchange time, trade id, quantity.
+    Whale(Venue, Symbol, Millis, u64, f64),
 }
 
 /// Point-in-time ML feature vectors at final candles.
@@ -579,7 +583,7 @@ impl<'scope> MlFeatures<'scope> for StreamVec<'scope, u64, FeatureInput> {
             context,
             Exchange::new(|x: &FeatureInput| match x {
                 FeatureInput::Candle(c) => c.0.symbol.shard_hash(),
-                FeatureInput::Whale(s, ..) => s.shard_hash(),
+                FeatureInput::Whale(_, s, ..) => s.shard_hash(),
             }),
             Pipeline,
             "MlFeatures",
@@ -617,11 +621,14 @@ impl<'scope> MlFeatures<'scope> for StreamVec<'scope, u64, FeatureInput> {
                         let mut candles = Vec::new();
                         for item in items {
                             match item {
-                                FeatureInput::Whale(s, ts, id, q) => engine.add_whale(s, ts, id, q),
+                                FeatureInput::Whale(v, s, ts, id, q) => {
+                                    engine.add_whale(v, s, ts, id, q)
+                                }
                                 FeatureInput::Candle(c) => candles.push(c),
                             }
                         }
-                        candles.sort_by_key(|c| (c.0.symbol, c.0.interval, c.0.open_time));
+                        candles
+                            .sort_by_key(|c| (c.0.venue, c.0.symbol, c.0.interval, c.0.open_time));
                         let mut session = output.session(&cap);
                         for c in candles {
                             if let Some(row) = engine.on_candle(&c.0, &c.1) {

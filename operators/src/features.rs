@@ -722,7 +722,7 @@ type MacroCache = HashMap<(String, NaiveDate), [Option<f64>; 2]>;
 /// Point-in-time feature state of one worker.
 #[derive(Debug, Default)]
 pub struct FeatureEngine {
-    keys: HashMap<(Symbol, Interval), KeyState>,
+    keys: HashMap<(Venue, Symbol, Interval), KeyState>,
     /// (coin, kind) → event time → compounds.
     sentiment: HashMap<(String, String), BTreeMap<Millis, Vec<f64>>>,
     /// series → (realtime_start, date) → value.
@@ -732,7 +732,7 @@ pub struct FeatureEngine {
     /// ticker (upper case) → last_updated → snapshot.
     market: HashMap<String, BTreeMap<Millis, CoinMarket>>,
     /// symbol → (trade time, qty) of whale trades not yet used.
-    whales: HashMap<Symbol, BTreeMap<(Millis, u64), f64>>,
+    whales: HashMap<(Venue, Symbol), BTreeMap<(Millis, u64), f64>>,
     newest_close: Millis,
 }
 
@@ -786,10 +786,10 @@ impl FeatureEngine {
         }
     }
 
-    /// Adds a whale trade of `symbol` (exchange time, trade id, quantity).
-    pub fn add_whale(&mut self, symbol: Symbol, ts: Millis, trade_id: u64, qty: f64) {
+    /// Adds a whale trade of `symbol` on `venue` (exchange time, trade id, quantity).
+    pub fn add_whale(&mut self, venue: Venue, symbol: Symbol, ts: Millis, trade_id: u64, qty: f64) {
         self.whales
-            .entry(symbol)
+            .entry((venue, symbol))
             .or_default()
             .insert((ts, trade_id), qty);
     }
@@ -875,7 +875,7 @@ impl FeatureEngine {
     pub fn on_candle(&mut self, c: &Candle, ind: &IndicatorValues) -> Option<FeatureRow> {
         let st = self
             .keys
-            .entry((c.symbol, c.interval))
+            .entry((c.venue, c.symbol, c.interval))
             .or_insert_with(KeyState::new);
         if c.open_time <= st.last_open {
             return None;
@@ -990,7 +990,7 @@ impl FeatureEngine {
         );
         // Whale trades of this window; older ones are dropped.
         let (mut wc, mut wv) = (0usize, 0.0);
-        if let Some(w) = self.whales.get_mut(&c.symbol) {
+        if let Some(w) = self.whales.get_mut(&(c.venue, c.symbol)) {
             for (_, q) in w.range((c.open_time, 0)..=(c.close_time, u64::MAX)) {
                 wc += 1;
                 wv += q;
@@ -1155,7 +1155,13 @@ mod tests {
         dirty.add_context(news(t0 + 3_600_000 * 5, 0.9));
         dirty.add_context(fed("2026-10-01", "2026-12-01", "9.99"));
         dirty.add_context(fed("2026-11-01", "2026-12-01", "5.00"));
-        dirty.add_whale(Symbol::new("BTCUSDT").expect("s"), last_close + 5, 99, 50.0);
+        dirty.add_whale(
+            Venue::Binance,
+            Symbol::new("BTCUSDT").expect("s"),
+            last_close + 5,
+            99,
+            50.0,
+        );
         let mut m = CoinMarket {
             coin_id: "bitcoin".into(),
             vs_currency: "usd".into(),

@@ -16,7 +16,7 @@ pub type Millis = i64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
     /// A symbol that is empty, too long or not ASCII alphanumeric.
-    #[error("invalid symbol {0:?}: expected 1 to {max} ASCII letters or digits", max = Symbol::MAX_LEN)]
+    #[error("invalid symbol {0:?}: expected 1 to {max} ASCII letters or digits, with at most one inner `_` (BTCUSD_PERP)", max = Symbol::MAX_LEN)]
     Symbol(String),
     /// An interval label that is not one of Binance's fixed-length intervals.
     #[error(
@@ -24,23 +24,85 @@ pub enum ModelError {
     )]
     Interval(String),
     /// A venue name cryptoflow does not know.
-    #[error("unknown venue {0:?}: expected \"binance\"")]
+    #[error("unknown venue {0:?}: expected binance, binance-usdm or binance-coinm")]
     Venue(String),
 }
 
-/// The trading venue an event comes from.
+/// The trading venue an event comes from: one market per venue, so the same symbol on two venues
+/// (spot and futures `BTCUSDT`) is two instruments with separate tapes, candles and state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Venue {
-    /// Binance spot.
+    /// Binance spot (`stream.binance.com`, `api.binance.com`).
+    #[serde(rename = "binance")]
     Binance,
+    /// Binance USDⓈ-M futures (`fstream.binance.com`, `fapi.binance.com`): quantities in the base
+    /// asset, prices in the margin asset (USDT, USDC), like spot.
+    #[serde(rename = "binance-usdm")]
+    BinanceUsdm,
+    /// Binance COIN-M futures (`dstream.binance.com`, `dapi.binance.com`), symbols like
+    /// `BTCUSD_PERP` or `BTCUSD_250627`: the quantity `q` is a number of contracts of a fixed USD
+    /// value ([`Venue::contract_size`]), the price is USD per coin.
+    #[serde(rename = "binance-coinm")]
+    BinanceCoinm,
 }
 
 impl Venue {
+    /// Every venue.
+    pub const ALL: [Venue; 3] = [Venue::Binance, Venue::BinanceUsdm, Venue::BinanceCoinm];
+
     /// The name used in tables, topics and keys.
     pub fn as_str(self) -> &'static str {
         match self {
             Venue::Binance => "binance",
+            Venue::BinanceUsdm => "binance-usdm",
+            Venue::BinanceCoinm => "binance-coinm",
+        }
+    }
+
+    /// The venue of a known Binance host (WebSocket or REST), if any: `stream.binance.com`,
+    /// `data-stream.binance.vision`, `api.binance.com` (and `api1..4`), `data-api.binance.vision`
+    /// are spot; `fstream.binance.com`, `fapi.binance.com` USDⓈ-M; `dstream.binance.com`,
+    /// `dapi.binance.com` COIN-M. Any other host (a local test server, a proxy) is unknown.
+    pub fn from_host(host: &str) -> Option<Venue> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        match host.as_str() {
+            "stream.binance.com"
+            | "data-stream.binance.vision"
+            | "api.binance.com"
+            | "api1.binance.com"
+            | "api2.binance.com"
+            | "api3.binance.com"
+            | "api4.binance.com"
+            | "api-gcp.binance.com"
+            | "data-api.binance.vision" => Some(Venue::Binance),
+            "fstream.binance.com" | "fapi.binance.com" => Some(Venue::BinanceUsdm),
+            "dstream.binance.com" | "dapi.binance.com" => Some(Venue::BinanceCoinm),
+            _ => None,
+        }
+    }
+
+    /// The venue of a base URL by its host (see [`Venue::from_host`]).
+    pub fn from_url(url: &str) -> Option<Venue> {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match host_port.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host_port,
+        };
+        Venue::from_host(host)
+    }
+
+    /// The USD value of one contract for COIN-M symbols (Binance: 100 USD for BTC contracts,
+    /// 10 USD for every other coin); `None` on venues whose quantity is in the base asset.
+    pub fn contract_size(self, symbol: &Symbol) -> Option<Decimal> {
+        match self {
+            Venue::BinanceCoinm => Some(if symbol.as_str().starts_with("BTCUSD_") {
+                Decimal::ONE_HUNDRED
+            } else {
+                Decimal::TEN
+            }),
+            Venue::Binance | Venue::BinanceUsdm => None,
         }
     }
 }
@@ -54,16 +116,19 @@ impl fmt::Display for Venue {
 impl FromStr for Venue {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "binance" => Ok(Venue::Binance),
-            _ => Err(ModelError::Venue(s.to_string())),
-        }
+        let lower = s.to_ascii_lowercase();
+        Venue::ALL
+            .into_iter()
+            .find(|v| v.as_str() == lower)
+            .ok_or_else(|| ModelError::Venue(s.chars().take(64).collect()))
     }
 }
 
 /// An instrument symbol such as `BTCUSDT`, stored inline (no heap allocation per event).
 ///
-/// Symbols are upper-case ASCII letters and digits, at most [`Symbol::MAX_LEN`] bytes.
+/// Symbols are upper-case ASCII letters and digits, at most [`Symbol::MAX_LEN`] bytes, with at
+/// most one `_` between two such runs: futures contracts are named `BTCUSD_PERP` (COIN-M
+/// perpetual) or `BTCUSD_250627` / `BTCUSDT_250627` (quarterly delivery).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Symbol {
     len: u8,
@@ -77,7 +142,14 @@ impl Symbol {
     /// Parses and upper-cases a symbol.
     pub fn new(s: &str) -> Result<Self, ModelError> {
         let b = s.as_bytes();
-        if b.is_empty() || b.len() > Self::MAX_LEN || !b.iter().all(|c| c.is_ascii_alphanumeric()) {
+        let underscores = b.iter().filter(|&&c| c == b'_').count();
+        if b.is_empty()
+            || b.len() > Self::MAX_LEN
+            || !b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+            || underscores > 1
+            || b.first() == Some(&b'_')
+            || b.last() == Some(&b'_')
+        {
             return Err(ModelError::Symbol(s.chars().take(64).collect()));
         }
         let mut bytes = [0u8; Self::MAX_LEN];
@@ -106,17 +178,24 @@ impl Symbol {
         h
     }
 
-    /// The quote asset, recognized by a known suffix (`USDT`, `BTC`, …), if any.
+    /// The quote asset, recognized by a known suffix (`USDT`, `BTC`, …), if any. A futures
+    /// contract is recognized by its pair before the `_` (`BTCUSDT_250627` → USDT); COIN-M pairs
+    /// end in `USD` (`BTCUSD_PERP` → USD).
     pub fn quote_asset(&self) -> Option<&'static str> {
         const QUOTES: [&str; 14] = [
             "FDUSD", "USDT", "USDC", "TUSD", "BUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "TRY",
             "BRL", "JPY", "GBP",
         ];
         let s = self.as_str();
+        let (pair, contract) = match s.split_once('_') {
+            Some((pair, _)) => (pair, true),
+            None => (s, false),
+        };
         QUOTES
             .iter()
             .copied()
-            .find(|q| s.len() > q.len() && s.ends_with(q))
+            .chain(contract.then_some("USD"))
+            .find(|q| pair.len() > q.len() && pair.ends_with(q))
     }
 }
 
@@ -224,7 +303,7 @@ pub struct Trade {
     pub trade_id: u64,
     /// Price in the quote asset.
     pub price: Decimal,
-    /// Quantity in the base asset.
+    /// Quantity in the base asset (COIN-M: number of contracts, as Binance reports it).
     pub qty: Decimal,
     /// Aggressor side.
     pub side: Side,
@@ -237,9 +316,14 @@ pub struct Trade {
 }
 
 impl Trade {
-    /// Price × quantity in the quote asset.
+    /// The traded value in the quote asset: price × quantity, except on COIN-M where the
+    /// quantity is a number of contracts and the value is contracts × contract size in USD
+    /// ([`Venue::contract_size`]); whale thresholds compare against this.
     pub fn notional(&self) -> Decimal {
-        self.price * self.qty
+        match self.venue.contract_size(&self.symbol) {
+            Some(size) => self.qty * size,
+            None => self.price * self.qty,
+        }
     }
 
     /// The stream kind this trade came from.
@@ -494,7 +578,8 @@ pub struct Gap {
 /// A snapshot of the data-quality counters of one source and symbol.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DataQuality {
-    /// Source name (`binance`, `replay`, …).
+    /// Source name: the venue for live market data (`binance`, `binance-usdm`, `binance-coinm`),
+    /// else `replay`, `kafka` or a poller.
     pub source: String,
     /// Symbol (empty for source-wide counters such as undecodable frames).
     pub symbol: String,
@@ -650,10 +735,78 @@ mod tests {
         assert_eq!(Symbol::new("ETHBTC").unwrap().quote_asset(), Some("BTC"));
         assert!(Symbol::new("").is_err());
         assert!(Symbol::new("BTC-USDT").is_err());
+        // Futures contract names (Binance COIN-M and delivery contracts).
+        let perp = Symbol::new("btcusd_perp").unwrap();
+        assert_eq!(perp.as_str(), "BTCUSD_PERP");
+        assert_eq!(perp.quote_asset(), Some("USD"));
+        assert_eq!(
+            Symbol::new("BTCUSDT_250627").unwrap().quote_asset(),
+            Some("USDT")
+        );
+        assert_eq!(
+            Symbol::new("ETHUSD_250627").unwrap().as_str(),
+            "ETHUSD_250627"
+        );
+        for bad in ["_BTCUSD", "BTCUSD_", "BTC_USD_PERP", "BTC__USD", "_"] {
+            assert!(Symbol::new(bad).is_err(), "{bad}");
+        }
+        // A spot symbol ending in USD is not taken for a USD quote.
+        assert_eq!(Symbol::new("XUSD").unwrap().quote_asset(), None);
         assert!(Symbol::new(&"A".repeat(24)).is_err());
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(json, "\"BTCUSDT\"");
         assert_eq!(serde_json::from_str::<Symbol>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn venues_names_hosts_and_notional() {
+        for v in Venue::ALL {
+            assert_eq!(v.as_str().parse::<Venue>().unwrap(), v);
+            assert_eq!(
+                serde_json::to_string(&v).unwrap(),
+                format!("\"{}\"", v.as_str())
+            );
+        }
+        assert!("binance-options".parse::<Venue>().is_err());
+        assert_eq!(
+            Venue::from_url("wss://stream.binance.com:9443"),
+            Some(Venue::Binance)
+        );
+        assert_eq!(
+            Venue::from_url("wss://fstream.binance.com/market"),
+            Some(Venue::BinanceUsdm)
+        );
+        assert_eq!(
+            Venue::from_url("https://fapi.binance.com/"),
+            Some(Venue::BinanceUsdm)
+        );
+        assert_eq!(
+            Venue::from_url("wss://dstream.binance.com"),
+            Some(Venue::BinanceCoinm)
+        );
+        assert_eq!(
+            Venue::from_url("https://dapi.binance.com"),
+            Some(Venue::BinanceCoinm)
+        );
+        assert_eq!(Venue::from_url("ws://127.0.0.1:9001"), None);
+        // COIN-M: 3 BTCUSD_PERP contracts are 300 USD whatever the price; 3 ETHUSD contracts 30 USD.
+        let mut t = Trade {
+            venue: Venue::BinanceCoinm,
+            symbol: Symbol::new("BTCUSD_PERP").unwrap(),
+            trade_id: 1,
+            price: Decimal::new(6_512_345, 2),
+            qty: Decimal::from(3),
+            side: Side::Buy,
+            ts_exchange: 0,
+            ts_received: 0,
+            agg: None,
+        };
+        assert_eq!(t.notional(), Decimal::from(300));
+        t.symbol = Symbol::new("ETHUSD_250627").unwrap();
+        assert_eq!(t.notional(), Decimal::from(30));
+        t.venue = Venue::BinanceUsdm;
+        t.symbol = Symbol::new("BTCUSDT").unwrap();
+        assert_eq!(t.notional(), Decimal::new(19_537_035, 2));
     }
 
     #[test]

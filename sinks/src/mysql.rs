@@ -57,6 +57,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "polled_exact",
         include_str!("../../sql/mysql/0007_polled_exact.sql"),
     ),
+    (8, "venues", include_str!("../../sql/mysql/0008_venues.sql")),
 ];
 
 /// Rows per multi-row statement (keeps placeholders well under the 65,535 limit).

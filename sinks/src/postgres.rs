@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "polled_exact",
         include_str!("../../sql/postgres/0008_polled_exact.sql"),
     ),
+    (
+        9,
+        "venues",
+        include_str!("../../sql/postgres/0009_venues.sql"),
+    ),
 ];
 
 const SINK: &str = "postgres";

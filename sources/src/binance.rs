@@ -81,6 +81,18 @@ pub enum Control {
     },
     /// A known payload kind cryptoflow does not turn into events (bookTicker, depth).
     Ignored(&'static str),
+    /// A futures `trade` that did not fill in the order book (`"X"` other than `MARKET`:
+    /// `INSURANCE_FUND`, `ADL`, `NA`). It is not part of the tape (Binance leaves such trades out
+    /// of `aggTrade` and of the REST trade lists too), but its id is taken, so the live source
+    /// counts it as seen instead of opening a hole for it.
+    OffBookTrade {
+        /// Symbol.
+        symbol: Symbol,
+        /// Trade id (`t`).
+        trade_id: u64,
+        /// The `X` value.
+        kind: String,
+    },
 }
 
 /// What one frame decodes to.
@@ -199,6 +211,9 @@ struct Wire<'a> {
     l: Option<u64>,
     T: Option<i64>,
     m: Option<bool>,
+    // Futures `trade`: MARKET, INSURANCE_FUND, ADL or NA.
+    #[serde(borrow)]
+    X: Option<Cow<'a, str>>,
     #[serde(borrow)]
     k: Option<WireKline<'a>>,
     // bookTicker has `u` and `b` but no `e`.
@@ -298,6 +313,13 @@ fn decode_wire(wire: Wire<'_>, ts_received: Millis) -> Result<Decoded, DecodeErr
     match e {
         "trade" => {
             let symbol = Symbol::new(req("s", wire.s.as_deref())?)?;
+            if let Some(x) = wire.X.as_deref().filter(|x| *x != "MARKET") {
+                return Ok(Decoded::Control(Control::OffBookTrade {
+                    symbol,
+                    trade_id: req("t", wire.t)?,
+                    kind: x.chars().take(32).collect(),
+                }));
+            }
             let trade = Trade {
                 venue: Venue::Binance,
                 symbol,
@@ -384,6 +406,7 @@ mod fast {
         tt: Option<&'a str>,
         ee: Option<&'a str>,
         m: Option<&'a str>,
+        x: Option<&'a str>,
     }
 
     /// Scans a flat object starting at `b[i] == '{'`; returns the fields and the index after `}`.
@@ -457,7 +480,10 @@ mod fast {
                 "T" if !is_str => &mut out.tt,
                 "E" if !is_str => &mut out.ee,
                 "m" if !is_str => &mut out.m,
-                "e" | "s" | "p" | "q" | "t" | "a" | "f" | "l" | "T" | "E" | "m" => return None,
+                "X" if is_str => &mut out.x,
+                "e" | "s" | "p" | "q" | "t" | "a" | "f" | "l" | "T" | "E" | "m" | "X" => {
+                    return None
+                }
                 // Keys the serde path treats specially: let it decide.
                 "stream" | "data" | "id" | "result" | "ts_received" | "frame" | "raw" | "k"
                 | "u" => return None,
@@ -584,6 +610,10 @@ mod fast {
             "aggTrade" => true,
             _ => return None,
         };
+        if f.x.is_some_and(|x| x != "MARKET") {
+            // A futures trade outside the order book: the serde path decides.
+            return None;
+        }
         let t = uint(f.t)?;
         let a = uint(f.a)?;
         let fi = uint(f.f)?;
@@ -949,6 +979,51 @@ mod tests {
         }
     }
 
+    /// USDⓈ-M `<symbol>@aggTrade` as documented (no `M` field).
+    const FUT_AGG: &str = r#"{"e":"aggTrade","E":123456789,"s":"BTCUSDT","a":5933014,"p":"0.001","q":"100","f":100,"l":105,"T":123456785,"m":true}"#;
+    /// COIN-M `<symbol>@aggTrade` as documented (contract symbol, `q` in contracts).
+    const COINM_AGG: &str = r#"{"e":"aggTrade","E":123456789,"a":5933014,"s":"BTCUSD_200626","p":"0.001","q":"100","f":100,"l":105,"T":123456785,"m":true}"#;
+    /// Futures `<symbol>@trade`: the `X` field says whether the fill was in the order book.
+    const FUT_TRADE: &str = r#"{"e":"trade","E":1700000000101,"T":1700000000100,"s":"BTCUSDT","t":4123456789,"p":"37000.10","q":"0.005","X":"MARKET","m":false}"#;
+
+    #[test]
+    fn futures_payloads() {
+        let t = trade(FUT_AGG);
+        assert_eq!(
+            (t.symbol.as_str(), t.trade_id, t.side, t.ts_exchange),
+            ("BTCUSDT", 5933014, Side::Sell, 123456785)
+        );
+        assert_eq!(
+            t.agg,
+            Some(AggIds {
+                first_trade_id: 100,
+                last_trade_id: 105
+            })
+        );
+        let t = trade(COINM_AGG);
+        assert_eq!((t.symbol.as_str(), t.qty), ("BTCUSD_200626", d("100")));
+        let t = trade(FUT_TRADE);
+        assert_eq!(
+            (t.trade_id, t.price, t.qty, t.side),
+            (4123456789, d("37000.10"), d("0.005"), Side::Buy)
+        );
+        for kind in ["INSURANCE_FUND", "ADL", "NA"] {
+            let frame = FUT_TRADE.replace("MARKET", kind);
+            let wrapped = format!(r#"{{"stream":"btcusdt@trade","data":{frame}}}"#);
+            for text in [frame.as_str(), wrapped.as_str()] {
+                assert_eq!(
+                    decode_frame(text, 7).unwrap(),
+                    Decoded::Control(Control::OffBookTrade {
+                        symbol: Symbol::new("BTCUSDT").unwrap(),
+                        trade_id: 4123456789,
+                        kind: kind.to_string(),
+                    }),
+                    "{text}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn fast_path_agrees_with_serde() {
         let fixture = include_str!("../../tests/fixtures/binance/trades.jsonl");
@@ -957,7 +1032,8 @@ mod tests {
             r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.5","q":"2","T":3,"m":true,"M":true}"#;
         cases.extend(
             [
-                TRADE, AGG, KLINE, trade,
+                TRADE, AGG, KLINE, trade, FUT_AGG, COINM_AGG, FUT_TRADE,
+                &FUT_TRADE.replace("MARKET", "ADL"),
                 r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.5","q":"2","T":3,"m":true,"M":true,"X":1.}"#,
                 r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.5","q":"2","T":3,"m":true,"X":NaN}"#,
                 r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"t":2,"p":"1.5","q":"2","T":3,"m":true}"#,

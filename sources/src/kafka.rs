@@ -447,24 +447,47 @@ struct StreamState {
 
 /// Decoded content of one message.
 struct Decoder {
-    streams: HashMap<(Symbol, StreamKind), StreamState>,
+    streams: HashMap<(Venue, Symbol, StreamKind), StreamState>,
+}
+
+/// The venue a raw-frame message names in its `venue` header (`cryptoflow record --kafka` sets
+/// it); messages without one are spot.
+fn message_venue<M: Message>(m: &M) -> Result<Venue, String> {
+    use rdkafka::message::Headers;
+    let Some(h) = m.headers() else {
+        return Ok(Venue::Binance);
+    };
+    match h.iter().find(|h| h.key == "venue") {
+        None => Ok(Venue::Binance),
+        Some(h) => std::str::from_utf8(h.value.unwrap_or_default())
+            .map_err(|e| e.to_string())
+            .and_then(|v| v.parse::<Venue>().map_err(|e| e.to_string())),
+    }
 }
 
 impl Decoder {
     fn events(
         &mut self,
         text: &str,
+        venue: Venue,
         ts_received: i64,
         stats: &SourceStats,
         out: &mut EventBatch,
     ) -> Result<(), crate::binance::DecodeError> {
-        match decode_frame(text, ts_received)? {
+        let decoded = match decode_frame(text, ts_received)? {
+            Decoded::Event(mut e) => {
+                crate::ws::set_venue(&mut e, venue);
+                Decoded::Event(e)
+            }
+            other => other,
+        };
+        match decoded {
             Decoded::Event(Event::Trade(mut t)) => {
                 if t.ts_received == 0 {
                     t.ts_received = ts_received;
                 }
                 SourceStats::inc(&stats.events);
-                let st = self.streams.entry((t.symbol, t.kind())).or_default();
+                let st = self.streams.entry((venue, t.symbol, t.kind())).or_default();
                 let prev_seen = st.last_seen.replace(t.ts_received);
                 let verdict = st.seq.observe(t.trade_id);
                 stats.ledger.update(SOURCE, t.symbol.as_str(), |c| {
@@ -487,7 +510,7 @@ impl Decoder {
                         SourceStats::inc(&stats.gaps_detected);
                         SourceStats::add(&stats.ids_unrefillable, to - from + 1);
                         out.push(Event::Gap(Gap {
-                            venue: Venue::Binance,
+                            venue,
                             symbol: t.symbol,
                             kind: t.kind(),
                             since: prev_seen.unwrap_or(t.ts_received),
@@ -662,11 +685,11 @@ pub async fn kafka_source(
                         let bad = if payload.len() > cfg.max_message_bytes {
                             Some(("too_large", format!("message of {} bytes is above max_message_bytes = {}", payload.len(), cfg.max_message_bytes)))
                         } else {
-                            match std::str::from_utf8(payload) {
-                                Err(e) => Some(("utf8", format!("not UTF-8: {e}"))),
-                                Ok(text) => {
+                            match std::str::from_utf8(payload).map_err(|e| ("utf8", format!("not UTF-8: {e}"))).and_then(|text| message_venue(&m).map(|v| (text, v)).map_err(|e| ("venue", format!("venue header: {e}")))) {
+                                Err(bad) => Some(bad),
+                                Ok((text, venue)) => {
                                     let before = batch.len();
-                                    match decoder.events(text, ts_received, &stats, &mut batch) {
+                                    match decoder.events(text, venue, ts_received, &stats, &mut batch) {
                                         Ok(()) => {
                                             for e in &batch[before..] {
                                                 clock.saw(&part.0, part.1, e.ts_exchange());

@@ -2,12 +2,15 @@
 //!
 //! One line per frame: `{"ts_received":<ms>,"frame":<the frame exactly as received>}`; a frame
 //! that is not JSON is kept as `{"ts_received":<ms>,"raw":"<escaped text>"}`. A path ending in
-//! `.gz` is written gzip-compressed.
+//! `.gz` is written gzip-compressed. A capture of `cryptoflow record` starts with a header line
+//! `{"capture":{"venue":"<venue>"}}` ([`Recorder::write_header`]) so a replay knows which market
+//! the frames are from (futures and spot payloads look alike).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use cryptoflow_operators::model::Venue;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::de::IgnoredAny;
@@ -34,6 +37,11 @@ impl Recorder {
     /// Writes to any writer (tests, stdout).
     pub fn to_writer(out: Box<dyn Write + Send>) -> Self {
         Recorder { out, frames: 0 }
+    }
+
+    /// Writes the header line naming the venue; call it once, before the first frame.
+    pub fn write_header(&mut self, venue: Venue) -> std::io::Result<()> {
+        writeln!(self.out, "{{\"capture\":{{\"venue\":\"{venue}\"}}}}")
     }
 
     /// Appends one frame.
@@ -90,6 +98,7 @@ mod tests {
     fn replay_reads_back_what_record_wrote() {
         let buf = Shared::default();
         let mut rec = Recorder::to_writer(Box::new(buf.clone()));
+        rec.write_header(Venue::BinanceUsdm).unwrap();
         let t1 = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":5,"s":"BTCUSDT","t":1,"p":"10.5","q":"1","T":4,"m":true,"M":true}}"#;
         let t2 =
             r#"{"e":"trade","E":9,"s":"ETHUSDT","t":7,"p":"2","q":"3","T":8,"m":false,"M":true}"#;
@@ -120,15 +129,22 @@ mod tests {
             |_| {},
         )
         .unwrap();
-        assert_eq!((summary.lines, summary.events, summary.errors), (4, 2, 1));
-        let got: Vec<(u64, i64, i64)> = events
+        assert!(text.starts_with("{\"capture\":{\"venue\":\"binance-usdm\"}}\n"));
+        assert_eq!((summary.lines, summary.events, summary.errors), (5, 2, 1));
+        let got: Vec<(Venue, u64, i64, i64)> = events
             .iter()
             .map(|e| match e {
-                Event::Trade(t) => (t.trade_id, t.ts_exchange, t.ts_received),
+                Event::Trade(t) => (t.venue, t.trade_id, t.ts_exchange, t.ts_received),
                 _ => panic!(),
             })
             .collect();
-        assert_eq!(got, vec![(1, 4, 1000), (7, 8, 1002)]);
+        assert_eq!(
+            got,
+            vec![
+                (Venue::BinanceUsdm, 1, 4, 1000),
+                (Venue::BinanceUsdm, 7, 8, 1002)
+            ]
+        );
         assert_eq!(SourceStats::get(&stats.control_frames), 1);
     }
 }

@@ -7,13 +7,17 @@
 //!
 //! A replayed event's `ts_received` is its recorded receive time when the capture has one, else
 //! the payload's own trade or event time, so replays are deterministic.
+//!
+//! The venue of a file's events is the one its capture header names (`{"capture":{"venue":…}}`,
+//! written by `cryptoflow record`), else [`ReplayOptions::venue`] (`--venue`), else spot; a
+//! header that contradicts `--venue` stops the replay with an error.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cryptoflow_operators::model::{Event, Symbol};
+use cryptoflow_operators::model::{Event, Symbol, Venue};
 use flate2::read::MultiGzDecoder;
 
 use crate::binance::{
@@ -44,6 +48,8 @@ pub struct ReplayOptions {
     pub symbol: Option<Symbol>,
     /// CSV kind (default: from the column count).
     pub csv_kind: Option<CsvKind>,
+    /// Venue of files without a capture header (default: spot).
+    pub venue: Option<Venue>,
     /// Clock origin for pacing (default: when the replay starts).
     pub start: Option<Instant>,
 }
@@ -55,6 +61,7 @@ impl Default for ReplayOptions {
             batch_size: 1024,
             symbol: None,
             csv_kind: None,
+            venue: None,
             start: None,
         }
     }
@@ -74,6 +81,14 @@ pub enum ReplayError {
     /// A CSV dump whose symbol is neither given nor in the file name.
     #[error("cannot tell the symbol of CSV file {0}: name it like BTCUSDT-trades-2024-01-01.csv or pass --symbol")]
     NoSymbol(PathBuf),
+    /// A capture header naming another venue than `--venue`, or no known one.
+    #[error("{path}: {detail}")]
+    Venue {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// What a replay read.
@@ -157,6 +172,7 @@ pub fn replay_reader(
     let start = opts.start.unwrap_or_else(Instant::now);
     let mut first_ts: Option<i64> = None;
     let paced = !matches!(opts.pace, Pace::Max);
+    let mut venue = opts.venue;
     loop {
         line.clear();
         let n = reader.read_line(&mut line).map_err(io)?;
@@ -168,6 +184,20 @@ pub fn replay_reader(
         SourceStats::inc(&stats.frames);
         let text = line.trim_end_matches(['\r', '\n']);
         if text.trim().is_empty() {
+            continue;
+        }
+        if summary.lines == 1 && text.starts_with("{\"capture\":") {
+            let named = capture_venue(text).map_err(|detail| ReplayError::Venue {
+                path: name.to_path_buf(),
+                detail,
+            })?;
+            if let Some(given) = opts.venue.filter(|v| *v != named) {
+                return Err(ReplayError::Venue {
+                    path: name.to_path_buf(),
+                    detail: format!("the capture is from {named}, not {given} (--venue)"),
+                });
+            }
+            venue = Some(named);
             continue;
         }
         let is_csv = *csv.get_or_insert_with(|| !text.trim_start().starts_with('{'));
@@ -184,6 +214,9 @@ pub fn replay_reader(
         };
         let event = match decoded {
             Ok(Decoded::Event(mut e)) => {
+                if let Some(v) = venue {
+                    crate::ws::set_venue(&mut e, v);
+                }
                 if let Event::Trade(t) = &mut e {
                     if t.ts_received == 0 {
                         t.ts_received = t.ts_exchange;
@@ -250,6 +283,24 @@ pub fn replay_reader(
     Ok(summary)
 }
 
+/// The venue a capture header line names.
+fn capture_venue(line: &str) -> Result<Venue, String> {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        capture: Capture,
+    }
+    #[derive(serde::Deserialize)]
+    struct Capture {
+        venue: String,
+    }
+    let h: Header =
+        serde_json::from_str(line).map_err(|e| format!("unreadable capture header: {e}"))?;
+    h.capture
+        .venue
+        .parse()
+        .map_err(|e| format!("capture header: {e}"))
+}
+
 fn received_or_event_time(e: &Event) -> i64 {
     match e {
         Event::Trade(t) => t.ts_received,
@@ -257,5 +308,61 @@ fn received_or_event_time(e: &Event) -> i64 {
         Event::Gap(g) => g.until,
         Event::Polled(p) => p.event_time(),
         Event::Context(c) => c.0.event_time(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGG: &str = r#"{"e":"aggTrade","E":123456789,"a":5933014,"s":"BTCUSD_200626","p":"0.001","q":"100","f":100,"l":105,"T":123456785,"m":true}"#;
+
+    fn venues(text: &str, venue: Option<Venue>) -> Result<Vec<Venue>, ReplayError> {
+        let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.to_string()));
+        let opts = ReplayOptions {
+            venue,
+            ..ReplayOptions::default()
+        };
+        let mut out = Vec::new();
+        replay_reader(
+            reader,
+            Path::new("mem"),
+            &opts,
+            &SourceStats::default(),
+            |b| {
+                out.extend(b.iter().filter_map(|e| match e {
+                    Event::Trade(t) => Some(t.venue),
+                    _ => None,
+                }));
+                true
+            },
+            |_| {},
+        )?;
+        Ok(out)
+    }
+
+    #[test]
+    fn the_venue_comes_from_the_header_or_the_option() {
+        let headed = format!("{{\"capture\":{{\"venue\":\"binance-coinm\"}}}}\n{AGG}\n");
+        assert_eq!(venues(&headed, None).unwrap(), vec![Venue::BinanceCoinm]);
+        assert_eq!(
+            venues(&headed, Some(Venue::BinanceCoinm)).unwrap(),
+            vec![Venue::BinanceCoinm]
+        );
+        let err = venues(&headed, Some(Venue::BinanceUsdm)).unwrap_err();
+        assert!(err.to_string().contains("binance-coinm"), "{err}");
+        assert_eq!(
+            venues(&format!("{AGG}\n"), Some(Venue::BinanceUsdm)).unwrap(),
+            vec![Venue::BinanceUsdm]
+        );
+        assert_eq!(
+            venues(&format!("{AGG}\n"), None).unwrap(),
+            vec![Venue::Binance]
+        );
+        let bad = venues(
+            &format!("{{\"capture\":{{\"venue\":\"okx\"}}}}\n{AGG}\n"),
+            None,
+        );
+        assert!(matches!(bad, Err(ReplayError::Venue { .. })));
     }
 }

@@ -1,5 +1,7 @@
 //! Binance REST client for gap refill: `GET /api/v3/aggTrades?fromId=` and
 //! `GET /api/v3/historicalTrades?fromId=`, paged by 1000, within a request-weight budget.
+//! Futures use the same pages at `/fapi/v1/…` (USDⓈ-M) and `/dapi/v1/…` (COIN-M), see
+//! [`endpoint`]; their `historicalTrades` needs only the API key header `X-MBX-APIKEY`.
 //!
 //! The budget is kept per minute: before a request of weight `w` the client checks that
 //! `used + w` stays within `weight_budget_per_minute` (`used` is the larger of its own count and
@@ -19,7 +21,9 @@ use crate::now_ms;
 /// REST settings.
 #[derive(Debug, Clone)]
 pub struct RestConfig {
-    /// Base URL, e.g. `https://api.binance.com`.
+    /// The venue: decides the paths and weights ([`endpoint`]) and the venue of the trades.
+    pub venue: Venue,
+    /// Base URL, e.g. `https://api.binance.com`, `https://fapi.binance.com`.
     pub base_url: String,
     /// Most request weight to spend per weight window (Binance allows 6000 per minute per IP).
     pub weight_budget_per_minute: u32,
@@ -36,6 +40,7 @@ pub struct RestConfig {
 impl Default for RestConfig {
     fn default() -> Self {
         RestConfig {
+            venue: Venue::Binance,
             base_url: "https://api.binance.com".into(),
             weight_budget_per_minute: 1200,
             weight_window: Duration::from_secs(60),
@@ -128,6 +133,21 @@ pub fn decode_page(
         .collect()
 }
 
+/// The path and request weight of a refill page of `kind` on `venue`: spot `aggTrades` 4 and
+/// `historicalTrades` 25 (`/api/v3`); USDⓈ-M (`/fapi/v1`) and COIN-M (`/dapi/v1`) 20 each (limit
+/// up to 1000). Futures answer only order-book trades here (no insurance-fund or ADL fills).
+pub fn endpoint(venue: Venue, kind: StreamKind) -> (&'static str, u32) {
+    let agg = kind == StreamKind::AggTrade;
+    match (venue, agg) {
+        (Venue::Binance, true) => ("/api/v3/aggTrades", 4),
+        (Venue::Binance, false) => ("/api/v3/historicalTrades", 25),
+        (Venue::BinanceUsdm, true) => ("/fapi/v1/aggTrades", 20),
+        (Venue::BinanceUsdm, false) => ("/fapi/v1/historicalTrades", 20),
+        (Venue::BinanceCoinm, true) => ("/dapi/v1/aggTrades", 20),
+        (Venue::BinanceCoinm, false) => ("/dapi/v1/historicalTrades", 20),
+    }
+}
+
 /// The REST client with its weight accounting.
 pub struct BinanceRest {
     client: reqwest::Client,
@@ -196,10 +216,7 @@ impl BinanceRest {
         from_id: u64,
         limit: u32,
     ) -> Result<Vec<Trade>, RestError> {
-        let (path, weight) = match kind {
-            StreamKind::AggTrade => ("/api/v3/aggTrades", 4),
-            _ => ("/api/v3/historicalTrades", 25),
-        };
+        let (path, weight) = endpoint(self.cfg.venue, kind);
         let url = format!(
             "{}{path}?symbol={symbol}&fromId={from_id}&limit={}",
             self.cfg.base_url.trim_end_matches('/'),
@@ -268,7 +285,11 @@ impl BinanceRest {
                     body: body.chars().take(200).collect(),
                 });
             }
-            return decode_page(&body, symbol, kind, now_ms());
+            let mut page = decode_page(&body, symbol, kind, now_ms())?;
+            for t in &mut page {
+                t.venue = self.cfg.venue;
+            }
+            return Ok(page);
         }
     }
 
@@ -329,6 +350,15 @@ mod tests {
             (28457, "4.00000100", None)
         );
         assert!(decode_page(r#"{"code":-1100,"msg":"x"}"#, s, StreamKind::Trade, 0).is_err());
+        // USDⓈ-M aggTrades and COIN-M historicalTrades items as documented (COIN-M has baseQty).
+        let fut = r#"[{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true}]"#;
+        assert_eq!(
+            decode_page(fut, s, StreamKind::AggTrade, 5).unwrap()[0].trade_id,
+            26129
+        );
+        let coinm = r#"[{"id":595103,"price":"9642.2","qty":"1","baseQty":"0.01037108","time":1499865549590,"isBuyerMaker":true}]"#;
+        let t = &decode_page(coinm, s, StreamKind::Trade, 5).unwrap()[0];
+        assert_eq!((t.trade_id, t.qty.to_string().as_str()), (595103, "1"));
         assert!(decode_page(
             r#"[{"id":1,"price":"-1","qty":"1","time":1,"isBuyerMaker":true}]"#,
             s,
@@ -336,5 +366,25 @@ mod tests {
             0
         )
         .is_err());
+    }
+
+    #[test]
+    fn futures_endpoints_and_weights() {
+        assert_eq!(
+            endpoint(Venue::BinanceUsdm, StreamKind::AggTrade),
+            ("/fapi/v1/aggTrades", 20)
+        );
+        assert_eq!(
+            endpoint(Venue::BinanceUsdm, StreamKind::Trade),
+            ("/fapi/v1/historicalTrades", 20)
+        );
+        assert_eq!(
+            endpoint(Venue::BinanceCoinm, StreamKind::AggTrade),
+            ("/dapi/v1/aggTrades", 20)
+        );
+        assert_eq!(
+            endpoint(Venue::Binance, StreamKind::Trade),
+            ("/api/v3/historicalTrades", 25)
+        );
     }
 }

@@ -26,8 +26,15 @@ use crate::stats::SourceStats;
 use crate::{now_ms, EventBatch};
 
 /// WebSocket settings.
+///
+/// The futures endpoints (`wss://fstream.binance.com/market` USDⓈ-M, `wss://dstream.binance.com`
+/// COIN-M) take the same combined-stream URL with up to 1024 streams per connection, and allow 10
+/// incoming messages per second per connection (spot: 5); cryptoflow subscribes through the URL and
+/// only ever sends pongs (one per server ping), so it stays far below either limit.
 #[derive(Debug, Clone)]
 pub struct WsConfig {
+    /// The venue of every event this source emits, and of its ledger and cursor keys.
+    pub venue: Venue,
     /// Base URL, e.g. `wss://stream.binance.com:9443` or `ws://127.0.0.1:PORT` in tests.
     pub base_url: String,
     /// Stream names, e.g. `btcusdt@trade`, `ethusdt@kline_1m`.
@@ -51,6 +58,7 @@ pub struct WsConfig {
 impl Default for WsConfig {
     fn default() -> Self {
         WsConfig {
+            venue: Venue::Binance,
             base_url: "wss://stream.binance.com:9443".into(),
             streams: Vec::new(),
             max_streams_per_connection: 1024,
@@ -570,6 +578,7 @@ pub async fn binance_live(
         }
     };
     let (rtx, mut rrx) = mpsc::channel::<Refilled>(64);
+    let venue = cfg.venue;
     let runner = tokio::spawn(run_connections(cfg, wtx, shutdown));
     let mut streams: HashMap<Key, StreamState> = resume
         .into_iter()
@@ -591,7 +600,7 @@ pub async fn binance_live(
         tokio::select! {
             item = wrx.recv(), if ws_open => match item {
                 None => ws_open = false,
-                Some(item) => on_ws_item(item, &mut conns, &mut streams, &stats, &mut out, &mut |key, hole_idx, hole: Hole| {
+                Some(item) => on_ws_item(venue, item, &mut conns, &mut streams, &stats, &mut out, &mut |key, hole_idx, hole: Hole| {
                     refills_pending += 1;
                     spawn_refill(rest.clone(), rtx.clone(), key, hole_idx, hole);
                 }),
@@ -599,7 +608,7 @@ pub async fn binance_live(
             done = rrx.recv(), if refills_pending > 0 => {
                 if let Some(done) = done {
                     refills_pending -= 1;
-                    on_refilled(done, &mut streams, &stats, &mut out);
+                    on_refilled(venue, done, &mut streams, &stats, &mut out);
                 }
             }
         }
@@ -629,6 +638,7 @@ fn spawn_refill(
 }
 
 fn on_ws_item(
+    venue: Venue,
     item: WsItem,
     conns: &mut HashMap<usize, ConnState>,
     streams: &mut HashMap<Key, StreamState>,
@@ -646,14 +656,64 @@ fn on_ws_item(
             if let Some(c) = conns.get_mut(&conn) {
                 c.last_frame = Some(ts_received);
             }
-            match decode_frame(&text, ts_received) {
+            let decoded = decode_frame(&text, ts_received).map(|d| match d {
+                Decoded::Event(mut e) => {
+                    set_venue(&mut e, venue);
+                    Decoded::Event(e)
+                }
+                other => other,
+            });
+            match decoded {
+                Ok(Decoded::Control(Control::OffBookTrade {
+                    symbol,
+                    trade_id,
+                    kind: x,
+                })) => {
+                    // Not on the tape, but its id is taken: advance the cursor over it (a hole
+                    // before it is refilled as usual; the hole never covers its own id).
+                    SourceStats::inc(&stats.control_frames);
+                    let key = (symbol, StreamKind::Trade);
+                    let st = streams.entry(key).or_default();
+                    let prev_seen = st.last_seen.replace(ts_received);
+                    let verdict = st.seq.observe(trade_id);
+                    stats.ledger.update(venue.as_str(), symbol.as_str(), |c| {
+                        c.frames += 1;
+                        c.last_received_ms = ts_received;
+                        if let Verdict::Gap { .. } = verdict {
+                            c.gaps_detected += 1;
+                        }
+                    });
+                    tracing::debug!(source = venue.as_str(), %symbol, id = trade_id, kind = %x, "Trade outside the order book (not on the tape).");
+                    if let Verdict::Gap { from, to } = verdict {
+                        SourceStats::inc(&stats.gaps_detected);
+                        let reason = if std::mem::take(&mut st.resumed) {
+                            GapReason::Restart
+                        } else {
+                            GapReason::IdHole
+                        };
+                        let hole = Hole {
+                            reason,
+                            from,
+                            to,
+                            since: prev_seen.unwrap_or(ts_received),
+                            until: ts_received,
+                            last_id: from - 1,
+                            error: None,
+                        };
+                        st.pending += 1;
+                        st.holes.push(hole.clone());
+                        start_refill(key, st.holes.len() - 1, hole);
+                    } else if verdict == Verdict::Next && st.pending == 0 {
+                        st.resumed = false;
+                    }
+                }
                 Ok(Decoded::Event(Event::Trade(t))) => {
                     SourceStats::inc(&stats.events);
                     let key = (t.symbol, t.kind());
                     let st = streams.entry(key).or_default();
                     let prev_seen = st.last_seen.replace(ts_received);
                     let verdict = st.seq.observe(t.trade_id);
-                    stats.ledger.update("binance", t.symbol.as_str(), |c| {
+                    stats.ledger.update(venue.as_str(), t.symbol.as_str(), |c| {
                         c.frames += 1;
                         c.last_received_ms = ts_received;
                         c.last_event_ms = c.last_event_ms.max(t.ts_exchange);
@@ -720,11 +780,11 @@ fn on_ws_item(
                     }
                 }
                 Err(err) => {
-                    stats.ledger.update("binance", "", |c| {
+                    stats.ledger.update(venue.as_str(), "", |c| {
                         c.frames += 1;
                         c.decode_errors += 1;
                     });
-                    stats.dead_letter("binance", err.kind(), &err, &text, ts_received)
+                    stats.dead_letter(venue.as_str(), err.kind(), &err, &text, ts_received)
                 }
             }
         }
@@ -749,12 +809,12 @@ fn on_ws_item(
             for (symbol, _) in &c.streams {
                 stats
                     .ledger
-                    .update("binance", symbol.as_str(), |c| c.reconnects += 1);
+                    .update(venue.as_str(), symbol.as_str(), |c| c.reconnects += 1);
             }
             let since = c.down_since.take().or(c.last_frame).unwrap_or(at);
             for &(symbol, kind) in &c.streams {
                 out.push(Event::Gap(Gap {
-                    venue: Venue::Binance,
+                    venue,
                     symbol,
                     kind,
                     since,
@@ -772,6 +832,7 @@ fn on_ws_item(
 }
 
 fn on_refilled(
+    venue: Venue,
     done: Refilled,
     streams: &mut HashMap<Key, StreamState>,
     stats: &SourceStats,
@@ -804,11 +865,13 @@ fn on_refilled(
         SourceStats::add(&stats.ids_refilled, got);
         stats
             .ledger
-            .update("binance", done.key.0.as_str(), |c| c.ids_refilled += got);
+            .update(venue.as_str(), done.key.0.as_str(), |c| {
+                c.ids_refilled += got
+            });
         let missing = missing_ranges(&refilled_ids, h.from, h.to);
         let gap = |from: u64, to: u64, refilled: bool, detail: String| {
             Event::Gap(Gap {
-                venue: Venue::Binance,
+                venue,
                 symbol: done.key.0,
                 kind: done.key.1,
                 since: h.since,
@@ -825,14 +888,18 @@ fn on_refilled(
             SourceStats::inc(&stats.gaps_refilled);
             stats
                 .ledger
-                .update("binance", done.key.0.as_str(), |c| c.gaps_refilled += 1);
+                .update(venue.as_str(), done.key.0.as_str(), |c| {
+                    c.gaps_refilled += 1
+                });
             out.push(gap(h.from, h.to, true, String::new()));
         } else {
             for (from, to) in missing {
                 SourceStats::add(&stats.ids_unrefillable, to - from + 1);
-                stats.ledger.update("binance", done.key.0.as_str(), |c| {
-                    c.ids_unrefillable += to - from + 1
-                });
+                stats
+                    .ledger
+                    .update(venue.as_str(), done.key.0.as_str(), |c| {
+                        c.ids_unrefillable += to - from + 1
+                    });
                 let detail = h
                     .error
                     .clone()
@@ -841,10 +908,22 @@ fn on_refilled(
             }
         }
     }
-    stats.ledger.update("binance", done.key.0.as_str(), |c| {
-        c.trades += all.len() as u64
-    });
+    stats
+        .ledger
+        .update(venue.as_str(), done.key.0.as_str(), |c| {
+            c.trades += all.len() as u64
+        });
     out.extend(all.into_iter().map(Event::Trade));
+}
+
+/// Puts `venue` on a decoded market event (the decoders know the payload, the source its venue).
+pub fn set_venue(e: &mut Event, venue: Venue) {
+    match e {
+        Event::Trade(t) => t.venue = venue,
+        Event::Kline(k) => k.venue = venue,
+        Event::Gap(g) => g.venue = venue,
+        Event::Polled(_) | Event::Context(_) => {}
+    }
 }
 
 /// The sub-ranges of `from..=to` not in `have`.
