@@ -30,10 +30,14 @@ use std::collections::VecDeque;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// TA-Lib's zero test (`TA_IS_ZERO`).
-fn is_zero(v: f64) -> bool {
-    -0.000_000_01 < v && v < 0.000_000_01
+/// TA-Lib's relative zero test (`TA_IS_ZERO_SCALED(v, scale)`: `|v| ≤ 1e-14·scale`), for a
+/// difference `v` of two values whose magnitudes add up to `scale`: scale-free, about 90 ulp.
+fn is_zero_scaled(v: f64, scale: f64) -> bool {
+    v.abs() <= TA_EPSILON * scale
 }
+
+/// TA-Lib's `TA_EPSILON`.
+const TA_EPSILON: f64 = 1e-14;
 
 /// One candle's values for the indicators that need more than the close.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,6 +135,7 @@ impl Wma {
 #[derive(Debug, Clone)]
 pub struct Rsi {
     n: usize,
+    inv_n: f64,
     prev: Option<f64>,
     changes: usize,
     gain: f64,
@@ -140,8 +145,10 @@ pub struct Rsi {
 impl Rsi {
     /// Period `n` (≥ 1).
     pub fn new(n: usize) -> Self {
+        let n = n.max(1);
         Rsi {
-            n: n.max(1),
+            n,
+            inv_n: 1.0 / n as f64,
             prev: None,
             changes: 0,
             gain: 0.0,
@@ -149,12 +156,14 @@ impl Rsi {
         }
     }
 
+    /// `100·gain/(gain + loss)`; 0 only when both averages are exactly 0 (TA-Lib 0.8 tests
+    /// `gain + loss > 0`, no epsilon: any price scale keeps its RSI).
     fn value(&self) -> f64 {
-        let t = self.gain + self.loss;
-        if is_zero(t) {
-            0.0
+        let t = self.loss + self.gain;
+        if t > 0.0 {
+            (self.gain / t) * 100.0
         } else {
-            100.0 * (self.gain / t)
+            0.0
         }
     }
 
@@ -162,30 +171,23 @@ impl Rsi {
     pub fn update(&mut self, x: f64) -> Option<f64> {
         let prev = self.prev.replace(x)?;
         let d = x - prev;
-        let n = self.n as f64;
+        // TA-Lib's split of the change: the gain is `d` when positive, the loss `gain − d`.
+        let up = if d > 0.0 { d } else { 0.0 };
+        let down = up - d;
         self.changes += 1;
         if self.changes <= self.n {
-            if d < 0.0 {
-                self.loss -= d;
-            } else {
-                self.gain += d;
-            }
+            self.gain += up;
+            self.loss += down;
             if self.changes < self.n {
                 return None;
             }
-            self.loss /= n;
-            self.gain /= n;
+            self.loss *= self.inv_n;
+            self.gain *= self.inv_n;
             return Some(self.value());
         }
-        self.loss *= n - 1.0;
-        self.gain *= n - 1.0;
-        if d < 0.0 {
-            self.loss -= d;
-        } else {
-            self.gain += d;
-        }
-        self.loss /= n;
-        self.gain /= n;
+        let m = (self.n - 1) as f64;
+        self.gain = (self.gain * m + up) * self.inv_n;
+        self.loss = (down + self.loss * m) * self.inv_n;
         Some(self.value())
     }
 }
@@ -276,14 +278,24 @@ pub struct Bands {
     pub lower: f64,
 }
 
-/// Bollinger bands over an SMA (TA-Lib `BBANDS`, equal up and down deviations).
+/// Bollinger bands over an SMA (TA-Lib `BBANDS`, equal up and down deviations), with TA-Lib
+/// 0.8's deviation: running sums of the values shifted by a reference `c`, `σ² = mean((x − c)²) −
+/// mean(x − c)²`. The reference starts at the first value; the sums are rebuilt around the
+/// window's mean (`c` = mean, `σ = 0` when `σ² ≤ 1e-12·mean((x − c)²)`) when the shifted second
+/// moment has grown past 1e6·σ², when a leaving value dominates it 1e6-fold, or every 32·n bars.
+/// Every test is relative, so the bands are the same at any price scale.
 #[derive(Debug, Clone)]
 pub struct Bollinger {
     n: usize,
     k: f64,
-    sma: Sma,
-    squares: VecDeque<f64>,
-    total2: f64,
+    inv_n: f64,
+    buf: VecDeque<f64>,
+    sum: f64,
+    shift: f64,
+    s1: f64,
+    s2: f64,
+    countdown: usize,
+    started: bool,
 }
 
 impl Bollinger {
@@ -293,29 +305,73 @@ impl Bollinger {
         Bollinger {
             n,
             k,
-            sma: Sma::new(n),
-            squares: VecDeque::with_capacity(n + 1),
-            total2: 0.0,
+            inv_n: 1.0 / n as f64,
+            buf: VecDeque::with_capacity(n + 1),
+            sum: 0.0,
+            shift: 0.0,
+            s1: 0.0,
+            s2: 0.0,
+            countdown: 32 * n,
+            started: false,
         }
+    }
+
+    /// Rebuilds the shifted sums around the mean of `old` and the values in the buffer (the
+    /// window that just produced a value); `Some(σ²)`, or `None` when it is rounding residue.
+    fn rebase(&mut self, old: f64) -> Option<f64> {
+        let mut total = old;
+        for v in &self.buf {
+            total += v;
+        }
+        self.shift = self.inv_n * total;
+        let d = old - self.shift;
+        let (mut s1, mut s2) = (d, d * d);
+        for v in &self.buf {
+            let d = v - self.shift;
+            s1 += d;
+            s2 += d * d;
+        }
+        let m2 = self.inv_n * s2;
+        let t = self.inv_n * s1;
+        let var = m2 - t * t;
+        self.s1 = s1 - d;
+        self.s2 = s2 - d * d;
+        self.countdown = 32 * self.n;
+        (m2 * 1e-12 <= var).then_some(var)
     }
 
     /// Adds a close.
     pub fn update(&mut self, x: f64) -> Option<Bands> {
-        let middle = self.sma.update(x);
-        let sq = x * x;
-        self.total2 += sq;
-        self.squares.push_back(sq);
-        let middle = middle?;
-        let mut mean2 = self.total2 / self.n as f64;
-        if let Some(old) = self.squares.pop_front() {
-            self.total2 -= old;
+        if !self.started {
+            self.started = true;
+            self.shift = x;
         }
-        mean2 -= middle * middle;
-        let sd = if mean2 < 0.000_000_01 {
-            0.0
-        } else {
-            mean2.sqrt()
+        self.buf.push_back(x);
+        self.sum += x;
+        let d = x - self.shift;
+        self.s1 += d;
+        self.s2 += d * d;
+        if self.buf.len() < self.n {
+            return None;
+        }
+        let t = self.inv_n * self.s1;
+        let mut var = self.inv_n * self.s2 - t * t;
+        let middle = self.sum / self.n as f64;
+        let old = self.buf.pop_front().unwrap_or(x);
+        self.sum -= old;
+        let od = old - self.shift;
+        let od2 = od * od;
+        self.s2 -= od2;
+        let stale = self.inv_n * self.s2 * 1e-6 > var || od2 > self.s2 * 1e6 || {
+            self.countdown -= 1;
+            self.countdown == 0
         };
+        if stale {
+            var = self.rebase(old).unwrap_or(0.0);
+        } else {
+            self.s1 -= od;
+        }
+        let sd = if var == 0.0 { 0.0 } else { var.sqrt() };
         let (upper, lower) = if self.k == 1.0 {
             (middle + sd, middle - sd)
         } else {
@@ -374,9 +430,9 @@ impl Atr {
             self.atr = self.sum / n;
             return Some(self.atr);
         }
-        self.atr *= n - 1.0;
-        self.atr += tr;
-        self.atr /= n;
+        // TA-Lib 0.8: atr·((n − 1)/n) + tr·(1 − (n − 1)/n), one fused multiply-add.
+        let keep = (n - 1.0) / n;
+        self.atr = self.atr.mul_add(keep, tr * (1.0 - keep));
         Some(self.atr)
     }
 }
@@ -489,11 +545,11 @@ impl Stoch {
         if self.seen < self.n {
             return None;
         }
-        let diff = (hh - ll) / 100.0;
-        let fast_k = if diff != 0.0 {
-            (b.close - ll) / diff
-        } else {
+        let range = hh - ll;
+        let fast_k = if is_zero_scaled(range, hh.abs() + ll.abs()) {
             0.0
+        } else {
+            ((b.close - ll) / range) * 100.0
         };
         let k = self.slow_k.update(fast_k)?;
         let d = self.slow_d.update(k)?;
