@@ -9,8 +9,8 @@
 //! | indicator | TA-Lib | first value at bar (0-based) | convention |
 //! | --- | --- | --- | --- |
 //! | [`Sma`]`(n)` | `SMA` | n−1 | running sum: add the new value, divide, subtract the oldest |
-//! | [`super::Ema`]`(n)` | `EMA` | n−1 | seeded with the SMA of the first n values, then `(x − ema)·k + ema`, `k = 2/(n+1)` |
-//! | [`Wma`]`(n)` | `WMA` | n−1 | weights 1..n (newest n), divided by n(n+1)/2 |
+//! | [`super::Ema`]`(n)` | `EMA` | n−1 | seeded with the SMA of the first n values, then `(x − ema)·k + ema` as one fused multiply-add, `k = 2/(n+1)` |
+//! | [`Wma`]`(n)` | `WMA` | n−1 | weights 1..n (newest n), divided by n(n+1)/2; running sums recomputed from the window every 8·n values (TA-Lib 0.8) |
 //! | [`Rsi`]`(n)` | `RSI` | n | Wilder: the first averages are the means of the first n gains and losses, then `avg = (avg·(n−1) + x)/n`; 0 only when gains + losses are exactly 0 (TA-Lib 0.8's `> 0` test; the averages are multiplied by 1/n) |
 //! | [`Macd`]`(12, 26, 9)` | `MACD` | slow−1 + signal−1 (33) | fast and slow EMAs both start at bar slow−1: the fast one is seeded with the SMA of the *fast* values ending there (not of the first ones); signal = EMA of the MACD line; histogram = MACD − signal |
 //! | [`Bollinger`]`(20, 2)` | `BBANDS` (SMA) | n−1 | middle = SMA; population σ from running sums of `x − c` (TA-Lib 0.8): `c` starts at the first value and moves to the window's mean when the sums have drifted (relative tests, or every 32·n bars), where σ = 0 if σ² ≤ 1e-12·mean((x − c)²) |
@@ -89,7 +89,8 @@ impl Sma {
     }
 }
 
-/// Weighted moving average (TA-Lib `WMA`): weights 1..n, newest heaviest.
+/// Weighted moving average (TA-Lib `WMA`): weights 1..n, newest heaviest. Like TA-Lib 0.8 it
+/// recomputes its running sums from the window every 8·n values.
 #[derive(Debug, Clone)]
 pub struct Wma {
     n: usize,
@@ -98,6 +99,7 @@ pub struct Wma {
     period_sub: f64,
     trailing: f64,
     seen: usize,
+    countdown: usize,
 }
 
 impl Wma {
@@ -111,6 +113,7 @@ impl Wma {
             period_sub: 0.0,
             trailing: 0.0,
             seen: 0,
+            countdown: 8 * n,
         }
     }
 
@@ -123,14 +126,26 @@ impl Wma {
             self.period_sum += x * self.seen as f64;
             return None;
         }
-        self.period_sub += x;
-        self.period_sub -= self.trailing;
-        self.period_sum += x * self.n as f64;
+        let n = self.n as f64;
+        let divider = (n + 1.0) * n * 0.5;
+        self.countdown -= 1;
+        let total = if self.countdown == 0 {
+            self.countdown = 8 * self.n;
+            let (mut sub, mut total) = (0.0, 0.0);
+            for (i, v) in self.buf.iter().enumerate() {
+                sub += v;
+                total += v * (i + 1) as f64;
+            }
+            self.period_sub = sub;
+            total
+        } else {
+            self.period_sub += x;
+            self.period_sub -= self.trailing;
+            x * n + self.period_sum
+        };
+        self.period_sum = total - self.period_sub;
         self.trailing = self.buf.pop_front().unwrap_or(0.0);
-        let divider = (self.n * (self.n + 1) / 2) as f64;
-        let out = self.period_sum / divider;
-        self.period_sum -= self.period_sub;
-        Some(out)
+        Some(total / divider)
     }
 }
 
