@@ -1,5 +1,5 @@
-"""Golden values of the technical indicators, computed by TA-Lib (and numpy / Python decimal for
-the three TA-Lib lacks) on generated candles, at several price scales.
+"""Golden values of the technical indicators, computed by TA-Lib (and exact Python fractions /
+decimal for the three TA-Lib lacks) on generated candles, at several price scales.
 
     PY=$(bash scripts/reference-venv.sh)
     $PY tests/reference/indicators_reference.py tests/fixtures/indicators
@@ -14,16 +14,22 @@ no value yet):
   and the volumes by 2e9, 1e8, 1e3 and 1e-2 (up to 1e12 at the smallest prices), exactly in
   decimal;
 - candles_shib.csv / golden_shib.csv: 400 SHIB/USDT-like candles, prices ≈ 7e-6 on a 1e-8 tick
-  with moves of a few ticks, a flat start and a flat stretch, volumes ≈ 1e11.
+  with moves of a few ticks, a flat start and a flat stretch, volumes ≈ 1e11;
+- candles_regimes.csv / golden_regimes.csv: 1,500 candles through price regimes (≈ 1, a jump to
+  ≈ 1e4 with tiny moves, a one-candle spike, a flat stretch, a fall to ≈ 1e-3), long enough for
+  every periodic recomputation (WMA every 160 values, Bollinger every 640) and for each of the
+  Bollinger deviation's re-centering tests.
 
-The z-score of a window whose closes are all equal is 0 (its σ is exactly 0; numpy's std of such
-a window is rounding noise of its mean).
+Volatility and z-score (no TA-Lib function) are computed exactly from the same f64 closes and
+log returns (Python fractions and 60-digit decimals), then rounded: the z-score of a window of
+equal closes is 0.
 """
 import csv
 import math
 import random
 import sys
 from decimal import Decimal, getcontext
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +112,50 @@ def shib_candles():
     return rows
 
 
+def regime_candles():
+    rng = random.Random(1500)
+    rows = []
+    price = Decimal("1.0000")
+    for i in range(1500):
+        o = price
+        if i == 300:
+            c = Decimal("10000.0000")  # a jump: the old reference is 1e4 away
+        elif i == 600:
+            c = o * 1000  # a one-candle spike
+        elif i == 601:
+            c = o / 1000
+        elif 800 <= i < 850:
+            c = o  # flat
+        elif i == 1000:
+            c = Decimal("0.0010000")
+        else:
+            step = Decimal("0.0001") if i < 300 else (Decimal("0.0001") if i < 1000 else Decimal("0.0000001"))
+            c = o + step * rng.randint(-5, 5)
+            if c <= 0:
+                c = o
+        if 800 <= i < 850:
+            h = l = c
+        else:
+            h = max(o, c) + abs(c) * Decimal("0.0001") * rng.randint(0, 3)
+            l = min(o, c) - abs(c) * Decimal("0.0001") * rng.randint(0, 3)
+        volume = Decimal(rng.randint(0, 10_000)) / 10
+        quote = (((h + l + c) / 3) * volume).quantize(Decimal("1E-12"))
+        rows.append((i * 60_000, o, h, l, c, volume, quote))
+        price = c
+    return rows
+
+
+def to_decimal(q):
+    return Decimal(q.numerator) / Decimal(q.denominator)
+
+
+def exact_var(xs):
+    """Population variance of the f64 values, exact, rounded to the nearest f64."""
+    w = [Fraction(x) for x in xs]
+    mean = sum(w) / len(w)
+    return float(sum((x - mean) ** 2 for x in w) / len(w))
+
+
 def plain(d):
     """A decimal in positional notation (no exponent)."""
     return format(d, "f")
@@ -138,18 +188,20 @@ def golden(rows):
     cols["stoch_k"], cols["stoch_d"] = k, d
     cols["roc_10"] = talib.ROC(close, 10)
     cols["mom_10"] = talib.MOM(close, 10)
-    # No TA-Lib function: direct computations.
-    logret = np.full(n, np.nan)
-    logret[1:] = np.log(close[1:] / close[:-1])
+    # No TA-Lib function: computed exactly (fractions) from the same f64 values the indicators
+    # get, then rounded once. (numpy's std / mean round at the price's scale: in a window of
+    # prices ≈ 1e4 moving by 1e-4 its z-score is off by up to 3e-8.)
+    logret = [math.log(close[i] / close[i - 1]) for i in range(1, n)]
     vol20 = np.full(n, np.nan)
     for i in range(20, n):
-        vol20[i] = np.std(logret[i - 19 : i + 1])
+        vol20[i] = math.sqrt(exact_var(logret[i - 20 : i]))
     cols["volatility_20"] = vol20
     z20 = np.full(n, np.nan)
     for i in range(19, n):
-        w = close[i - 19 : i + 1]
-        sd = 0.0 if np.ptp(w) == 0 else np.std(w)
-        z20[i] = (close[i] - np.mean(w)) / sd if sd > 0 else 0.0
+        w = [Fraction(x) for x in close[i - 19 : i + 1]]
+        mean = sum(w) / len(w)
+        var = sum((x - mean) ** 2 for x in w) / len(w)
+        z20[i] = float(to_decimal(w[-1] - mean) / to_decimal(var).sqrt()) if var > 0 else 0.0
     cols["zscore_20"] = z20
     vwap = [None] * n
     with_prec = getcontext().copy()
@@ -183,6 +235,7 @@ def main(out):
     base = candles()
     series = [(name, scaled(base, pf, vf)) for name, (pf, vf) in SCALES.items()]
     series.append(("shib", shib_candles()))
+    series.append(("regimes", regime_candles()))
     for name, rows in series:
         ncols = write(out, f"_{name}" if name else "", rows)
         print(f"{name or 'base'}: {len(rows)} candles, {ncols} columns", file=sys.stderr)

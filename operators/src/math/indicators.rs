@@ -23,10 +23,11 @@
 //! | [`ZScore`]`(n)` | — | n−1 | `(x − mean)/σ` over the last n values, population σ; 0 when σ = 0 (a window of equal values) |
 //! | [`Vwap`]`(n)` | — | n−1 | Σ quote volume / Σ volume over the last n candles, exact in `Decimal` |
 //!
-//! The last three have no TA-Lib function; their reference is a direct computation (numpy's
-//! `std`, Python `decimal`). Volatility and z-score keep running sums shifted by a recent value
-//! and rebuilt from the window every `n` updates, which keeps the variance free of catastrophic
-//! cancellation for prices far from zero and of accumulated rounding.
+//! The last three have no TA-Lib function; their reference is exact arithmetic on the same
+//! inputs (Python fractions and `decimal`), which numpy's `std` is not at large price scales.
+//! Volatility and z-score keep running sums shifted by a value of the window and rebuilt from the
+//! window every `n − 1` updates and after a jump or spike leaves it, which keeps the variance free
+//! of catastrophic cancellation for prices far from zero and of accumulated rounding.
 
 use std::collections::VecDeque;
 
@@ -639,8 +640,9 @@ impl Momentum {
 
 /// Mean and population standard deviation over the last `n` values, from running sums of the
 /// values shifted by a value of the window; before that value leaves the window (every `n − 1`
-/// updates) the shift moves to the newest value and the sums are recomputed from the window
-/// (amortized O(1)), so rounding errors never pile up.
+/// updates), and when a leaving value outweighs the rest of the sums 1000-fold, the shift moves to
+/// the newest value and the sums are recomputed from the window (amortized O(1)), so rounding
+/// errors never pile up.
 #[derive(Debug, Clone)]
 struct Moments {
     n: usize,
@@ -663,17 +665,21 @@ impl Moments {
         }
     }
 
-    /// Adds `x`; `(mean, σ)` once `n` values are in.
+    /// Adds `x`; `(x − mean, σ)` once `n` values are in.
     fn push(&mut self, x: f64) -> Option<(f64, f64)> {
         self.buf.push_back(x);
+        let mut residue = false;
         if self.buf.len() > self.n {
             if let Some(old) = self.buf.pop_front() {
                 let y = old - self.shift;
                 self.s1 -= y;
                 self.s2 -= y * y;
+                // A leaving value that outweighed the rest (a jump, a spike) leaves its rounding
+                // in the sums: relative to what remains, so scale-free.
+                residue = y * y > 1e3 * self.s2;
             }
         }
-        if self.since_rebase >= self.n - 1 {
+        if residue || self.since_rebase >= self.n - 1 {
             self.shift = x;
             self.s1 = 0.0;
             self.s2 = 0.0;
@@ -700,7 +706,9 @@ impl Moments {
         // the mean, so a real window has m2 ≤ n·σ² and σ² ≫ 1e-12·m2; below that the variance is
         // the sums' rounding residue (a window of equal values after unequal ones) and is 0.
         let var = if var <= 1e-12 * m2 { 0.0 } else { var };
-        Some((mean + self.shift, var.sqrt()))
+        // The newest value's deviation from the mean, from the shifted values: exact `x − c`
+        // minus the small shifted mean, without the rounding of `mean + c` at the price's scale.
+        Some(((x - self.shift) - mean, var.sqrt()))
     }
 }
 
@@ -742,8 +750,8 @@ impl ZScore {
 
     /// Adds a value.
     pub fn update(&mut self, x: f64) -> Option<f64> {
-        let (mean, sd) = self.0.push(x)?;
-        Some(if sd > 0.0 { (x - mean) / sd } else { 0.0 })
+        let (dev, sd) = self.0.push(x)?;
+        Some(if sd > 0.0 { dev / sd } else { 0.0 })
     }
 }
 
