@@ -6,10 +6,11 @@
 //! regimes: a jump, a spike, a flat stretch, a fall).
 //!
 //! "Within 1e-9" is relative to the size the column has in its series, never to an absolute
-//! epsilon: `|got − want| ≤ 1e-9 · max(|want|, scale)`, where `scale` is the largest close of the
-//! series for the columns in price units (moving averages, MACD, bands, ATR, momentum), 100 for
-//! RSI and stochastic, and the column's own largest magnitude for OBV, ROC, volatility and
-//! z-score. A value that is legitimately near 0 (MACD, momentum) is so held to 1e-9 of the price
+//! epsilon: `|got − want| ≤ 1e-9 · max(|want|, scale)`, where `scale` is the price level (the
+//! largest close of the last 40 bars) for the columns in price units (moving averages, MACD,
+//! bands, ATR, momentum), 100 for RSI and stochastic, the largest log return of the window for
+//! volatility, 1 for the z-score (in units of σ), and the column's largest magnitude for OBV and
+//! ROC. A value that is legitimately near 0 (MACD, momentum) is so held to 1e-9 of the price
 //! scale: 1e-17 at prices of 1e-8. Beyond that tolerance, every TA-Lib column must be equal bit for
 //! bit (the indicators repeat TA-Lib 0.8's operations in its order); volatility and z-score, whose
 //! reference is exact arithmetic, only within the tolerance.
@@ -82,7 +83,19 @@ fn compare(suffix: &str) -> Outcome {
         .map(|(i, h)| (h.as_str(), i))
         .collect();
     let num = |s: &str| s.parse::<f64>().unwrap();
-    let price_scale = candles.iter().map(|c| num(&c[4]).abs()).fold(0.0, f64::max);
+    let closes: Vec<f64> = candles.iter().map(|c| num(&c[4])).collect();
+    // The price level at bar i: the largest close of the last 40 bars (MACD's reach).
+    let price_scale = |i: usize| {
+        closes[i.saturating_sub(40)..=i]
+            .iter()
+            .fold(0.0, |a: f64, c| a.max(c.abs()))
+    };
+    // The size of the log returns in volatility's window.
+    let return_scale = |i: usize| {
+        (i.saturating_sub(19).max(1)..=i)
+            .map(|j| (closes[j] / closes[j - 1]).ln().abs())
+            .fold(0.0, f64::max)
+    };
     let column_max = |name: &str| {
         golden
             .iter()
@@ -90,19 +103,21 @@ fn compare(suffix: &str) -> Outcome {
             .map(|g| num(&g[col[name]]).abs())
             .fold(0.0, f64::max)
     };
-    let scale: HashMap<&str, f64> = FLOAT_COLUMNS
-        .iter()
-        .map(|&name| {
-            let s = if PRICE_COLUMNS.contains(&name) {
-                price_scale
-            } else if matches!(name, "rsi_14" | "stoch_k" | "stoch_d") {
-                100.0
-            } else {
-                column_max(name)
-            };
-            (name, s)
-        })
-        .collect();
+    let (obv_scale, roc_scale) = (column_max("obv"), column_max("roc_10"));
+    let scale = |name: &str, i: usize| -> f64 {
+        if PRICE_COLUMNS.contains(&name) {
+            price_scale(i)
+        } else {
+            match name {
+                "rsi_14" | "stoch_k" | "stoch_d" => 100.0,
+                "obv" => obv_scale,
+                "roc_10" => roc_scale,
+                "volatility_20" => return_scale(i),
+                // z-scores are in units of σ
+                _ => 1.0,
+            }
+        }
+    };
     let mut sma = Sma::new(20);
     let mut ema = Ema::new(20);
     let mut wma = Wma::new(20);
@@ -163,7 +178,7 @@ fn compare(suffix: &str) -> Outcome {
                 (Some(v), false) => {
                     let w = num(want);
                     out.values += 1;
-                    if (v - w).abs() > 1e-9 * w.abs().max(scale[name]) {
+                    if (v - w).abs() > 1e-9 * w.abs().max(scale(name, i)) {
                         out.failures
                             .push(format!("{name} at bar {i}: got {v:e}, TA-Lib {w:e}"));
                     }
