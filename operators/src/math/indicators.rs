@@ -11,7 +11,7 @@
 //! | [`Sma`]`(n)` | `SMA` | n−1 | running sum: add the new value, divide, subtract the oldest |
 //! | [`super::Ema`]`(n)` | `EMA` | n−1 | seeded with the SMA of the first n values, then `(x − ema)·k + ema` as one fused multiply-add, `k = 2/(n+1)` |
 //! | [`Wma`]`(n)` | `WMA` | n−1 | weights 1..n (newest n), divided by n(n+1)/2; running sums recomputed from the window every 8·n values (TA-Lib 0.8) |
-//! | [`Rsi`]`(n)` | `RSI` | n | Wilder: the first averages are the means of the first n gains and losses, then `avg = (avg·(n−1) + x)/n`; 0 only when gains + losses are exactly 0 (TA-Lib 0.8's `> 0` test; the averages are multiplied by 1/n) |
+//! | [`Rsi`]`(n)` | `RSI` | n | Wilder: the first averages are the means of the first n gains and losses, then `avg = (avg·(n−1) + x)·(1/n)`; 0 only when gains + losses are exactly 0 (TA-Lib 0.8's `> 0` test; the averages are multiplied by 1/n) |
 //! | [`Macd`]`(12, 26, 9)` | `MACD` | slow−1 + signal−1 (33) | fast and slow EMAs both start at bar slow−1: the fast one is seeded with the SMA of the *fast* values ending there (not of the first ones); signal = EMA of the MACD line; histogram = MACD − signal |
 //! | [`Bollinger`]`(20, 2)` | `BBANDS` (SMA) | n−1 | middle = SMA; population σ from running sums of `x − c` (TA-Lib 0.8): `c` starts at the first value and moves to the window's mean when the sums have drifted (relative tests, or every 32·n bars), where σ = 0 if σ² ≤ 1e-12·mean((x − c)²) |
 //! | [`Atr`]`(14)` | `ATR` | n | true range from bar 1; the first ATR is the mean of the first n true ranges, then Wilder smoothing `atr·((n−1)/n) + tr·(1 − (n−1)/n)` as one fused multiply-add |
@@ -190,7 +190,7 @@ impl Rsi {
     pub fn update(&mut self, x: f64) -> Option<f64> {
         let prev = self.prev.replace(x)?;
         let d = x - prev;
-        // TA-Lib's split of the change: the gain is `d` when positive, the loss `gain − d`.
+        // TA-Lib's split of the change: the gain `up` is `d` when positive, the loss `up − d`.
         let up = if d > 0.0 { d } else { 0.0 };
         let down = up - d;
         self.changes += 1;
