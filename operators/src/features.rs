@@ -682,7 +682,10 @@ impl Window {
             .sum::<f64>()
             / n;
         let last = self.back(0)?;
-        let z = if var > 0.0 {
+        // A window of equal values has σ = 0 exactly; its computed mean may be an ulp off (e.g.
+        // twenty 0.1s), and the resulting rounding noise must not read as a ±1 z-score.
+        let flat = self.vals.iter().all(|v| *v == last);
+        let z = if var > 0.0 && !flat {
             (last - mean) / var.sqrt()
         } else {
             0.0
@@ -1128,6 +1131,21 @@ mod tests {
 
     fn value(row: &FeatureRow, name: &str) -> Option<f64> {
         row.named().find(|(n, _)| *n == name).and_then(|(_, v)| v)
+    }
+
+    #[test]
+    fn zscore_of_a_flat_window_is_zero_at_any_scale() {
+        for x in [0.1, 7.123e-6, 100.37, 1e5 + 0.1, 1e11 + 0.3] {
+            let mut w = Window::new(20);
+            for _ in 0..20 {
+                w.push(x);
+            }
+            assert_eq!(w.zscore_and_mean().map(|(z, _)| z), Some(0.0), "{x}");
+            // One tick away at the same scale: a real deviation.
+            w.push(x * (1.0 + 1e-6));
+            let z = w.zscore_and_mean().map(|(z, _)| z).unwrap_or(0.0);
+            assert!((z - 19f64.sqrt()).abs() < 1e-6 * 19f64.sqrt(), "{x}: {z}");
+        }
     }
 
     #[test]

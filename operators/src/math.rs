@@ -7,7 +7,8 @@
 //!   values seen so far, which is what the `trades.moving_average` column stores from the first
 //!   trade on.
 //! - [`Ema`] works in `f64` (documented indicator math), seeded like TA-Lib with the SMA of the
-//!   first `n` values, then `ema += alpha * (x - ema)` with `alpha = 2 / (n + 1)`.
+//!   first `n` values, then `ema = alpha·(x − ema) + ema` as one fused multiply-add (TA-Lib 0.8),
+//!   `alpha = 2 / (n + 1)`.
 //! - [`CandleAcc`] accumulates one event-time window; open and close are the trades with the
 //!   lowest and highest id, so the result does not depend on arrival order.
 
@@ -105,7 +106,8 @@ impl Ema {
             self.value = self.seed_sum / self.n as f64;
             Some(self.value)
         } else {
-            self.value += self.alpha * (x - self.value);
+            // TA-Lib 0.8's step: one fused multiply-add, `alpha·(x − ema) + ema`.
+            self.value = self.alpha.mul_add(x - self.value, self.value);
             Some(self.value)
         }
     }

@@ -1,39 +1,47 @@
 //! Technical indicators as incremental state machines: O(1) per update (a ring buffer of at most
 //! the period), no I/O, `update(..) -> Option<value>` while warming up. All follow TA-Lib's
 //! conventions and, where TA-Lib has the indicator, its floating-point operation order, so the
-//! values equal TA-Lib's (tests compare them with TA-Lib's own output, warm-up rows included):
+//! values equal TA-Lib 0.8's (tests compare them with TA-Lib's own output, warm-up rows included,
+//! at prices from 1e-8 to 1e5). No zero test uses a fixed epsilon: each is exact or relative to
+//! the values tested, so an indicator reads the same at every price scale (prices
+//! multiplied by a power of two give exactly scaled outputs):
 //!
 //! | indicator | TA-Lib | first value at bar (0-based) | convention |
 //! | --- | --- | --- | --- |
 //! | [`Sma`]`(n)` | `SMA` | n−1 | running sum: add the new value, divide, subtract the oldest |
-//! | [`super::Ema`]`(n)` | `EMA` | n−1 | seeded with the SMA of the first n values, then `(x − ema)·k + ema`, `k = 2/(n+1)` |
-//! | [`Wma`]`(n)` | `WMA` | n−1 | weights 1..n (newest n), divided by n(n+1)/2 |
-//! | [`Rsi`]`(n)` | `RSI` | n | Wilder: the first averages are the means of the first n gains and losses, then `avg = (avg·(n−1) + x)/n`; 0 when gains + losses are within 1e-8 of zero |
+//! | [`super::Ema`]`(n)` | `EMA` | n−1 | seeded with the SMA of the first n values, then `(x − ema)·k + ema` as one fused multiply-add, `k = 2/(n+1)` |
+//! | [`Wma`]`(n)` | `WMA` | n−1 | weights 1..n (newest n), divided by n(n+1)/2; running sums recomputed from the window every 8·n values (TA-Lib 0.8) |
+//! | [`Rsi`]`(n)` | `RSI` | n | Wilder: the first averages are the means of the first n gains and losses, then `avg = (avg·(n−1) + x)·(1/n)`; 0 only when gains + losses are exactly 0 (TA-Lib 0.8's `> 0` test; the averages are multiplied by 1/n) |
 //! | [`Macd`]`(12, 26, 9)` | `MACD` | slow−1 + signal−1 (33) | fast and slow EMAs both start at bar slow−1: the fast one is seeded with the SMA of the *fast* values ending there (not of the first ones); signal = EMA of the MACD line; histogram = MACD − signal |
-//! | [`Bollinger`]`(20, 2)` | `BBANDS` (SMA) | n−1 | middle = SMA; σ = √(mean(x²) − middle²), population; σ = 0 when the variance is below 1e-8 (TA-Lib's zero test) |
-//! | [`Atr`]`(14)` | `ATR` | n | true range from bar 1; the first ATR is the mean of the first n true ranges, then Wilder smoothing |
+//! | [`Bollinger`]`(20, 2)` | `BBANDS` (SMA) | n−1 | middle = SMA; population σ from running sums of `x − c` (TA-Lib 0.8): `c` starts at the first value and moves to the window's mean when the sums have drifted (relative tests, or every 32·n bars), where σ = 0 if σ² ≤ 1e-12·mean((x − c)²) |
+//! | [`Atr`]`(14)` | `ATR` | n | true range from bar 1; the first ATR is the mean of the first n true ranges, then Wilder smoothing `atr·((n−1)/n) + tr·(1 − (n−1)/n)` as one fused multiply-add |
 //! | [`Obv`] | `OBV` | 0 | starts at the first bar's volume; ± volume when the close rises / falls |
-//! | [`Stoch`]`(14, 3, 3)` | `STOCH` (SMA, SMA) | k−1 + sk−1 + sd−1 (17) | fast %K = (close − lowest low)/((highest high − lowest low)/100), 0 when the range is 0; slow %K = SMA of fast %K; %D = SMA of slow %K |
-//! | [`Roc`]`(n)` | `ROC` | n | `(x/x[n ago] − 1)·100`, 0 when the old value is 0 |
+//! | [`Stoch`]`(14, 3, 3)` | `STOCH` (SMA, SMA) | k−1 + sk−1 + sd−1 (17) | fast %K = ((close − lowest low)/(highest high − lowest low))·100, 0 when the range is within 1e-14 of \|highest\| + \|lowest\| (TA-Lib's `TA_IS_ZERO_SCALED`); slow %K = SMA of fast %K; %D = SMA of slow %K |
+//! | [`Roc`]`(n)` | `ROC` | n | `(x/x[n ago] − 1)·100`, 0 when the old value is exactly 0 |
 //! | [`Momentum`]`(n)` | `MOM` | n | `x − x[n ago]` |
 //! | [`Volatility`]`(n)` | — | n (n log returns) | population standard deviation of the last n log returns `ln(c/c_prev)` |
-//! | [`ZScore`]`(n)` | — | n−1 | `(x − mean)/σ` over the last n values, population σ; 0 when σ = 0 |
+//! | [`ZScore`]`(n)` | — | n−1 | `(x − mean)/σ` over the last n values, population σ; 0 when σ = 0 (a window of equal values) |
 //! | [`Vwap`]`(n)` | — | n−1 | Σ quote volume / Σ volume over the last n candles, exact in `Decimal` |
 //!
-//! The last three have no TA-Lib function; their reference is a direct computation (numpy's
-//! `std`, Python `decimal`). Volatility and z-score keep running sums shifted by a recent value
-//! and rebuilt from the window every `n` updates, which keeps the variance free of catastrophic
-//! cancellation for prices far from zero and of accumulated rounding.
+//! The last three have no TA-Lib function; their reference is exact arithmetic on the same
+//! inputs (Python fractions and `decimal`), which numpy's `std` is not at large price scales.
+//! Volatility and z-score keep running sums shifted by a value of the window and rebuilt from the
+//! window every `n − 1` updates and after a jump or spike leaves it, which keeps the variance free
+//! of catastrophic cancellation for prices far from zero and of accumulated rounding.
 
 use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// TA-Lib's zero test (`TA_IS_ZERO`).
-fn is_zero(v: f64) -> bool {
-    -0.000_000_01 < v && v < 0.000_000_01
+/// TA-Lib's relative zero test (`TA_IS_ZERO_SCALED(v, scale)`: `|v| ≤ 1e-14·scale`), for a
+/// difference `v` of two values whose magnitudes add up to `scale`: scale-free, about 90 ulp.
+fn is_zero_scaled(v: f64, scale: f64) -> bool {
+    v.abs() <= TA_EPSILON * scale
 }
+
+/// TA-Lib's `TA_EPSILON`.
+const TA_EPSILON: f64 = 1e-14;
 
 /// One candle's values for the indicators that need more than the close.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,7 +90,8 @@ impl Sma {
     }
 }
 
-/// Weighted moving average (TA-Lib `WMA`): weights 1..n, newest heaviest.
+/// Weighted moving average (TA-Lib `WMA`): weights 1..n, newest heaviest. Like TA-Lib 0.8 it
+/// recomputes its running sums from the window every 8·n values.
 #[derive(Debug, Clone)]
 pub struct Wma {
     n: usize,
@@ -91,6 +100,7 @@ pub struct Wma {
     period_sub: f64,
     trailing: f64,
     seen: usize,
+    countdown: usize,
 }
 
 impl Wma {
@@ -104,6 +114,7 @@ impl Wma {
             period_sub: 0.0,
             trailing: 0.0,
             seen: 0,
+            countdown: 8 * n,
         }
     }
 
@@ -116,14 +127,26 @@ impl Wma {
             self.period_sum += x * self.seen as f64;
             return None;
         }
-        self.period_sub += x;
-        self.period_sub -= self.trailing;
-        self.period_sum += x * self.n as f64;
+        let n = self.n as f64;
+        let divider = (n + 1.0) * n * 0.5;
+        self.countdown -= 1;
+        let total = if self.countdown == 0 {
+            self.countdown = 8 * self.n;
+            let (mut sub, mut total) = (0.0, 0.0);
+            for (i, v) in self.buf.iter().enumerate() {
+                sub += v;
+                total += v * (i + 1) as f64;
+            }
+            self.period_sub = sub;
+            total
+        } else {
+            self.period_sub += x;
+            self.period_sub -= self.trailing;
+            x * n + self.period_sum
+        };
+        self.period_sum = total - self.period_sub;
         self.trailing = self.buf.pop_front().unwrap_or(0.0);
-        let divider = (self.n * (self.n + 1) / 2) as f64;
-        let out = self.period_sum / divider;
-        self.period_sum -= self.period_sub;
-        Some(out)
+        Some(total / divider)
     }
 }
 
@@ -131,6 +154,7 @@ impl Wma {
 #[derive(Debug, Clone)]
 pub struct Rsi {
     n: usize,
+    inv_n: f64,
     prev: Option<f64>,
     changes: usize,
     gain: f64,
@@ -140,8 +164,10 @@ pub struct Rsi {
 impl Rsi {
     /// Period `n` (≥ 1).
     pub fn new(n: usize) -> Self {
+        let n = n.max(1);
         Rsi {
-            n: n.max(1),
+            n,
+            inv_n: 1.0 / n as f64,
             prev: None,
             changes: 0,
             gain: 0.0,
@@ -149,12 +175,14 @@ impl Rsi {
         }
     }
 
+    /// `100·gain/(gain + loss)`; 0 only when both averages are exactly 0 (TA-Lib 0.8 tests
+    /// `gain + loss > 0`, no epsilon: any price scale keeps its RSI).
     fn value(&self) -> f64 {
-        let t = self.gain + self.loss;
-        if is_zero(t) {
-            0.0
+        let t = self.loss + self.gain;
+        if t > 0.0 {
+            (self.gain / t) * 100.0
         } else {
-            100.0 * (self.gain / t)
+            0.0
         }
     }
 
@@ -162,30 +190,23 @@ impl Rsi {
     pub fn update(&mut self, x: f64) -> Option<f64> {
         let prev = self.prev.replace(x)?;
         let d = x - prev;
-        let n = self.n as f64;
+        // TA-Lib's split of the change: the gain `up` is `d` when positive, the loss `up − d`.
+        let up = if d > 0.0 { d } else { 0.0 };
+        let down = up - d;
         self.changes += 1;
         if self.changes <= self.n {
-            if d < 0.0 {
-                self.loss -= d;
-            } else {
-                self.gain += d;
-            }
+            self.gain += up;
+            self.loss += down;
             if self.changes < self.n {
                 return None;
             }
-            self.loss /= n;
-            self.gain /= n;
+            self.loss *= self.inv_n;
+            self.gain *= self.inv_n;
             return Some(self.value());
         }
-        self.loss *= n - 1.0;
-        self.gain *= n - 1.0;
-        if d < 0.0 {
-            self.loss -= d;
-        } else {
-            self.gain += d;
-        }
-        self.loss /= n;
-        self.gain /= n;
+        let m = (self.n - 1) as f64;
+        self.gain = (self.gain * m + up) * self.inv_n;
+        self.loss = (down + self.loss * m) * self.inv_n;
         Some(self.value())
     }
 }
@@ -276,14 +297,24 @@ pub struct Bands {
     pub lower: f64,
 }
 
-/// Bollinger bands over an SMA (TA-Lib `BBANDS`, equal up and down deviations).
+/// Bollinger bands over an SMA (TA-Lib `BBANDS`, equal up and down deviations), with TA-Lib
+/// 0.8's deviation: running sums of the values shifted by a reference `c`, `σ² = mean((x − c)²) −
+/// mean(x − c)²`. The reference starts at the first value; the sums are rebuilt around the
+/// window's mean (`c` = mean, `σ = 0` when `σ² ≤ 1e-12·mean((x − c)²)`) when the shifted second
+/// moment has grown past 1e6·σ², when a leaving value dominates it 1e6-fold, or every 32·n bars.
+/// Every test is relative, so the bands are the same at any price scale.
 #[derive(Debug, Clone)]
 pub struct Bollinger {
     n: usize,
     k: f64,
-    sma: Sma,
-    squares: VecDeque<f64>,
-    total2: f64,
+    inv_n: f64,
+    buf: VecDeque<f64>,
+    sum: f64,
+    shift: f64,
+    s1: f64,
+    s2: f64,
+    countdown: usize,
+    started: bool,
 }
 
 impl Bollinger {
@@ -293,29 +324,73 @@ impl Bollinger {
         Bollinger {
             n,
             k,
-            sma: Sma::new(n),
-            squares: VecDeque::with_capacity(n + 1),
-            total2: 0.0,
+            inv_n: 1.0 / n as f64,
+            buf: VecDeque::with_capacity(n + 1),
+            sum: 0.0,
+            shift: 0.0,
+            s1: 0.0,
+            s2: 0.0,
+            countdown: 32 * n,
+            started: false,
         }
+    }
+
+    /// Rebuilds the shifted sums around the mean of `old` and the values in the buffer (the
+    /// window that just produced a value); `Some(σ²)`, or `None` when it is rounding residue.
+    fn rebase(&mut self, old: f64) -> Option<f64> {
+        let mut total = old;
+        for v in &self.buf {
+            total += v;
+        }
+        self.shift = self.inv_n * total;
+        let d = old - self.shift;
+        let (mut s1, mut s2) = (d, d * d);
+        for v in &self.buf {
+            let d = v - self.shift;
+            s1 += d;
+            s2 += d * d;
+        }
+        let m2 = self.inv_n * s2;
+        let t = self.inv_n * s1;
+        let var = m2 - t * t;
+        self.s1 = s1 - d;
+        self.s2 = s2 - d * d;
+        self.countdown = 32 * self.n;
+        (m2 * 1e-12 <= var).then_some(var)
     }
 
     /// Adds a close.
     pub fn update(&mut self, x: f64) -> Option<Bands> {
-        let middle = self.sma.update(x);
-        let sq = x * x;
-        self.total2 += sq;
-        self.squares.push_back(sq);
-        let middle = middle?;
-        let mut mean2 = self.total2 / self.n as f64;
-        if let Some(old) = self.squares.pop_front() {
-            self.total2 -= old;
+        if !self.started {
+            self.started = true;
+            self.shift = x;
         }
-        mean2 -= middle * middle;
-        let sd = if mean2 < 0.000_000_01 {
-            0.0
-        } else {
-            mean2.sqrt()
+        self.buf.push_back(x);
+        self.sum += x;
+        let d = x - self.shift;
+        self.s1 += d;
+        self.s2 += d * d;
+        if self.buf.len() < self.n {
+            return None;
+        }
+        let t = self.inv_n * self.s1;
+        let mut var = self.inv_n * self.s2 - t * t;
+        let middle = self.sum / self.n as f64;
+        let old = self.buf.pop_front().unwrap_or(x);
+        self.sum -= old;
+        let od = old - self.shift;
+        let od2 = od * od;
+        self.s2 -= od2;
+        let stale = self.inv_n * self.s2 * 1e-6 > var || od2 > self.s2 * 1e6 || {
+            self.countdown -= 1;
+            self.countdown == 0
         };
+        if stale {
+            var = self.rebase(old).unwrap_or(0.0);
+        } else {
+            self.s1 -= od;
+        }
+        let sd = if var == 0.0 { 0.0 } else { var.sqrt() };
         let (upper, lower) = if self.k == 1.0 {
             (middle + sd, middle - sd)
         } else {
@@ -374,9 +449,9 @@ impl Atr {
             self.atr = self.sum / n;
             return Some(self.atr);
         }
-        self.atr *= n - 1.0;
-        self.atr += tr;
-        self.atr /= n;
+        // TA-Lib 0.8: atr·((n − 1)/n) + tr·(1 − (n − 1)/n), one fused multiply-add.
+        let keep = (n - 1.0) / n;
+        self.atr = self.atr.mul_add(keep, tr * (1.0 - keep));
         Some(self.atr)
     }
 }
@@ -489,11 +564,11 @@ impl Stoch {
         if self.seen < self.n {
             return None;
         }
-        let diff = (hh - ll) / 100.0;
-        let fast_k = if diff != 0.0 {
-            (b.close - ll) / diff
-        } else {
+        let range = hh - ll;
+        let fast_k = if is_zero_scaled(range, hh.abs() + ll.abs()) {
             0.0
+        } else {
+            ((b.close - ll) / range) * 100.0
         };
         let k = self.slow_k.update(fast_k)?;
         let d = self.slow_d.update(k)?;
@@ -564,8 +639,10 @@ impl Momentum {
 }
 
 /// Mean and population standard deviation over the last `n` values, from running sums of the
-/// values shifted by a recent value; every `n` updates the shift moves to the newest value and the
-/// sums are recomputed from the window (amortized O(1)), so rounding errors never pile up.
+/// values shifted by a value of the window; before that value leaves the window (every `n − 1`
+/// updates), and when a leaving value outweighs the rest of the sums 1000-fold, the shift moves to
+/// the newest value and the sums are recomputed from the window (amortized O(1)), so rounding
+/// errors never pile up.
 #[derive(Debug, Clone)]
 struct Moments {
     n: usize,
@@ -588,17 +665,21 @@ impl Moments {
         }
     }
 
-    /// Adds `x`; `(mean, σ)` once `n` values are in.
+    /// Adds `x`; `(x − mean, σ)` once `n` values are in.
     fn push(&mut self, x: f64) -> Option<(f64, f64)> {
         self.buf.push_back(x);
+        let mut residue = false;
         if self.buf.len() > self.n {
             if let Some(old) = self.buf.pop_front() {
                 let y = old - self.shift;
                 self.s1 -= y;
                 self.s2 -= y * y;
+                // A leaving value that outweighed the rest (a jump, a spike) leaves its rounding
+                // in the sums: relative to what remains, so scale-free.
+                residue = y * y > 1e3 * self.s2;
             }
         }
-        if self.since_rebase >= self.n {
+        if residue || self.since_rebase >= self.n - 1 {
             self.shift = x;
             self.s1 = 0.0;
             self.s2 = 0.0;
@@ -621,9 +702,13 @@ impl Moments {
         let mean = self.s1 / n;
         let m2 = self.s2 / n;
         let var = m2 - mean * mean;
-        // Below the rounding noise of the sums it is zero (a constant window).
+        // Relative, so scale-free: the shift is a value of the window, at most σ·√(n − 1) from
+        // the mean, so a real window has m2 ≤ n·σ² and σ² ≫ 1e-12·m2; below that the variance is
+        // the sums' rounding residue (a window of equal values after unequal ones) and is 0.
         let var = if var <= 1e-12 * m2 { 0.0 } else { var };
-        Some((mean + self.shift, var.sqrt()))
+        // The newest value's deviation from the mean, from the shifted values: exact `x − c`
+        // minus the small shifted mean, without the rounding of `mean + c` at the price's scale.
+        Some(((x - self.shift) - mean, var.sqrt()))
     }
 }
 
@@ -665,8 +750,8 @@ impl ZScore {
 
     /// Adds a value.
     pub fn update(&mut self, x: f64) -> Option<f64> {
-        let (mean, sd) = self.0.push(x)?;
-        Some(if sd > 0.0 { (x - mean) / sd } else { 0.0 })
+        let (dev, sd) = self.0.push(x)?;
+        Some(if sd > 0.0 { dev / sd } else { 0.0 })
     }
 }
 
@@ -886,17 +971,35 @@ mod tests {
         (w.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / w.len() as f64).sqrt()
     }
 
+    /// `|a − b| ≤ 1e-9 · scale`, `scale` being the size of the quantity compared (a price scale for
+    /// prices, 100 for percentages): no absolute floor.
     fn near(a: f64, b: f64, scale: f64) -> bool {
-        (a - b).abs() <= 1e-9 * scale.max(1.0)
+        (a - b).abs() <= 1e-9 * scale
+    }
+
+    /// Every output of every indicator (but VWAP) on one series, `None`s as NaN.
+    fn all_outputs(bars: &[Bar]) -> Vec<f64> {
+        let mut set = IndicatorSet::default();
+        let mut out = Vec::new();
+        for b in bars {
+            let v = set.update(b, Decimal::ZERO, Decimal::ZERO);
+            out.extend(v.floats().map(|x| x.unwrap_or(f64::NAN)));
+        }
+        out
     }
 
     proptest! {
-        /// Incremental = recomputation over the window, at every step.
+        /// Incremental = recomputation over the window, at every step, at any price scale.
         #[test]
         fn incremental_equals_recomputation(
-            xs in proptest::collection::vec(1.0f64..1000.0, 1..120),
+            raw in proptest::collection::vec(1.0f64..1000.0, 1..120),
             n in 1usize..25,
+            e in -10i32..7,
         ) {
+            // Prices between 10^e and 1000·10^e.
+            let unit = 10f64.powi(e);
+            let xs: Vec<f64> = raw.iter().map(|x| x * unit).collect();
+            let price = 1000.0 * unit;
             let (mut sma, mut wma, mut bb) = (Sma::new(n), Wma::new(n), Bollinger::new(n, 2.0));
             let (mut z, mut mom, mut roc, mut vol) = (ZScore::new(n), Momentum::new(n), Roc::new(n), Volatility::new(n));
             let mut st = Stoch::new(n, 1, 1);
@@ -904,38 +1007,82 @@ mod tests {
                 let x = xs[i];
                 let (s, w, b, zz) = (sma.update(x), wma.update(x), bb.update(x), z.update(x));
                 let (m, r, v) = (mom.update(x), roc.update(x), vol.update(x));
-                let k = st.update(&Bar { high: x + 1.0, low: x - 1.0, close: x, volume: 1.0 });
+                let k = st.update(&Bar { high: x + unit, low: x - unit, close: x, volume: 1.0 });
                 if i + 1 < n {
                     prop_assert!(s.is_none() && w.is_none() && b.is_none() && zz.is_none() && k.is_none());
                 } else {
                     let win = &xs[i + 1 - n..=i];
-                    prop_assert!(near(s.unwrap_or(f64::NAN), mean(win), 1000.0));
+                    prop_assert!(near(s.unwrap_or(f64::NAN), mean(win), price));
                     let wsum: f64 = win.iter().enumerate().map(|(j, v)| v * (j + 1) as f64).sum();
-                    prop_assert!(near(w.unwrap_or(f64::NAN), wsum / (n * (n + 1) / 2) as f64, 1000.0));
+                    prop_assert!(near(w.unwrap_or(f64::NAN), wsum / (n * (n + 1) / 2) as f64, price));
                     let bands = b.unwrap_or(Bands { upper: f64::NAN, middle: f64::NAN, lower: f64::NAN });
                     let sd = pstd(win);
-                    // TA-Lib's variance (mean of squares − square of mean) loses digits for prices
-                    // near 1000: compare σ² to 1e-6 of the mean square.
-                    let var = ((bands.upper - bands.middle) / 2.0).powi(2);
-                    prop_assert!((var - sd * sd).abs() <= 1e-6 || sd * sd < 1e-8, "{var} vs {}", sd * sd);
+                    // Shifted sums: σ within 1e-9 of itself (and of a rounding step of the prices).
+                    let got_sd = (bands.upper - bands.middle) / 2.0;
+                    prop_assert!((got_sd - sd).abs() <= 1e-9 * sd + 1e-15 * price, "{got_sd} vs {sd}");
+                    prop_assert!(near(bands.middle - bands.lower, bands.upper - bands.middle, price));
                     let zref = if sd > 0.0 { (x - mean(win)) / sd } else { 0.0 };
-                    if sd > 1e-6 {
-                        prop_assert!((zz.unwrap_or(f64::NAN) - zref).abs() <= 1e-6, "{zz:?} vs {zref}");
-                    }
-                    let hh = win.iter().fold(f64::MIN, |a, v| a.max(v + 1.0));
-                    let ll = win.iter().fold(f64::MAX, |a, v| a.min(v - 1.0));
-                    let fk = (x - ll) / ((hh - ll) / 100.0);
+                    // |z| ≤ √n; the mean's rounding (1e-16 of the price) divided by σ.
+                    let ztol = 1e-9 * (n as f64).sqrt() + 1e-14 * price / sd.max(f64::MIN_POSITIVE);
+                    prop_assert!((zz.unwrap_or(f64::NAN) - zref).abs() <= ztol, "{zz:?} vs {zref}");
+                    let hh = win.iter().fold(f64::MIN, |a, v| a.max(v + unit));
+                    let ll = win.iter().fold(f64::MAX, |a, v| a.min(v - unit));
+                    let fk = (x - ll) / (hh - ll) * 100.0;
                     prop_assert!(near(k.map(|v| v.k).unwrap_or(f64::NAN), fk, 100.0));
                 }
                 if i >= n {
-                    prop_assert!(near(m.unwrap_or(f64::NAN), x - xs[i - n], 1000.0));
+                    prop_assert!(near(m.unwrap_or(f64::NAN), x - xs[i - n], price));
+                    // ROC in percent: up to 1e5 % for these ranges.
                     prop_assert!(near(r.unwrap_or(f64::NAN), (x / xs[i - n] - 1.0) * 100.0, 1e5));
                     let rets: Vec<f64> = (i + 1 - n..=i).map(|j| (xs[j] / xs[j - 1]).ln()).collect();
-                    let scale = rets.iter().fold(1.0f64, |a, r| a.max(r.abs()));
+                    let scale = rets.iter().fold(0.0f64, |a, r| a.max(r.abs()));
                     prop_assert!((v.unwrap_or(f64::NAN) - pstd(&rets)).abs() <= 1e-9 * scale);
                 } else {
                     prop_assert!(m.is_none() && r.is_none() && v.is_none());
                 }
+            }
+        }
+
+        /// No fixed epsilon anywhere: the same candles with every price multiplied by 2^k (exact
+        /// in binary floating point, k from −60 to 40: prices from ~1e-18 to ~1e15) give the
+        /// price-unit outputs multiplied by exactly 2^k and every other output bit for bit equal;
+        /// volumes multiplied by 2^j scale OBV by 2^j and change nothing else.
+        #[test]
+        fn outputs_scale_exactly_with_the_prices(
+            raw in proptest::collection::vec((1u32..2000, 0u32..40, 0u32..40, 0u32..100), 1..80),
+            flat in proptest::collection::vec(any::<bool>(), 80),
+            k in -60i32..40,
+            j in -30i32..40,
+        ) {
+            let mut price = 1000.0f64;
+            let mut bars = Vec::new();
+            for (i, (step, up, down, vol)) in raw.iter().enumerate() {
+                // Integer prices around 1000: flat stretches, zero ranges and zero volumes.
+                if !flat[i] {
+                    price = (price + f64::from(*step) - 1000.0).max(1.0);
+                }
+                let (up, down) = if flat[i] { (0.0, 0.0) } else { (f64::from(*up), f64::from(*down)) };
+                bars.push(Bar { high: price + up, low: (price - down).max(0.5), close: price, volume: f64::from(*vol) });
+            }
+            let p = 2f64.powi(k);
+            let q = 2f64.powi(j);
+            let scaled: Vec<Bar> = bars
+                .iter()
+                .map(|b| Bar { high: b.high * p, low: b.low * p, close: b.close * p, volume: b.volume * q })
+                .collect();
+            let (a, b) = (all_outputs(&bars), all_outputs(&scaled));
+            prop_assert_eq!(a.len(), b.len());
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                let name = FLOAT_COLUMNS[i % FLOAT_COLUMNS.len()];
+                let f = match name {
+                    "rsi_14" | "stoch_k" | "stoch_d" | "roc_10" | "volatility_20" | "zscore_20" => 1.0,
+                    "obv" => q,
+                    _ => p,
+                };
+                prop_assert!(
+                    (x.is_nan() && y.is_nan()) || x * f == *y,
+                    "{} at bar {}: {} · {} ≠ {}", name, i / FLOAT_COLUMNS.len(), x, f, y
+                );
             }
         }
 
