@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cryptoflow_operators::dataflow::{
-    AnalyticsConfig, CandleConfig, CandleIndicators, CandleOutput, EventTimeCandles, FeatureInput,
-    IndicatorRow, KlineReconciliation, MlFeatures, ReconcileInput, TradeAnalytics, Watermarked,
+    AnalyticsConfig, CandleConfig, CandleIndicators, CandleOutput, DedupTrades, EventTimeCandles,
+    FeatureInput, IndicatorRow, KlineReconciliation, MlFeatures, ReconcileInput, TradeAnalytics,
+    Watermarked,
 };
 use cryptoflow_operators::features::ContextItem;
 use cryptoflow_operators::math::to_f64;
@@ -43,12 +44,22 @@ pub fn trade_pipeline<'scope>(
     candles: &CandleConfig,
     sentiment: std::sync::Arc<dyn SentimentModel>,
     compare_trade_count: bool,
+    flow: Arc<Flow>,
 ) -> StreamVec<'scope, u64, SinkRecord> {
     let tick_ms = candles.tick_ms;
-    let trades = events.clone().flat_map(|(e, wm)| match e {
-        Event::Trade(t) => Some((t, wm)),
-        _ => None,
-    });
+    // Each (venue, symbol, id) once: a repeat would count twice in candles and averages. Repeats
+    // are counted in the ledger and released from the in-flight bound like delivered trades.
+    let trades = events
+        .clone()
+        .flat_map(|(e, wm)| match e {
+            Event::Trade(t) => Some((t, wm)),
+            _ => None,
+        })
+        .dedup_trades(move |t| {
+            flow.in_flight.fetch_sub(1, Ordering::SeqCst);
+            flow.ledger
+                .update(flow.source, t.symbol.as_str(), |c| c.duplicates += 1);
+        });
     let klines = events.clone().flat_map(|(e, _)| match e {
         Event::Kline(k) if k.is_closed => Some(ReconcileInput::Kline(*k)),
         _ => None,

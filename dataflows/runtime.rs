@@ -519,6 +519,7 @@ pub fn run(
                 &candle_cfg,
                 sentiment.clone(),
                 compare_trade_count,
+                flow_w.clone(),
             );
             let records = records.probe_with(&probe);
             for (i, tx) in senders.iter().enumerate() {

@@ -17,6 +17,8 @@ struct Output {
     whales: usize,
     /// Dead letters of the replay.
     errors: u64,
+    /// Repeated trade ids dropped (data-quality ledger).
+    duplicates: u64,
 }
 
 fn run_with(workers: usize) -> Output {
@@ -43,6 +45,7 @@ fn run_fixture(name: &str, workers: usize) -> Output {
         late: Vec::new(),
         whales: 0,
         errors: replay.errors,
+        duplicates: report.quality.iter().map(|q| q.duplicates).sum(),
     };
     for r in recs {
         match r {
@@ -84,6 +87,20 @@ fn low_priced_pairs_keep_every_significant_digit() {
     let exp = expected_for("lowprice");
     assert!(one.finals.len() > 150, "{} final candles", one.finals.len());
     assert!(one.whales > 50, "{} whales", one.whales);
+    check_against_reference(&exp, one, two);
+}
+
+/// Overlapping captures and a corrupted repeat (same id, price 999.5): every (symbol, id) counts
+/// once — the first copy — in averages and candles, on 1 and 2 workers, equal to the reference
+/// that skips repeats; the repeats are counted in the ledger.
+#[test]
+fn repeated_trade_ids_count_once() {
+    let one = run_fixture("repeats", 1);
+    let two = run_fixture("repeats", 2);
+    let exp = expected_for("repeats");
+    assert_eq!(one.duplicates, exp["duplicates"].as_u64().unwrap());
+    assert_eq!(two.duplicates, one.duplicates);
+    assert!(one.duplicates > 200, "{}", one.duplicates);
     check_against_reference(&exp, one, two);
 }
 

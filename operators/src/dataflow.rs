@@ -7,6 +7,7 @@
 //! depend on lateness read the watermark carried in the record, so they do not depend on how the
 //! source batched its input. The exact event time travels in the record.
 //!
+//! - [`DedupTrades::dedup_trades`]: each trade id once per (venue, symbol), before the rest.
 //! - [`TradeAnalytics::trade_analytics`]: per-symbol SMA/EMA over the last N trades and the whale
 //!   flag, in arrival order (one source per symbol keeps that order deterministic).
 //! - [`EventTimeCandles::event_time_candles`]: tumbling candles per interval, emitted while forming
@@ -21,7 +22,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
-use crate::math::{to_f64, CandleAcc, Ema, Sma};
+use crate::math::{to_f64, CandleAcc, Ema, IdSet, Sma};
 use crate::model::{
     Candle, Interval, Kline, KlineMismatch, Millis, Symbol, Trade, Venue, WhaleAlert,
 };
@@ -193,6 +194,49 @@ impl<'scope> TradeAnalytics<'scope> for StreamVec<'scope, u64, Watermarked<Trade
                                     whale_threshold: st.threshold,
                                     trade,
                                 });
+                            }
+                        }
+                    });
+                }
+            },
+        )
+        .container::<Vec<_>>()
+    }
+}
+
+/// Drops repeated trades before any operator sees them.
+pub trait DedupTrades<'scope> {
+    /// Passes each (venue, symbol, id space, trade id) once, in arrival order; every repeat
+    /// (overlapping captures, merged recordings, a rollover overlap) goes to `on_repeat` instead.
+    /// Exchanged by symbol, so the downstream per-symbol operators stay on the same worker. Trade
+    /// ids (`t`) and aggregate ids (`a`) are separate id spaces.
+    fn dedup_trades(
+        self,
+        on_repeat: impl FnMut(&Trade) + 'static,
+    ) -> StreamVec<'scope, u64, Watermarked<Trade>>;
+}
+
+impl<'scope> DedupTrades<'scope> for StreamVec<'scope, u64, Watermarked<Trade>> {
+    fn dedup_trades(
+        self,
+        mut on_repeat: impl FnMut(&Trade) + 'static,
+    ) -> StreamVec<'scope, u64, Watermarked<Trade>> {
+        self.unary(
+            Exchange::new(|t: &Watermarked<Trade>| t.0.symbol.shard_hash()),
+            "DedupTrades",
+            move |_cap, _info| {
+                let mut seen: FxHashMap<(Venue, Symbol, bool), IdSet> = FxHashMap::default();
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for batch in data {
+                            for (trade, wm) in batch.drain(..) {
+                                let key = (trade.venue, trade.symbol, trade.agg.is_some());
+                                if seen.entry(key).or_default().insert(trade.trade_id) {
+                                    session.give((trade, wm));
+                                } else {
+                                    on_repeat(&trade);
+                                }
                             }
                         }
                     });

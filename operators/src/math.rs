@@ -14,7 +14,7 @@
 
 pub mod indicators;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -123,6 +123,61 @@ pub fn to_f64(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
 
+/// The ids seen of one trade stream, as disjoint inclusive ranges: memory grows with the holes
+/// between them, not with the ids (a stream in order is one range).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdSet {
+    /// start → end (inclusive), disjoint and not adjacent.
+    ranges: BTreeMap<u64, u64>,
+}
+
+impl IdSet {
+    /// Most ranges kept; past it the two oldest merge (the hole between them counts as seen), so
+    /// memory stays bounded even for a stream with holes everywhere.
+    pub const MAX_RANGES: usize = 4096;
+
+    /// Adds `id`; false when it was already in (a repeat).
+    pub fn insert(&mut self, id: u64) -> bool {
+        let mut start = id;
+        if let Some((&s, &e)) = self.ranges.range(..=id).next_back() {
+            if id <= e {
+                return false;
+            }
+            if e.checked_add(1) == Some(id) {
+                start = s;
+            }
+        }
+        let mut end = id;
+        if let Some(next) = id.checked_add(1) {
+            if let Some(e) = self.ranges.remove(&next) {
+                end = e;
+            }
+        }
+        self.ranges.insert(start, end);
+        if self.ranges.len() > Self::MAX_RANGES {
+            let mut lowest = self.ranges.iter().take(2).map(|(s, e)| (*s, *e));
+            if let (Some((s0, _)), Some((s1, e1))) = (lowest.next(), lowest.next()) {
+                self.ranges.remove(&s1);
+                self.ranges.insert(s0, e1);
+            }
+        }
+        true
+    }
+
+    /// Whether `id` was seen.
+    pub fn contains(&self, id: u64) -> bool {
+        self.ranges
+            .range(..=id)
+            .next_back()
+            .is_some_and(|(_, &e)| id <= e)
+    }
+
+    /// Number of disjoint ranges.
+    pub fn ranges(&self) -> usize {
+        self.ranges.len()
+    }
+}
+
 /// Accumulates the trades of one candle window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CandleAcc {
@@ -227,6 +282,37 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn id_sets_find_repeats_in_any_order() {
+        let mut s = IdSet::default();
+        for id in [5, 6, 7, 10, 9, 1, 8, 2, 3, 4] {
+            assert!(s.insert(id), "{id}");
+        }
+        assert_eq!(s.ranges(), 1, "1..=10 merged into one range");
+        for id in 1..=10 {
+            assert!(!s.insert(id), "{id} repeated");
+        }
+        assert!(s.insert(12));
+        assert!(!s.contains(11) && s.contains(12) && s.ranges() == 2);
+        assert!(s.insert(u64::MAX) && !s.insert(u64::MAX));
+        assert!(s.insert(0) && !s.insert(0));
+    }
+
+    proptest! {
+        /// The set answers like a plain set of every id inserted, for random ids with repeats.
+        #[test]
+        fn id_set_equals_a_plain_set(ids in proptest::collection::vec(0u64..300, 0..600)) {
+            let mut s = IdSet::default();
+            let mut plain = std::collections::BTreeSet::new();
+            for id in ids {
+                prop_assert_eq!(s.insert(id), plain.insert(id));
+            }
+            for id in 0..300 {
+                prop_assert_eq!(s.contains(id), plain.contains(&id));
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 Reads Binance trade payloads (JSON lines; other lines are skipped like cryptoflow skips them) in
 file order and computes what the pipeline must produce:
 
+- each (symbol, trade id) once: a repeated id (overlapping captures) is counted, not used;
 - per trade: the mean price of the last N trades of its symbol (all trades so far during warm-up);
 - the whale flag: price * qty >= threshold;
 - final 1-minute candles: open/close = price of the lowest/highest trade id in the window, high,
@@ -42,6 +43,8 @@ def main(path):
     candles = {}
     late = []
     max_ts = None
+    seen = set()
+    duplicates = 0
     for line in open(path):
         line = line.strip()
         try:
@@ -58,6 +61,11 @@ def main(path):
         if not price.is_finite() or price <= 0 or qty <= 0:
             continue
         sym, tid, ts, maker = msg["s"], msg["t"], msg["T"], msg["m"]
+        # Each (symbol, id) once: the first copy counts, repeats are only counted.
+        if (sym, tid) in seen:
+            duplicates += 1
+            continue
+        seen.add((sym, tid))
         w = windows[sym]
         w.append(price)
         if len(w) > SMA:
@@ -99,7 +107,8 @@ def main(path):
     for a in aggs.values():
         a["total_volume"] = str(a["total_volume"])
     json.dump({"trades": trades, "candles": out_candles, "late": late, "aggregates": aggs,
-               "whales": sum(1 for t in trades if t["is_whale"])}, sys.stdout, indent=1)
+               "whales": sum(1 for t in trades if t["is_whale"]),
+               "duplicates": duplicates}, sys.stdout, indent=1)
     sys.stdout.write("\n")
 
 
