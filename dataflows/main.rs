@@ -113,7 +113,8 @@ enum Command {
     },
     /// Replay captures or Binance CSV dumps through the pipeline (no file: the bundled sample).
     Replay {
-        /// Files: JSON lines (raw frames, combined wrappers, captures), or CSV dumps; .gz is fine.
+        /// Files: JSON lines (raw frames, combined wrappers, captures, REST trade items), or CSV
+        /// dumps; .gz is fine.
         files: Vec<PathBuf>,
         #[command(flatten)]
         common: Common,
@@ -123,7 +124,8 @@ enum Command {
         /// Replay at this multiple of recorded time.
         #[arg(long)]
         speed: Option<f64>,
-        /// Symbol of CSV dumps whose file name does not start with it.
+        /// Symbol of CSV dumps whose file name does not start with it, and of REST
+        /// `aggTrades` / `historicalTrades` items (JSON lines without a symbol).
         #[arg(long)]
         symbol: Option<String>,
         /// Kind of CSV dumps (default: from the column count).
@@ -371,14 +373,26 @@ fn summarize(report: &RunReport) {
         .replay
         .map(|r| format!(" lines={} replay_errors={}", r.lines, r.errors))
         .unwrap_or_default();
+    let ignored: u64 = report.ignored.iter().map(|(_, n)| n).sum();
     eprintln!(
-        "cryptoflow: {} events in {:.2}s{replay} decode_errors={} reconnects={} sinks: {}",
+        "cryptoflow: {} events in {:.2}s{replay} decode_errors={} ignored={ignored} reconnects={} sinks: {}",
         report.events,
         report.elapsed.as_secs_f64(),
         report.decode_errors,
         report.reconnects,
         acks.join(", ")
     );
+    if !report.ignored.is_empty() {
+        let per_type: Vec<String> = report
+            .ignored
+            .iter()
+            .map(|(ty, n)| format!("{ty}={n}"))
+            .collect();
+        eprintln!(
+            "cryptoflow: ignored frames (known types not processed): {}",
+            per_type.join(" ")
+        );
+    }
     for (name, s) in &report.polls {
         eprintln!(
             "cryptoflow: poller {name}: polls={} emitted={} duplicates={} errors={}",

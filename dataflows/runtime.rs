@@ -89,6 +89,8 @@ pub struct RunReport {
     pub acks: Vec<(&'static str, Ack)>,
     /// Undecodable frames.
     pub decode_errors: u64,
+    /// Frames of known types that are not processed, per type (sorted by type).
+    pub ignored: Vec<(String, u64)>,
     /// Reconnects of live connections.
     pub reconnects: u64,
     /// Wall time of the run.
@@ -710,6 +712,7 @@ pub fn run(
         replay,
         acks,
         decode_errors: SourceStats::get(&stats.decode_errors),
+        ignored: ledger.ignored_by_type(),
         reconnects: SourceStats::get(&stats.reconnects),
         elapsed: started.elapsed(),
         quality,
@@ -820,6 +823,7 @@ fn replay_all(
         total.lines += s.lines;
         total.events += s.events;
         total.errors += s.errors;
+        total.ignored += s.ignored;
         if s.stopped {
             total.stopped = true;
             break;

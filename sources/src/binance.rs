@@ -1,10 +1,22 @@
-//! Binance spot payloads: private wire types and decoders into normalized events.
+//! Binance payloads: private wire types and decoders into normalized events.
 //!
-//! Shapes follow Binance's WebSocket streams documentation
-//! (<https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams>) and the public
+//! Shapes follow Binance's WebSocket streams documentation (spot:
+//! <https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams>; USDⓈ-M and
+//! COIN-M futures: "Websocket Market Streams" under
+//! <https://developers.binance.com/docs/derivatives>), the REST market-data items and the public
 //! dumps at data.binance.vision. One pass of `serde_json` over borrowed strings decodes every
 //! frame kind: plain payloads, the combined-stream wrapper `{"stream","data"}`, and the capture
 //! format `{"ts_received","frame"}` that `cryptoflow record` writes.
+//!
+//! Frames are sorted three ways:
+//! - processed: `trade`, `aggTrade`, `kline` (intervals of the model), `serverShutdown`, and the
+//!   REST `aggTrades` / `historicalTrades` items (which carry no symbol: it must be given);
+//! - ignored, counted per type ([`Control::ignored_type`]): every other documented stream or
+//!   event type (book tickers, depth, tickers, mark prices, liquidations, index klines, `kline_1M`,
+//!   array streams such as `!ticker@arr`, request answers and errors), and any other
+//!   `{"e":<name>,"E":<ms>}` event;
+//! - dead letters ([`DecodeError`]): not JSON, truncated, of the wrong shape, or a processed type
+//!   with a missing or invalid field.
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -49,6 +61,12 @@ pub enum DecodeError {
     /// A CSV line of the wrong shape.
     #[error("CSV line: {0}")]
     Csv(String),
+    /// A REST trade item (`aggTrades`, `historicalTrades`) carries no symbol and none was given.
+    #[error("a REST `{0}` item carries no symbol: say whose trades these are (replay --symbol)")]
+    NoSymbol(&'static str),
+    /// Well-formed JSON that is no Binance frame cryptoflow knows (e.g. an array of trades).
+    #[error("unsupported frame: {0}")]
+    Unsupported(&'static str),
 }
 
 impl DecodeError {
@@ -62,6 +80,8 @@ impl DecodeError {
             DecodeError::UnknownEvent(_) => "unknown_event",
             DecodeError::Model(_) => "model",
             DecodeError::Csv(_) => "csv",
+            DecodeError::NoSymbol(_) => "no_symbol",
+            DecodeError::Unsupported(_) => "unsupported",
         }
     }
 }
@@ -74,13 +94,18 @@ pub enum Control {
         /// Request id.
         id: Option<i64>,
     },
+    /// `{"code":…,"msg":…}`: the server rejected a request (a bad SUBSCRIBE, invalid JSON sent).
+    Error {
+        /// Binance's error code.
+        code: i64,
+        /// Binance's message (cut to 200 characters).
+        msg: String,
+    },
     /// `{"e":"serverShutdown","E":…}`: the server will close the connection soon.
     ServerShutdown {
         /// Event time, ms.
         at: Millis,
     },
-    /// A known payload kind cryptoflow does not turn into events (bookTicker, depth).
-    Ignored(&'static str),
     /// A futures `trade` that did not fill in the order book (`"X"` other than `MARKET`:
     /// `INSURANCE_FUND`, `ADL`, `NA`). It is not part of the tape (Binance leaves such trades out
     /// of `aggTrade` and of the REST trade lists too), but its id is taken, so the live source
@@ -93,6 +118,147 @@ pub enum Control {
         /// The `X` value.
         kind: String,
     },
+    /// A Binance stream or event type cryptoflow does not turn into events, by type: the event
+    /// type `e` (`24hrTicker`, `markPriceUpdate`, …), `kline_<interval>` for kline intervals
+    /// outside the model, or a name for payloads without `e` (`bookTicker`, `partialDepth`,
+    /// `emptyArray`). Array streams count once per frame, under the type of their first item.
+    Ignored(Cow<'static, str>),
+}
+
+impl Control {
+    /// The type under which this frame counts as ignored: `response`, `error`, or the
+    /// [`Control::Ignored`] type; `None` for `serverShutdown`, which is acted upon.
+    pub fn ignored_type(&self) -> Option<&str> {
+        match self {
+            Control::Response { .. } => Some("response"),
+            Control::Error { .. } => Some("error"),
+            Control::ServerShutdown { .. } => None,
+            Control::Ignored(t) => Some(t.as_ref()),
+            Control::OffBookTrade { .. } => Some("offBookTrade"),
+        }
+    }
+}
+
+/// Documented event types (`e`) of streams cryptoflow does not process, counted under their own
+/// name even without an event time. Any other `e` with an integer `E` is ignored too (counted
+/// under its name); an `e` without `E` is a dead letter.
+///
+/// Spot: <https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams>;
+/// USDⓈ-M: <https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams>;
+/// COIN-M: <https://developers.binance.com/docs/derivatives/coin-margined-futures/websocket-market-streams>.
+const IGNORED_EVENTS: [&str; 17] = [
+    "24hrTicker",
+    "24hrMiniTicker",
+    "1hTicker",
+    "4hTicker",
+    "1dTicker",
+    "avgPrice",
+    "bookTicker",
+    "depthUpdate",
+    "markPriceUpdate",
+    "indexPriceUpdate",
+    "forceOrder",
+    "continuous_kline",
+    "indexPrice_kline",
+    "markPrice_kline",
+    "compositeIndex",
+    "contractInfo",
+    "assetIndexUpdate",
+];
+
+/// Event types that are decoded into events or acted upon.
+const PROCESSED_EVENTS: [&str; 4] = ["trade", "aggTrade", "kline", "serverShutdown"];
+
+/// Every kline interval Binance documents, with the type under which a kline of an interval the
+/// model lacks (`1M`: calendar months) is ignored.
+const KLINE_INTERVALS: [(&str, &str); 16] = [
+    ("1s", "kline_1s"),
+    ("1m", "kline_1m"),
+    ("3m", "kline_3m"),
+    ("5m", "kline_5m"),
+    ("15m", "kline_15m"),
+    ("30m", "kline_30m"),
+    ("1h", "kline_1h"),
+    ("2h", "kline_2h"),
+    ("4h", "kline_4h"),
+    ("6h", "kline_6h"),
+    ("8h", "kline_8h"),
+    ("12h", "kline_12h"),
+    ("1d", "kline_1d"),
+    ("3d", "kline_3d"),
+    ("1w", "kline_1w"),
+    ("1M", "kline_1M"),
+];
+
+/// The ignored type of an event `e` (with `has_time`: the frame has an integer `E`), or `None`
+/// when the frame is not a Binance event cryptoflow may skip.
+fn ignored_event(e: &str, has_time: bool) -> Option<Cow<'static, str>> {
+    if let Some(known) = IGNORED_EVENTS.iter().find(|k| **k == e) {
+        return Some(Cow::Borrowed(*known));
+    }
+    let name_like =
+        !e.is_empty() && e.len() <= 40 && e.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    (has_time && name_like && !PROCESSED_EVENTS.contains(&e)).then(|| Cow::Owned(e.to_string()))
+}
+
+/// Classifies a frame that the typed decoder rejected but that is valid JSON (an array stream, a
+/// ticker whose `l` is a price, …): `Some` when it is a Binance frame to skip, `None` when the
+/// typed decoder's error stands.
+fn ignorable_value(v: &serde_json::Value, depth: u8) -> Option<Control> {
+    use serde_json::Value;
+    if depth > 4 {
+        return None;
+    }
+    match v {
+        Value::Array(items) => {
+            let mut first = None;
+            for item in items {
+                match ignorable_value(item, depth + 1)? {
+                    Control::Ignored(t) => {
+                        first.get_or_insert(t);
+                    }
+                    _ => return None,
+                }
+            }
+            Some(Control::Ignored(
+                first.unwrap_or(Cow::Borrowed("emptyArray")),
+            ))
+        }
+        Value::Object(o) => {
+            if let Some(frame) = o.get("frame") {
+                return ignorable_value(frame, depth + 1);
+            }
+            if let Some(data) = o.get("data") {
+                return ignorable_value(data, depth + 1);
+            }
+            match o.get("e") {
+                Some(Value::String(e)) => {
+                    let has_time = o.get("E").is_some_and(|t| t.is_i64() || t.is_u64());
+                    ignored_event(e, has_time).map(Control::Ignored)
+                }
+                Some(_) => None,
+                None => {
+                    let has = |k: &str| o.contains_key(k);
+                    if let (Some(code), Some(msg)) = (
+                        o.get("code").and_then(Value::as_i64),
+                        o.get("msg").and_then(Value::as_str),
+                    ) {
+                        Some(Control::Error {
+                            code,
+                            msg: msg.chars().take(200).collect(),
+                        })
+                    } else if has("lastUpdateId") && has("bids") && has("asks") {
+                        Some(Control::Ignored(Cow::Borrowed("partialDepth")))
+                    } else if has("u") && has("s") && has("b") {
+                        Some(Control::Ignored(Cow::Borrowed("bookTicker")))
+                    } else {
+                        None
+                    }
+                }
+            }
+        }
+        _ => None,
+    }
 }
 
 /// What one frame decodes to.
@@ -216,8 +382,9 @@ struct Wire<'a> {
     X: Option<Cow<'a, str>>,
     #[serde(borrow)]
     k: Option<WireKline<'a>>,
-    // bookTicker has `u` and `b` but no `e`.
+    // Spot bookTicker has `u`, `s`, `b` and `a` but no `e`.
     u: Option<u64>,
+    b: Option<serde::de::IgnoredAny>,
     // Combined-stream wrapper.
     #[serde(borrow)]
     stream: Option<Cow<'a, str>>,
@@ -225,6 +392,23 @@ struct Wire<'a> {
     // Responses to SUBSCRIBE etc.
     id: Option<serde_json::Value>,
     result: Option<serde_json::Value>,
+    // Error answers `{"code","msg"}`.
+    code: Option<i64>,
+    #[serde(borrow)]
+    msg: Option<Cow<'a, str>>,
+    // Spot partial book depth `{"lastUpdateId","bids","asks"}`.
+    #[serde(rename = "lastUpdateId")]
+    last_update_id: Option<serde::de::IgnoredAny>,
+    bids: Option<serde::de::IgnoredAny>,
+    asks: Option<serde::de::IgnoredAny>,
+    // REST `historicalTrades` / `trades` items (with `id`).
+    #[serde(borrow)]
+    price: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    qty: Option<Cow<'a, str>>,
+    time: Option<i64>,
+    #[serde(rename = "isBuyerMaker")]
+    is_buyer_maker: Option<bool>,
     // Capture format written by `cryptoflow record`.
     ts_received: Option<i64>,
     frame: Option<Box<Wire<'a>>>,
@@ -272,43 +456,78 @@ fn req<T>(field: &'static str, v: Option<T>) -> Result<T, DecodeError> {
 /// Decodes one WebSocket frame or capture line.
 ///
 /// `ts_received` is the receive time to stamp on events; a capture line's own `ts_received`
-/// takes precedence.
+/// takes precedence. REST trade items, which carry no symbol, are errors here; see
+/// [`decode_frame_with_symbol`].
 pub fn decode_frame(text: &str, ts_received: Millis) -> Result<Decoded, DecodeError> {
+    decode_frame_with_symbol(text, ts_received, None)
+}
+
+/// [`decode_frame`], with the symbol of REST `aggTrades` / `historicalTrades` items (`{"a","p",
+/// "q","f","l","T","m"}`, `{"id","price","qty","time","isBuyerMaker"}`), which carry none;
+/// without it such an item is a [`DecodeError::NoSymbol`].
+pub fn decode_frame_with_symbol(
+    text: &str,
+    ts_received: Millis,
+    symbol: Option<Symbol>,
+) -> Result<Decoded, DecodeError> {
     if let Some(decoded) = fast::decode(text, ts_received) {
         return decoded;
     }
-    decode_frame_serde(text, ts_received)
+    decode_serde(text, ts_received, symbol)
 }
 
 /// The reference decoder (serde), without the fast path.
 pub fn decode_frame_serde(text: &str, ts_received: Millis) -> Result<Decoded, DecodeError> {
-    let wire: Wire<'_> =
-        serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
-    decode_wire(wire, ts_received)
+    decode_serde(text, ts_received, None)
 }
 
-fn decode_wire(wire: Wire<'_>, ts_received: Millis) -> Result<Decoded, DecodeError> {
+fn decode_serde(
+    text: &str,
+    ts_received: Millis,
+    symbol: Option<Symbol>,
+) -> Result<Decoded, DecodeError> {
+    match serde_json::from_str::<Wire<'_>>(text) {
+        Ok(wire) => decode_wire(wire, ts_received, symbol),
+        // Valid JSON of another shape (array streams, tickers whose `l` is a price, …) may still
+        // be a frame to skip; otherwise the typed decoder's error stands.
+        Err(e) => {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+                return Err(DecodeError::Json(e.to_string()));
+            };
+            match ignorable_value(&v, 0) {
+                Some(c) => Ok(Decoded::Control(c)),
+                None if v
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty() && a.iter().all(|i| i.is_object())) =>
+                {
+                    Err(DecodeError::Unsupported(
+                        "an array of trades, klines or REST items; one JSON object per line is expected",
+                    ))
+                }
+                None => Err(DecodeError::Json(e.to_string())),
+            }
+        }
+    }
+}
+
+fn decode_wire(
+    wire: Wire<'_>,
+    ts_received: Millis,
+    symbol: Option<Symbol>,
+) -> Result<Decoded, DecodeError> {
     if let Some(frame) = wire.frame {
-        return decode_wire(*frame, wire.ts_received.unwrap_or(ts_received));
+        return decode_wire(*frame, wire.ts_received.unwrap_or(ts_received), symbol);
     }
     if let Some(raw) = wire.raw {
         // A recorded frame that was not JSON: decode it as such to reproduce the error.
-        return decode_frame(&raw, wire.ts_received.unwrap_or(ts_received));
+        return decode_frame_with_symbol(&raw, wire.ts_received.unwrap_or(ts_received), symbol);
     }
     if let Some(data) = wire.data {
         let _ = wire.stream;
-        return decode_wire(*data, ts_received);
+        return decode_wire(*data, ts_received, symbol);
     }
     let Some(e) = wire.e.as_deref() else {
-        if wire.result.is_some() || wire.id.is_some() {
-            return Ok(Decoded::Control(Control::Response {
-                id: wire.id.and_then(|v| v.as_i64()),
-            }));
-        }
-        if wire.u.is_some() && wire.s.is_some() {
-            return Ok(Decoded::Control(Control::Ignored("bookTicker")));
-        }
-        return Err(DecodeError::MissingField("e"));
+        return decode_untyped(wire, ts_received, symbol);
     };
     match e {
         "trade" => {
@@ -335,29 +554,26 @@ fn decode_wire(wire: Wire<'_>, ts_received: Millis) -> Result<Decoded, DecodeErr
         }
         "aggTrade" => {
             let symbol = Symbol::new(req("s", wire.s.as_deref())?)?;
-            let trade = Trade {
-                venue: Venue::Binance,
-                symbol,
-                trade_id: req("a", wire.a.0)?,
-                price: positive("p", wire.p.as_ref())?,
-                qty: positive("q", wire.q.as_ref())?,
-                side: Side::from_buyer_is_maker(req("m", wire.m)?),
-                ts_exchange: req("T", wire.T)?,
-                ts_received,
-                agg: Some(AggIds {
-                    first_trade_id: req("f", wire.f)?,
-                    last_trade_id: req("l", wire.l)?,
-                }),
-            };
-            Ok(Decoded::Event(Event::Trade(trade)))
+            agg_trade(&wire, symbol, ts_received)
         }
         "kline" => {
             let k = req("k", wire.k)?;
+            let label = req("k.i", k.i.as_deref())?;
+            let interval = match Interval::from_str(label) {
+                Ok(i) => i,
+                Err(err) => {
+                    // A documented interval the model does not have (`1M`): skipped, counted.
+                    return match KLINE_INTERVALS.iter().find(|(l, _)| *l == label) {
+                        Some((_, ty)) => Ok(Decoded::Control(Control::Ignored(Cow::Borrowed(*ty)))),
+                        None => Err(err.into()),
+                    };
+                }
+            };
             let symbol = Symbol::new(req("s", wire.s.as_deref().or(k.s.as_deref()))?)?;
             let kline = Kline {
                 venue: Venue::Binance,
                 symbol,
-                interval: Interval::from_str(req("k.i", k.i.as_deref())?)?,
+                interval,
                 open_time: req("k.t", k.t)?,
                 close_time: req("k.T", k.T)?,
                 first_trade_id: req("k.f", k.f)?,
@@ -380,9 +596,102 @@ fn decode_wire(wire: Wire<'_>, ts_received: Millis) -> Result<Decoded, DecodeErr
         "serverShutdown" => Ok(Decoded::Control(Control::ServerShutdown {
             at: wire.E.unwrap_or(0),
         })),
-        "depthUpdate" => Ok(Decoded::Control(Control::Ignored("depthUpdate"))),
-        other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
+        other => match ignored_event(other, wire.E.is_some()) {
+            Some(ty) => Ok(Decoded::Control(Control::Ignored(ty))),
+            None => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
+        },
     }
+}
+
+/// An `aggTrade` payload or REST `aggTrades` item for `symbol`.
+fn agg_trade(wire: &Wire<'_>, symbol: Symbol, ts_received: Millis) -> Result<Decoded, DecodeError> {
+    let trade = Trade {
+        venue: Venue::Binance,
+        symbol,
+        trade_id: req("a", wire.a.0)?,
+        price: positive("p", wire.p.as_ref())?,
+        qty: positive("q", wire.q.as_ref())?,
+        side: Side::from_buyer_is_maker(req("m", wire.m)?),
+        ts_exchange: req("T", wire.T)?,
+        ts_received,
+        agg: Some(AggIds {
+            first_trade_id: req("f", wire.f)?,
+            last_trade_id: req("l", wire.l)?,
+        }),
+    };
+    Ok(Decoded::Event(Event::Trade(trade)))
+}
+
+/// The symbol of a REST item: its own `s` if any (some archives add it), else the one given.
+fn rest_symbol(
+    own: Option<&str>,
+    given: Option<Symbol>,
+    item: &'static str,
+) -> Result<Symbol, DecodeError> {
+    match own {
+        Some(s) => Ok(Symbol::new(s)?),
+        None => given.ok_or(DecodeError::NoSymbol(item)),
+    }
+}
+
+/// A JSON object without `e`: an answer to a request, a REST trade item, a spot book ticker or
+/// partial depth snapshot (both without `e`), or a dead letter.
+fn decode_untyped(
+    wire: Wire<'_>,
+    ts_received: Millis,
+    symbol: Option<Symbol>,
+) -> Result<Decoded, DecodeError> {
+    if let (Some(code), Some(msg)) = (wire.code, wire.msg.as_deref()) {
+        return Ok(Decoded::Control(Control::Error {
+            code,
+            msg: msg.chars().take(200).collect(),
+        }));
+    }
+    // REST `historicalTrades` / `trades`: `{"id","price","qty","quoteQty","time","isBuyerMaker"
+    // [,"isBestMatch"]}` (spot <https://developers.binance.com/docs/binance-spot-api-docs/rest-api>,
+    // USDⓈ-M `/fapi/v1/trades` without `isBestMatch`).
+    if wire.price.is_some() || wire.is_buyer_maker.is_some() {
+        let symbol = rest_symbol(wire.s.as_deref(), symbol, "historicalTrades")?;
+        let trade_id = match &wire.id {
+            None => return Err(DecodeError::MissingField("id")),
+            Some(v) => v.as_u64().ok_or_else(|| {
+                DecodeError::Json(format!("field `id` is not an unsigned integer: {v}"))
+            })?,
+        };
+        let trade = Trade {
+            venue: Venue::Binance,
+            symbol,
+            trade_id,
+            price: positive("price", wire.price.as_ref())?,
+            qty: positive("qty", wire.qty.as_ref())?,
+            side: Side::from_buyer_is_maker(req("isBuyerMaker", wire.is_buyer_maker)?),
+            ts_exchange: req("time", wire.time)?,
+            ts_received,
+            agg: None,
+        };
+        return Ok(Decoded::Event(Event::Trade(trade)));
+    }
+    // REST `aggTrades`: `{"a","p","q","f","l","T","m"[,"M"]}` (spot with `M`, USDⓈ-M without).
+    if wire.a.0.is_some() && wire.p.is_some() && wire.T.is_some() {
+        let symbol = rest_symbol(wire.s.as_deref(), symbol, "aggTrades")?;
+        return agg_trade(&wire, symbol, ts_received);
+    }
+    if wire.result.is_some() || wire.id.is_some() {
+        return Ok(Decoded::Control(Control::Response {
+            id: wire.id.and_then(|v| v.as_i64()),
+        }));
+    }
+    if wire.last_update_id.is_some() && wire.bids.is_some() && wire.asks.is_some() {
+        return Ok(Decoded::Control(Control::Ignored(Cow::Borrowed(
+            "partialDepth",
+        ))));
+    }
+    if wire.u.is_some() && wire.s.is_some() && wire.b.is_some() {
+        return Ok(Decoded::Control(Control::Ignored(Cow::Borrowed(
+            "bookTicker",
+        ))));
+    }
+    Err(DecodeError::MissingField("e"))
 }
 
 /// A fast path for the hot payloads (`trade` and `aggTrade`, plain or in the combined-stream
@@ -904,11 +1213,11 @@ mod tests {
         );
         assert_eq!(
             decode_frame(r#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#, 0).unwrap(),
-            Decoded::Control(Control::Ignored("bookTicker"))
+            Decoded::Control(Control::Ignored("bookTicker".into()))
         );
         assert_eq!(
             decode_frame(r#"{"e":"depthUpdate","E":1,"s":"BNBBTC","U":157,"u":160,"b":[["0.0024","10"]],"a":[]}"#, 0).unwrap(),
-            Decoded::Control(Control::Ignored("depthUpdate"))
+            Decoded::Control(Control::Ignored("depthUpdate".into()))
         );
     }
 
@@ -963,12 +1272,17 @@ mod tests {
                 r#"{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,"p":"1","q":"1","T":1,"m":true}"#,
                 "missing_field",
             ),
+            // `1M` is ignored (see `ignored_frames_by_type`); an interval Binance does not have
+            // is not.
             (
-                r#"{"e":"kline","E":1,"s":"BTCUSDT","k":{"i":"1M"}}"#,
+                r#"{"e":"kline","E":1,"s":"BTCUSDT","k":{"i":"7x"}}"#,
                 "model",
             ),
             (r#"{"e":"kline","E":1,"s":"BTCUSDT"}"#, "missing_field"),
-            (r#"{"e":"outboundAccountPosition","E":1}"#, "unknown_event"),
+            // An unknown event type without an event time, or with a name no Binance event has.
+            (r#"{"e":"outboundAccountPosition"}"#, "unknown_event"),
+            (r#"{"e":"no such event!","E":1}"#, "unknown_event"),
+            (r#"{"e":"","E":1}"#, "unknown_event"),
             (r#"{"E":1}"#, "missing_field"),
             (r#"{"stream":"x","data":"oops"}"#, "json"),
         ];
@@ -1021,6 +1335,305 @@ mod tests {
                     "{text}"
                 );
             }
+        }
+    }
+
+    /// Spot WebSocket streams documentation.
+    const SPOT: &str =
+        "https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams";
+    /// USDⓈ-M futures "Websocket Market Streams" pages (one per stream under this root).
+    const UM: &str =
+        "https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams";
+    /// COIN-M futures "Websocket Market Streams" pages.
+    const CM: &str =
+        "https://developers.binance.com/docs/derivatives/coin-margined-futures/websocket-market-streams";
+
+    /// Payloads of streams cryptoflow does not process, as documented (field names, value types),
+    /// with the page each comes from and the type it is counted under.
+    fn ignored_cases() -> Vec<(String, &'static str, &'static str)> {
+        let ticker = r#"{"e":"24hrTicker","E":1672515782136,"s":"BNBBTC","p":"0.0015","P":"250.00","w":"0.0018","x":"0.0009","c":"0.0025","Q":"10","b":"0.0024","B":"10","a":"0.0026","A":"100","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18","O":0,"C":86400000,"F":0,"L":18150,"n":18151}"#;
+        let mini = r#"{"e":"24hrMiniTicker","E":1672515782136,"s":"BNBBTC","c":"0.0025","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18"}"#;
+        let rolling = |w: &str| {
+            format!(
+                r#"{{"e":"{w}Ticker","E":1672515782136,"s":"BNBBTC","p":"0.0015","P":"250.00","o":"0.0010","h":"0.0025","l":"0.0010","c":"0.0025","w":"0.0018","v":"10000","q":"18","O":0,"C":1675216573749,"F":0,"L":18150,"n":18151}}"#
+            )
+        };
+        let um_mark = r#"{"e":"markPriceUpdate","E":1562305380000,"s":"BTCUSDT","p":"11794.15000000","i":"11784.62659091","P":"11784.25641265","r":"0.00038167","T":1562306400000}"#;
+        let um_ticker = r#"{"e":"24hrTicker","E":123456789,"s":"BTCUSDT","p":"0.0015","P":"250.00","w":"0.0018","c":"0.0025","Q":"10","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18","O":0,"C":86400000,"F":0,"L":18150,"n":18151}"#;
+        let um_mini = r#"{"e":"24hrMiniTicker","E":123456789,"s":"BTCUSDT","c":"0.0025","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18"}"#;
+        let um_book = r#"{"e":"bookTicker","u":400900217,"E":1568014460893,"T":1568014460891,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#;
+        let asset_index = r#"{"e":"assetIndexUpdate","E":1686749230000,"s":"ADAUSD","i":"0.27462452","b":"0.10000000","a":"0.10000000","B":"0.24716207","A":"0.30208698","q":"0.05000000","g":"0.05000000","Q":"0.26089330","G":"0.28835575"}"#;
+        let kline_1m_month = KLINE.replace(r#""i":"1m""#, r#""i":"1M""#);
+        let mut cases: Vec<(String, &'static str, &'static str)> = vec![
+            // Spot.
+            (r#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#.into(), SPOT, "bookTicker"),
+            (r#"{"e":"depthUpdate","E":1672515782136,"s":"BNBBTC","U":157,"u":160,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}"#.into(), SPOT, "depthUpdate"),
+            (r#"{"lastUpdateId":160,"bids":[["0.0024","10"]],"asks":[["0.0026","100"]]}"#.into(), SPOT, "partialDepth"),
+            (ticker.into(), SPOT, "24hrTicker"),
+            (mini.into(), SPOT, "24hrMiniTicker"),
+            (format!("[{ticker},{ticker}]"), SPOT, "24hrTicker"),
+            (format!("[{mini}]"), SPOT, "24hrMiniTicker"),
+            (rolling("1h"), SPOT, "1hTicker"),
+            (rolling("4h"), SPOT, "4hTicker"),
+            (rolling("1d"), SPOT, "1dTicker"),
+            (format!("[{}]", rolling("4h")), SPOT, "4hTicker"),
+            (r#"{"e":"avgPrice","E":1693907033000,"s":"BTCUSDT","i":"5m","w":"25776.86000000","T":1693907032213}"#.into(), SPOT, "avgPrice"),
+            (kline_1m_month, SPOT, "kline_1M"),
+            (r#"{"result":null,"id":1}"#.into(), SPOT, "response"),
+            (r#"{"result":["btcusdt@aggTrade"],"id":3}"#.into(), SPOT, "response"),
+            (r#"{"result":true,"id":2}"#.into(), SPOT, "response"),
+            (r#"{"code":0,"msg":"Unknown property","id":5}"#.into(), SPOT, "error"),
+            (r#"{"code":3,"msg":"Invalid JSON: expected value at line 1 column 1"}"#.into(), SPOT, "error"),
+            // USDⓈ-M futures.
+            (um_book.into(), UM, "bookTicker"),
+            (r#"{"e":"depthUpdate","E":123456789,"T":123456788,"s":"BTCUSDT","U":157,"u":160,"pu":149,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}"#.into(), UM, "depthUpdate"),
+            // `<symbol>@depth5`: partial depth, also an `e` = "depthUpdate" payload.
+            (r#"{"e":"depthUpdate","E":1571889248277,"T":1571889248276,"s":"BTCUSDT","U":390497796,"u":390497878,"pu":390497794,"b":[["7403.89","0.002"],["7403.90","3.906"]],"a":[["7405.96","3.340"],["7406.63","4.525"]]}"#.into(), UM, "depthUpdate"),
+            (um_mark.into(), UM, "markPriceUpdate"),
+            (format!("[{um_mark},{um_mark}]"), UM, "markPriceUpdate"),
+            (r#"{"e":"forceOrder","E":1568014460893,"o":{"s":"BTCUSDT","S":"SELL","o":"LIMIT","f":"IOC","q":"0.014","p":"9910","ap":"9910","X":"FILLED","l":"0.014","z":"0.014","T":1568014460893}}"#.into(), UM, "forceOrder"),
+            (r#"{"e":"continuous_kline","E":1607443058651,"ps":"BTCUSDT","ct":"PERPETUAL","k":{"t":1607443020000,"T":1607443079999,"i":"1m","f":116467658886,"L":116468012423,"o":"18787.00","c":"18804.04","h":"18804.04","l":"18786.54","v":"197.664","n":543,"x":false,"q":"3715253.19494","V":"184.769","Q":"3472925.84746","B":"0"}}"#.into(), UM, "continuous_kline"),
+            (um_ticker.into(), UM, "24hrTicker"),
+            (format!("[{um_ticker}]"), UM, "24hrTicker"),
+            (um_mini.into(), UM, "24hrMiniTicker"),
+            (format!("[{um_mini},{um_mini}]"), UM, "24hrMiniTicker"),
+            (r#"{"e":"compositeIndex","E":1602310596000,"s":"DEFIUSDT","p":"554.41604065","C":"baseAsset","c":[{"b":"BAL","q":"USDT","w":"1.04884844","W":"0.01457800","i":"24.33521021"},{"b":"BAND","q":"USDT","w":"3.53782729","W":"0.03935200","i":"7.26420084"}]}"#.into(), UM, "compositeIndex"),
+            (r#"{"e":"contractInfo","E":1669356423908,"s":"IOTAUSDT","ps":"IOTAUSDT","ct":"PERPETUAL","dt":4133404800000,"ot":1569398400000,"cs":"TRADING","bks":[{"bs":1,"bnf":0,"bnc":5000,"mmr":0.01,"cf":0,"mi":21,"ma":50},{"bs":2,"bnf":5000,"bnc":25000,"mmr":0.025,"cf":75,"mi":11,"ma":20}]}"#.into(), UM, "contractInfo"),
+            (asset_index.into(), UM, "assetIndexUpdate"),
+            (format!("[{asset_index},{asset_index}]"), UM, "assetIndexUpdate"),
+            (r#"{"e":"kline","E":1638747660000,"s":"BTCUSDT","k":{"t":1638316800000,"T":1640995199999,"s":"BTCUSDT","i":"1M","f":100,"L":200,"o":"0.0010","c":"0.0020","h":"0.0025","l":"0.0015","v":"1000","n":100,"x":false,"q":"1.0000","V":"500","Q":"0.500","B":"123456"}}"#.into(), UM, "kline_1M"),
+            // COIN-M futures.
+            (r#"{"e":"indexPrice_kline","E":1591267070033,"ps":"BTCUSD","k":{"t":1591267020000,"T":1591267079999,"s":"0","i":"1m","f":1591267020000,"L":1591267070000,"o":"9542.21900000","c":"9542.50440000","h":"9542.71640000","l":"9542.21040000","v":"0","n":51,"x":false,"q":"0","V":"0","Q":"0","B":"0"}}"#.into(), CM, "indexPrice_kline"),
+            (r#"{"e":"markPrice_kline","E":1591267398004,"ps":"BTCUSD","k":{"t":1591267380000,"T":1591267439999,"s":"BTCUSD_200626","i":"1m","f":1591267380000,"L":1591267398000,"o":"9539.67161333","c":"9540.82761333","h":"9540.82761333","l":"9539.66961333","v":"0","n":19,"x":false,"q":"0","V":"0","Q":"0","B":"0"}}"#.into(), CM, "markPrice_kline"),
+            (r#"{"e":"indexPriceUpdate","E":1591261236000,"i":"BTCUSD","p":"9636.57860000"}"#.into(), CM, "indexPriceUpdate"),
+            (r#"{"e":"markPriceUpdate","E":1596095725000,"s":"BTCUSD_201225","p":"10934.62615417","P":"10962.17178236","i":"10933.62615417","r":"","T":0}"#.into(), CM, "markPriceUpdate"),
+            (r#"{"e":"bookTicker","u":17242169,"s":"BTCUSD_200626","ps":"BTCUSD","b":"9548.1","B":"52","a":"9548.5","A":"11","T":1591268628155,"E":1591268628166}"#.into(), CM, "bookTicker"),
+            // An event type not listed above, shaped like a Binance event (a user-data event).
+            (r#"{"e":"outboundAccountPosition","E":1564034571105,"u":1564034571073,"B":[{"a":"ETH","f":"10000.000000","l":"0.000000"}]}"#.into(), SPOT, "outboundAccountPosition"),
+            // An empty array stream (only changed tickers are sent).
+            ("[]".into(), SPOT, "emptyArray"),
+        ];
+        // The combined-stream wrapper around each, and the capture line around that.
+        let n = cases.len();
+        for i in 0..n {
+            let (payload, doc, ty) = cases[i].clone();
+            cases.push((format!(r#"{{"stream":"x@y","data":{payload}}}"#), doc, ty));
+            cases.push((
+                format!(r#"{{"ts_received":5,"frame":{{"stream":"x@y","data":{payload}}}}}"#),
+                doc,
+                ty,
+            ));
+        }
+        cases
+    }
+
+    #[test]
+    fn ignored_frames_by_type() {
+        for (payload, doc, ty) in ignored_cases() {
+            for decoded in [decode_frame(&payload, 0), decode_frame_serde(&payload, 0)] {
+                match decoded {
+                    Ok(Decoded::Control(c)) => {
+                        assert_eq!(c.ignored_type(), Some(ty), "{payload} ({doc})")
+                    }
+                    other => panic!("{payload} ({doc}): expected ignored {ty}, got {other:?}"),
+                }
+            }
+        }
+        assert_eq!(
+            decode_frame(
+                r#"{"code":2,"msg":"Invalid request: too many parameters"}"#,
+                0
+            )
+            .unwrap(),
+            Decoded::Control(Control::Error {
+                code: 2,
+                msg: "Invalid request: too many parameters".into()
+            })
+        );
+    }
+
+    /// Processed payloads of the futures streams and of every kline interval of the model.
+    #[test]
+    fn futures_trades_and_klines_of_every_interval_decode() {
+        // USDⓈ-M `<symbol>@trade` carries the order type `X`; its aggTrade has no `M`.
+        let t = trade(
+            r#"{"e":"trade","E":1672515782136,"T":1672515782136,"s":"BTCUSDT","t":12345,"p":"0.001","q":"100","X":"MARKET","m":true}"#,
+        );
+        assert_eq!(
+            (t.symbol.as_str(), t.trade_id, t.price, t.side, t.agg),
+            ("BTCUSDT", 12345, d("0.001"), Side::Sell, None)
+        );
+        let t = trade(
+            r#"{"e":"aggTrade","E":123456789,"s":"BTCUSDT","a":5933014,"p":"0.001","q":"100","f":100,"l":105,"T":123456785,"m":true}"#,
+        );
+        assert_eq!(
+            (t.trade_id, t.ts_exchange, t.agg),
+            (
+                5933014,
+                123456785,
+                Some(AggIds {
+                    first_trade_id: 100,
+                    last_trade_id: 105
+                })
+            )
+        );
+        for (label, _) in KLINE_INTERVALS.iter().filter(|(l, _)| *l != "1M") {
+            let frame = KLINE.replace(r#""i":"1m""#, &format!(r#""i":"{label}""#));
+            match decode_frame(&frame, 0) {
+                Ok(Decoded::Event(Event::Kline(k))) => assert_eq!(k.interval.label(), *label),
+                other => panic!("kline_{label}: {other:?}"),
+            }
+        }
+    }
+
+    /// REST items, one per line: `GET /api/v3/aggTrades` (spot, with `M`), `/fapi/v1/aggTrades`
+    /// (without), `GET /api/v3/historicalTrades` and `/fapi/v1/trades` (without `isBestMatch`),
+    /// from <https://developers.binance.com/docs/binance-spot-api-docs/rest-api> and the USDⓈ-M
+    /// market-data REST pages.
+    #[test]
+    fn rest_items_need_a_symbol() {
+        let s = Symbol::new("BNBBTC").unwrap();
+        let spot_agg = r#"{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true,"M":true}"#;
+        let um_agg = r#"{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true}"#;
+        let spot_hist = r#"{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012","time":1499865549590,"isBuyerMaker":true,"isBestMatch":true}"#;
+        let um_hist = r#"{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012","time":1499865549590,"isBuyerMaker":true}"#;
+        for item in [spot_agg, um_agg] {
+            let Ok(Decoded::Event(Event::Trade(t))) = decode_frame_with_symbol(item, 3, Some(s))
+            else {
+                panic!("{item}")
+            };
+            assert_eq!(
+                (
+                    t.symbol,
+                    t.trade_id,
+                    t.price,
+                    t.qty,
+                    t.side,
+                    t.ts_exchange,
+                    t.ts_received
+                ),
+                (
+                    s,
+                    26129,
+                    d("0.01633102"),
+                    d("4.70443515"),
+                    Side::Sell,
+                    1498793709153,
+                    3
+                )
+            );
+            assert_eq!(
+                t.agg,
+                Some(AggIds {
+                    first_trade_id: 27781,
+                    last_trade_id: 27781
+                })
+            );
+            // The same trade as the WebSocket frame carrying it.
+            let frame = format!(
+                r#"{{"e":"aggTrade","E":1498793709153,"s":"BNBBTC",{}"#,
+                &item[1..]
+            );
+            assert_eq!(
+                trade(&frame),
+                Trade {
+                    ts_received: 7,
+                    ..t
+                }
+            );
+        }
+        for item in [spot_hist, um_hist] {
+            let Ok(Decoded::Event(Event::Trade(t))) = decode_frame_with_symbol(item, 3, Some(s))
+            else {
+                panic!("{item}")
+            };
+            assert_eq!(
+                (t.trade_id, t.price, t.qty, t.side, t.ts_exchange, t.agg),
+                (
+                    28457,
+                    d("4.00000100"),
+                    d("12.00000000"),
+                    Side::Sell,
+                    1499865549590,
+                    None
+                )
+            );
+        }
+        for item in [spot_agg, um_agg, spot_hist, um_hist] {
+            let err = decode_frame(item, 0).expect_err(item);
+            assert_eq!(err.kind(), "no_symbol");
+            assert!(err.to_string().contains("--symbol"), "{err}");
+        }
+        // Their own bad values are still dead letters.
+        for (item, kind) in [
+            (
+                r#"{"a":1,"p":"-1","q":"1","f":1,"l":1,"T":1,"m":true}"#,
+                "not_positive",
+            ),
+            (r#"{"a":1,"p":"1","q":"1","T":1,"m":true}"#, "missing_field"),
+            (
+                r#"{"id":-1,"price":"1","qty":"1","time":1,"isBuyerMaker":true}"#,
+                "json",
+            ),
+            (
+                r#"{"id":1,"price":"NaN","qty":"1","time":1,"isBuyerMaker":true}"#,
+                "invalid_number",
+            ),
+            (
+                r#"{"id":1,"price":"1","qty":"1","isBuyerMaker":true}"#,
+                "missing_field",
+            ),
+        ] {
+            let err = decode_frame_with_symbol(item, 0, Some(s)).expect_err(item);
+            assert_eq!(err.kind(), kind, "{item}: {err}");
+        }
+        // A whole REST page on one line is not split into trades.
+        let page = format!("[{spot_agg},{spot_agg}]");
+        assert_eq!(
+            decode_frame_with_symbol(&page, 0, Some(s))
+                .unwrap_err()
+                .kind(),
+            "unsupported"
+        );
+    }
+
+    #[test]
+    fn malformed_frames_stay_dead_letters() {
+        let ticker = ignored_cases()[3].0.clone();
+        let cases: Vec<(String, &str)> = vec![
+            ("\"oops\"".into(), "json"),
+            ("42".into(), "json"),
+            ("null".into(), "json"),
+            ("[1,2]".into(), "json"),
+            // Truncated frames of ignored types.
+            (ticker[..ticker.len() - 5].to_string(), "json"),
+            (format!("[{ticker},{}", &ticker[..30]), "json"),
+            (
+                format!(r#"{{"stream":"!ticker@arr","data":[{ticker}"#),
+                "json",
+            ),
+            // A trade with a bad price in a wrapper whose other payloads are ignored types.
+            (
+                r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"abc","q":"1","T":1,"m":true}}"#.into(),
+                "invalid_number",
+            ),
+            // A processed type whose fields have the wrong JSON types is not an ignored frame.
+            (
+                r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1,"m":true,"l":"x"}"#.into(),
+                "json",
+            ),
+            (
+                r#"{"ts_received":1,"frame":{"e":"kline","E":1,"s":"BTCUSDT","k":{"i":5}}}"#.into(),
+                "json",
+            ),
+            // An array holding a trade, and an array of scalars in the wrapper.
+            (format!("[{TRADE}]"), "unsupported"),
+            (r#"{"stream":"x","data":[1]}"#.into(), "json"),
+            (format!("[{ticker},{TRADE}]"), "unsupported"),
+        ];
+        for (input, kind) in &cases {
+            let err = decode_frame(input, 0).expect_err(input);
+            assert_eq!(err.kind(), *kind, "{input}: {err}");
         }
     }
 

@@ -535,7 +535,7 @@ impl Decoder {
                 SourceStats::inc(&stats.events);
                 out.push(e);
             }
-            Decoded::Control(_) => SourceStats::inc(&stats.control_frames),
+            Decoded::Control(c) => stats.control(SOURCE, &c),
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ type Metric = (&'static str, &'static str, fn(&DataQuality) -> u64);
 #[derive(Debug)]
 pub struct Ledger {
     rows: Mutex<BTreeMap<(String, String), Counters>>,
+    /// Frames of known types that are not processed, by source and type.
+    ignored: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     stale_after_ms: Millis,
     stale_after_per_symbol: BTreeMap<String, Millis>,
     created_ms: Millis,
@@ -30,6 +32,7 @@ impl Ledger {
     pub fn new(stale_after_ms: Millis, now_ms: Millis) -> Self {
         Ledger {
             rows: Mutex::new(BTreeMap::new()),
+            ignored: Mutex::new(BTreeMap::new()),
             stale_after_ms,
             stale_after_per_symbol: BTreeMap::new(),
             created_ms: now_ms,
@@ -57,6 +60,47 @@ impl Ledger {
                 .entry((source.to_string(), symbol.to_string()))
                 .or_default());
         }
+    }
+
+    /// Counts one frame of `source` of a type that is not processed (`24hrTicker`, `response`, …).
+    pub fn count_ignored(&self, source: &str, ty: &str) {
+        // Looked up by `&str`: no allocation once a (source, type) has been seen.
+        if let Ok(mut m) = self.ignored.lock() {
+            if !m.contains_key(source) {
+                m.insert(source.to_string(), BTreeMap::new());
+            }
+            if let Some(per_type) = m.get_mut(source) {
+                match per_type.get_mut(ty) {
+                    Some(n) => *n += 1,
+                    None => {
+                        per_type.insert(ty.to_string(), 1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ignored frames as (source, type, count), sorted.
+    pub fn ignored(&self) -> Vec<(String, String, u64)> {
+        let Ok(m) = self.ignored.lock() else {
+            return Vec::new();
+        };
+        m.iter()
+            .flat_map(|(src, types)| {
+                types
+                    .iter()
+                    .map(move |(ty, n)| (src.clone(), ty.clone(), *n))
+            })
+            .collect()
+    }
+
+    /// Ignored frames per type over every source, sorted by type.
+    pub fn ignored_by_type(&self) -> Vec<(String, u64)> {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, ty, n) in self.ignored() {
+            *out.entry(ty).or_default() += n;
+        }
+        out.into_iter().collect()
     }
 
     /// Counters of (source, symbol), if any.
@@ -141,6 +185,15 @@ impl Ledger {
                 );
             }
         }
+        let _ = writeln!(out, "# HELP cryptoflow_source_ignored_total Frames of a known type that is not processed, by type.\n# TYPE cryptoflow_source_ignored_total counter");
+        for (source, ty, n) in self.ignored() {
+            let _ = writeln!(
+                out,
+                "cryptoflow_source_ignored_total{{source=\"{}\",type=\"{}\"}} {n}",
+                label(&source),
+                label(&ty)
+            );
+        }
         let _ = writeln!(out, "# HELP cryptoflow_source_last_event_age_seconds Seconds since the newest event.\n# TYPE cryptoflow_source_last_event_age_seconds gauge");
         for q in &snap {
             let _ = writeln!(
@@ -163,6 +216,13 @@ impl Ledger {
         }
         out
     }
+}
+
+/// A Prometheus label value with `\`, `"` and line breaks escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -202,5 +262,29 @@ mod tests {
         assert!(text
             .contains("cryptoflow_source_trades_total{source=\"binance\",symbol=\"BTCUSDT\"} 3"));
         assert!(text.contains("cryptoflow_source_stale{source=\"binance\",symbol=\"ETHUSDT\"} 1"));
+    }
+
+    #[test]
+    fn ignored_frames_per_source_and_type() {
+        let l = Ledger::new(5_000, 0);
+        for ty in ["24hrTicker", "bookTicker", "24hrTicker"] {
+            l.count_ignored("binance", ty);
+        }
+        l.count_ignored("kafka", "bookTicker");
+        l.count_ignored("kafka", "a\"b");
+        assert_eq!(
+            l.ignored_by_type(),
+            vec![
+                ("24hrTicker".to_string(), 2),
+                ("a\"b".to_string(), 1),
+                ("bookTicker".to_string(), 2)
+            ]
+        );
+        let text = l.render_prometheus(0);
+        assert!(text
+            .contains("cryptoflow_source_ignored_total{source=\"binance\",type=\"24hrTicker\"} 2"));
+        assert!(
+            text.contains("cryptoflow_source_ignored_total{source=\"kafka\",type=\"a\\\"b\"} 1")
+        );
     }
 }

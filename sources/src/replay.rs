@@ -2,7 +2,13 @@
 //!
 //! Accepted input, detected per line (JSON) or per file (CSV), plain or gzip (by magic bytes):
 //! - JSON lines of raw Binance payloads, combined-stream wrappers, or capture lines written by
-//!   [`crate::record`] (`{"ts_received":…,"frame":…}`);
+//!   [`crate::record`] (`{"ts_received":…,"frame":…}`); frames of types cryptoflow does not
+//!   process are counted per type as ignored, not as dead letters;
+//! - JSON lines of REST items, one object per line as ccxt and many archives store them:
+//!   `aggTrades` (`{"a","p","q","f","l","T","m"[,"M"]}`, spot or USDⓈ-M) and `historicalTrades` /
+//!   `trades` (`{"id","price","qty","quoteQty","time","isBuyerMaker"[,"isBestMatch"]}`). They
+//!   carry no symbol: [`ReplayOptions::symbol`] (`--symbol`) must give it, else the replay stops
+//!   with [`ReplayError::RestWithoutSymbol`];
 //! - data.binance.vision CSV files (trades, aggTrades, klines; with or without header; ms or µs).
 //!
 //! A replayed event's `ts_received` is its recorded receive time when the capture has one, else
@@ -21,7 +27,8 @@ use cryptoflow_operators::model::{Event, Symbol, Venue};
 use flate2::read::MultiGzDecoder;
 
 use crate::binance::{
-    csv_is_header, decode_csv_line, decode_frame, symbol_from_dump_name, Control, CsvKind, Decoded,
+    csv_is_header, decode_csv_line, decode_frame_with_symbol, symbol_from_dump_name, Control,
+    CsvKind, DecodeError, Decoded,
 };
 use crate::stats::SourceStats;
 use crate::EventBatch;
@@ -44,7 +51,8 @@ pub struct ReplayOptions {
     pub pace: Pace,
     /// Events per batch handed downstream when not paced.
     pub batch_size: usize,
-    /// Symbol for CSV dumps (default: from the file name).
+    /// Symbol of CSV dumps (default: from the file name) and of REST trade items in JSON lines
+    /// (no default).
     pub symbol: Option<Symbol>,
     /// CSV kind (default: from the column count).
     pub csv_kind: Option<CsvKind>,
@@ -89,6 +97,16 @@ pub enum ReplayError {
         /// What is wrong.
         detail: String,
     },
+    /// A REST trade item (which carries no symbol) in a JSON-lines file, and no symbol given.
+    #[error("{path} line {line} is a REST `{item}` item, which carries no symbol: pass --symbol")]
+    RestWithoutSymbol {
+        /// The file.
+        path: PathBuf,
+        /// The line number (1-based).
+        line: u64,
+        /// `aggTrades` or `historicalTrades`.
+        item: &'static str,
+    },
 }
 
 /// What a replay read.
@@ -100,6 +118,8 @@ pub struct ReplaySummary {
     pub events: u64,
     /// Lines that went to dead letters.
     pub errors: u64,
+    /// Lines of known frame types that are not processed (counted per type in the ledger).
+    pub ignored: u64,
     /// True when the consumer stopped the replay.
     pub stopped: bool,
 }
@@ -142,15 +162,12 @@ pub fn replay_file(
     progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, ReplayError> {
     let reader = open(path)?;
-    let mut opts = opts.clone();
-    if opts.symbol.is_none() {
-        opts.symbol = symbol_from_dump_name(path);
-    }
-    replay_reader(reader, path, &opts, stats, emit, progress)
+    replay_reader(reader, path, opts, stats, emit, progress)
 }
 
 /// Replays lines from `reader`, handing batches to `emit` (which returns false to stop) and the
-/// number of bytes read so far to `progress`. Undecodable lines go to dead letters.
+/// number of bytes read so far to `progress`. Undecodable lines go to dead letters. The symbol of
+/// a CSV dump is [`ReplayOptions::symbol`], else the start of `name` (`BTCUSDT-trades-….csv`).
 pub fn replay_reader(
     mut reader: Box<dyn BufRead + Send>,
     name: &Path,
@@ -173,6 +190,7 @@ pub fn replay_reader(
     let mut first_ts: Option<i64> = None;
     let paced = !matches!(opts.pace, Pace::Max);
     let mut venue = opts.venue;
+    let csv_symbol = opts.symbol.or_else(|| symbol_from_dump_name(name));
     loop {
         line.clear();
         let n = reader.read_line(&mut line).map_err(io)?;
@@ -205,12 +223,10 @@ pub fn replay_reader(
             if summary.lines == 1 && csv_is_header(text) {
                 continue;
             }
-            let symbol = opts
-                .symbol
-                .ok_or_else(|| ReplayError::NoSymbol(name.to_path_buf()))?;
+            let symbol = csv_symbol.ok_or_else(|| ReplayError::NoSymbol(name.to_path_buf()))?;
             decode_csv_line(text, symbol, opts.csv_kind).map(Decoded::Event)
         } else {
-            decode_frame(text, 0)
+            decode_frame_with_symbol(text, 0, opts.symbol)
         };
         let event = match decoded {
             Ok(Decoded::Event(mut e)) => {
@@ -229,11 +245,21 @@ pub fn replay_reader(
                 e
             }
             Ok(Decoded::Control(c)) => {
-                SourceStats::inc(&stats.control_frames);
+                if c.ignored_type().is_some() {
+                    summary.ignored += 1;
+                }
+                stats.control(source, &c);
                 if let Control::ServerShutdown { .. } = c {
                     tracing::debug!(source, "Replayed a serverShutdown frame.");
                 }
                 continue;
+            }
+            Err(DecodeError::NoSymbol(item)) => {
+                return Err(ReplayError::RestWithoutSymbol {
+                    path: name.to_path_buf(),
+                    line: summary.lines,
+                    item,
+                });
             }
             Err(err) => {
                 summary.errors += 1;

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::binance::Control;
+
 /// Counters of one source; cheap to update from any thread.
 pub struct SourceStats {
     /// Frames or lines read.
@@ -17,8 +19,11 @@ pub struct SourceStats {
     pub decode_errors: AtomicU64,
     /// Reconnects of live connections.
     pub reconnects: AtomicU64,
-    /// Control frames (subscription acks, `serverShutdown`, …).
+    /// Control frames (subscription acks, `serverShutdown`, …) and frames of ignored types.
     pub control_frames: AtomicU64,
+    /// Frames of a known Binance type that cryptoflow does not process (not dead letters); per
+    /// type in the ledger ([`crate::ledger::Ledger::ignored`]).
+    pub ignored: AtomicU64,
     /// Trades dropped because their id was already delivered.
     pub duplicates: AtomicU64,
     /// Trades whose id went backwards (counted, logged, not delivered).
@@ -79,6 +84,7 @@ impl SourceStats {
             decode_errors: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             control_frames: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             out_of_order: AtomicU64::new(0),
             gaps_detected: AtomicU64::new(0),
@@ -113,6 +119,24 @@ impl SourceStats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts a control frame, and as ignored under its type unless it is acted upon (see
+    /// [`Control::ignored_type`]).
+    pub fn control(&self, source: &str, control: &Control) {
+        Self::inc(&self.control_frames);
+        if let Some(ty) = control.ignored_type() {
+            Self::inc(&self.ignored);
+            self.ledger.count_ignored(source, ty);
+        }
+        if let Control::Error { code, msg } = control {
+            tracing::warn!(
+                source,
+                code,
+                msg,
+                "The server answered a request with an error."
+            );
+        }
     }
 
     /// Counts a decode error, logs it once per kind with a sample, and writes a dead letter.

@@ -769,7 +769,7 @@ fn on_ws_item(
                     out.push(e);
                 }
                 Ok(Decoded::Control(c)) => {
-                    SourceStats::inc(&stats.control_frames);
+                    stats.control("binance", &c);
                     if let Control::ServerShutdown { at } = c {
                         tracing::info!(
                             source = "binance",
