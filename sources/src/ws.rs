@@ -532,6 +532,27 @@ struct StreamState {
     holes: Vec<Hole>,
 }
 
+impl StreamState {
+    /// The hole `from..=to` found at `ts_received` (the stream was last seen at `prev_seen`): a
+    /// restart gap when the stream just resumed from a stored cursor, else an id hole.
+    fn hole(&mut self, from: u64, to: u64, prev_seen: Option<Millis>, ts_received: Millis) -> Hole {
+        let reason = if std::mem::take(&mut self.resumed) {
+            GapReason::Restart
+        } else {
+            GapReason::IdHole
+        };
+        Hole {
+            reason,
+            from,
+            to,
+            since: prev_seen.unwrap_or(ts_received),
+            until: ts_received,
+            last_id: from - 1,
+            error: None,
+        }
+    }
+}
+
 type Key = (Symbol, StreamKind);
 
 struct Refilled {
@@ -686,20 +707,7 @@ fn on_ws_item(
                     tracing::debug!(source = venue.as_str(), %symbol, id = trade_id, kind = %x, "Trade outside the order book (not on the tape).");
                     if let Verdict::Gap { from, to } = verdict {
                         SourceStats::inc(&stats.gaps_detected);
-                        let reason = if std::mem::take(&mut st.resumed) {
-                            GapReason::Restart
-                        } else {
-                            GapReason::IdHole
-                        };
-                        let hole = Hole {
-                            reason,
-                            from,
-                            to,
-                            since: prev_seen.unwrap_or(ts_received),
-                            until: ts_received,
-                            last_id: from - 1,
-                            error: None,
-                        };
+                        let hole = st.hole(from, to, prev_seen, ts_received);
                         st.pending += 1;
                         st.holes.push(hole.clone());
                         start_refill(key, st.holes.len() - 1, hole);
@@ -742,20 +750,7 @@ fn on_ws_item(
                         }
                         Verdict::Gap { from, to } => {
                             SourceStats::inc(&stats.gaps_detected);
-                            let reason = if std::mem::take(&mut st.resumed) {
-                                GapReason::Restart
-                            } else {
-                                GapReason::IdHole
-                            };
-                            let hole = Hole {
-                                reason,
-                                from,
-                                to,
-                                since: prev_seen.unwrap_or(ts_received),
-                                until: ts_received,
-                                last_id: from - 1,
-                                error: None,
-                            };
+                            let hole = st.hole(from, to, prev_seen, ts_received);
                             tracing::info!(source = "binance", symbol = %t.symbol, from, to, "Id gap; refilling.");
                             st.pending += 1;
                             st.holes.push(hole.clone());
