@@ -304,7 +304,10 @@ async fn random_drops_during_100k_trades_lose_nothing() {
     assert!(hi as u64 >= N, "reached id {hi} only");
     assert_eq!(n, hi, "every id from 1 to {hi} exactly once");
     let drops = ex.connections.load(std::sync::atomic::Ordering::SeqCst) - 1;
-    assert!(drops >= 5, "the exchange dropped {drops} connections");
+    // Each connection is cut after 2,000–8,000 frames it carried, so how many cuts fall before
+    // id 100,000 depends on how fast the client reads: 5–20 on an idle box, 2–3 seen on a box
+    // at load 6–8. What is asserted is that drops happened and every id arrived exactly once.
+    assert!(drops >= 2, "the exchange dropped {drops} connections");
     let c = pg_client(&url).await;
     let count = |sql: &'static str| {
         let c = &c;
