@@ -473,23 +473,7 @@ fn poll_once(
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "run failed:\n{err}");
-    let mut m = HashMap::new();
-    for line in err.lines() {
-        if let Some(rest) = line.strip_prefix("cryptoflow: poller ") {
-            let (name, kv) = rest.split_once(": ").unwrap();
-            let get = |k: &str| -> u64 {
-                kv.split_whitespace()
-                    .find_map(|p| p.strip_prefix(&format!("{k}=")))
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            };
-            m.insert(
-                name.to_string(),
-                (get("emitted"), get("duplicates"), get("errors")),
-            );
-        }
-    }
+    let m = common::poller_counts(&err);
     assert_eq!(m.len(), 5, "every poller reports:\n{err}");
     m
 }

@@ -360,3 +360,26 @@ pub async fn python_schema_check(
     );
     serde_json::from_str(stdout.trim()).unwrap()
 }
+
+/// The per-poller `(emitted, duplicates, errors)` of a run's summary lines on standard error
+/// (`cryptoflow: poller NAME: polls=… emitted=… duplicates=… errors=…`).
+pub fn poller_counts(stderr: &str) -> std::collections::HashMap<String, (u64, u64, u64)> {
+    let mut m = std::collections::HashMap::new();
+    for line in stderr.lines() {
+        if let Some(rest) = line.strip_prefix("cryptoflow: poller ") {
+            let (name, kv) = rest.split_once(": ").unwrap();
+            let get = |k: &str| -> u64 {
+                kv.split_whitespace()
+                    .find_map(|p| p.strip_prefix(&format!("{k}=")))
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            m.insert(
+                name.to_string(),
+                (get("emitted"), get("duplicates"), get("errors")),
+            );
+        }
+    }
+    m
+}
