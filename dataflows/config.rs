@@ -178,6 +178,32 @@ pub struct BinanceConfig {
     pub refill: bool,
     /// Request weight the refill may spend per minute (Binance allows 6000 per IP).
     pub rest_weight_budget_per_minute: u32,
+    /// A hole holds the live trades after it (to deliver them in id order) at most this long,
+    /// ms; a longer refill lets live trades go on and its pages follow.
+    pub refill_hold_ms: u64,
+    /// … and at most this many trades per stream.
+    pub refill_hold_trades: usize,
+    /// Events the live source queues in memory while the pipeline pushes back; more go to a
+    /// spill file, so the WebSocket readers never stop reading.
+    pub queue_memory_events: usize,
+    /// Directory of the spill file ("" = the system's temporary directory).
+    pub spill_dir: String,
+}
+
+impl BinanceConfig {
+    /// The live source's hold and queue limits.
+    pub fn live_limits(&self) -> cryptoflow_sources::ws::LiveLimits {
+        cryptoflow_sources::ws::LiveLimits {
+            hold: std::time::Duration::from_millis(self.refill_hold_ms),
+            hold_trades: self.refill_hold_trades.max(1),
+            queue_events: self.queue_memory_events.max(1),
+            spill_dir: if self.spill_dir.is_empty() {
+                std::env::temp_dir()
+            } else {
+                std::path::PathBuf::from(&self.spill_dir)
+            },
+        }
+    }
 }
 
 /// `[sinks]`.

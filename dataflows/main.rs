@@ -393,6 +393,12 @@ fn summarize(report: &RunReport) {
             per_type.join(" ")
         );
     }
+    if let Some(l) = &report.live {
+        eprintln!(
+            "cryptoflow: live source: reader_stall_max_ms={} spilled_batches={} spill_peak_batches={} trades_ahead_of_refill={}",
+            l.reader_stall_max_ms, l.spilled_batches, l.spill_peak_batches, l.trades_ahead_of_refill
+        );
+    }
     for (name, s) in &report.polls {
         eprintln!(
             "cryptoflow: poller {name}: polls={} emitted={} duplicates={} errors={}",

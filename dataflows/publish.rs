@@ -138,7 +138,7 @@ impl LiveFrames {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runner = tokio::spawn(async move {
-            run_connections(ws, tx, stop_rx).await;
+            run_connections(ws, tx, stop_rx, Default::default()).await;
         });
         LiveFrames {
             rx,

@@ -155,6 +155,71 @@ struct SymbolState {
     sma: Sma,
     ema: Ema,
     threshold: Decimal,
+    /// Highest id seen per id space (trade ids, aggregate ids).
+    last_id: [Option<u64>; 2],
+    /// The averages as they stood before each recent id hole, to continue in id order when the
+    /// hole's trades arrive after later ones (a long refill delivers live trades first).
+    forks: std::collections::VecDeque<Fork>,
+}
+
+/// The averages at the start of a hole: `next` is the id they expect next.
+struct Fork {
+    space: usize,
+    next: u64,
+    sma: Sma,
+    ema: Ema,
+}
+
+/// Holes remembered per symbol (older ones are forgotten; their late trades then get the
+/// averages as they stand).
+const MAX_FORKS: usize = 16;
+
+impl SymbolState {
+    /// The averages after `trade`, in id order: a trade with an id above every one seen moves the
+    /// live averages (remembering them first when it skips ids); a trade from inside an earlier
+    /// hole continues that hole's averages instead, so refilled trades get the values they
+    /// would have had in id order and the live averages are not disturbed.
+    fn update(&mut self, trade: &Trade) -> (Decimal, Option<f64>) {
+        let space = usize::from(trade.agg.is_some());
+        let id = trade.trade_id;
+        match self.last_id[space] {
+            Some(last) if id < last => {
+                let fork = self
+                    .forks
+                    .iter_mut()
+                    .filter(|f| f.space == space && f.next <= id)
+                    .max_by_key(|f| f.next);
+                match fork {
+                    Some(f) => {
+                        f.sma.update(trade.price);
+                        let ema = f.ema.update(to_f64(trade.price));
+                        f.next = id + 1;
+                        (f.sma.mean(), ema)
+                    }
+                    None => (self.sma.mean(), self.ema.value()),
+                }
+            }
+            last => {
+                if let Some(last) = last {
+                    if id > last + 1 {
+                        if self.forks.len() == MAX_FORKS {
+                            self.forks.pop_front();
+                        }
+                        self.forks.push_back(Fork {
+                            space,
+                            next: last + 1,
+                            sma: self.sma.clone(),
+                            ema: self.ema.clone(),
+                        });
+                    }
+                }
+                self.last_id[space] = Some(id);
+                self.sma.update(trade.price);
+                let ema = self.ema.update(to_f64(trade.price));
+                (self.sma.mean(), ema)
+            }
+        }
+    }
 }
 
 /// Per-symbol moving averages and whale detection.
@@ -182,13 +247,14 @@ impl<'scope> TradeAnalytics<'scope> for StreamVec<'scope, u64, Watermarked<Trade
                                             sma: Sma::new(config.sma_window),
                                             ema: Ema::new(config.ema_window),
                                             threshold: config.whales.for_symbol(&trade.symbol),
+                                            last_id: [None; 2],
+                                            forks: Default::default(),
                                         }
                                     });
-                                st.sma.update(trade.price);
-                                let ema = st.ema.update(to_f64(trade.price));
+                                let (moving_average, ema) = st.update(&trade);
                                 let is_whale = trade.notional() >= st.threshold;
                                 session.give(EnrichedTrade {
-                                    moving_average: st.sma.mean(),
+                                    moving_average,
                                     ema,
                                     is_whale,
                                     whale_threshold: st.threshold,
@@ -684,5 +750,61 @@ impl<'scope> MlFeatures<'scope> for StreamVec<'scope, u64, FeatureInput> {
             },
         )
         .container::<Vec<_>>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Side;
+
+    fn trade(id: u64) -> Trade {
+        Trade {
+            venue: Venue::Binance,
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            trade_id: id,
+            price: Decimal::from(100 + (id * 7919) % 97),
+            qty: Decimal::ONE,
+            side: Side::Buy,
+            ts_exchange: id as i64,
+            ts_received: 0,
+            agg: None,
+        }
+    }
+
+    fn state() -> SymbolState {
+        SymbolState {
+            sma: Sma::new(5),
+            ema: Ema::new(5),
+            threshold: Decimal::MAX,
+            last_id: [None; 2],
+            forks: Default::default(),
+        }
+    }
+
+    #[test]
+    fn refilled_trades_get_the_averages_of_id_order() {
+        // In id order: 1..=40.
+        let mut in_order = state();
+        let want: Vec<_> = (1..=40).map(|id| in_order.update(&trade(id))).collect();
+        // A long refill: 1..=10, then live 21..=40 (ids 11..=20 missing), then the refill 11..=20.
+        let mut st = state();
+        let mut got = std::collections::BTreeMap::new();
+        for id in (1..=10).chain(21..=40).chain(11..=20) {
+            got.insert(id, st.update(&trade(id)));
+        }
+        for id in 1..=20u64 {
+            assert_eq!(got[&id], want[id as usize - 1], "id {id}");
+        }
+        // Live trades after the hole got the averages known when they arrived, and five trades
+        // later (the SMA window) the SMA is the id-order one again.
+        assert_ne!(got[&21].0, want[20].0);
+        for id in 26..=40u64 {
+            assert_eq!(got[&id].0, want[id as usize - 1].0, "id {id}");
+        }
+        // A repeat of an id inside no remembered hole does not move the live averages.
+        let before = (st.sma.mean(), st.ema.value());
+        st.update(&trade(3));
+        assert_eq!((st.sma.mean(), st.ema.value()), before);
     }
 }

@@ -543,6 +543,12 @@ impl GapReason {
     }
 }
 
+/// The `detail` of a hole's first, open row when its refill outlasted the source's hold and
+/// live trades went ahead of it: the row stays open until the refill ends, so a crash before
+/// that leaves it open and the next run resumes before the hole.
+pub const REFILLING: &str =
+    "refilling: live trades went ahead of this hole; it stays open until its refill ends";
+
 /// An in-band marker: data for a stream may be missing between `since` and `until`.
 ///
 /// A reconnect marker (`reason: Reconnect`) carries no id range: it says the connection was

@@ -264,6 +264,20 @@ pub async fn resume_points(
         if resume < last {
             tracing::warn!(%symbol, %kind, cursor = last, resume, "Ids missing below the cursor; resuming from the first hole.");
         }
+        // A hole whose refill was still running at a crash (live trades were stored past it).
+        let open: Option<i64> = client
+            .query_one(
+                "SELECT min(from_id) FROM gaps WHERE venue = $1 AND symbol = $2 AND kind = $3
+                   AND resolved_at IS NULL AND detail LIKE 'refilling%'",
+                &[&venue, &symbol, &kind],
+            )
+            .await
+            .map_err(|e| classify(&e, "read open refills"))?
+            .get(0);
+        if let Some(from) = open.filter(|&f| f - 1 < resume) {
+            tracing::warn!(%symbol, %kind, cursor = last, from, "A refill was cut short; resuming before its hole.");
+            resume = from - 1;
+        }
         out.push((venue, symbol, kind, resume.max(0) as u64));
     }
     drop(client);
@@ -458,15 +472,32 @@ ON CONFLICT (venue, symbol, interval, open_time) DO UPDATE SET
 WHERE (excluded.is_final AND (NOT c.is_final OR excluded.trade_count >= c.trade_count))
    OR (NOT c.is_final AND excluded.trade_count >= c.trade_count)";
 
+/// Gaps: a hole's row is written when it is answered; a hole that outlasted the source's hold
+/// is written first as open ([`cryptoflow_operators::model::REFILLING`]), so a crash before its
+/// refill ends leaves it open and the next run resumes before it. Its final row resolves it, and
+/// a refilled range resolves every open marker it covers (the refill of a later run).
 const GAPS_SQL: &str = "
-INSERT INTO gaps (venue, symbol, kind, reason, from_id, to_id, since, detected_at, resolved_at, detail)
+WITH input AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::bool[], $10::text[])
+        AS t(venue, symbol, kind, reason, from_id, to_id, since, detected, refilled, detail)
+), resolved AS (
+    UPDATE gaps g SET resolved_at = now()
+    FROM input i
+    WHERE i.refilled AND g.resolved_at IS NULL AND g.detail LIKE 'refilling%'
+      AND g.venue = i.venue AND g.symbol = i.symbol AND g.kind = i.kind
+      AND g.from_id >= i.from_id AND g.to_id <= i.to_id
+      AND NOT (g.reason = i.reason AND g.from_id = i.from_id AND g.to_id = i.to_id
+               AND g.detected_at = 'epoch'::timestamptz + i.detected * interval '1 millisecond')
+)
+INSERT INTO gaps AS g (venue, symbol, kind, reason, from_id, to_id, since, detected_at, resolved_at, detail)
 SELECT venue, symbol, kind, reason, from_id, to_id,
        'epoch'::timestamptz + since * interval '1 millisecond',
        'epoch'::timestamptz + detected * interval '1 millisecond',
        CASE WHEN refilled THEN now() END, detail
-FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::bool[], $10::text[])
-    AS t(venue, symbol, kind, reason, from_id, to_id, since, detected, refilled, detail)
-ON CONFLICT DO NOTHING";
+FROM input
+ON CONFLICT (venue, symbol, kind, reason, from_id, to_id, detected_at) DO UPDATE
+    SET resolved_at = excluded.resolved_at, detail = excluded.detail
+    WHERE g.resolved_at IS NULL AND g.detail LIKE 'refilling%'";
 
 const QUALITY_SQL: &str = "
 INSERT INTO data_quality (source, symbol, snapshot_at, frames, trades, gaps_detected, gaps_refilled, ids_refilled,

@@ -15,6 +15,7 @@
 //! - [`record`]: writes frames with their receive time in the format `replay` reads back.
 //! - [`generate`]: deterministic synthetic Binance trade payloads.
 //! - [`sequencer`]: id-gap, duplicate and out-of-order detection per stream.
+//! - [`spill`]: the live source's queue, in memory up to a bound and on disk beyond it.
 //! - [`rest`]: the Binance REST client that refills id gaps within a weight budget.
 //! - [`ledger`]: the data-quality ledger per source and symbol (table snapshots, metrics).
 //! - [`stats`]: per-source counters and the dead-letter output.
@@ -29,6 +30,7 @@ pub mod record;
 pub mod replay;
 pub mod rest;
 pub mod sequencer;
+pub mod spill;
 pub mod stats;
 pub mod ws;
 

@@ -302,23 +302,51 @@ impl BinanceRest {
         to: u64,
     ) -> Result<Vec<Trade>, RestError> {
         let mut out = Vec::new();
+        self.refill_pages(symbol, kind, from, to, |page| {
+            out.extend(page);
+            std::future::ready(true)
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Fetches ids `from..=to` page by page (at most 1000 ids each) and hands each page, in id
+    /// order, to `on_page` as soon as it arrived, so a long refill never holds more than a page.
+    /// Stops early when `on_page` answers `false`. Returns the number of trades handed on.
+    pub async fn refill_pages<F, Fut>(
+        &mut self,
+        symbol: Symbol,
+        kind: StreamKind,
+        from: u64,
+        to: u64,
+        mut on_page: F,
+    ) -> Result<u64, RestError>
+    where
+        F: FnMut(Vec<Trade>) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let mut next = from;
+        let mut delivered = 0u64;
         while next <= to {
             let want = (to - next + 1).min(1000) as u32;
             let page = self.page(symbol, kind, next, want).await?;
             let Some(last) = page.last().map(|t| t.trade_id) else {
                 break;
             };
-            out.extend(
-                page.into_iter()
-                    .filter(|t| t.trade_id >= next && t.trade_id <= to),
-            );
+            let page: Vec<Trade> = page
+                .into_iter()
+                .filter(|t| t.trade_id >= next && t.trade_id <= to)
+                .collect();
+            delivered += page.len() as u64;
+            if !page.is_empty() && !on_page(page).await {
+                break;
+            }
             if last < next {
                 break;
             }
             next = last + 1;
         }
-        Ok(out)
+        Ok(delivered)
     }
 }
 

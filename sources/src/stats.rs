@@ -36,6 +36,16 @@ pub struct SourceStats {
     pub ids_refilled: AtomicU64,
     /// Ids that could not be refilled (recorded as gaps).
     pub ids_unrefillable: AtomicU64,
+    /// Longest time a WebSocket reader waited to hand a frame on, ms (an exchange drops a reader
+    /// that stops reading; the live source queues and spills instead of pushing back).
+    pub reader_stall_max_ms: AtomicU64,
+    /// Batches the live source queued on disk because the pipeline pushed back.
+    pub spilled_batches: AtomicU64,
+    /// Most batches on disk at once.
+    pub spill_peak_batches: AtomicU64,
+    /// Trades delivered ahead of a hole still being refilled (the hole held longer than the
+    /// hold time; its trades follow as the refill fetches them).
+    pub trades_ahead_of_refill: AtomicU64,
     /// The per-symbol data-quality ledger this source reports into.
     pub ledger: std::sync::Arc<crate::ledger::Ledger>,
     warned: Mutex<HashSet<String>>,
@@ -91,6 +101,10 @@ impl SourceStats {
             gaps_refilled: AtomicU64::new(0),
             ids_refilled: AtomicU64::new(0),
             ids_unrefillable: AtomicU64::new(0),
+            reader_stall_max_ms: AtomicU64::new(0),
+            spilled_batches: AtomicU64::new(0),
+            spill_peak_batches: AtomicU64::new(0),
+            trades_ahead_of_refill: AtomicU64::new(0),
             ledger,
             warned: Mutex::new(HashSet::new()),
             dead_letters: Mutex::new(None),

@@ -8,11 +8,12 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cryptoflow_operators::model::{
-    Event, Gap, GapReason, Millis, StreamKind, Symbol, Trade, Venue,
+    Event, Gap, GapReason, Millis, StreamKind, Symbol, Trade, Venue, REFILLING,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
@@ -20,8 +21,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::binance::{decode_frame, Control, Decoded};
 use crate::generate::SplitMix64;
+use crate::kafka::WatermarkCap;
 use crate::rest::{BinanceRest, RestConfig, RestError};
 use crate::sequencer::{Sequencer, Verdict};
+use crate::spill::SpillQueue;
 use crate::stats::SourceStats;
 use crate::{now_ms, EventBatch};
 
@@ -150,11 +153,13 @@ impl Backoff {
     }
 }
 
-/// Runs every connection until `shutdown` turns true or the receiver is dropped.
+/// Runs every connection until `shutdown` turns true or the receiver is dropped. The longest
+/// time a reader waited for room in `tx` (it reads nothing meanwhile) goes to `stall_max_ms`.
 pub async fn run_connections(
     cfg: WsConfig,
     tx: mpsc::Sender<WsItem>,
     shutdown: watch::Receiver<bool>,
+    stall_max_ms: Arc<AtomicU64>,
 ) {
     let mut tasks = Vec::new();
     let limiter = Arc::new(AttemptLimiter::default());
@@ -163,8 +168,9 @@ pub async fn run_connections(
         let tx = tx.clone();
         let shutdown = shutdown.clone();
         let limiter = limiter.clone();
+        let stall = stall_max_ms.clone();
         tasks.push(tokio::spawn(async move {
-            run_one(conn, url, cfg, tx, shutdown, limiter).await
+            run_one(conn, url, cfg, tx, shutdown, limiter, stall).await
         }));
     }
     for t in tasks {
@@ -291,6 +297,7 @@ async fn run_one(
     tx: mpsc::Sender<WsItem>,
     mut shutdown: watch::Receiver<bool>,
     limiter: Arc<AttemptLimiter>,
+    stall_max_ms: Arc<AtomicU64>,
 ) {
     let seed = (now_ms() as u64) ^ ((conn as u64) << 32);
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, seed);
@@ -416,7 +423,7 @@ async fn run_one(
                     text,
                     ts_received: now_ms(),
                 };
-                if tx.send(item).await.is_err() {
+                if send_timed(&tx, item, &stall_max_ms).await.is_err() {
                     return;
                 }
             }
@@ -461,6 +468,24 @@ async fn run_one(
 }
 
 /// Reports a disconnect and sleeps the backoff; false when the run is over.
+/// Sends `item`, measuring how long the reader waits when the channel is full.
+async fn send_timed(
+    tx: &mpsc::Sender<WsItem>,
+    item: WsItem,
+    stall_max_ms: &AtomicU64,
+) -> Result<(), ()> {
+    match tx.try_send(item) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        Err(mpsc::error::TrySendError::Full(item)) => {
+            let waited = tokio::time::Instant::now();
+            let sent = tx.send(item).await.map_err(|_| ());
+            stall_max_ms.fetch_max(waited.elapsed().as_millis() as u64, Ordering::Relaxed);
+            sent
+        }
+    }
+}
+
 async fn wait_backoff(
     conn: usize,
     reason: &str,
@@ -517,19 +542,95 @@ struct Hole {
     until: Millis,
     last_id: u64,
     error: Option<String>,
+    /// The refill answered (all pages in, or failed).
+    done: bool,
+    /// Ids the refill delivered, as merged ranges (pages come in id order).
+    got: Vec<(u64, u64)>,
+    /// Exchange time of the last trade before the hole (`i64::MIN`: unknown, e.g. after a
+    /// restart), then of the last refilled trade delivered: while the hole is open the watermark
+    /// stays at or below it, so the trades still to come are not late for their candles.
+    cap: i64,
+    /// Written as open ([`REFILLING`]) when the hold let go: its final row must resolve it.
+    marked: bool,
+}
+
+impl Hole {
+    fn add_got(&mut self, id: u64) {
+        match self.got.last_mut() {
+            Some((_, hi)) if *hi + 1 == id => *hi = id,
+            Some((_, hi)) if *hi >= id => {}
+            _ => self.got.push((id, id)),
+        }
+    }
+
+    /// The gap event of ids `from..=to` of this hole.
+    fn gap_event(
+        &self,
+        venue: Venue,
+        key: Key,
+        from: u64,
+        to: u64,
+        refilled: bool,
+        detail: String,
+    ) -> Event {
+        Event::Gap(Gap {
+            venue,
+            symbol: key.0,
+            kind: key.1,
+            since: self.since,
+            until: self.until,
+            last_id: Some(self.last_id),
+            reason: self.reason,
+            from_id: Some(from),
+            to_id: Some(to),
+            refilled,
+            detail,
+        })
+    }
+
+    fn got_count(&self) -> u64 {
+        self.got.iter().map(|(lo, hi)| hi - lo + 1).sum()
+    }
+
+    /// The sub-ranges of the hole the refill did not deliver.
+    fn missing(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut next = self.from;
+        for &(lo, hi) in &self.got {
+            if lo > next {
+                out.push((next, lo - 1));
+            }
+            next = next.max(hi + 1);
+        }
+        if next <= self.to {
+            out.push((next, self.to));
+        }
+        out
+    }
 }
 
 /// Per (symbol, kind): the id cursor and, while holes are refilled, what is held back.
+///
+/// A hole first holds the live trades after it, so a short hole (a reconnect, refilled in one or
+/// two pages) comes out in id order. A hole still open after the hold time (or with too many
+/// trades held) lets go: the held trades are delivered, live trades flow on at once, and the
+/// refill's pages follow as they arrive; the watermark waits for the hole (see [`Hole::cap`]).
 #[derive(Default)]
 struct StreamState {
     seq: Sequencer,
     /// Resumed from a stored cursor: the first hole is a restart gap.
     resumed: bool,
     last_seen: Option<Millis>,
+    /// Exchange time of the newest trade delivered.
+    last_ts: Option<Millis>,
     pending: usize,
     fetched: Vec<Trade>,
     held: Vec<Trade>,
     holes: Vec<Hole>,
+    /// When the current hold began (the first open hole was found).
+    held_since: Option<tokio::time::Instant>,
+    /// The hold let go: live trades and refill pages are delivered as they come.
+    streaming: bool,
 }
 
 impl StreamState {
@@ -549,24 +650,110 @@ impl StreamState {
             until: ts_received,
             last_id: from - 1,
             error: None,
+            done: false,
+            got: Vec::new(),
+            cap: self.last_ts.unwrap_or(i64::MIN),
+            marked: false,
+        }
+    }
+
+    /// Opens a hole and starts its refill; the first open hole starts a hold.
+    fn open(&mut self, hole: Hole, key: Key, start_refill: &mut dyn FnMut(Key, usize, Hole)) {
+        if self.pending == 0 {
+            self.held_since = Some(tokio::time::Instant::now());
+            self.streaming = false;
+        }
+        self.pending += 1;
+        self.holes.push(hole.clone());
+        start_refill(key, self.holes.len() - 1, hole);
+    }
+
+    /// The event time the watermark may not pass for this stream (`i64::MAX`: no bound).
+    fn cap(&self) -> i64 {
+        if self.pending == 0 {
+            return i64::MAX;
+        }
+        self.holes
+            .iter()
+            .filter(|h| !(self.streaming && h.done))
+            .map(|h| h.cap)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Delivers refilled trades (in id order), moving each hole's bound along.
+    fn deliver_refilled(&mut self, trades: Vec<Trade>, out: &mut Vec<Trade>) {
+        for t in trades {
+            if let Some(h) = self
+                .holes
+                .iter_mut()
+                .find(|h| (h.from..=h.to).contains(&t.trade_id))
+            {
+                h.cap = h.cap.max(t.ts_exchange);
+            }
+            out.push(t);
         }
     }
 }
 
 type Key = (Symbol, StreamKind);
 
-struct Refilled {
-    key: Key,
-    hole: usize,
-    result: Result<Vec<Trade>, RestError>,
+/// What a refill task reports.
+enum Refill {
+    /// A page of refilled trades, in id order.
+    Page {
+        key: Key,
+        hole: usize,
+        trades: Vec<Trade>,
+    },
+    /// The refill of a hole ended.
+    Done {
+        key: Key,
+        hole: usize,
+        result: Result<u64, RestError>,
+    },
 }
+
+/// How long a hole holds the live trades after it, and where the source queues what the
+/// pipeline cannot take yet.
+#[derive(Debug, Clone)]
+pub struct LiveLimits {
+    /// A hole holds the live trades after it (to deliver them in id order) at most this long.
+    pub hold: Duration,
+    /// … and at most this many trades per stream.
+    pub hold_trades: usize,
+    /// Events queued in memory while the pipeline pushes back; more go to a spill file.
+    pub queue_events: usize,
+    /// Directory of the spill file (created and unlinked at once).
+    pub spill_dir: std::path::PathBuf,
+}
+
+impl Default for LiveLimits {
+    fn default() -> Self {
+        LiveLimits {
+            hold: Duration::from_secs(3),
+            hold_trades: 20_000,
+            queue_events: 50_000,
+            spill_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+/// A batch with the watermark bounds it was assembled under (see [`WatermarkCap::for_batch`]).
+type Queued = (EventBatch, i64, i64);
 
 /// Live Binance source: decodes frames into events; emits a [`Gap`] marker per stream of a
 /// connection every time it reconnects; sequences trade ids per (symbol, kind): duplicates are
 /// dropped, ids going backwards are counted, and holes are refilled from the REST API (when
-/// `rest` is set) and merged in id order before the live trades that follow them. Every hole
-/// ends as a [`Gap`] event saying whether it was refilled, and if not, why.
+/// `rest` is set). A hole refilled within the hold time comes out in id order before the live
+/// trades that follow it; a longer one lets the live trades go on and its pages follow, with
+/// the watermark held at the hole through `cap`. Every hole ends as a [`Gap`] event saying
+/// whether it was refilled, and if not, why.
+///
+/// The source never stops reading its connections: what the pipeline cannot take yet waits in
+/// a queue that spills to disk beyond `limits.queue_events`.
 /// Runs until `shutdown` or the receiver is dropped.
+#[allow(clippy::too_many_arguments)]
 pub async fn binance_live(
     cfg: WsConfig,
     rest: Option<RestConfig>,
@@ -574,6 +761,8 @@ pub async fn binance_live(
     tx: mpsc::Sender<EventBatch>,
     stats: Arc<SourceStats>,
     shutdown: watch::Receiver<bool>,
+    limits: LiveLimits,
+    cap: WatermarkCap,
 ) {
     let (wtx, mut wrx) = mpsc::channel::<WsItem>(4096);
     let mut conns: HashMap<usize, ConnState> = HashMap::new();
@@ -598,9 +787,10 @@ pub async fn binance_live(
             None
         }
     };
-    let (rtx, mut rrx) = mpsc::channel::<Refilled>(64);
+    let (rtx, mut rrx) = mpsc::channel::<Refill>(8);
     let venue = cfg.venue;
-    let runner = tokio::spawn(run_connections(cfg, wtx, shutdown));
+    let stall = Arc::new(AtomicU64::new(0));
+    let runner = tokio::spawn(run_connections(cfg, wtx, shutdown, stall.clone()));
     let mut streams: HashMap<Key, StreamState> = resume
         .into_iter()
         .map(|(key, last)| {
@@ -614,10 +804,25 @@ pub async fn binance_live(
             )
         })
         .collect();
+    let mut queue: SpillQueue<Queued> = SpillQueue::new(limits.queue_events, &limits.spill_dir);
+    let mut spill_warned = false;
+    let mut hold_tick = tokio::time::interval(Duration::from_millis(100));
+    hold_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ws_open = true;
     let mut refills_pending = 0usize;
-    while ws_open || refills_pending > 0 {
+    let global_cap = |streams: &HashMap<Key, StreamState>, pending: usize| {
+        if pending == 0 {
+            return i64::MAX;
+        }
+        streams
+            .values()
+            .map(StreamState::cap)
+            .min()
+            .unwrap_or(i64::MAX)
+    };
+    while ws_open || refills_pending > 0 || !queue.is_empty() {
         let mut out: EventBatch = Vec::new();
+        let before = global_cap(&streams, refills_pending);
         tokio::select! {
             item = wrx.recv(), if ws_open => match item {
                 None => ws_open = false,
@@ -626,35 +831,130 @@ pub async fn binance_live(
                     spawn_refill(rest.clone(), rtx.clone(), key, hole_idx, hole);
                 }),
             },
-            done = rrx.recv(), if refills_pending > 0 => {
-                if let Some(done) = done {
-                    refills_pending -= 1;
-                    on_refilled(venue, done, &mut streams, &stats, &mut out);
+            msg = rrx.recv(), if refills_pending > 0 => {
+                if let Some(msg) = msg {
+                    if matches!(msg, Refill::Done { .. }) {
+                        refills_pending -= 1;
+                    }
+                    on_refill(venue, msg, &mut streams, &stats, &mut out);
+                }
+            }
+            permit = tx.reserve(), if !queue.is_empty() => {
+                let Ok(permit) = permit else { break };
+                match queue.pop() {
+                    Ok(Some((batch, b, a))) => {
+                        cap.for_batch(b, a);
+                        permit.send(batch);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(source = "binance", error = %e, "Queued events lost."),
+                }
+                stats.spill_peak_batches.fetch_max(queue.peak_spilled() as u64, Ordering::Relaxed);
+            }
+            _ = hold_tick.tick() => {
+                let now = tokio::time::Instant::now();
+                for (key, st) in streams.iter_mut() {
+                    let due = st.held_since.is_some_and(|t| now.duration_since(t) >= limits.hold)
+                        || st.held.len() >= limits.hold_trades;
+                    if st.pending > 0 && !st.streaming && due {
+                        let_go(venue, *key, st, &stats, &mut out);
+                    }
                 }
             }
         }
-        if !out.is_empty() && tx.send(out).await.is_err() {
-            break;
+        stats
+            .reader_stall_max_ms
+            .fetch_max(stall.load(Ordering::Relaxed), Ordering::Relaxed);
+        if out.is_empty() {
+            continue;
         }
+        let after = global_cap(&streams, refills_pending);
+        if queue.is_empty() {
+            match tx.try_reserve() {
+                Ok(permit) => {
+                    cap.for_batch(before, after);
+                    permit.send(out);
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+                Err(mpsc::error::TrySendError::Full(_)) => {}
+            }
+        }
+        let n = out.len();
+        if let Err(e) = queue.push((out, before, after), n) {
+            if !std::mem::replace(&mut spill_warned, true) {
+                tracing::warn!(source = "binance", error = %e, "Cannot spill to disk; queueing in memory.");
+            }
+        }
+        stats
+            .spilled_batches
+            .store(queue.total_spilled(), Ordering::Relaxed);
     }
     runner.abort();
 }
 
+/// The hold of a stream ends before its holes are refilled: what was fetched and held goes out
+/// in id order, and from now on live trades and refill pages are delivered as they come.
+fn let_go(venue: Venue, key: Key, st: &mut StreamState, stats: &SourceStats, out: &mut EventBatch) {
+    st.streaming = true;
+    let fetched = std::mem::take(&mut st.fetched);
+    let held = std::mem::take(&mut st.held);
+    tracing::info!(source = venue.as_str(), symbol = %key.0, held = held.len(), holes = st.pending, "A hole outlasts the hold: live trades go on while it is refilled.");
+    let mut all = Vec::with_capacity(fetched.len() + held.len());
+    st.deliver_refilled(fetched, &mut all);
+    SourceStats::add(&stats.trades_ahead_of_refill, held.len() as u64);
+    // Each open hole is recorded as open first: live trades past it are stored before it is.
+    for h in st.holes.iter_mut().filter(|h| !h.done) {
+        h.marked = true;
+        out.push(h.gap_event(venue, key, h.from, h.to, false, REFILLING.into()));
+    }
+    all.extend(held);
+    all.sort_by_key(|t| t.trade_id);
+    all.dedup_by_key(|t| t.trade_id);
+    emit_trades(venue, key, all, stats, out);
+}
+
+/// Delivers trades of one stream, counting them in the ledger.
+fn emit_trades(
+    venue: Venue,
+    key: Key,
+    trades: Vec<Trade>,
+    stats: &SourceStats,
+    out: &mut EventBatch,
+) {
+    if trades.is_empty() {
+        return;
+    }
+    stats.ledger.update(venue.as_str(), key.0.as_str(), |c| {
+        c.trades += trades.len() as u64
+    });
+    out.extend(trades.into_iter().map(Event::Trade));
+}
+
 fn spawn_refill(
     rest: Option<Arc<tokio::sync::Mutex<BinanceRest>>>,
-    done: mpsc::Sender<Refilled>,
+    done: mpsc::Sender<Refill>,
     key: Key,
     hole: usize,
     h: Hole,
 ) {
     tokio::spawn(async move {
         let result = match rest {
-            Some(rest) => rest.lock().await.refill(key.0, key.1, h.from, h.to).await,
+            Some(rest) => {
+                let pages = done.clone();
+                rest.lock()
+                    .await
+                    .refill_pages(key.0, key.1, h.from, h.to, |trades| {
+                        let pages = pages.clone();
+                        async move { pages.send(Refill::Page { key, hole, trades }).await.is_ok() }
+                    })
+                    .await
+            }
             None => Err(RestError::Unavailable(
                 "REST refill is not configured".into(),
             )),
         };
-        let _ = done.send(Refilled { key, hole, result }).await;
+        let _ = done.send(Refill::Done { key, hole, result }).await;
     });
 }
 
@@ -708,9 +1008,7 @@ fn on_ws_item(
                     if let Verdict::Gap { from, to } = verdict {
                         SourceStats::inc(&stats.gaps_detected);
                         let hole = st.hole(from, to, prev_seen, ts_received);
-                        st.pending += 1;
-                        st.holes.push(hole.clone());
-                        start_refill(key, st.holes.len() - 1, hole);
+                        st.open(hole, key, start_refill);
                     } else if verdict == Verdict::Next && st.pending == 0 {
                         st.resumed = false;
                     }
@@ -726,36 +1024,37 @@ fn on_ws_item(
                         c.last_received_ms = ts_received;
                         c.last_event_ms = c.last_event_ms.max(t.ts_exchange);
                         match verdict {
-                            Verdict::Next if st.pending == 0 => c.trades += 1,
                             Verdict::Duplicate => c.duplicates += 1,
                             Verdict::Gap { .. } => c.gaps_detected += 1,
                             _ => {}
                         }
                     });
+                    if let Verdict::Gap { from, to } = verdict {
+                        SourceStats::inc(&stats.gaps_detected);
+                        let hole = st.hole(from, to, prev_seen, ts_received);
+                        tracing::info!(source = "binance", symbol = %t.symbol, from, to, "Id gap; refilling.");
+                        st.open(hole, key, start_refill);
+                    }
                     match verdict {
-                        Verdict::Next if st.pending > 0 => st.held.push(t),
-                        Verdict::Next => {
-                            st.resumed = false;
-                            out.push(Event::Trade(t));
-                        }
                         Verdict::Duplicate => SourceStats::inc(&stats.duplicates),
-                        Verdict::Backwards if st.pending > 0 => st.held.push(t),
-                        Verdict::Backwards => {
-                            let n = stats
-                                .out_of_order
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Verdict::Backwards if st.pending == 0 => {
+                            let n = stats.out_of_order.fetch_add(1, Ordering::Relaxed);
                             if n == 0 {
                                 tracing::warn!(source = "binance", symbol = %t.symbol, id = t.trade_id, last = ?st.seq.last(), "Trade id went backwards (counted, not delivered; logged once).");
                             }
                         }
-                        Verdict::Gap { from, to } => {
-                            SourceStats::inc(&stats.gaps_detected);
-                            let hole = st.hole(from, to, prev_seen, ts_received);
-                            tracing::info!(source = "binance", symbol = %t.symbol, from, to, "Id gap; refilling.");
-                            st.pending += 1;
-                            st.holes.push(hole.clone());
-                            st.held.push(t);
-                            start_refill(key, st.holes.len() - 1, hole);
+                        // Inside a hole being refilled: the refill may bring it too, and the
+                        // repeat is dropped downstream.
+                        _ if st.pending > 0 && !st.streaming => st.held.push(t),
+                        _ => {
+                            if st.pending == 0 {
+                                st.resumed = false;
+                            } else {
+                                SourceStats::inc(&stats.trades_ahead_of_refill);
+                            }
+                            st.last_ts =
+                                Some(st.last_ts.map_or(t.ts_exchange, |l| l.max(t.ts_exchange)));
+                            emit_trades(venue, key, vec![t], stats, out);
                         }
                     }
                 }
@@ -826,89 +1125,96 @@ fn on_ws_item(
     }
 }
 
-fn on_refilled(
+fn on_refill(
     venue: Venue,
-    done: Refilled,
+    msg: Refill,
     streams: &mut HashMap<Key, StreamState>,
     stats: &SourceStats,
     out: &mut EventBatch,
 ) {
-    let Some(st) = streams.get_mut(&done.key) else {
+    let (key, hole, result) = match msg {
+        Refill::Page { key, hole, trades } => {
+            let Some(st) = streams.get_mut(&key) else {
+                return;
+            };
+            if let Some(h) = st.holes.get_mut(hole) {
+                for t in &trades {
+                    h.add_got(t.trade_id);
+                }
+            }
+            if st.streaming {
+                let mut ready = Vec::with_capacity(trades.len());
+                st.deliver_refilled(trades, &mut ready);
+                emit_trades(venue, key, ready, stats, out);
+            } else {
+                st.fetched.extend(trades);
+            }
+            return;
+        }
+        Refill::Done { key, hole, result } => (key, hole, result),
+    };
+    let Some(st) = streams.get_mut(&key) else {
         return;
     };
     st.pending = st.pending.saturating_sub(1);
-    match done.result {
-        Ok(trades) => st.fetched.extend(trades),
-        Err(e) => {
-            if let Some(h) = st.holes.get_mut(done.hole) {
-                tracing::warn!(source = "binance", symbol = %done.key.0, from = h.from, to = h.to, error = %e, "Gap could not be refilled.");
-                h.error = Some(e.to_string());
-            }
+    if let Some(h) = st.holes.get_mut(hole) {
+        h.done = true;
+        if let Err(e) = result {
+            tracing::warn!(source = "binance", symbol = %key.0, from = h.from, to = h.to, error = %e, "Gap could not be refilled.");
+            h.error = Some(e.to_string());
         }
     }
     if st.pending > 0 {
         return;
     }
-    // Every hole of this stream is answered: release refilled and held trades in id order.
-    let mut all: Vec<Trade> = std::mem::take(&mut st.fetched);
-    let refilled_ids: std::collections::BTreeSet<u64> = all.iter().map(|t| t.trade_id).collect();
+    // Every hole of this stream is answered: release what is still held, in id order.
+    let fetched = std::mem::take(&mut st.fetched);
+    let mut all = Vec::with_capacity(fetched.len() + st.held.len());
+    st.deliver_refilled(fetched, &mut all);
     all.append(&mut st.held);
     all.sort_by_key(|t| t.trade_id);
     all.dedup_by_key(|t| t.trade_id);
+    st.streaming = false;
+    st.held_since = None;
     for h in std::mem::take(&mut st.holes) {
-        let got = refilled_ids.range(h.from..=h.to).count() as u64;
+        let got = h.got_count();
         SourceStats::add(&stats.ids_refilled, got);
         stats
             .ledger
-            .update(venue.as_str(), done.key.0.as_str(), |c| {
-                c.ids_refilled += got
-            });
-        let missing = missing_ranges(&refilled_ids, h.from, h.to);
-        let gap = |from: u64, to: u64, refilled: bool, detail: String| {
-            Event::Gap(Gap {
-                venue,
-                symbol: done.key.0,
-                kind: done.key.1,
-                since: h.since,
-                until: h.until,
-                last_id: Some(h.last_id),
-                reason: h.reason,
-                from_id: Some(from),
-                to_id: Some(to),
-                refilled,
-                detail,
-            })
-        };
+            .update(venue.as_str(), key.0.as_str(), |c| c.ids_refilled += got);
+        let missing = h.missing();
         if missing.is_empty() {
             SourceStats::inc(&stats.gaps_refilled);
             stats
                 .ledger
-                .update(venue.as_str(), done.key.0.as_str(), |c| {
-                    c.gaps_refilled += 1
-                });
-            out.push(gap(h.from, h.to, true, String::new()));
+                .update(venue.as_str(), key.0.as_str(), |c| c.gaps_refilled += 1);
+            out.push(h.gap_event(venue, key, h.from, h.to, true, String::new()));
         } else {
+            if h.marked {
+                // Resolve the open row; the missing ranges get rows of their own.
+                let detail = "partly refilled: the missing ranges have rows of their own";
+                out.push(h.gap_event(venue, key, h.from, h.to, true, detail.into()));
+            }
             for (from, to) in missing {
                 SourceStats::add(&stats.ids_unrefillable, to - from + 1);
-                stats
-                    .ledger
-                    .update(venue.as_str(), done.key.0.as_str(), |c| {
-                        c.ids_unrefillable += to - from + 1
-                    });
+                stats.ledger.update(venue.as_str(), key.0.as_str(), |c| {
+                    c.ids_unrefillable += to - from + 1
+                });
                 let detail = h
                     .error
                     .clone()
                     .unwrap_or_else(|| "the REST API did not return these ids".into());
-                out.push(gap(from, to, false, detail));
+                out.push(h.gap_event(venue, key, from, to, false, detail));
             }
         }
     }
-    stats
-        .ledger
-        .update(venue.as_str(), done.key.0.as_str(), |c| {
-            c.trades += all.len() as u64
-        });
-    out.extend(all.into_iter().map(Event::Trade));
+    if let Some(last) = all.last() {
+        st.last_ts = Some(
+            st.last_ts
+                .map_or(last.ts_exchange, |l| l.max(last.ts_exchange)),
+        );
+    }
+    emit_trades(venue, key, all, stats, out);
 }
 
 /// Puts `venue` on a decoded market event (the decoders know the payload, the source its venue).
@@ -919,22 +1225,6 @@ pub fn set_venue(e: &mut Event, venue: Venue) {
         Event::Gap(g) => g.venue = venue,
         Event::Polled(_) | Event::Context(_) => {}
     }
-}
-
-/// The sub-ranges of `from..=to` not in `have`.
-fn missing_ranges(have: &std::collections::BTreeSet<u64>, from: u64, to: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut next = from;
-    for &id in have.range(from..=to) {
-        if id > next {
-            out.push((next, id - 1));
-        }
-        next = id + 1;
-    }
-    if next <= to {
-        out.push((next, to));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -989,10 +1279,19 @@ mod tests {
 
     #[test]
     fn missing_ranges_of_a_hole() {
-        let have: std::collections::BTreeSet<u64> = [3, 4, 7].into_iter().collect();
-        assert_eq!(missing_ranges(&have, 1, 9), vec![(1, 2), (5, 6), (8, 9)]);
-        assert_eq!(missing_ranges(&have, 3, 4), vec![]);
-        assert_eq!(missing_ranges(&Default::default(), 5, 5), vec![(5, 5)]);
+        let hole = |from, to, got: &[u64]| {
+            let mut h = StreamState::default().hole(from, to, None, 0);
+            for &id in got {
+                h.add_got(id);
+            }
+            h
+        };
+        let h = hole(1, 9, &[3, 4, 7]);
+        assert_eq!(h.missing(), vec![(1, 2), (5, 6), (8, 9)]);
+        assert_eq!(h.got_count(), 3);
+        assert_eq!(hole(3, 4, &[3, 4]).missing(), vec![]);
+        assert_eq!(hole(5, 5, &[]).missing(), vec![(5, 5)]);
+        assert_eq!(hole(1, 5, &[2, 2, 3]).got_count(), 2);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod exchange;
+pub mod private_pg;
+pub use private_pg::*;
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -146,6 +150,8 @@ pub async fn collect_live(
         tx,
         stats.clone(),
         stop_rx,
+        Default::default(),
+        Default::default(),
     ));
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
