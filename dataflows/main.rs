@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cryptoflow::bench::{bench, BenchOptions, BenchSink};
 use cryptoflow::config::Config;
 use cryptoflow::publish::LiveFrames;
-use cryptoflow::runtime::{run, Cluster, RunReport, SourceSpec};
+use cryptoflow::runtime::{run, Cluster, ReplayFailed, RunReport, SourceSpec};
 use cryptoflow_operators::model::Symbol;
 use cryptoflow_sources::binance::CsvKind;
 use cryptoflow_sources::generate::{generate, GenerateOptions};
@@ -510,7 +510,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 );
             }
             let jsonl = cfg.sinks.jsonl.clone();
-            let report = run(
+            let result = run(
                 &cfg,
                 SourceSpec::Replay {
                     files,
@@ -519,11 +519,19 @@ fn real_main(cli: Cli) -> Result<()> {
                 },
                 &cluster,
                 None,
-            )?;
-            summarize(&report);
-            if !jsonl.is_empty() {
-                eprintln!("cryptoflow: JSON lines written to {jsonl}");
+            );
+            // A damaged file: the summary of what was written, then the error (exit 1).
+            let report = match &result {
+                Ok(report) => Some(report),
+                Err(e) => e.downcast_ref::<ReplayFailed>().map(|f| &f.report),
+            };
+            if let Some(report) = report {
+                summarize(report);
+                if !jsonl.is_empty() {
+                    eprintln!("cryptoflow: JSON lines written to {jsonl}");
+                }
             }
+            result?;
         }
         Command::Consume {
             common,

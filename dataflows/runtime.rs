@@ -664,10 +664,9 @@ pub fn run(
         events += r.map_err(|e| anyhow!("a timely worker failed: {e}"))?;
     }
     let _ = shutdown_tx.send(true);
-    let replay = match replay_thread {
-        Some(h) => Some(h.join().map_err(|_| anyhow!("replay thread panicked"))??),
-        None => None,
-    };
+    // A file that could not be replayed completely fails the run, but only once the sinks have
+    // written (and acknowledged) everything read before.
+    let replay = replay_thread.map(|h| h.join().map_err(|_| anyhow!("replay thread panicked")));
     if let Some(task) = snapshotter {
         task.abort();
     }
@@ -724,9 +723,10 @@ pub fn run(
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(RunReport {
+    let replay = replay.transpose()?;
+    let report = RunReport {
         events,
-        replay,
+        replay: replay.as_ref().map(|r| r.total),
         acks,
         decode_errors: SourceStats::get(&stats.decode_errors),
         ignored: ledger.ignored_by_type(),
@@ -740,7 +740,47 @@ pub fn run(
             spill_peak_batches: SourceStats::get(&stats.spill_peak_batches),
             trades_ahead_of_refill: SourceStats::get(&stats.trades_ahead_of_refill),
         }),
-    })
+    };
+    match replay {
+        Some(r) if !r.failures.is_empty() => Err(anyhow!(ReplayFailed {
+            report,
+            failures: r.failures,
+        })),
+        _ => Ok(report),
+    }
+}
+
+/// A replay in which some files could not be replayed completely (damaged, unreadable, nothing
+/// decodable, …). Everything read from them before was written by the sinks; the other files
+/// were replayed whole.
+#[derive(Debug)]
+pub struct ReplayFailed {
+    /// What the run did.
+    pub report: RunReport,
+    /// One message per failed file, naming it and what was read from it.
+    pub failures: Vec<String>,
+}
+
+impl std::fmt::Display for ReplayFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.failures.len();
+        write!(
+            f,
+            "{n} file{} could not be replayed completely: {}",
+            if n == 1 { "" } else { "s" },
+            self.failures.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for ReplayFailed {}
+
+/// What the replay thread did.
+struct ReplayOutcome {
+    /// Totals over every file.
+    total: ReplaySummary,
+    /// One message per file that could not be replayed completely.
+    failures: Vec<String>,
 }
 
 /// Sends `true` on `stop` after `stop_after`, or on Ctrl-C.
@@ -798,14 +838,19 @@ fn least_ack(
     rx
 }
 
+/// Replays `files` in order (the bundled sample when there is none). A file that fails is
+/// reported and the next one replayed; what it read before is handed on and counted.
 fn replay_all(
     files: Vec<PathBuf>,
     opts: &ReplayOptions,
     stats: &SourceStats,
     tx: mpsc::Sender<EventBatch>,
     progress: bool,
-) -> Result<ReplaySummary> {
-    let mut total = ReplaySummary::default();
+) -> ReplayOutcome {
+    let mut out = ReplayOutcome {
+        total: ReplaySummary::default(),
+        failures: Vec::new(),
+    };
     let emit = |b: EventBatch| tx.blocking_send(b).is_ok();
     if files.is_empty() {
         let s = replay::replay_reader(
@@ -815,8 +860,9 @@ fn replay_all(
             stats,
             emit,
             |_| {},
-        )?;
-        return Ok(s);
+        );
+        out.add(s);
+        return out;
     }
     for f in &files {
         let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
@@ -844,18 +890,46 @@ fn replay_all(
                     b.set_position(n.min(len));
                 }
             },
-        )?;
+        );
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        total.lines += s.lines;
-        total.events += s.events;
-        total.errors += s.errors;
-        total.ignored += s.ignored;
-        if s.stopped {
-            total.stopped = true;
+        if out.add(s) {
             break;
         }
     }
-    Ok(total)
+    out
+}
+
+impl ReplayOutcome {
+    /// Adds one file's outcome; true when the consumer stopped the replay.
+    fn add(&mut self, s: Result<ReplaySummary, replay::ReplayFailure>) -> bool {
+        let read = match s {
+            Ok(read) => read,
+            Err(f) => {
+                let r = f.read;
+                tracing::error!(
+                    error = %f.error,
+                    lines = r.lines,
+                    events = r.events,
+                    dead_letters = r.errors,
+                    "A file could not be replayed completely; going on with the next."
+                );
+                self.failures.push(match f.error {
+                    replay::ReplayError::NoEvents { .. } => f.error.to_string(),
+                    _ => format!(
+                        "{} [read before: {} lines, {} events, all written to the sinks; {} dead letters]",
+                        f.error, r.lines, r.events, r.errors
+                    ),
+                });
+                r
+            }
+        };
+        self.total.lines += read.lines;
+        self.total.events += read.events;
+        self.total.errors += read.errors;
+        self.total.ignored += read.ignored;
+        self.total.stopped |= read.stopped;
+        read.stopped
+    }
 }

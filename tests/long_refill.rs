@@ -1,7 +1,7 @@
 //! A long refill under load: `cryptoflow run` against the fake exchange trading 2,000 trades/s,
-//! whose WebSocket loses 60,000 ids (30 s of trading) while its REST API refills them at a
-//! weight budget that makes the refill take about two minutes; PostgreSQL is also stopped for
-//! 20 s in the middle of the refill.
+//! whose WebSocket is partitioned away for 30 s (60,000 ids) while its REST API refills them at a
+//! weight budget that makes the refill take over a minute; PostgreSQL is also stopped for 20 s in
+//! the middle of the refill.
 //!
 //! Required, and measured: memory stays bounded (peak RSS), the WebSocket reader is never held up
 //! (the exchange's own longest blocked send), live trades reach PostgreSQL within seconds while
@@ -13,6 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::exchange::*;
+use common::private_pg::*;
 use common::*;
 
 fn peak_rss_kb(pid: u32) -> Option<u64> {
@@ -70,7 +71,7 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
             })
             .unwrap_or_default(),
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
         .args(["run", "--quiet", "--duration", "400", "--postgres", &url])
         .envs(env.iter().cloned())
         .stdout(std::process::Stdio::null())
@@ -87,7 +88,6 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
     let mut samples = 0;
     let mut outage_done = false;
     let mut outage_at = None;
-    let mut completed = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         if let Some(kb) = peak_rss_kb(pid) {
@@ -129,7 +129,6 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
             samples += 1;
             worst_lag_s = worst_lag_s.max(lag_s);
         } else if count >= max && outage_done {
-            completed = Some(started.elapsed());
             break;
         }
         assert!(
@@ -137,6 +136,7 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
             "no completion: {count} stored, max id {max}"
         );
     }
+    let completed = started.elapsed();
     // Let it run a little longer, then stop it (Ctrl-C) and read its summary.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = std::process::Command::new("kill")
@@ -182,7 +182,11 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    assert_eq!(holes, vec![(HOLE.0 as i64, HOLE.1 as i64, true)]);
+    assert_eq!(holes.len(), 1, "{holes:?}");
+    assert!(
+        holes[0].0 == HOLE.0 as i64 && holes[0].1 >= HOLE.1 as i64 && holes[0].2,
+        "{holes:?}"
+    );
     // Every final candle counts exactly the stored trades of its minute (none taken for late).
     let wrong: i64 = c
         .query_one(
@@ -279,7 +283,10 @@ async fn a_crash_during_a_long_refill_resumes_before_the_hole() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(open, vec![(HOLE.0 as i64, HOLE.1 as i64)]);
+    assert!(
+        open.len() == 1 && open[0].0 == HOLE.0 as i64 && open[0].1 >= HOLE.1 as i64,
+        "{open:?}"
+    );
 
     // Second run, with room for the refill: it resumes before the hole and fills it.
     let mut fast = env.clone();

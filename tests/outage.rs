@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::private_pg::*;
 use common::*;
 use cryptoflow_sources::replay::{Pace, ReplayOptions};
 

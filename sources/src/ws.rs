@@ -810,19 +810,32 @@ pub async fn binance_live(
     hold_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ws_open = true;
     let mut refills_pending = 0usize;
-    let global_cap = |streams: &HashMap<Key, StreamState>, pending: usize| {
-        if pending == 0 {
-            return i64::MAX;
-        }
-        streams
-            .values()
-            .map(StreamState::cap)
-            .min()
-            .unwrap_or(i64::MAX)
-    };
+    // The bound the watermark may not pass: each open hole, and each stream of a connection that
+    // is down (its trades since are unknown until it is back and its hole is refilled; without
+    // this, an idle watermark could follow the wall clock past them).
+    let global_cap =
+        |streams: &HashMap<Key, StreamState>, conns: &HashMap<usize, ConnState>, pending: usize| {
+            let holes = if pending == 0 {
+                i64::MAX
+            } else {
+                streams
+                    .values()
+                    .map(StreamState::cap)
+                    .min()
+                    .unwrap_or(i64::MAX)
+            };
+            let down = conns
+                .values()
+                .filter(|c| c.down_since.is_some())
+                .flat_map(|c| c.streams.iter())
+                .filter_map(|k| streams.get(k).and_then(|s| s.last_ts))
+                .min()
+                .unwrap_or(i64::MAX);
+            holes.min(down)
+        };
     while ws_open || refills_pending > 0 || !queue.is_empty() {
         let mut out: EventBatch = Vec::new();
-        let before = global_cap(&streams, refills_pending);
+        let before = global_cap(&streams, &conns, refills_pending);
         tokio::select! {
             item = wrx.recv(), if ws_open => match item {
                 None => ws_open = false,
@@ -844,6 +857,8 @@ pub async fn binance_live(
                 match queue.pop() {
                     Ok(Some((batch, b, a))) => {
                         cap.for_batch(b, a);
+                        // Between batches the bound is the current one, not the queued batch's.
+                        cap.set_latest(global_cap(&streams, &conns, refills_pending));
                         permit.send(batch);
                     }
                     Ok(None) => {}
@@ -868,7 +883,7 @@ pub async fn binance_live(
         if out.is_empty() {
             continue;
         }
-        let after = global_cap(&streams, refills_pending);
+        let after = global_cap(&streams, &conns, refills_pending);
         if queue.is_empty() {
             match tx.try_reserve() {
                 Ok(permit) => {

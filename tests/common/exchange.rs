@@ -26,7 +26,9 @@ pub struct Exchange {
     pub drops_until: u64,
     pub drop_seed: Option<u64>,
     pub connections: Arc<std::sync::atomic::AtomicU64>,
-    /// Ids the WebSocket never carries (as if the connection lost them): a hole to refill.
+    /// A network partition: the connection is dropped when id `a` trades, and connections are
+    /// refused until id `b` has traded; the reconnected stream starts from the trades of then
+    /// on, so ids `a..` up to the reconnect are a hole to refill.
     pub blackout: Option<(u64, u64)>,
     /// Longest time one WebSocket send waited (the client did not read), ms.
     pub send_stall_max_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -72,6 +74,12 @@ pub async fn ws_server(listener: TcpListener, ex: Exchange) {
                 return;
             };
             ex.start.get_or_init(Instant::now);
+            if ex
+                .blackout
+                .is_some_and(|(a, b)| (a..=b).contains(&(ex.produced() + 1)))
+            {
+                return; // partitioned: refuse
+            }
             let conn = ex
                 .connections
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -91,8 +99,7 @@ pub async fn ws_server(listener: TcpListener, ex: Exchange) {
                 let upto = ex.produced();
                 while next <= upto {
                     if ex.blackout.is_some_and(|(a, b)| (a..=b).contains(&next)) {
-                        next += 1;
-                        continue;
+                        return; // the partition: drop the connection
                     }
                     let (p, q, ts, m) = payload(next);
                     let frame = format!(

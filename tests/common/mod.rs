@@ -3,7 +3,6 @@
 
 pub mod exchange;
 pub mod private_pg;
-pub use private_pg::*;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
