@@ -82,9 +82,11 @@ pub struct KafkaSourceSection {
     pub max_message_bytes: usize,
     /// Most messages per batch.
     pub batch_max: usize,
-    /// A partition silent this long stops holding the watermark back, ms.
+    /// A partition silent this long stops holding the watermark back (one read to its end stops
+    /// at once), ms.
     pub partition_idle_ms: u64,
-    /// Brokers silent this long at start-up fail the run, ms.
+    /// Brokers silent this long at start-up fail the run; once running, a loss (or no partition
+    /// assignment) this long is a warning and makes the source not ready, ms.
     pub connect_timeout_ms: u64,
     /// Extra librdkafka consumer settings.
     #[serde(default)]

@@ -430,6 +430,8 @@ pub fn run(
                 );
             }
             SourceSpec::Kafka { kafka, stop_after } => {
+                // Not ready until the source has its brokers and its partitions.
+                stats.set_health(cryptoflow_sources::stats::SourceHealth::Starting);
                 let (tx, fed) = mpsc::unbounded_channel();
                 fed_tx = Some(tx);
                 let durable = durable.clone().unwrap_or_else(|| least_ack(&rt, &sinks));

@@ -16,6 +16,16 @@
 //! Per (symbol, stream) the trade ids are sequenced: repeats are dropped and counted, holes are
 //! reported as [`Gap`] events (`detail` says the ids are not in the topic).
 //!
+//! Partitions: the watermark never passes the slowest partition still delivering
+//! ([`WatermarkCap`]). A partition read to its end (librdkafka's `enable.partition.eof`, set
+//! here; an empty partition reports it at once) holds neither the watermark nor the commits back
+//! until it delivers again; one silent for `partition_idle_ms` stops holding them too.
+//!
+//! Readiness ([`SourceStats::health`]): `Starting` until the first partition assignment, `Lost`
+//! while no broker connection has been up (librdkafka's statistics, every second) for longer than
+//! `connect_timeout_ms`, `Ready` otherwise. Both waits past `connect_timeout_ms` are a WARN naming
+//! the brokers; the brokers' return is an INFO line. librdkafka reconnects by itself.
+//!
 //! Bad input (not UTF-8, not JSON, wrong shape, larger than `max_message_bytes`) is counted,
 //! logged once per kind and produced to the dead-letter topic, with headers naming the error and
 //! the origin; a bad message's offset is committed only after the dead-letter topic has it.
@@ -29,6 +39,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -36,7 +47,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::binance::{decode_frame, Decoded};
 use crate::sequencer::{Sequencer, Verdict};
-use crate::stats::SourceStats;
+use crate::stats::{SourceHealth, SourceStats};
 use crate::EventBatch;
 
 const SOURCE: &str = "kafka";
@@ -63,10 +74,13 @@ pub struct KafkaSourceConfig {
     /// Length of a timely tick, ms.
     pub tick_ms: i64,
     /// A partition silent for this long (of the consumer's reading time) stops holding the
-    /// watermark back, ms.
+    /// watermark back, ms; one read to its end (librdkafka's partition EOF) stops at once, until
+    /// it delivers again.
     pub partition_idle_ms: u64,
     /// Brokers that do not answer a metadata request within this long at start-up are an
-    /// error, ms.
+    /// error, ms. Once running, brokers lost for longer (or no partition assignment for longer)
+    /// are a warning naming them, and the source reports itself not ready
+    /// ([`SourceStats::health`]) until they answer.
     pub connect_timeout_ms: u64,
 }
 
@@ -145,15 +159,26 @@ pub struct Durable {
     pub complete: bool,
 }
 
-/// Newest exchange time per partition, and when the partition last delivered (or was assigned),
-/// on the consumer's own clock: time the source spent blocked handing batches on (backpressure)
-/// or writing dead letters does not count, so a partition is never taken for idle because the
-/// pipeline, not the partition, was slow.
+/// Newest exchange time per partition, when the partition last delivered (or was assigned), on
+/// the consumer's own clock, and whether it is known to be read to its end: time the source spent
+/// blocked handing batches on (backpressure) or writing dead letters does not count, so a
+/// partition is never taken for idle because the pipeline, not the partition, was slow.
 #[derive(Default)]
 struct PartitionClock {
-    parts: HashMap<(String, i32), (i64, Duration)>,
+    parts: HashMap<(String, i32), PartState>,
     started: Option<std::time::Instant>,
     blocked: Duration,
+}
+
+/// What [`PartitionClock`] knows of one partition.
+#[derive(Debug, Clone, Copy)]
+struct PartState {
+    /// Newest exchange time read (`i64::MIN`: none yet).
+    newest: i64,
+    /// When it last delivered or was assigned, on the consumer's clock.
+    at: Duration,
+    /// Read to its end (librdkafka's partition EOF) and nothing delivered since.
+    at_end: bool,
 }
 
 impl PartitionClock {
@@ -168,28 +193,63 @@ impl PartitionClock {
         self.blocked += d;
     }
 
+    /// A partition delivered an event of exchange time `ts`: it holds the watermark again.
     fn saw(&mut self, topic: &str, partition: i32, ts: i64) {
         let now = self.now();
         let e = self
             .parts
             .entry((topic.to_string(), partition))
-            .or_insert((ts, now));
-        e.0 = e.0.max(ts);
-        e.1 = now;
+            .or_insert(PartState {
+                newest: ts,
+                at: now,
+                at_end: false,
+            });
+        e.newest = e.newest.max(ts);
+        e.at = now;
+        e.at_end = false;
+    }
+
+    /// A partition delivered a message (with or without events): it is not at its end.
+    fn delivered(&mut self, topic: &str, partition: i32) {
+        if let Some(e) = self.parts.get_mut(&(topic.to_string(), partition)) {
+            e.at_end = false;
+        }
+    }
+
+    /// A partition was read to its end: until it delivers again, it holds neither the watermark
+    /// nor the commits back (an empty partition would otherwise hold them for the idle time).
+    fn at_end(&mut self, topic: &str, partition: i32) {
+        if let Some(e) = self.parts.get_mut(&(topic.to_string(), partition)) {
+            e.at_end = true;
+        }
+    }
+
+    /// Forgets which partitions are at their end (the brokers stopped answering: what was the end
+    /// may not be any more); they fall back to the idle time.
+    fn forget_ends(&mut self) {
+        for e in self.parts.values_mut() {
+            e.at_end = false;
+        }
     }
 
     /// Follows the assignment: a partition assigned but not read yet holds the watermark back
-    /// until it delivers or stays silent for the idle time; a revoked one no longer counts.
+    /// until it delivers, is read to its end, or stays silent for the idle time; a revoked one no
+    /// longer counts.
     fn sync(&mut self, assigned: &[(String, i32)]) {
         let now = self.now();
         self.parts.retain(|p, _| assigned.contains(p));
         for p in assigned {
-            self.parts.entry(p.clone()).or_insert((i64::MIN, now));
+            self.parts.entry(p.clone()).or_insert(PartState {
+                newest: i64::MIN,
+                at: now,
+                at_end: false,
+            });
         }
     }
 
-    /// The least newest time over partitions still delivering; `i64::MAX` when every assigned
-    /// partition is idle; `i64::MIN` while nothing is assigned (during a rebalance).
+    /// The least newest time over partitions still delivering (neither at their end nor silent
+    /// for `idle_after`); `i64::MAX` when there is none; `i64::MIN` while nothing is assigned
+    /// (during a rebalance).
     fn cap(&mut self, idle_after: Duration) -> i64 {
         if self.parts.is_empty() {
             return i64::MIN;
@@ -197,10 +257,99 @@ impl PartitionClock {
         let now = self.now();
         self.parts
             .values()
-            .filter(|(_, at)| now.saturating_sub(*at) < idle_after)
-            .map(|(ts, _)| *ts)
+            .filter(|p| !p.at_end && now.saturating_sub(p.at) < idle_after)
+            .map(|p| p.newest)
             .min()
             .unwrap_or(i64::MAX)
+    }
+}
+
+/// Whether the source is ready, and when to say it is not: the brokers' reachability (librdkafka's
+/// statistics, or `AllBrokersDown` errors when they are off; messages and end-of-partition events
+/// prove them up) and
+/// the first partition assignment, each allowed `grace` (`kafka.connect_timeout_ms`) before a
+/// warning.
+#[derive(Debug)]
+struct Readiness {
+    started: std::time::Instant,
+    grace: Duration,
+    assigned: bool,
+    waiting_warned: bool,
+    down_since: Option<std::time::Instant>,
+    lost_warned: bool,
+}
+
+/// What [`Readiness`] asks to be logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadinessNote {
+    /// No partition assignment yet, this long after the start (warn, once).
+    NoAssignment(Duration),
+    /// No broker has answered for this long (warn, once per outage).
+    Lost(Duration),
+    /// The brokers answer again after an outage of this long that was warned about (info).
+    Recovered(Duration),
+}
+
+impl Readiness {
+    fn new(now: std::time::Instant, grace: Duration) -> Self {
+        Readiness {
+            started: now,
+            grace,
+            assigned: false,
+            waiting_warned: false,
+            down_since: None,
+            lost_warned: false,
+        }
+    }
+
+    /// The group assigned partitions (possibly none) for the first time.
+    fn assigned(&mut self) {
+        self.assigned = true;
+    }
+
+    /// No broker answers (from now on, unless already so).
+    fn down(&mut self, now: std::time::Instant) {
+        self.down_since.get_or_insert(now);
+    }
+
+    /// A broker answered.
+    fn up(&mut self, now: std::time::Instant) -> Option<ReadinessNote> {
+        let since = self.down_since.take()?;
+        std::mem::take(&mut self.lost_warned)
+            .then(|| ReadinessNote::Recovered(now.saturating_duration_since(since)))
+    }
+
+    /// Whether the brokers are known to be down (not yet warned, maybe).
+    fn is_down(&self) -> bool {
+        self.down_since.is_some()
+    }
+
+    /// What to warn about now, once each.
+    fn check(&mut self, now: std::time::Instant) -> Option<ReadinessNote> {
+        if let Some(since) = self.down_since {
+            let d = now.saturating_duration_since(since);
+            if d >= self.grace && !self.lost_warned {
+                self.lost_warned = true;
+                return Some(ReadinessNote::Lost(d));
+            }
+        }
+        let d = now.saturating_duration_since(self.started);
+        if !self.assigned && d >= self.grace && !self.waiting_warned {
+            self.waiting_warned = true;
+            return Some(ReadinessNote::NoAssignment(d));
+        }
+        None
+    }
+
+    /// The health to report.
+    fn health(&self) -> SourceHealth {
+        if self.lost_warned {
+            SourceHealth::Lost
+        } else if !self.assigned {
+            SourceHealth::Starting
+        } else {
+            SourceHealth::Ready
+        }
     }
 }
 
@@ -315,13 +464,67 @@ impl Uncommitted {
 /// Offsets released but not yet committed, per (topic, partition).
 type Releasable = BTreeMap<(String, i32), i64>;
 
-/// Tracks partition assignments so that offsets of revoked partitions are not committed.
+/// Tracks partition assignments so that offsets of revoked partitions are not committed, and
+/// the brokers' state from librdkafka's statistics.
+#[derive(Default)]
 struct GroupContext {
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
     assigned: Arc<Mutex<Vec<(String, i32)>>>,
+    /// The group assigned partitions (possibly none) at least once.
+    assigned_once: std::sync::atomic::AtomicBool,
+    /// The latest statistics report not yet taken: whether some broker connection was up.
+    brokers_up: Mutex<Option<bool>>,
+    /// A statistics report came (they are on: `statistics.interval.ms` > 0).
+    stats_seen: std::sync::atomic::AtomicBool,
 }
 
-impl ClientContext for GroupContext {}
+/// The part of librdkafka's statistics the source reads.
+#[derive(serde::Deserialize)]
+struct ClientStats {
+    #[serde(default)]
+    brokers: HashMap<String, BrokerStats>,
+}
+
+/// One broker (connection) in librdkafka's statistics.
+#[derive(serde::Deserialize)]
+struct BrokerStats {
+    #[serde(default)]
+    state: String,
+}
+
+/// Whether a statistics report (JSON) shows a broker connection up (`None`: unreadable).
+fn stats_brokers_up(json: &[u8]) -> Option<bool> {
+    let s: ClientStats = serde_json::from_slice(json).ok()?;
+    Some(s.brokers.values().any(|b| b.state == "UP"))
+}
+
+impl ClientContext for GroupContext {
+    // Consumer errors also come out of `recv`, where the source counts, backs off and logs them;
+    // the end of a partition is an event, not an error.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::debug!(source = SOURCE, %error, reason, "librdkafka error.");
+        }
+    }
+
+    // Called while the consumer is polled (`recv`), every `statistics.interval.ms`.
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(up) = stats_brokers_up(statistics) {
+            self.stats_seen
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Ok(mut g) = self.brokers_up.lock() {
+                *g = Some(up);
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    /// The latest statistics report's verdict, once.
+    fn take_brokers_up(&self) -> Option<bool> {
+        self.brokers_up.lock().ok().and_then(|mut g| g.take())
+    }
+}
 
 /// Moves `parts` out of `from` and into `to`.
 fn move_parts(
@@ -355,6 +558,8 @@ impl ConsumerContext for GroupContext {
                 let parts = parts(tpl);
                 tracing::info!(source = SOURCE, partitions = ?parts, "Partitions assigned.");
                 move_parts(&parts, &self.revoked, &self.assigned);
+                self.assigned_once
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
             Rebalance::Error(e) => {
                 tracing::warn!(source = SOURCE, error = %e, "Rebalance error.");
@@ -430,12 +635,6 @@ async fn await_brokers(
         },
         _ = async { while !*shutdown.borrow() { if shutdown.changed().await.is_err() { break; } } } => Ok(()),
     }
-}
-
-/// The wait after the `n`-th consecutive consumer error: 100 ms doubling up to 10 s.
-fn error_backoff(n: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1u64 << n.saturating_sub(1).min(7)))
-        .min(Duration::from_secs(10))
 }
 
 /// Per-stream sequencing state.
@@ -550,6 +749,7 @@ pub async fn kafka_source(
     mut feedback: OffsetFeedback,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), KafkaSourceError> {
+    stats.set_health(SourceHealth::Starting);
     let revoked = Arc::new(Mutex::new(Vec::new()));
     let assigned = Arc::new(Mutex::new(Vec::new()));
     let mut cc = ClientConfig::new();
@@ -562,23 +762,24 @@ pub async fn kafka_source(
         // Latency over broker round trips: librdkafka's 500 ms default adds up to that much
         // per fetch on brokers that wait it out.
         .set("fetch.wait.max.ms", "10")
+        // One event per partition read to its end: an empty or caught-up partition then holds
+        // neither the watermark nor the commits back.
+        .set("enable.partition.eof", "true")
+        // The brokers' connection states, for the source's readiness.
+        .set("statistics.interval.ms", "1000")
         .set("client.id", "cryptoflow-source");
     for (k, v) in &cfg.consumer {
         cc.set(k, v);
     }
     // Unreachable or misconfigured brokers are an error within the connect timeout, not a
     // silent wait forever (librdkafka itself retries without end).
-    await_brokers(
-        &cc,
-        &cfg.brokers,
-        Duration::from_millis(cfg.connect_timeout_ms.max(1)),
-        &mut shutdown,
-    )
-    .await?;
+    let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
+    await_brokers(&cc, &cfg.brokers, connect_timeout, &mut shutdown).await?;
     let consumer: StreamConsumer<GroupContext> = cc
         .create_with_context(GroupContext {
             revoked: revoked.clone(),
             assigned: assigned.clone(),
+            ..GroupContext::default()
         })
         .map_err(|e| KafkaSourceError::Client(format!("cannot create the consumer: {e}")))?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
@@ -614,6 +815,8 @@ pub async fn kafka_source(
     let idle_after = Duration::from_millis(cfg.partition_idle_ms.max(1));
     let mut cap_before: Option<i64> = None;
     let mut consumer_errors = 0u32;
+    let mut readiness = Readiness::new(std::time::Instant::now(), connect_timeout);
+    let mut eof_ambiguous_told = false;
     loop {
         let linger = if messages > 0 {
             Duration::from_millis(2)
@@ -653,6 +856,10 @@ pub async fn kafka_source(
                 if let Ok(a) = assigned.lock() {
                     clock.sync(&a);
                 }
+                broker_report(&consumer, &mut readiness, &mut clock, &mut consumer_errors, &stats, &cfg);
+                let note = readiness.check(std::time::Instant::now());
+                log_readiness(note, &cfg);
+                stats.set_health(readiness.health());
                 feedback.cap.set_latest(clock.cap(idle_after));
             }
             _ = shutdown.changed(), if consuming => {
@@ -663,15 +870,15 @@ pub async fn kafka_source(
             }
             msg = tokio::time::timeout(linger, consumer.recv()), if consuming && messages < cfg.batch_max => {
                 let idle = !matches!(msg, Ok(Ok(_)));
+                // Statistics are served while polling.
+                broker_report(&consumer, &mut readiness, &mut clock, &mut consumer_errors, &stats, &cfg);
                 match msg {
                     Ok(Ok(m)) => {
-                        if consumer_errors > 0 {
-                            tracing::info!(source = SOURCE, errors = consumer_errors, "Kafka consumer recovered.");
-                            consumer_errors = 0;
-                        }
+                        brokers_answered(&mut readiness, &mut consumer_errors, &stats, &cfg);
                         messages += 1;
                         let ts_received = crate::now_ms();
                         let part = (m.topic().to_string(), m.partition());
+                        clock.delivered(&part.0, part.1);
                         let offset = m.offset();
                         if cap_before.is_none() {
                             if let Ok(a) = assigned.lock() {
@@ -725,17 +932,49 @@ pub async fn kafka_source(
                         }
                         pending.add(part, offset, candle_release);
                     }
+                    Ok(Err(KafkaError::PartitionEOF(p))) => {
+                        brokers_answered(&mut readiness, &mut consumer_errors, &stats, &cfg);
+                        // librdkafka names the partition but not the topic: with several topics
+                        // sharing the number it cannot be placed, and the idle time applies.
+                        let mut topics_with_p = Vec::new();
+                        if let Ok(a) = assigned.lock() {
+                            clock.sync(&a);
+                            topics_with_p.extend(a.iter().filter(|(_, q)| *q == p).map(|(t, _)| t.clone()));
+                        }
+                        match topics_with_p.as_slice() {
+                            [t] => clock.at_end(t, p),
+                            [] => {}
+                            several => {
+                                if !std::mem::replace(&mut eof_ambiguous_told, true) {
+                                    tracing::info!(source = SOURCE, partition = p, topics = ?several, idle_ms = cfg.partition_idle_ms, "Several topics have this partition number: the end of one cannot be told apart, so a silent partition stops holding the watermark only after kafka.partition_idle_ms.");
+                                }
+                            }
+                        }
+                        if messages == 0 {
+                            feedback.cap.set_latest(clock.cap(idle_after));
+                        }
+                    }
                     Ok(Err(e)) => {
-                        // A lost broker, a failed fetch: librdkafka reconnects by itself; back off
-                        // so an outage is neither a busy loop nor a flood of log lines.
+                        // A lost broker, a failed fetch: librdkafka reconnects by itself, with its
+                        // own backoff (reconnect.backoff.ms doubling to reconnect.backoff.max.ms,
+                        // 100 ms to 10 s). Reading goes on: errors are queued events, and a pause
+                        // per error would hold back the messages queued behind those of an
+                        // outage for the sum of the pauses. Logged at attempts 1, 2, 4, 8, ...
+                        let ctx = consumer.context();
+                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown)
+                            && !ctx.stats_seen.load(std::sync::atomic::Ordering::SeqCst)
+                        {
+                            // Without statistics (statistics.interval.ms = 0) this is the only
+                            // sign of a loss; with them, they tell (errors may come late).
+                            readiness.down(std::time::Instant::now());
+                            clock.forget_ends();
+                        }
                         consumer_errors += 1;
-                        let delay = error_backoff(consumer_errors);
                         stats.ledger.update(SOURCE, "", |c| c.reconnects += 1);
                         SourceStats::inc(&stats.reconnects);
                         if consumer_errors.is_power_of_two() {
-                            tracing::warn!(source = SOURCE, error = %e, attempt = consumer_errors, ?delay, "Kafka consumer error; retrying.");
+                            tracing::warn!(source = SOURCE, error = %e, attempt = consumer_errors, "Kafka consumer error; librdkafka retries.");
                         }
-                        tokio::time::sleep(delay).await;
                     }
                     Err(_) => {} // linger over: hand the batch on below
                 }
@@ -790,6 +1029,88 @@ pub async fn kafka_source(
     )
     .await;
     Ok(())
+}
+
+/// Applies the latest statistics report (if a new one came) to the readiness: no broker
+/// connection up counts as down (and what was the end of a partition is forgotten).
+fn broker_report(
+    consumer: &StreamConsumer<GroupContext>,
+    readiness: &mut Readiness,
+    clock: &mut PartitionClock,
+    consumer_errors: &mut u32,
+    stats: &SourceStats,
+    cfg: &KafkaSourceConfig,
+) {
+    let ctx = consumer.context();
+    if ctx.assigned_once.load(std::sync::atomic::Ordering::SeqCst) {
+        readiness.assigned();
+    }
+    let now = std::time::Instant::now();
+    match ctx.take_brokers_up() {
+        Some(true) => brokers_answered(readiness, consumer_errors, stats, cfg),
+        Some(false) => {
+            if !readiness.is_down() {
+                clock.forget_ends();
+            }
+            readiness.down(now);
+        }
+        None => {}
+    }
+}
+
+/// A message, an end-of-partition event or a statistics report with a connection up came: the
+/// brokers answer.
+fn brokers_answered(
+    readiness: &mut Readiness,
+    consumer_errors: &mut u32,
+    stats: &SourceStats,
+    cfg: &KafkaSourceConfig,
+) {
+    log_readiness(readiness.up(std::time::Instant::now()), cfg);
+    if *consumer_errors > 0 {
+        tracing::info!(
+            source = SOURCE,
+            errors = *consumer_errors,
+            "Kafka consumer recovered."
+        );
+        *consumer_errors = 0;
+    }
+    stats.set_health(readiness.health());
+}
+
+/// Logs what [`Readiness`] asks for.
+fn log_readiness(note: Option<ReadinessNote>, cfg: &KafkaSourceConfig) {
+    match note {
+        Some(ReadinessNote::Lost(d)) => tracing::warn!(
+            source = SOURCE,
+            brokers = %cfg.brokers,
+            secs = d.as_secs(),
+            "Kafka brokers {} unreachable for {} s (more than kafka.connect_timeout_ms); still \
+             retrying. The source is not ready; nothing is read or committed until a broker \
+             answers.",
+            cfg.brokers,
+            d.as_secs()
+        ),
+        Some(ReadinessNote::NoAssignment(d)) => tracing::warn!(
+            source = SOURCE,
+            brokers = %cfg.brokers,
+            group = %cfg.group_id,
+            topics = ?cfg.topics,
+            "No partition assignment from the Kafka brokers {} for group {} after {} s (more \
+             than kafka.connect_timeout_ms); still waiting. The source is not ready.",
+            cfg.brokers,
+            cfg.group_id,
+            d.as_secs()
+        ),
+        Some(ReadinessNote::Recovered(d)) => tracing::info!(
+            source = SOURCE,
+            brokers = %cfg.brokers,
+            "Kafka brokers {} answer again after {:.1} s unreachable; the source is ready.",
+            cfg.brokers,
+            d.as_secs_f64()
+        ),
+        None => {}
+    }
 }
 
 /// Produces one dead letter, retrying until the broker has it (or shutdown).
@@ -878,14 +1199,108 @@ mod tests {
     }
 
     #[test]
-    fn error_backoff_doubles_to_ten_seconds() {
-        let waits: Vec<u64> = (1..=10)
-            .map(|n| error_backoff(n).as_millis() as u64)
-            .collect();
+    fn partitions_at_their_end_do_not_hold_the_watermark() {
+        let a = ("t".to_string(), 0);
+        let b = ("t".to_string(), 1);
+        let c = ("t".to_string(), 2);
+        let long = Duration::from_secs(60);
+        let mut k = PartitionClock::default();
+        k.sync(&[a.clone(), b.clone(), c.clone()]);
+        k.saw("t", 0, 500);
+        assert_eq!(k.cap(long), i64::MIN, "1 and 2 not read yet");
+        // Partitions 1 and 2 are empty: their end events come at once.
+        k.at_end("t", 1);
+        assert_eq!(k.cap(long), i64::MIN, "2 still holds");
+        k.at_end("t", 2);
+        assert_eq!(k.cap(long), 500, "only the partition delivering holds");
+        k.at_end("t", 0);
+        assert_eq!(k.cap(long), i64::MAX, "every partition read to its end");
+        // A new message in partition 1 makes it hold again, at its own time.
+        k.saw("t", 1, 300);
+        assert_eq!(k.cap(long), 300);
+        k.at_end("t", 1);
+        assert_eq!(k.cap(long), i64::MAX);
+        // A message without events (bad input) makes it hold too, at its newest time.
+        k.delivered("t", 1);
+        assert_eq!(k.cap(long), 300);
+        k.at_end("t", 1);
+        // Re-syncing the same assignment keeps what is known.
+        k.sync(&[a.clone(), b.clone(), c.clone()]);
+        assert_eq!(k.cap(long), i64::MAX);
+        // Lost brokers: the ends are forgotten, and partitions hold until idle.
+        k.forget_ends();
+        assert_eq!(k.cap(long), i64::MIN, "2 never delivered");
         assert_eq!(
-            waits,
-            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
+            k.cap(Duration::ZERO),
+            i64::MAX,
+            "silent partitions still go idle"
         );
+        // A partition revoked and assigned again starts over: not known to be at its end.
+        k.at_end("t", 0);
+        k.at_end("t", 1);
+        k.at_end("t", 2);
+        k.sync(&[a.clone(), b.clone()]);
+        k.sync(&[a.clone(), b.clone(), c.clone()]);
+        assert_eq!(k.cap(long), i64::MIN, "2 was assigned anew");
+        // End events of partitions not assigned change nothing.
+        k.at_end("other", 2);
+        assert_eq!(k.cap(long), i64::MIN);
+    }
+
+    #[test]
+    fn readiness_follows_assignment_and_broker_loss() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut r = Readiness::new(t0, Duration::from_secs(2));
+        assert_eq!(r.health(), SourceHealth::Starting);
+        assert_eq!(r.check(at(1_000)), None);
+        assert_eq!(
+            r.check(at(2_500)),
+            Some(ReadinessNote::NoAssignment(Duration::from_millis(2_500))),
+            "no assignment within the grace: warn"
+        );
+        assert_eq!(r.check(at(3_000)), None, "once");
+        assert_eq!(r.health(), SourceHealth::Starting);
+        r.assigned();
+        assert_eq!(r.health(), SourceHealth::Ready);
+        // A short loss is neither warned about nor a change of health.
+        r.down(at(4_000));
+        assert_eq!(r.check(at(5_000)), None);
+        assert_eq!(r.health(), SourceHealth::Ready);
+        assert_eq!(r.up(at(5_500)), None, "recovered before the grace: silent");
+        // A loss past the grace: warn once, not ready; the loss counts from its first report.
+        r.down(at(10_000));
+        r.down(at(11_000));
+        assert_eq!(r.check(at(11_900)), None);
+        assert_eq!(
+            r.check(at(12_100)),
+            Some(ReadinessNote::Lost(Duration::from_millis(2_100)))
+        );
+        assert_eq!(r.health(), SourceHealth::Lost);
+        assert!(!r.health().is_ready());
+        assert_eq!(r.check(at(20_000)), None, "once per outage");
+        assert_eq!(
+            r.up(at(20_500)),
+            Some(ReadinessNote::Recovered(Duration::from_millis(10_500)))
+        );
+        assert_eq!(r.health(), SourceHealth::Ready);
+        assert_eq!(r.up(at(21_000)), None);
+        // The next outage is warned about again.
+        r.down(at(30_000));
+        assert_eq!(
+            r.check(at(32_000)),
+            Some(ReadinessNote::Lost(Duration::from_secs(2)))
+        );
+    }
+
+    #[test]
+    fn statistics_tell_whether_a_broker_is_up() {
+        let up = br#"{"name":"c","brokers":{"127.0.0.1:9092/111":{"state":"UP","nodeid":111},"GroupCoordinator":{"state":"TRY_CONNECT"}}}"#;
+        let down = br#"{"brokers":{"127.0.0.1:9092/111":{"state":"TRY_CONNECT"},"127.0.0.1:9092/bootstrap":{"state":"INIT"}}}"#;
+        assert_eq!(stats_brokers_up(up), Some(true));
+        assert_eq!(stats_brokers_up(down), Some(false));
+        assert_eq!(stats_brokers_up(b"{}"), Some(false), "no broker known");
+        assert_eq!(stats_brokers_up(b"not json"), None);
     }
 
     #[test]

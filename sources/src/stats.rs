@@ -2,12 +2,52 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
 
 use crate::binance::Control;
+
+/// Readiness of a source, for health checks (e.g. an HTTP readiness probe): read it with
+/// [`SourceStats::health`] or [`SourceStats::is_ready`].
+///
+/// The Kafka source reports [`Starting`](SourceHealth::Starting) until its brokers answered and
+/// the group gave it its first partition assignment, [`Lost`](SourceHealth::Lost) while no broker
+/// has answered for longer than `kafka.connect_timeout_ms` (it keeps retrying), and
+/// [`Ready`](SourceHealth::Ready) otherwise. Sources that do not track it stay
+/// [`Untracked`](SourceHealth::Untracked), which counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum SourceHealth {
+    /// The source does not report its readiness (taken as ready).
+    Untracked = 0,
+    /// Not connected yet, or (Kafka) no partition assignment yet.
+    Starting = 1,
+    /// Connected and assigned: delivering, or caught up and waiting for input.
+    Ready = 2,
+    /// Its upstream answered before but has not for longer than the connect timeout; the source
+    /// keeps retrying and becomes [`Ready`](SourceHealth::Ready) again once it answers.
+    Lost = 3,
+}
+
+impl SourceHealth {
+    /// Whether a readiness probe should pass: [`Ready`](SourceHealth::Ready) or
+    /// [`Untracked`](SourceHealth::Untracked).
+    pub fn is_ready(self) -> bool {
+        matches!(self, SourceHealth::Ready | SourceHealth::Untracked)
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => SourceHealth::Starting,
+            2 => SourceHealth::Ready,
+            3 => SourceHealth::Lost,
+            _ => SourceHealth::Untracked,
+        }
+    }
+}
 
 /// Counters of one source; cheap to update from any thread.
 pub struct SourceStats {
@@ -48,6 +88,8 @@ pub struct SourceStats {
     pub trades_ahead_of_refill: AtomicU64,
     /// The per-symbol data-quality ledger this source reports into.
     pub ledger: std::sync::Arc<crate::ledger::Ledger>,
+    /// [`SourceHealth`] as a number (see [`SourceStats::health`]).
+    health: AtomicU8,
     warned: Mutex<HashSet<String>>,
     dead_letters: Mutex<Option<Box<dyn Write + Send>>>,
 }
@@ -81,6 +123,7 @@ impl std::fmt::Debug for SourceStats {
             .field("events", &self.events)
             .field("decode_errors", &self.decode_errors)
             .field("reconnects", &self.reconnects)
+            .field("health", &self.health())
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +149,7 @@ impl SourceStats {
             spill_peak_batches: AtomicU64::new(0),
             trades_ahead_of_refill: AtomicU64::new(0),
             ledger,
+            health: AtomicU8::new(SourceHealth::Untracked as u8),
             warned: Mutex::new(HashSet::new()),
             dead_letters: Mutex::new(None),
         }
@@ -133,6 +177,21 @@ impl SourceStats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// The source's readiness now.
+    pub fn health(&self) -> SourceHealth {
+        SourceHealth::from_u8(self.health.load(Ordering::SeqCst))
+    }
+
+    /// Sets the source's readiness (by the source).
+    pub fn set_health(&self, health: SourceHealth) {
+        self.health.store(health as u8, Ordering::SeqCst);
+    }
+
+    /// Whether the source is ready (see [`SourceHealth::is_ready`]).
+    pub fn is_ready(&self) -> bool {
+        self.health().is_ready()
     }
 
     /// Counts a control frame, and as ignored under its type unless it is acted upon (see
@@ -197,6 +256,28 @@ impl SourceStats {
             if let Some(out) = g.as_mut() {
                 let _ = out.flush();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_is_untracked_until_a_source_sets_it() {
+        let s = SourceStats::default();
+        assert_eq!(s.health(), SourceHealth::Untracked);
+        assert!(s.is_ready(), "sources that do not track it count as ready");
+        for (h, ready) in [
+            (SourceHealth::Starting, false),
+            (SourceHealth::Ready, true),
+            (SourceHealth::Lost, false),
+            (SourceHealth::Untracked, true),
+        ] {
+            s.set_health(h);
+            assert_eq!(s.health(), h);
+            assert_eq!(s.is_ready(), ready, "{h:?}");
         }
     }
 }
