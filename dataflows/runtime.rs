@@ -565,6 +565,7 @@ pub fn run(
         let mut fed = 0u64;
         let mut max_ts: Option<i64> = None;
         let mut last_event = Instant::now();
+        let mut idle_logged = false;
         let to_tick = |ms: i64| -> u64 { (ms.max(0) / tick) as u64 };
         loop {
             if flow_w.sink_failed.load(Ordering::SeqCst) {
@@ -596,17 +597,21 @@ pub fn run(
             match rx.try_recv() {
                 Ok(batch) => {
                     last_event = Instant::now();
+                    idle_logged = false;
                     let mut trades = 0i64;
                     let mut wm = *input.time();
                     let (cap, cap_after) = watermark_cap.next_batch();
                     for ev in batch {
                         let ts = ev.ts_exchange();
+                        // Only market data moves event time: a gap marker carries the time it
+                        // was noticed (the wall clock), before the trades of its hole.
+                        let market = matches!(ev, Event::Trade(_) | Event::Kline(_));
                         if matches!(ev, Event::Trade(_)) {
                             trades += 1;
                         }
                         input.send((ev, wm));
                         fed += 1;
-                        if max_ts.is_none_or(|m| ts > m) {
+                        if market && max_ts.is_none_or(|m| ts > m) {
                             max_ts = Some(ts);
                             wm = wm.max(to_tick(ts.min(cap).saturating_sub(lateness)));
                         }
@@ -639,6 +644,14 @@ pub fn run(
                         // Idle live source: let the wall clock move the watermark.
                         let wm = to_tick(cryptoflow_sources::now_ms() - lateness - idle_ms);
                         if wm > *input.time() {
+                            if !idle_logged {
+                                idle_logged = true;
+                                tracing::info!(
+                                    from_tick = *input.time(),
+                                    to_tick = wm,
+                                    "No events: the wall clock moves the watermark."
+                                );
+                            }
                             input.advance_to(wm);
                         }
                     }

@@ -26,15 +26,18 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
         })
 }
 
-async fn max_id(url: &str) -> Option<i64> {
+async fn count_and_max(url: &str) -> Option<(i64, i64)> {
     let c = tokio::time::timeout(Duration::from_secs(2), pg_client_opt(url))
         .await
         .ok()??;
     let r = c
-        .query_one("SELECT coalesce(max(trade_id), 0) FROM trades", &[])
+        .query_one(
+            "SELECT count(*), coalesce(max(trade_id), 0) FROM trades",
+            &[],
+        )
         .await
         .ok()?;
-    Some(r.get(0))
+    Some((r.get(0), r.get(1)))
 }
 
 async fn pg_client_opt(url: &str) -> Option<tokio_postgres::Client> {
@@ -71,13 +74,20 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
             })
             .unwrap_or_default(),
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .args(["run", "--quiet", "--duration", "400", "--postgres", &url])
+    let log_path = std::env::temp_dir().join(format!("cf-long-refill-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+        .args(["run", "--duration", "400", "--postgres", &url])
         .envs(env.iter().cloned())
+        .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(log)
         .spawn()
         .unwrap();
+    let log_tail = |path: &std::path::Path| {
+        let s = std::fs::read_to_string(path).unwrap_or_default();
+        s[s.len().saturating_sub(6000)..].to_string()
+    };
     let pid = child.id();
 
     let started = Instant::now();
@@ -113,15 +123,10 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
         if !refilling {
             continue;
         }
-        let Some(max) = max_id(&url).await else {
+        // One statement: the count and the highest id of the same snapshot.
+        let Some((count, max)) = count_and_max(&url).await else {
             continue;
         };
-        let c = pg_client(&url).await;
-        let count: i64 = c
-            .query_one("SELECT count(*) FROM trades", &[])
-            .await
-            .unwrap()
-            .get(0);
         let lag_s = (produced as f64 - max as f64) / RATE;
         if count < max && !outage_done {
             // The hole is not filled yet: live trades must still be flowing (sampled before the
@@ -131,10 +136,13 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
         } else if count >= max && outage_done {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(360),
-            "no completion: {count} stored, max id {max}"
-        );
+        if started.elapsed() > Duration::from_secs(360) {
+            let _ = child.kill();
+            panic!(
+                "no completion: {count} stored, max id {max}\n{}",
+                log_tail(&log_path)
+            );
+        }
     }
     let completed = started.elapsed();
     // Let it run a little longer, then stop it (Ctrl-C) and read its summary.
@@ -142,13 +150,13 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
     let _ = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
         .status();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
     if let Some(kb) = peak_rss_kb(pid) {
         peak_kb = peak_kb.max(kb);
     }
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let stderr = log_tail(&log_path);
     let live_line = stderr
         .lines()
         .find(|l| l.contains("live source:"))
@@ -162,11 +170,7 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
         completed,
         peak_kb / 1024
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        &stderr[stderr.len().saturating_sub(3000)..]
-    );
+    assert!(status.success(), "{stderr}");
 
     let (n, lo, hi) = count_and_range(&url).await;
     assert_eq!(lo, 1);
@@ -225,7 +229,11 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
             )
         })
         .collect();
-    assert!(finals >= 5, "{finals} final candles: {rows:#?}");
+    assert!(
+        finals >= 5,
+        "{finals} final candles: {rows:#?}; log in {}",
+        log_path.display()
+    );
     assert_eq!(wrong, 0, "final candles that miss trades");
 
     assert!(samples >= 20, "{samples} samples during the refill");
@@ -242,6 +250,7 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
         reader_stall_ms <= 2_000,
         "the exchange could not send for {reader_stall_ms} ms"
     );
+    let _ = std::fs::remove_file(&log_path);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

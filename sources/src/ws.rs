@@ -880,10 +880,15 @@ pub async fn binance_live(
         stats
             .reader_stall_max_ms
             .fetch_max(stall.load(Ordering::Relaxed), Ordering::Relaxed);
+        let after = global_cap(&streams, &conns, refills_pending);
         if out.is_empty() {
+            if after != before && queue.is_empty() {
+                // A hole opened or a connection went down or came back, with nothing to send:
+                // the bound between batches changes now.
+                cap.set_latest(after);
+            }
             continue;
         }
-        let after = global_cap(&streams, &conns, refills_pending);
         if queue.is_empty() {
             match tx.try_reserve() {
                 Ok(permit) => {
