@@ -19,16 +19,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// A child process killed (SIGKILL) when dropped, also when an assertion fails.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `cryptoflow consume` writing JSON lines to `jsonl` and its log (info) to `log`.
 fn spawn_consume(
     config: &Path,

@@ -65,15 +65,15 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
         "CRYPTOFLOW__BINANCE__REST_WEIGHT_BUDGET_PER_MINUTE".into(),
         "750".into(),
     ));
-    env.extend(
-        std::env::var("LONG_REFILL_EXTRA_ENV")
-            .ok()
-            .and_then(|v| {
-                v.split_once('=')
-                    .map(|(k, v)| vec![(k.to_string(), v.to_string())])
-            })
-            .unwrap_or_default(),
-    );
+    // Extra settings for negative controls, e.g. LONG_REFILL_EXTRA_ENV="K1=V1;K2=V2".
+    if let Ok(extra) = std::env::var("LONG_REFILL_EXTRA_ENV") {
+        env.extend(
+            extra
+                .split(';')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+    }
     let log_path = std::env::temp_dir().join(format!("cf-long-refill-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
@@ -176,16 +176,7 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
     assert_eq!(lo, 1);
     assert_eq!(n, hi, "every id from 1 to {hi} exactly once");
     let c = pg_client(&url).await;
-    let holes: Vec<(i64, i64, bool)> = c
-        .query(
-            "SELECT from_id, to_id, resolved_at IS NOT NULL FROM gaps WHERE reason = 'id_hole'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let holes = gap_rows(&url, "id_hole").await;
     assert_eq!(holes.len(), 1, "{holes:?}");
     assert!(
         holes[0].0 == HOLE.0 as i64 && holes[0].1 >= HOLE.1 as i64 && holes[0].2,

@@ -61,16 +61,7 @@ async fn sigkill_and_restart_loses_nothing() {
     );
 
     let c = pg_client(&url).await;
-    let restart: Vec<(i64, i64, bool)> = c
-        .query(
-            "SELECT from_id, to_id, resolved_at IS NOT NULL FROM gaps WHERE reason = 'restart'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let restart = gap_rows(&url, "restart").await;
     assert_eq!(restart.len(), 1, "{restart:?}");
     assert!(restart[0].2, "restart gap refilled");
     assert!(

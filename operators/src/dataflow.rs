@@ -157,15 +157,21 @@ struct SymbolState {
     threshold: Decimal,
     /// Highest id seen per id space (trade ids, aggregate ids).
     last_id: [Option<u64>; 2],
-    /// The averages as they stood before each recent id hole, to continue in id order when the
-    /// hole's trades arrive after later ones (a long refill delivers live trades first).
+    /// The averages as they stood before each recent id hole of at least `fork_min_hole` ids,
+    /// to continue in id order when the hole's trades arrive after later ones (a long refill
+    /// delivers live trades first).
     forks: std::collections::VecDeque<Fork>,
+    /// Holes shorter than this (an SMA window) are reorderings: their trades join the averages
+    /// in arrival order.
+    fork_min_hole: u64,
 }
 
 /// The averages at the start of a hole: `next` is the id they expect next.
 struct Fork {
     space: usize,
     next: u64,
+    /// The first id after the hole.
+    end: u64,
     sma: Sma,
     ema: Ema,
 }
@@ -175,10 +181,11 @@ struct Fork {
 const MAX_FORKS: usize = 16;
 
 impl SymbolState {
-    /// The averages after `trade`, in id order: a trade with an id above every one seen moves the
-    /// live averages (remembering them first when it skips ids); a trade from inside an earlier
-    /// hole continues that hole's averages instead, so refilled trades get the values they
-    /// would have had in id order and the live averages are not disturbed.
+    /// The averages after `trade`. Trades join the averages in arrival order, except around a
+    /// hole of at least an SMA window: the averages before it are remembered, and a trade from
+    /// inside it arriving later (a long refill) continues them instead, so refilled trades get
+    /// the values they would have had in id order and the live averages are not disturbed by
+    /// old prices.
     fn update(&mut self, trade: &Trade) -> (Decimal, Option<f64>) {
         let space = usize::from(trade.agg.is_some());
         let id = trade.trade_id;
@@ -187,7 +194,7 @@ impl SymbolState {
                 let fork = self
                     .forks
                     .iter_mut()
-                    .filter(|f| f.space == space && f.next <= id)
+                    .filter(|f| f.space == space && f.next <= id && id < f.end)
                     .max_by_key(|f| f.next);
                 match fork {
                     Some(f) => {
@@ -196,18 +203,23 @@ impl SymbolState {
                         f.next = id + 1;
                         (f.sma.mean(), ema)
                     }
-                    None => (self.sma.mean(), self.ema.value()),
+                    None => {
+                        self.sma.update(trade.price);
+                        let ema = self.ema.update(to_f64(trade.price));
+                        (self.sma.mean(), ema)
+                    }
                 }
             }
             last => {
                 if let Some(last) = last {
-                    if id > last + 1 {
+                    if id - last > self.fork_min_hole {
                         if self.forks.len() == MAX_FORKS {
                             self.forks.pop_front();
                         }
                         self.forks.push_back(Fork {
                             space,
                             next: last + 1,
+                            end: id,
                             sma: self.sma.clone(),
                             ema: self.ema.clone(),
                         });
@@ -249,6 +261,7 @@ impl<'scope> TradeAnalytics<'scope> for StreamVec<'scope, u64, Watermarked<Trade
                                             threshold: config.whales.for_symbol(&trade.symbol),
                                             last_id: [None; 2],
                                             forks: Default::default(),
+                                            fork_min_hole: config.sma_window.max(1) as u64,
                                         }
                                     });
                                 let (moving_average, ema) = st.update(&trade);
@@ -779,6 +792,7 @@ mod tests {
             threshold: Decimal::MAX,
             last_id: [None; 2],
             forks: Default::default(),
+            fork_min_hole: 5,
         }
     }
 
@@ -802,9 +816,17 @@ mod tests {
         for id in 26..=40u64 {
             assert_eq!(got[&id].0, want[id as usize - 1].0, "id {id}");
         }
-        // A repeat of an id inside no remembered hole does not move the live averages.
-        let before = (st.sma.mean(), st.ema.value());
-        st.update(&trade(3));
-        assert_eq!((st.sma.mean(), st.ema.value()), before);
+    }
+
+    #[test]
+    fn a_short_reordering_joins_the_averages_in_arrival_order() {
+        // Ids 1..=10, then 13, 11, 12 (a hole of 2 < the window of 5): plain arrival order.
+        let order = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 11, 12, 14];
+        let mut sma = Sma::new(5);
+        let mut st = state();
+        for id in order {
+            sma.update(trade(id).price);
+            assert_eq!(st.update(&trade(id)).0, sma.mean(), "id {id}");
+        }
     }
 }

@@ -191,3 +191,18 @@ pub async fn count_and_range(url: &str) -> (i64, i64, i64) {
         .unwrap();
     (r.get(0), r.get(1), r.get(2))
 }
+
+/// The `gaps` rows of one reason: (from id, to id, resolved).
+pub async fn gap_rows(url: &str, reason: &str) -> Vec<(i64, i64, bool)> {
+    pg_client(url)
+        .await
+        .query(
+            "SELECT from_id, to_id, resolved_at IS NOT NULL FROM gaps WHERE reason = $1 ORDER BY 1",
+            &[&reason],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}

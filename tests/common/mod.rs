@@ -388,3 +388,13 @@ pub fn poller_counts(stderr: &str) -> std::collections::HashMap<String, (u64, u6
     }
     m
 }
+
+/// A child process killed (SIGKILL) when dropped, also when an assertion fails.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
