@@ -739,6 +739,9 @@ impl Default for LiveLimits {
     }
 }
 
+/// Most events gathered into one batch while the pipeline pushes back.
+const STAGE_EVENTS: usize = 1024;
+
 /// A batch with the watermark bounds it was assembled under (see [`WatermarkCap::for_batch`]).
 type Queued = (EventBatch, i64, i64);
 
@@ -806,6 +809,9 @@ pub async fn binance_live(
         .collect();
     let mut queue: SpillQueue<Queued> = SpillQueue::new(limits.queue_events, &limits.spill_dir);
     let mut spill_warned = false;
+    // While the pipeline pushes back, events gather here into one batch (up to STAGE_EVENTS)
+    // before they join the queue: fewer, larger batches are cheaper to feed and to spill.
+    let mut staging: Option<Queued> = None;
     let mut hold_tick = tokio::time::interval(Duration::from_millis(100));
     hold_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ws_open = true;
@@ -833,7 +839,7 @@ pub async fn binance_live(
                 .unwrap_or(i64::MAX);
             holes.min(down)
         };
-    while ws_open || refills_pending > 0 || !queue.is_empty() {
+    while ws_open || refills_pending > 0 || !queue.is_empty() || staging.is_some() {
         let mut out: EventBatch = Vec::new();
         let before = global_cap(&streams, &conns, refills_pending);
         tokio::select! {
@@ -852,9 +858,10 @@ pub async fn binance_live(
                     on_refill(venue, msg, &mut streams, &stats, &mut out);
                 }
             }
-            permit = tx.reserve(), if !queue.is_empty() => {
+            permit = tx.reserve(), if !queue.is_empty() || staging.is_some() => {
                 let Ok(permit) = permit else { break };
-                match queue.pop() {
+                let next = if queue.is_empty() { Ok(staging.take()) } else { queue.pop() };
+                match next {
                     Ok(Some((batch, b, a))) => {
                         cap.for_batch(b, a);
                         // Between batches the bound is the current one, not the queued batch's.
@@ -889,7 +896,7 @@ pub async fn binance_live(
             }
             continue;
         }
-        if queue.is_empty() {
+        if queue.is_empty() && staging.is_none() {
             match tx.try_reserve() {
                 Ok(permit) => {
                     cap.for_batch(before, after);
@@ -900,10 +907,28 @@ pub async fn binance_live(
                 Err(mpsc::error::TrySendError::Full(_)) => {}
             }
         }
-        let n = out.len();
-        if let Err(e) = queue.push((out, before, after), n) {
-            if !std::mem::replace(&mut spill_warned, true) {
-                tracing::warn!(source = "binance", error = %e, "Cannot spill to disk; queueing in memory.");
+        // Merged batches keep the least bound inside (a lower bound only delays the watermark)
+        // and the later one after.
+        let full = match &mut staging {
+            Some((batch, b, a)) => {
+                batch.extend(out);
+                *b = (*b).min(*a).min(before);
+                *a = after;
+                batch.len() >= STAGE_EVENTS
+            }
+            None => {
+                staging = Some((out, before, after));
+                false
+            }
+        };
+        if full {
+            if let Some(item) = staging.take() {
+                let n = item.0.len();
+                if let Err(e) = queue.push(item, n) {
+                    if !std::mem::replace(&mut spill_warned, true) {
+                        tracing::warn!(source = "binance", error = %e, "Cannot spill to disk; queueing in memory.");
+                    }
+                }
             }
         }
         stats
