@@ -128,12 +128,15 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
             continue;
         };
         let lag_s = (produced as f64 - max as f64) / RATE;
-        if count < max && !outage_done {
-            // The hole is not filled yet: live trades must still be flowing (sampled before the
+        // The hole is filled once every id up to the newest stored one is stored, and the newest
+        // is past the hole.
+        let filled = count >= max && max as u64 > HOLE.1;
+        if !filled && !outage_done {
+            // While the hole is refilled, live trades must still be flowing (sampled before the
             // outage; after it, the queued backlog drains first).
             samples += 1;
             worst_lag_s = worst_lag_s.max(lag_s);
-        } else if count >= max && outage_done {
+        } else if filled && outage_done {
             break;
         }
         if started.elapsed() > Duration::from_secs(360) {
