@@ -65,6 +65,12 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
         "CRYPTOFLOW__BINANCE__REST_WEIGHT_BUDGET_PER_MINUTE".into(),
         "750".into(),
     ));
+    // Retry at most every second during the partition (the attempt limiter allows 250 per 5
+    // minutes; a faster retry would exhaust it and delay the reconnect by minutes).
+    env.push((
+        "CRYPTOFLOW__BINANCE__RECONNECT_MAX_MS".into(),
+        "1000".into(),
+    ));
     // Extra settings for negative controls, e.g. LONG_REFILL_EXTRA_ENV="K1=V1;K2=V2".
     if let Ok(extra) = std::env::var("LONG_REFILL_EXTRA_ENV") {
         env.extend(
@@ -98,6 +104,7 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
     let mut samples = 0;
     let mut outage_done = false;
     let mut outage_at = None;
+    let mut reconnected_at: Option<Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         if let Some(kb) = peak_rss_kb(pid) {
@@ -131,7 +138,18 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
         // The hole is filled once every id up to the newest stored one is stored, and the newest
         // is past the hole.
         let filled = count >= max && max as u64 > HOLE.1;
-        if !filled && !outage_done {
+        // From the reconnect after the partition on (how soon the client may reconnect is the
+        // attempt limiter's business, not the pipeline's).
+        if reconnected_at.is_none() && ex.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2
+        {
+            reconnected_at = Some(Instant::now());
+        }
+        // Until a live trade past the hole is stored, the lag is the time since the reconnect.
+        let lag_s = match reconnected_at {
+            Some(at) if max as u64 <= HOLE.1 => at.elapsed().as_secs_f64(),
+            _ => lag_s,
+        };
+        if reconnected_at.is_some() && !filled && !outage_done {
             // While the hole is refilled, live trades must still be flowing (sampled before the
             // outage; after it, the queued backlog drains first).
             samples += 1;
