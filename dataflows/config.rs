@@ -128,6 +128,9 @@ pub struct PipelineConfig {
     pub max_in_flight: i64,
     /// Idle watermark advance for live sources, ms.
     pub idle_watermark_ms: i64,
+    /// After SIGTERM or Ctrl-C, how long a live run may take to write, acknowledge and commit
+    /// what it has before it gives up and exits 1, s (a second signal exits at once).
+    pub shutdown_deadline_s: u64,
     /// How often the data-quality ledger is snapshotted into PostgreSQL, ms.
     pub quality_snapshot_ms: u64,
 }

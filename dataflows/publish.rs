@@ -148,14 +148,14 @@ impl LiveFrames {
         }
     }
 
-    /// The next frame and its receive time (`None`: time is up, Ctrl-C, or no more frames).
+    /// The next frame and its receive time (`None`: time is up, SIGINT or SIGTERM, or no more frames).
     pub async fn next(&mut self) -> Option<(String, i64)> {
         loop {
             let deadline = self.deadline;
             let item = tokio::select! {
                 i = self.rx.recv() => i,
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => None,
-                _ = tokio::signal::ctrl_c() => None,
+                _ = crate::runtime::stop_signal() => None,
             };
             match item {
                 Some(WsItem::Frame {

@@ -443,7 +443,12 @@ pub fn run(
                     cryptoflow_sources::kafka::OffsetFeedback { fed, durable, cap },
                     shutdown_rx.clone(),
                 )));
-                stop_on(&rt, shutdown_tx.clone(), stop_after);
+                stop_on(
+                    &rt,
+                    shutdown_tx.clone(),
+                    stop_after,
+                    Duration::from_secs(cfg.pipeline.shutdown_deadline_s),
+                );
             }
             SourceSpec::Live {
                 ws,
@@ -493,7 +498,12 @@ pub fn run(
                         watermark_cap.clone(),
                     ));
                 }
-                stop_on(&rt, shutdown_tx.clone(), stop_after);
+                stop_on(
+                    &rt,
+                    shutdown_tx.clone(),
+                    stop_after,
+                    Duration::from_secs(cfg.pipeline.shutdown_deadline_s),
+                );
             }
         }
     } else {
@@ -798,8 +808,15 @@ struct ReplayOutcome {
     failures: Vec<String>,
 }
 
-/// Sends `true` on `stop` after `stop_after`, or on Ctrl-C.
-fn stop_on(rt: &tokio::runtime::Runtime, stop: watch::Sender<bool>, stop_after: Option<Duration>) {
+/// Sends `true` on `stop` after `stop_after`, or on SIGINT (Ctrl-C) or SIGTERM. After a signal
+/// the run drains; if that takes longer than `deadline`, or a second signal comes, the process
+/// exits 1 without draining (the stored cursors make that a crash-safe restart point).
+fn stop_on(
+    rt: &tokio::runtime::Runtime,
+    stop: watch::Sender<bool>,
+    stop_after: Option<Duration>,
+    deadline: Duration,
+) {
     rt.spawn(async move {
         let timer = async {
             match stop_after {
@@ -807,14 +824,48 @@ fn stop_on(rt: &tokio::runtime::Runtime, stop: watch::Sender<bool>, stop_after: 
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            () = timer => {}
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("Ctrl-C: stopping after in-flight data is written.");
+        let signalled = tokio::select! {
+            () = timer => None,
+            s = stop_signal() => Some(s),
+        };
+        let _ = stop.send(true);
+        if let Some(s) = signalled {
+            tracing::info!(signal = s, ?deadline, "Stopping after in-flight data is written.");
+            tokio::select! {
+                () = tokio::time::sleep(deadline) => {
+                    tracing::error!(?deadline, "Not drained within the shutdown deadline; exiting without draining.");
+                }
+                s = stop_signal() => {
+                    tracing::warn!(signal = s, "Second signal; exiting without draining.");
+                }
+            }
+            std::process::exit(1);
+        }
+    });
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (`docker stop`, a pod eviction), with its
+/// name: both ask a live run to drain and stop.
+pub async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
             }
         }
-        let _ = stop.send(true);
-    });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
 }
 
 /// The least ack over all sinks, as a watch channel updated every 20 ms until every sink is

@@ -1,0 +1,72 @@
+//! SIGTERM (what `docker stop` and a pod eviction send) drains a live run like Ctrl-C: what was
+//! read is written and acknowledged, the run prints its summary and exits 0.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::exchange::*;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_live_run_and_exits_0() {
+    let url = fresh_database("sigterm").await;
+    cryptoflow_sinks::postgres::migrate(&url).await.unwrap();
+    let ex = Exchange::new(1_000.0, 0, None);
+    let env = start_exchange(&ex).await;
+    let child = Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+        .args(["run", "--quiet", "--duration", "120", "--postgres", &url])
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut child = Killed(child);
+    let mut pipe = child.0.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (n, _, _) = count_and_range(&url).await;
+        if n >= 2_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stored only {n} trades");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let signalled = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let (_child, status) = tokio::task::spawn_blocking(move || {
+        let status = child.0.wait().unwrap();
+        (child, status)
+    })
+    .await
+    .unwrap();
+    let took = signalled.elapsed();
+    let stderr = stderr.join().unwrap();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}: {stderr}");
+    assert!(took < Duration::from_secs(30), "drained in {took:?}");
+    assert!(stderr.contains("events in"), "{stderr}");
+    // Everything read was stored: ids from 1 with no hole, and the cursor at the last one.
+    let (n, lo, hi) = count_and_range(&url).await;
+    assert_eq!((lo, n), (1, hi), "every id from 1 to {hi} once");
+    let c = pg_client(&url).await;
+    let cursor: i64 = c
+        .query_one(
+            "SELECT last_id FROM source_offsets WHERE symbol = 'BTCUSDT' AND kind = 'trade'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cursor, hi);
+}
