@@ -74,15 +74,7 @@ async fn sigkill_and_restart_loses_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(open, 0);
-    let cursor: i64 = c
-        .query_one(
-            "SELECT last_id FROM source_offsets WHERE symbol = 'BTCUSDT' AND kind = 'trade'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(cursor, hi);
+    assert_eq!(btc_trade_cursor(&url).await, hi);
     // The ledger of the second run: the restart gap refilled, nothing unrefillable.
     let q = c
         .query_one(

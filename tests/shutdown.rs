@@ -59,14 +59,5 @@ async fn sigterm_drains_a_live_run_and_exits_0() {
     // Everything read was stored: ids from 1 with no hole, and the cursor at the last one.
     let (n, lo, hi) = count_and_range(&url).await;
     assert_eq!((lo, n), (1, hi), "every id from 1 to {hi} once");
-    let c = pg_client(&url).await;
-    let cursor: i64 = c
-        .query_one(
-            "SELECT last_id FROM source_offsets WHERE symbol = 'BTCUSDT' AND kind = 'trade'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(cursor, hi);
+    assert_eq!(btc_trade_cursor(&url).await, hi);
 }

@@ -25,8 +25,6 @@ struct Spilled {
     reader: BufReader<File>,
     /// Items written and not read back yet.
     queued: usize,
-    /// Bytes written and not read back yet.
-    bytes: u64,
     /// The writer has items the reader cannot see yet.
     unflushed: bool,
 }
@@ -146,7 +144,6 @@ impl<T: Serialize + DeserializeOwned> SpillQueue<T> {
         let res = match self.spilled.as_mut() {
             Some(s) => s.writer.write_all(&line).map(|()| {
                 s.queued += 1;
-                s.bytes += line.len() as u64;
                 s.unflushed = true;
                 s.queued
             }),
@@ -188,9 +185,8 @@ impl<T: Serialize + DeserializeOwned> SpillQueue<T> {
                 self.spilled = None;
                 Err(self.io(e))
             }
-            Ok(n) => {
+            Ok(_) => {
                 s.queued -= 1;
-                s.bytes = s.bytes.saturating_sub(n as u64);
                 if s.queued == 0 {
                     // Drained: drop the file and go back to memory.
                     self.spilled = None;
@@ -226,7 +222,6 @@ impl<T: Serialize + DeserializeOwned> SpillQueue<T> {
             writer: BufWriter::with_capacity(1 << 16, file),
             reader: BufReader::with_capacity(1 << 16, reader),
             queued: 0,
-            bytes: 0,
             unflushed: false,
         })
     }

@@ -206,3 +206,16 @@ pub async fn gap_rows(url: &str, reason: &str) -> Vec<(i64, i64, bool)> {
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect()
 }
+
+/// The stored restart cursor of the fake exchange's stream (BTCUSDT trades).
+pub async fn btc_trade_cursor(url: &str) -> i64 {
+    pg_client(url)
+        .await
+        .query_one(
+            "SELECT last_id FROM source_offsets WHERE symbol = 'BTCUSDT' AND kind = 'trade'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
