@@ -93,19 +93,6 @@ pub struct KafkaSourceSection {
     pub consumer: BTreeMap<String, String>,
 }
 
-/// `[sinks.kafka]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSinkSection {
-    /// Bootstrap servers ("" disables).
-    pub brokers: String,
-    /// Topic names.
-    pub topics: cryptoflow_sinks::kafka::Topics,
-    /// Extra librdkafka producer settings.
-    #[serde(default)]
-    pub producer: BTreeMap<String, String>,
-}
-
 /// `[pipeline]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -228,83 +215,13 @@ pub struct SinksConfig {
     /// Sink queue capacity (messages).
     pub queue_capacity: usize,
     /// PostgreSQL.
-    pub postgres: PostgresSinkConfig,
+    pub postgres: cryptoflow_sinks::postgres::PostgresConfig,
     /// MySQL / MariaDB.
-    pub mysql: MySqlSinkConfig,
+    pub mysql: cryptoflow_sinks::mysql::MySqlConfig,
     /// InfluxDB.
-    pub influx: InfluxSinkConfig,
+    pub influx: cryptoflow_sinks::influx::InfluxSinkConfig,
     /// Kafka.
-    pub kafka: KafkaSinkSection,
-}
-
-/// `[sinks.influx]`. Credentials come from the environment only: `CRYPTOFLOW_INFLUX_USER` and
-/// `CRYPTOFLOW_INFLUX_PASSWORD` (1.x), `CRYPTOFLOW_INFLUX_TOKEN` (2.x).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InfluxSinkConfig {
-    /// Base URL ("" disables).
-    pub url: String,
-    /// `v1` (`/write?db=`) or `v2` (`/api/v2/write?org=&bucket=`).
-    pub api: String,
-    /// 1.x database (created if missing).
-    pub database: String,
-    /// 2.x organization.
-    pub org: String,
-    /// 2.x bucket.
-    pub bucket: String,
-    /// Compress request bodies.
-    pub gzip: bool,
-}
-
-impl InfluxSinkConfig {
-    /// The sink settings, with credentials from `env`.
-    pub fn sink_config(
-        &self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<cryptoflow_sinks::influx::InfluxConfig> {
-        use cryptoflow_sinks::influx::{InfluxApi, InfluxConfig};
-        let api = match self.api.as_str() {
-            "v1" => InfluxApi::V1 {
-                database: self.database.clone(),
-                user: env("CRYPTOFLOW_INFLUX_USER"),
-                password: env("CRYPTOFLOW_INFLUX_PASSWORD"),
-            },
-            "v2" => InfluxApi::V2 {
-                org: self.org.clone(),
-                bucket: self.bucket.clone(),
-                token: env("CRYPTOFLOW_INFLUX_TOKEN").context(
-                    "sinks.influx.api = \"v2\" needs CRYPTOFLOW_INFLUX_TOKEN in the environment",
-                )?,
-            },
-            other => bail!("sinks.influx.api must be \"v1\" or \"v2\", not {other:?}"),
-        };
-        Ok(InfluxConfig {
-            url: self.url.clone(),
-            api,
-            gzip: self.gzip,
-            timeout: std::time::Duration::from_secs(10),
-        })
-    }
-}
-
-/// `[sinks.mysql]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MySqlSinkConfig {
-    /// URL ("" disables).
-    pub url: String,
-    /// Flushes in flight at once.
-    pub parallel_flushes: usize,
-}
-
-/// `[sinks.postgres]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSinkConfig {
-    /// URL ("" disables).
-    pub url: String,
-    /// Pool size.
-    pub pool_size: usize,
+    pub kafka: cryptoflow_sinks::kafka::KafkaSinkConfig,
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {
@@ -537,12 +454,7 @@ impl Config {
 
     /// Settings of the Kafka sink (`None`: disabled).
     pub fn kafka_sink(&self) -> Option<cryptoflow_sinks::kafka::KafkaSinkConfig> {
-        let k = &self.sinks.kafka;
-        (!k.brokers.is_empty()).then(|| cryptoflow_sinks::kafka::KafkaSinkConfig {
-            brokers: k.brokers.clone(),
-            topics: k.topics.clone(),
-            producer: k.producer.clone(),
-        })
+        (!self.sinks.kafka.brokers.is_empty()).then(|| self.sinks.kafka.clone())
     }
 
     /// Settings of the candle operator.

@@ -4,7 +4,9 @@
 //!
 //! - [`config`]: layered TOML configuration (defaults < file < env < flags).
 //! - [`pipeline`]: the trade pipeline's dataflow graph and the bridge to sink tasks.
-//! - [`runtime`]: tokio sources and sinks around timely workers; the ack path.
+//! - [`runtime`]: build → start → run → drain: sink tasks and acks, the timely ↔ tokio bridge,
+//!   the watermark rules of the feed, shutdown.
+//! - [`registry`]: the one list of sinks and sources the configuration can turn on.
 //! - [`poll`]: the pollers' configuration (`[poll]`) and their construction.
 //! - [`publish`]: raw Binance frames to a Kafka topic (`record --kafka`, bench).
 //! - [`bench`]: `cryptoflow bench`, the end-to-end benchmark.
@@ -21,5 +23,6 @@ pub mod config;
 pub mod pipeline;
 pub mod poll;
 pub mod publish;
+pub mod registry;
 pub mod runtime;
 pub mod secrets;

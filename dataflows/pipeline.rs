@@ -26,13 +26,11 @@ use cryptoflow_operators::model::Event;
 use cryptoflow_operators::polled::Polled;
 use cryptoflow_operators::sentiment::windows::SentimentWindows;
 use cryptoflow_operators::sentiment::{score_item, SentimentModel};
-use cryptoflow_sinks::{SinkMsg, SinkRecord};
+use cryptoflow_sinks::SinkRecord;
 use cryptoflow_sources::ledger::Ledger;
-use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Concat, Operator};
+use timely::dataflow::operators::Concat;
 use timely::dataflow::StreamVec;
-use tokio::sync::mpsc;
 
 /// How long a kline or candle waits for its counterpart, in watermark time.
 const RECONCILE_HORIZON_MS: i64 = 10 * 60_000;
@@ -179,70 +177,4 @@ impl Flow {
             source,
         }
     }
-}
-
-/// Hands records and frontier progress of this worker to a sink task. Blocks the worker when the
-/// sink's queue is full (backpressure). `count_trades` makes this operator release in-flight
-/// trades (set on exactly one sink).
-pub fn attach_sink(
-    records: StreamVec<'_, u64, SinkRecord>,
-    worker: usize,
-    tx: mpsc::Sender<SinkMsg>,
-    flow: Arc<Flow>,
-    count_trades: bool,
-) {
-    let mut last: Option<Option<u64>> = None;
-    records.sink(Pipeline, "Sink", move |(input, frontier)| {
-        input.for_each_stamp(|cap, data| {
-            let Some(&time) = cap.least() else { return };
-            let mut records: Vec<SinkRecord> = Vec::new();
-            for batch in data {
-                if records.is_empty() {
-                    std::mem::swap(&mut records, batch);
-                } else {
-                    records.append(batch);
-                }
-            }
-            let mut trades = 0i64;
-            if count_trades {
-                for r in &records {
-                    match r {
-                        SinkRecord::Trade(_) => trades += 1,
-                        SinkRecord::Late(l) => flow.ledger.update(flow.source, l.trade.symbol.as_str(), |c| c.late_events += 1),
-                        SinkRecord::Mismatch(m) => {
-                            tracing::warn!(symbol = %m.symbol, interval = %m.interval, open_time = m.open_time, fields = ?m.fields, "Exchange kline disagrees with the candle computed from trades.");
-                            flow.ledger.update(flow.source, m.symbol.as_str(), |c| c.kline_mismatches += 1)
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if tx
-                .blocking_send(SinkMsg::Data {
-                    worker,
-                    time,
-                    records,
-                })
-                .is_err()
-            {
-                flow.sink_failed.store(true, Ordering::SeqCst);
-            }
-            if trades > 0 {
-                flow.in_flight.fetch_sub(trades, Ordering::SeqCst);
-            }
-        });
-        let f = frontier.frontier().iter().next().copied();
-        if last != Some(f) {
-            last = Some(f);
-            if tx
-                .blocking_send(SinkMsg::Progress {
-                    worker,
-                    frontier: f,
-                })
-                .is_err()
-            {
-                flow.sink_failed.store(true, Ordering::SeqCst);
-            }
-        }
-    });
 }

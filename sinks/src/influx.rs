@@ -63,6 +63,79 @@ pub struct InfluxConfig {
     pub timeout: Duration,
 }
 
+/// `[sinks.influx]`. Credentials come from the environment only: `CRYPTOFLOW_INFLUX_USER` and
+/// `CRYPTOFLOW_INFLUX_PASSWORD` (1.x), `CRYPTOFLOW_INFLUX_TOKEN` (2.x).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxSinkConfig {
+    /// Base URL ("" disables).
+    pub url: String,
+    /// `v1` (`/write?db=`) or `v2` (`/api/v2/write?org=&bucket=`).
+    pub api: String,
+    /// 1.x database (created if missing).
+    pub database: String,
+    /// 2.x organization.
+    pub org: String,
+    /// 2.x bucket.
+    pub bucket: String,
+    /// Compress request bodies.
+    pub gzip: bool,
+}
+
+impl InfluxSinkConfig {
+    /// The sink settings, with credentials from `env`.
+    pub fn sink_config(
+        &self,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<InfluxConfig, SinkError> {
+        let permanent = |message: String| SinkError::Permanent {
+            sink: SINK,
+            message,
+        };
+        let api = match self.api.as_str() {
+            "v1" => InfluxApi::V1 {
+                database: self.database.clone(),
+                user: env("CRYPTOFLOW_INFLUX_USER"),
+                password: env("CRYPTOFLOW_INFLUX_PASSWORD"),
+            },
+            "v2" => InfluxApi::V2 {
+                org: self.org.clone(),
+                bucket: self.bucket.clone(),
+                token: env("CRYPTOFLOW_INFLUX_TOKEN").ok_or_else(|| {
+                    permanent(
+                        "sinks.influx.api = \"v2\" needs CRYPTOFLOW_INFLUX_TOKEN in the environment"
+                            .into(),
+                    )
+                })?,
+            },
+            other => {
+                return Err(permanent(format!(
+                    "sinks.influx.api must be \"v1\" or \"v2\", not {other:?}"
+                )))
+            }
+        };
+        Ok(InfluxConfig {
+            url: self.url.clone(),
+            api,
+            gzip: self.gzip,
+            timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+impl crate::task::SinkSpec for InfluxSinkConfig {
+    type Sink = InfluxSink;
+    fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+    async fn build(
+        &self,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<InfluxSink, SinkError> {
+        InfluxSink::connect(self.sink_config(env)?).await
+    }
+}
+
 /// Escapes a tag key, tag value or measurement (commas, equals signs and spaces).
 pub fn escape_tag(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -67,15 +67,30 @@ impl Default for Topics {
     }
 }
 
-/// Settings of the Kafka sink.
-#[derive(Debug, Clone)]
+/// `[sinks.kafka]`: settings of the Kafka sink.
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
-    /// `bootstrap.servers`.
+    /// `bootstrap.servers` ("" disables).
     pub brokers: String,
     /// Topic names.
     pub topics: Topics,
     /// Extra librdkafka producer settings (override the defaults set here).
+    #[serde(default)]
     pub producer: BTreeMap<String, String>,
+}
+
+impl crate::task::SinkSpec for KafkaSinkConfig {
+    type Sink = KafkaSink;
+    fn enabled(&self) -> bool {
+        !self.brokers.is_empty()
+    }
+    async fn build(
+        &self,
+        _env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<KafkaSink, SinkError> {
+        KafkaSink::connect(self).await
+    }
 }
 
 /// A trade on `crypto-trades`.

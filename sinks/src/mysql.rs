@@ -185,6 +185,32 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
     Ok(applied)
 }
 
+/// `[sinks.mysql]`: settings of the MySQL / MariaDB sink.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MySqlConfig {
+    /// URL ("" disables).
+    pub url: String,
+    /// Flushes in flight at once.
+    pub parallel_flushes: usize,
+}
+
+impl crate::task::SinkSpec for MySqlConfig {
+    type Sink = MySqlSink;
+    fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+    fn parallelism(&self) -> usize {
+        self.parallel_flushes
+    }
+    async fn build(
+        &self,
+        _env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<MySqlSink, SinkError> {
+        MySqlSink::connect(&self.url).await
+    }
+}
+
 /// The MySQL / MariaDB sink.
 pub struct MySqlSink {
     pool: Pool,

@@ -395,13 +395,30 @@ pub async fn restore_context(
     Ok(out)
 }
 
-/// Settings of the PostgreSQL sink.
-#[derive(Debug, Clone)]
+/// `[sinks.postgres]`: settings of the PostgreSQL sink.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
-    /// Connection URL.
+    /// Connection URL ("" disables).
     pub url: String,
     /// Pool size.
     pub pool_size: usize,
+}
+
+impl crate::task::SinkSpec for PostgresConfig {
+    type Sink = PostgresSink;
+    fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+    fn parallelism(&self) -> usize {
+        self.pool_size
+    }
+    async fn build(
+        &self,
+        _env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<PostgresSink, SinkError> {
+        PostgresSink::connect(self).await
+    }
 }
 
 /// The PostgreSQL sink.

@@ -106,6 +106,29 @@ pub trait Sink: Send + 'static {
     }
 }
 
+/// A sink's section of the configuration: whether it turns the sink on, and how to build it.
+/// Each sink's file defines its section and this; the runtime's registry lists them.
+pub trait SinkSpec {
+    /// The sink it builds.
+    type Sink: Sink;
+    /// True when the section turns the sink on.
+    fn enabled(&self) -> bool;
+    /// Flushes in flight at once: more than one only for sinks whose writes commute.
+    fn parallelism(&self) -> usize {
+        1
+    }
+    /// Whether the run's commit observer may watch this sink (stores yes; files and the
+    /// console no).
+    fn observes_commits(&self) -> bool {
+        true
+    }
+    /// Connects to (and checks) the destination; `env` gives credentials from the environment.
+    fn build(
+        &self,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> impl Future<Output = Result<Self::Sink, SinkError>>;
+}
+
 /// Batching and retry settings of a sink task.
 #[derive(Debug, Clone)]
 pub struct TaskConfig {

@@ -1,0 +1,289 @@
+//! The one list of the pipeline's parts: every sink and source the configuration can turn on.
+//!
+//! - A new **sink** is a file in `sinks/src/` (its configuration section, a [`SinkSpec`] for it
+//!   and the [`cryptoflow_sinks::Sink`]) plus one line in [`sinks`] and a field in
+//!   [`crate::config::SinksConfig`].
+//! - A new **source** is a variant of [`SourceSpec`] and an arm in [`start_source`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use cryptoflow_operators::model::{StreamKind, Symbol};
+use cryptoflow_sinks::console::ConsoleSink;
+use cryptoflow_sinks::jsonl::JsonlSink;
+use cryptoflow_sinks::postgres::resume_points;
+use cryptoflow_sinks::task::{CommitObserver, SinkSpec};
+use cryptoflow_sinks::{Sink, SinkError, SinkRecord};
+use cryptoflow_sources::kafka::{Durable, OffsetFeedback, WatermarkCap};
+use cryptoflow_sources::stats::{SourceHealth, SourceStats};
+use cryptoflow_sources::ws::binance_live;
+use cryptoflow_sources::EventBatch;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::runtime::acks::{least_ack, spawn_sink, SinkSlot};
+use crate::runtime::replay::{replay_all, ReplayOutcome};
+use crate::runtime::stop::stop_on;
+use crate::runtime::SourceSpec;
+
+/// Builds every configured sink and starts its task, in this order. The first one is the
+/// primary sink: it releases the in-flight bound, and the stores among the first ones hand their
+/// commits to `observer` (a sink that only observes takes it when no store is configured).
+pub(crate) fn sinks(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    observer: Option<CommitObserver>,
+) -> Result<Vec<SinkSlot>> {
+    let mut set = SinkSet {
+        cfg,
+        rt,
+        observer,
+        slots: Vec::new(),
+    };
+    set.add(&cfg.sinks.postgres)?;
+    set.add(&cfg.sinks.mysql)?;
+    set.add(&cfg.sinks.influx)?;
+    set.add(&cfg.sinks.kafka)?;
+    set.add(&ObserverOnly(set.observer.is_some()))?;
+    set.add(&JsonlFile(&cfg.sinks.jsonl))?;
+    set.add(&Console(cfg.sinks.console))?;
+    if set.slots.is_empty() {
+        bail!("no sink is configured: enable sinks.console, sinks.jsonl, sinks.postgres, sinks.mysql, sinks.influx or sinks.kafka");
+    }
+    Ok(set.slots)
+}
+
+/// Sinks being built.
+struct SinkSet<'a> {
+    cfg: &'a Config,
+    rt: &'a tokio::runtime::Runtime,
+    observer: Option<CommitObserver>,
+    slots: Vec<SinkSlot>,
+}
+
+impl SinkSet<'_> {
+    /// Builds the sink of `spec`, when it is on, and starts its task.
+    fn add<S: SinkSpec>(&mut self, spec: &S) -> Result<()> {
+        if !spec.enabled() {
+            return Ok(());
+        }
+        let env = |k: &str| std::env::var(k).ok();
+        let sink = self.rt.block_on(spec.build(&env)).map_err(|e| anyhow!(e))?;
+        let observer = if spec.observes_commits() {
+            self.observer.take()
+        } else {
+            None
+        };
+        self.slots.push(spawn_sink(
+            self.rt,
+            sink,
+            self.cfg.pipeline.workers,
+            self.cfg,
+            observer,
+            spec.parallelism(),
+        ));
+        Ok(())
+    }
+}
+
+/// `sinks.jsonl`: a path ("" = off).
+struct JsonlFile<'a>(&'a str);
+
+impl SinkSpec for JsonlFile<'_> {
+    type Sink = JsonlSink;
+    fn enabled(&self) -> bool {
+        !self.0.is_empty()
+    }
+    fn observes_commits(&self) -> bool {
+        false
+    }
+    async fn build(
+        &self,
+        _env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<JsonlSink, SinkError> {
+        JsonlSink::create(Path::new(self.0))
+    }
+}
+
+/// `sinks.console`: on or off.
+struct Console(bool);
+
+impl SinkSpec for Console {
+    type Sink = ConsoleSink;
+    fn enabled(&self) -> bool {
+        self.0
+    }
+    fn observes_commits(&self) -> bool {
+        false
+    }
+    async fn build(
+        &self,
+        _env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<ConsoleSink, SinkError> {
+        Ok(ConsoleSink::default())
+    }
+}
+
+/// A sink that only hands batches to an observer (benchmarks and tests without a store).
+struct ObserverOnly(bool);
+
+/// The sink of [`ObserverOnly`].
+struct ObserverSink;
+
+impl Sink for ObserverSink {
+    fn name(&self) -> &'static str {
+        "observer"
+    }
+    async fn write(&mut self, _records: &[SinkRecord]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+impl SinkSpec for ObserverOnly {
+    type Sink = ObserverSink;
+    fn enabled(&self) -> bool {
+        self.0
+    }
+    async fn build(
+        &self,
+        _env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<ObserverSink, SinkError> {
+        Ok(ObserverSink)
+    }
+}
+
+/// What a started source left running.
+#[derive(Default)]
+pub(crate) struct StartedSource {
+    /// The replay thread.
+    pub replay: Option<std::thread::JoinHandle<ReplayOutcome>>,
+    /// The Kafka consumer (commits its last offsets when the sinks are complete).
+    pub kafka:
+        Option<tokio::task::JoinHandle<Result<(), cryptoflow_sources::kafka::KafkaSourceError>>>,
+    /// Told the input time of each fed batch (the Kafka source releases offsets by it).
+    pub fed: Option<mpsc::UnboundedSender<u64>>,
+}
+
+/// What every source is started with.
+pub(crate) struct SourceLinks<'a> {
+    /// The configuration.
+    pub cfg: &'a Config,
+    /// The tokio runtime.
+    pub rt: &'a tokio::runtime::Runtime,
+    /// Where events go.
+    pub tx: mpsc::Sender<EventBatch>,
+    /// Counters, dead letters and the ledger.
+    pub stats: Arc<SourceStats>,
+    /// Tells live sources to stop; the source's timer or a signal sets it.
+    pub shutdown: watch::Sender<bool>,
+    /// The source's bound on event time.
+    pub cap: WatermarkCap,
+    /// The least ack over all sinks (created when a source needs it).
+    pub durable: Option<watch::Receiver<Durable>>,
+    /// The sinks (their acks).
+    pub sinks: &'a [SinkSlot],
+}
+
+/// Starts `source`.
+pub(crate) fn start_source(source: SourceSpec, l: SourceLinks<'_>) -> Result<StartedSource> {
+    let deadline = Duration::from_secs(l.cfg.pipeline.shutdown_deadline_s);
+    let mut started = StartedSource::default();
+    match source {
+        SourceSpec::Replay {
+            files,
+            opts,
+            progress,
+        } => {
+            let stats = l.stats.clone();
+            let tx = l.tx;
+            started.replay = Some(
+                std::thread::Builder::new()
+                    .name("cryptoflow-replay".into())
+                    .spawn(move || replay_all(files, &opts, &stats, tx, progress))?,
+            );
+        }
+        SourceSpec::Kafka { kafka, stop_after } => {
+            // Not ready until the source has its brokers and its partitions.
+            l.stats.set_health(SourceHealth::Starting);
+            let (tx, fed) = mpsc::unbounded_channel();
+            started.fed = Some(tx);
+            let durable = l.durable.unwrap_or_else(|| least_ack(l.rt, l.sinks));
+            started.kafka = Some(l.rt.spawn(cryptoflow_sources::kafka::kafka_source(
+                kafka,
+                l.tx,
+                l.stats.clone(),
+                OffsetFeedback {
+                    fed,
+                    durable,
+                    cap: l.cap,
+                },
+                l.shutdown.subscribe(),
+            )));
+            stop_on(l.rt, l.shutdown, stop_after, deadline);
+        }
+        SourceSpec::Live {
+            ws,
+            rest,
+            stop_after,
+        } => {
+            let resume = resume_cursors(l.cfg, l.rt, ws.venue.as_str())?;
+            if ws.streams.is_empty() {
+                // Pollers only: the event channel stays open until the run stops.
+                let mut stop = l.shutdown.subscribe();
+                let keep = l.tx;
+                l.rt.spawn(async move {
+                    let _keep = keep;
+                    let _ = stop.wait_for(|s| *s).await;
+                });
+            } else {
+                l.rt.spawn(binance_live(
+                    ws,
+                    rest,
+                    resume,
+                    l.tx,
+                    l.stats.clone(),
+                    l.shutdown.subscribe(),
+                    l.cfg.binance.live_limits(),
+                    l.cap,
+                ));
+            }
+            stop_on(l.rt, l.shutdown, stop_after, deadline);
+        }
+    }
+    Ok(started)
+}
+
+/// The durable cursor of every stream of `venue` in PostgreSQL (when configured): the first live
+/// id then shows the hole since, which the REST refill closes.
+fn resume_cursors(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    venue: &str,
+) -> Result<HashMap<(Symbol, StreamKind), u64>> {
+    let mut resume = HashMap::new();
+    if cfg.sinks.postgres.url.is_empty() {
+        return Ok(resume);
+    }
+    let window = (cfg.sinks.postgres.pool_size.max(1) * cfg.sinks.max_batch * 2) as u64;
+    let points = rt
+        .block_on(resume_points(&cfg.sinks.postgres.url, window))
+        .map_err(|e| anyhow!(e))?;
+    for (v, symbol, kind, last) in points {
+        let kind = match kind.as_str() {
+            "trade" => StreamKind::Trade,
+            "aggTrade" => StreamKind::AggTrade,
+            _ => continue,
+        };
+        // Cursors are per venue: spot and futures BTCUSDT ids are unrelated.
+        if v == venue {
+            if let Ok(symbol) = symbol.parse::<Symbol>() {
+                tracing::info!(%symbol, kind = kind.as_str(), last, "Resuming from the stored cursor.");
+                resume.insert((symbol, kind), last);
+            }
+        }
+    }
+    Ok(resume)
+}

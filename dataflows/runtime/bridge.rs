@@ -1,0 +1,288 @@
+//! The bridge between tokio and timely: the feeding worker takes event batches from the source
+//! channel and polled batches from the pollers' channel into the dataflow input (with the times
+//! [`Feed`] gives them), and a sink operator per sink hands each worker's records and frontier to
+//! that sink's task. A full sink queue blocks the worker, which stops taking batches: memory
+//! stays bounded and nothing is dropped.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig};
+use cryptoflow_operators::model::Event;
+use cryptoflow_operators::sentiment::SentimentModel;
+use cryptoflow_sinks::{SinkMsg, SinkRecord};
+use cryptoflow_sources::kafka::WatermarkCap;
+use cryptoflow_sources::poll::driver::PollBatch;
+use cryptoflow_sources::EventBatch;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::vec::Input;
+use timely::dataflow::operators::{Operator, Probe};
+use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
+use tokio::sync::{mpsc, watch};
+
+use super::feed::Feed;
+use super::Cluster;
+use crate::pipeline::{trade_pipeline, Flow};
+
+/// The dataflow graph's settings.
+#[derive(Clone)]
+pub(crate) struct Graph {
+    /// Moving averages and whales.
+    pub analytics: AnalyticsConfig,
+    /// Event-time candles.
+    pub candles: CandleConfig,
+    /// How news items and posts are scored.
+    pub sentiment: Arc<dyn SentimentModel>,
+    /// Compare exchange klines' trade counts with the candles' (not for aggregate trades).
+    pub compare_trade_count: bool,
+}
+
+/// Everything the timely workers share with the tokio side.
+pub(crate) struct Bridge {
+    /// Event batches of the source (taken by the feeding worker).
+    pub events: Mutex<Option<mpsc::Receiver<EventBatch>>>,
+    /// Batches of the pollers (taken by the feeding worker).
+    pub polled: Mutex<Option<mpsc::Receiver<PollBatch>>>,
+    /// One queue per sink task.
+    pub sinks: Vec<mpsc::Sender<SinkMsg>>,
+    /// The in-flight bound and the ledger.
+    pub flow: Arc<Flow>,
+    /// The graph.
+    pub graph: Graph,
+    /// The watermark rules (copied into the feeding worker).
+    pub feed: Feed,
+    /// The source's bound on event time.
+    pub cap: WatermarkCap,
+    /// Told the input time after each batch (the Kafka source releases offsets by it).
+    pub fed: Option<mpsc::UnboundedSender<u64>>,
+    /// Set when a live run should stop.
+    pub shutdown: watch::Receiver<bool>,
+    /// A live source (runs until stopped; idle periods move the watermark).
+    pub live: bool,
+    /// Workers per process.
+    pub workers: usize,
+}
+
+/// The timely configuration of `workers` threads per process in `cluster`.
+pub(crate) fn timely_config(workers: usize, cluster: &Cluster) -> Result<timely::Config> {
+    let communication = if cluster.processes > 1 {
+        if cluster.hosts.len() != cluster.processes {
+            bail!(
+                "--processes {} needs a hostfile with {} lines of host:port, got {}",
+                cluster.processes,
+                cluster.processes,
+                cluster.hosts.len()
+            );
+        }
+        if cluster.process >= cluster.processes {
+            bail!(
+                "--process {} must be below --processes {}",
+                cluster.process,
+                cluster.processes
+            );
+        }
+        timely::CommunicationConfig::Cluster {
+            threads: workers,
+            process: cluster.process,
+            addresses: cluster.hosts.clone(),
+            report: false,
+            zerocopy: false,
+        }
+    } else if workers == 1 {
+        timely::CommunicationConfig::Thread
+    } else {
+        timely::CommunicationConfig::Process(workers)
+    };
+    Ok(timely::Config {
+        communication,
+        worker: timely::WorkerConfig::default(),
+    })
+}
+
+/// Runs the timely workers of this process until the source ends (or a live run stops) and the
+/// dataflow has handed everything to the sinks. Returns the events fed.
+pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<u64> {
+    let bridge = Arc::new(bridge);
+    let process = cluster.process;
+    let guards = timely::execute(timely_config(bridge.workers, cluster)?, move |worker| {
+        let b = &bridge;
+        let index = worker.index();
+        // Sink tasks are per process: they count this process's workers from zero.
+        let local = index - process * b.workers;
+        let mut input = InputHandleVec::<u64, (Event, u64)>::new();
+        let probe = ProbeHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let events = scope.input_from(&mut input);
+            let records = trade_pipeline(
+                events,
+                &b.graph.analytics,
+                &b.graph.candles,
+                b.graph.sentiment.clone(),
+                b.graph.compare_trade_count,
+                b.flow.clone(),
+            );
+            let records = records.probe_with(&probe);
+            for (i, tx) in b.sinks.iter().enumerate() {
+                attach_sink(records.clone(), local, tx.clone(), b.flow.clone(), i == 0);
+            }
+        });
+        let rx = (index == 0)
+            .then(|| b.events.lock().ok().and_then(|mut g| g.take()))
+            .flatten();
+        let Some(mut rx) = rx else {
+            drop(input);
+            while worker.step_or_park(None) {}
+            return 0u64;
+        };
+        let mut polled_rx = b.polled.lock().ok().and_then(|mut g| g.take());
+        let mut feed = b.feed.clone();
+        loop {
+            if b.flow.sink_failed.load(Ordering::SeqCst) {
+                break;
+            }
+            if feed.held_back(b.flow.in_flight.load(Ordering::SeqCst), Instant::now()) {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+                continue;
+            }
+            if let Some(prx) = &mut polled_rx {
+                match prx.try_recv() {
+                    Ok(PollBatch { events, fed: reply }) => {
+                        // Polled items do not move the market watermark: they go in at the
+                        // current time.
+                        feed.count_unstamped(events.len());
+                        for ev in events {
+                            input.send((ev, *input.time()));
+                        }
+                        input.flush();
+                        let _ = reply.send(*input.time());
+                        worker.step();
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => polled_rx = None,
+                    Err(mpsc::error::TryRecvError::Empty) => {}
+                }
+            }
+            match rx.try_recv() {
+                Ok(batch) => {
+                    let at = *input.time();
+                    let stamped = feed.stamp_capped(batch, at, &b.cap, Instant::now(), |ev, t| {
+                        input.send((ev, t))
+                    });
+                    if stamped.advance_to > *input.time() {
+                        input.advance_to(stamped.advance_to);
+                    } else {
+                        // Hand the batch on now; waiting for the next tick would add latency.
+                        input.flush();
+                    }
+                    b.flow.in_flight.fetch_add(stamped.trades, Ordering::SeqCst);
+                    if let Some(tx) = &b.fed {
+                        // Every record of this batch has a time at or before the input's.
+                        let _ = tx.send(*input.time());
+                    }
+                    worker.step();
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let wall = cryptoflow_sources::now_ms();
+                    if let Some(adv) =
+                        feed.idle_advance(Instant::now(), wall, b.cap.latest(), *input.time())
+                    {
+                        if adv.first {
+                            tracing::info!(
+                                from_tick = *input.time(),
+                                to_tick = adv.to,
+                                "No events: the wall clock moves the watermark."
+                            );
+                        }
+                        input.advance_to(adv.to);
+                    }
+                    worker.step_or_park(Some(Duration::from_millis(1)));
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+            if *b.shutdown.borrow() && b.live {
+                break;
+            }
+        }
+        // Batches still queued are dropped unfed: their pollers do not save them as emitted.
+        drop(polled_rx);
+        drop(input);
+        while !probe.done() {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+        while worker.step_or_park(Some(Duration::from_millis(1))) {}
+        feed.fed()
+    })
+    .map_err(|e| anyhow!("cannot start timely workers: {e}"))?;
+    let mut events = 0;
+    for r in guards.join() {
+        events += r.map_err(|e| anyhow!("a timely worker failed: {e}"))?;
+    }
+    Ok(events)
+}
+
+/// Hands records and frontier progress of this worker to a sink task. Blocks the worker when the
+/// sink's queue is full (backpressure). `count_trades` makes this operator release in-flight
+/// trades (set on exactly one sink).
+pub(crate) fn attach_sink(
+    records: StreamVec<'_, u64, SinkRecord>,
+    worker: usize,
+    tx: mpsc::Sender<SinkMsg>,
+    flow: Arc<Flow>,
+    count_trades: bool,
+) {
+    let mut last: Option<Option<u64>> = None;
+    records.sink(Pipeline, "Sink", move |(input, frontier)| {
+        input.for_each_stamp(|cap, data| {
+            let Some(&time) = cap.least() else { return };
+            let mut records: Vec<SinkRecord> = Vec::new();
+            for batch in data {
+                if records.is_empty() {
+                    std::mem::swap(&mut records, batch);
+                } else {
+                    records.append(batch);
+                }
+            }
+            let mut trades = 0i64;
+            if count_trades {
+                for r in &records {
+                    match r {
+                        SinkRecord::Trade(_) => trades += 1,
+                        SinkRecord::Late(l) => flow.ledger.update(flow.source, l.trade.symbol.as_str(), |c| c.late_events += 1),
+                        SinkRecord::Mismatch(m) => {
+                            tracing::warn!(symbol = %m.symbol, interval = %m.interval, open_time = m.open_time, fields = ?m.fields, "Exchange kline disagrees with the candle computed from trades.");
+                            flow.ledger.update(flow.source, m.symbol.as_str(), |c| c.kline_mismatches += 1)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if tx
+                .blocking_send(SinkMsg::Data {
+                    worker,
+                    time,
+                    records,
+                })
+                .is_err()
+            {
+                flow.sink_failed.store(true, Ordering::SeqCst);
+            }
+            if trades > 0 {
+                flow.in_flight.fetch_sub(trades, Ordering::SeqCst);
+            }
+        });
+        let f = frontier.frontier().iter().next().copied();
+        if last != Some(f) {
+            last = Some(f);
+            if tx
+                .blocking_send(SinkMsg::Progress {
+                    worker,
+                    frontier: f,
+                })
+                .is_err()
+            {
+                flow.sink_failed.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+}
