@@ -11,6 +11,8 @@
 //! - [`mysql`]: MySQL / MariaDB sink (multi-row upserts, new trades counted once) and migrations.
 //! - [`kafka`]: Kafka sink (JSON messages keyed by symbol on four topics, idempotent producer,
 //!   delivery reports before the ack).
+//! - [`redis`]: Redis sink (latest state per instrument in hashes with a TTL, guarded so
+//!   versions never go back; final candles, whales and indicators published).
 //! - [`console`], [`jsonl`]: a readable line per final candle and whale; JSON lines to a file.
 #![warn(missing_docs)]
 
@@ -21,6 +23,7 @@ pub mod kafka;
 pub mod mysql;
 pub mod postgres;
 pub mod record;
+pub mod redis;
 pub mod task;
 
 pub use record::SinkRecord;
