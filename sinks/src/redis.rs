@@ -14,8 +14,9 @@
 //! | `{prefix}sentiment:{coin}` | hash | per span (`1h`, `24h`) the latest window: `{span}:window_end`, `{span}:items`, `{span}:mean_compound`, `{span}:positive_share`, `{span}:negative_share`, `{span}:model` |
 //!
 //! Versions never go back: a write replaces a key only when its version is not older than the
-//! stored one (trades by exchange time then trade id, candles by open time then finality,
-//! indicators by open time, sentiment windows by window end), checked by a small Lua script in
+//! stored one (trades by exchange time then trade id; candles by open time, then finality, then
+//! trade count; indicators by open time; sentiment windows by window end), checked by a small
+//! Lua script in
 //! the server. So a forming candle never replaces a newer candle nor the final candle of its own
 //! window, and replaying old data leaves newer state alone. Each batch is reduced to the latest
 //! version per key first, then written in one MULTI/EXEC: a batch of 10,000 trades of four
@@ -52,30 +53,29 @@ const SINK: &str = "redis";
 /// Writes a hash (and optionally a string key) only if its version is not older than the
 /// stored one, then sets or clears the TTL of the keys it wrote.
 ///
-/// `KEYS[1]`: the hash; `KEYS[2]` (optional): a string key set to `ARGV[7]`.
-/// `ARGV`: 1 TTL in seconds (0: none), 2 `1` to replace the whole hash or `0` to merge,
-/// 3 and 4 the fields holding the version (major, minor; minor `""` for none), 5 and 6 the
-/// version of this write, 7 the string value, 8… field/value pairs. Returns 1 if written.
+/// `KEYS[1]`: the hash; `KEYS[2]` (optional): a string key set to `ARGV[3]`.
+/// `ARGV`: 1 TTL in seconds (0: none), 2 `1` to replace the whole hash or `0` to merge, 3 the
+/// string value, 4 the number n of version fields, then their n names, then this write's n
+/// values (integers, compared in order; a stored `true`/`false` counts as 1/0), then
+/// field/value pairs. A stored version greater than this one keeps the hash; an equal one is
+/// rewritten (idempotent). Returns 1 if written.
 const GUARDED_WRITE: &str = r#"
 local function num(v)
   if v == 'true' then return 1 elseif v == 'false' then return 0 end
   return tonumber(v)
 end
-local major, minor = tonumber(ARGV[5]), tonumber(ARGV[6])
-local fields = {ARGV[3]}
-if ARGV[4] ~= '' then fields[2] = ARGV[4] end
-local cur = redis.call('HMGET', KEYS[1], unpack(fields))
-local cmajor = num(cur[1])
-if cmajor then
-  if cmajor > major then return 0 end
-  if cmajor == major and ARGV[4] ~= '' then
-    local cminor = num(cur[2])
-    if cminor and cminor > minor then return 0 end
-  end
+local n = tonumber(ARGV[4])
+local names = {}
+for i = 1, n do names[i] = ARGV[4 + i] end
+local cur = redis.call('HMGET', KEYS[1], unpack(names))
+for i = 1, n do
+  local stored, mine = num(cur[i]), tonumber(ARGV[4 + n + i])
+  if not stored or stored < mine then break end
+  if stored > mine then return 0 end
 end
 if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
-if KEYS[2] then redis.call('SET', KEYS[2], ARGV[7]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5 + 2 * n))
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3]) end
 local ttl = tonumber(ARGV[1])
 for i = 1, #KEYS do
   if ttl > 0 then redis.call('EXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
@@ -107,10 +107,8 @@ pub struct StateWrite {
     pub also: Option<(String, String)>,
     /// Replace the whole hash (`false`: set only these fields).
     pub replace: bool,
-    /// The fields that hold the version: major, and minor (`None`: major only).
-    pub version_fields: (String, Option<String>),
-    /// This write's version (major, minor).
-    pub version: (i64, i64),
+    /// The version: the fields that hold it (most significant first) and this write's values.
+    pub version: Vec<(String, i64)>,
     /// Field/value pairs.
     pub fields: Vec<(String, String)>,
 }
@@ -176,8 +174,10 @@ pub fn trade_write(prefix: &str, e: &EnrichedTrade) -> StateWrite {
             t.price.to_string(),
         )),
         replace: true,
-        version_fields: ("ts".into(), Some("trade_id".into())),
-        version: (t.ts_exchange, id(t.trade_id)),
+        version: vec![
+            ("ts".into(), t.ts_exchange),
+            ("trade_id".into(), id(t.trade_id)),
+        ],
         fields,
     }
 }
@@ -193,8 +193,11 @@ pub fn candle_write(prefix: &str, c: &Candle) -> StateWrite {
         ),
         also: None,
         replace: true,
-        version_fields: ("open_time".into(), Some("is_final".into())),
-        version: (c.open_time, i64::from(c.is_final)),
+        version: vec![
+            ("open_time".into(), c.open_time),
+            ("is_final".into(), i64::from(c.is_final)),
+            ("trade_count".into(), id(c.trade_count)),
+        ],
         fields: vec![
             pair("venue", c.venue.as_str()),
             pair("symbol", c.symbol.as_str()),
@@ -245,8 +248,7 @@ pub fn indicators_write(prefix: &str, r: &IndicatorRow) -> StateWrite {
         ),
         also: None,
         replace: true,
-        version_fields: ("open_time".into(), None),
-        version: (r.open_time, 0),
+        version: vec![("open_time".into(), r.open_time)],
         fields,
     }
 }
@@ -271,10 +273,13 @@ pub fn sentiment_write(prefix: &str, w: &SentimentWindowRow) -> StateWrite {
         key: format!("{prefix}sentiment:{}", w.coin),
         also: None,
         replace: false,
-        version_fields: (f("window_end"), None),
-        version: (w.window_end, 0),
+        version: vec![(f("window_end"), w.window_end)],
         fields,
     }
+}
+
+fn versions(w: &StateWrite) -> Vec<i64> {
+    w.version.iter().map(|(_, v)| *v).collect()
 }
 
 /// Reduces a batch to the latest state write per key (the highest version; the later record
@@ -284,9 +289,13 @@ pub fn plan(records: &[SinkRecord], prefix: &str, publish: bool) -> Result<Plan,
     let mut publishes = Vec::new();
     let mut keep = |w: StateWrite| {
         // Sentiment spans share a coin's hash: reduce per key and version field.
-        let slot = format!("{}\u{0}{}", w.key, w.version_fields.0);
+        let slot = format!(
+            "{}\u{0}{}",
+            w.key,
+            w.version.first().map(|(f, _)| f.as_str()).unwrap_or("")
+        );
         match latest.get(&slot) {
-            Some(prev) if prev.version > w.version => {}
+            Some(prev) if versions(prev) > versions(&w) => {}
             _ => {
                 latest.insert(slot, w);
             }
@@ -351,11 +360,14 @@ pub fn pipeline(plan: &Plan, sha: &str, ttl_s: u64) -> Pipeline {
         }
         c.arg(ttl_s)
             .arg(if w.replace { "1" } else { "0" })
-            .arg(&w.version_fields.0)
-            .arg(w.version_fields.1.as_deref().unwrap_or(""))
-            .arg(w.version.0)
-            .arg(w.version.1)
-            .arg(w.also.as_ref().map(|(_, v)| v.as_str()).unwrap_or(""));
+            .arg(w.also.as_ref().map(|(_, v)| v.as_str()).unwrap_or(""))
+            .arg(w.version.len());
+        for (f, _) in &w.version {
+            c.arg(f);
+        }
+        for (_, v) in &w.version {
+            c.arg(v);
+        }
         for (f, v) in &w.fields {
             c.arg(f).arg(v);
         }
@@ -466,8 +478,15 @@ impl RedisSink {
             conn: None,
             target,
         };
-        sink.connection().await?;
-        Ok(sink)
+        match sink.connection().await {
+            Ok(_) => Ok(sink),
+            // At start-up nothing was written yet: say so instead of retrying forever.
+            Err(SinkError::Transient { message, .. }) => Err(SinkError::Permanent {
+                sink: SINK,
+                message: format!("{message}: is the server running? check sinks.redis.url"),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// The open connection and the script's hash, connecting first if needed.
@@ -612,10 +631,12 @@ mod tests {
             btc.also,
             Some(("cf:price:binance:BTCUSDT".into(), "42995.2600".into()))
         );
-        assert_eq!(btc.version, (1_700_000_010_004, 10_004));
         assert_eq!(
-            btc.version_fields,
-            ("ts".to_string(), Some("trade_id".to_string()))
+            btc.version,
+            vec![
+                ("ts".to_string(), 1_700_000_010_004),
+                ("trade_id".to_string(), 10_004)
+            ]
         );
         assert_eq!(
             fields(btc),
@@ -642,7 +663,7 @@ mod tests {
             .expect("eth");
         assert!(eth.replace);
         assert!(!eth.fields.iter().any(|(k, _)| k == "ema"));
-        assert_eq!(eth.version.1, 9_997, "i % 4 == 1 is ETHUSDT");
+        assert_eq!(versions(eth)[1], 9_997, "i % 4 == 1 is ETHUSDT");
         // The commands: MULTI, one EVALSHA per symbol, EXEC.
         let cmds = pipeline(&p, "abc", 86_400).cmd_iter().count();
         assert_eq!(cmds, 4);
@@ -676,6 +697,18 @@ mod tests {
                 (60_000, "2", false),
                 1,
             ),
+            // A forming update with fewer trades (delivered late) does not win.
+            (
+                vec![
+                    Candle {
+                        trade_count: 9,
+                        ..candle(0, "4", false)
+                    },
+                    candle(0, "3", false),
+                ],
+                (0, "4", false),
+                0,
+            ),
         ];
         for (updates, (open_time, close, is_final), messages) in table {
             let recs: Vec<SinkRecord> = updates.into_iter().map(SinkRecord::Candle).collect();
@@ -683,7 +716,7 @@ mod tests {
             assert_eq!(p.writes.len(), 1);
             let w = &p.writes[0];
             assert_eq!(w.key, "x:candle:binance-usdm:ETHUSDT:1m");
-            assert_eq!(w.version, (open_time, i64::from(is_final)));
+            assert_eq!(versions(w)[..2], [open_time, i64::from(is_final)]);
             let f = fields(w);
             assert!(f.contains(&("close", close)), "{f:?}");
             assert!(f.contains(&("is_final", if is_final { "true" } else { "false" })));
@@ -784,7 +817,7 @@ mod tests {
         let one_h = p
             .writes
             .iter()
-            .find(|w| w.version_fields.0 == "1h:window_end")
+            .find(|w| w.version[0].0 == "1h:window_end")
             .expect("1h");
         assert!(!one_h.replace);
         assert_eq!(
@@ -839,7 +872,7 @@ mod tests {
             .filter(|l| !l.starts_with('*') && !l.starts_with('$') && !l.is_empty())
             .collect();
         assert_eq!(
-            &words[..14],
+            &words[..15],
             &[
                 "MULTI",
                 "EVALSHA",
@@ -849,11 +882,12 @@ mod tests {
                 "cf:price:binance:BTCUSDT",
                 "60",
                 "1",
+                "1.50",
+                "2",
                 "ts",
                 "trade_id",
                 "100",
                 "9",
-                "1.50",
                 "venue"
             ]
         );
