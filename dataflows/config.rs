@@ -222,6 +222,8 @@ pub struct SinksConfig {
     pub influx: cryptoflow_sinks::influx::InfluxSinkConfig,
     /// Kafka.
     pub kafka: cryptoflow_sinks::kafka::KafkaSinkConfig,
+    /// Redis.
+    pub redis: cryptoflow_sinks::redis::RedisConfig,
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {
@@ -925,6 +927,20 @@ mod tests {
                 "CRYPTOFLOW__SINKS__INFLUX__URL",
                 "http://admin:pw-influx@127.0.0.1:8086",
                 "pw-influx",
+            ),
+            (
+                "[sinks.redis]\nurl = \"redis://:pw-redis@127.0.0.1:6379/2\"\n",
+                "sinks.redis.url",
+                "CRYPTOFLOW__SINKS__REDIS__URL",
+                "redis://:pw-redis@127.0.0.1:6379/2",
+                "pw-redis",
+            ),
+            (
+                "[sinks.redis]\nurl = \"redis://bot:pw-redis-acl@127.0.0.1:6379\"\n",
+                "sinks.redis.url",
+                "CRYPTOFLOW__SINKS__REDIS__URL",
+                "redis://bot:pw-redis-acl@127.0.0.1:6379",
+                "pw-redis-acl",
             ),
             (
                 "[sinks.kafka.producer]\n\"sasl.password\" = \"pw-sasl\"\n",

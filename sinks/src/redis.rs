@@ -83,10 +83,12 @@ end
 return 1
 "#;
 
-/// Settings of the Redis sink.
-#[derive(Debug, Clone)]
+/// `[sinks.redis]`: settings of the Redis sink. A password belongs in the URL, set through the
+/// environment (`CRYPTOFLOW__SINKS__REDIS__URL`): a config file holding one is refused.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` (or `redis+unix:///path`).
+    /// `redis://[user:password@]host:port[/db]` or `redis+unix:///path` ("" disables).
     pub url: String,
     /// Prefix of every key and channel.
     pub prefix: String,
@@ -94,8 +96,26 @@ pub struct RedisConfig {
     pub ttl_s: u64,
     /// Publish final candles, whales and indicator rows.
     pub publish: bool,
-    /// Limit for connecting and for each reply.
+    /// Limit for connecting and for each reply (not a configuration key).
+    #[serde(skip, default = "default_timeout")]
     pub timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl crate::task::SinkSpec for RedisConfig {
+    type Sink = RedisSink;
+    fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+    async fn build(
+        &self,
+        _env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<RedisSink, SinkError> {
+        RedisSink::connect(self).await
+    }
 }
 
 /// One guarded state write: a hash (plus, for trades, the price string key).
@@ -463,7 +483,7 @@ impl RedisSink {
     /// Parses the URL, connects and loads the write script: a failure here (unreachable server,
     /// bad URL, wrong password) is returned at once.
     pub async fn connect(cfg: &RedisConfig) -> Result<Self, SinkError> {
-        let client = Client::open(cfg.url.as_str()).map_err(|e| SinkError::Permanent {
+        let client = Client::open(cfg.url.trim()).map_err(|e| SinkError::Permanent {
             sink: SINK,
             message: format!(
                 "sinks.redis.url is not a Redis URL ({e}): expected \
