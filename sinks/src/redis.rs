@@ -691,8 +691,9 @@ mod tests {
 
     #[test]
     fn candles_keep_the_newest_window_and_a_final_over_a_forming_one() {
-        let table: Vec<(Vec<Candle>, (i64, &str, bool), usize)> = vec![
-            // (updates in batch order, expected (open_time, close, is_final), final messages)
+        /// Updates in batch order, the expected (open_time, close, is_final), final messages.
+        type Case = (Vec<Candle>, (i64, &'static str, bool), usize);
+        let table: Vec<Case> = vec![
             (
                 vec![candle(0, "1", false), candle(0, "2", false)],
                 (0, "2", false),
