@@ -6,7 +6,7 @@
 //! - A new **source** is a variant of [`SourceSpec`] and an arm in [`start_source`].
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +18,10 @@ use cryptoflow_sinks::postgres::resume_points;
 use cryptoflow_sinks::task::{CommitObserver, SinkSpec};
 use cryptoflow_sinks::{Sink, SinkError, SinkRecord};
 use cryptoflow_sources::kafka::{Durable, OffsetFeedback, WatermarkCap};
+use cryptoflow_sources::replay::ReplayOptions;
+use cryptoflow_sources::rest::RestConfig;
 use cryptoflow_sources::stats::{SourceHealth, SourceStats};
-use cryptoflow_sources::ws::binance_live;
+use cryptoflow_sources::ws::{binance_live, WsConfig};
 use cryptoflow_sources::EventBatch;
 use tokio::sync::{mpsc, watch};
 
@@ -27,7 +29,35 @@ use crate::config::Config;
 use crate::runtime::acks::{least_ack, spawn_sink, SinkSlot};
 use crate::runtime::replay::{replay_all, ReplayOutcome};
 use crate::runtime::stop::stop_on;
-use crate::runtime::SourceSpec;
+
+/// Where events come from.
+pub enum SourceSpec {
+    /// Replay of files (in order), or of the bundled sample when `files` is empty.
+    Replay {
+        /// Files to replay.
+        files: Vec<PathBuf>,
+        /// Options.
+        opts: ReplayOptions,
+        /// Show a progress bar on stderr.
+        progress: bool,
+    },
+    /// Raw Binance payloads from Kafka topics (consumer group) until Ctrl-C (or `stop_after`).
+    Kafka {
+        /// Consumer settings.
+        kafka: cryptoflow_sources::kafka::KafkaSourceConfig,
+        /// Stop after this long (tests, demos).
+        stop_after: Option<Duration>,
+    },
+    /// Live Binance WebSocket streams until Ctrl-C (or `stop_after`).
+    Live {
+        /// Connection settings.
+        ws: WsConfig,
+        /// REST refill of id gaps (`None`: gaps are only recorded).
+        rest: Option<RestConfig>,
+        /// Stop after this long (tests, demos).
+        stop_after: Option<Duration>,
+    },
+}
 
 /// Builds every configured sink and starts its task, in this order. The first one is the
 /// primary sink: it releases the in-flight bound, and the stores among the first ones hand their
