@@ -649,7 +649,7 @@ pub enum Event {
     Gap(Gap),
     /// An item of a poller (news, social post, market snapshot, macro observation, fund NAV).
     /// It does not move the market watermark.
-    Polled(Box<crate::polled::Polled>),
+    Polled(Box<super::polled::Polled>),
     /// Context restored from storage at a restart (stored sentiment, macro observations): it
     /// feeds the per-coin sentiment windows and the features, and is not written again.
     Context(RestoredContext),
@@ -665,7 +665,7 @@ impl RestoredContext {
         use crate::features::ContextItem;
         let key = match self.0.as_ref() {
             ContextItem::Sentiment(r) => format!("sentiment|{}|{}", r.item_key, r.model),
-            ContextItem::Macro(m) => crate::polled::Polled::Macro(m.clone()).natural_key(),
+            ContextItem::Macro(m) => super::polled::Polled::Macro(m.clone()).natural_key(),
             ContextItem::Market(m) => format!(
                 "market|{}|{}|{}|{}",
                 m.endpoint, m.coin_id, m.vs_currency, m.last_updated

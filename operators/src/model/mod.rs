@@ -1,0 +1,15 @@
+//! The vocabulary of cryptoflow: every type that crosses a crate boundary, with its small pure
+//! methods.
+//!
+//! - [`market`]: venues, symbols, trades, klines, candles, whales, gaps, the data-quality
+//!   ledger, and the events of the dataflow.
+//! - [`polled`]: the items of the pollers (news, social posts, market snapshots, macro
+//!   observations, fund NAVs); it imports only [`market`].
+//!
+//! Everything is re-exported here: `model::Trade`, `model::Polled`.
+
+pub mod market;
+pub mod polled;
+
+pub use market::*;
+pub use polled::*;
