@@ -13,11 +13,13 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::math::indicators::{IndicatorValues, Volatility};
+use crate::math::indicators::Volatility;
 use crate::math::to_f64;
-use crate::model::{Candle, Interval, Millis, Symbol, Venue};
-use crate::polled::{CoinMarket, MacroObservation};
-use crate::sentiment::SentimentRow;
+pub use crate::model::FeatureRow;
+use crate::model::{
+    Candle, CoinMarket, IndicatorValues, Interval, MacroObservation, Millis, SentimentRow, Symbol,
+    Venue,
+};
 
 /// One entry of the feature catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -538,23 +540,7 @@ pub fn catalogue_markdown() -> String {
     out
 }
 
-/// One feature vector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureRow {
-    /// Venue.
-    pub venue: Venue,
-    /// Symbol.
-    pub symbol: Symbol,
-    /// Interval.
-    pub interval: Interval,
-    /// Candle open time, ms.
-    pub open_time: Millis,
-    /// Candle close time, ms (the vector's as-of time).
-    pub close_time: Millis,
-    /// Values in [`CATALOGUE`] order (`None`: not available yet; non-finite values are `None`).
-    pub values: Vec<Option<f64>>,
-}
-
+/// The catalogue's views of a feature vector.
 impl FeatureRow {
     /// The values as a JSON object `{name: value or null}`.
     pub fn json(&self) -> String {
@@ -639,7 +625,7 @@ impl ContextItem {
     pub fn event_time(&self) -> Millis {
         match self {
             ContextItem::Sentiment(r) => r.published_at,
-            ContextItem::Macro(m) => crate::polled::day_ms(m.realtime_start),
+            ContextItem::Macro(m) => crate::model::polled::day_ms(m.realtime_start),
             ContextItem::Market(m) => m.last_updated,
         }
     }
@@ -1078,7 +1064,7 @@ impl FeatureEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sentiment::SentimentScore;
+    use crate::model::SentimentScore;
 
     fn candle(i: i64) -> Candle {
         let p = Decimal::from(100 + (i * 7) % 13);

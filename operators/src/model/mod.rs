@@ -5,11 +5,15 @@
 //!   ledger, and the events of the dataflow.
 //! - [`polled`]: the items of the pollers (news, social posts, market snapshots, macro
 //!   observations, fund NAVs); it imports only [`market`].
+//! - [`outputs`]: every row a sink receives, and [`Output`], the one type that carries them; it
+//!   imports [`market`] and [`polled`].
 //!
-//! Everything is re-exported here: `model::Trade`, `model::Polled`.
+//! Everything is re-exported here: `model::Trade`, `model::Polled`, `model::Output`.
 
 pub mod market;
+pub mod outputs;
 pub mod polled;
 
 pub use market::*;
+pub use outputs::*;
 pub use polled::*;
