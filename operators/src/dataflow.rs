@@ -614,14 +614,14 @@ pub trait MlFeatures<'scope> {
     /// the candle's time; `context` is broadcast to every worker.
     fn ml_features(
         self,
-        context: StreamVec<'scope, u64, crate::features::ContextItem>,
+        context: StreamVec<'scope, u64, crate::model::ContextItem>,
     ) -> StreamVec<'scope, u64, crate::model::FeatureRow>;
 }
 
 impl<'scope> MlFeatures<'scope> for StreamVec<'scope, u64, FeatureInput> {
     fn ml_features(
         self,
-        context: StreamVec<'scope, u64, crate::features::ContextItem>,
+        context: StreamVec<'scope, u64, crate::model::ContextItem>,
     ) -> StreamVec<'scope, u64, crate::model::FeatureRow> {
         use timely::dataflow::channels::pact::Pipeline;
         use timely::dataflow::operators::vec::Broadcast;

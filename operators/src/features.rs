@@ -11,15 +11,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 
 use crate::math::indicators::Volatility;
 use crate::math::to_f64;
-pub use crate::model::FeatureRow;
-use crate::model::{
-    Candle, CoinMarket, IndicatorValues, Interval, MacroObservation, Millis, SentimentRow, Symbol,
-    Venue,
-};
+use crate::model::{Candle, CoinMarket, IndicatorValues, Interval, Millis, Symbol, Venue};
+pub use crate::model::{ContextItem, FeatureRow};
 
 /// One entry of the feature catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -608,29 +604,6 @@ impl Vector {
     }
 }
 
-/// Context items a feature vector may use.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ContextItem {
-    /// A scored news item or post.
-    Sentiment(SentimentRow),
-    /// A macro observation (one vintage).
-    Macro(MacroObservation),
-    /// A CoinGecko snapshot.
-    Market(Box<CoinMarket>),
-}
-
-impl ContextItem {
-    /// When the item became known: publication time, a vintage's first real-time day, a
-    /// snapshot's update time.
-    pub fn event_time(&self) -> Millis {
-        match self {
-            ContextItem::Sentiment(r) => r.published_at,
-            ContextItem::Macro(m) => crate::model::polled::day_ms(m.realtime_start),
-            ContextItem::Market(m) => m.last_updated,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Window {
     vals: VecDeque<f64>,
@@ -1064,7 +1037,7 @@ impl FeatureEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SentimentScore;
+    use crate::model::{MacroObservation, SentimentRow, SentimentScore};
 
     fn candle(i: i64) -> Candle {
         let p = Decimal::from(100 + (i * 7) % 13);
