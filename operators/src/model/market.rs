@@ -14,20 +14,37 @@ use serde::{Deserialize, Serialize};
 pub type Millis = i64;
 
 /// Error for values that do not fit the model (bad symbol, unknown interval, …).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelError {
     /// A symbol that is empty, too long or not ASCII alphanumeric.
-    #[error("invalid symbol {0:?}: expected 1 to {max} ASCII letters or digits, with at most one inner `_` (BTCUSD_PERP)", max = Symbol::MAX_LEN)]
     Symbol(String),
     /// An interval label that is not one of Binance's fixed-length intervals.
-    #[error(
-        "invalid interval {0:?}: expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w"
-    )]
     Interval(String),
     /// A venue name cryptoflow does not know.
-    #[error("unknown venue {0:?}: expected binance, binance-usdm or binance-coinm")]
     Venue(String),
 }
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelError::Symbol(s) => write!(
+                f,
+                "invalid symbol {s:?}: expected 1 to {} ASCII letters or digits, with at most one inner `_` (BTCUSD_PERP)",
+                Symbol::MAX_LEN
+            ),
+            ModelError::Interval(s) => write!(
+                f,
+                "invalid interval {s:?}: expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w"
+            ),
+            ModelError::Venue(s) => write!(
+                f,
+                "unknown venue {s:?}: expected binance, binance-usdm or binance-coinm"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
 
 /// The trading venue an event comes from: one market per venue, so the same symbol on two venues
 /// (spot and futures `BTCUSDT`) is two instruments with separate tapes, candles and state.
@@ -734,6 +751,22 @@ mod tests {
             h ^= 0x41;
             h.wrapping_mul(0x100000001b3)
         });
+    }
+
+    #[test]
+    fn errors_say_what_was_expected() {
+        assert_eq!(
+            Symbol::new("BTC-USDT").unwrap_err().to_string(),
+            "invalid symbol \"BTC-USDT\": expected 1 to 23 ASCII letters or digits, with at most one inner `_` (BTCUSD_PERP)"
+        );
+        assert_eq!(
+            "1M".parse::<Interval>().unwrap_err().to_string(),
+            "invalid interval \"1M\": expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w"
+        );
+        assert_eq!(
+            "kraken".parse::<Venue>().unwrap_err().to_string(),
+            "unknown venue \"kraken\": expected binance, binance-usdm or binance-coinm"
+        );
     }
 
     #[test]
