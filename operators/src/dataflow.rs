@@ -24,8 +24,9 @@ use timely::dataflow::StreamVec;
 
 use crate::math::{to_f64, CandleAcc, Ema, IdSet, Sma};
 use crate::model::{
-    Candle, Interval, Kline, KlineMismatch, Millis, Symbol, Trade, Venue, WhaleAlert,
+    Candle, IndicatorValues, Interval, Kline, KlineMismatch, Millis, Symbol, Trade, Venue,
 };
+pub use crate::model::{EnrichedTrade, IndicatorRow, LateTrade};
 
 /// A fast, non-cryptographic hasher for operator state keyed by symbols (keys are not
 /// attacker-chosen beyond the configured symbols; `SipHash` costs more than the state update).
@@ -73,33 +74,6 @@ pub type FxHashMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>
 
 /// A record with the watermark tick the source had when it received it.
 pub type Watermarked<T> = (T, u64);
-
-/// A trade with the per-symbol analytics computed at its arrival.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EnrichedTrade {
-    /// The trade.
-    pub trade: Trade,
-    /// Mean price of the last `sma_window` trades of the symbol, this one included
-    /// (of all trades so far during warm-up).
-    pub moving_average: Decimal,
-    /// EMA of the price over `ema_window` trades, once warmed up (f64 indicator math).
-    pub ema: Option<f64>,
-    /// Notional ≥ the whale threshold of the symbol's quote asset.
-    pub is_whale: bool,
-    /// The threshold that applied.
-    pub whale_threshold: Decimal,
-}
-
-impl EnrichedTrade {
-    /// The whale alert for this trade, if it is one.
-    pub fn whale_alert(&self) -> Option<WhaleAlert> {
-        self.is_whale.then(|| WhaleAlert {
-            trade: self.trade.clone(),
-            notional: self.trade.notional(),
-            threshold: self.whale_threshold,
-        })
-    }
-}
 
 /// Whale thresholds in the quote currency: a default and per-quote-asset overrides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,17 +298,6 @@ impl<'scope> DedupTrades<'scope> for StreamVec<'scope, u64, Watermarked<Trade>> 
         )
         .container::<Vec<_>>()
     }
-}
-
-/// A trade that arrived after its candle was final.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct LateTrade {
-    /// The trade (it is still stored; only its candle is not corrected).
-    pub trade: Trade,
-    /// The candle interval it missed.
-    pub interval: Interval,
-    /// Open time of the candle it belongs to.
-    pub candle_open_time: Millis,
 }
 
 /// Output of [`EventTimeCandles`].
@@ -587,54 +550,15 @@ impl<'scope> KlineReconciliation<'scope> for StreamVec<'scope, u64, ReconcileInp
     }
 }
 
-/// The indicators of one final candle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IndicatorRow {
-    /// Venue.
-    pub venue: Venue,
-    /// Symbol.
-    pub symbol: Symbol,
-    /// Candle interval.
-    pub interval: Interval,
-    /// Candle open time, ms.
-    pub open_time: Millis,
-    /// Candle close time, ms.
-    pub close_time: Millis,
-    /// Close of the candle.
-    pub close: Decimal,
-    /// The values.
-    #[serde(flatten)]
-    pub values: crate::math::indicators::IndicatorValues,
-}
-
-impl IndicatorRow {
-    /// The row of `candle` with `values`.
-    pub fn new(candle: &Candle, values: crate::math::indicators::IndicatorValues) -> Self {
-        IndicatorRow {
-            venue: candle.venue,
-            symbol: candle.symbol,
-            interval: candle.interval,
-            open_time: candle.open_time,
-            close_time: candle.close_time,
-            close: candle.close,
-            values,
-        }
-    }
-}
-
 /// Technical indicators per (symbol, interval) over final candles.
 pub trait CandleIndicators<'scope> {
     /// The final candle with its indicators, in open-time order per (symbol, interval); exchanged
     /// by symbol. A final candle not newer than the last one of its key is ignored (a repeat).
-    fn candle_indicators(
-        self,
-    ) -> StreamVec<'scope, u64, (Candle, crate::math::indicators::IndicatorValues)>;
+    fn candle_indicators(self) -> StreamVec<'scope, u64, (Candle, IndicatorValues)>;
 }
 
 impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
-    fn candle_indicators(
-        self,
-    ) -> StreamVec<'scope, u64, (Candle, crate::math::indicators::IndicatorValues)> {
+    fn candle_indicators(self) -> StreamVec<'scope, u64, (Candle, IndicatorValues)> {
         use crate::math::indicators::{Bar, IndicatorSet};
         self.unary(
             Exchange::new(|c: &Candle| c.symbol.shard_hash()),
@@ -679,26 +603,26 @@ impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FeatureInput {
     /// A final candle and its indicators.
-    Candle(Box<(Candle, crate::math::indicators::IndicatorValues)>),
+    Candle(Box<(Candle, IndicatorValues)>),
     /// A whale trade: venue, symbol, exchange time, trade id, quantity.
     Whale(Venue, Symbol, Millis, u64, f64),
 }
 
 /// Point-in-time ML feature vectors at final candles.
 pub trait MlFeatures<'scope> {
-    /// One [`crate::features::FeatureRow`] per final candle, computed once every input has passed
+    /// One [`crate::model::FeatureRow`] per final candle, computed once every input has passed
     /// the candle's time; `context` is broadcast to every worker.
     fn ml_features(
         self,
-        context: StreamVec<'scope, u64, crate::features::ContextItem>,
-    ) -> StreamVec<'scope, u64, crate::features::FeatureRow>;
+        context: StreamVec<'scope, u64, crate::model::ContextItem>,
+    ) -> StreamVec<'scope, u64, crate::model::FeatureRow>;
 }
 
 impl<'scope> MlFeatures<'scope> for StreamVec<'scope, u64, FeatureInput> {
     fn ml_features(
         self,
-        context: StreamVec<'scope, u64, crate::features::ContextItem>,
-    ) -> StreamVec<'scope, u64, crate::features::FeatureRow> {
+        context: StreamVec<'scope, u64, crate::model::ContextItem>,
+    ) -> StreamVec<'scope, u64, crate::model::FeatureRow> {
         use timely::dataflow::channels::pact::Pipeline;
         use timely::dataflow::operators::vec::Broadcast;
         let context = context.broadcast();

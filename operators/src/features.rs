@@ -11,13 +11,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 
-use crate::math::indicators::{IndicatorValues, Volatility};
+use crate::math::indicators::Volatility;
 use crate::math::to_f64;
-use crate::model::{Candle, Interval, Millis, Symbol, Venue};
-use crate::polled::{CoinMarket, MacroObservation};
-use crate::sentiment::SentimentRow;
+use crate::model::{Candle, CoinMarket, IndicatorValues, Interval, Millis, Symbol, Venue};
+pub use crate::model::{ContextItem, FeatureRow};
 
 /// One entry of the feature catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -538,23 +536,7 @@ pub fn catalogue_markdown() -> String {
     out
 }
 
-/// One feature vector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureRow {
-    /// Venue.
-    pub venue: Venue,
-    /// Symbol.
-    pub symbol: Symbol,
-    /// Interval.
-    pub interval: Interval,
-    /// Candle open time, ms.
-    pub open_time: Millis,
-    /// Candle close time, ms (the vector's as-of time).
-    pub close_time: Millis,
-    /// Values in [`CATALOGUE`] order (`None`: not available yet; non-finite values are `None`).
-    pub values: Vec<Option<f64>>,
-}
-
+/// The catalogue's views of a feature vector.
 impl FeatureRow {
     /// The values as a JSON object `{name: value or null}`.
     pub fn json(&self) -> String {
@@ -619,29 +601,6 @@ impl Vector {
             "every catalogue feature has a value"
         );
         self.0
-    }
-}
-
-/// Context items a feature vector may use.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ContextItem {
-    /// A scored news item or post.
-    Sentiment(SentimentRow),
-    /// A macro observation (one vintage).
-    Macro(MacroObservation),
-    /// A CoinGecko snapshot.
-    Market(Box<CoinMarket>),
-}
-
-impl ContextItem {
-    /// When the item became known: publication time, a vintage's first real-time day, a
-    /// snapshot's update time.
-    pub fn event_time(&self) -> Millis {
-        match self {
-            ContextItem::Sentiment(r) => r.published_at,
-            ContextItem::Macro(m) => crate::polled::day_ms(m.realtime_start),
-            ContextItem::Market(m) => m.last_updated,
-        }
     }
 }
 
@@ -1078,7 +1037,7 @@ impl FeatureEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sentiment::SentimentScore;
+    use crate::model::{MacroObservation, SentimentRow, SentimentScore};
 
     fn candle(i: i64) -> Candle {
         let p = Decimal::from(100 + (i * 7) % 13);

@@ -1,68 +1,13 @@
-//! What the dataflow hands to sinks.
+//! What the dataflow hands to sinks: [`SinkRecord`], the pipeline's output rows
+//! ([`cryptoflow_operators::model::Output`]), and [`latest_candles`].
 
-use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow, LateTrade};
-use cryptoflow_operators::features::FeatureRow;
-use cryptoflow_operators::model::{Candle, DataQuality, Gap, KlineMismatch, WhaleAlert};
-use cryptoflow_operators::polled::Polled;
-use cryptoflow_operators::sentiment::windows::SentimentWindowRow;
-use cryptoflow_operators::sentiment::SentimentRow;
-use serde::{Deserialize, Serialize};
-
-/// One output row of the pipeline. Serialized with a `"type"` tag in JSON lines.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SinkRecord {
-    /// A trade with its analytics.
-    Trade(EnrichedTrade),
-    /// A candle update (forming or final).
-    Candle(Candle),
-    /// A whale alert.
-    Whale(WhaleAlert),
-    /// A possible hole in a stream.
-    Gap(Gap),
-    /// A trade that arrived after its candle was final.
-    Late(LateTrade),
-    /// A closed exchange kline that disagrees with the computed candle.
-    Mismatch(KlineMismatch),
-    /// A data-quality ledger snapshot row.
-    Quality(DataQuality),
-    /// An item of a poller.
-    Polled(Box<Polled>),
-    /// Technical indicators at a final candle.
-    Indicators(Box<IndicatorRow>),
-    /// The sentiment of a news item or social post.
-    Sentiment(Box<SentimentRow>),
-    /// The new value of a per-coin rolling sentiment window.
-    SentimentWindow(Box<SentimentWindowRow>),
-    /// A point-in-time ML feature vector at a final candle.
-    Features(Box<FeatureRow>),
-}
-
-/// The candle updates of a batch reduced to one per (venue, symbol, interval, open time): the
-/// last one, except that a final candle is never replaced by a forming one. Sorted by key, so
-/// that upserts lock rows in a stable order.
-pub fn latest_candles(records: &[SinkRecord]) -> Vec<&Candle> {
-    let mut latest: std::collections::HashMap<_, &Candle> = std::collections::HashMap::new();
-    for r in records {
-        if let SinkRecord::Candle(c) = r {
-            let key = (c.venue, c.symbol, c.interval, c.open_time);
-            match latest.get(&key) {
-                Some(prev) if prev.is_final && !c.is_final => {}
-                _ => {
-                    latest.insert(key, c);
-                }
-            }
-        }
-    }
-    let mut out: Vec<&Candle> = latest.into_values().collect();
-    out.sort_by_key(|c| (c.venue, c.symbol, c.interval, c.open_time));
-    out
-}
+pub use cryptoflow_operators::model::latest_candles;
+pub use cryptoflow_operators::model::Output as SinkRecord;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cryptoflow_operators::polled::FundNav;
+    use cryptoflow_operators::polled::{FundNav, Polled};
 
     #[test]
     fn polled_json_line_shape() {

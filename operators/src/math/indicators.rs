@@ -32,7 +32,8 @@
 use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+
+pub use crate::model::{IndicatorValues, FLOAT_COLUMNS};
 
 /// TA-Lib's relative zero test (`TA_IS_ZERO_SCALED(v, scale)`: `|v| ≤ 1e-14·scale`), for a
 /// difference `v` of two values whose magnitudes add up to `scale`: scale-free, about 90 ulp.
@@ -791,98 +792,6 @@ impl Vwap {
             return None;
         }
         self.quote.checked_div(self.volume)
-    }
-}
-
-/// The values of every indicator at one final candle (`None` while warming up).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct IndicatorValues {
-    /// SMA(20) of closes.
-    pub sma_20: Option<f64>,
-    /// EMA(20).
-    pub ema_20: Option<f64>,
-    /// WMA(20).
-    pub wma_20: Option<f64>,
-    /// RSI(14).
-    pub rsi_14: Option<f64>,
-    /// MACD(12, 26, 9) line.
-    pub macd: Option<f64>,
-    /// MACD signal.
-    pub macd_signal: Option<f64>,
-    /// MACD histogram.
-    pub macd_hist: Option<f64>,
-    /// Bollinger(20, 2) upper.
-    pub bb_upper: Option<f64>,
-    /// Bollinger middle.
-    pub bb_middle: Option<f64>,
-    /// Bollinger lower.
-    pub bb_lower: Option<f64>,
-    /// ATR(14).
-    pub atr_14: Option<f64>,
-    /// OBV.
-    pub obv: Option<f64>,
-    /// Stochastic(14, 3, 3) slow %K.
-    pub stoch_k: Option<f64>,
-    /// Stochastic %D.
-    pub stoch_d: Option<f64>,
-    /// ROC(10), percent.
-    pub roc_10: Option<f64>,
-    /// Momentum(10).
-    pub mom_10: Option<f64>,
-    /// Volatility: σ of the last 20 log returns.
-    pub volatility_20: Option<f64>,
-    /// Z-score of the close over 20 candles.
-    pub zscore_20: Option<f64>,
-    /// VWAP over 20 candles.
-    pub vwap_20: Option<Decimal>,
-}
-
-/// Names of the `f64` indicator columns, in the order of [`IndicatorValues::floats`].
-pub const FLOAT_COLUMNS: [&str; 18] = [
-    "sma_20",
-    "ema_20",
-    "wma_20",
-    "rsi_14",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "atr_14",
-    "obv",
-    "stoch_k",
-    "stoch_d",
-    "roc_10",
-    "mom_10",
-    "volatility_20",
-    "zscore_20",
-];
-
-impl IndicatorValues {
-    /// The `f64` values in the order of [`FLOAT_COLUMNS`] (non-finite values as `None`).
-    pub fn floats(&self) -> [Option<f64>; 18] {
-        [
-            self.sma_20,
-            self.ema_20,
-            self.wma_20,
-            self.rsi_14,
-            self.macd,
-            self.macd_signal,
-            self.macd_hist,
-            self.bb_upper,
-            self.bb_middle,
-            self.bb_lower,
-            self.atr_14,
-            self.obv,
-            self.stoch_k,
-            self.stoch_d,
-            self.roc_10,
-            self.mom_10,
-            self.volatility_20,
-            self.zscore_20,
-        ]
-        .map(|v| v.filter(|x| x.is_finite()))
     }
 }
 

@@ -4,7 +4,8 @@
 //! crypto/finance lexicon overlay ([`LexiconOverlay`]). A transformer scorer over ONNX Runtime
 //! is behind the cargo feature `sentiment-onnx`.
 
-use serde::{Deserialize, Serialize};
+use crate::model::Polled;
+pub use crate::model::{SentimentRow, SentimentScore};
 
 #[cfg(feature = "sentiment-onnx")]
 pub mod onnx;
@@ -12,19 +13,6 @@ mod vader;
 pub mod windows;
 
 pub use vader::{LexiconOverlay, OverlayError, Vader, CRYPTO_OVERLAY_TSV};
-
-/// The scores of one text.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SentimentScore {
-    /// Negative share.
-    pub neg: f64,
-    /// Neutral share.
-    pub neu: f64,
-    /// Positive share.
-    pub pos: f64,
-    /// Normalized composite in [-1, 1].
-    pub compound: f64,
-}
 
 /// A sentiment model.
 pub trait SentimentModel: Send + Sync {
@@ -34,34 +22,12 @@ pub trait SentimentModel: Send + Sync {
     fn score(&self, text: &str) -> SentimentScore;
 }
 
-/// The score of one news item or social post.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SentimentRow {
-    /// The item's natural key (`news|…`, `social|reddit|t3_…`).
-    pub item_key: String,
-    /// `news` or `social`.
-    pub kind: String,
-    /// Model name.
-    pub model: String,
-    /// When the item was published, ms.
-    pub published_at: crate::model::Millis,
-    /// Coins the item mentions.
-    pub coins: Vec<String>,
-    /// The scores.
-    #[serde(flatten)]
-    pub score: SentimentScore,
-}
-
 /// Longest text scored, in characters (title and body together).
 pub const MAX_TEXT_CHARS: usize = 2_000;
 
 /// Scores a polled news item or post (title, a newline, then the summary or body); `None` for
 /// other items.
-pub fn score_item(
-    model: &dyn SentimentModel,
-    item: &crate::polled::Polled,
-) -> Option<SentimentRow> {
-    use crate::polled::Polled;
+pub fn score_item(model: &dyn SentimentModel, item: &Polled) -> Option<SentimentRow> {
     let (kind, title, body, published_at, coins) = match item {
         Polled::News(n) => ("news", &n.title, &n.summary, n.published_at, &n.coins),
         Polled::Social(s) => ("social", &s.title, &s.body, s.created_at, &s.coins),

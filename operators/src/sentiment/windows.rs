@@ -16,14 +16,13 @@
 use std::collections::BTreeMap;
 
 use differential_dataflow::AsCollection;
-use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use super::SentimentRow;
-use crate::model::Millis;
+pub use crate::model::SentimentWindowRow;
+use crate::model::{Millis, SentimentRow};
 
 /// The spans: (label, length, step between window ends), in milliseconds.
 pub const SPANS: [(&str, Millis, Millis); 2] =
@@ -31,27 +30,6 @@ pub const SPANS: [(&str, Millis, Millis); 2] =
 
 /// How long a window is kept after its end, relative to the coin's newest publication time.
 pub const RETAIN_MS: Millis = 48 * 3_600_000;
-
-/// The value of one rolling window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SentimentWindowRow {
-    /// Coin ticker.
-    pub coin: String,
-    /// The sentiment model of the scores.
-    pub model: String,
-    /// `1h` or `24h`.
-    pub span: String,
-    /// The window holds items published in `(window_end − span, window_end]`, ms.
-    pub window_end: Millis,
-    /// Items in the window.
-    pub items: u64,
-    /// Mean compound.
-    pub mean_compound: f64,
-    /// Share of items with compound ≥ 0.05.
-    pub positive_share: f64,
-    /// Share of items with compound ≤ −0.05.
-    pub negative_share: f64,
-}
 
 /// (coin, model, span index, window end).
 type WindowKey = (String, String, u8, Millis);

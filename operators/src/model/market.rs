@@ -1,4 +1,5 @@
-//! Normalized events: what the sources emit and the sinks store.
+//! Normalized market data: venues, symbols, trades, klines, candles, whales, gaps and the
+//! data-quality ledger.
 //!
 //! Every event carries `ts_exchange` and `ts_received` in milliseconds since the Unix epoch (UTC).
 //! Money and quantities are [`Decimal`]; nothing here reads the clock.
@@ -13,20 +14,37 @@ use serde::{Deserialize, Serialize};
 pub type Millis = i64;
 
 /// Error for values that do not fit the model (bad symbol, unknown interval, …).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelError {
     /// A symbol that is empty, too long or not ASCII alphanumeric.
-    #[error("invalid symbol {0:?}: expected 1 to {max} ASCII letters or digits, with at most one inner `_` (BTCUSD_PERP)", max = Symbol::MAX_LEN)]
     Symbol(String),
     /// An interval label that is not one of Binance's fixed-length intervals.
-    #[error(
-        "invalid interval {0:?}: expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w"
-    )]
     Interval(String),
     /// A venue name cryptoflow does not know.
-    #[error("unknown venue {0:?}: expected binance, binance-usdm or binance-coinm")]
     Venue(String),
 }
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelError::Symbol(s) => write!(
+                f,
+                "invalid symbol {s:?}: expected 1 to {} ASCII letters or digits, with at most one inner `_` (BTCUSD_PERP)",
+                Symbol::MAX_LEN
+            ),
+            ModelError::Interval(s) => write!(
+                f,
+                "invalid interval {s:?}: expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w"
+            ),
+            ModelError::Venue(s) => write!(
+                f,
+                "unknown venue {s:?}: expected binance, binance-usdm or binance-coinm"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
 
 /// The trading venue an event comes from: one market per venue, so the same symbol on two venues
 /// (spot and futures `BTCUSDT`) is two instruments with separate tapes, candles and state.
@@ -638,97 +656,6 @@ pub struct KlineMismatch {
     pub fields: Vec<String>,
 }
 
-/// Anything a source emits into the dataflow.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Event {
-    /// A trade.
-    Trade(Trade),
-    /// An exchange kline (boxed: klines are rare and large, trades are many and small).
-    Kline(Box<Kline>),
-    /// A possible hole in a stream.
-    Gap(Gap),
-    /// An item of a poller (news, social post, market snapshot, macro observation, fund NAV).
-    /// It does not move the market watermark.
-    Polled(Box<crate::polled::Polled>),
-    /// Context restored from storage at a restart (stored sentiment, macro observations): it
-    /// feeds the per-coin sentiment windows and the features, and is not written again.
-    Context(RestoredContext),
-}
-
-/// A context item restored from storage. Items compare, order and hash by (event time, key):
-/// a stored item is identified by its key, and its scores are not part of its identity.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RestoredContext(pub Box<crate::features::ContextItem>);
-
-impl RestoredContext {
-    fn identity(&self) -> (Millis, String) {
-        use crate::features::ContextItem;
-        let key = match self.0.as_ref() {
-            ContextItem::Sentiment(r) => format!("sentiment|{}|{}", r.item_key, r.model),
-            ContextItem::Macro(m) => crate::polled::Polled::Macro(m.clone()).natural_key(),
-            ContextItem::Market(m) => format!(
-                "market|{}|{}|{}|{}",
-                m.endpoint, m.coin_id, m.vs_currency, m.last_updated
-            ),
-        };
-        (self.0.event_time(), key)
-    }
-}
-
-impl PartialEq for RestoredContext {
-    fn eq(&self, other: &Self) -> bool {
-        self.identity() == other.identity()
-    }
-}
-
-impl Eq for RestoredContext {}
-
-impl PartialOrd for RestoredContext {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for RestoredContext {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.identity().cmp(&other.identity())
-    }
-}
-
-impl std::hash::Hash for RestoredContext {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.identity().hash(state);
-    }
-}
-
-impl Event {
-    /// Event time at the exchange, ms.
-    pub fn ts_exchange(&self) -> Millis {
-        match self {
-            Event::Trade(t) => t.ts_exchange,
-            Event::Kline(k) => k.ts_exchange,
-            Event::Gap(g) => g.until,
-            Event::Polled(p) => p.event_time(),
-            Event::Context(c) => c.0.event_time(),
-        }
-    }
-
-    /// The symbol the event belongs to (`None` for polled items, which are not per symbol).
-    pub fn symbol(&self) -> Option<Symbol> {
-        match self {
-            Event::Trade(t) => Some(t.symbol),
-            Event::Kline(k) => Some(k.symbol),
-            Event::Gap(g) => Some(g.symbol),
-            Event::Polled(_) | Event::Context(_) => None,
-        }
-    }
-
-    /// Whether the event is market data (moves the watermark).
-    pub fn is_market(&self) -> bool {
-        !matches!(self, Event::Polled(_) | Event::Context(_))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -824,6 +751,22 @@ mod tests {
             h ^= 0x41;
             h.wrapping_mul(0x100000001b3)
         });
+    }
+
+    #[test]
+    fn errors_say_what_was_expected() {
+        assert_eq!(
+            Symbol::new("BTC-USDT").unwrap_err().to_string(),
+            "invalid symbol \"BTC-USDT\": expected 1 to 23 ASCII letters or digits, with at most one inner `_` (BTCUSD_PERP)"
+        );
+        assert_eq!(
+            "1M".parse::<Interval>().unwrap_err().to_string(),
+            "invalid interval \"1M\": expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w"
+        );
+        assert_eq!(
+            "kraken".parse::<Venue>().unwrap_err().to_string(),
+            "unknown venue \"kraken\": expected binance, binance-usdm or binance-coinm"
+        );
     }
 
     #[test]
