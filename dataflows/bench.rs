@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use cryptoflow_operators::math::to_f64;
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::model::{Event, Symbol};
-use cryptoflow_sinks::SinkRecord;
 use cryptoflow_sources::binance::{decode_frame, Decoded};
 use cryptoflow_sources::replay::{Pace, ReplayOptions};
 
@@ -124,10 +124,10 @@ pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let t2 = tally.clone();
     let rate = opts.rate;
-    let observer = Box::new(move |records: &[SinkRecord], committed: Instant| {
+    let observer = Box::new(move |records: &[Output], committed: Instant| {
         let Ok(mut t) = t2.lock() else { return };
         for r in records {
-            if let SinkRecord::Trade(e) = r {
+            if let Output::Trade(e) = r {
                 t.trades += 1;
                 t.ma_sum += to_f64(e.moving_average);
                 if e.is_whale {

@@ -23,10 +23,10 @@ use cryptoflow_operators::dataflow::{
 use cryptoflow_operators::features::ContextItem;
 use cryptoflow_operators::math::to_f64;
 use cryptoflow_operators::model::Event;
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::polled::Polled;
 use cryptoflow_operators::sentiment::windows::SentimentWindows;
 use cryptoflow_operators::sentiment::{score_item, SentimentModel};
-use cryptoflow_sinks::SinkRecord;
 use cryptoflow_sources::ledger::Ledger;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Concat;
@@ -43,7 +43,7 @@ pub fn trade_pipeline<'scope>(
     sentiment: std::sync::Arc<dyn SentimentModel>,
     compare_trade_count: bool,
     flow: Arc<Flow>,
-) -> StreamVec<'scope, u64, SinkRecord> {
+) -> StreamVec<'scope, u64, Output> {
     let tick_ms = candles.tick_ms;
     // Each (venue, symbol, id) once: a repeat would count twice in candles and averages. Repeats
     // are counted in the ledger and released from the in-flight bound like delivered trades.
@@ -93,11 +93,11 @@ pub fn trade_pipeline<'scope>(
         .clone()
         .concat(restored_sentiment)
         .sentiment_windows()
-        .map(|w| SinkRecord::SentimentWindow(Box::new(w)));
-    let sentiment = scored.map(|r| SinkRecord::Sentiment(Box::new(r)));
+        .map(|w| Output::SentimentWindow(Box::new(w)));
+    let sentiment = scored.map(|r| Output::Sentiment(Box::new(r)));
     let gaps = events.flat_map(|(e, _)| match e {
-        Event::Gap(g) => Some(SinkRecord::Gap(g)),
-        Event::Polled(p) => Some(SinkRecord::Polled(p)),
+        Event::Gap(g) => Some(Output::Gap(g)),
+        Event::Polled(p) => Some(Output::Polled(p)),
         _ => None,
     });
     let analysed = trades.clone().trade_analytics(analytics);
@@ -113,8 +113,8 @@ pub fn trade_pipeline<'scope>(
         })
     });
     let enriched = analysed.flat_map(|e| {
-        let whale = e.whale_alert().map(SinkRecord::Whale);
-        std::iter::once(SinkRecord::Trade(e)).chain(whale)
+        let whale = e.whale_alert().map(Output::Whale);
+        std::iter::once(Output::Trade(e)).chain(whale)
     });
     let candle_out = trades.event_time_candles(candles);
     let finals = candle_out.clone().flat_map(|c| match c {
@@ -130,19 +130,19 @@ pub fn trade_pipeline<'scope>(
         .candle_indicators();
     let indicators = with_indicators
         .clone()
-        .map(|(c, v)| SinkRecord::Indicators(Box::new(IndicatorRow::new(&c, v))));
+        .map(|(c, v)| Output::Indicators(Box::new(IndicatorRow::new(&c, v))));
     let features = with_indicators
         .map(|cv| FeatureInput::Candle(Box::new(cv)))
         .concat(whales)
         .ml_features(context)
-        .map(|f| SinkRecord::Features(Box::new(f)));
+        .map(|f| Output::Features(Box::new(f)));
     let mismatches = finals
         .concat(klines)
         .reconcile_klines(tick_ms, RECONCILE_HORIZON_MS, compare_trade_count)
-        .map(SinkRecord::Mismatch);
+        .map(Output::Mismatch);
     let candles = candle_out.map(|c| match c {
-        CandleOutput::Candle(c) => SinkRecord::Candle(c),
-        CandleOutput::Late(l) => SinkRecord::Late(l),
+        CandleOutput::Candle(c) => Output::Candle(c),
+        CandleOutput::Late(l) => Output::Late(l),
     });
     enriched
         .concat(candles)

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::model::{StreamKind, Symbol};
 use cryptoflow_sinks::console::ConsoleSink;
 use cryptoflow_sinks::jsonl::JsonlSink;
 use cryptoflow_sinks::postgres::resume_points;
 use cryptoflow_sinks::task::{CommitObserver, SinkSpec};
-use cryptoflow_sinks::{Sink, SinkError, SinkRecord};
+use cryptoflow_sinks::{Sink, SinkError};
 use cryptoflow_sources::kafka::{Durable, OffsetFeedback, WatermarkCap};
 use cryptoflow_sources::replay::ReplayOptions;
 use cryptoflow_sources::rest::RestConfig;
@@ -168,7 +169,7 @@ impl Sink for ObserverSink {
     fn name(&self) -> &'static str {
         "observer"
     }
-    async fn write(&mut self, _records: &[SinkRecord]) -> Result<(), SinkError> {
+    async fn write(&mut self, _records: &[Output]) -> Result<(), SinkError> {
         Ok(())
     }
 }

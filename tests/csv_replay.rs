@@ -5,16 +5,16 @@ mod common;
 use std::io::Write;
 
 use common::*;
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::model::{Candle, Event};
-use cryptoflow_sinks::SinkRecord;
 use cryptoflow_sources::binance::{decode_frame, Decoded};
 use cryptoflow_sources::replay::ReplayOptions;
 
-fn finals(recs: Vec<SinkRecord>) -> Vec<Candle> {
+fn finals(recs: Vec<Output>) -> Vec<Candle> {
     let mut v: Vec<Candle> = recs
         .into_iter()
         .filter_map(|r| match r {
-            SinkRecord::Candle(c) if c.is_final => Some(c),
+            Output::Candle(c) if c.is_final => Some(c),
             _ => None,
         })
         .collect();

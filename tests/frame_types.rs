@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use common::*;
 use cryptoflow::runtime::{run, Cluster, SourceSpec};
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::model::{Candle, Event, Side, Symbol, Trade};
-use cryptoflow_sinks::SinkRecord;
 use cryptoflow_sources::binance::{decode_frame, Decoded};
 use cryptoflow_sources::replay::ReplayOptions;
 
@@ -46,15 +46,15 @@ struct Out {
     finals: Vec<Candle>,
 }
 
-fn collect(recs: Vec<SinkRecord>) -> Out {
+fn collect(recs: Vec<Output>) -> Out {
     let mut out = Out {
         trades: Vec::new(),
         finals: Vec::new(),
     };
     for r in recs {
         match r {
-            SinkRecord::Trade(e) => out.trades.push(e.trade),
-            SinkRecord::Candle(c) if c.is_final => out.finals.push(c),
+            Output::Trade(e) => out.trades.push(e.trade),
+            Output::Candle(c) if c.is_final => out.finals.push(c),
             _ => {}
         }
     }
@@ -192,7 +192,7 @@ fn rest_items_replay_like_the_websocket_frames_carrying_them() {
             progress: false,
         },
         &Cluster::default(),
-        Some(Box::new(|_: &[SinkRecord], _: std::time::Instant| {})),
+        Some(Box::new(|_: &[Output], _: std::time::Instant| {})),
     )
     .expect_err("no symbol");
     let msg = format!("{err:#}");

@@ -13,8 +13,8 @@ use cryptoflow_operators::features::{catalogue_markdown, FeatureRow, CATALOGUE};
 use cryptoflow_operators::math::indicators::{Bar, IndicatorSet};
 use cryptoflow_operators::math::to_f64;
 use cryptoflow_operators::model::Candle;
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::model::Symbol;
-use cryptoflow_sinks::SinkRecord;
 use cryptoflow_sources::generate::{generate, GenerateOptions};
 use cryptoflow_sources::replay::ReplayOptions;
 
@@ -38,11 +38,11 @@ fn input() -> std::path::PathBuf {
     path
 }
 
-fn features(recs: &[SinkRecord]) -> Vec<FeatureRow> {
+fn features(recs: &[Output]) -> Vec<FeatureRow> {
     let mut f: Vec<FeatureRow> = recs
         .iter()
         .filter_map(|r| match r {
-            SinkRecord::Features(f) => Some((**f).clone()),
+            Output::Features(f) => Some((**f).clone()),
             _ => None,
         })
         .collect();
@@ -61,11 +61,11 @@ fn the_docs_catalogue_is_the_generated_one() {
     );
 }
 
-fn split(recs: &[SinkRecord]) -> (Vec<IndicatorRow>, Vec<Candle>) {
+fn split(recs: &[Output]) -> (Vec<IndicatorRow>, Vec<Candle>) {
     let mut ind: Vec<IndicatorRow> = recs
         .iter()
         .filter_map(|r| match r {
-            SinkRecord::Indicators(i) => Some((**i).clone()),
+            Output::Indicators(i) => Some((**i).clone()),
             _ => None,
         })
         .collect();
@@ -73,7 +73,7 @@ fn split(recs: &[SinkRecord]) -> (Vec<IndicatorRow>, Vec<Candle>) {
     let mut finals: Vec<Candle> = recs
         .iter()
         .filter_map(|r| match r {
-            SinkRecord::Candle(c) if c.is_final => Some(c.clone()),
+            Output::Candle(c) if c.is_final => Some(c.clone()),
             _ => None,
         })
         .collect();
@@ -106,7 +106,7 @@ async fn one_row_per_final_candle_same_on_two_workers_and_in_postgres() {
     let whales: Vec<(Symbol, i64)> = one
         .iter()
         .filter_map(|r| match r {
-            SinkRecord::Whale(w) => Some((w.trade.symbol, w.trade.ts_exchange)),
+            Output::Whale(w) => Some((w.trade.symbol, w.trade.ts_exchange)),
             _ => None,
         })
         .collect();

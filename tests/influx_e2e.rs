@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use common::*;
+use cryptoflow_operators::model::Output;
 use cryptoflow_sinks::influx::{InfluxApi, InfluxConfig, InfluxSink};
-use cryptoflow_sinks::{Sink, SinkRecord};
+use cryptoflow_sinks::Sink;
 use cryptoflow_sources::replay::ReplayOptions;
 
 fn influx_url() -> String {
@@ -200,14 +201,9 @@ async fn v2_api_request_shape_and_error_classes() {
     })
     .await
     .unwrap();
-    let some: Vec<SinkRecord> = recs
+    let some: Vec<Output> = recs
         .into_iter()
-        .filter(|r| {
-            matches!(
-                r,
-                SinkRecord::Trade(_) | SinkRecord::Whale(_) | SinkRecord::Candle(_)
-            )
-        })
+        .filter(|r| matches!(r, Output::Trade(_) | Output::Whale(_) | Output::Candle(_)))
         .take(500)
         .collect();
     sink.write(&some).await.unwrap();

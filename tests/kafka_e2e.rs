@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use cryptoflow::runtime::{run, Cluster, SourceSpec};
+use cryptoflow_operators::model::Output;
 use cryptoflow_sinks::kafka::Topics;
-use cryptoflow_sinks::SinkRecord;
 
 fn topics(suffix: &str) -> Topics {
     Topics {
@@ -46,7 +46,7 @@ async fn sink_publishes_every_record_and_a_python_client_validates_them() {
     assert!(ack.complete);
     let n_trades = records
         .iter()
-        .filter(|r| matches!(r, SinkRecord::Trade(_)))
+        .filter(|r| matches!(r, Output::Trade(_)))
         .count();
     let exp = expected();
     let exp_trades = exp["trades"].as_array().unwrap();
@@ -232,7 +232,7 @@ async fn source_sends_bad_input_to_the_dead_letter_topic_and_keeps_going() {
     let ids: HashSet<u64> = recs
         .iter()
         .filter_map(|r| match r {
-            SinkRecord::Trade(t) => Some(t.trade.trade_id),
+            Output::Trade(t) => Some(t.trade.trade_id),
             _ => None,
         })
         .collect();
@@ -243,7 +243,7 @@ async fn source_sends_bad_input_to_the_dead_letter_topic_and_keeps_going() {
     );
     assert_eq!(
         recs.iter()
-            .filter(|r| matches!(r, SinkRecord::Trade(_)))
+            .filter(|r| matches!(r, Output::Trade(_)))
             .count(),
         50
     );
@@ -273,11 +273,10 @@ async fn source_sends_bad_input_to_the_dead_letter_topic_and_keeps_going() {
 async fn consume_for(
     cfg: &cryptoflow::config::Config,
     secs: Duration,
-) -> (cryptoflow::runtime::RunReport, Vec<SinkRecord>) {
+) -> (cryptoflow::runtime::RunReport, Vec<Output>) {
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let g = got.clone();
-    let observer =
-        Box::new(move |recs: &[SinkRecord], _| g.lock().unwrap().extend_from_slice(recs));
+    let observer = Box::new(move |recs: &[Output], _| g.lock().unwrap().extend_from_slice(recs));
     let cfg = cfg.clone();
     let report = tokio::task::spawn_blocking(move || {
         let kafka = cfg.kafka_source();

@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 
 use common::*;
-use cryptoflow_sinks::SinkRecord;
+use cryptoflow_operators::model::Output;
 use cryptoflow_sources::replay::ReplayOptions;
 
 fn kline_frame(c: &serde_json::Value, high_override: Option<&str>) -> String {
@@ -59,7 +59,7 @@ fn one_corrupted_kline_is_one_mismatch() {
         let mismatches: Vec<_> = recs
             .iter()
             .filter_map(|r| {
-                if let SinkRecord::Mismatch(m) = r {
+                if let Output::Mismatch(m) = r {
                     Some(m)
                 } else {
                     None

@@ -101,7 +101,7 @@ fn paced_replay(
     input: PathBuf,
 ) -> std::thread::JoinHandle<(
     cryptoflow::runtime::RunReport,
-    Vec<cryptoflow_sinks::SinkRecord>,
+    Vec<cryptoflow_operators::model::Output>,
 )> {
     std::thread::spawn(move || {
         replay_collect(

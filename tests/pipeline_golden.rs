@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use common::*;
 use cryptoflow_operators::model::Candle;
-use cryptoflow_sinks::SinkRecord;
+use cryptoflow_operators::model::Output;
 use cryptoflow_sources::replay::ReplayOptions;
 
-struct Output {
+struct Outputs {
     /// (symbol, trade_id) → (moving average, is_whale)
     trades: BTreeMap<(String, u64), (String, bool)>,
     finals: Vec<Candle>,
@@ -21,7 +21,7 @@ struct Output {
     duplicates: u64,
 }
 
-fn run_with(workers: usize) -> Output {
+fn run_with(workers: usize) -> Outputs {
     let out = run_fixture("trades", workers);
     assert_eq!(
         out.errors, 2,
@@ -30,7 +30,7 @@ fn run_with(workers: usize) -> Output {
     out
 }
 
-fn run_fixture(name: &str, workers: usize) -> Output {
+fn run_fixture(name: &str, workers: usize) -> Outputs {
     let cfg = test_config(workers);
     let (report, recs) = replay_collect(
         &cfg,
@@ -39,7 +39,7 @@ fn run_fixture(name: &str, workers: usize) -> Output {
     );
     let replay = report.replay.unwrap();
     assert_eq!(report.decode_errors, replay.errors);
-    let mut out = Output {
+    let mut out = Outputs {
         trades: BTreeMap::new(),
         finals: Vec::new(),
         late: Vec::new(),
@@ -49,18 +49,18 @@ fn run_fixture(name: &str, workers: usize) -> Output {
     };
     for r in recs {
         match r {
-            SinkRecord::Trade(e) => {
+            Output::Trade(e) => {
                 let prev = out.trades.insert(
                     (e.trade.symbol.to_string(), e.trade.trade_id),
                     (e.moving_average.to_string(), e.is_whale),
                 );
                 assert!(prev.is_none(), "trade delivered twice");
             }
-            SinkRecord::Candle(c) if c.is_final => out.finals.push(c),
-            SinkRecord::Late(l) => out
+            Output::Candle(c) if c.is_final => out.finals.push(c),
+            Output::Late(l) => out
                 .late
                 .push((l.trade.symbol.to_string(), l.trade.trade_id)),
-            SinkRecord::Whale(_) => out.whales += 1,
+            Output::Whale(_) => out.whales += 1,
             _ => {}
         }
     }
@@ -104,7 +104,7 @@ fn repeated_trade_ids_count_once() {
     check_against_reference(&exp, one, two);
 }
 
-fn check_against_reference(exp: &serde_json::Value, one: Output, two: Output) {
+fn check_against_reference(exp: &serde_json::Value, one: Outputs, two: Outputs) {
     // Identical on 1 and 2 workers.
     assert_eq!(one.trades, two.trades);
     assert_eq!(one.finals, two.finals);

@@ -174,9 +174,10 @@ async fn missing_schema_is_a_clear_permanent_error() {
 
 #[tokio::test]
 async fn gaps_are_recorded_once() {
+    use cryptoflow_operators::model::Output;
     use cryptoflow_operators::model::{Gap, GapReason, StreamKind, Symbol, Venue};
     use cryptoflow_sinks::postgres::{PostgresConfig, PostgresSink};
-    use cryptoflow_sinks::{Sink, SinkRecord};
+    use cryptoflow_sinks::Sink;
     let url = fresh_database("gaps").await;
     migrate(&url).await.unwrap();
     let mut sink = PostgresSink::connect(&PostgresConfig {
@@ -186,7 +187,7 @@ async fn gaps_are_recorded_once() {
     .await
     .unwrap();
     let gap = |from: Option<u64>, to: Option<u64>, reason, refilled| {
-        SinkRecord::Gap(Gap {
+        Output::Gap(Gap {
             venue: Venue::Binance,
             symbol: Symbol::new("BTCUSDT").unwrap(),
             kind: StreamKind::Trade,

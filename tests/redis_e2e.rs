@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use common::fixture;
 use cryptoflow_operators::dataflow::EnrichedTrade;
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::model::{Candle, Interval, Side, Symbol, Trade, Venue};
 use cryptoflow_sinks::redis::{RedisConfig, RedisSink};
 use cryptoflow_sinks::task::{run_sink, TaskConfig};
-use cryptoflow_sinks::{Ack, Sink, SinkMsg, SinkRecord};
+use cryptoflow_sinks::{Ack, Sink, SinkMsg};
 use futures_util::StreamExt;
 
 fn env_or_panic(name: &str) -> String {
@@ -393,8 +394,8 @@ fn dec(s: &str) -> cryptoflow_operators::Decimal {
     s.parse().unwrap()
 }
 
-fn trade(id: u64, ts: i64, price: &str) -> SinkRecord {
-    SinkRecord::Trade(EnrichedTrade {
+fn trade(id: u64, ts: i64, price: &str) -> Output {
+    Output::Trade(EnrichedTrade {
         trade: Trade {
             venue: Venue::Binance,
             symbol: Symbol::new("BTCUSDT").unwrap(),
@@ -413,8 +414,8 @@ fn trade(id: u64, ts: i64, price: &str) -> SinkRecord {
     })
 }
 
-fn candle(open_time: i64, close: &str, is_final: bool) -> SinkRecord {
-    SinkRecord::Candle(Candle {
+fn candle(open_time: i64, close: &str, is_final: bool) -> Output {
+    Output::Candle(Candle {
         venue: Venue::Binance,
         symbol: Symbol::new("BTCUSDT").unwrap(),
         interval: Interval::MINUTE,
@@ -515,7 +516,7 @@ async fn the_server_keeps_the_newest_version() {
     ];
     // A forming update with fewer trades, delivered late, does not replace one with more.
     let forming = |close: &str, trade_count: u64| match candle(120_000, close, false) {
-        SinkRecord::Candle(c) => SinkRecord::Candle(Candle { trade_count, ..c }),
+        Output::Candle(c) => Output::Candle(Candle { trade_count, ..c }),
         _ => unreachable!(),
     };
     steps.push((

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig};
 use cryptoflow_operators::model::Event;
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::sentiment::SentimentModel;
-use cryptoflow_sinks::{SinkMsg, SinkRecord};
+use cryptoflow_sinks::SinkMsg;
 use cryptoflow_sources::kafka::WatermarkCap;
 use cryptoflow_sources::poll::driver::PollBatch;
 use cryptoflow_sources::EventBatch;
@@ -225,7 +226,7 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<u64> {
 /// sink's queue is full (backpressure). `count_trades` makes this operator release in-flight
 /// trades (set on exactly one sink).
 pub(crate) fn attach_sink(
-    records: StreamVec<'_, u64, SinkRecord>,
+    records: StreamVec<'_, u64, Output>,
     worker: usize,
     tx: mpsc::Sender<SinkMsg>,
     flow: Arc<Flow>,
@@ -235,7 +236,7 @@ pub(crate) fn attach_sink(
     records.sink(Pipeline, "Sink", move |(input, frontier)| {
         input.for_each_stamp(|cap, data| {
             let Some(&time) = cap.least() else { return };
-            let mut records: Vec<SinkRecord> = Vec::new();
+            let mut records: Vec<Output> = Vec::new();
             for batch in data {
                 if records.is_empty() {
                     std::mem::swap(&mut records, batch);
@@ -247,9 +248,9 @@ pub(crate) fn attach_sink(
             if count_trades {
                 for r in &records {
                     match r {
-                        SinkRecord::Trade(_) => trades += 1,
-                        SinkRecord::Late(l) => flow.ledger.update(flow.source, l.trade.symbol.as_str(), |c| c.late_events += 1),
-                        SinkRecord::Mismatch(m) => {
+                        Output::Trade(_) => trades += 1,
+                        Output::Late(l) => flow.ledger.update(flow.source, l.trade.symbol.as_str(), |c| c.late_events += 1),
+                        Output::Mismatch(m) => {
                             tracing::warn!(symbol = %m.symbol, interval = %m.interval, open_time = m.open_time, fields = ?m.fields, "Exchange kline disagrees with the candle computed from trades.");
                             flow.ledger.update(flow.source, m.symbol.as_str(), |c| c.kline_mismatches += 1)
                         }

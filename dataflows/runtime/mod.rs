@@ -22,9 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::model::{Event, RestoredContext};
 use cryptoflow_sinks::task::CommitObserver;
-use cryptoflow_sinks::{Ack, SinkMsg, SinkRecord};
+use cryptoflow_sinks::{Ack, SinkMsg};
 use cryptoflow_sources::ledger::Ledger;
 use cryptoflow_sources::poll::driver::{PollBatch, PollLink, PollMetrics, PollerStatus};
 use cryptoflow_sources::replay::ReplaySummary;
@@ -370,7 +371,7 @@ impl QualitySnapshots {
         }
         let quality = ledger.snapshot(cryptoflow_sources::now_ms());
         for tx in self.txs {
-            let records = quality.iter().cloned().map(SinkRecord::Quality).collect();
+            let records = quality.iter().cloned().map(Output::Quality).collect();
             let _ = rt.block_on(tx.send(SinkMsg::Data {
                 worker: 0,
                 time: 0,
@@ -383,10 +384,10 @@ impl QualitySnapshots {
 
 /// Sends a snapshot of `ledger` to every sink of `txs`; false once one is gone.
 async fn send_quality(txs: &[mpsc::Sender<SinkMsg>], ledger: &Ledger) -> bool {
-    let records: Vec<SinkRecord> = ledger
+    let records: Vec<Output> = ledger
         .snapshot(cryptoflow_sources::now_ms())
         .into_iter()
-        .map(SinkRecord::Quality)
+        .map(Output::Quality)
         .collect();
     for tx in txs {
         let msg = SinkMsg::Data {

@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use crate::record::SinkRecord;
 use crate::task::{Sink, SinkError};
+use cryptoflow_operators::model::Output;
 
 /// Console sink.
 #[derive(Debug, Default)]
@@ -15,9 +15,9 @@ pub struct ConsoleSink {
 }
 
 /// The console line for a record, if it gets one.
-pub fn console_line(r: &SinkRecord, show_forming: bool) -> Option<String> {
+pub fn console_line(r: &Output, show_forming: bool) -> Option<String> {
     match r {
-        SinkRecord::Candle(c) if c.is_final || show_forming => Some(format!(
+        Output::Candle(c) if c.is_final || show_forming => Some(format!(
             "CANDLE {} {} {} {} o={} h={} l={} c={} v={} vwap={} n={}{}",
             c.venue,
             c.symbol,
@@ -32,7 +32,7 @@ pub fn console_line(r: &SinkRecord, show_forming: bool) -> Option<String> {
             c.trade_count,
             if c.is_final { "" } else { " (forming)" }
         )),
-        SinkRecord::Whale(w) => Some(format!(
+        Output::Whale(w) => Some(format!(
             "WHALE {} {} id={} {} {} x {} = {} (threshold {}) at {}",
             w.trade.venue,
             w.trade.symbol,
@@ -44,7 +44,7 @@ pub fn console_line(r: &SinkRecord, show_forming: bool) -> Option<String> {
             w.threshold,
             w.trade.ts_exchange
         )),
-        SinkRecord::Gap(g) => Some(format!(
+        Output::Gap(g) => Some(format!(
             "GAP {} {} {} since={} until={} last_id={:?} reason={:?}",
             g.venue,
             g.symbol,
@@ -54,7 +54,7 @@ pub fn console_line(r: &SinkRecord, show_forming: bool) -> Option<String> {
             g.last_id,
             g.reason
         )),
-        SinkRecord::Late(l) => Some(format!(
+        Output::Late(l) => Some(format!(
             "LATE {} {} id={} ts={} missed candle {} {}",
             l.trade.venue,
             l.trade.symbol,
@@ -63,7 +63,7 @@ pub fn console_line(r: &SinkRecord, show_forming: bool) -> Option<String> {
             l.interval,
             l.candle_open_time
         )),
-        SinkRecord::Mismatch(m) => Some(format!(
+        Output::Mismatch(m) => Some(format!(
             "KLINE MISMATCH {} {} {} {} differs in {}",
             m.venue,
             m.symbol,
@@ -80,7 +80,7 @@ impl Sink for ConsoleSink {
         "console"
     }
 
-    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+    async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         if self.closed {
             return Ok(());
         }

@@ -22,8 +22,8 @@ use std::time::Duration;
 use cryptoflow_operators::math::to_f64;
 use cryptoflow_operators::model::{Candle, Millis, Trade};
 
-use crate::record::SinkRecord;
 use crate::task::{Sink, SinkError};
+use cryptoflow_operators::model::Output;
 
 const SINK: &str = "influx";
 
@@ -185,9 +185,9 @@ fn ms_ns(ms: Millis) -> i128 {
 }
 
 /// Appends the line-protocol lines of one record.
-pub fn lines(r: &SinkRecord, out: &mut String) {
+pub fn lines(r: &Output, out: &mut String) {
     match r {
-        SinkRecord::Trade(e) => trade_line(
+        Output::Trade(e) => trade_line(
             out,
             "trades",
             &e.trade,
@@ -197,16 +197,16 @@ pub fn lines(r: &SinkRecord, out: &mut String) {
                 e.is_whale
             ),
         ),
-        SinkRecord::Whale(w) => trade_line(
+        Output::Whale(w) => trade_line(
             out,
             "whales",
             &w.trade,
             &format!("notional={}", float(to_f64(w.notional))),
         ),
-        SinkRecord::Candle(c) => candle_line(c, out),
-        SinkRecord::Indicators(r) => indicators_line(r, out),
-        SinkRecord::Features(f) => features_line(f, out),
-        SinkRecord::SentimentWindow(w) => {
+        Output::Candle(c) => candle_line(c, out),
+        Output::Indicators(r) => indicators_line(r, out),
+        Output::Features(f) => features_line(f, out),
+        Output::SentimentWindow(w) => {
             // A window's later value overwrites its point (same series and time).
             let _ = writeln!(
                 out,
@@ -400,7 +400,7 @@ impl Sink for InfluxSink {
         SINK
     }
 
-    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+    async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let mut body = String::new();
         for r in records {
             lines(r, &mut body);

@@ -7,8 +7,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::record::SinkRecord;
 use crate::task::{Sink, SinkError};
+use cryptoflow_operators::model::Output;
 
 /// JSON-lines file sink.
 pub struct JsonlSink {
@@ -44,7 +44,7 @@ impl Sink for JsonlSink {
         "jsonl"
     }
 
-    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+    async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let err = |e: std::io::Error| SinkError::Permanent {
             sink: "jsonl",
             message: format!("{}: {e}", self.path.display()),

@@ -28,8 +28,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::now_ms;
-use crate::record::SinkRecord;
 use crate::task::{Sink, SinkError};
+use cryptoflow_operators::model::Output;
 
 const SINK: &str = "kafka";
 
@@ -436,9 +436,9 @@ fn gap_msg(g: &Gap) -> String {
 }
 
 /// Maps a record to its topic message (`None`: the record has no topic, e.g. ledger rows).
-pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoing<'a>> {
+pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'a>> {
     let (topic, key, payload, timestamp) = match record {
-        SinkRecord::Trade(e) => {
+        Output::Trade(e) => {
             let t = &e.trade;
             let agg = t.agg;
             let payload = json(&TradeMsg {
@@ -459,26 +459,26 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             });
             (&topics.trades, t.symbol.as_str(), payload, t.ts_exchange)
         }
-        SinkRecord::Candle(c) => (
+        Output::Candle(c) => (
             &topics.prices,
             c.symbol.as_str(),
             candle_msg(c),
             c.open_time,
         ),
-        SinkRecord::Whale(w) => (
+        Output::Whale(w) => (
             &topics.alerts,
             w.trade.symbol.as_str(),
             whale_msg(w),
             w.trade.ts_exchange,
         ),
-        SinkRecord::Mismatch(m) => (
+        Output::Mismatch(m) => (
             &topics.alerts,
             m.symbol.as_str(),
             mismatch_msg(m),
             m.open_time,
         ),
-        SinkRecord::Gap(g) => (&topics.events, g.symbol.as_str(), gap_msg(g), g.until),
-        SinkRecord::Late(l) => (
+        Output::Gap(g) => (&topics.events, g.symbol.as_str(), gap_msg(g), g.until),
+        Output::Late(l) => (
             &topics.events,
             l.trade.symbol.as_str(),
             json(&EventMsg::LateTrade {
@@ -492,7 +492,7 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             l.trade.ts_exchange,
         ),
-        SinkRecord::Indicators(r) => (
+        Output::Indicators(r) => (
             &topics.prices,
             r.symbol.as_str(),
             json(&IndicatorsMsg {
@@ -509,7 +509,7 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             r.open_time,
         ),
-        SinkRecord::Features(f) => (
+        Output::Features(f) => (
             &topics.features,
             f.symbol.as_str(),
             json(&FeaturesMsg {
@@ -525,7 +525,7 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             f.open_time,
         ),
-        SinkRecord::Sentiment(s) => (
+        Output::Sentiment(s) => (
             &topics.sentiment,
             s.coins.first().unwrap_or(&s.item_key).as_str(),
             json(&SentimentMsg {
@@ -535,7 +535,7 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             }),
             s.published_at,
         ),
-        SinkRecord::SentimentWindow(w) => (
+        Output::SentimentWindow(w) => (
             &topics.sentiment,
             w.coin.as_str(),
             json(&SentimentMsg {
@@ -546,7 +546,7 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a SinkRecord) -> Option<Outgoi
             w.window_end,
         ),
         // Polled items are stored by the SQL and JSON-lines sinks; no topic.
-        SinkRecord::Quality(_) | SinkRecord::Polled(_) => return None,
+        Output::Quality(_) | Output::Polled(_) => return None,
     };
     Some(Outgoing {
         topic,
@@ -709,7 +709,7 @@ impl Sink for KafkaSink {
         SINK
     }
 
-    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+    async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let messages: Vec<Outgoing<'_>> = records
             .iter()
             .filter_map(|r| outgoing(&self.topics, r))
@@ -749,7 +749,7 @@ mod tests {
             ts_received: 1_700_000_000_005,
             agg: None,
         };
-        let rec = SinkRecord::Trade(EnrichedTrade {
+        let rec = Output::Trade(EnrichedTrade {
             trade: t,
             moving_average: "67000.10".parse().expect("ma"),
             ema: Some(f64::NAN),

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - [`record`]: [`SinkRecord`], what the dataflow hands to sinks (the operators' `model::Output`).
+//! - [`record`]: `SinkRecord`, the former name of the rows sinks receive (now
+//!   `cryptoflow_operators::model::Output`).
 //! - [`task`]: the one sink task every sink runs in: bounded input, batching (size + linger),
 //!   retries with backoff for transient errors, and the "durable up to time t" ack.
 //! - [`postgres`]: PostgreSQL sink (idempotent UNNEST upserts, one transaction per flush) and

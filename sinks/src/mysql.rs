@@ -23,8 +23,8 @@ use mysql_async::{Opts, OptsBuilder, Pool, TxOpts, Value};
 use rust_decimal::Decimal;
 
 use crate::now_ms;
-use crate::record::{latest_candles, SinkRecord};
 use crate::task::{Sink, SinkError};
+use cryptoflow_operators::model::{latest_candles, Output};
 
 const SINK: &str = "mysql";
 
@@ -277,7 +277,7 @@ impl Sink for MySqlSink {
         })
     }
 
-    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+    async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let mut trades: BTreeMap<(Venue, Symbol), Vec<&EnrichedTrade>> = BTreeMap::new();
         let mut gaps: Vec<&Gap> = Vec::new();
         let mut quality: Vec<&DataQuality> = Vec::new();
@@ -288,21 +288,18 @@ impl Sink for MySqlSink {
         let mut features: Vec<&FeatureRow> = Vec::new();
         for r in records {
             match r {
-                SinkRecord::Trade(e) => trades
+                Output::Trade(e) => trades
                     .entry((e.trade.venue, e.trade.symbol))
                     .or_default()
                     .push(e),
-                SinkRecord::Gap(g) => gaps.push(g),
-                SinkRecord::Quality(q) => quality.push(q),
-                SinkRecord::Polled(p) => polled.push(p),
-                SinkRecord::Indicators(i) => indicators.push(i),
-                SinkRecord::Sentiment(x) => sentiment.push(x),
-                SinkRecord::SentimentWindow(w) => windows.push(w),
-                SinkRecord::Features(f) => features.push(f),
-                SinkRecord::Candle(_)
-                | SinkRecord::Whale(_)
-                | SinkRecord::Late(_)
-                | SinkRecord::Mismatch(_) => {}
+                Output::Gap(g) => gaps.push(g),
+                Output::Quality(q) => quality.push(q),
+                Output::Polled(p) => polled.push(p),
+                Output::Indicators(i) => indicators.push(i),
+                Output::Sentiment(x) => sentiment.push(x),
+                Output::SentimentWindow(w) => windows.push(w),
+                Output::Features(f) => features.push(f),
+                Output::Candle(_) | Output::Whale(_) | Output::Late(_) | Output::Mismatch(_) => {}
             }
         }
         let candles = latest_candles(records);

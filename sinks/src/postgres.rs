@@ -17,11 +17,11 @@ use rust_decimal::Decimal;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
-use crate::record::{latest_candles, SinkRecord};
 use crate::task::{Sink, SinkError};
 use cryptoflow_operators::dataflow::IndicatorRow;
 use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
+use cryptoflow_operators::model::{latest_candles, Output};
 use cryptoflow_operators::polled::Polled;
 use cryptoflow_operators::sentiment::windows::SentimentWindowRow;
 use cryptoflow_operators::sentiment::SentimentRow;
@@ -630,7 +630,7 @@ impl Sink for PostgresSink {
         })
     }
 
-    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+    async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let mut t = TradeCols::default();
         let mut g = GapCols::default();
         let mut quality: Vec<&cryptoflow_operators::model::DataQuality> = Vec::new();
@@ -641,7 +641,7 @@ impl Sink for PostgresSink {
         let mut features: Vec<&FeatureRow> = Vec::new();
         for r in records {
             match r {
-                SinkRecord::Trade(e) => {
+                Output::Trade(e) => {
                     let tr = &e.trade;
                     t.venue.push(tr.venue.as_str());
                     t.symbol.push(tr.symbol.as_str().to_string());
@@ -659,7 +659,7 @@ impl Sink for PostgresSink {
                     t.ma.push(e.moving_average);
                     t.ema.push(e.ema.filter(|x| x.is_finite()));
                 }
-                SinkRecord::Gap(gap) => {
+                Output::Gap(gap) => {
                     g.venue.push(gap.venue.as_str());
                     g.symbol.push(gap.symbol.as_str().to_string());
                     g.kind.push(gap.kind.as_str());
@@ -671,16 +671,13 @@ impl Sink for PostgresSink {
                     g.refilled.push(gap.refilled);
                     g.detail.push(gap.detail.clone());
                 }
-                SinkRecord::Quality(q) => quality.push(q),
-                SinkRecord::Polled(p) => polled.push(p),
-                SinkRecord::Indicators(i) => indicators.push(i),
-                SinkRecord::Sentiment(x) => sentiment.push(x),
-                SinkRecord::SentimentWindow(w) => windows.push(w),
-                SinkRecord::Features(f) => features.push(f),
-                SinkRecord::Candle(_)
-                | SinkRecord::Whale(_)
-                | SinkRecord::Late(_)
-                | SinkRecord::Mismatch(_) => {}
+                Output::Quality(q) => quality.push(q),
+                Output::Polled(p) => polled.push(p),
+                Output::Indicators(i) => indicators.push(i),
+                Output::Sentiment(x) => sentiment.push(x),
+                Output::SentimentWindow(w) => windows.push(w),
+                Output::Features(f) => features.push(f),
+                Output::Candle(_) | Output::Whale(_) | Output::Late(_) | Output::Mismatch(_) => {}
             }
         }
         let mut k = CandleCols::default();

@@ -45,8 +45,8 @@ use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow};
 use cryptoflow_operators::model::Candle;
 use cryptoflow_operators::sentiment::windows::SentimentWindowRow;
 
-use crate::record::SinkRecord;
 use crate::task::{Sink, SinkError};
+use cryptoflow_operators::model::Output;
 
 const SINK: &str = "redis";
 
@@ -304,7 +304,7 @@ fn versions(w: &StateWrite) -> Vec<i64> {
 
 /// Reduces a batch to the latest state write per key (the highest version; the later record
 /// on a tie, as the server's guard does) and the messages to publish.
-pub fn plan(records: &[SinkRecord], prefix: &str, publish: bool) -> Result<Plan, SinkError> {
+pub fn plan(records: &[Output], prefix: &str, publish: bool) -> Result<Plan, SinkError> {
     let mut latest: BTreeMap<String, StateWrite> = BTreeMap::new();
     let mut publishes = Vec::new();
     let mut keep = |w: StateWrite| {
@@ -321,7 +321,7 @@ pub fn plan(records: &[SinkRecord], prefix: &str, publish: bool) -> Result<Plan,
             }
         }
     };
-    let mut message = |channel: String, r: &SinkRecord| -> Result<(), SinkError> {
+    let mut message = |channel: String, r: &Output| -> Result<(), SinkError> {
         if publish {
             let payload = serde_json::to_string(r).map_err(|e| SinkError::Permanent {
                 sink: SINK,
@@ -333,8 +333,8 @@ pub fn plan(records: &[SinkRecord], prefix: &str, publish: bool) -> Result<Plan,
     };
     for r in records {
         match r {
-            SinkRecord::Trade(e) => keep(trade_write(prefix, e)),
-            SinkRecord::Candle(c) => {
+            Output::Trade(e) => keep(trade_write(prefix, e)),
+            Output::Candle(c) => {
                 keep(candle_write(prefix, c));
                 if c.is_final {
                     message(
@@ -343,7 +343,7 @@ pub fn plan(records: &[SinkRecord], prefix: &str, publish: bool) -> Result<Plan,
                     )?;
                 }
             }
-            SinkRecord::Indicators(row) => {
+            Output::Indicators(row) => {
                 keep(indicators_write(prefix, row));
                 message(
                     format!(
@@ -354,8 +354,8 @@ pub fn plan(records: &[SinkRecord], prefix: &str, publish: bool) -> Result<Plan,
                     r,
                 )?;
             }
-            SinkRecord::Whale(_) => message(format!("{prefix}whales"), r)?,
-            SinkRecord::SentimentWindow(w) => keep(sentiment_write(prefix, w)),
+            Output::Whale(_) => message(format!("{prefix}whales"), r)?,
+            Output::SentimentWindow(w) => keep(sentiment_write(prefix, w)),
             _ => {}
         }
     }
@@ -539,7 +539,7 @@ impl Sink for RedisSink {
         SINK
     }
 
-    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+    async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let plan = plan(records, &self.cfg.prefix, self.cfg.publish)?;
         if plan.writes.is_empty() && plan.publishes.is_empty() {
             return Ok(());
@@ -621,24 +621,19 @@ mod tests {
 
     #[test]
     fn trades_render_exact_decimals_and_reduce_to_the_latest_per_symbol() {
-        let mut recs: Vec<SinkRecord> = (1..=10_000u64)
+        let mut recs: Vec<Output> = (1..=10_000u64)
             .map(|i| {
                 let sym = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"][(i % 4) as usize];
-                SinkRecord::Trade(trade(sym, i, 1_700_000_000_000 + i as i64, "1.0"))
+                Output::Trade(trade(sym, i, 1_700_000_000_000 + i as i64, "1.0"))
             })
             .collect();
         // The last BTCUSDT trade, with a price whose scale must survive.
         let mut last = trade("BTCUSDT", 10_004, 1_700_000_010_004, "42995.2600");
         last.ema = Some(42990.5);
         last.is_whale = true;
-        recs.push(SinkRecord::Trade(last));
+        recs.push(Output::Trade(last));
         // An older trade after it (a redelivery) does not win.
-        recs.push(SinkRecord::Trade(trade(
-            "BTCUSDT",
-            3,
-            1_700_000_000_003,
-            "9",
-        )));
+        recs.push(Output::Trade(trade("BTCUSDT", 3, 1_700_000_000_003, "9")));
         let p = plan(&recs, "cf:", true).expect("plan");
         assert_eq!(p.writes.len(), 4, "one write per symbol");
         assert!(p.publishes.is_empty());
@@ -732,7 +727,7 @@ mod tests {
             ),
         ];
         for (updates, (open_time, close, is_final), messages) in table {
-            let recs: Vec<SinkRecord> = updates.into_iter().map(SinkRecord::Candle).collect();
+            let recs: Vec<Output> = updates.into_iter().map(Output::Candle).collect();
             let p = plan(&recs, "x:", true).expect("plan");
             assert_eq!(p.writes.len(), 1);
             let w = &p.writes[0];
@@ -792,7 +787,7 @@ mod tests {
             threshold: d("100000"),
         };
         let window = |span: &str, end: i64, mean: f64| {
-            SinkRecord::SentimentWindow(Box::new(SentimentWindowRow {
+            Output::SentimentWindow(Box::new(SentimentWindowRow {
                 coin: "BTC".into(),
                 model: "vader-3.3.2+crypto".into(),
                 span: span.into(),
@@ -804,8 +799,8 @@ mod tests {
             }))
         };
         let recs = vec![
-            SinkRecord::Indicators(Box::new(row.clone())),
-            SinkRecord::Whale(whale.clone()),
+            Output::Indicators(Box::new(row.clone())),
+            Output::Whale(whale.clone()),
             window("1h", 3_600_000, 0.1),
             window("24h", 86_400_000, -0.2),
             window("1h", 3_300_000, 0.9),
@@ -860,11 +855,11 @@ mod tests {
         );
         assert_eq!(
             p.publishes[1].payload,
-            serde_json::to_string(&SinkRecord::Whale(whale)).expect("json")
+            serde_json::to_string(&Output::Whale(whale)).expect("json")
         );
         assert_eq!(
             p.publishes[0].payload,
-            serde_json::to_string(&SinkRecord::Indicators(Box::new(row))).expect("json")
+            serde_json::to_string(&Output::Indicators(Box::new(row))).expect("json")
         );
         // publish = false: state only.
         assert!(plan(&recs, "cf:", false)

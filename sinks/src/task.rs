@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::record::SinkRecord;
+use cryptoflow_operators::model::Output;
 
 /// A message from a worker to a sink task.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub enum SinkMsg {
         /// Timely time.
         time: u64,
         /// The records.
-        records: Vec<SinkRecord>,
+        records: Vec<Output>,
     },
     /// The worker's frontier: no later record will have a time before it (`None`: finished).
     Progress {
@@ -88,10 +88,7 @@ pub trait Sink: Send + 'static {
     /// Short name for logs and errors.
     fn name(&self) -> &'static str;
     /// Writes one batch durably (one transaction where the destination has them).
-    fn write(
-        &mut self,
-        records: &[SinkRecord],
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn write(&mut self, records: &[Output]) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// Another writer to the same destination for parallel flushes (`None`: flushes stay
     /// sequential). Only sinks whose writes commute may return one.
     fn fork(&self) -> Option<Self>
@@ -160,10 +157,10 @@ impl Default for TaskConfig {
 }
 
 /// Called after each committed flush with its records and the commit instant.
-pub type CommitObserver = Box<dyn FnMut(&[SinkRecord], Instant) + Send>;
+pub type CommitObserver = Box<dyn FnMut(&[Output], Instant) + Send>;
 
 /// What a finished flush hands back: its writer, its records and how often it was retried.
-type FlushResult<S> = Result<(S, Vec<SinkRecord>, u32), SinkError>;
+type FlushResult<S> = Result<(S, Vec<Output>, u32), SinkError>;
 
 /// A flush in flight: the frontier snapshot it makes durable, and the write itself.
 struct InFlight<S> {
@@ -196,7 +193,7 @@ pub async fn run_sink<S: Sink>(
     // Per worker: the frontier received so far (durable once the flushes before it commit).
     let mut seen: Vec<Option<Option<u64>>> = vec![None; workers.max(1)];
     let mut ack = Ack::default();
-    let mut batch: Vec<SinkRecord> = Vec::with_capacity(cfg.max_batch);
+    let mut batch: Vec<Output> = Vec::with_capacity(cfg.max_batch);
     let mut idle: Vec<S> = Vec::new();
     for _ in 1..cfg.parallelism.max(1) {
         match sink.fork() {
@@ -317,7 +314,7 @@ fn committed<S>(
     Ok(writer)
 }
 
-fn absorb(msg: SinkMsg, batch: &mut Vec<SinkRecord>, seen: &mut [Option<Option<u64>>]) {
+fn absorb(msg: SinkMsg, batch: &mut Vec<Output>, seen: &mut [Option<Option<u64>>]) {
     match msg {
         SinkMsg::Data { records, .. } => batch.extend(records),
         SinkMsg::Progress { worker, frontier } => {
@@ -330,7 +327,7 @@ fn absorb(msg: SinkMsg, batch: &mut Vec<SinkRecord>, seen: &mut [Option<Option<u
 
 async fn write_with_retry<S: Sink>(
     sink: &mut S,
-    batch: &[SinkRecord],
+    batch: &[Output],
     cfg: &TaskConfig,
 ) -> Result<u32, SinkError> {
     let mut delay = cfg.retry_initial;
@@ -369,7 +366,7 @@ mod tests {
         fn name(&self) -> &'static str {
             "flaky"
         }
-        async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
             self.calls += 1;
             if self.calls <= self.fail_first {
                 return Err(SinkError::Transient {
@@ -382,9 +379,9 @@ mod tests {
         }
     }
 
-    fn gap() -> SinkRecord {
+    fn gap() -> Output {
         use cryptoflow_operators::model::*;
-        SinkRecord::Gap(Gap {
+        Output::Gap(Gap {
             venue: Venue::Binance,
             symbol: Symbol::new("BTCUSDT").unwrap(),
             kind: StreamKind::Trade,
@@ -464,7 +461,7 @@ mod tests {
         fn fork(&self) -> Option<Self> {
             Some(self.clone())
         }
-        async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
             let call = {
                 let mut c = self.calls.lock().unwrap();
                 *c += 1;
@@ -537,7 +534,7 @@ mod tests {
             fn name(&self) -> &'static str {
                 "broken"
             }
-            async fn write(&mut self, _: &[SinkRecord]) -> Result<(), SinkError> {
+            async fn write(&mut self, _: &[Output]) -> Result<(), SinkError> {
                 Err(SinkError::Permanent {
                     sink: "broken",
                     message: "table missing".into(),

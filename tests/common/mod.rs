@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use cryptoflow::config::Config;
 use cryptoflow::runtime::{run, Cluster, RunReport, SourceSpec};
+use cryptoflow_operators::model::Output;
 use cryptoflow_operators::Decimal;
-use cryptoflow_sinks::SinkRecord;
 use cryptoflow_sources::replay::ReplayOptions;
 
 pub fn fixture(rel: &str) -> PathBuf {
@@ -65,10 +65,10 @@ pub fn replay_collect(
     cfg: &Config,
     files: Vec<PathBuf>,
     opts: ReplayOptions,
-) -> (RunReport, Vec<SinkRecord>) {
+) -> (RunReport, Vec<Output>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
-    let observer = Box::new(move |recs: &[SinkRecord], _at: std::time::Instant| {
+    let observer = Box::new(move |recs: &[Output], _at: std::time::Instant| {
         g.lock().unwrap().extend_from_slice(recs)
     });
     let report = run(
@@ -210,12 +210,12 @@ pub async fn fresh_mysql_database(prefix: &str) -> String {
 }
 
 /// [`replay_collect`] of the Binance fixture, from async tests (the run blocks its thread).
-pub async fn replay_fixture(cfg: &Config) -> (RunReport, Vec<SinkRecord>) {
+pub async fn replay_fixture(cfg: &Config) -> (RunReport, Vec<Output>) {
     replay_named_fixture(cfg, "trades").await
 }
 
 /// Replays `tests/fixtures/binance/NAME.jsonl` on a blocking thread.
-pub async fn replay_named_fixture(cfg: &Config, name: &str) -> (RunReport, Vec<SinkRecord>) {
+pub async fn replay_named_fixture(cfg: &Config, name: &str) -> (RunReport, Vec<Output>) {
     let cfg = cfg.clone();
     let file = fixture(&format!("binance/{name}.jsonl"));
     tokio::task::spawn_blocking(move || replay_collect(&cfg, vec![file], ReplayOptions::default()))
