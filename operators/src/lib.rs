@@ -11,6 +11,7 @@
 //! - [`dataflow`]: timely extension traits that shard by symbol and wrap the math.
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod dataflow;
 pub mod features;
 pub mod math;
