@@ -12,8 +12,8 @@
 //! back in lockstep. After a success the caller calls [`Backoff::reset`]: the next failure starts
 //! over at `initial`.
 //!
-//! A delay the server asked for (`Retry-After`) wins over the drawn one:
-//! [`Backoff::next_delay_or`].
+//! A delay the server asked for (`Retry-After`) wins over the drawn one: the caller waits that
+//! instead, still calling [`Backoff::next_delay`] so the failure counts.
 //!
 //! This module only computes delays; the callers sleep (on tokio, in the sources and sinks), so
 //! it needs no runtime.
@@ -144,13 +144,6 @@ impl<R: RandomSource> Backoff<R> {
         Duration::from_nanos(floor + offset)
     }
 
-    /// Counts a failure like [`next_delay`](Self::next_delay), but a delay the server asked for
-    /// (`told`, e.g. from `Retry-After`) is returned as it is instead of the drawn one.
-    pub fn next_delay_or(&mut self, told: Option<Duration>) -> Duration {
-        let drawn = self.next_delay();
-        told.unwrap_or(drawn)
-    }
-
     /// Back to `initial` after a success.
     pub fn reset(&mut self) {
         self.ceiling = self.initial.min(self.max);
@@ -264,17 +257,6 @@ mod tests {
         let got: Vec<Duration> = (0..4).map(|_| b.next_delay()).collect();
         let want = [94_165_541, 143_152_800, 205_286_754, 394_176_396].map(Duration::from_nanos);
         assert_eq!(got, want);
-    }
-
-    #[test]
-    fn a_server_delay_wins_and_still_counts_as_a_failure() {
-        let mut b = Backoff::with_source(ms(100), ms(1000), || 0);
-        assert_eq!(
-            b.next_delay_or(Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
-        assert_eq!(b.ceiling(), ms(200));
-        assert_eq!(b.next_delay_or(None), ms(100));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cryptoflow_operators::backoff::Backoff;
 use cryptoflow_operators::model::{Event, Gap, GapReason, StreamKind, Symbol, Venue};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
@@ -1113,7 +1114,8 @@ fn log_readiness(note: Option<ReadinessNote>, cfg: &KafkaSourceConfig) {
     }
 }
 
-/// Produces one dead letter, retrying until the broker has it (or shutdown).
+/// Produces one dead letter, retrying until the broker has it (or shutdown), with the shared
+/// backoff from 100 ms doubling up to 5 s.
 async fn dead_letter(
     producer: &FutureProducer,
     topic: &str,
@@ -1122,7 +1124,7 @@ async fn dead_letter(
     headers: OwnedHeaders,
     shutdown: &watch::Receiver<bool>,
 ) {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let mut rec = FutureRecord::to(topic)
             .payload(payload)
@@ -1133,12 +1135,13 @@ async fn dead_letter(
         match producer.send(rec, Duration::from_secs(5)).await {
             Ok(_) => return,
             Err((e, _)) => {
-                tracing::warn!(source = SOURCE, topic, error = %e, "Cannot write a dead letter; retrying.");
                 if *shutdown.borrow() {
+                    tracing::warn!(source = SOURCE, topic, error = %e, "Cannot write a dead letter; stopping.");
                     return;
                 }
+                let delay = backoff.next_delay();
+                tracing::warn!(source = SOURCE, topic, error = %e, ?delay, "Cannot write a dead letter; retrying.");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
