@@ -13,6 +13,9 @@
 //!   only once every sink acknowledged the outputs (and their candles are final); dead letters.
 //! - [`poll`]: the poll driver's parts shared by every poller: schedules (interval, cron in a time
 //!   zone), circuit breaker, rate limiter, `Retry-After`, the polite HTTP fetcher.
+//! - [`progress`]: what a source and the runtime tell each other: the source's bound on event
+//!   time ([`WatermarkCap`](progress::WatermarkCap)) and the sinks' least ack
+//!   ([`Durable`](progress::Durable)).
 //! - [`record`]: writes frames with their receive time in the format `replay` reads back.
 //! - [`generate`]: deterministic synthetic Binance trade payloads.
 //! - [`sequencer`]: id-gap, duplicate and out-of-order detection per stream.
@@ -27,6 +30,7 @@ pub mod generate;
 pub mod kafka;
 pub mod ledger;
 pub mod poll;
+pub mod progress;
 pub mod record;
 pub mod replay;
 pub mod rest;

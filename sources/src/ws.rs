@@ -22,8 +22,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+pub use crate::binance::set_venue;
 use crate::binance::{decode_frame, Control, Decoded};
-use crate::kafka::WatermarkCap;
+use crate::progress::WatermarkCap;
 use crate::rest::{BinanceRest, RestConfig, RestError};
 use crate::sequencer::{Sequencer, Verdict};
 use crate::spill::SpillQueue;
@@ -1228,16 +1229,6 @@ fn on_refill(
         );
     }
     emit_trades(venue, key, all, stats, out);
-}
-
-/// Puts `venue` on a decoded market event (the decoders know the payload, the source its venue).
-pub fn set_venue(e: &mut Event, venue: Venue) {
-    match e {
-        Event::Trade(t) => t.venue = venue,
-        Event::Kline(k) => k.venue = venue,
-        Event::Gap(g) => g.venue = venue,
-        Event::Polled(_) | Event::Context(_) => {}
-    }
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@ use super::fetch::{FetchError, FetchStats, Fetched};
 use super::schedule::Schedule;
 use super::state::{PollState, StateError};
 use super::BreakerState;
-use crate::kafka::Durable;
 use crate::ledger::Ledger;
+use crate::progress::Durable;
 
 /// Items of one poller handed to the feeding worker; it answers with the dataflow time the items
 /// were fed at (they are durable once every sink's ack passes it).
