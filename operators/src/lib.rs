@@ -22,6 +22,7 @@
 //!   [`model::polled`]).
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod dataflow;
 pub mod features;
 pub mod math;

@@ -10,10 +10,14 @@
 //! Batching: a flush starts as soon as the task is idle ("commit at once when idle"); while a
 //! flush runs, new records queue and the next flush takes all of them (up to `max_batch`), so
 //! batches grow only under pressure. An optional `linger` waits for more records first.
+//!
+//! Retries: a flush that fails with a retryable error is tried again after a [`Backoff`] delay
+//! (from `retry_initial` doubling up to `retry_max`, equal jitter), starting over for every batch.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use cryptoflow_operators::backoff::Backoff;
 use tokio::sync::{mpsc, watch};
 
 use cryptoflow_operators::model::Output;
@@ -133,9 +137,10 @@ pub struct TaskConfig {
     pub max_batch: usize,
     /// Extra wait for more records before a flush (zero: flush as soon as idle).
     pub linger: Duration,
-    /// First retry delay.
+    /// First retry delay (the ceiling of the first wait, which is drawn from its upper half; see
+    /// [`Backoff`]).
     pub retry_initial: Duration,
-    /// Largest retry delay.
+    /// Largest retry delay: the ceiling stops doubling here.
     pub retry_max: Duration,
     /// Give up after this many consecutive transient failures (`None`: never).
     pub max_retries: Option<u32>,
@@ -325,12 +330,14 @@ fn absorb(msg: SinkMsg, batch: &mut Vec<Output>, seen: &mut [Option<Option<u64>>
     }
 }
 
+/// Writes `batch`, retrying retryable errors with backoff (up to `max_retries`); the number of
+/// failed attempts on success.
 async fn write_with_retry<S: Sink>(
     sink: &mut S,
     batch: &[Output],
     cfg: &TaskConfig,
 ) -> Result<u32, SinkError> {
-    let mut delay = cfg.retry_initial;
+    let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
     let mut failures = 0u32;
     loop {
         match sink.write(batch).await {
@@ -342,9 +349,9 @@ async fn write_with_retry<S: Sink>(
             }
             Err(e) if e.is_retryable() && cfg.max_retries.is_none_or(|m| failures < m) => {
                 failures += 1;
+                let delay = backoff.next_delay();
                 tracing::warn!(sink = sink.name(), failures, ?delay, error = %e, "Flush failed; retrying.");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(cfg.retry_max);
             }
             Err(e) => return Err(e),
         }
@@ -394,6 +401,45 @@ mod tests {
             refilled: false,
             detail: String::new(),
         })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_wait_the_backoff_and_stop_at_max_retries() {
+        let cfg = TaskConfig {
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_millis(300),
+            max_retries: Some(3),
+            ..TaskConfig::default()
+        };
+        // Three failures, then success: waits drawn from [50, 100], [100, 200] and [150, 300] ms.
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let mut sink = Flaky {
+            fail_first: 3,
+            calls: 0,
+            got: got.clone(),
+        };
+        let t = tokio::time::Instant::now();
+        assert_eq!(
+            write_with_retry(&mut sink, &[gap()], &cfg).await.unwrap(),
+            3
+        );
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited <= Duration::from_millis(600),
+            "{waited:?}"
+        );
+        assert_eq!(*got.lock().unwrap(), vec![1]);
+        // A fourth failure is one too many: the error comes back after three retries.
+        let mut sink = Flaky {
+            fail_first: 4,
+            calls: 0,
+            got: got.clone(),
+        };
+        let err = write_with_retry(&mut sink, &[gap()], &cfg)
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(sink.calls, 4);
     }
 
     #[tokio::test(start_paused = true)]

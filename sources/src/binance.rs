@@ -27,6 +27,16 @@ use cryptoflow_operators::model::{
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+/// Puts `venue` on a decoded market event (the decoders know the payload, the source its venue).
+pub fn set_venue(e: &mut Event, venue: Venue) {
+    match e {
+        Event::Trade(t) => t.venue = venue,
+        Event::Kline(k) => k.venue = venue,
+        Event::Gap(g) => g.venue = venue,
+        Event::Polled(_) | Event::Context(_) => {}
+    }
+}
+
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

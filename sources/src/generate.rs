@@ -53,30 +53,9 @@ const NAMED: [(&str, f64, u32); 10] = [
     ("LINKUSDT", 15.2, 2),
 ];
 
-/// SplitMix64: small, fast, and fully specified, so output is stable across versions.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// Seeds the generator.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    pub fn next_f64(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-}
+/// The generator's pseudo-random sequence (shared with the retry backoff, so one generator is
+/// specified in one place).
+pub use cryptoflow_operators::backoff::SplitMix64;
 
 struct SymState {
     name: String,

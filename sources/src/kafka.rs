@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cryptoflow_operators::backoff::Backoff;
 use cryptoflow_operators::model::{Event, Gap, GapReason, StreamKind, Symbol, Venue};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
@@ -45,7 +46,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use crate::binance::{decode_frame, Decoded};
+use crate::binance::{decode_frame, set_venue, Decoded};
+pub use crate::progress::{Durable, WatermarkCap};
 use crate::sequencer::{Sequencer, Verdict};
 use crate::stats::{SourceHealth, SourceStats};
 use crate::EventBatch;
@@ -92,71 +94,6 @@ pub struct OffsetFeedback {
     pub durable: watch::Receiver<Durable>,
     /// Event-time bound for the watermark, kept up to date by the source.
     pub cap: WatermarkCap,
-}
-
-/// Event-time bound shared with the feeding worker: the watermark never passes the least, over
-/// partitions still delivering, of the newest exchange time read from each (`i64::MAX`: no bound,
-/// every partition is idle, and only then may the wall clock move an idle watermark). Without it,
-/// one partition read ahead of another, or a pause for a rebalance while a backlog waits, would
-/// make trades late.
-///
-/// Each batch carries the bound computed when it was assembled (a later batch's bound could be
-/// ahead of what the earlier one's slower partition has delivered), plus a latest value for the
-/// idle check between batches.
-#[derive(Debug, Clone)]
-pub struct WatermarkCap {
-    latest: Arc<std::sync::atomic::AtomicI64>,
-    per_batch: Arc<Mutex<VecDeque<(i64, i64)>>>,
-}
-
-impl Default for WatermarkCap {
-    fn default() -> Self {
-        WatermarkCap {
-            latest: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
-            per_batch: Arc::default(),
-        }
-    }
-}
-
-impl WatermarkCap {
-    /// The source: the bounds of the batch it is about to send (call before sending it): the one
-    /// before its first message (for the watermark inside the batch, whose messages of a slow
-    /// partition may come after those of a fast one) and the one after its last.
-    pub fn for_batch(&self, before: i64, after: i64) {
-        if let Ok(mut q) = self.per_batch.lock() {
-            q.push_back((before, after));
-        }
-        self.set_latest(after);
-    }
-
-    /// The source: the bound now, between batches.
-    pub fn set_latest(&self, cap: i64) {
-        self.latest.store(cap, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// The feeding worker: the bounds (inside, after) of the batch it just received (in send
-    /// order).
-    pub fn next_batch(&self) -> (i64, i64) {
-        self.per_batch
-            .lock()
-            .ok()
-            .and_then(|mut q| q.pop_front())
-            .unwrap_or_else(|| (self.latest(), self.latest()))
-    }
-
-    /// The bound now (`i64::MAX`: none; an idle watermark may follow the wall clock).
-    pub fn latest(&self) -> i64 {
-        self.latest.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-/// The least ack over all sinks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Durable {
-    /// Everything before this tick is durable in every sink.
-    pub before: Option<u64>,
-    /// Every sink has finished and committed everything.
-    pub complete: bool,
 }
 
 /// Newest exchange time per partition, when the partition last delivered (or was assigned), on
@@ -675,7 +612,7 @@ impl Decoder {
     ) -> Result<(), crate::binance::DecodeError> {
         let decoded = match decode_frame(text, ts_received)? {
             Decoded::Event(mut e) => {
-                crate::ws::set_venue(&mut e, venue);
+                set_venue(&mut e, venue);
                 Decoded::Event(e)
             }
             other => other,
@@ -1113,7 +1050,8 @@ fn log_readiness(note: Option<ReadinessNote>, cfg: &KafkaSourceConfig) {
     }
 }
 
-/// Produces one dead letter, retrying until the broker has it (or shutdown).
+/// Produces one dead letter, retrying until the broker has it (or shutdown), with the shared
+/// backoff from 100 ms doubling up to 5 s.
 async fn dead_letter(
     producer: &FutureProducer,
     topic: &str,
@@ -1122,7 +1060,7 @@ async fn dead_letter(
     headers: OwnedHeaders,
     shutdown: &watch::Receiver<bool>,
 ) {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let mut rec = FutureRecord::to(topic)
             .payload(payload)
@@ -1133,12 +1071,13 @@ async fn dead_letter(
         match producer.send(rec, Duration::from_secs(5)).await {
             Ok(_) => return,
             Err((e, _)) => {
-                tracing::warn!(source = SOURCE, topic, error = %e, "Cannot write a dead letter; retrying.");
                 if *shutdown.borrow() {
+                    tracing::warn!(source = SOURCE, topic, error = %e, "Cannot write a dead letter; stopping.");
                     return;
                 }
+                let delay = backoff.next_delay();
+                tracing::warn!(source = SOURCE, topic, error = %e, ?delay, "Cannot write a dead letter; retrying.");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }

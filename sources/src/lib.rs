@@ -4,14 +4,18 @@
 //!
 //! - [`binance`]: Binance wire types (private) and decoders for WebSocket frames, REST items and
 //!   the public CSV dumps.
-//! - [`ws`]: the Binance WebSocket client: combined streams, pings, reconnects with backoff and
-//!   jitter, in-band [`Gap`](cryptoflow_operators::model::Gap) events.
+//! - [`ws`]: the Binance WebSocket client: combined streams, pings, reconnects with the shared
+//!   [`Backoff`](cryptoflow_operators::backoff::Backoff), in-band
+//!   [`Gap`](cryptoflow_operators::model::Gap) events.
 //! - [`replay`]: reads recorded captures (JSON lines, optionally gzip) and CSV dumps, paced or
 //!   as fast as possible, streaming the file.
 //! - [`kafka`]: the Kafka source: raw Binance payloads with a consumer group, offsets committed
 //!   only once every sink acknowledged the outputs (and their candles are final); dead letters.
 //! - [`poll`]: the poll driver's parts shared by every poller: schedules (interval, cron in a time
-//!   zone), backoff with jitter, circuit breaker, rate limiter, `Retry-After`.
+//!   zone), circuit breaker, rate limiter, `Retry-After`, the polite HTTP fetcher.
+//! - [`progress`]: what a source and the runtime tell each other: the source's bound on event
+//!   time ([`WatermarkCap`](progress::WatermarkCap)) and the sinks' least ack
+//!   ([`Durable`](progress::Durable)).
 //! - [`record`]: writes frames with their receive time in the format `replay` reads back.
 //! - [`generate`]: deterministic synthetic Binance trade payloads.
 //! - [`sequencer`]: id-gap, duplicate and out-of-order detection per stream.
@@ -26,6 +30,7 @@ pub mod generate;
 pub mod kafka;
 pub mod ledger;
 pub mod poll;
+pub mod progress;
 pub mod record;
 pub mod replay;
 pub mod rest;

@@ -549,7 +549,7 @@ where
         let event = match decoded {
             Ok(Decoded::Event(mut e)) => {
                 if let Some(v) = venue {
-                    crate::ws::set_venue(&mut e, v);
+                    crate::binance::set_venue(&mut e, v);
                 }
                 if let Event::Trade(t) = &mut e {
                     if t.ts_received == 0 {

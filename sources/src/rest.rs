@@ -7,11 +7,15 @@
 //! `used + w` stays within `weight_budget_per_minute` (`used` is the larger of its own count and
 //! the server's `X-MBX-USED-WEIGHT-1M` header) and otherwise waits for the next minute. A `429`
 //! (or `418`) response is honoured by waiting `Retry-After` seconds before trying again, so the
-//! client never keeps hammering a server that asked it to stop. Other `4xx` answers mean the
-//! range cannot be refilled (too old, unknown symbol): the caller records an explicit gap.
+//! client never keeps hammering a server that asked it to stop. Transport errors and `5xx`
+//! answers are retried up to `max_attempts` times with the shared [`Backoff`] (from
+//! `backoff_initial` doubling up to `backoff_max`, equal jitter; every request starts over). Other
+//! `4xx` answers mean the range cannot be refilled (too old, unknown symbol): the caller records an
+//! explicit gap.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cryptoflow_operators::backoff::Backoff;
 use cryptoflow_operators::model::{AggIds, Side, StreamKind, Symbol, Trade, Venue};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -33,6 +37,10 @@ pub struct RestConfig {
     pub api_key: Option<String>,
     /// Attempts per request for transport errors and 5xx answers.
     pub max_attempts: u32,
+    /// First wait before retrying a request (drawn from its upper half).
+    pub backoff_initial: Duration,
+    /// Largest wait before retrying a request.
+    pub backoff_max: Duration,
     /// Request timeout.
     pub timeout: Duration,
 }
@@ -46,6 +54,8 @@ impl Default for RestConfig {
             weight_window: Duration::from_secs(60),
             api_key: None,
             max_attempts: 5,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
             timeout: Duration::from_secs(10),
         }
     }
@@ -154,6 +164,7 @@ pub struct BinanceRest {
     cfg: RestConfig,
     minute: u64,
     used: u32,
+    backoff: Backoff,
     /// Requests sent (all attempts).
     pub requests: u64,
 }
@@ -179,6 +190,7 @@ impl BinanceRest {
             .map_err(|e| RestError::Unavailable(e.to_string()))?;
         Ok(BinanceRest {
             minute: current_window(cfg.weight_window).0,
+            backoff: Backoff::new(cfg.backoff_initial, cfg.backoff_max),
             client,
             cfg,
             used: 0,
@@ -223,7 +235,7 @@ impl BinanceRest {
             limit.clamp(1, 1000)
         );
         let mut attempt = 0u32;
-        let mut backoff = Duration::from_millis(200);
+        self.backoff.reset();
         loop {
             attempt += 1;
             self.reserve(weight).await;
@@ -235,9 +247,9 @@ impl BinanceRest {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) if attempt < self.cfg.max_attempts => {
-                    tracing::warn!(source = "binance-rest", attempt, error = %e, "Request failed; retrying.");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    let delay = self.backoff.next_delay();
+                    tracing::warn!(source = "binance-rest", attempt, error = %e, ?delay, "Request failed; retrying.");
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
                 Err(e) => return Err(RestError::Unavailable(e.to_string())),
@@ -273,8 +285,15 @@ impl BinanceRest {
                 .map_err(|e| RestError::Unavailable(e.to_string()))?;
             if (500..600).contains(&status) {
                 if attempt < self.cfg.max_attempts {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    let delay = self.backoff.next_delay();
+                    tracing::warn!(
+                        source = "binance-rest",
+                        attempt,
+                        status,
+                        ?delay,
+                        "Server error; retrying."
+                    );
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
                 return Err(RestError::Unavailable(format!("HTTP {status}")));
@@ -414,5 +433,93 @@ mod tests {
             endpoint(Venue::Binance, StreamKind::Trade),
             ("/api/v3/historicalTrades", 25)
         );
+    }
+
+    /// A server answering each connection with the next of `answers` (status, extra header
+    /// line), then `[]` with 200; the number of requests it got.
+    async fn scripted_server(
+        answers: Vec<(u16, &'static str)>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (status, header) = answers.get(n).copied().unwrap_or((200, ""));
+                let body = if status == 200 { "[]" } else { "{}" };
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        (format!("http://{addr}"), hits)
+    }
+
+    fn client(base_url: String) -> BinanceRest {
+        BinanceRest::new(RestConfig {
+            base_url,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_millis(300),
+            ..RestConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_after_the_backoff() {
+        // Three 500s: waits drawn from [100, 200], [150, 300] and [150, 300] ms (the ceiling
+        // doubles from 200 ms and is capped at 300 ms), then the page.
+        let (url, hits) = scripted_server(vec![(500, ""), (503, ""), (500, "")]).await;
+        let mut rest = client(url);
+        let sym = Symbol::new("BTCUSDT").unwrap();
+        let t = std::time::Instant::now();
+        let page = rest.page(sym, StreamKind::AggTrade, 1, 10).await.unwrap();
+        let waited = t.elapsed();
+        assert!(page.is_empty());
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert!(
+            waited >= Duration::from_millis(400) && waited < Duration::from_millis(1500),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn attempts_run_out_and_retry_after_wins() {
+        let sym = Symbol::new("BTCUSDT").unwrap();
+        let (url, hits) = scripted_server(vec![(500, ""); 5]).await;
+        let mut rest = client(url);
+        assert!(matches!(
+            rest.page(sym, StreamKind::AggTrade, 1, 10).await,
+            Err(RestError::Unavailable(m)) if m == "HTTP 500"
+        ));
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 5);
+        // A 429 waits what Retry-After says (1 s), not the backoff's 100-200 ms.
+        let (url, hits) = scripted_server(vec![(429, "Retry-After: 1\r\n")]).await;
+        let mut rest = client(url);
+        let t = std::time::Instant::now();
+        assert!(rest
+            .page(sym, StreamKind::AggTrade, 1, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

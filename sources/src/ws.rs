@@ -1,7 +1,9 @@
 //! Binance WebSocket client: combined streams, pings, reconnects, in-band gaps.
 //!
 //! [`run_connections`] keeps one connection per chunk of at most `max_streams_per_connection`
-//! streams (Binance allows 1024), reconnecting with exponential backoff and full jitter. It hands
+//! streams (Binance allows 1024), reconnecting with exponential backoff and equal jitter
+//! ([`Backoff`]: from `backoff_initial` doubling up to `backoff_max`, each wait drawn from the
+//! upper half of the current delay, back to the start once a connection delivers). It hands
 //! raw frames with their receive time to a channel ([`WsItem`]), which [`binance_live`] decodes
 //! into events and `cryptoflow record` writes to disk. Pings are answered by echoing the payload
 //! (tungstenite queues the pong; the reader flushes it at once).
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cryptoflow_operators::backoff::Backoff;
 use cryptoflow_operators::model::{
     Event, Gap, GapReason, Millis, StreamKind, Symbol, Trade, Venue, REFILLING,
 };
@@ -19,9 +22,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+pub use crate::binance::set_venue;
 use crate::binance::{decode_frame, Control, Decoded};
-use crate::generate::SplitMix64;
-use crate::kafka::WatermarkCap;
+use crate::progress::WatermarkCap;
 use crate::rest::{BinanceRest, RestConfig, RestError};
 use crate::sequencer::{Sequencer, Verdict};
 use crate::spill::SpillQueue;
@@ -44,9 +47,9 @@ pub struct WsConfig {
     pub streams: Vec<String>,
     /// Streams per connection (Binance's limit is 1024).
     pub max_streams_per_connection: usize,
-    /// First reconnect delay.
+    /// First reconnect delay: the first wait is drawn from `[backoff_initial/2, backoff_initial]`.
     pub backoff_initial: Duration,
-    /// Largest reconnect delay.
+    /// Largest reconnect delay: the ceiling of the waits stops doubling here.
     pub backoff_max: Duration,
     /// Reconnect when nothing (not even a ping) arrived for this long.
     pub idle_timeout: Duration,
@@ -118,39 +121,6 @@ pub enum WsItem {
         /// Why.
         reason: String,
     },
-}
-
-/// Full-jitter exponential backoff.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-    rng: SplitMix64,
-}
-
-impl Backoff {
-    /// A backoff from `initial` doubling up to `max`.
-    pub fn new(initial: Duration, max: Duration, seed: u64) -> Self {
-        Backoff {
-            initial,
-            max,
-            current: initial,
-            rng: SplitMix64::new(seed),
-        }
-    }
-
-    /// The next delay: uniform in [current/2, current], then current doubles.
-    pub fn next_delay(&mut self) -> Duration {
-        let c = self.current;
-        self.current = (self.current * 2).min(self.max);
-        c.mul_f64(0.5 + 0.5 * self.rng.next_f64())
-    }
-
-    /// Back to the initial delay (after a healthy connection).
-    pub fn reset(&mut self) {
-        self.current = self.initial;
-    }
 }
 
 /// Runs every connection until `shutdown` turns true or the receiver is dropped. The longest
@@ -299,8 +269,7 @@ async fn run_one(
     limiter: Arc<AttemptLimiter>,
     stall_max_ms: Arc<AtomicU64>,
 ) {
-    let seed = (now_ms() as u64) ^ ((conn as u64) << 32);
-    let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, seed);
+    let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
     let mut attempt = 0u64;
     let mut current: Option<WsStream> = None;
     let mut born = tokio::time::Instant::now();
@@ -467,7 +436,6 @@ async fn run_one(
     }
 }
 
-/// Reports a disconnect and sleeps the backoff; false when the run is over.
 /// Sends `item`, measuring how long the reader waits when the channel is full.
 async fn send_timed(
     tx: &mpsc::Sender<WsItem>,
@@ -486,6 +454,7 @@ async fn send_timed(
     }
 }
 
+/// Reports a disconnect and sleeps the backoff; false when the run is over.
 async fn wait_backoff(
     conn: usize,
     reason: &str,
@@ -1262,16 +1231,6 @@ fn on_refill(
     emit_trades(venue, key, all, stats, out);
 }
 
-/// Puts `venue` on a decoded market event (the decoders know the payload, the source its venue).
-pub fn set_venue(e: &mut Event, venue: Venue) {
-    match e {
-        Event::Trade(t) => t.venue = venue,
-        Event::Kline(k) => k.venue = venue,
-        Event::Gap(g) => g.venue = venue,
-        Event::Polled(_) | Event::Context(_) => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1288,21 +1247,6 @@ mod tests {
         assert!(urls[0].starts_with("ws://h:1/stream?streams=s0usdt@trade/s1usdt@trade/"));
         assert_eq!(urls[0].matches("@trade").count(), 1024);
         assert_eq!(urls[2].matches("@trade").count(), 2);
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 7);
-        let ds: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
-        let caps = [100u64, 200, 400, 800, 1000, 1000, 1000, 1000];
-        for (d, cap) in ds.iter().zip(caps) {
-            assert!(
-                *d <= Duration::from_millis(cap) && *d >= Duration::from_millis(cap / 2),
-                "{d:?} vs {cap}"
-            );
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use cryptoflow_operators::backoff::SplitMix64;
 use cryptoflow_operators::model::Event;
 use cryptoflow_operators::polled::Polled;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -23,8 +24,8 @@ use super::fetch::{FetchError, FetchStats, Fetched};
 use super::schedule::Schedule;
 use super::state::{PollState, StateError};
 use super::BreakerState;
-use crate::kafka::Durable;
 use crate::ledger::Ledger;
+use crate::progress::Durable;
 
 /// Items of one poller handed to the feeding worker; it answers with the dataflow time the items
 /// were fed at (they are durable once every sink's ack passes it).
@@ -289,12 +290,13 @@ pub async fn run_poller<P: Poller>(
             .map(|t| t.timestamp_millis())
             .unwrap_or(i64::MAX),
     };
-    let jitter = |sched: &Schedule| {
-        let j = sched.jitter().as_millis() as u64;
+    let mut rng = SplitMix64::from_clock();
+    let mut jitter = |sched: &Schedule| {
+        let j = sched.jitter().as_millis().min(i64::MAX as u128) as u64;
         if j == 0 {
             0
         } else {
-            (crate::now_ms() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % j
+            (rng.next_u64() % j) as i64
         }
     };
     loop {
@@ -427,7 +429,7 @@ pub async fn run_poller<P: Poller>(
         let scheduled = cfg
             .schedule
             .next_after(to_utc(now))
-            .map(|t| t.timestamp_millis() + jitter(&cfg.schedule) as i64)
+            .map(|t| t.timestamp_millis().saturating_add(jitter(&cfg.schedule)))
             .unwrap_or(i64::MAX);
         next_ms = if good {
             scheduled

@@ -1,14 +1,17 @@
 //! Polite HTTP GETs for pollers: a per-API rate limiter, conditional requests (ETag /
-//! Last-Modified → 304), timeouts, retries with backoff and jitter for 5xx and transport errors,
-//! `429`/`418` with `Retry-After` and exhausted-quota headers honoured, and a circuit breaker
-//! that stops hammering an API that keeps failing.
+//! Last-Modified → 304), timeouts, retries with the shared [`Backoff`] (exponential, equal
+//! jitter, reset after a success) for 5xx and transport errors, `429`/`418` with `Retry-After`
+//! (without one: the backoff's delay, at least a second) and exhausted-quota headers honoured,
+//! and a circuit breaker that stops hammering an API that keeps failing.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{parse_retry_after, Backoff, BreakerState, CircuitBreaker, RateLimiter};
+use cryptoflow_operators::backoff::Backoff;
+
+use super::{parse_retry_after, BreakerState, CircuitBreaker, RateLimiter};
 
 /// How one API is treated.
 #[derive(Debug, Clone)]
@@ -21,7 +24,7 @@ pub struct ApiPolicy {
     pub burst: u32,
     /// Retries of one request after 5xx, timeouts and transport errors.
     pub max_retries: u32,
-    /// First backoff ceiling.
+    /// First backoff ceiling: the first retry waits between half of it and all of it.
     pub backoff_initial: Duration,
     /// Largest backoff ceiling.
     pub backoff_max: Duration,
@@ -147,11 +150,7 @@ impl Fetcher {
             http,
             limiter: RateLimiter::new(policy.per_minute, policy.burst),
             breaker: CircuitBreaker::new(policy.breaker_threshold, policy.breaker_cooldown),
-            backoff: Backoff::new(
-                policy.backoff_initial,
-                policy.backoff_max,
-                crate::now_ms() as u64,
-            ),
+            backoff: Backoff::new(policy.backoff_initial, policy.backoff_max),
             validators: HashMap::new(),
             stats: FetchStats::default(),
             policy,
@@ -226,11 +225,11 @@ impl Fetcher {
                         }
                         429 | 418 => {
                             self.stats.rate_limited += 1;
-                            let wait = header("retry-after")
-                                .and_then(|v| parse_retry_after(&v, now_unix()))
-                                .unwrap_or_else(|| {
-                                    self.backoff.ceiling().max(Duration::from_secs(1))
-                                });
+                            let told = header("retry-after")
+                                .and_then(|v| parse_retry_after(&v, now_unix()));
+                            let drawn = self.backoff.next_delay().max(Duration::from_secs(1));
+                            // The server's delay wins over the drawn one.
+                            let wait = told.unwrap_or(drawn);
                             tracing::warn!(api = %api, url, status, ?wait, "Rate limited; waiting as told.");
                             if wait > self.policy.max_retry_after
                                 || attempts > self.policy.max_retries

@@ -1,7 +1,9 @@
 //! The poll driver's building blocks, written once for every poller (CoinGecko, RSS/Atom,
-//! Reddit, FRED, MyInvestor): schedules ([`schedule`]), exponential backoff with full jitter,
-//! a circuit breaker, a per-API rate limiter, `Retry-After` parsing, and the polite HTTP fetcher
-//! built from them ([`fetch`]); the FRED payload decoder ([`fred`]); exact numbers from payload text ([`number`]); text helpers for feeds, posts and Spanish formats ([`text`]).
+//! Reddit, FRED, MyInvestor): schedules ([`schedule`]), a circuit breaker, a per-API rate
+//! limiter, `Retry-After` parsing, and the polite HTTP fetcher built from them and the shared
+//! [`Backoff`](cryptoflow_operators::backoff::Backoff) ([`fetch`]); the FRED payload decoder
+//! ([`fred`]); exact numbers from payload text ([`number`]); text helpers for feeds, posts and
+//! Spanish formats ([`text`]).
 //!
 //! Time comes from tokio's clock, so tests drive every transition with paused time.
 
@@ -20,54 +22,6 @@ pub mod text;
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-/// Exponential backoff with full jitter: attempt `n` (from 0) waits a uniformly random time in
-/// `[0, min(max, initial × 2^n)]`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    /// First ceiling.
-    pub initial: Duration,
-    /// Largest ceiling.
-    pub max: Duration,
-    attempt: u32,
-    rng: u64,
-}
-
-impl Backoff {
-    /// A backoff between `initial` and `max`, seeded (seeds make tests repeatable).
-    pub fn new(initial: Duration, max: Duration, seed: u64) -> Self {
-        Backoff {
-            initial,
-            max,
-            attempt: 0,
-            rng: seed | 1,
-        }
-    }
-
-    /// The ceiling of the next delay.
-    pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(30)).unwrap_or(u32::MAX);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
-
-    /// The next delay (and counts the attempt).
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.ceiling();
-        self.attempt = self.attempt.saturating_add(1);
-        // xorshift64*
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let frac = (r >> 11) as f64 / (1u64 << 53) as f64;
-        ceiling.mul_f64(frac)
-    }
-
-    /// Back to the first ceiling (after a success).
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
 
 /// Circuit-breaker state (exported as a metric: 0 closed, 1 open, 2 half-open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,26 +195,6 @@ pub fn parse_retry_after(value: &str, now_unix: i64) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_ceilings_double_up_to_the_cap_and_delays_stay_below() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2), 7);
-        let mut ceilings = Vec::new();
-        for _ in 0..7 {
-            let c = b.ceiling();
-            let d = b.next_delay();
-            assert!(d <= c, "{d:?} > {c:?}");
-            ceilings.push(c.as_millis());
-        }
-        assert_eq!(ceilings, vec![100, 200, 400, 800, 1600, 2000, 2000]);
-        b.reset();
-        assert_eq!(b.ceiling(), Duration::from_millis(100));
-        // Full jitter spreads delays over the whole range.
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1), 3);
-        let delays: Vec<Duration> = (0..200).map(|_| b.next_delay()).collect();
-        assert!(delays.iter().any(|d| *d < Duration::from_millis(200)));
-        assert!(delays.iter().any(|d| *d > Duration::from_millis(800)));
-    }
 
     #[tokio::test(start_paused = true)]
     async fn breaker_opens_half_opens_and_closes() {
