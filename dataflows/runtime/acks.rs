@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use cryptoflow_operators::model::OutputKinds;
 use cryptoflow_sinks::task::{run_sink, CommitObserver, TaskConfig};
 use cryptoflow_sinks::{Ack, Sink, SinkError, SinkMsg};
 use cryptoflow_sources::kafka::Durable;
@@ -15,6 +16,8 @@ use crate::config::Config;
 pub(crate) struct SinkSlot {
     /// The sink's name.
     pub name: &'static str,
+    /// The kinds of output it takes.
+    pub accepts: OutputKinds,
     /// Its queue.
     pub tx: mpsc::Sender<SinkMsg>,
     /// Its ack.
@@ -36,6 +39,7 @@ pub(crate) fn spawn_sink<S: Sink>(
     let (tx, rx) = mpsc::channel(cfg.sinks.queue_capacity);
     let (ack_tx, ack) = watch::channel(Ack::default());
     let name = sink.name();
+    let accepts = sink.accepts();
     let task_cfg = TaskConfig {
         max_batch: cfg.sinks.max_batch,
         linger: Duration::from_millis(cfg.sinks.linger_ms),
@@ -45,6 +49,7 @@ pub(crate) fn spawn_sink<S: Sink>(
     let task = rt.spawn(run_sink(sink, rx, workers, task_cfg, ack_tx, observer));
     SinkSlot {
         name,
+        accepts,
         tx,
         ack,
         task,

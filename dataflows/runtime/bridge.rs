@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig};
-use cryptoflow_operators::model::Event;
-use cryptoflow_operators::model::Output;
+use cryptoflow_operators::model::{Event, Output, OutputKinds};
 use cryptoflow_operators::sentiment::SentimentModel;
 use cryptoflow_sinks::SinkMsg;
 use cryptoflow_sources::kafka::WatermarkCap;
@@ -47,7 +46,7 @@ pub(crate) struct Bridge {
     /// Batches of the pollers (taken by the feeding worker).
     pub polled: Mutex<Option<mpsc::Receiver<PollBatch>>>,
     /// One queue per sink task.
-    pub sinks: Vec<mpsc::Sender<SinkMsg>>,
+    pub sinks: Vec<SinkPort>,
     /// The in-flight bound and the ledger.
     pub flow: Arc<Flow>,
     /// The graph.
@@ -125,9 +124,7 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<u64> {
                 b.flow.clone(),
             );
             let records = records.probe_with(&probe);
-            for (i, tx) in b.sinks.iter().enumerate() {
-                attach_sink(records.clone(), local, tx.clone(), b.flow.clone(), i == 0);
-            }
+            attach_sinks(records, local, b.sinks.clone(), b.flow.clone());
         });
         let rx = (index == 0)
             .then(|| b.events.lock().ok().and_then(|mut g| g.take()))
@@ -222,18 +219,27 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<u64> {
     Ok(events)
 }
 
-/// Hands records and frontier progress of this worker to a sink task. Blocks the worker when the
-/// sink's queue is full (backpressure). `count_trades` makes this operator release in-flight
-/// trades (set on exactly one sink).
-pub(crate) fn attach_sink(
+/// A sink task's queue, and the kinds of output it takes.
+#[derive(Clone)]
+pub(crate) struct SinkPort {
+    /// The queue.
+    pub tx: mpsc::Sender<SinkMsg>,
+    /// What to hand it.
+    pub accepts: OutputKinds,
+}
+
+/// Hands this worker's records, each to the sinks that accept its kind, and its frontier
+/// progress to every sink task. Blocks the worker while a sink's queue is full (backpressure).
+/// Releases the in-flight bound for the trades handed on, and counts late trades and kline
+/// mismatches in the ledger.
+pub(crate) fn attach_sinks(
     records: StreamVec<'_, u64, Output>,
     worker: usize,
-    tx: mpsc::Sender<SinkMsg>,
+    ports: Vec<SinkPort>,
     flow: Arc<Flow>,
-    count_trades: bool,
 ) {
     let mut last: Option<Option<u64>> = None;
-    records.sink(Pipeline, "Sink", move |(input, frontier)| {
+    records.sink(Pipeline, "Sinks", move |(input, frontier)| {
         input.for_each_stamp(|cap, data| {
             let Some(&time) = cap.least() else { return };
             let mut records: Vec<Output> = Vec::new();
@@ -244,29 +250,36 @@ pub(crate) fn attach_sink(
                     records.append(batch);
                 }
             }
-            let mut trades = 0i64;
-            if count_trades {
-                for r in &records {
-                    match r {
-                        Output::Trade(_) => trades += 1,
-                        Output::Late(l) => flow.ledger.update(flow.source, l.trade.symbol.as_str(), |c| c.late_events += 1),
-                        Output::Mismatch(m) => {
-                            tracing::warn!(symbol = %m.symbol, interval = %m.interval, open_time = m.open_time, fields = ?m.fields, "Exchange kline disagrees with the candle computed from trades.");
-                            flow.ledger.update(flow.source, m.symbol.as_str(), |c| c.kline_mismatches += 1)
-                        }
-                        _ => {}
+            let trades = account(&records, &flow);
+            let n = ports.len();
+            for (i, port) in ports.iter().enumerate() {
+                // The last sink takes the batch itself; the others a copy of what they accept.
+                let batch = if i + 1 == n {
+                    let mut own = std::mem::take(&mut records);
+                    if !port.accepts.is_all() {
+                        own.retain(|r| port.accepts.contains(r.kind()));
                     }
+                    own
+                } else if port.accepts.is_all() {
+                    records.clone()
+                } else {
+                    records
+                        .iter()
+                        .filter(|r| port.accepts.contains(r.kind()))
+                        .cloned()
+                        .collect()
+                };
+                if batch.is_empty() {
+                    continue;
                 }
-            }
-            if tx
-                .blocking_send(SinkMsg::Data {
+                let msg = SinkMsg::Data {
                     worker,
                     time,
-                    records,
-                })
-                .is_err()
-            {
-                flow.sink_failed.store(true, Ordering::SeqCst);
+                    records: batch,
+                };
+                if port.tx.blocking_send(msg).is_err() {
+                    flow.sink_failed.store(true, Ordering::SeqCst);
+                }
             }
             if trades > 0 {
                 flow.in_flight.fetch_sub(trades, Ordering::SeqCst);
@@ -275,15 +288,36 @@ pub(crate) fn attach_sink(
         let f = frontier.frontier().iter().next().copied();
         if last != Some(f) {
             last = Some(f);
-            if tx
-                .blocking_send(SinkMsg::Progress {
+            for port in &ports {
+                let msg = SinkMsg::Progress {
                     worker,
                     frontier: f,
-                })
-                .is_err()
-            {
-                flow.sink_failed.store(true, Ordering::SeqCst);
+                };
+                if port.tx.blocking_send(msg).is_err() {
+                    flow.sink_failed.store(true, Ordering::SeqCst);
+                }
             }
         }
     });
+}
+
+/// Counts the trades of `records` (returned: they leave the in-flight bound) and the late trades
+/// and kline mismatches in the ledger.
+fn account(records: &[Output], flow: &Flow) -> i64 {
+    let mut trades = 0i64;
+    for r in records {
+        match r {
+            Output::Trade(_) => trades += 1,
+            Output::Late(l) => flow
+                .ledger
+                .update(flow.source, l.trade.symbol.as_str(), |c| c.late_events += 1),
+            Output::Mismatch(m) => {
+                tracing::warn!(symbol = %m.symbol, interval = %m.interval, open_time = m.open_time, fields = ?m.fields, "Exchange kline disagrees with the candle computed from trades.");
+                flow.ledger
+                    .update(flow.source, m.symbol.as_str(), |c| c.kline_mismatches += 1)
+            }
+            _ => {}
+        }
+    }
+    trades
 }

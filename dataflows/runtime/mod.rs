@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use cryptoflow_operators::model::Output;
-use cryptoflow_operators::model::{Event, RestoredContext};
+use cryptoflow_operators::model::{Event, OutputKind, RestoredContext};
 use cryptoflow_sinks::task::CommitObserver;
 use cryptoflow_sinks::{Ack, SinkMsg};
 use cryptoflow_sources::ledger::Ledger;
@@ -39,7 +39,7 @@ use crate::poll::PollerTask;
 pub use crate::registry::SourceSpec;
 use crate::registry::{self, SourceLinks, StartedSource};
 use acks::{least_ack, SinkSlot};
-use bridge::{Bridge, Graph};
+use bridge::{Bridge, Graph, SinkPort};
 use feed::Feed;
 pub use replay::SAMPLE;
 pub use stop::stop_signal;
@@ -215,7 +215,13 @@ pub fn run(
     let bridge = Bridge {
         events: Mutex::new(Some(src_rx)),
         polled: Mutex::new(Some(polled)),
-        sinks: sinks.iter().map(|s| s.tx.clone()).collect(),
+        sinks: sinks
+            .iter()
+            .map(|s| SinkPort {
+                tx: s.tx.clone(),
+                accepts: s.accepts,
+            })
+            .collect(),
         flow,
         graph: Graph {
             analytics: cfg.analytics(),
@@ -324,7 +330,8 @@ fn source_stats(cfg: &Config, ledger: Arc<Ledger>) -> Result<Arc<SourceStats>> {
     }))
 }
 
-/// Periodic snapshots of the ledger into the SQL sinks, and a last one when the run ends.
+/// Periodic snapshots of the ledger into the sinks that store them, and a last one when the run
+/// ends.
 struct QualitySnapshots {
     txs: Vec<mpsc::Sender<SinkMsg>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -339,7 +346,7 @@ impl QualitySnapshots {
     ) -> Self {
         let txs: Vec<mpsc::Sender<SinkMsg>> = sinks
             .iter()
-            .filter(|s| s.name == "postgres" || s.name == "mysql")
+            .filter(|s| s.accepts.contains(OutputKind::Quality))
             .map(|s| s.tx.clone())
             .collect();
         let task = (!txs.is_empty()).then(|| {

@@ -18,6 +18,7 @@
 //! - [`math`]: pure, incremental state machines (moving averages, candle accumulation,
 //!   indicators); no I/O.
 //! - [`dataflow`]: timely extension traits that shard by symbol and wrap the math.
+//! - [`backoff`]: the one retry backoff (exponential, equal jitter) every retry loop waits.
 //! - [`polled`]: the items of the pollers under their older path (the same as
 //!   [`model::polled`]).
 #![warn(missing_docs)]

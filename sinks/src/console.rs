@@ -79,6 +79,16 @@ impl Sink for ConsoleSink {
     fn name(&self) -> &'static str {
         "console"
     }
+    fn accepts(&self) -> cryptoflow_operators::model::OutputKinds {
+        use cryptoflow_operators::model::OutputKind;
+        cryptoflow_operators::model::OutputKinds::of(&[
+            OutputKind::Candle,
+            OutputKind::Whale,
+            OutputKind::Gap,
+            OutputKind::Late,
+            OutputKind::Mismatch,
+        ])
+    }
 
     async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         if self.closed {

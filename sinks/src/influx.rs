@@ -399,6 +399,17 @@ impl Sink for InfluxSink {
     fn name(&self) -> &'static str {
         SINK
     }
+    fn accepts(&self) -> cryptoflow_operators::model::OutputKinds {
+        use cryptoflow_operators::model::OutputKind;
+        cryptoflow_operators::model::OutputKinds::of(&[
+            OutputKind::Trade,
+            OutputKind::Candle,
+            OutputKind::Whale,
+            OutputKind::Indicators,
+            OutputKind::SentimentWindow,
+            OutputKind::Features,
+        ])
+    }
 
     async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let mut body = String::new();

@@ -43,6 +43,12 @@ impl Sink for JsonlSink {
     fn name(&self) -> &'static str {
         "jsonl"
     }
+    /// Everything the dataflow outputs; not the ledger's periodic snapshots, whose wall-clock
+    /// times would make the file differ between runs of the same input.
+    fn accepts(&self) -> cryptoflow_operators::model::OutputKinds {
+        use cryptoflow_operators::model::{OutputKind, OutputKinds};
+        OutputKinds::ALL.without(OutputKind::Quality)
+    }
 
     async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let err = |e: std::io::Error| SinkError::Permanent {

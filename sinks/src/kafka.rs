@@ -708,6 +708,21 @@ impl Sink for KafkaSink {
     fn name(&self) -> &'static str {
         SINK
     }
+    fn accepts(&self) -> cryptoflow_operators::model::OutputKinds {
+        use cryptoflow_operators::model::OutputKind;
+        cryptoflow_operators::model::OutputKinds::of(&[
+            OutputKind::Trade,
+            OutputKind::Candle,
+            OutputKind::Whale,
+            OutputKind::Mismatch,
+            OutputKind::Gap,
+            OutputKind::Late,
+            OutputKind::Indicators,
+            OutputKind::Features,
+            OutputKind::Sentiment,
+            OutputKind::SentimentWindow,
+        ])
+    }
 
     async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let messages: Vec<Outgoing<'_>> = records

@@ -538,6 +538,16 @@ impl Sink for RedisSink {
     fn name(&self) -> &'static str {
         SINK
     }
+    fn accepts(&self) -> cryptoflow_operators::model::OutputKinds {
+        use cryptoflow_operators::model::OutputKind;
+        cryptoflow_operators::model::OutputKinds::of(&[
+            OutputKind::Trade,
+            OutputKind::Candle,
+            OutputKind::Whale,
+            OutputKind::Indicators,
+            OutputKind::SentimentWindow,
+        ])
+    }
 
     async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
         let plan = plan(records, &self.cfg.prefix, self.cfg.publish)?;

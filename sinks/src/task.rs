@@ -91,6 +91,11 @@ impl SinkError {
 pub trait Sink: Send + 'static {
     /// Short name for logs and errors.
     fn name(&self) -> &'static str;
+    /// The kinds of output this sink stores: the runtime hands it only those (every kind unless
+    /// it says otherwise).
+    fn accepts(&self) -> cryptoflow_operators::model::OutputKinds {
+        cryptoflow_operators::model::OutputKinds::ALL
+    }
     /// Writes one batch durably (one transaction where the destination has them).
     fn write(&mut self, records: &[Output]) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// Another writer to the same destination for parallel flushes (`None`: flushes stay

@@ -283,6 +283,7 @@ pub enum Output {
 
 /// The kind of an [`Output`], without its data: one variant per variant of [`Output`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u16)]
 pub enum OutputKind {
     /// [`Output::Trade`].
     Trade,
@@ -343,6 +344,41 @@ impl OutputKind {
             OutputKind::SentimentWindow => "sentiment_window",
             OutputKind::Features => "features",
         }
+    }
+}
+
+/// A set of output kinds: what a sink accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutputKinds(u16);
+
+impl OutputKinds {
+    /// Every kind.
+    pub const ALL: OutputKinds = OutputKinds((1 << OutputKind::ALL.len()) - 1);
+
+    /// Exactly `kinds`.
+    pub const fn of(kinds: &[OutputKind]) -> OutputKinds {
+        let mut bits = 0u16;
+        let mut i = 0;
+        while i < kinds.len() {
+            bits |= 1 << kinds[i] as u16;
+            i += 1;
+        }
+        OutputKinds(bits)
+    }
+
+    /// The set without `kind`.
+    pub const fn without(self, kind: OutputKind) -> OutputKinds {
+        OutputKinds(self.0 & !(1 << kind as u16))
+    }
+
+    /// True when `kind` is in the set.
+    pub const fn contains(self, kind: OutputKind) -> bool {
+        self.0 & (1 << kind as u16) != 0
+    }
+
+    /// True when every kind is in the set.
+    pub const fn is_all(self) -> bool {
+        self.0 == Self::ALL.0
     }
 }
 
@@ -595,5 +631,24 @@ mod tests {
                 (t + 60_000, Decimal::from(3), false)
             ]
         );
+    }
+
+    #[test]
+    fn kind_sets_hold_exactly_their_kinds() {
+        let some = OutputKinds::of(&[OutputKind::Trade, OutputKind::Features]);
+        for k in OutputKind::ALL {
+            assert!(OutputKinds::ALL.contains(k));
+            assert_eq!(
+                some.contains(k),
+                matches!(k, OutputKind::Trade | OutputKind::Features),
+                "{k}"
+            );
+        }
+        assert!(OutputKinds::ALL.is_all());
+        assert!(!some.is_all());
+        assert!(OutputKinds::of(&OutputKind::ALL).is_all());
+        let no_quality = OutputKinds::ALL.without(OutputKind::Quality);
+        assert!(!no_quality.contains(OutputKind::Quality));
+        assert!(no_quality.contains(OutputKind::Trade));
     }
 }
