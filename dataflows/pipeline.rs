@@ -28,9 +28,23 @@ use cryptoflow_operators::polled::Polled;
 use cryptoflow_operators::sentiment::windows::SentimentWindows;
 use cryptoflow_operators::sentiment::{score_item, SentimentModel};
 use cryptoflow_sources::ledger::Ledger;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::Concat;
 use timely::dataflow::StreamVec;
+
+/// The parts the events are split into, by kind ([`part_of`]).
+const PARTS: u64 = 5;
+
+/// The part of an event: trades, klines, polled items, restored context, gap markers.
+fn part_of(e: &Event) -> u64 {
+    match e {
+        Event::Trade(_) => 0,
+        Event::Kline(_) => 1,
+        Event::Polled(_) => 2,
+        Event::Context(_) => 3,
+        Event::Gap(_) => 4,
+    }
+}
 
 /// How long a kline or candle waits for its counterpart, in watermark time.
 const RECONCILE_HORIZON_MS: i64 = 10 * 60_000;
@@ -45,10 +59,16 @@ pub fn trade_pipeline<'scope>(
     flow: Arc<Flow>,
 ) -> StreamVec<'scope, u64, Output> {
     let tick_ms = candles.tick_ms;
+    // Each event goes to one part, by kind: trades are not copied into the other branches.
+    let mut parts = events.partition(PARTS, |(e, wm)| (part_of(&e), (e, wm)));
+    let gap_part = parts.pop().expect("PARTS parts");
+    let restored_part = parts.pop().expect("PARTS parts");
+    let polled_part = parts.pop().expect("PARTS parts");
+    let kline_part = parts.pop().expect("PARTS parts");
+    let trade_part = parts.pop().expect("PARTS parts");
     // Each (venue, symbol, id) once: a repeat would count twice in candles and averages. Repeats
     // are counted in the ledger and released from the in-flight bound like delivered trades.
-    let trades = events
-        .clone()
+    let trades = trade_part
         .flat_map(|(e, wm)| match e {
             Event::Trade(t) => Some((t, wm)),
             _ => None,
@@ -58,18 +78,21 @@ pub fn trade_pipeline<'scope>(
             flow.ledger
                 .update(flow.source, t.symbol.as_str(), |c| c.duplicates += 1);
         });
-    let klines = events.clone().flat_map(|(e, _)| match e {
+    let klines = kline_part.flat_map(|(e, _)| match e {
         Event::Kline(k) if k.is_closed => Some(ReconcileInput::Kline(*k)),
+        _ => None,
+    });
+    let polled = polled_part.flat_map(|(e, _)| match e {
+        Event::Polled(p) => Some(p),
         _ => None,
     });
     // News and posts are scored once; scores, macro observations and market snapshots are the
     // features' context.
-    let scored = events.clone().flat_map(move |(e, _)| match e {
-        Event::Polled(p) => score_item(sentiment.as_ref(), &p),
-        _ => None,
-    });
+    let scored = polled
+        .clone()
+        .flat_map(move |p| score_item(sentiment.as_ref(), &p));
     // Context restored at a restart joins the features and the windows, and is not written again.
-    let restored = events.clone().flat_map(|(e, _)| match e {
+    let restored = restored_part.flat_map(|(e, _)| match e {
         Event::Context(c) => Some(*c.0),
         _ => None,
     });
@@ -80,12 +103,9 @@ pub fn trade_pipeline<'scope>(
     let context = scored
         .clone()
         .map(ContextItem::Sentiment)
-        .concat(events.clone().flat_map(|(e, _)| match e {
-            Event::Polled(p) => match *p {
-                Polled::Macro(m) => Some(ContextItem::Macro(m)),
-                Polled::Market(m) => Some(ContextItem::Market(Box::new(m))),
-                _ => None,
-            },
+        .concat(polled.clone().flat_map(|p| match *p {
+            Polled::Macro(m) => Some(ContextItem::Macro(m)),
+            Polled::Market(m) => Some(ContextItem::Market(Box::new(m))),
             _ => None,
         }))
         .concat(restored);
@@ -95,11 +115,12 @@ pub fn trade_pipeline<'scope>(
         .sentiment_windows()
         .map(|w| Output::SentimentWindow(Box::new(w)));
     let sentiment = scored.map(|r| Output::Sentiment(Box::new(r)));
-    let gaps = events.flat_map(|(e, _)| match e {
-        Event::Gap(g) => Some(Output::Gap(g)),
-        Event::Polled(p) => Some(Output::Polled(p)),
-        _ => None,
-    });
+    let gaps = gap_part
+        .flat_map(|(e, _)| match e {
+            Event::Gap(g) => Some(Output::Gap(g)),
+            _ => None,
+        })
+        .concat(polled.map(Output::Polled));
     let analysed = trades.clone().trade_analytics(analytics);
     let whales = analysed.clone().flat_map(|e| {
         e.is_whale.then(|| {

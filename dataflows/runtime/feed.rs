@@ -175,7 +175,9 @@ impl Feed {
         cap_latest: i64,
         input_time: u64,
     ) -> Option<IdleAdvance> {
-        let last = self.last_event?;
+        // Before any batch, the idle period runs from the first look (polled items alone do not
+        // end it: they do not move event time).
+        let last = *self.last_event.get_or_insert(now);
         if !self.live || self.fed == 0 || cap_latest != i64::MAX || now < last + self.idle {
             return None;
         }
@@ -348,6 +350,20 @@ mod tests {
         assert!(f
             .idle_advance(next, 70_000, i64::MAX, 486)
             .is_some_and(|a| a.first));
+    }
+
+    #[test]
+    fn polled_items_alone_let_the_wall_clock_move_the_watermark() {
+        // A run of pollers only: no market batch ever comes.
+        let t0 = Instant::now();
+        let mut f = Feed::new(100, 0, 1_000, 10, true);
+        assert_eq!(f.idle_advance(t0, 50_000, i64::MAX, 0), None, "nothing fed");
+        f.count_unstamped(3);
+        assert_eq!(f.idle_advance(t0 + Duration::from_millis(500), 50_000, i64::MAX, 0), None);
+        assert_eq!(
+            f.idle_advance(t0 + Duration::from_millis(1_000), 50_000, i64::MAX, 0),
+            Some(IdleAdvance { to: 490, first: true })
+        );
     }
 
     #[test]
