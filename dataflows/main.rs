@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cryptoflow::bench::{bench, BenchOptions, BenchSink};
+use cryptoflow::bench::{baseline, bench, compare, BenchOptions, BenchSink};
 use cryptoflow::config::Config;
 use cryptoflow::publish::LiveFrames;
 use cryptoflow::runtime::{run, Cluster, ReplayFailed, RunReport, SourceSpec};
@@ -91,7 +91,8 @@ enum Command {
     /// Apply database migrations (idempotent).
     /// Apply database migrations (idempotent) to PostgreSQL and/or MySQL/MariaDB.
     Migrate(MigrateArgs),
-    /// Benchmark the pipeline on a file of Binance trade JSON lines; prints one RESULT line.
+    /// Benchmark the pipeline on a file of Binance trade JSON lines; prints one RESULT line (with
+    /// --compare, one COMPARE line).
     Bench(BenchArgs),
     /// Load and validate the configuration; print it resolved (secrets redacted).
     CheckConfig(ConfigArg),
@@ -249,6 +250,19 @@ struct BenchArgs {
     /// and consume it through the pipeline: end-to-end latency through the broker.
     #[arg(long, requires = "rate")]
     kafka_source: Option<String>,
+    /// Run the single-thread reference loop instead of the pipeline (decode, per-symbol SMA
+    /// and whale flag, nothing else): mode=baseline.
+    #[arg(long, conflicts_with_all = ["postgres", "sink", "rate", "kafka_source", "compare"])]
+    baseline: bool,
+    /// Run the baseline and the pipeline (no sinks) alternately N times each after one warm-up
+    /// each; print the median rates and their ratio (COMPARE line), and fail unless both agree
+    /// on trades, whales and ma_sum.
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with_all = ["postgres", "sink", "rate", "kafka_source"]
+    )]
+    compare: Option<usize>,
     /// Timely worker threads.
     #[arg(long, short, default_value_t = 1)]
     workers: usize,
@@ -732,17 +746,29 @@ fn cmd_migrate(args: MigrateArgs) -> Result<()> {
     Ok(())
 }
 
-/// `cryptoflow bench`: the pipeline (with one sink, paced, or through Kafka).
+/// `cryptoflow bench`: the pipeline (with one sink, paced, or through Kafka), the baseline loop,
+/// or both compared.
 fn cmd_bench(args: BenchArgs) -> Result<()> {
     let mut cfg = load_config(args.config.as_deref())?;
     cfg.pipeline.workers = args.workers;
+    if args.baseline {
+        println!("{}", baseline(&args.input, &cfg.analytics())?.line());
+        return Ok(());
+    }
+    if let Some(runs) = args.compare {
+        let c = compare(cfg, &args.input, runs, |phase, r| {
+            eprintln!("cryptoflow: {phase}: {}", r.line());
+        })?;
+        println!("{}", c.line());
+        return Ok(());
+    }
     let sink = match (args.sink.as_deref(), args.url) {
         (Some("mysql"), Some(u)) => Some(BenchSink::Mysql(u)),
         (Some("influx"), Some(u)) => Some(BenchSink::Influx(u)),
         (Some("kafka"), Some(u)) => Some(BenchSink::Kafka(u)),
         _ => None,
     };
-    let line = bench(
+    let result = bench(
         cfg,
         &BenchOptions {
             input: args.input,
@@ -752,7 +778,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
             kafka_source: args.kafka_source,
         },
     )?;
-    println!("{line}");
+    println!("{}", result.line());
     Ok(())
 }
 
