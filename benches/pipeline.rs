@@ -1,4 +1,5 @@
-//! Criterion benches: frame decoding, the pure math, and the timely operators on 1 worker.
+//! Criterion benches: frame decoding, the pure math, the timely operators on 1 worker, and the
+//! single-thread baseline loop of `cryptoflow bench --baseline`.
 
 use std::str::FromStr;
 
@@ -307,5 +308,26 @@ fn operators(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, math, indicators, sentiment, features, operators);
+/// The reference loop `cryptoflow bench --compare` measures the pipeline against: decode, SMA-20
+/// and the whale flag per symbol, over 100,000 generated lines held in memory.
+fn baseline(c: &mut Criterion) {
+    let (lines, _) = sample(100_000, 10);
+    let mut input = lines.join("\n");
+    input.push('\n');
+    let analytics = AnalyticsConfig::default();
+    let mut g = c.benchmark_group("baseline");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.bench_function("decode_sma20_whales_10_symbols", |b| {
+        b.iter(|| {
+            let mut reader = input.as_bytes();
+            cryptoflow::bench::baseline_reader(&mut reader, &analytics)
+                .expect("in-memory input")
+                .trades
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, math, indicators, sentiment, features, operators, baseline);
 criterion_main!(benches);

@@ -1,22 +1,31 @@
 //! `cryptoflow bench`: replays Binance trade JSON lines through the full pipeline and prints
 //! one `RESULT` line.
 //!
-//! `ma_sum` is the sum over all trades of the SMA-20 of that trade's symbol at that trade (f64,
-//! 4 decimals): a checksum other implementations can reproduce. With `--rate`, latency is from
-//! each trade's due time (start + index / rate) to the commit of the flush that contained it.
+//! `ma_sum` is the sum over all trades of the SMA-`sma_window` (20 by default) of that trade's
+//! symbol at that trade, each converted to f64 and added with compensation, so the sum does not
+//! depend on the order in which workers deliver the trades (4 decimals): a checksum other
+//! implementations can reproduce. With `--rate`, latency is from each trade's due time (start +
+//! index / rate) to the commit of the flush that contained it.
 //!
 //! With `--kafka-source BROKERS` the input is first published, paced, to a fresh topic and the
 //! pipeline consumes it (Kafka → operators → sinks): the latency then spans the broker too.
+//!
+//! [`baseline`] is the reference the pipeline is measured against: one thread reads the same
+//! file, decodes each line with the same decoder, and keeps the moving average and the whale
+//! flag per symbol, nothing else. [`compare`] runs both alternately on one file and checks that
+//! they agree on trades, whales and `ma_sum`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use cryptoflow_operators::dataflow::{AnalyticsConfig, FxHashMap};
 use cryptoflow_operators::math::to_f64;
-use cryptoflow_operators::model::Output;
-use cryptoflow_operators::model::{Event, Symbol};
+use cryptoflow_operators::model::{Event, Output, Symbol, Venue};
+use cryptoflow_operators::Decimal;
 use cryptoflow_sources::binance::{decode_frame, Decoded};
 use cryptoflow_sources::replay::{Pace, ReplayOptions};
 
@@ -52,11 +61,94 @@ pub enum BenchSink {
     Kafka(String),
 }
 
+/// What one benchmark run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchResult {
+    /// `baseline`, `none` (the pipeline without sinks), `postgres`, `mysql`, `influx`, `kafka`,
+    /// or `kafka-source+<sink>`.
+    pub mode: String,
+    /// Trades processed.
+    pub trades: u64,
+    /// Trades flagged as whales.
+    pub whales: u64,
+    /// The `ma_sum` checksum (see the module documentation).
+    pub ma_sum: f64,
+    /// Wall-clock seconds of the run.
+    pub secs: f64,
+    /// Latency percentiles (paced runs only).
+    pub latency: Option<Latency>,
+}
+
+/// Latency percentiles of a paced run, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+}
+
+impl BenchResult {
+    /// Trades per second of wall-clock time.
+    pub fn trades_per_s(&self) -> f64 {
+        self.trades as f64 / self.secs.max(1e-9)
+    }
+
+    /// The `RESULT` line.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "RESULT peer=rust mode={} n={} secs={:.3} trades_per_s={:.0} whales={} ma_sum={:.4}",
+            self.mode,
+            self.trades,
+            self.secs,
+            self.trades_per_s(),
+            self.whales,
+            self.ma_sum
+        );
+        if let Some(l) = self.latency {
+            line.push_str(&format!(
+                " lat_p50_ms={:.3} lat_p99_ms={:.3} lat_max_ms={:.3}",
+                l.p50_ms, l.p99_ms, l.max_ms
+            ));
+        }
+        line
+    }
+}
+
+/// A sum of f64 values with Neumaier's compensation: the error stays near one rounding of the
+/// total whatever the order of the terms, so `ma_sum` is the same to 4 decimals whichever worker
+/// delivers which symbol first (a plain running sum of a million averages drifts in the 4th).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Checksum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl Checksum {
+    /// Adds a term.
+    pub fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        if self.sum.abs() >= x.abs() {
+            self.compensation += (self.sum - t) + x;
+        } else {
+            self.compensation += (x - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    /// The sum so far.
+    pub fn value(&self) -> f64 {
+        self.sum + self.compensation
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     trades: u64,
     whales: u64,
-    ma_sum: f64,
+    ma_sum: Checksum,
     latencies_us: Vec<u64>,
 }
 
@@ -68,8 +160,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx] as f64 / 1000.0
 }
 
-/// Runs the benchmark; returns the `RESULT` line.
-pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
+/// Runs the benchmark through the pipeline.
+pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<BenchResult> {
     cfg.sinks.console = false;
     cfg.sinks.jsonl.clear();
     cfg.sinks.postgres.url.clear();
@@ -129,7 +221,7 @@ pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
         for r in records {
             if let Output::Trade(e) = r {
                 t.trades += 1;
-                t.ma_sum += to_f64(e.moving_average);
+                t.ma_sum.add(to_f64(e.moving_average));
                 if e.is_whale {
                     t.whales += 1;
                 }
@@ -208,23 +300,253 @@ pub fn bench(mut cfg: Config, opts: &BenchOptions) -> Result<String> {
     } else {
         mode.to_string()
     };
-    let mut line = format!(
-        "RESULT peer=rust mode={mode} n={} secs={secs:.3} trades_per_s={:.0} whales={} ma_sum={:.4}",
-        t.trades,
-        t.trades as f64 / secs.max(1e-9),
-        t.whales,
-        t.ma_sum
-    );
-    if opts.rate.is_some() {
+    let latency = opts.rate.map(|_| {
         t.latencies_us.sort_unstable();
-        let max = t.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0;
-        line.push_str(&format!(
-            " lat_p50_ms={:.3} lat_p99_ms={:.3} lat_max_ms={max:.3}",
-            percentile(&t.latencies_us, 0.50),
-            percentile(&t.latencies_us, 0.99)
-        ));
+        Latency {
+            p50_ms: percentile(&t.latencies_us, 0.50),
+            p99_ms: percentile(&t.latencies_us, 0.99),
+            max_ms: t.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0,
+        }
+    });
+    Ok(BenchResult {
+        mode,
+        trades: t.trades,
+        whales: t.whales,
+        ma_sum: t.ma_sum.value(),
+        secs,
+        latency,
+    })
+}
+
+/// The moving average and whale threshold of one symbol in [`baseline`]: the last `window`
+/// prices in a ring and their running sum.
+struct BaselineSymbol {
+    prices: Vec<Decimal>,
+    /// Slot of the oldest price once the ring is full.
+    oldest: usize,
+    sum: Decimal,
+    threshold: Decimal,
+}
+
+impl BaselineSymbol {
+    /// Adds a price; returns the mean of the ring (of every price so far while it fills).
+    fn push(&mut self, price: Decimal, window: usize) -> Decimal {
+        if self.prices.len() < window {
+            self.prices.push(price);
+        } else {
+            self.sum -= self.prices[self.oldest];
+            self.prices[self.oldest] = price;
+            self.oldest = (self.oldest + 1) % window;
+        }
+        self.sum += price;
+        (self.sum / Decimal::from(self.prices.len() as u64)).normalize()
     }
-    Ok(line)
+}
+
+/// The reference loop, on one thread: reads `input` (JSON lines, gzip or not), decodes each line
+/// with the decoder the pipeline uses, and per (venue, symbol) keeps a ring of the last
+/// `sma_window` prices (`Decimal`, as the pipeline does) with their running sum, and flags trades
+/// whose notional reaches the symbol's whale threshold. Lines that are not trades (control
+/// frames, klines, undecodable input) are skipped.
+///
+/// Trades join the averages in file order. The pipeline agrees on files without repeated trade
+/// ids and without trades arriving after a hole of `sma_window` or more ids of their symbol
+/// (a refill: the pipeline averages those in id order); a capture header's venue is not applied.
+/// [`compare`] fails when they disagree.
+pub fn baseline(input: &Path, analytics: &AnalyticsConfig) -> Result<BenchResult> {
+    let started = Instant::now();
+    let mut reader = cryptoflow_sources::replay::open(input)?;
+    let mut result = baseline_reader(&mut reader, analytics)
+        .with_context(|| format!("reading {}", input.display()))?;
+    result.secs = started.elapsed().as_secs_f64();
+    Ok(result)
+}
+
+/// [`baseline`] over JSON lines from any reader (an in-memory sample in the criterion bench);
+/// `secs` is the time spent in this call.
+pub fn baseline_reader(
+    reader: &mut dyn BufRead,
+    analytics: &AnalyticsConfig,
+) -> Result<BenchResult> {
+    let started = Instant::now();
+    let window = analytics.sma_window.max(1);
+    let mut symbols: FxHashMap<(Venue, Symbol), BaselineSymbol> = FxHashMap::default();
+    let (mut trades, mut whales) = (0u64, 0u64);
+    let mut ma_sum = Checksum::default();
+    let mut raw = Vec::with_capacity(512);
+    loop {
+        raw.clear();
+        let n = reader.read_until(b'\n', &mut raw)?;
+        if n == 0 {
+            break;
+        }
+        let Ok(text) = std::str::from_utf8(&raw) else {
+            continue;
+        };
+        let Ok(Decoded::Event(Event::Trade(trade))) = decode_frame(text.trim_end(), 0) else {
+            continue;
+        };
+        let st = symbols
+            .entry((trade.venue, trade.symbol))
+            .or_insert_with(|| BaselineSymbol {
+                prices: Vec::with_capacity(window),
+                oldest: 0,
+                sum: Decimal::ZERO,
+                threshold: analytics.whales.for_symbol(&trade.symbol),
+            });
+        let mean = st.push(trade.price, window);
+        trades += 1;
+        ma_sum.add(to_f64(mean));
+        if trade.notional() >= st.threshold {
+            whales += 1;
+        }
+    }
+    Ok(BenchResult {
+        mode: "baseline".into(),
+        trades,
+        whales,
+        ma_sum: ma_sum.value(),
+        secs: started.elapsed().as_secs_f64(),
+        latency: None,
+    })
+}
+
+/// Largest difference of two `ma_sum`s that still counts as equal to 4 decimals.
+pub const MA_SUM_TOLERANCE: f64 = 5e-5;
+
+/// Checks that a pipeline run agrees with a baseline run on trades, whales and `ma_sum`.
+pub fn check_agreement(baseline: &BenchResult, pipeline: &BenchResult) -> Result<()> {
+    let ma_diff = (baseline.ma_sum - pipeline.ma_sum).abs();
+    if baseline.trades != pipeline.trades
+        || baseline.whales != pipeline.whales
+        || ma_diff.is_nan()
+        || ma_diff > MA_SUM_TOLERANCE
+    {
+        bail!(
+            "the baseline and the pipeline disagree: baseline n={} whales={} ma_sum={:.4}, \
+             pipeline (mode {}) n={} whales={} ma_sum={:.4} (ma_sum difference {ma_diff:.6})",
+            baseline.trades,
+            baseline.whales,
+            baseline.ma_sum,
+            pipeline.mode,
+            pipeline.trades,
+            pipeline.whales,
+            pipeline.ma_sum
+        );
+    }
+    Ok(())
+}
+
+/// Both sides of `cryptoflow bench --compare`.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Timely worker threads of the pipeline runs.
+    pub workers: usize,
+    /// The measured baseline runs (warm-up excluded).
+    pub baseline: Vec<BenchResult>,
+    /// The measured pipeline runs (warm-up excluded).
+    pub pipeline: Vec<BenchResult>,
+}
+
+/// Median of some values (the mean of the middle two for an even count); NaN for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+impl Comparison {
+    /// Median trades/s of the baseline runs.
+    pub fn baseline_median(&self) -> f64 {
+        median(
+            &self
+                .baseline
+                .iter()
+                .map(BenchResult::trades_per_s)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Median trades/s of the pipeline runs.
+    pub fn pipeline_median(&self) -> f64 {
+        median(
+            &self
+                .pipeline
+                .iter()
+                .map(BenchResult::trades_per_s)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// The `COMPARE` line: medians of both rates, their ratio pipeline / baseline, and the
+    /// checksums both sides agreed on.
+    pub fn line(&self) -> String {
+        let (b, p) = (self.baseline_median(), self.pipeline_median());
+        let first = self.baseline.first();
+        format!(
+            "COMPARE peer=rust runs={} workers={} n={} whales={} ma_sum={:.4} \
+             baseline_trades_per_s={b:.0} pipeline_trades_per_s={p:.0} ratio={:.3}",
+            self.baseline.len(),
+            self.workers,
+            first.map_or(0, |r| r.trades),
+            first.map_or(0, |r| r.whales),
+            first.map_or(0.0, |r| r.ma_sum),
+            p / b
+        )
+    }
+}
+
+/// Runs [`baseline`] and the pipeline without sinks ([`bench`], mode `none`) on `input`: one
+/// warm-up each, then `runs` times each alternately, so that both see the same machine load
+/// over time. `on_run` sees every run with its phase (`warm-up`, `run 1/5`, …). Every run must
+/// agree with the first baseline run on trades, whales and `ma_sum` (else an error names both
+/// sides).
+pub fn compare(
+    cfg: Config,
+    input: &Path,
+    runs: usize,
+    mut on_run: impl FnMut(&str, &BenchResult),
+) -> Result<Comparison> {
+    if runs == 0 {
+        bail!("--compare needs at least 1 run");
+    }
+    let analytics = cfg.analytics();
+    let opts = BenchOptions {
+        input: input.to_path_buf(),
+        postgres: None,
+        rate: None,
+        sink: None,
+        kafka_source: None,
+    };
+    let reference = baseline(input, &analytics)?;
+    on_run("warm-up", &reference);
+    if reference.trades == 0 {
+        bail!("{} holds no trades to compare on", input.display());
+    }
+    let warm = bench(cfg.clone(), &opts)?;
+    on_run("warm-up", &warm);
+    check_agreement(&reference, &warm)?;
+    let mut out = Comparison {
+        workers: cfg.pipeline.workers,
+        baseline: Vec::with_capacity(runs),
+        pipeline: Vec::with_capacity(runs),
+    };
+    for i in 1..=runs {
+        let phase = format!("run {i}/{runs}");
+        let b = baseline(input, &analytics)?;
+        on_run(&phase, &b);
+        check_agreement(&reference, &b)?;
+        let p = bench(cfg.clone(), &opts)?;
+        on_run(&phase, &p);
+        check_agreement(&reference, &p)?;
+        out.baseline.push(b);
+        out.pipeline.push(p);
+    }
+    Ok(out)
 }
 
 fn nanos() -> u128 {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cryptoflow::bench::{bench, BenchOptions, BenchSink};
+use cryptoflow::bench::{baseline, bench, compare, BenchOptions, BenchSink};
 use cryptoflow::config::Config;
 use cryptoflow::publish::LiveFrames;
 use cryptoflow::runtime::{run, Cluster, ReplayFailed, RunReport, SourceSpec};
@@ -77,174 +77,215 @@ struct Common {
 enum Command {
     /// Run live: Binance WebSocket streams of the configured symbols, and the pollers when
     /// `poll.enabled` (CoinGecko, RSS/Atom, Reddit, FRED, MyInvestor), into the configured sinks.
-    Run {
-        #[command(flatten)]
-        common: Common,
-        /// Stop after this many seconds (default: until Ctrl-C).
-        #[arg(long)]
-        duration: Option<f64>,
-        /// Run the enabled pollers (sets poll.enabled).
-        #[arg(long)]
-        poll: bool,
-        /// Pollers only: no Binance streams (implies --poll).
-        #[arg(long)]
-        pollers_only: bool,
-        /// Poll each enabled poller once, then stop (with --pollers-only: the run ends then).
-        #[arg(long)]
-        poll_once: bool,
-    },
+    Run(RunArgs),
     /// Consume raw Binance payloads from Kafka (consumer group `kafka.group_id`) into the
     /// configured sinks; offsets are committed only once every sink has the data.
-    Consume {
-        #[command(flatten)]
-        common: Common,
-        /// Bootstrap servers (overrides kafka.brokers).
-        #[arg(long)]
-        brokers: Option<String>,
-        /// Topic to consume (repeatable; overrides kafka.topics).
-        #[arg(long = "topic")]
-        topics: Vec<String>,
-        /// Consumer group (overrides kafka.group_id).
-        #[arg(long)]
-        group: Option<String>,
-        /// Stop after this many seconds (default: until Ctrl-C).
-        #[arg(long)]
-        duration: Option<f64>,
-    },
+    Consume(ConsumeArgs),
     /// Replay captures or Binance CSV dumps through the pipeline (no file: the bundled sample).
-    Replay {
-        /// Files: JSON lines (raw frames, combined wrappers, captures, REST trade items), or CSV
-        /// dumps; .gz is fine.
-        files: Vec<PathBuf>,
-        #[command(flatten)]
-        common: Common,
-        /// Replay at this many events per second.
-        #[arg(long, conflicts_with = "speed")]
-        rate: Option<f64>,
-        /// Replay at this multiple of recorded time.
-        #[arg(long)]
-        speed: Option<f64>,
-        /// Symbol of CSV dumps whose file name does not start with it, and of REST
-        /// `aggTrades` / `historicalTrades` items (JSON lines without a symbol).
-        #[arg(long)]
-        symbol: Option<String>,
-        /// Kind of CSV dumps (default: from the column count).
-        #[arg(long, value_enum)]
-        csv_kind: Option<CsvKindArg>,
-        /// Venue of files without a capture header (binance, binance-usdm, binance-coinm;
-        /// default binance); a capture header naming another venue is an error.
-        #[arg(long)]
-        venue: Option<String>,
-    },
+    Replay(ReplayArgs),
     /// Record Binance WebSocket frames with their receive time, in the format `replay` reads, or
     /// publish them to a Kafka topic (one frame per message, keyed by symbol) for `consume`.
-    Record {
-        /// Output file (.gz compresses).
-        #[arg(
-            long,
-            short,
-            required_unless_present = "kafka",
-            conflicts_with = "kafka"
-        )]
-        out: Option<PathBuf>,
-        /// Publish to Kafka at these bootstrap servers instead of a file.
-        #[arg(long)]
-        kafka: Option<String>,
-        /// Topic for --kafka.
-        #[arg(long, default_value = "crypto-trades-raw")]
-        topic: String,
-        /// Config file (symbols, streams, endpoint).
-        #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
-        config: Option<PathBuf>,
-        /// Stop after this many seconds.
-        #[arg(long)]
-        duration: Option<f64>,
-        /// Stop after this many frames.
-        #[arg(long)]
-        max_frames: Option<u64>,
-    },
+    Record(RecordArgs),
     /// Write deterministic synthetic Binance trade payloads (JSON lines).
-    Generate {
-        /// Output file (.gz compresses; default: standard output).
-        #[arg(long, short)]
-        out: Option<PathBuf>,
-        /// Number of symbols.
-        #[arg(long, default_value_t = 10)]
-        symbols: usize,
-        /// Number of trades over all symbols.
-        #[arg(long, default_value_t = 100_000)]
-        trades: u64,
-        /// Random seed.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Time of the first trade, ms since the epoch.
-        #[arg(long, default_value_t = 1_700_000_000_000)]
-        start_ms: i64,
-        /// Milliseconds between trades.
-        #[arg(long, default_value_t = 5)]
-        step_ms: i64,
-        /// Wrap payloads as combined-stream frames.
-        #[arg(long)]
-        combined: bool,
-    },
+    Generate(GenerateArgs),
     /// Apply database migrations (idempotent).
     /// Apply database migrations (idempotent) to PostgreSQL and/or MySQL/MariaDB.
-    Migrate {
-        /// PostgreSQL URL.
-        #[arg(long, env = "CRYPTOFLOW_POSTGRES_URL")]
-        postgres: Option<String>,
-        /// MySQL / MariaDB URL (`mysql://user:pass@host:3306/db`).
-        #[arg(long, env = "CRYPTOFLOW_MYSQL_URL")]
-        mysql: Option<String>,
-    },
-    /// Benchmark the pipeline on a file of Binance trade JSON lines; prints one RESULT line.
-    Bench {
-        /// Input file.
-        #[arg(long)]
-        input: PathBuf,
-        /// Also write to PostgreSQL (mode=postgres).
-        #[arg(long)]
-        postgres: Option<String>,
-        /// Measure this sink instead: `mysql`, `influx` or `kafka` (with --url; for kafka the
-        /// bootstrap servers).
-        #[arg(long, value_parser = ["mysql", "influx", "kafka"], requires = "url")]
-        sink: Option<String>,
-        /// URL of the sink given with --sink.
-        #[arg(long)]
-        url: Option<String>,
-        /// Pace at this many trades per second and report latency percentiles.
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Publish the input to a fresh Kafka topic at these bootstrap servers (paced by --rate)
-        /// and consume it through the pipeline: end-to-end latency through the broker.
-        #[arg(long, requires = "rate")]
-        kafka_source: Option<String>,
-        /// Timely worker threads.
-        #[arg(long, short, default_value_t = 1)]
-        workers: usize,
-        /// Config file.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Migrate(MigrateArgs),
+    /// Benchmark the pipeline on a file of Binance trade JSON lines; prints one RESULT line (with
+    /// --compare, one COMPARE line).
+    Bench(BenchArgs),
     /// Load and validate the configuration; print it resolved (secrets redacted).
-    CheckConfig {
-        /// Config file.
-        #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
-        config: Option<PathBuf>,
-    },
+    CheckConfig(ConfigArg),
     /// Print the ML feature catalogue (Markdown; docs/FEATURES.md is this output).
     Features,
     /// Score a hand-labelled file (`positive|negative|neutral<TAB>text` lines) with the
     /// configured sentiment model (`[sentiment]`) and print accuracy, macro-F1 and the confusion
     /// matrix (three classes by VADER's ±0.05 compound convention).
-    SentimentEval {
-        /// Config file.
-        #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
-        config: Option<PathBuf>,
-        /// The labelled file.
-        #[arg(long)]
-        labelled: PathBuf,
-    },
+    SentimentEval(SentimentEvalArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Run the enabled pollers (sets poll.enabled).
+    #[arg(long)]
+    poll: bool,
+    /// Pollers only: no Binance streams (implies --poll).
+    #[arg(long)]
+    pollers_only: bool,
+    /// Poll each enabled poller once, then stop (with --pollers-only: the run ends then).
+    #[arg(long)]
+    poll_once: bool,
+}
+
+#[derive(Args)]
+struct ConsumeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Bootstrap servers (overrides kafka.brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Topic to consume (repeatable; overrides kafka.topics).
+    #[arg(long = "topic")]
+    topics: Vec<String>,
+    /// Consumer group (overrides kafka.group_id).
+    #[arg(long)]
+    group: Option<String>,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Files: JSON lines (raw frames, combined wrappers, captures, REST trade items), or CSV
+    /// dumps; .gz is fine.
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+    /// Replay at this many events per second.
+    #[arg(long, conflicts_with = "speed")]
+    rate: Option<f64>,
+    /// Replay at this multiple of recorded time.
+    #[arg(long)]
+    speed: Option<f64>,
+    /// Symbol of CSV dumps whose file name does not start with it, and of REST
+    /// `aggTrades` / `historicalTrades` items (JSON lines without a symbol).
+    #[arg(long)]
+    symbol: Option<String>,
+    /// Kind of CSV dumps (default: from the column count).
+    #[arg(long, value_enum)]
+    csv_kind: Option<CsvKindArg>,
+    /// Venue of files without a capture header (binance, binance-usdm, binance-coinm;
+    /// default binance); a capture header naming another venue is an error.
+    #[arg(long)]
+    venue: Option<String>,
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// Output file (.gz compresses).
+    #[arg(
+        long,
+        short,
+        required_unless_present = "kafka",
+        conflicts_with = "kafka"
+    )]
+    out: Option<PathBuf>,
+    /// Publish to Kafka at these bootstrap servers instead of a file.
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Topic for --kafka.
+    #[arg(long, default_value = "crypto-trades-raw")]
+    topic: String,
+    /// Config file (symbols, streams, endpoint).
+    #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    max_frames: Option<u64>,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Output file (.gz compresses; default: standard output).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Number of symbols.
+    #[arg(long, default_value_t = 10)]
+    symbols: usize,
+    /// Number of trades over all symbols.
+    #[arg(long, default_value_t = 100_000)]
+    trades: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Time of the first trade, ms since the epoch.
+    #[arg(long, default_value_t = 1_700_000_000_000)]
+    start_ms: i64,
+    /// Milliseconds between trades.
+    #[arg(long, default_value_t = 5)]
+    step_ms: i64,
+    /// Wrap payloads as combined-stream frames.
+    #[arg(long)]
+    combined: bool,
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "CRYPTOFLOW_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// MySQL / MariaDB URL (`mysql://user:pass@host:3306/db`).
+    #[arg(long, env = "CRYPTOFLOW_MYSQL_URL")]
+    mysql: Option<String>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Input file.
+    #[arg(long)]
+    input: PathBuf,
+    /// Also write to PostgreSQL (mode=postgres).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Measure this sink instead: `mysql`, `influx` or `kafka` (with --url; for kafka the
+    /// bootstrap servers).
+    #[arg(long, value_parser = ["mysql", "influx", "kafka"], requires = "url")]
+    sink: Option<String>,
+    /// URL of the sink given with --sink.
+    #[arg(long)]
+    url: Option<String>,
+    /// Pace at this many trades per second and report latency percentiles.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Publish the input to a fresh Kafka topic at these bootstrap servers (paced by --rate)
+    /// and consume it through the pipeline: end-to-end latency through the broker.
+    #[arg(long, requires = "rate")]
+    kafka_source: Option<String>,
+    /// Run the single-thread reference loop instead of the pipeline (decode, per-symbol SMA
+    /// and whale flag, nothing else): mode=baseline.
+    #[arg(long, conflicts_with_all = ["postgres", "sink", "rate", "kafka_source", "compare"])]
+    baseline: bool,
+    /// Run the baseline and the pipeline (no sinks) alternately N times each after one warm-up
+    /// each; print the median rates and their ratio (COMPARE line), and fail unless both agree
+    /// on trades, whales and ma_sum.
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with_all = ["postgres", "sink", "rate", "kafka_source"]
+    )]
+    compare: Option<usize>,
+    /// Timely worker threads.
+    #[arg(long, short, default_value_t = 1)]
+    workers: usize,
+    /// Config file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Config file.
+    #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SentimentEvalArgs {
+    /// Config file.
+    #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// The labelled file.
+    #[arg(long)]
+    labelled: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -420,7 +461,21 @@ fn main() {
     cryptoflow::secrets::install_panic_hook();
     let cli = Cli::parse();
     init_logs(cli.log_format);
-    if let Err(e) = real_main(cli) {
+    // Each command loads the configuration it reads: the shared flags (`run`, `consume`,
+    // `replay`), `--config` alone, or none at all (`generate`, `migrate`, `features`).
+    let result = match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::Consume(args) => cmd_consume(args),
+        Command::Replay(args) => cmd_replay(args),
+        Command::Record(args) => cmd_record(args),
+        Command::Generate(args) => cmd_generate(args),
+        Command::Migrate(args) => cmd_migrate(args),
+        Command::Bench(args) => cmd_bench(args),
+        Command::CheckConfig(args) => cmd_check_config(args),
+        Command::Features => cmd_features(),
+        Command::SentimentEval(args) => cmd_sentiment_eval(args),
+    };
+    if let Err(e) = result {
         eprintln!(
             "cryptoflow: error: {}",
             cryptoflow::secrets::redact(&format!("{e:#}"))
@@ -429,327 +484,341 @@ fn main() {
     }
 }
 
-fn real_main(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Run {
-            common,
-            duration,
-            poll,
-            pollers_only,
-            poll_once,
-        } => {
-            let (mut cfg, cluster) = apply_common(&common)?;
-            cfg.poll.enabled |= poll || pollers_only || poll_once;
-            if poll_once {
-                cfg.poll.max_polls = Some(1);
-            }
-            if pollers_only {
-                cfg.binance.streams.clear();
-            } else if cfg.binance.symbols.is_empty() || cfg.binance.streams.is_empty() {
-                bail!("binance.symbols and binance.streams must not be empty for `cryptoflow run` (or pass --pollers-only)");
-            }
-            let rest = match cfg.binance.refill {
-                true => Some(RestConfig {
-                    venue: cfg.binance_venue()?,
-                    base_url: cfg.binance_rest_base_url()?,
-                    weight_budget_per_minute: cfg.binance.rest_weight_budget_per_minute,
-                    api_key: std::env::var("CRYPTOFLOW_BINANCE_API_KEY").ok(),
-                    ..RestConfig::default()
-                }),
-                false => None,
-            };
-            let source = SourceSpec::Live {
-                ws: ws_config(&cfg)?,
-                rest,
-                stop_after: duration.map(Duration::from_secs_f64),
-            };
-            let report = run(&cfg, source, &cluster, None)?;
-            summarize(&report);
-        }
-        Command::Replay {
+/// `cryptoflow run`: live Binance streams and/or the pollers.
+fn cmd_run(args: RunArgs) -> Result<()> {
+    let (mut cfg, cluster) = apply_common(&args.common)?;
+    cfg.poll.enabled |= args.poll || args.pollers_only || args.poll_once;
+    if args.poll_once {
+        cfg.poll.max_polls = Some(1);
+    }
+    if args.pollers_only {
+        cfg.binance.streams.clear();
+    } else if cfg.binance.symbols.is_empty() || cfg.binance.streams.is_empty() {
+        bail!("binance.symbols and binance.streams must not be empty for `cryptoflow run` (or pass --pollers-only)");
+    }
+    let rest = match cfg.binance.refill {
+        true => Some(RestConfig {
+            venue: cfg.binance_venue()?,
+            base_url: cfg.binance_rest_base_url()?,
+            weight_budget_per_minute: cfg.binance.rest_weight_budget_per_minute,
+            api_key: std::env::var("CRYPTOFLOW_BINANCE_API_KEY").ok(),
+            ..RestConfig::default()
+        }),
+        false => None,
+    };
+    let source = SourceSpec::Live {
+        ws: ws_config(&cfg)?,
+        rest,
+        stop_after: args.duration.map(Duration::from_secs_f64),
+    };
+    let report = run(&cfg, source, &cluster, None)?;
+    summarize(&report);
+    Ok(())
+}
+
+/// `cryptoflow replay`: files (or the bundled sample) through the pipeline.
+fn cmd_replay(args: ReplayArgs) -> Result<()> {
+    let ReplayArgs {
+        files,
+        common,
+        rate,
+        speed,
+        symbol,
+        csv_kind,
+        venue,
+    } = args;
+    let (mut cfg, cluster) = apply_common(&common)?;
+    if files.is_empty() && common.jsonl.is_none() && cfg.sinks.jsonl.is_empty() {
+        cfg.sinks.jsonl = "out/cryptoflow.jsonl".into();
+    }
+    let pace = match (rate, speed) {
+        (Some(r), _) if r > 0.0 => Pace::Rate(r),
+        (_, Some(x)) if x > 0.0 => Pace::Speed(x),
+        (None, None) => Pace::Max,
+        _ => bail!("--rate and --speed must be positive"),
+    };
+    let opts = ReplayOptions {
+        pace,
+        symbol: symbol
+            .as_deref()
+            .map(Symbol::from_str)
+            .transpose()
+            .map_err(|e| anyhow!(e))?,
+        csv_kind: csv_kind.map(|k| match k {
+            CsvKindArg::Trades => CsvKind::Trades,
+            CsvKindArg::AggTrades => CsvKind::AggTrades,
+            CsvKindArg::Klines => CsvKind::Klines,
+        }),
+        venue: venue
+            .as_deref()
+            .map(str::parse::<cryptoflow_operators::model::Venue>)
+            .transpose()
+            .map_err(|e| anyhow!(e))?,
+        ..ReplayOptions::default()
+    };
+    if files.is_empty() {
+        eprintln!("cryptoflow: replaying the bundled sample (pass files to replay your own)");
+    }
+    let jsonl = cfg.sinks.jsonl.clone();
+    let result = run(
+        &cfg,
+        SourceSpec::Replay {
             files,
-            common,
-            rate,
-            speed,
-            symbol,
-            csv_kind,
-            venue,
-        } => {
-            let (mut cfg, cluster) = apply_common(&common)?;
-            if files.is_empty() && common.jsonl.is_none() && cfg.sinks.jsonl.is_empty() {
-                cfg.sinks.jsonl = "out/cryptoflow.jsonl".into();
+            opts,
+            progress: true,
+        },
+        &cluster,
+        None,
+    );
+    // A damaged file: the summary of what was written, then the error (exit 1).
+    let report = match &result {
+        Ok(report) => Some(report),
+        Err(e) => e.downcast_ref::<ReplayFailed>().map(|f| &f.report),
+    };
+    if let Some(report) = report {
+        summarize(report);
+        if !jsonl.is_empty() {
+            eprintln!("cryptoflow: JSON lines written to {jsonl}");
+        }
+    }
+    result?;
+    Ok(())
+}
+
+/// `cryptoflow consume`: raw Binance payloads from Kafka through the pipeline.
+fn cmd_consume(args: ConsumeArgs) -> Result<()> {
+    let (mut cfg, cluster) = apply_common(&args.common)?;
+    if let Some(b) = args.brokers {
+        cfg.kafka.brokers = b;
+    }
+    if !args.topics.is_empty() {
+        cfg.kafka.topics = args.topics;
+    }
+    if let Some(g) = args.group {
+        cfg.kafka.group_id = g;
+    }
+    cfg.validate()?;
+    let source = SourceSpec::Kafka {
+        kafka: cfg.kafka_source(),
+        stop_after: args.duration.map(Duration::from_secs_f64),
+    };
+    let report = run(&cfg, source, &cluster, None)?;
+    summarize(&report);
+    Ok(())
+}
+
+/// `cryptoflow record`: live frames to a file, or with `--kafka` to a topic.
+fn cmd_record(args: RecordArgs) -> Result<()> {
+    match (&args.out, &args.kafka) {
+        (None, Some(brokers)) => record_to_kafka(brokers, &args),
+        _ => record_to_file(&args),
+    }
+}
+
+fn record_to_kafka(brokers: &str, args: &RecordArgs) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    let ws = ws_config(&cfg)?;
+    if ws.streams.is_empty() {
+        bail!("nothing to record: binance.symbols and binance.streams are empty");
+    }
+    let frames = cryptoflow::publish::publish_live(
+        ws,
+        brokers,
+        &args.topic,
+        args.duration.map(Duration::from_secs_f64),
+        args.max_frames,
+    )?;
+    eprintln!("cryptoflow: published {frames} frames to {}", args.topic);
+    Ok(())
+}
+
+fn record_to_file(args: &RecordArgs) -> Result<()> {
+    let out = args.out.as_ref().context("--out or --kafka is required")?;
+    let cfg = load_config(args.config.as_deref())?;
+    let ws = ws_config(&cfg)?;
+    if ws.streams.is_empty() {
+        bail!("nothing to record: binance.symbols and binance.streams are empty");
+    }
+    let mut rec =
+        Recorder::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    rec.write_header(ws.venue)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (duration, max_frames) = (args.duration, args.max_frames);
+    let frames = rt.block_on(async move {
+        let mut live = LiveFrames::start(ws, duration.map(Duration::from_secs_f64));
+        while let Some((text, ts_received)) = live.next().await {
+            rec.write_frame(ts_received, &text)?;
+            if max_frames.is_some_and(|m| rec.frames >= m) {
+                break;
             }
-            let pace = match (rate, speed) {
-                (Some(r), _) if r > 0.0 => Pace::Rate(r),
-                (_, Some(x)) if x > 0.0 => Pace::Speed(x),
-                (None, None) => Pace::Max,
-                _ => bail!("--rate and --speed must be positive"),
-            };
-            let opts = ReplayOptions {
-                pace,
-                symbol: symbol
-                    .as_deref()
-                    .map(Symbol::from_str)
-                    .transpose()
-                    .map_err(|e| anyhow!(e))?,
-                csv_kind: csv_kind.map(|k| match k {
-                    CsvKindArg::Trades => CsvKind::Trades,
-                    CsvKindArg::AggTrades => CsvKind::AggTrades,
-                    CsvKindArg::Klines => CsvKind::Klines,
-                }),
-                venue: venue
-                    .as_deref()
-                    .map(str::parse::<cryptoflow_operators::model::Venue>)
-                    .transpose()
-                    .map_err(|e| anyhow!(e))?,
-                ..ReplayOptions::default()
-            };
-            if files.is_empty() {
-                eprintln!(
-                    "cryptoflow: replaying the bundled sample (pass files to replay your own)"
-                );
-            }
-            let jsonl = cfg.sinks.jsonl.clone();
-            let result = run(
-                &cfg,
-                SourceSpec::Replay {
-                    files,
-                    opts,
-                    progress: true,
-                },
-                &cluster,
-                None,
+        }
+        live.stop().await;
+        let n = rec.frames;
+        rec.finish()?;
+        anyhow::Ok(n)
+    })?;
+    eprintln!("cryptoflow: recorded {frames} frames to {}", out.display());
+    Ok(())
+}
+
+/// `cryptoflow generate`: synthetic trade payloads to a file or standard output.
+fn cmd_generate(args: GenerateArgs) -> Result<()> {
+    let GenerateArgs {
+        out,
+        symbols,
+        trades,
+        seed,
+        start_ms,
+        step_ms,
+        combined,
+    } = args;
+    let opts = GenerateOptions {
+        symbols,
+        trades,
+        seed,
+        start_ms,
+        step_ms,
+        combined,
+    };
+    match out {
+        Some(path) => {
+            let f = std::io::BufWriter::new(
+                std::fs::File::create(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
             );
-            // A damaged file: the summary of what was written, then the error (exit 1).
-            let report = match &result {
-                Ok(report) => Some(report),
-                Err(e) => e.downcast_ref::<ReplayFailed>().map(|f| &f.report),
-            };
-            if let Some(report) = report {
-                summarize(report);
-                if !jsonl.is_empty() {
-                    eprintln!("cryptoflow: JSON lines written to {jsonl}");
-                }
+            if path.extension().is_some_and(|e| e == "gz") {
+                let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::best());
+                generate(&opts, &mut gz)?;
+                gz.finish()?;
+            } else {
+                let mut f = f;
+                generate(&opts, &mut f)?;
+                std::io::Write::flush(&mut f)?;
             }
-            result?;
-        }
-        Command::Consume {
-            common,
-            brokers,
-            topics,
-            group,
-            duration,
-        } => {
-            let (mut cfg, cluster) = apply_common(&common)?;
-            if let Some(b) = brokers {
-                cfg.kafka.brokers = b;
-            }
-            if !topics.is_empty() {
-                cfg.kafka.topics = topics;
-            }
-            if let Some(g) = group {
-                cfg.kafka.group_id = g;
-            }
-            cfg.validate()?;
-            let source = SourceSpec::Kafka {
-                kafka: cfg.kafka_source(),
-                stop_after: duration.map(Duration::from_secs_f64),
-            };
-            let report = run(&cfg, source, &cluster, None)?;
-            summarize(&report);
-        }
-        Command::Record {
-            out: None,
-            kafka: Some(brokers),
-            topic,
-            config,
-            duration,
-            max_frames,
-        } => {
-            let cfg = load_config(config.as_deref())?;
-            let ws = ws_config(&cfg)?;
-            if ws.streams.is_empty() {
-                bail!("nothing to record: binance.symbols and binance.streams are empty");
-            }
-            let frames = cryptoflow::publish::publish_live(
-                ws,
-                &brokers,
-                &topic,
-                duration.map(Duration::from_secs_f64),
-                max_frames,
-            )?;
-            eprintln!("cryptoflow: published {frames} frames to {topic}");
-        }
-        Command::Record {
-            out,
-            config,
-            duration,
-            max_frames,
-            ..
-        } => {
-            let out = out.context("--out or --kafka is required")?;
-            let cfg = load_config(config.as_deref())?;
-            let ws = ws_config(&cfg)?;
-            if ws.streams.is_empty() {
-                bail!("nothing to record: binance.symbols and binance.streams are empty");
-            }
-            let mut rec = Recorder::create(&out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
-            rec.write_header(ws.venue)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()?;
-            let frames = rt.block_on(async move {
-                let mut live = LiveFrames::start(ws, duration.map(Duration::from_secs_f64));
-                while let Some((text, ts_received)) = live.next().await {
-                    rec.write_frame(ts_received, &text)?;
-                    if max_frames.is_some_and(|m| rec.frames >= m) {
-                        break;
-                    }
-                }
-                live.stop().await;
-                let n = rec.frames;
-                rec.finish()?;
-                anyhow::Ok(n)
-            })?;
-            eprintln!("cryptoflow: recorded {frames} frames to {}", out.display());
-        }
-        Command::Generate {
-            out,
-            symbols,
-            trades,
-            seed,
-            start_ms,
-            step_ms,
-            combined,
-        } => {
-            let opts = GenerateOptions {
-                symbols,
-                trades,
-                seed,
-                start_ms,
-                step_ms,
-                combined,
-            };
-            match out {
-                Some(path) => {
-                    let f = std::io::BufWriter::new(
-                        std::fs::File::create(&path)
-                            .with_context(|| format!("cannot create {}", path.display()))?,
-                    );
-                    if path.extension().is_some_and(|e| e == "gz") {
-                        let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::best());
-                        generate(&opts, &mut gz)?;
-                        gz.finish()?;
-                    } else {
-                        let mut f = f;
-                        generate(&opts, &mut f)?;
-                        std::io::Write::flush(&mut f)?;
-                    }
-                    eprintln!(
-                        "cryptoflow: wrote {trades} trades of {symbols} symbols to {}",
-                        path.display()
-                    );
-                }
-                None => {
-                    let stdout = std::io::stdout();
-                    let mut lock = std::io::BufWriter::new(stdout.lock());
-                    generate(&opts, &mut lock)?;
-                }
-            }
-        }
-        Command::Migrate { postgres, mysql } => {
-            if postgres.is_none() && mysql.is_none() {
-                bail!("nothing to migrate: pass --postgres URL and/or --mysql URL");
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let report = |engine: &str, applied: Vec<i32>| {
-                if applied.is_empty() {
-                    eprintln!("cryptoflow: {engine} schema is up to date");
-                } else {
-                    eprintln!("cryptoflow: {engine}: applied migrations {applied:?}");
-                }
-            };
-            if let Some(url) = postgres {
-                report(
-                    "PostgreSQL",
-                    rt.block_on(cryptoflow_sinks::postgres::migrate(&url))
-                        .map_err(|e| anyhow!(e))?,
-                );
-            }
-            if let Some(url) = mysql {
-                report(
-                    "MySQL",
-                    rt.block_on(cryptoflow_sinks::mysql::migrate(&url))
-                        .map_err(|e| anyhow!(e))?,
-                );
-            }
-        }
-        Command::Bench {
-            input,
-            postgres,
-            sink,
-            url,
-            rate,
-            kafka_source,
-            workers,
-            config,
-        } => {
-            let mut cfg = load_config(config.as_deref())?;
-            cfg.pipeline.workers = workers;
-            let sink = match (sink.as_deref(), url) {
-                (Some("mysql"), Some(u)) => Some(BenchSink::Mysql(u)),
-                (Some("influx"), Some(u)) => Some(BenchSink::Influx(u)),
-                (Some("kafka"), Some(u)) => Some(BenchSink::Kafka(u)),
-                _ => None,
-            };
-            let line = bench(
-                cfg,
-                &BenchOptions {
-                    input,
-                    postgres,
-                    rate,
-                    sink,
-                    kafka_source,
-                },
-            )?;
-            println!("{line}");
-        }
-        Command::Features => {
-            print!("{}", cryptoflow_operators::features::catalogue_markdown());
-        }
-        Command::SentimentEval { config, labelled } => {
-            let cfg = load_config(config.as_deref())?;
-            let model = cfg.sentiment_model()?;
-            let text = std::fs::read_to_string(&labelled)
-                .with_context(|| format!("reading {}", labelled.display()))?;
-            let rows = cryptoflow_operators::sentiment::parse_labelled(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", labelled.display()))?;
-            let e = cryptoflow_operators::sentiment::evaluate(model.as_ref(), &rows);
-            println!(
-                "model={} texts={} accuracy={:.4} macro_f1={:.4}",
-                model.name(),
-                e.n,
-                e.accuracy,
-                e.macro_f1
-            );
-            println!("label \\ predicted  negative  neutral  positive");
-            for (label, row) in ["negative", "neutral", "positive"].iter().zip(e.confusion) {
-                println!("{label:>18}  {:>8}  {:>7}  {:>8}", row[0], row[1], row[2]);
-            }
-        }
-        Command::CheckConfig { config } => {
-            let cfg = load_config(config.as_deref())?;
-            print!("{}", cfg.to_redacted_toml()?);
             eprintln!(
-                "cryptoflow: configuration is valid ({} streams)",
-                cfg.stream_names().len()
+                "cryptoflow: wrote {trades} trades of {symbols} symbols to {}",
+                path.display()
             );
         }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            generate(&opts, &mut lock)?;
+        }
+    }
+    Ok(())
+}
+
+/// `cryptoflow migrate`: the schema of PostgreSQL and/or MySQL / MariaDB.
+fn cmd_migrate(args: MigrateArgs) -> Result<()> {
+    let MigrateArgs { postgres, mysql } = args;
+    if postgres.is_none() && mysql.is_none() {
+        bail!("nothing to migrate: pass --postgres URL and/or --mysql URL");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = |engine: &str, applied: Vec<i32>| {
+        if applied.is_empty() {
+            eprintln!("cryptoflow: {engine} schema is up to date");
+        } else {
+            eprintln!("cryptoflow: {engine}: applied migrations {applied:?}");
+        }
+    };
+    if let Some(url) = postgres {
+        report(
+            "PostgreSQL",
+            rt.block_on(cryptoflow_sinks::postgres::migrate(&url))
+                .map_err(|e| anyhow!(e))?,
+        );
+    }
+    if let Some(url) = mysql {
+        report(
+            "MySQL",
+            rt.block_on(cryptoflow_sinks::mysql::migrate(&url))
+                .map_err(|e| anyhow!(e))?,
+        );
+    }
+    Ok(())
+}
+
+/// `cryptoflow bench`: the pipeline (with one sink, paced, or through Kafka), the baseline loop,
+/// or both compared.
+fn cmd_bench(args: BenchArgs) -> Result<()> {
+    let mut cfg = load_config(args.config.as_deref())?;
+    cfg.pipeline.workers = args.workers;
+    if args.baseline {
+        println!("{}", baseline(&args.input, &cfg.analytics())?.line());
+        return Ok(());
+    }
+    if let Some(runs) = args.compare {
+        let c = compare(cfg, &args.input, runs, |phase, r| {
+            eprintln!("cryptoflow: {phase}: {}", r.line());
+        })?;
+        println!("{}", c.line());
+        return Ok(());
+    }
+    let sink = match (args.sink.as_deref(), args.url) {
+        (Some("mysql"), Some(u)) => Some(BenchSink::Mysql(u)),
+        (Some("influx"), Some(u)) => Some(BenchSink::Influx(u)),
+        (Some("kafka"), Some(u)) => Some(BenchSink::Kafka(u)),
+        _ => None,
+    };
+    let result = bench(
+        cfg,
+        &BenchOptions {
+            input: args.input,
+            postgres: args.postgres,
+            rate: args.rate,
+            sink,
+            kafka_source: args.kafka_source,
+        },
+    )?;
+    println!("{}", result.line());
+    Ok(())
+}
+
+/// `cryptoflow check-config`: the resolved configuration, secrets redacted.
+fn cmd_check_config(args: ConfigArg) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    print!("{}", cfg.to_redacted_toml()?);
+    eprintln!(
+        "cryptoflow: configuration is valid ({} streams)",
+        cfg.stream_names().len()
+    );
+    Ok(())
+}
+
+/// `cryptoflow features`: the ML feature catalogue.
+fn cmd_features() -> Result<()> {
+    print!("{}", cryptoflow_operators::features::catalogue_markdown());
+    Ok(())
+}
+
+/// `cryptoflow sentiment-eval`: the configured model on a labelled file.
+fn cmd_sentiment_eval(args: SentimentEvalArgs) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    let model = cfg.sentiment_model()?;
+    let labelled = &args.labelled;
+    let text = std::fs::read_to_string(labelled)
+        .with_context(|| format!("reading {}", labelled.display()))?;
+    let rows = cryptoflow_operators::sentiment::parse_labelled(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", labelled.display()))?;
+    let e = cryptoflow_operators::sentiment::evaluate(model.as_ref(), &rows);
+    println!(
+        "model={} texts={} accuracy={:.4} macro_f1={:.4}",
+        model.name(),
+        e.n,
+        e.accuracy,
+        e.macro_f1
+    );
+    println!("label \\ predicted  negative  neutral  positive");
+    for (label, row) in ["negative", "neutral", "positive"].iter().zip(e.confusion) {
+        println!("{label:>18}  {:>8}  {:>7}  {:>8}", row[0], row[1], row[2]);
     }
     Ok(())
 }

@@ -359,10 +359,16 @@ mod tests {
         let mut f = Feed::new(100, 0, 1_000, 10, true);
         assert_eq!(f.idle_advance(t0, 50_000, i64::MAX, 0), None, "nothing fed");
         f.count_unstamped(3);
-        assert_eq!(f.idle_advance(t0 + Duration::from_millis(500), 50_000, i64::MAX, 0), None);
+        assert_eq!(
+            f.idle_advance(t0 + Duration::from_millis(500), 50_000, i64::MAX, 0),
+            None
+        );
         assert_eq!(
             f.idle_advance(t0 + Duration::from_millis(1_000), 50_000, i64::MAX, 0),
-            Some(IdleAdvance { to: 490, first: true })
+            Some(IdleAdvance {
+                to: 490,
+                first: true
+            })
         );
     }
 
