@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 eval "$(bash scripts/services.sh)"
 echo "test.sh: PostgreSQL at ${CRYPTOFLOW_TEST_POSTGRES_URL}, MySQL at ${CRYPTOFLOW_TEST_MYSQL_URL}" >&2
 
-cargo test --workspace --all-targets --locked "$@"
+# tests/offline needs nothing; tests/services (the `services` feature) uses what services.sh started.
+cargo test --workspace --all-targets --locked --features cryptoflow/services "$@"
 # Doc tests are not part of --all-targets.
 cargo test --workspace --doc --locked "$@"
 

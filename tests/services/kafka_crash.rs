@@ -4,7 +4,7 @@
 //! trade once, and every candle is final and whole (offsets are committed per partition only up
 //! to the first trade of a candle not yet final, so a restart re-reads whole candles).
 
-mod common;
+use crate::support as common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

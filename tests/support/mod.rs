@@ -86,10 +86,21 @@ pub fn replay_collect(
     (report, recs)
 }
 
+/// The service setting `name` from the environment; a test that needs a service fails loudly
+/// when it is missing rather than trying a default that may not be there.
+pub fn service_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: run the service tests through scripts/test.sh, or first \
+             `eval \"$(bash scripts/services.sh)\"`, which installs and starts the services"
+        ),
+    }
+}
+
 /// PostgreSQL server URL for tests (a database is created per test).
 pub fn pg_server_url() -> String {
-    std::env::var("CRYPTOFLOW_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    service_env("CRYPTOFLOW_TEST_POSTGRES_URL")
 }
 
 /// Creates a fresh database and returns its URL.
@@ -179,8 +190,7 @@ pub fn trade_ids(events: &[cryptoflow_operators::model::Event]) -> Vec<u64> {
 
 /// MySQL / MariaDB server URL for tests (a database is created per test).
 pub fn mysql_server_url() -> String {
-    std::env::var("CRYPTOFLOW_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    service_env("CRYPTOFLOW_TEST_MYSQL_URL")
 }
 
 /// Creates a fresh MySQL database and returns its URL.
@@ -225,7 +235,7 @@ pub async fn replay_named_fixture(cfg: &Config, name: &str) -> (RunReport, Vec<O
 
 /// Kafka bootstrap servers for tests (scripts/services.sh starts a broker).
 pub fn kafka_brokers() -> String {
-    std::env::var("CRYPTOFLOW_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    service_env("CRYPTOFLOW_TEST_KAFKA_BROKERS")
 }
 
 /// A suffix that makes topic and group names unique per test run.
@@ -343,7 +353,7 @@ pub async fn python_schema_check(
     topics: &[String],
     extra: &[&str],
 ) -> serde_json::Value {
-    let python = std::env::var("CRYPTOFLOW_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = service_env("CRYPTOFLOW_TEST_PYTHON");
     let root = env!("CARGO_MANIFEST_DIR");
     let mut cmd = tokio::process::Command::new(&python);
     cmd.arg(format!("{root}/tests/reference/kafka_schema_check.py"))

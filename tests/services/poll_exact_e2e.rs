@@ -6,7 +6,7 @@
 //! `decimal` (`format(Decimal(text), 'f')`; for MariaDB's DECIMAL(65,28) the same quantized to 28
 //! places) and Python's xml/html modules (tests/reference/html_text.py) for the news texts.
 
-mod common;
+use crate::support as common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@
 //!
 //! and in both cases the trades table ends with every id exactly once.
 
-mod common;
+use crate::support as common;
 
 use std::time::{Duration, Instant};
 

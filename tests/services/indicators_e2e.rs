@@ -3,7 +3,7 @@
 //! candles (whose values are checked against TA-Lib in `operators/tests/indicators_parity.rs`),
 //! and stored in PostgreSQL. The feature catalogue in the docs is the generated one.
 
-mod common;
+use crate::support as common;
 
 use std::collections::BTreeMap;
 

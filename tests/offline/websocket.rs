@@ -1,7 +1,7 @@
 //! The Binance WebSocket source against a local WebSocket server that pings, serves frames and
 //! drops the connection.
 
-mod common;
+use crate::support as common;
 
 use common::{collect_live, trade_ids};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! A data.binance.vision CSV of the same trades gives the same candles as the JSON frames.
 
-mod common;
+use crate::support as common;
 
 use std::io::Write;
 

@@ -1,7 +1,7 @@
 //! InfluxDB sink: end to end against a real InfluxDB 1.x (points equal the reference, a replay
 //! writes the same points again), and the 2.x API against a local server that checks the request.
 
-mod common;
+use crate::support as common;
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use cryptoflow_sinks::Sink;
 use cryptoflow_sources::replay::ReplayOptions;
 
 fn influx_url() -> String {
-    std::env::var("CRYPTOFLOW_TEST_INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:18086".into())
+    common::service_env("CRYPTOFLOW_TEST_INFLUX_URL")
 }
 
 async fn query(db: &str, q: &str) -> serde_json::Value {

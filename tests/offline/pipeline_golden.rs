@@ -1,6 +1,6 @@
 //! The dataflow on 1 and 2 workers against the independent Python reference.
 
-mod common;
+use crate::support as common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Replay into a real MariaDB/MySQL: rows equal the independent reference; a second replay adds
 //! nothing and changes nothing.
 
-mod common;
+use crate::support as common;
 
 use std::collections::HashMap;
 

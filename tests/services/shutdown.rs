@@ -1,7 +1,7 @@
 //! SIGTERM (what `docker stop` and a pod eviction send) drains a live run like Ctrl-C: what was
 //! read is written and acknowledged, the run prints its summary and exits 0.
 
-mod common;
+use crate::support as common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! test uses a key prefix of its own and deletes its keys) and CRYPTOFLOW_TEST_REDIS_SERVER (the
 //! `redis-server` binary, for private servers on free ports).
 
-mod common;
+use crate::support as common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;

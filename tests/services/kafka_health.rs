@@ -7,7 +7,7 @@
 //!   its return an INFO line, and the run goes on: every trade, produced before and after the
 //!   outage, is written exactly once and its offset committed.
 
-mod common;
+use crate::support as common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

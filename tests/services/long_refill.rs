@@ -8,7 +8,7 @@
 //! the hole is refilled, and at the end every id is stored exactly once and every final candle
 //! counts exactly the trades of its minute.
 
-mod common;
+use crate::support as common;
 
 use std::time::{Duration, Instant};
 

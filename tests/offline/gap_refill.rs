@@ -3,7 +3,7 @@
 //! unrefilled gap; duplicates are dropped; the refill honours 429 Retry-After and the weight
 //! budget.
 
-mod common;
+use crate::support as common;
 
 use common::{collect_live, trade_ids};
 use std::sync::{Arc, Mutex};

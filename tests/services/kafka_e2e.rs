@@ -5,7 +5,7 @@
 //!   message against the published JSON Schemas;
 //! - the source sends bad input to the dead-letter topic with a counter and keeps going.
 
-mod common;
+use crate::support as common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! header, keeps insurance-fund fills off the tape without calling their ids a hole, and values
 //! trades in contracts × 100 USD; every event, gap and ledger row names its venue.
 
-mod common;
+use crate::support as common;
 
 use common::{collect_live, trade_ids};
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 //! byte-order mark or a garbage first line does not turn a capture into a "CSV" file; a file of
 //! pure garbage fails loudly instead of storing nothing with exit 0.
 
-mod common;
+use crate::support as common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! new connection, switches after its first frame, then closes the old one; the overlap is
 //! deduplicated by id: no gap, no duplicate.
 
-mod common;
+use crate::support as common;
 
 use common::{collect_live, trade_ids};
 use std::sync::{Arc, Mutex, OnceLock};

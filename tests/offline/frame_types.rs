@@ -2,7 +2,7 @@
 //! letters; REST `aggTrades` / `historicalTrades` items (one per line, no symbol) replay with
 //! `--symbol` into the same trades and candles as the WebSocket frames carrying them.
 
-mod common;
+use crate::support as common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! the independent reference gives no mismatch; a deliberately corrupted one gives exactly one,
 //! counted in the data-quality ledger.
 
-mod common;
+use crate::support as common;
 
 use std::io::Write;
 

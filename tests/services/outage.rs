@@ -3,7 +3,7 @@
 //! backoff), memory stays bounded (the bounded queues push back on the source), and the tables
 //! end with every trade exactly once and the aggregates counting each trade once.
 
-mod common;
+use crate::support as common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! checked against the payloads. A second run (a restart, with one new item per source and a FRED
 //! revision) emits exactly the new items; a third (OAuth for Reddit) emits nothing.
 
-mod common;
+use crate::support as common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};

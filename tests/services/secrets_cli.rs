@@ -2,7 +2,7 @@
 //! environment, a config file holding one is refused, and a failing connection's error and log
 //! lines do not echo the password. Database errors say what is wrong and what to do.
 
-mod common;
+use crate::support as common;
 
 use std::process::Command;
 

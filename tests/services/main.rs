@@ -1,0 +1,26 @@
+//! Tests against real services: PostgreSQL, MariaDB, InfluxDB, Redis, a Kafka-protocol broker and
+//! the Python reference implementations, as `scripts/services.sh` installs and starts them. Built
+//! only with the `services` feature (`scripts/test.sh` turns it on); a service the environment
+//! does not name then fails its tests loudly.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod damaged_files;
+mod futures;
+mod indicators_e2e;
+mod influx_e2e;
+mod kafka_crash;
+mod kafka_e2e;
+mod kafka_health;
+mod kafka_unreachable;
+mod long_refill;
+mod mysql_e2e;
+mod outage;
+mod poll_e2e;
+mod poll_exact_e2e;
+mod postgres_e2e;
+mod redis_e2e;
+mod restart_resume;
+mod secrets_cli;
+mod shutdown;
