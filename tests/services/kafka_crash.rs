@@ -61,6 +61,7 @@ async fn count(url: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_five_times_during_100k_trades_stores_each_once() {
+    let _heavy = common::heavy().await;
     let brokers = kafka_brokers();
     let topic = unique_suffix("crash-raw");
     let group = unique_suffix("crash-group");
@@ -199,6 +200,7 @@ fn interrupt(child: &Killed) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_consumer_joins_and_the_first_leaves_while_trades_flow() {
+    let _heavy = common::heavy().await;
     const N: u64 = 60_000;
     let brokers = kafka_brokers();
     let topic = unique_suffix("rebalance-raw");

@@ -50,6 +50,7 @@ async fn pg_client_opt(url: &str) -> Option<tokio_postgres::Client> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
+    let _heavy = common::heavy().await;
     const RATE: f64 = 2_000.0;
     const HOLE: (u64, u64) = (20_001, 80_000);
     let pg = PrivatePg::create();
@@ -267,6 +268,7 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_a_long_refill_resumes_before_the_hole() {
+    let _heavy = common::heavy().await;
     const RATE: f64 = 2_000.0;
     const HOLE: (u64, u64) = (10_001, 40_000);
     let url = fresh_database("crashrefill").await;

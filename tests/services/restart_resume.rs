@@ -14,6 +14,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_loses_nothing() {
+    let _heavy = common::heavy().await;
     let url = fresh_database("restart").await;
     cryptoflow_sinks::postgres::migrate(&url).await.unwrap();
     let ex = Exchange::new(500.0, u64::MAX, None);
@@ -102,6 +103,7 @@ async fn sigkill_and_restart_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_drops_during_100k_trades_lose_nothing() {
+    let _heavy = common::heavy().await;
     const N: u64 = 100_000;
     let url = fresh_database("drops").await;
     cryptoflow_sinks::postgres::migrate(&url).await.unwrap();

@@ -86,6 +86,13 @@ pub fn replay_collect(
     (report, recs)
 }
 
+/// Held by the tests that load the box most or measure under load (a long refill's memory, crash
+/// loops): they run one at a time, while lighter tests of the same binary still run beside them.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// The service setting `name` from the environment; a test that needs a service fails loudly
 /// when it is missing rather than trying a default that may not be there.
 pub fn service_env(name: &str) -> String {

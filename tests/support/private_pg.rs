@@ -108,7 +108,10 @@ pub fn free_port() -> u16 {
 
 /// An empty directory for a private server's data, owned by the server's user.
 pub fn private_dir(tag: &str, owner: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cf-{tag}-outage-{}", std::process::id()));
+    // Tests of one binary run side by side: each server gets a directory of its own.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("cf-{tag}-private-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     assert!(Command::new("chown")
