@@ -27,7 +27,7 @@ use cryptoflow_sources::EventBatch;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::runtime::acks::{least_ack, spawn_sink, SinkSlot};
+use crate::runtime::acks::{spawn_sink, SinkSlot};
 use crate::runtime::replay::{replay_all, ReplayOutcome};
 use crate::runtime::stop::stop_on;
 
@@ -213,10 +213,8 @@ pub(crate) struct SourceLinks<'a> {
     pub shutdown: watch::Sender<bool>,
     /// The source's bound on event time.
     pub cap: WatermarkCap,
-    /// The least ack over all sinks (created when a source needs it).
-    pub durable: Option<watch::Receiver<Durable>>,
-    /// The sinks (their acks).
-    pub sinks: &'a [SinkSlot],
+    /// The cluster's ack: what every sink of every process made durable.
+    pub durable: watch::Receiver<Durable>,
 }
 
 /// Starts `source`.
@@ -242,14 +240,13 @@ pub(crate) fn start_source(source: SourceSpec, l: SourceLinks<'_>) -> Result<Sta
             l.stats.set_health(SourceHealth::Starting);
             let (tx, fed) = mpsc::unbounded_channel();
             started.fed = Some(tx);
-            let durable = l.durable.unwrap_or_else(|| least_ack(l.rt, l.sinks));
             started.kafka = Some(l.rt.spawn(cryptoflow_sources::kafka::kafka_source(
                 kafka,
                 l.tx,
                 l.stats.clone(),
                 OffsetFeedback {
                     fed,
-                    durable,
+                    durable: l.durable,
                     cap: l.cap,
                 },
                 l.shutdown.subscribe(),

@@ -3,6 +3,11 @@
 //! [`Feed`] gives them), and a sink operator per sink hands each worker's records and frontier to
 //! that sink's task. A full sink queue blocks the worker, which stops taking batches: memory
 //! stays bounded and nothing is dropped.
+//!
+//! Beside the pipeline, every worker runs the small ack dataflow of [`ClusterAck`]: it holds its
+//! input at its process's durable time until that process's sinks are complete, so the feeding
+//! worker learns (and publishes) what is durable in every process of a cluster, and the trades
+//! other processes' sinks took, which the in-flight bound counts cluster-wide.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -12,16 +17,18 @@ use anyhow::{anyhow, bail, Result};
 use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig};
 use cryptoflow_operators::model::{Event, Output, OutputKinds};
 use cryptoflow_operators::sentiment::SentimentModel;
-use cryptoflow_sinks::SinkMsg;
-use cryptoflow_sources::kafka::WatermarkCap;
+use cryptoflow_sinks::{Ack, SinkMsg};
+use cryptoflow_sources::kafka::{Durable, WatermarkCap};
 use cryptoflow_sources::poll::driver::PollBatch;
 use cryptoflow_sources::EventBatch;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Input;
-use timely::dataflow::operators::{Operator, Probe};
-use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
+use timely::dataflow::operators::Operator;
+use timely::dataflow::{InputHandleVec, StreamVec};
+use timely::worker::Worker;
 use tokio::sync::{mpsc, watch};
 
+use super::acks::{ClusterAck, Local};
 use super::feed::Feed;
 use super::Cluster;
 use crate::pipeline::{trade_pipeline, Flow};
@@ -63,6 +70,11 @@ pub(crate) struct Bridge {
     pub live: bool,
     /// Workers per process.
     pub workers: usize,
+    /// The acks of this process's sinks.
+    pub acks: Vec<watch::Receiver<Ack>>,
+    /// Where the feeding worker publishes the cluster's ack (the least over every sink of every
+    /// process): the Kafka source and the pollers release by it.
+    pub durable: watch::Sender<Durable>,
 }
 
 /// The timely configuration of `workers` threads per process in `cluster`.
@@ -101,9 +113,21 @@ pub(crate) fn timely_config(workers: usize, cluster: &Cluster) -> Result<timely:
     })
 }
 
-/// Runs the timely workers of this process until the source ends (or a live run stops) and the
-/// dataflow has handed everything to the sinks. Returns the events fed.
-pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<u64> {
+/// What the timely workers of this process did.
+#[derive(Debug, Default)]
+pub(crate) struct Executed {
+    /// Events fed (by the feeding worker, on process 0).
+    pub events: u64,
+    /// Processes of the cluster that reported a failed sink.
+    pub failed: Vec<usize>,
+}
+
+/// How long a worker that waits for its sinks parks between looks at their acks.
+const PARK: Duration = Duration::from_millis(10);
+
+/// Runs the timely workers of this process until the source ends (or a live run stops), the
+/// dataflow has handed everything to the sinks and every process's sinks are complete.
+pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<Executed> {
     let bridge = Arc::new(bridge);
     let process = cluster.process;
     let guards = timely::execute(timely_config(bridge.workers, cluster)?, move |worker| {
@@ -112,7 +136,6 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<u64> {
         // Sink tasks are per process: they count this process's workers from zero.
         let local = index - process * b.workers;
         let mut input = InputHandleVec::<u64, (Event, u64)>::new();
-        let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let events = scope.input_from(&mut input);
             let records = trade_pipeline(
@@ -123,100 +146,157 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<u64> {
                 b.graph.compare_trade_count,
                 b.flow.clone(),
             );
-            let records = records.probe_with(&probe);
             attach_sinks(records, local, b.sinks.clone(), b.flow.clone());
         });
+        let mut ack = ClusterAck::new(worker, b.acks.clone(), process);
         let rx = (index == 0)
             .then(|| b.events.lock().ok().and_then(|mut g| g.take()))
             .flatten();
-        let Some(mut rx) = rx else {
-            drop(input);
-            while worker.step_or_park(None) {}
-            return 0u64;
+        let events = match rx {
+            Some(rx) => feed(worker, b, input, rx, &mut ack),
+            None => {
+                drop(input);
+                0
+            }
         };
-        let mut polled_rx = b.polled.lock().ok().and_then(|mut g| g.take());
-        let mut feed = b.feed.clone();
-        loop {
-            if b.flow.sink_failed.load(Ordering::SeqCst) {
-                break;
-            }
-            if feed.held_back(b.flow.in_flight.load(Ordering::SeqCst), Instant::now()) {
-                worker.step_or_park(Some(Duration::from_millis(1)));
-                continue;
-            }
-            if let Some(prx) = &mut polled_rx {
-                match prx.try_recv() {
-                    Ok(PollBatch { events, fed: reply }) => {
-                        // Polled items do not move the market watermark: they go in at the
-                        // current time.
-                        feed.count_unstamped(events.len());
-                        for ev in events {
-                            input.send((ev, *input.time()));
-                        }
-                        input.flush();
-                        let _ = reply.send(*input.time());
-                        worker.step();
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => polled_rx = None,
-                    Err(mpsc::error::TryRecvError::Empty) => {}
-                }
-            }
-            match rx.try_recv() {
-                Ok(batch) => {
-                    let at = *input.time();
-                    let stamped = feed.stamp_capped(batch, at, &b.cap, Instant::now(), |ev, t| {
-                        input.send((ev, t))
-                    });
-                    if stamped.advance_to > *input.time() {
-                        input.advance_to(stamped.advance_to);
-                    } else {
-                        // Hand the batch on now; waiting for the next tick would add latency.
-                        input.flush();
-                    }
-                    b.flow.in_flight.fetch_add(stamped.trades, Ordering::SeqCst);
-                    if let Some(tx) = &b.fed {
-                        // Every record of this batch has a time at or before the input's.
-                        let _ = tx.send(*input.time());
-                    }
-                    worker.step();
-                }
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    let wall = cryptoflow_sources::now_ms();
-                    if let Some(adv) =
-                        feed.idle_advance(Instant::now(), wall, b.cap.latest(), *input.time())
-                    {
-                        if adv.first {
-                            tracing::info!(
-                                from_tick = *input.time(),
-                                to_tick = adv.to,
-                                "No events: the wall clock moves the watermark."
-                            );
-                        }
-                        input.advance_to(adv.to);
-                    }
-                    worker.step_or_park(Some(Duration::from_millis(1)));
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-            }
-            if *b.shutdown.borrow() && b.live {
-                break;
-            }
+        finish(worker, b, &mut ack, index == 0, process);
+        Executed {
+            events,
+            failed: ack.failed_processes(),
         }
-        // Batches still queued are dropped unfed: their pollers do not save them as emitted.
-        drop(polled_rx);
-        drop(input);
-        while !probe.done() {
-            worker.step_or_park(Some(Duration::from_millis(1)));
-        }
-        while worker.step_or_park(Some(Duration::from_millis(1))) {}
-        feed.fed()
     })
     .map_err(|e| anyhow!("cannot start timely workers: {e}"))?;
-    let mut events = 0;
+    let mut out = Executed::default();
     for r in guards.join() {
-        events += r.map_err(|e| anyhow!("a timely worker failed: {e}"))?;
+        let w = r.map_err(|e| anyhow!("a timely worker failed: {e}"))?;
+        out.events += w.events;
+        out.failed.extend(w.failed);
     }
-    Ok(events)
+    out.failed.sort_unstable();
+    out.failed.dedup();
+    Ok(out)
+}
+
+/// The feeding worker: takes event batches from the source channel and polled batches from the
+/// pollers' channel into `input` until the source ends, a live run stops or a sink fails
+/// anywhere in the cluster. Publishes the cluster's ack as it moves. Returns the events fed.
+fn feed(
+    worker: &mut Worker,
+    b: &Bridge,
+    mut input: InputHandleVec<u64, (Event, u64)>,
+    mut rx: mpsc::Receiver<EventBatch>,
+    ack: &mut ClusterAck,
+) -> u64 {
+    let mut polled_rx = b.polled.lock().ok().and_then(|mut g| g.take());
+    let mut feed = b.feed.clone();
+    loop {
+        let sink_failed = b.flow.sink_failed.load(Ordering::SeqCst);
+        // The feeding worker runs on process 0: its own releases are in the shared count.
+        ack.tick(Instant::now(), None, sink_failed);
+        ack.publish(&b.durable);
+        // Trades the first sink of another process took leave the in-flight count.
+        feed.released_elsewhere(ack.take_released());
+        if sink_failed || ack.failed() {
+            break;
+        }
+        if feed.held_back(b.flow.in_flight.load(Ordering::SeqCst), Instant::now()) {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+            continue;
+        }
+        if let Some(prx) = &mut polled_rx {
+            match prx.try_recv() {
+                Ok(PollBatch { events, fed: reply }) => {
+                    // Polled items do not move the market watermark: they go in at the
+                    // current time.
+                    feed.count_unstamped(events.len());
+                    for ev in events {
+                        input.send((ev, *input.time()));
+                    }
+                    input.flush();
+                    let _ = reply.send(*input.time());
+                    worker.step();
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => polled_rx = None,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+        }
+        match rx.try_recv() {
+            Ok(batch) => {
+                let at = *input.time();
+                let stamped = feed.stamp_capped(batch, at, &b.cap, Instant::now(), |ev, t| {
+                    input.send((ev, t))
+                });
+                if stamped.advance_to > *input.time() {
+                    input.advance_to(stamped.advance_to);
+                } else {
+                    // Hand the batch on now; waiting for the next tick would add latency.
+                    input.flush();
+                }
+                b.flow.in_flight.fetch_add(stamped.trades, Ordering::SeqCst);
+                if let Some(tx) = &b.fed {
+                    // Every record of this batch has a time at or before the input's.
+                    let _ = tx.send(*input.time());
+                }
+                worker.step();
+            }
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let wall = cryptoflow_sources::now_ms();
+                if let Some(adv) =
+                    feed.idle_advance(Instant::now(), wall, b.cap.latest(), *input.time())
+                {
+                    if adv.first {
+                        tracing::info!(
+                            from_tick = *input.time(),
+                            to_tick = adv.to,
+                            "No events: the wall clock moves the watermark."
+                        );
+                    }
+                    input.advance_to(adv.to);
+                }
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        }
+        if *b.shutdown.borrow() && b.live {
+            break;
+        }
+    }
+    // Batches still queued are dropped unfed: their pollers do not save them as emitted.
+    drop(polled_rx);
+    drop(input);
+    feed.fed()
+}
+
+/// The end of a worker's run: holds its ack input until this process's sinks are complete (the
+/// worker keeps stepping, so the last records and frontiers reach them), or until one failed
+/// (reported to every worker first); then steps until every dataflow is done. The feeding worker
+/// (`publish`) keeps publishing the cluster's ack, the last time as complete.
+fn finish(worker: &mut Worker, b: &Bridge, ack: &mut ClusterAck, publish: bool, process: usize) {
+    // A process that does not feed reports the trades its first sink took.
+    let released = (process != 0).then_some(&b.flow.in_flight);
+    loop {
+        let local = ack.tick(
+            Instant::now(),
+            released,
+            b.flow.sink_failed.load(Ordering::SeqCst),
+        );
+        if publish {
+            ack.publish(&b.durable);
+        }
+        if matches!(local, Local::Complete | Local::Failed) {
+            break;
+        }
+        worker.step_or_park(Some(PARK));
+    }
+    ack.close(released);
+    while worker.step_or_park(Some(PARK)) {
+        if publish {
+            ack.publish(&b.durable);
+        }
+    }
+    if publish {
+        ack.publish(&b.durable);
+    }
 }
 
 /// A sink task's queue, and the kinds of output it takes.

@@ -11,7 +11,10 @@
 //! - **Non-market events**: gap markers carry the wall clock of the reconnect, polled items their
 //!   publication time; neither moves the watermark.
 //! - **The in-flight bound**: while more trades are fed than the first sink has taken, the feed
-//!   waits, and waiting for the sinks is not idleness.
+//!   waits, and waiting for the sinks is not idleness. In a cluster every process has its own
+//!   first sink: the trades of the symbols another process owns are taken there, and that
+//!   process reports them to the feeding worker ([`Feed::released_elsewhere`]), so the bound
+//!   means the same with one process or several.
 //!
 //! An idle live source (nothing for `idle_ms`, and no cap left: every partition caught up) lets
 //! the wall clock move the watermark, so the last candles of a quiet symbol become final.
@@ -28,6 +31,8 @@ pub struct Feed {
     lateness_ms: i64,
     idle: Duration,
     max_in_flight: i64,
+    /// Trades the first sinks of other processes took (they leave the in-flight count).
+    released_elsewhere: i64,
     live: bool,
     /// Newest exchange time of market data fed so far.
     max_ts: Option<i64>,
@@ -73,6 +78,7 @@ impl Feed {
             lateness_ms,
             idle: Duration::from_millis(idle_ms.max(1) as u64),
             max_in_flight: max_in_flight.max(1),
+            released_elsewhere: 0,
             live,
             max_ts: None,
             fed: 0,
@@ -96,14 +102,21 @@ impl Feed {
         self.fed
     }
 
-    /// True while `in_flight` trades wait for the first sink: the feed takes no batch and does
-    /// not count the wait as idleness.
+    /// True while `in_flight` trades (fed, less those this process's first sink took) wait for
+    /// the first sinks, less those [`Feed::released_elsewhere`]: the feed takes no batch and
+    /// does not count the wait as idleness.
     pub fn held_back(&mut self, in_flight: i64, now: Instant) -> bool {
-        let held = in_flight >= self.max_in_flight;
+        let held = in_flight - self.released_elsewhere >= self.max_in_flight;
         if held {
             self.last_event = Some(now);
         }
         held
+    }
+
+    /// `n` more trades were taken by the first sink of another process of the cluster (or
+    /// dropped there as repeats).
+    pub fn released_elsewhere(&mut self, n: i64) {
+        self.released_elsewhere += n;
     }
 
     /// Items that do not move event time (polled items) go in at the input's time.
@@ -306,6 +319,28 @@ mod tests {
         assert!(f
             .idle_advance(later, 99_000, i64::MAX, s.advance_to)
             .is_some());
+    }
+
+    #[test]
+    fn the_in_flight_bound_counts_the_trades_other_processes_took() {
+        let t0 = Instant::now();
+        // Two processes, at most 5 000 trades in flight. 12 000 trades fed; this process's first
+        // sink took the 6 000 of its symbols, so the local count says 6 000 in flight.
+        let mut f = Feed::new(100, 0, 1_000, 5_000, false);
+        assert!(
+            f.held_back(6_000, t0),
+            "nothing reported by the other process yet"
+        );
+        // The other process took 4 000 of its 6 000: 2 000 are in flight.
+        f.released_elsewhere(3_000);
+        f.released_elsewhere(1_000);
+        assert!(!f.held_back(6_000, t0));
+        // Reports add up across calls: 2 999 more fed, nothing more taken anywhere; then one more.
+        assert!(!f.held_back(8_999, t0), "4 999 in flight");
+        assert!(f.held_back(9_000, t0), "5 000 in flight");
+        // Repeats dropped elsewhere count like trades taken there.
+        f.released_elsewhere(1);
+        assert!(!f.held_back(9_000, t0));
     }
 
     #[test]

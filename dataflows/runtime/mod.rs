@@ -8,7 +8,8 @@
 //! - **run**: the timely workers ([`bridge`]); the feeding worker stamps each event with the
 //!   watermark's tick ([`feed`]); sink operators hand records and frontiers to the sink tasks.
 //!   A full queue blocks the worker (and so the source): memory stays bounded, nothing is
-//!   dropped. The least ack over the sinks releases Kafka offsets, cursors and poller state.
+//!   dropped. The least ack over every sink of every process ([`acks::ClusterAck`]) releases
+//!   Kafka offsets, cursors and poller state.
 //! - **drain**: the sinks finish and report their final acks; the pollers and the Kafka source
 //!   save or commit what those cover.
 
@@ -26,6 +27,7 @@ use cryptoflow_operators::model::Output;
 use cryptoflow_operators::model::{Event, OutputKind, RestoredContext};
 use cryptoflow_sinks::task::CommitObserver;
 use cryptoflow_sinks::{Ack, SinkMsg};
+use cryptoflow_sources::kafka::Durable;
 use cryptoflow_sources::ledger::Ledger;
 use cryptoflow_sources::poll::driver::{PollBatch, PollLink, PollMetrics, PollerStatus};
 use cryptoflow_sources::replay::ReplaySummary;
@@ -38,7 +40,7 @@ use crate::pipeline::Flow;
 use crate::poll::PollerTask;
 pub use crate::registry::SourceSpec;
 use crate::registry::{self, SourceLinks, StartedSource};
-use acks::{least_ack, SinkSlot};
+use acks::SinkSlot;
 use bridge::{Bridge, Graph, SinkPort};
 use feed::Feed;
 pub use replay::SAMPLE;
@@ -169,8 +171,9 @@ pub fn run(
     let (src_tx, src_rx) = mpsc::channel::<EventBatch>(64);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let cap = cryptoflow_sources::kafka::WatermarkCap::default();
-    // Pollers save their state once the least ack over all sinks covers their items.
-    let durable = (!pollers.is_empty()).then(|| least_ack(&rt, &sinks));
+    // The cluster's ack: what every sink of every process made durable. The feeding worker
+    // publishes it; the Kafka source commits by it and pollers save their state by it.
+    let (durable_tx, durable) = watch::channel(Durable::default());
     let sentiment = cfg.sentiment_model()?;
     let pollers_only = matches!(&source, SourceSpec::Live { ws, .. } if ws.streams.is_empty());
     let compare_trade_count = match &source {
@@ -199,11 +202,18 @@ pub fn run(
                 shutdown: shutdown_tx.clone(),
                 cap: cap.clone(),
                 durable,
-                sinks: &sinks,
             },
         )?;
     } else {
         drop(src_tx);
+        if live {
+            // Process 0 decides when the cluster's input ends; a signal here waits for that.
+            stop::drain_on_signal(
+                &rt,
+                Duration::from_secs(cfg.pipeline.shutdown_deadline_s),
+                cluster.process,
+            );
+        }
     }
     if pollers_only && cfg.poll.max_polls.is_some() {
         // `--poll-once` without market data: the run ends when every poller is done.
@@ -241,8 +251,11 @@ pub fn run(
         shutdown: shutdown_tx.subscribe(),
         live,
         workers: cfg.pipeline.workers,
+        acks: sinks.iter().map(|s| s.ack.clone()).collect(),
+        durable: durable_tx,
     };
-    let events = bridge::execute(bridge, cluster)?;
+    let executed = bridge::execute(bridge, cluster)?;
+    let events = executed.events;
     let _ = shutdown_tx.send(true);
 
     // Drain.
@@ -254,6 +267,7 @@ pub fn run(
         .map(|h| h.join().map_err(|_| anyhow!("replay thread panicked")));
     let quality = snapshots.finish(&rt, &ledger);
     let (acks, mut failure) = drain_sinks(&rt, sinks);
+    failure = failure.or_else(|| peer_failure(&executed.failed, cluster.process));
     failure = polling.finish(&rt, failure);
     if let Some(task) = src.kafka.take() {
         // The source commits its last released offsets once every sink has completed.
@@ -294,6 +308,23 @@ pub fn run(
         })),
         _ => Ok(report),
     }
+}
+
+/// The error of a run in which another process of the cluster reported a failed sink (this
+/// process's own sink errors come first, from the drain).
+fn peer_failure(failed: &[usize], process: usize) -> Option<anyhow::Error> {
+    let others: Vec<String> = failed
+        .iter()
+        .filter(|p| **p != process)
+        .map(|p| p.to_string())
+        .collect();
+    (!others.is_empty()).then(|| {
+        anyhow!(
+            "a sink of process {} failed (its log says which and why); the cluster stopped, and \
+             Kafka offsets and poller state were saved only up to what every process had stored",
+            others.join(", ")
+        )
+    })
 }
 
 /// The data-quality ledger of a run: the live streams' symbols registered, with the stale times
@@ -416,13 +447,14 @@ struct Polling {
     status: Vec<(String, PollerStatus)>,
 }
 
-/// Starts `pollers` (none without a least ack). With `poll.restore_context`, the context stored in
+/// Starts `pollers`, which save their state once `durable` (the cluster's ack) covers their
+/// items. With `poll.restore_context`, the context stored in
 /// PostgreSQL goes first on their channel, so the feeding worker takes it before any poll.
 fn start_pollers(
     cfg: &Config,
     rt: &tokio::runtime::Runtime,
     pollers: Vec<PollerTask>,
-    durable: Option<watch::Receiver<cryptoflow_sources::kafka::Durable>>,
+    durable: watch::Receiver<Durable>,
     shutdown: watch::Receiver<bool>,
     ledger: &Arc<Ledger>,
     model_name: &str,
@@ -430,7 +462,7 @@ fn start_pollers(
     let (tx, rx) = mpsc::channel::<PollBatch>(16);
     let metrics = Arc::new(PollMetrics::default());
     let mut tasks = Vec::new();
-    let Some(durable) = durable else {
+    if pollers.is_empty() {
         return Ok((
             rx,
             Polling {
@@ -439,7 +471,7 @@ fn start_pollers(
                 status: Vec::new(),
             },
         ));
-    };
+    }
     if cfg.poll.restore_context && !cfg.sinks.postgres.url.is_empty() {
         let retain = cryptoflow_operators::sentiment::windows::RETAIN_MS + 3_600_000;
         let items = rt

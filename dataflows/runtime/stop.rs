@@ -1,5 +1,10 @@
 //! When a run stops: after `--duration`, or on SIGINT (Ctrl-C) or SIGTERM (`docker stop`, a pod
 //! eviction), both of which drain first.
+//!
+//! In a cluster only process 0 runs the source, so it decides when the input ends
+//! ([`stop_on`]); a signal to another process lets that process run on until the cluster's
+//! input has ended and it has written its share ([`drain_on_signal`]). Each process exits 1 if
+//! its drain takes longer than the shutdown deadline, or on a second signal.
 
 use std::time::Duration;
 
@@ -27,18 +32,45 @@ pub(crate) fn stop_on(
         };
         let _ = stop.send(true);
         if let Some(s) = signalled {
-            tracing::info!(signal = s, ?deadline, "Stopping after in-flight data is written.");
-            tokio::select! {
-                () = tokio::time::sleep(deadline) => {
-                    tracing::error!(?deadline, "Not drained within the shutdown deadline; exiting without draining.");
-                }
-                s = stop_signal() => {
-                    tracing::warn!(signal = s, "Second signal; exiting without draining.");
-                }
-            }
-            std::process::exit(1);
+            tracing::info!(
+                signal = s,
+                ?deadline,
+                "Stopping after in-flight data is written."
+            );
+            exit_unless_drained(deadline).await;
         }
     });
+}
+
+/// On a process of a cluster other than process 0: SIGINT or SIGTERM lets the process run until
+/// process 0 ends the cluster's input (on its own signal, timer or end of input) and this
+/// process's sinks have written what its workers got; the run then ends as usual (exit 0). If
+/// that takes longer than `deadline`, or a second signal comes, the process exits 1.
+pub(crate) fn drain_on_signal(rt: &tokio::runtime::Runtime, deadline: Duration, process: usize) {
+    rt.spawn(async move {
+        let s = stop_signal().await;
+        tracing::info!(
+            signal = s,
+            process,
+            ?deadline,
+            "Stopping once process 0 ends the cluster's input and this process has written its share."
+        );
+        exit_unless_drained(deadline).await;
+    });
+}
+
+/// Exits 1 after `deadline` or on a second signal, whichever comes first (a run that drains in
+/// time exits before).
+async fn exit_unless_drained(deadline: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(deadline) => {
+            tracing::error!(?deadline, "Not drained within the shutdown deadline; exiting without draining.");
+        }
+        s = stop_signal() => {
+            tracing::warn!(signal = s, "Second signal; exiting without draining.");
+        }
+    }
+    std::process::exit(1);
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (`docker stop`, a pod eviction), with its
