@@ -101,3 +101,90 @@ fn two_processes_match_one_worker() {
     assert_eq!(one.iter().filter(|s| s.starts_with("T ")).count(), 3000);
     assert_eq!(both, one);
 }
+
+/// A two-process replay with a small in-flight bound: the feeding process counts the trades the
+/// other process's sink takes too, so the run neither freezes nor loses a trade.
+#[test]
+fn two_processes_with_a_small_in_flight_bound_finish() {
+    const SYMBOLS: [&str; 4] = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"];
+    const TRADES: u64 = 60_000;
+    let exe = env!("CARGO_BIN_EXE_cryptoflow");
+    let dir = std::env::temp_dir().join(format!("cf-mp-bound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 60 000 trades, 10 ms apart, round robin over the symbols: ids 1..=15 000 per symbol.
+    let input = dir.join("trades.jsonl");
+    let mut text = String::new();
+    for i in 0..TRADES {
+        let s = SYMBOLS[(i % 4) as usize];
+        let ts = 1_700_000_000_000 + i as i64 * 10;
+        text.push_str(&format!(
+            "{{\"e\":\"trade\",\"E\":{ts},\"s\":\"{s}\",\"t\":{},\"p\":\"{}.{:02}\",\"q\":\"0.5\",\"T\":{ts},\"m\":{},\"M\":true}}\n",
+            i / 4 + 1,
+            100 + i % 50,
+            i % 100,
+            i % 3 == 0
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let config = dir.join("bound.toml");
+    std::fs::write(&config, "[pipeline]\nmax_in_flight = 5000\n").unwrap();
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let spawn = |i: usize| {
+        Command::new(exe)
+            .arg("replay")
+            .arg(&input)
+            .args(["--quiet", "--config"])
+            .arg(&config)
+            .args([
+                "--processes",
+                "2",
+                "--process",
+                &i.to_string(),
+                "--hostfile",
+            ])
+            .arg(&hostfile)
+            .arg("--jsonl")
+            .arg(dir.join(format!("p{i}.jsonl")))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut procs = [spawn(1), spawn(0)];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut status = [None, None];
+    while status.iter().any(Option::is_none) {
+        for (p, s) in procs.iter_mut().zip(status.iter_mut()) {
+            if s.is_none() {
+                *s = p.try_wait().unwrap();
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            for p in procs.iter_mut() {
+                let _ = p.kill();
+                let _ = p.wait();
+            }
+            panic!("the run froze: exits after 180 s {status:?} (process 1, process 0)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        status.iter().all(|s| s.is_some_and(|s| s.success())),
+        "exits (process 1, process 0): {status:?}"
+    );
+    let trades = |i: usize| -> BTreeSet<String> {
+        digest(&dir.join(format!("p{i}.jsonl")))
+            .into_iter()
+            .filter(|s| s.starts_with("T "))
+            .collect()
+    };
+    let (a, b) = (trades(0), trades(1));
+    assert!(!a.is_empty() && !b.is_empty(), "both processes own symbols");
+    assert!(a.is_disjoint(&b));
+    assert_eq!(a.len() + b.len(), TRADES as usize);
+    let _ = std::fs::remove_dir_all(&dir);
+}
