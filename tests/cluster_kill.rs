@@ -1,7 +1,8 @@
 //! `cryptoflow consume` as a two-process cluster (Kafka → timely workers in two processes →
 //! PostgreSQL): process 1 is SIGKILLed while trades flow, process 0 loses its peer and stops (or
-//! is killed), and both are started again with the same consumer group. Every produced trade
-//! must end up stored exactly once.
+//! is killed), and both are started again with the same consumer group; once everything is
+//! committed, both get SIGTERM and must drain and exit 0. Every produced trade must end up
+//! stored exactly once.
 //!
 //! Only process 0 reads Kafka, but trades are exchanged by symbol: the trades of the symbols
 //! process 1 owns are written by process 1's sinks. Offsets may be committed only once those
@@ -9,14 +10,16 @@
 //!
 //! While the first run works, the test keeps comparing the group's committed offsets with the
 //! stored rows: a trade whose offset is committed but whose row is not stored would be lost if
-//! the cluster died at that moment. Process 1 is killed as soon as that is seen (else at 40% of
-//! the trades), and is given a slower sink than process 0's ([`SINKS_1`]).
+//! the cluster died at that moment. Process 1 is killed as soon as that is seen, else once 40% of
+//! the trades are stored and the group has committed offsets (so that the check covers trades
+//! committed before the crash); it is given a slower sink than process 0's ([`SINKS_1`]).
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -33,8 +36,15 @@ const PER_SYMBOL: u64 = 10_000;
 /// Event time between consecutive trades (over all symbols), ms: 100,000 trades span about
 /// 17 minutes, so candles close (and offsets are released) many times during the run.
 const STEP_MS: i64 = 10;
-/// Kill process 1 once this share of the trades is stored.
+/// Trades produced at once, and how often: 100,000 trades take about 10 s, several times process
+/// 1's sink delay, so offsets are committed while process 1 still holds rows not yet stored.
+const CHUNK: u64 = 2_500;
+const CHUNK_EVERY: Duration = Duration::from_millis(250);
+/// Kill process 1 once this share of the trades is stored (and some offsets are committed).
 const KILL_AT: f64 = 0.4;
+/// How long past [`KILL_AT`] the first run may take to commit offsets: process 1's sink
+/// writes every 4 s, and offsets are committed only once its rows are stored.
+const COMMIT_WAIT: Duration = Duration::from_secs(20);
 /// Sink settings of process 0: small batches, so its acks (and the commits) move often.
 const SINKS_0: &str = "max_batch = 500\nlinger_ms = 0\n";
 /// Sink settings of process 1 in the first run: a slower sink, which waits up to 4 s to gather
@@ -82,47 +92,61 @@ struct Produced {
     offset: i64,
 }
 
-/// Produces `n` raw trade frames over `symbols` (keyed by symbol) and returns where each went.
-async fn produce(brokers: &str, topic: &str, symbols: &[&'static str], n: u64) -> Vec<Produced> {
+/// Produces `n` raw trade frames over `symbols` (keyed by symbol), [`CHUNK`] every
+/// [`CHUNK_EVERY`] like a live feed, appending where each went to `out`.
+async fn produce(
+    brokers: String,
+    topic: String,
+    symbols: Vec<&'static str>,
+    n: u64,
+    out: Arc<Mutex<Vec<Produced>>>,
+) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", &brokers)
         .set("enable.idempotence", "true")
         .set("queue.buffering.max.messages", "1000000")
+        .set("linger.ms", "5")
         .create()
         .unwrap();
     let k = symbols.len() as u64;
-    // Event time ends two minutes ago: at the end the idle watermark finalizes every candle.
+    // Event time ends two minutes before the start: at the end the idle watermark finalizes
+    // every candle.
     let t0 = cryptoflow_sources::now_ms() - n as i64 * STEP_MS - 120_000;
-    let mut pending = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let s = symbols[(i % k) as usize];
-        let id = (i / k + 1) as i64;
-        let ts = t0 + i as i64 * STEP_MS;
-        let payload = format!(
-            r#"{{"e":"trade","E":{ts},"s":"{s}","t":{id},"p":"{}.{:02}","q":"0.{:03}","T":{ts},"m":{},"M":true}}"#,
-            100 + i % 50,
-            i % 100,
-            1 + i % 900,
-            i % 3 == 0
-        );
-        let f = producer
-            .send_result(FutureRecord::to(topic).key(s).payload(&payload))
-            .map_err(|(e, _)| e)
-            .unwrap();
-        pending.push((s, id, f));
+    let mut next = tokio::time::Instant::now();
+    for start in (0..n).step_by(CHUNK as usize) {
+        let mut pending = Vec::with_capacity(CHUNK as usize);
+        for i in start..(start + CHUNK).min(n) {
+            let s = symbols[(i % k) as usize];
+            let id = (i / k + 1) as i64;
+            let ts = t0 + i as i64 * STEP_MS;
+            let payload = format!(
+                r#"{{"e":"trade","E":{ts},"s":"{s}","t":{id},"p":"{}.{:02}","q":"0.{:03}","T":{ts},"m":{},"M":true}}"#,
+                100 + i % 50,
+                i % 100,
+                1 + i % 900,
+                i % 3 == 0
+            );
+            let f = producer
+                .send_result(FutureRecord::to(&topic).key(s).payload(&payload))
+                .map_err(|(e, _)| e)
+                .unwrap();
+            pending.push((s, id, f));
+        }
+        let mut chunk = Vec::with_capacity(pending.len());
+        for (symbol, trade_id, f) in pending {
+            let d = f.await.unwrap().map_err(|(e, _)| e).unwrap();
+            chunk.push(Produced {
+                symbol,
+                trade_id,
+                partition: d.partition,
+                offset: d.offset,
+            });
+        }
+        out.lock().unwrap().extend(chunk);
+        next += CHUNK_EVERY;
+        tokio::time::sleep_until(next).await;
     }
-    let mut out = Vec::with_capacity(pending.len());
-    for (symbol, trade_id, f) in pending {
-        let d = f.await.unwrap().map_err(|(e, _)| e).unwrap();
-        out.push(Produced {
-            symbol,
-            trade_id,
-            partition: d.partition,
-            offset: d.offset,
-        });
-    }
-    out
 }
 
 /// The group's committed offset per partition (`None`: nothing committed).
@@ -249,10 +273,10 @@ async fn wait_exit(child: &mut Killed, limit: Duration) -> Option<std::process::
     }
 }
 
-/// Sends SIGINT (the graceful stop) to a child.
-fn interrupt(child: &Killed) {
+/// Sends SIGTERM (the graceful stop of `docker stop` or a pod eviction) to a child.
+fn terminate(child: &Killed) {
     let ok = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap()
         .success();
@@ -314,13 +338,6 @@ async fn sigkill_of_process_1_loses_no_trade() {
 
     let symbols = symbols();
     let n = PER_SYMBOL * symbols.len() as u64;
-    let produced = produce(&brokers, &topic, &symbols, n).await;
-    assert_eq!(produced.len() as u64, n);
-    eprintln!(
-        "produced {n} trades of {:?} in {:?}",
-        symbols,
-        started.elapsed()
-    );
 
     let dir: PathBuf = std::env::temp_dir().join(unique_suffix("ckill"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -354,18 +371,27 @@ async fn sigkill_of_process_1_loses_no_trade() {
     // First run. Every few milliseconds: the committed offsets, then whether every trade below
     // them is stored (a trade committed but not stored is lost if the cluster dies now). Process
     // 1 is killed as soon as that happens, else once part of the trades is stored and the group
-    // has committed some offsets (or 2 s later without a commit).
+    // has committed some offsets. The trades are produced meanwhile.
     let mut p1 = spawn(1, &cfg1, "run1-p1.log");
     let mut p0 = spawn(0, &cfg0, "run1-p0.log");
+    let so_far = Arc::new(Mutex::new(Vec::new()));
+    let producer = tokio::spawn(produce(
+        brokers.clone(),
+        topic.clone(),
+        symbols.clone(),
+        n,
+        so_far.clone(),
+    ));
     let deadline = Instant::now() + Duration::from_secs(180);
     let kill_at = (n as f64 * KILL_AT) as i64;
     let mut polls = 0u32;
     let mut exposed_polls = 0u32;
     let mut worst: Vec<(String, i64)> = Vec::new();
     let mut reached: Option<Instant> = None;
-    loop {
+    let committed_at_kill = loop {
         let offsets =
             tokio::task::block_in_place(|| committed(&brokers, &group, &topic, PARTITIONS));
+        let produced = so_far.lock().unwrap().clone();
         let gaps = unstored_below(&url, &produced, &offsets).await;
         polls += 1;
         if !gaps.is_empty() {
@@ -378,12 +404,16 @@ async fn sigkill_of_process_1_loses_no_trade() {
         if c >= kill_at && reached.is_none() {
             reached = Some(Instant::now());
         }
-        // Past the kill point, wait up to 2 s for a first commit.
-        let late = reached.is_some_and(|t| t.elapsed() >= Duration::from_secs(2));
-        if !gaps.is_empty() || (reached.is_some() && (offsets.iter().any(Option::is_some) || late))
-        {
-            break;
+        let commits = offsets.iter().any(Option::is_some);
+        if !gaps.is_empty() || (reached.is_some() && commits) {
+            break commits;
         }
+        assert!(
+            reached.is_none_or(|t| t.elapsed() < COMMIT_WAIT),
+            "no offset committed {COMMIT_WAIT:?} after {kill_at} rows were stored ({c} now); \
+             logs in {}",
+            dir.display()
+        );
         if let Some(s) = p0.0.try_wait().unwrap() {
             panic!(
                 "process 0 exited ({s}) before the kill: {}",
@@ -395,12 +425,16 @@ async fn sigkill_of_process_1_loses_no_trade() {
             "no progress past {c} rows; logs in {}",
             dir.display()
         );
-    }
+    };
     p1.0.kill().unwrap();
     let killed = Instant::now();
     let _ = p1.0.wait();
     let at_kill = count(&url).await;
     assert!(at_kill < n as i64, "the kill came after the last trade");
+    assert!(
+        committed_at_kill,
+        "no offset was committed before the kill: the check covered nothing"
+    );
     eprintln!(
         "before the kill ({at_kill} rows stored, {:?} into the test): {exposed_polls} of {polls} \
          polls saw trades committed but not stored; the most at once: {worst:?}",
@@ -423,6 +457,15 @@ async fn sigkill_of_process_1_loses_no_trade() {
             let _ = p0.0.wait();
         }
     }
+
+    producer.await.unwrap();
+    let produced = so_far.lock().unwrap().clone();
+    assert_eq!(produced.len() as u64, n);
+    eprintln!(
+        "produced {n} trades of {:?}; {:?} into the test",
+        symbols,
+        started.elapsed()
+    );
 
     // Both are gone: what the broker counts as consumed and what is stored can no longer change.
     let offsets = tokio::task::block_in_place(|| committed(&brokers, &group, &topic, PARTITIONS));
@@ -482,13 +525,16 @@ async fn sigkill_of_process_1_loses_no_trade() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    // Only process 0 handles SIGINT (it runs the source); process 1 ends with the dataflow.
-    interrupt(&p0);
+    // SIGTERM to both, process 1 first: it must wait for process 0 to end the cluster's input,
+    // then both drain and exit 0.
+    terminate(&p1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    terminate(&p0);
     let (mut p0, mut p1) = (p0, p1);
     let s0 = wait_exit(&mut p0, Duration::from_secs(40)).await;
     let s1 = wait_exit(&mut p1, Duration::from_secs(40)).await;
     eprintln!(
-        "second run: offsets at the end: {at_end}; exits after SIGINT: process 0 {s0:?}, process 1 {s1:?}; \
+        "second run: offsets at the end: {at_end}; exits after SIGTERM: process 0 {s0:?}, process 1 {s1:?}; \
          test time {:?}",
         started.elapsed()
     );
@@ -528,6 +574,14 @@ async fn sigkill_of_process_1_loses_no_trade() {
     assert!(
         at_end,
         "the group did not commit every offset within 180 s of the restart"
+    );
+    assert!(
+        s0.is_some_and(|s| s.success()) && s1.is_some_and(|s| s.success()),
+        "after SIGTERM both processes drain and exit 0: process 0 {s0:?}, process 1 {s1:?}; \
+         logs in {}:\n{}\n{}",
+        dir.display(),
+        log_tail(&dir.join("run2-p0.log"), 8),
+        log_tail(&dir.join("run2-p1.log"), 8)
     );
     assert!(
         lost_at_crash.is_empty() && exposed_polls == 0,
