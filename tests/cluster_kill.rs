@@ -36,9 +36,9 @@ const PER_SYMBOL: u64 = 10_000;
 /// Event time between consecutive trades (over all symbols), ms: 100,000 trades span about
 /// 17 minutes, so candles close (and offsets are released) many times during the run.
 const STEP_MS: i64 = 10;
-/// Trades produced at once, and how often: 100,000 trades take about 10 s, several times process
+/// Trades produced at once, and how often: 100,000 trades take about 12 s, several times process
 /// 1's sink delay, so offsets are committed while process 1 still holds rows not yet stored.
-const CHUNK: u64 = 2_500;
+const CHUNK: u64 = 2_000;
 const CHUNK_EVERY: Duration = Duration::from_millis(250);
 /// Kill process 1 once this share of the trades is stored (and some offsets are committed).
 const KILL_AT: f64 = 0.4;
@@ -93,12 +93,15 @@ struct Produced {
 }
 
 /// Produces `n` raw trade frames over `symbols` (keyed by symbol), [`CHUNK`] every
-/// [`CHUNK_EVERY`] like a live feed, appending where each went to `out`.
+/// [`CHUNK_EVERY`] like a live feed, appending where each went to `out`. After the first chunk
+/// it waits for a first row stored at `url`, so that the feed outlasts the consumer group's
+/// start-up.
 async fn produce(
     brokers: String,
     topic: String,
     symbols: Vec<&'static str>,
     n: u64,
+    url: String,
     out: Arc<Mutex<Vec<Produced>>>,
 ) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -144,6 +147,12 @@ async fn produce(
             });
         }
         out.lock().unwrap().extend(chunk);
+        if start == 0 {
+            while count(&url).await == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            next = tokio::time::Instant::now();
+        }
         next += CHUNK_EVERY;
         tokio::time::sleep_until(next).await;
     }
@@ -380,6 +389,7 @@ async fn sigkill_of_process_1_loses_no_trade() {
         topic.clone(),
         symbols.clone(),
         n,
+        url.clone(),
         so_far.clone(),
     ));
     let deadline = Instant::now() + Duration::from_secs(180);
