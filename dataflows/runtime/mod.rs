@@ -265,10 +265,14 @@ pub fn run(
         .replay
         .take()
         .map(|h| h.join().map_err(|_| anyhow!("replay thread panicked")));
+    // The workers published the cluster's last ack before they returned: the pollers save their
+    // state (or give up, after a failed sink) now, and their counts go into the last snapshot.
+    let poll_failure = polling.finish(&rt, None);
     let quality = snapshots.finish(&rt, &ledger);
     let (acks, mut failure) = drain_sinks(&rt, sinks);
-    failure = failure.or_else(|| peer_failure(&executed.failed, cluster.process));
-    failure = polling.finish(&rt, failure);
+    failure = failure
+        .or_else(|| peer_failure(&executed.failed, cluster.process))
+        .or(poll_failure);
     if let Some(task) = src.kafka.take() {
         // The source commits its last released offsets once every sink has completed.
         match rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), task).await }) {
@@ -532,8 +536,8 @@ impl Polling {
         });
     }
 
-    /// Waits for every poller to save its state (the sinks are complete now), keeping the first
-    /// failure; fills in the pollers' totals.
+    /// Waits for every poller to save its state (the cluster's ack is complete now, or frozen by
+    /// a failed sink), keeping the first failure; fills in the pollers' totals.
     fn finish(
         &mut self,
         rt: &tokio::runtime::Runtime,
