@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cluster_kill;
 mod damaged_files;
 mod futures;
 mod indicators_e2e;

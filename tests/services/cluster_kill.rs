@@ -14,7 +14,7 @@
 //! the trades are stored and the group has committed offsets (so that the check covers trades
 //! committed before the crash); it is given a slower sink than process 0's ([`SINKS_1`]).
 
-mod common;
+use crate::support as common;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
