@@ -188,3 +188,62 @@ fn two_processes_with_a_small_in_flight_bound_finish() {
     assert_eq!(a.len() + b.len(), TRADES as usize);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A sink of process 1 fails (its JSON-lines file is `/dev/full`): both processes stop with an
+/// error, process 1 naming the sink's and process 0 naming process 1, and neither hangs.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_sink_of_process_1_fails_both_processes() {
+    let exe = env!("CARGO_BIN_EXE_cryptoflow");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/binance/trades.jsonl");
+    let dir = std::env::temp_dir().join(format!("cf-mp-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let spawn = |i: usize, jsonl: &Path| {
+        Command::new(exe)
+            .arg("replay")
+            .arg(&input)
+            .args(["--quiet", "--processes", "2", "--process", &i.to_string()])
+            .arg("--hostfile")
+            .arg(&hostfile)
+            .arg("--jsonl")
+            .arg(jsonl)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let p1 = spawn(1, Path::new("/dev/full"));
+    let p0 = spawn(0, &dir.join("p0.jsonl"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (i, p) in [(1, p1), (0, p0)] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((i, p.wait_with_output().unwrap()));
+        });
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for _ in 0..2 {
+        let (i, o) = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("both processes exit within 120 s");
+        out.insert(i, o);
+    }
+    let err = |i: usize| String::from_utf8_lossy(&out[&i].stderr).to_string();
+    assert!(!out[&0].status.success() && !out[&1].status.success());
+    assert!(
+        err(1).contains("error: jsonl: /dev/full"),
+        "process 1 names its sink:\n{}",
+        err(1)
+    );
+    assert!(
+        err(0).contains("error: a sink of process 1 failed"),
+        "process 0 names process 1:\n{}",
+        err(0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
