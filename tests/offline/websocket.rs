@@ -12,7 +12,14 @@ use cryptoflow_sources::stats::SourceStats;
 use cryptoflow_sources::ws::WsConfig;
 
 fn trade(id: u64) -> String {
-    spot_trade_frame("BTCUSDT", id, "43000.10", "0.5", 1_700_000_000_000 + id as i64, false)
+    spot_trade_frame(
+        "BTCUSDT",
+        id,
+        "43000.10",
+        "0.5",
+        1_700_000_000_000 + id as i64,
+        false,
+    )
 }
 
 /// Connection 1: a ping (the client must echo its payload), a subscription reply, trades

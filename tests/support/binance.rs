@@ -238,7 +238,9 @@ async fn history(
             "",
         )
     } else {
-        let items: Vec<String> = (from..from + limit).filter_map(|id| (api.item)(id)).collect();
+        let items: Vec<String> = (from..from + limit)
+            .filter_map(|id| (api.item)(id))
+            .collect();
         (StatusCode::OK, format!("[{}]", items.join(",")), "")
     };
     log.push(RestRequest {
