@@ -154,6 +154,8 @@ pub struct TradeHistory {
     pub symbol: Option<&'static str>,
     /// The JSON item of an id, or `None` when the API does not list it.
     pub item: Arc<dyn Fn(u64) -> Option<String> + Send + Sync>,
+    /// The newest id listed, read once per request (`None`: no limit but `item`'s).
+    pub last_id: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
     /// The page size when the request names none (`None`: the request must name one).
     pub default_limit: Option<u64>,
     /// Weight per request reported in `X-MBX-USED-WEIGHT-1M` (with a `Retry-After`
@@ -178,6 +180,7 @@ impl TradeHistory {
             path,
             symbol: None,
             item: Arc::new(item),
+            last_id: None,
             default_limit: None,
             weight: None,
             throttle_first: None,

@@ -6,13 +6,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::binance::TradeHistory;
 use super::pg_client;
 
 pub const T0: i64 = 1_700_000_000_000;
@@ -177,20 +175,12 @@ pub async fn ws_server(listener: TcpListener, ex: Exchange) {
     }
 }
 
-pub async fn historical(
-    State(ex): State<Exchange>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> String {
-    let from: u64 = q["fromId"].parse().unwrap();
-    let limit: u64 = q["limit"].parse().unwrap();
-    let upto = ex.produced().min(from + limit - 1);
-    let items: Vec<String> = (from..=upto)
-        .map(|id| {
-            let (p, q, ts, m) = payload(id);
-            format!(r#"{{"id":{id},"price":"{p}","qty":"{q}","quoteQty":"0","time":{ts},"isBuyerMaker":{m},"isBestMatch":true}}"#)
-        })
-        .collect();
-    format!("[{}]", items.join(","))
+/// The `historicalTrades` item of `id`.
+fn historical_item(id: u64) -> Option<String> {
+    let (p, q, ts, m) = payload(id);
+    Some(format!(
+        r#"{{"id":{id},"price":"{p}","qty":"{q}","quoteQty":"0","time":{ts},"isBuyerMaker":{m},"isBestMatch":true}}"#
+    ))
 }
 
 /// Starts the fake exchange; returns the environment for `cryptoflow run`.
@@ -198,21 +188,20 @@ pub async fn start_exchange(ex: &Exchange) -> Vec<(String, String)> {
     let ws_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ws_addr = ws_listener.local_addr().unwrap();
     tokio::spawn(ws_server(ws_listener, ex.clone()));
-    let rest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let rest_addr = rest_listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/api/v3/historicalTrades", get(historical))
-        .with_state(ex.clone());
-    tokio::spawn(async move { axum::serve(rest_listener, app).await.unwrap() });
+    let traded = ex.clone();
+    // Lists the ids traded by the time of the request.
+    let rest_url = TradeHistory {
+        last_id: Some(Arc::new(move || traded.produced())),
+        ..TradeHistory::new("/api/v3/historicalTrades", historical_item)
+    }
+    .serve()
+    .await;
     vec![
         (
             "CRYPTOFLOW__BINANCE__WS_BASE_URL".into(),
             format!("ws://{ws_addr}"),
         ),
-        (
-            "CRYPTOFLOW__BINANCE__REST_BASE_URL".into(),
-            format!("http://{rest_addr}"),
-        ),
+        ("CRYPTOFLOW__BINANCE__REST_BASE_URL".into(), rest_url),
         (
             "CRYPTOFLOW__BINANCE__SYMBOLS".into(),
             r#"["btcusdt"]"#.into(),
