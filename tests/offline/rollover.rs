@@ -4,95 +4,15 @@
 
 use crate::support as common;
 
+use common::exchange::{ws_server, ConnLog, Exchange};
 use common::{collect_live, trade_ids};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use cryptoflow_operators::model::{Event, GapReason};
 use cryptoflow_sources::stats::SourceStats;
 use cryptoflow_sources::ws::WsConfig;
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::Message;
-
-#[derive(Default, Debug, Clone)]
-struct ConnLog {
-    first_frame: Option<Instant>,
-    closed_by_client: Option<Instant>,
-}
-
-#[derive(Clone)]
-struct Fake {
-    start: Arc<OnceLock<Instant>>,
-    rate: f64,
-    /// Connection 0 sends `serverShutdown` after this many frames (and keeps streaming).
-    shutdown_after: Option<u64>,
-    log: Arc<Mutex<Vec<ConnLog>>>,
-}
-
-impl Fake {
-    fn produced(&self) -> u64 {
-        self.start
-            .get()
-            .map(|s| (s.elapsed().as_secs_f64() * self.rate) as u64)
-            .unwrap_or(0)
-    }
-}
-
-fn frame(id: u64) -> String {
-    format!(
-        r#"{{"stream":"ethusdt@trade","data":{{"e":"trade","E":{ts},"s":"ETHUSDT","t":{id},"p":"2300.5","q":"0.1","T":{ts},"m":true,"M":true}}}}"#,
-        ts = 1_700_000_000_000u64 + id
-    )
-}
-
-async fn serve(listener: TcpListener, fake: Fake) {
-    loop {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let fake = fake.clone();
-        tokio::spawn(async move {
-            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            fake.start.get_or_init(Instant::now);
-            let idx = {
-                let mut log = fake.log.lock().unwrap();
-                log.push(ConnLog::default());
-                log.len() - 1
-            };
-            // Start a little in the past so consecutive connections overlap.
-            let mut next = fake.produced().saturating_sub(20).max(1);
-            let mut sent = 0u64;
-            loop {
-                tokio::select! {
-                    msg = ws.next() => match msg {
-                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                            fake.log.lock().unwrap()[idx].closed_by_client = Some(Instant::now());
-                            return;
-                        }
-                        _ => {}
-                    },
-                    _ = tokio::time::sleep(Duration::from_millis(2)) => {
-                        let upto = fake.produced();
-                        while next <= upto {
-                            if ws.send(Message::text(frame(next))).await.is_err() {
-                                // The server never closes on its own here: the client did.
-                                fake.log.lock().unwrap()[idx].closed_by_client = Some(Instant::now());
-                                return;
-                            }
-                            if sent == 0 {
-                                fake.log.lock().unwrap()[idx].first_frame = Some(Instant::now());
-                            }
-                            sent += 1;
-                            next += 1;
-                            if idx == 0 && fake.shutdown_after == Some(sent) {
-                                let _ = ws.send(Message::text(r#"{"e":"serverShutdown","E":1700000000000}"#)).await;
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    }
-}
 
 async fn run_case(
     shutdown_after: Option<u64>,
@@ -101,16 +21,16 @@ async fn run_case(
 ) -> (Vec<Event>, Vec<ConnLog>, Arc<SourceStats>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let fake = Fake {
-        start: Arc::new(OnceLock::new()),
-        rate: 2000.0,
-        shutdown_after,
-        log: Default::default(),
-    };
-    tokio::spawn(serve(listener, fake.clone()));
+    // Trading 2,000 ids a second; each connection starts 20 ids back, so consecutive
+    // connections overlap; the client's closes are logged.
+    let mut fake = Exchange::new(2000.0, 0, None);
+    fake.overlap = Some(20);
+    fake.shutdown_after = shutdown_after;
+    fake.watch_client = true;
+    tokio::spawn(ws_server(listener, fake.clone()));
     let cfg = WsConfig {
         base_url: format!("ws://{addr}"),
-        streams: vec!["ethusdt@trade".into()],
+        streams: vec!["btcusdt@trade".into()],
         max_connection_age: max_age,
         ..WsConfig::default()
     };
@@ -119,7 +39,7 @@ async fn run_case(
             .any(|e| matches!(e, Event::Trade(t) if t.trade_id >= until_id))
     })
     .await;
-    let log = fake.log.lock().unwrap().clone();
+    let log = fake.conn_log.lock().unwrap().clone();
     (events, log, stats)
 }
 

@@ -3,90 +3,51 @@
 
 use crate::support as common;
 
+use common::binance::{scripted_ws, spot_trade_frame, Step};
 use common::{collect_live, trade_ids};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cryptoflow_operators::model::{Event, GapReason, StreamKind};
 use cryptoflow_sources::stats::SourceStats;
 use cryptoflow_sources::ws::WsConfig;
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::Message;
 
 fn trade(id: u64) -> String {
-    format!(
-        r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":{ts},"s":"BTCUSDT","t":{id},"p":"43000.10","q":"0.5","T":{ts},"m":false,"M":true}}}}"#,
-        ts = 1_700_000_000_000u64 + id
+    spot_trade_frame(
+        "BTCUSDT",
+        id,
+        "43000.10",
+        "0.5",
+        1_700_000_000_000 + id as i64,
+        false,
     )
 }
 
-#[derive(Default)]
-struct ServerLog {
-    paths: Vec<String>,
-    pongs: Vec<Vec<u8>>,
-}
-
-#[allow(clippy::result_large_err)]
-async fn fake_binance(listener: TcpListener, log: Arc<Mutex<ServerLog>>) {
-    let mut conn = 0u64;
-    loop {
-        let (tcp, _) = listener.accept().await.unwrap();
-        conn += 1;
-        let log2 = log.clone();
-        let mut ws =
-            tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
-                log2.lock().unwrap().paths.push(req.uri().to_string());
-                Ok(resp)
-            })
-            .await
-            .unwrap();
-        if conn == 1 {
-            // Ping first; the client must echo the payload.
-            ws.send(Message::Ping(b"ping-1".to_vec().into()))
-                .await
-                .unwrap();
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Pong(p))) => {
-                        log.lock().unwrap().pongs.push(p.to_vec());
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    other => panic!("expected a pong, got {other:?}"),
-                }
-            }
-            ws.send(Message::text(r#"{"result":null,"id":1}"#))
-                .await
-                .unwrap();
-            for id in 1..=5 {
-                ws.send(Message::text(trade(id))).await.unwrap();
-            }
-            ws.send(Message::text("{garbage")).await.unwrap();
-            ws.flush().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            // Drop the TCP connection without a close frame.
-            drop(ws);
-        } else {
-            for id in 6..=10 {
-                ws.send(Message::text(trade(id))).await.unwrap();
-            }
-            // Keep the connection open until the client goes away.
-            while let Some(Ok(_)) = ws.next().await {}
-        }
+/// Connection 1: a ping (the client must echo its payload), a subscription reply, trades
+/// 1..=5 and a garbage frame, then a drop without a close frame. Later connections: trades
+/// 6..=10, then the connection stays open.
+fn script(conn: usize) -> Vec<Step> {
+    if conn == 1 {
+        let mut steps = vec![
+            Step::Ping(b"ping-1".to_vec()),
+            Step::Text(r#"{"result":null,"id":1}"#.into()),
+        ];
+        steps.extend((1..=5).map(|id| Step::Text(trade(id))));
+        steps.push(Step::Text("{garbage".into()));
+        steps.push(Step::Drop(Duration::from_millis(50)));
+        steps
+    } else {
+        let mut steps: Vec<Step> = (6..=10).map(|id| Step::Text(trade(id))).collect();
+        steps.push(Step::Hold);
+        steps
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_emits_gap_and_resumes() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let log = Arc::new(Mutex::new(ServerLog::default()));
-    tokio::spawn(fake_binance(listener, log.clone()));
+    let server = scripted_ws(script).await;
 
     let cfg = WsConfig {
-        base_url: format!("ws://{addr}"),
+        base_url: server.url(),
         streams: vec!["btcusdt@trade".into()],
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(200),
@@ -119,7 +80,7 @@ async fn reconnects_emits_gap_and_resumes() {
     );
     assert!(gap.since <= gap.until);
 
-    let log = log.lock().unwrap();
+    let log = server.log.lock().unwrap();
     assert_eq!(
         log.pongs,
         vec![b"ping-1".to_vec()],

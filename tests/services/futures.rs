@@ -7,25 +7,16 @@
 
 use crate::support as common;
 
+use common::binance::{scripted_ws, Step, TradeHistory};
 use common::{collect_live, trade_ids};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use cryptoflow_operators::model::{Event, GapReason, Symbol, Venue};
 use cryptoflow_operators::Decimal;
 use cryptoflow_sources::rest::RestConfig;
 use cryptoflow_sources::stats::SourceStats;
 use cryptoflow_sources::ws::WsConfig;
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::Message;
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -46,134 +37,39 @@ fn usdm_agg(id: u64) -> String {
     )
 }
 
-/// A fake endpoint's request log: (path, query, api key, when, status).
-type Log = Arc<
-    Mutex<
-        Vec<(
-            String,
-            HashMap<String, String>,
-            Option<String>,
-            Instant,
-            u16,
-        )>,
-    >,
->;
-
-#[derive(Clone)]
-struct Api {
-    log: Log,
-    /// Weight per request the fake reports in `X-MBX-USED-WEIGHT-1M`.
-    weight: u64,
-    /// Answer the first request with 429 + Retry-After: 1.
-    throttle_first: bool,
-    /// Require `X-MBX-APIKEY` (as futures historicalTrades does).
-    need_key: bool,
+/// The documented response item of GET /fapi/v1/aggTrades (ids up to 10,000).
+fn fapi_item(id: u64) -> Option<String> {
+    (id <= 10_000).then(|| {
+        format!(
+            r#"{{"a":{id},"p":"{p}","q":"0.010","f":{f},"l":{l},"T":{ts},"m":{m}}}"#,
+            p = price(id),
+            f = id * 3,
+            l = id * 3 + 2,
+            ts = T0 + id as i64,
+            m = id.is_multiple_of(2)
+        )
+    })
 }
 
-fn record(api: &Api, path: &str, q: &HashMap<String, String>, h: &HeaderMap, status: u16) -> u64 {
-    let mut log = api.log.lock().unwrap();
-    let key = h
-        .get("x-mbx-apikey")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
-    log.push((path.into(), q.clone(), key, Instant::now(), status));
-    log.len() as u64 * api.weight
-}
-
-async fn fapi_agg_trades(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> impl IntoResponse {
-    assert_eq!(q["symbol"], "BTCUSDT");
-    let first = api.log.lock().unwrap().is_empty();
-    if api.throttle_first && first {
-        let used = record(&api, "/fapi/v1/aggTrades", &q, &headers, 429);
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [
-                ("Retry-After", "1".to_string()),
-                ("X-MBX-USED-WEIGHT-1M", used.to_string()),
-            ],
-            r#"{"code":-1003,"msg":"Too many requests"}"#.to_string(),
-        );
-    }
-    let used = record(&api, "/fapi/v1/aggTrades", &q, &headers, 200);
-    let from: u64 = q["fromId"].parse().unwrap();
-    let limit: u64 = q["limit"].parse().unwrap();
-    assert!(limit <= 1000);
-    // The documented response item of GET /fapi/v1/aggTrades.
-    let items: Vec<String> = (from..from + limit)
-        .filter(|id| *id <= 10_000)
-        .map(|id| {
-            format!(
-                r#"{{"a":{id},"p":"{p}","q":"0.010","f":{f},"l":{l},"T":{ts},"m":{m}}}"#,
-                p = price(id),
-                f = id * 3,
-                l = id * 3 + 2,
-                ts = T0 + id as i64,
-                m = id.is_multiple_of(2)
-            )
-        })
-        .collect();
-    (
-        StatusCode::OK,
-        [
-            ("Retry-After", String::new()),
-            ("X-MBX-USED-WEIGHT-1M", used.to_string()),
-        ],
-        format!("[{}]", items.join(",")),
-    )
-}
-
-/// Serves `frames(conn)` on each accepted connection (after checking the request path), then
-/// drops the first connection and keeps later ones open.
-#[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
-async fn fake_ws(
-    listener: TcpListener,
-    paths: Arc<Mutex<Vec<String>>>,
-    frames: impl Fn(usize) -> Vec<String> + Send + 'static,
-) {
-    let mut conn = 0;
-    loop {
-        let (tcp, _) = listener.accept().await.unwrap();
-        conn += 1;
-        let p = paths.clone();
-        let mut ws =
-            tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
-                p.lock().unwrap().push(req.uri().to_string());
-                Ok(resp)
-            })
-            .await
-            .unwrap();
-        for f in frames(conn) {
-            ws.send(Message::text(f)).await.unwrap();
-        }
-        ws.flush().await.unwrap();
-        if conn == 1 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            drop(ws);
+/// Plays `frames(conn)` on each connection, then drops the first connection and keeps later
+/// ones open.
+fn cut_first(frames: impl Fn(usize) -> Vec<String>) -> impl Fn(usize) -> Vec<Step> {
+    move |conn| {
+        let mut steps: Vec<Step> = frames(conn).into_iter().map(Step::Text).collect();
+        steps.push(if conn == 1 {
+            Step::Drop(Duration::from_millis(50))
         } else {
-            while let Some(Ok(_)) = ws.next().await {}
-        }
+            Step::Hold
+        });
+        steps
     }
-}
-
-async fn serve(app: Router) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usdm_cut_is_refilled_from_fapi_agg_trades() {
-    let ws_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_addr = ws_listener.local_addr().unwrap();
-    let paths = Arc::new(Mutex::new(Vec::new()));
     // Connection 1: ids 1..=300, then cut. Connection 2: 1200..=1500 with a duplicate of 1300
     // and an in-connection hole 1400..=1409.
-    tokio::spawn(fake_ws(ws_listener, paths.clone(), |conn| {
+    let ws = scripted_ws(cut_first(|conn| {
         if conn == 1 {
             (1..=300).map(usdm_agg).collect()
         } else {
@@ -189,24 +85,20 @@ async fn usdm_cut_is_refilled_from_fapi_agg_trades() {
             }
             v
         }
-    }));
-    let log: Log = Default::default();
-    let api = Api {
-        log: log.clone(),
-        weight: 20,
-        throttle_first: true,
-        need_key: false,
-    };
-    let rest_addr = serve(
-        Router::new()
-            .route("/fapi/v1/aggTrades", get(fapi_agg_trades))
-            .with_state(api),
-    )
+    }))
     .await;
+    let api = TradeHistory {
+        symbol: Some("BTCUSDT"),
+        weight: Some(20),
+        throttle_first: Some(r#"{"code":-1003,"msg":"Too many requests"}"#),
+        ..TradeHistory::new("/fapi/v1/aggTrades", fapi_item)
+    };
+    let log = api.log.clone();
+    let rest_url = api.serve().await;
 
     let cfg = WsConfig {
         venue: Venue::BinanceUsdm,
-        base_url: format!("ws://{ws_addr}"),
+        base_url: ws.url(),
         streams: vec!["btcusdt@aggTrade".into()],
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(200),
@@ -216,7 +108,7 @@ async fn usdm_cut_is_refilled_from_fapi_agg_trades() {
     let budget = 60;
     let rest = RestConfig {
         venue: Venue::BinanceUsdm,
-        base_url: format!("http://{rest_addr}"),
+        base_url: rest_url,
         weight_budget_per_minute: budget,
         ..RestConfig::default()
     };
@@ -271,7 +163,7 @@ async fn usdm_cut_is_refilled_from_fapi_agg_trades() {
     assert_eq!(SourceStats::get(&stats.ids_refilled), 899 + 10);
 
     // The combined-stream path, as on fstream.binance.com.
-    let paths = paths.lock().unwrap().clone();
+    let paths = ws.log.lock().unwrap().paths.clone();
     assert!(paths.len() >= 2);
     assert!(paths
         .iter()
@@ -280,14 +172,17 @@ async fn usdm_cut_is_refilled_from_fapi_agg_trades() {
     // REST: futures paths and parameters; the 429 was waited out (Retry-After: 1 s); pages
     // only ask for missing ids, ≤ 1000 each; no window saw more than the budget's weight.
     let log = log.lock().unwrap();
-    assert!(log.iter().all(|r| r.0 == "/fapi/v1/aggTrades"));
-    assert_eq!(log[0].4, 429);
-    assert!(log[1].3.duration_since(log[0].3) >= Duration::from_millis(990));
+    assert!(log.iter().all(|r| r.path == "/fapi/v1/aggTrades"));
+    assert_eq!(log[0].status, 429);
+    assert!(log[1].at.duration_since(log[0].at) >= Duration::from_millis(990));
     assert_eq!(
-        (log[1].1["fromId"].as_str(), log[1].1["limit"].as_str()),
+        (
+            log[1].query["fromId"].as_str(),
+            log[1].query["limit"].as_str()
+        ),
         ("301", "899")
     );
-    let ok: Vec<_> = log.iter().filter(|r| r.4 == 200).collect();
+    let ok: Vec<_> = log.iter().filter(|r| r.status == 200).collect();
     assert_eq!(ok.len(), 2, "one page per hole");
     assert!(log.len() as u32 * 20 <= budget);
 
@@ -312,46 +207,25 @@ fn coinm_trade(id: u64, x: &str) -> String {
     )
 }
 
-async fn dapi_historical_trades(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> impl IntoResponse {
-    assert_eq!(q["symbol"], "BTCUSD_PERP");
-    if api.need_key && headers.get("x-mbx-apikey").is_none() {
-        record(&api, "/dapi/v1/historicalTrades", &q, &headers, 401);
-        return (
-            StatusCode::UNAUTHORIZED,
-            r#"{"code":-2014,"msg":"API-key format invalid."}"#.to_string(),
-        );
-    }
-    record(&api, "/dapi/v1/historicalTrades", &q, &headers, 200);
-    let from: u64 = q["fromId"].parse().unwrap();
-    let limit: u64 = q["limit"].parse().unwrap();
-    // The documented COIN-M item (`baseQty` in coin); insurance-fund fills are not listed.
-    let items: Vec<String> = (from..from + limit)
-        .filter(|id| *id != 150)
-        .map(|id| {
-            format!(
-                r#"{{"id":{id},"price":"{p}","qty":"{q}","baseQty":"0.01","time":{ts},"isBuyerMaker":{m}}}"#,
-                p = price(id),
-                q = 1 + id % 7,
-                ts = T0 + id as i64,
-                m = id.is_multiple_of(2)
-            )
-        })
-        .collect();
-    (StatusCode::OK, format!("[{}]", items.join(",")))
+/// The documented COIN-M `historicalTrades` item (`baseQty` in coin); insurance-fund fills
+/// (id 150) are not listed.
+fn dapi_item(id: u64) -> Option<String> {
+    (id != 150).then(|| {
+        format!(
+            r#"{{"id":{id},"price":"{p}","qty":"{q}","baseQty":"0.01","time":{ts},"isBuyerMaker":{m}}}"#,
+            p = price(id),
+            q = 1 + id % 7,
+            ts = T0 + id as i64,
+            m = id.is_multiple_of(2)
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coinm_perp_refills_with_the_api_key_and_keeps_off_book_fills_off_the_tape() {
-    let ws_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_addr = ws_listener.local_addr().unwrap();
-    let paths = Arc::new(Mutex::new(Vec::new()));
     // Connection 1: 1..=100 (id 60 an insurance-fund fill), cut. Connection 2: 200..=260 (id
     // 230 an ADL fill), where the hole 101..=199 contains 150, which the API does not list.
-    tokio::spawn(fake_ws(ws_listener, paths, |conn| {
+    let ws = scripted_ws(cut_first(|conn| {
         let ids: Vec<u64> = if conn == 1 {
             (1..=100).collect()
         } else {
@@ -367,23 +241,18 @@ async fn coinm_perp_refills_with_the_api_key_and_keeps_off_book_fills_off_the_ta
                 coinm_trade(id, x)
             })
             .collect()
-    }));
-    let log: Log = Default::default();
-    let api = Api {
-        log: log.clone(),
-        weight: 20,
-        throttle_first: false,
-        need_key: true,
-    };
-    let rest_addr = serve(
-        Router::new()
-            .route("/dapi/v1/historicalTrades", get(dapi_historical_trades))
-            .with_state(api),
-    )
+    }))
     .await;
+    let api = TradeHistory {
+        symbol: Some("BTCUSD_PERP"),
+        need_key: true,
+        ..TradeHistory::new("/dapi/v1/historicalTrades", dapi_item)
+    };
+    let log = api.log.clone();
+    let rest_url = api.serve().await;
     let cfg = WsConfig {
         venue: Venue::BinanceCoinm,
-        base_url: format!("ws://{ws_addr}"),
+        base_url: ws.url(),
         streams: vec!["btcusd_perp@trade".into()],
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(200),
@@ -391,7 +260,7 @@ async fn coinm_perp_refills_with_the_api_key_and_keeps_off_book_fills_off_the_ta
     };
     let rest = RestConfig {
         venue: Venue::BinanceCoinm,
-        base_url: format!("http://{rest_addr}"),
+        base_url: rest_url,
         api_key: Some("test-key".into()),
         ..RestConfig::default()
     };
@@ -431,10 +300,10 @@ async fn coinm_perp_refills_with_the_api_key_and_keeps_off_book_fills_off_the_ta
     assert_eq!(SourceStats::get(&stats.ids_refilled), 98);
     let log = log.lock().unwrap();
     assert!(!log.is_empty());
-    assert!(log.iter().all(|r| r.0 == "/dapi/v1/historicalTrades"
-        && r.2.as_deref() == Some("test-key")
-        && r.4 == 200));
-    assert_eq!(log[0].1["fromId"], "101");
+    assert!(log.iter().all(|r| r.path == "/dapi/v1/historicalTrades"
+        && r.api_key.as_deref() == Some("test-key")
+        && r.status == 200));
+    assert_eq!(log[0].query["fromId"], "101");
     assert!(stats.ledger.get("binance-coinm", "BTCUSD_PERP").is_some());
 }
 

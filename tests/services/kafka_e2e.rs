@@ -299,31 +299,28 @@ async fn consume_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_publishes_live_frames_to_kafka_keyed_by_symbol() {
-    use futures_util::SinkExt;
-    use tokio_tungstenite::tungstenite::Message;
+    use common::binance::{scripted_ws, spot_trade_frame, Step};
     let brokers = kafka_brokers();
     let topic = unique_suffix("record-raw");
     create_topic(&brokers, &topic, 1).await;
     // A local exchange: one connection, 200 trade frames on two symbols.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let frames: Vec<String> = (1..=200u64)
         .map(|i| {
-            let (s, l) = if i % 2 == 0 { ("BTCUSDT", "btcusdt") } else { ("ETHUSDT", "ethusdt") };
-            format!(
-                r#"{{"stream":"{l}@trade","data":{{"e":"trade","E":1700000000{i:03},"s":"{s}","t":{i},"p":"10.5","q":"0.25","T":1700000000{i:03},"m":true,"M":true}}}}"#
-            )
+            let s = if i % 2 == 0 { "BTCUSDT" } else { "ETHUSDT" };
+            spot_trade_frame(s, i, "10.5", "0.25", 1_700_000_000_000 + i as i64, true)
         })
         .collect();
     let sent = frames.clone();
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        for f in sent {
-            ws.send(Message::text(f)).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_secs(30)).await;
-    });
+    let ws = scripted_ws(move |conn| {
+        let mut steps: Vec<Step> = if conn == 1 {
+            sent.iter().cloned().map(Step::Text).collect()
+        } else {
+            Vec::new()
+        };
+        steps.push(Step::Hold);
+        steps
+    })
+    .await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
         .args([
             "record",
@@ -335,7 +332,7 @@ async fn record_publishes_live_frames_to_kafka_keyed_by_symbol() {
             "200",
         ])
         .args(["--duration", "30"])
-        .env("CRYPTOFLOW__BINANCE__WS_BASE_URL", format!("ws://{addr}"))
+        .env("CRYPTOFLOW__BINANCE__WS_BASE_URL", ws.url())
         .env("CRYPTOFLOW__BINANCE__SYMBOLS", r#"["btcusdt","ethusdt"]"#)
         .output()
         .await

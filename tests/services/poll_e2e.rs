@@ -63,17 +63,8 @@ fn market(id: &str, phase: u32) -> String {
                 "atl_date":"2013-07-06T00:00:00.000Z","roi":null,"last_updated":"{updated}"}}"#
             )
         }
-        "ethereum" => r#"{"id":"ethereum","symbol":"eth","name":"Ethereum","current_price":3012.07,"market_cap":362000000000,
-            "market_cap_rank":2,"total_volume":21000000000,"high_24h":3100,"low_24h":2950.5,"price_change_24h":12.5,
-            "price_change_percentage_24h":0.41,"circulating_supply":120400000.5,"total_supply":120400000.5,"max_supply":null,
-            "ath":4878.26,"atl":0.432979,"roi":{"times":40.1,"currency":"btc","percentage":4010.2},
-            "last_updated":"2026-11-22T06:59:50.000Z"}"#
-            .to_string(),
-        "pepe" => r#"{"id":"pepe","symbol":"pepe","name":"Pepe","current_price":1.234e-05,"market_cap":null,"market_cap_rank":null,
-            "total_volume":null,"high_24h":null,"low_24h":null,"price_change_24h":null,"price_change_percentage_24h":null,
-            "circulating_supply":420690000000000,"total_supply":null,"max_supply":null,"ath":null,"atl":null,
-            "last_updated":"2026-11-22T06:58:00.000Z"}"#
-            .to_string(),
+        "ethereum" => include_str!("../fixtures/poll/coingecko/ethereum.json").to_string(),
+        "pepe" => include_str!("../fixtures/poll/coingecko/pepe.json").to_string(),
         _ => String::new(),
     }
 }
@@ -104,13 +95,7 @@ fn news_rss(phase: u32) -> Vec<u8> {
     .into_bytes()
 }
 
-const ATOM: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<feed xmlns="http://www.w3.org/2005/Atom"><title>Atom News</title><id>urn:atom-news</id>
-<updated>2026-11-21T12:00:00Z</updated>
-<entry><id>urn:atom-news:1</id><title type="html">Ethereum &lt;em&gt;soars&lt;/em&gt; after upgrade</title>
-<published>2026-11-21T11:00:00Z</published><updated>2026-11-21T12:00:00Z</updated>
-<link rel="alternate" href="https://atom.example/eth"/><summary type="html">&lt;p&gt;Cardano too.&lt;/p&gt;</summary></entry>
-</feed>"#;
+const ATOM: &str = include_str!("../fixtures/poll/news/atom_feed.xml");
 
 fn latin1_rss() -> Vec<u8> {
     let mut b = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss version=\"2.0\"><channel><title>ES</title><link>https://es.example/</link><description>x</description><item><title>Caf".to_vec();

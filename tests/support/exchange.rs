@@ -1,17 +1,16 @@
 //! A fake Binance exchange (WebSocket trade stream + REST historicalTrades) that keeps trading
-//! at a fixed rate, and helpers to run `cryptoflow run` against it.
+//! at a fixed rate, and helpers to run `cryptoflow run` against it. Scripted connections and
+//! the REST trade-history endpoints with throttling and refusals are in `binance.rs`.
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::Router;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::binance::TradeHistory;
 use super::pg_client;
 
 pub const T0: i64 = 1_700_000_000_000;
@@ -32,6 +31,24 @@ pub struct Exchange {
     pub blackout: Option<(u64, u64)>,
     /// Longest time one WebSocket send waited (the client did not read), ms.
     pub send_stall_max_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// A new connection starts this many ids in the past (`None`: with the next id, like the
+    /// real stream), so consecutive connections overlap.
+    pub overlap: Option<u64>,
+    /// The first connection sends `serverShutdown` after this many frames (and keeps
+    /// streaming).
+    pub shutdown_after: Option<u64>,
+    /// Read the client's side between sends, to log when the client closes a connection.
+    pub watch_client: bool,
+    /// Per accepted connection, in order: when it sent its first frame and when the client
+    /// closed it.
+    pub conn_log: Arc<Mutex<Vec<ConnLog>>>,
+}
+
+/// What happened on one connection of the [`Exchange`].
+#[derive(Default, Debug, Clone)]
+pub struct ConnLog {
+    pub first_frame: Option<Instant>,
+    pub closed_by_client: Option<Instant>,
 }
 
 impl Exchange {
@@ -44,6 +61,10 @@ impl Exchange {
             connections: Default::default(),
             blackout: None,
             send_stall_max_ms: Default::default(),
+            overlap: None,
+            shutdown_after: None,
+            watch_client: false,
+            conn_log: Default::default(),
         }
     }
 
@@ -83,6 +104,13 @@ pub async fn ws_server(listener: TcpListener, ex: Exchange) {
             let conn = ex
                 .connections
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let idx = {
+                let mut log = ex.conn_log.lock().unwrap();
+                log.push(ConnLog::default());
+                log.len() - 1
+            };
+            let closed =
+                || ex.conn_log.lock().unwrap()[idx].closed_by_client = Some(Instant::now());
             // Drop after a pseudo-random number of frames (2,000 to 8,000).
             let drop_after = ex.drop_seed.map(|seed| {
                 let x = (seed ^ conn.wrapping_mul(0x9E37_79B9_7F4A_7C15))
@@ -90,8 +118,12 @@ pub async fn ws_server(listener: TcpListener, ex: Exchange) {
                 2_000 + (x >> 33) % 6_000
             });
             let mut sent = 0u64;
-            // Like the real stream: a new connection only sees trades from now on.
-            let mut next = ex.produced() + 1;
+            // Like the real stream: a new connection only sees trades from now on (unless the
+            // connections are to overlap).
+            let mut next = match ex.overlap {
+                None => ex.produced() + 1,
+                Some(back) => ex.produced().saturating_sub(back).max(1),
+            };
             loop {
                 if drop_after.is_some_and(|d| sent >= d) && next < ex.drops_until {
                     return; // drops the TCP connection without a close frame
@@ -107,7 +139,11 @@ pub async fn ws_server(listener: TcpListener, ex: Exchange) {
                     );
                     let t = Instant::now();
                     if ws.send(Message::text(frame)).await.is_err() {
+                        closed();
                         return;
+                    }
+                    if sent == 0 {
+                        ex.conn_log.lock().unwrap()[idx].first_frame = Some(Instant::now());
                     }
                     ex.send_stall_max_ms.fetch_max(
                         t.elapsed().as_millis() as u64,
@@ -115,27 +151,36 @@ pub async fn ws_server(listener: TcpListener, ex: Exchange) {
                     );
                     next += 1;
                     sent += 1;
+                    if idx == 0 && ex.shutdown_after == Some(sent) {
+                        let _ = ws
+                            .send(Message::text(r#"{"e":"serverShutdown","E":1700000000000}"#))
+                            .await;
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                if ex.watch_client {
+                    tokio::select! {
+                        msg = ws.next() => {
+                            if matches!(msg, Some(Ok(Message::Close(_))) | None | Some(Err(_))) {
+                                closed();
+                                return;
+                            }
+                        }
+                        _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                    }
+                } else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
         });
     }
 }
 
-pub async fn historical(
-    State(ex): State<Exchange>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> String {
-    let from: u64 = q["fromId"].parse().unwrap();
-    let limit: u64 = q["limit"].parse().unwrap();
-    let upto = ex.produced().min(from + limit - 1);
-    let items: Vec<String> = (from..=upto)
-        .map(|id| {
-            let (p, q, ts, m) = payload(id);
-            format!(r#"{{"id":{id},"price":"{p}","qty":"{q}","quoteQty":"0","time":{ts},"isBuyerMaker":{m},"isBestMatch":true}}"#)
-        })
-        .collect();
-    format!("[{}]", items.join(","))
+/// The `historicalTrades` item of `id`.
+fn historical_item(id: u64) -> Option<String> {
+    let (p, q, ts, m) = payload(id);
+    Some(format!(
+        r#"{{"id":{id},"price":"{p}","qty":"{q}","quoteQty":"0","time":{ts},"isBuyerMaker":{m},"isBestMatch":true}}"#
+    ))
 }
 
 /// Starts the fake exchange; returns the environment for `cryptoflow run`.
@@ -143,21 +188,20 @@ pub async fn start_exchange(ex: &Exchange) -> Vec<(String, String)> {
     let ws_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ws_addr = ws_listener.local_addr().unwrap();
     tokio::spawn(ws_server(ws_listener, ex.clone()));
-    let rest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let rest_addr = rest_listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/api/v3/historicalTrades", get(historical))
-        .with_state(ex.clone());
-    tokio::spawn(async move { axum::serve(rest_listener, app).await.unwrap() });
+    let traded = ex.clone();
+    // Lists the ids traded by the time of the request.
+    let rest_url = TradeHistory {
+        last_id: Some(Arc::new(move || traded.produced())),
+        ..TradeHistory::new("/api/v3/historicalTrades", historical_item)
+    }
+    .serve()
+    .await;
     vec![
         (
             "CRYPTOFLOW__BINANCE__WS_BASE_URL".into(),
             format!("ws://{ws_addr}"),
         ),
-        (
-            "CRYPTOFLOW__BINANCE__REST_BASE_URL".into(),
-            format!("http://{rest_addr}"),
-        ),
+        ("CRYPTOFLOW__BINANCE__REST_BASE_URL".into(), rest_url),
         (
             "CRYPTOFLOW__BINANCE__SYMBOLS".into(),
             r#"["btcusdt"]"#.into(),

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod binance;
 pub mod exchange;
 pub mod private_pg;
 
