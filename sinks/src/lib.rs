@@ -2,8 +2,6 @@
 //!
 //! # Layout
 //!
-//! - [`record`]: `SinkRecord`, the former name of the rows sinks receive (now
-//!   `cryptoflow_operators::model::Output`).
 //! - [`task`]: the one sink task every sink runs in: bounded input, batching (size + linger),
 //!   retries with backoff for transient errors, and the "durable up to time t" ack.
 //! - [`postgres`]: PostgreSQL sink (idempotent UNNEST upserts, one transaction per flush) and
@@ -23,11 +21,9 @@ pub mod jsonl;
 pub mod kafka;
 pub mod mysql;
 pub mod postgres;
-pub mod record;
 pub mod redis;
 pub mod task;
 
-pub use record::SinkRecord;
 pub use task::{Ack, Sink, SinkError, SinkMsg};
 
 /// Wall-clock milliseconds since the Unix epoch (lifecycle events, `resolved_at` of gaps).

@@ -651,4 +651,29 @@ mod tests {
         assert!(!no_quality.contains(OutputKind::Quality));
         assert!(no_quality.contains(OutputKind::Trade));
     }
+
+    #[test]
+    fn polled_json_line_shape() {
+        let r = Output::Polled(Box::new(crate::model::Polled::FundNav(
+            crate::model::FundNav {
+                isin: "IE00B03HD191".into(),
+                name: "V".into(),
+                currency: "EUR".into(),
+                nav: "45.6789".parse().expect("d"),
+                nav_date: "2026-11-20".parse().expect("date"),
+                source: "myinvestor".into(),
+                fetched_at: 1,
+            },
+        )));
+        let line = serde_json::to_string(&r).expect("json");
+        assert!(
+            line.starts_with(r#"{"type":"polled","kind":"fund_nav","isin":"IE00B03HD191""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""nav":"45.6789","nav_date":"2026-11-20""#),
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<Output>(&line).expect("back"), r);
+    }
 }
