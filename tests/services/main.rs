@@ -15,7 +15,6 @@ mod kafka_crash;
 mod kafka_e2e;
 mod kafka_health;
 mod kafka_unreachable;
-mod long_refill;
 mod mysql_e2e;
 mod outage;
 mod poll_e2e;
