@@ -4,14 +4,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Trades (symbol, id, moving average) and final candles from a JSON-lines output.
 fn digest(path: &Path) -> BTreeSet<String> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -49,12 +41,7 @@ fn two_processes_match_one_worker() {
     let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/binance/trades.jsonl");
     let dir = std::env::temp_dir().join(format!("cf-mp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = crate::support::cluster_hostfile(&dir, 2);
 
     let single = dir.join("single.jsonl");
     let status = Command::new(exe)
@@ -128,12 +115,7 @@ fn two_processes_with_a_small_in_flight_bound_finish() {
     std::fs::write(&input, text).unwrap();
     let config = dir.join("bound.toml");
     std::fs::write(&config, "[pipeline]\nmax_in_flight = 5000\n").unwrap();
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = crate::support::cluster_hostfile(&dir, 2);
     let spawn = |i: usize| {
         Command::new(exe)
             .arg("replay")
@@ -198,12 +180,7 @@ fn a_failed_sink_of_process_1_fails_both_processes() {
     let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/binance/trades.jsonl");
     let dir = std::env::temp_dir().join(format!("cf-mp-fail-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = crate::support::cluster_hostfile(&dir, 2);
     let spawn = |i: usize, jsonl: &Path| {
         Command::new(exe)
             .arg("replay")

@@ -326,14 +326,6 @@ fn describe(missing: &[&Produced]) -> String {
         .join("; ")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_process_1_loses_no_trade() {
     // Its timing (a paced feed against a sink that writes every 4 s) wants the box to itself.
@@ -352,12 +344,7 @@ async fn sigkill_of_process_1_loses_no_trade() {
 
     let dir: PathBuf = std::env::temp_dir().join(unique_suffix("ckill"));
     std::fs::create_dir_all(&dir).unwrap();
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = common::cluster_hostfile(&dir, 2);
     let consumer = "[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n";
     let config = |name: &str, sinks: &str| {
         let p = dir.join(name);

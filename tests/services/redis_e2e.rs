@@ -9,6 +9,7 @@
 //! `redis-server` binary, for private servers on free ports).
 
 use crate::support as common;
+use common::private_pg::free_port;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
@@ -543,15 +544,6 @@ async fn the_server_keeps_the_newest_version() {
     forever.write(&[candle(120_000, "15", true)]).await.unwrap();
     let ttl: i64 = redis::cmd("TTL").arg(&candle_key).query(&mut con).unwrap();
     assert_eq!(ttl, -1);
-}
-
-/// A free local port (nothing listens on it once this returns).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A private `redis-server` on `port`, killed when dropped.

@@ -87,6 +87,17 @@ pub fn replay_collect(
     (report, recs)
 }
 
+/// Writes `dir/hosts` for a cluster of `processes` on 127.0.0.1, one free port each, and returns
+/// its path (for `--hostfile`).
+pub fn cluster_hostfile(dir: &Path, processes: usize) -> PathBuf {
+    let hostfile = dir.join("hosts");
+    let lines: String = (0..processes)
+        .map(|_| format!("127.0.0.1:{}\n", private_pg::free_port()))
+        .collect();
+    std::fs::write(&hostfile, lines).unwrap();
+    hostfile
+}
+
 /// Held by the tests that load the box most or measure under load (a long refill's memory, crash
 /// loops): they run one at a time, while lighter tests of the same binary still run beside them.
 pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
