@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use cryptoflow_operators::model::Output;
-use cryptoflow_operators::model::{StreamKind, Symbol};
+use cryptoflow_operators::model::{Shard, StreamKind, Symbol};
 use cryptoflow_sinks::console::ConsoleSink;
 use cryptoflow_sinks::jsonl::JsonlSink;
 use cryptoflow_sinks::postgres::resume_points;
@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::runtime::acks::{spawn_sink, SinkSlot};
+use crate::runtime::bridge::FeedPort;
 use crate::runtime::replay::{replay_all, ReplayOutcome};
 use crate::runtime::stop::stop_on;
 
@@ -190,13 +191,14 @@ impl SinkSpec for ObserverOnly {
 /// What a started source left running.
 #[derive(Default)]
 pub(crate) struct StartedSource {
-    /// The replay thread.
-    pub replay: Option<std::thread::JoinHandle<ReplayOutcome>>,
+    /// The replay threads of this process's workers (the cluster's first worker's first: it
+    /// counts lines, events and dead letters).
+    pub replay: Vec<std::thread::JoinHandle<ReplayOutcome>>,
     /// The Kafka consumer (commits its last offsets when the sinks are complete).
     pub kafka:
         Option<tokio::task::JoinHandle<Result<(), cryptoflow_sources::kafka::KafkaSourceError>>>,
-    /// Told the input time of each fed batch (the Kafka source releases offsets by it).
-    pub fed: Option<mpsc::UnboundedSender<u64>>,
+    /// What each worker of this process feeds, by its index in the process.
+    pub ports: Vec<Option<FeedPort>>,
 }
 
 /// What every source is started with.
@@ -205,52 +207,101 @@ pub(crate) struct SourceLinks<'a> {
     pub cfg: &'a Config,
     /// The tokio runtime.
     pub rt: &'a tokio::runtime::Runtime,
-    /// Where events go.
-    pub tx: mpsc::Sender<EventBatch>,
     /// Counters, dead letters and the ledger.
     pub stats: Arc<SourceStats>,
     /// Tells live sources to stop; the source's timer or a signal sets it.
     pub shutdown: watch::Sender<bool>,
-    /// The source's bound on event time.
-    pub cap: WatermarkCap,
     /// The cluster's ack: what every sink of every process made durable.
     pub durable: watch::Receiver<Durable>,
+    /// This process's index.
+    pub process: usize,
+    /// Processes of the cluster.
+    pub processes: usize,
 }
 
-/// Starts `source`.
+/// The channel of one worker's part of a source.
+fn port(shard: Option<Shard>) -> (mpsc::Sender<EventBatch>, FeedPort) {
+    let (tx, rx) = mpsc::channel::<EventBatch>(64);
+    let port = FeedPort {
+        events: rx,
+        cap: WatermarkCap::default(),
+        fed: None,
+        shard,
+    };
+    (tx, port)
+}
+
+/// Starts this process's part of `source`:
+/// - a **replay** is read by every worker of every process, each feeding the events of the
+///   symbols it owns (the others only move its watermark, so every event goes in at the time a
+///   single worker would give it);
+/// - the **live** streams are those of the symbols this process's workers own (see
+///   [`SourceSpec::for_process`]), fed by its first worker; process 0 also feeds the pollers;
+/// - **Kafka** is consumed on process 0's first worker (the partitions are not yet split across
+///   processes).
 pub(crate) fn start_source(source: SourceSpec, l: SourceLinks<'_>) -> Result<StartedSource> {
     let deadline = Duration::from_secs(l.cfg.pipeline.shutdown_deadline_s);
-    let mut started = StartedSource::default();
+    let workers = l.cfg.pipeline.workers.max(1);
+    let mut started = StartedSource {
+        ports: (0..workers).map(|_| None).collect(),
+        ..StartedSource::default()
+    };
     match source {
         SourceSpec::Replay {
             files,
             opts,
             progress,
         } => {
-            let stats = l.stats.clone();
-            let tx = l.tx;
-            started.replay = Some(
-                std::thread::Builder::new()
-                    .name("cryptoflow-replay".into())
-                    .spawn(move || replay_all(files, &opts, &stats, tx, progress))?,
-            );
+            let peers = workers * l.processes.max(1);
+            for local in 0..workers {
+                let shard = Shard {
+                    index: l.process * workers + local,
+                    peers,
+                };
+                let (tx, port) = port(Some(shard));
+                started.ports[local] = Some(port);
+                // Lines, events and dead letters are counted once, by the cluster's first
+                // worker's reader; the others read the same lines.
+                let primary = shard.index == 0;
+                let stats = if primary {
+                    l.stats.clone()
+                } else {
+                    Arc::new(SourceStats::default())
+                };
+                let files = files.clone();
+                let opts = ReplayOptions {
+                    shard,
+                    ..opts.clone()
+                };
+                let progress = progress && primary;
+                started.replay.push(
+                    std::thread::Builder::new()
+                        .name(format!("cryptoflow-replay-{local}"))
+                        .spawn(move || replay_all(files, &opts, &stats, tx, progress))?,
+                );
+            }
         }
         SourceSpec::Kafka { kafka, stop_after } => {
-            // Not ready until the source has its brokers and its partitions.
-            l.stats.set_health(SourceHealth::Starting);
-            let (tx, fed) = mpsc::unbounded_channel();
-            started.fed = Some(tx);
-            started.kafka = Some(l.rt.spawn(cryptoflow_sources::kafka::kafka_source(
-                kafka,
-                l.tx,
-                l.stats.clone(),
-                OffsetFeedback {
-                    fed,
-                    durable: l.durable,
-                    cap: l.cap,
-                },
-                l.shutdown.subscribe(),
-            )));
+            if l.process == 0 {
+                // Not ready until the source has its brokers and its partitions.
+                l.stats.set_health(SourceHealth::Starting);
+                let (tx, mut port) = port(None);
+                let (fed_tx, fed) = mpsc::unbounded_channel();
+                port.fed = Some(fed_tx);
+                let cap = port.cap.clone();
+                started.ports[0] = Some(port);
+                started.kafka = Some(l.rt.spawn(cryptoflow_sources::kafka::kafka_source(
+                    kafka,
+                    tx,
+                    l.stats.clone(),
+                    OffsetFeedback {
+                        fed,
+                        durable: l.durable,
+                        cap,
+                    },
+                    l.shutdown.subscribe(),
+                )));
+            }
             stop_on(l.rt, l.shutdown, stop_after, deadline);
         }
         SourceSpec::Live {
@@ -258,31 +309,51 @@ pub(crate) fn start_source(source: SourceSpec, l: SourceLinks<'_>) -> Result<Sta
             rest,
             stop_after,
         } => {
-            let resume = resume_cursors(l.cfg, l.rt, ws.venue.as_str())?;
-            if ws.streams.is_empty() {
-                // Pollers only: the event channel stays open until the run stops.
+            if ws.streams.is_empty() && l.process == 0 {
+                // Pollers only: the first worker's channel stays open until the run stops.
+                let (tx, port) = port(None);
+                started.ports[0] = Some(port);
                 let mut stop = l.shutdown.subscribe();
-                let keep = l.tx;
                 l.rt.spawn(async move {
-                    let _keep = keep;
+                    let _keep = tx;
                     let _ = stop.wait_for(|s| *s).await;
                 });
-            } else {
+            } else if !ws.streams.is_empty() {
+                let resume = resume_cursors(l.cfg, l.rt, ws.venue.as_str())?;
+                let (tx, port) = port(None);
+                let cap = port.cap.clone();
+                started.ports[0] = Some(port);
                 l.rt.spawn(binance_live(
                     ws,
                     rest,
                     resume,
-                    l.tx,
+                    tx,
                     l.stats.clone(),
                     l.shutdown.subscribe(),
                     l.cfg.binance.live_limits(),
-                    l.cap,
+                    cap,
                 ));
             }
             stop_on(l.rt, l.shutdown, stop_after, deadline);
         }
     }
     Ok(started)
+}
+
+impl SourceSpec {
+    /// This process's share of the source: the live streams of the symbols its workers own
+    /// (streams without a symbol stay on process 0). Replays and Kafka are split when started.
+    pub(crate) fn for_process(mut self, process: usize, processes: usize, workers: usize) -> Self {
+        if let SourceSpec::Live { ws, .. } = &mut self {
+            let peers = processes.max(1) * workers.max(1);
+            ws.streams
+                .retain(|s| match cryptoflow_sources::ws::parse_stream_name(s) {
+                    Some((symbol, _)) => Shard::owner(&symbol, peers) / workers.max(1) == process,
+                    None => process == 0,
+                });
+        }
+        self
+    }
 }
 
 /// The durable cursor of every stream of `venue` in PostgreSQL (when configured): the first live

@@ -81,6 +81,9 @@ pub(crate) enum AckNote {
     Released(i64),
     /// A sink of this process failed: what it had not stored is lost to this run.
     Failed(usize),
+    /// This process was told to stop a live run (a signal or `--duration`): every process ends
+    /// its input, drains and exits.
+    Stop(usize),
 }
 
 /// What the ack notes told this worker so far.
@@ -90,6 +93,8 @@ struct Tally {
     released: i64,
     /// Processes that reported a failed sink.
     failed: BTreeSet<usize>,
+    /// Some process asked the cluster to stop.
+    stop: bool,
 }
 
 /// This process's sinks as one worker sees them.
@@ -130,6 +135,8 @@ pub(crate) struct ClusterAck {
     next_release: Instant,
     /// This worker reported its process's failure.
     told_failure: bool,
+    /// This worker asked the cluster to stop.
+    told_stop: bool,
 }
 
 impl ClusterAck {
@@ -155,6 +162,7 @@ impl ClusterAck {
                         AckNote::Failed(p) => {
                             t.failed.insert(*p);
                         }
+                        AckNote::Stop(_) => t.stop = true,
                     }
                 })
                 .probe_with(&probe);
@@ -169,7 +177,24 @@ impl ClusterAck {
             next_advance: now,
             next_release: now,
             told_failure: false,
+            told_stop: false,
         }
+    }
+
+    /// Asks every worker of the cluster to end its input (once; a live run's stop).
+    pub(crate) fn request_stop(&mut self) {
+        if std::mem::replace(&mut self.told_stop, true) {
+            return;
+        }
+        if let Some(input) = self.input.as_mut() {
+            input.send(AckNote::Stop(self.process));
+            input.flush();
+        }
+    }
+
+    /// True once some worker of the cluster asked it to stop.
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.tally.borrow().stop
     }
 
     /// This process's sinks: the least ack over them, or whether they are complete or one failed

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig};
-use cryptoflow_operators::model::{Event, Output, OutputKinds};
+use cryptoflow_operators::model::{Event, Output, OutputKinds, Shard};
 use cryptoflow_operators::sentiment::SentimentModel;
 use cryptoflow_sinks::{Ack, SinkMsg};
 use cryptoflow_sources::kafka::{Durable, WatermarkCap};
@@ -46,11 +46,25 @@ pub(crate) struct Graph {
     pub compare_trade_count: bool,
 }
 
+/// What one worker feeds into the dataflow: its part of the source.
+pub(crate) struct FeedPort {
+    /// The source's event batches.
+    pub events: mpsc::Receiver<EventBatch>,
+    /// The source's bound on event time.
+    pub cap: WatermarkCap,
+    /// Told the input time after each batch (the Kafka source releases offsets by it).
+    pub fed: Option<mpsc::UnboundedSender<u64>>,
+    /// The symbols this worker feeds, when its batches hold other workers' events too (see
+    /// [`Feed::with_shard`]).
+    pub shard: Option<Shard>,
+}
+
 /// Everything the timely workers share with the tokio side.
 pub(crate) struct Bridge {
-    /// Event batches of the source (taken by the feeding worker).
-    pub events: Mutex<Option<mpsc::Receiver<EventBatch>>>,
-    /// Batches of the pollers (taken by the feeding worker).
+    /// The part of the source each worker of this process feeds, by its index in the process
+    /// (taken by that worker; a worker without one feeds nothing).
+    pub feeds: Mutex<Vec<Option<FeedPort>>>,
+    /// Batches of the pollers (taken by the cluster's first worker, which has a feed then).
     pub polled: Mutex<Option<mpsc::Receiver<PollBatch>>>,
     /// One queue per sink task.
     pub sinks: Vec<SinkPort>,
@@ -58,22 +72,23 @@ pub(crate) struct Bridge {
     pub flow: Arc<Flow>,
     /// The graph.
     pub graph: Graph,
-    /// The watermark rules (copied into the feeding worker).
+    /// The watermark rules (copied into each feeding worker).
     pub feed: Feed,
-    /// The source's bound on event time.
-    pub cap: WatermarkCap,
-    /// Told the input time after each batch (the Kafka source releases offsets by it).
-    pub fed: Option<mpsc::UnboundedSender<u64>>,
-    /// Set when a live run should stop.
-    pub shutdown: watch::Receiver<bool>,
+    /// Set when a live run should stop: by a signal or the timer here, or by a worker told by
+    /// another process (the ack dataflow carries the stop to every process).
+    pub stop: watch::Sender<bool>,
     /// A live source (runs until stopped; idle periods move the watermark).
     pub live: bool,
     /// Workers per process.
     pub workers: usize,
+    /// This process feeds none of the market source (a Kafka consumer runs on another
+    /// process): it reports the trades its first sink took, which the feeding process counts
+    /// against its in-flight bound.
+    pub reports_releases: bool,
     /// The acks of this process's sinks.
     pub acks: Vec<watch::Receiver<Ack>>,
-    /// Where the feeding worker publishes the cluster's ack (the least over every sink of every
-    /// process): the Kafka source and the pollers release by it.
+    /// Where this process's first worker publishes the cluster's ack (the least over every sink
+    /// of every process): the Kafka source and the pollers release by it.
     pub durable: watch::Sender<Durable>,
 }
 
@@ -149,17 +164,19 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<Executed> {
             attach_sinks(records, local, b.sinks.clone(), b.flow.clone());
         });
         let mut ack = ClusterAck::new(worker, b.acks.clone(), process);
-        let rx = (index == 0)
-            .then(|| b.events.lock().ok().and_then(|mut g| g.take()))
-            .flatten();
-        let events = match rx {
-            Some(rx) => feed(worker, b, input, rx, &mut ack),
+        let port = b
+            .feeds
+            .lock()
+            .ok()
+            .and_then(|mut g| g.get_mut(local).and_then(Option::take));
+        let events = match port {
+            Some(port) => feed(worker, b, input, port, &mut ack, index == 0, local == 0),
             None => {
                 drop(input);
                 0
             }
         };
-        finish(worker, b, &mut ack, index == 0, process);
+        finish(worker, b, &mut ack, local == 0);
         Executed {
             events,
             failed: ack.failed_processes(),
@@ -177,26 +194,45 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<Executed> {
     Ok(out)
 }
 
-/// The feeding worker: takes event batches from the source channel and polled batches from the
-/// pollers' channel into `input` until the source ends, a live run stops or a sink fails
-/// anywhere in the cluster. Publishes the cluster's ack as it moves. Returns the events fed.
+/// A feeding worker: takes the event batches of its part of the source (and, on the cluster's
+/// first worker, the pollers' batches) into `input` until the source ends, a live run stops
+/// anywhere in the cluster, or a sink fails anywhere in it. The process's first worker
+/// (`publish`) publishes the cluster's ack as it moves. Returns the events fed.
 fn feed(
     worker: &mut Worker,
     b: &Bridge,
     mut input: InputHandleVec<u64, (Event, u64)>,
-    mut rx: mpsc::Receiver<EventBatch>,
+    port: FeedPort,
     ack: &mut ClusterAck,
+    takes_polled: bool,
+    publish: bool,
 ) -> u64 {
-    let mut polled_rx = b.polled.lock().ok().and_then(|mut g| g.take());
+    let FeedPort {
+        events: mut rx,
+        cap,
+        fed,
+        shard,
+    } = port;
+    let mut polled_rx = takes_polled
+        .then(|| b.polled.lock().ok().and_then(|mut g| g.take()))
+        .flatten();
     let mut feed = b.feed.clone();
+    if let Some(shard) = shard {
+        feed = feed.with_shard(shard);
+    }
     loop {
         let sink_failed = b.flow.sink_failed.load(Ordering::SeqCst);
-        // The feeding worker runs on process 0: its own releases are in the shared count.
+        // A feeding process's own releases are in its shared count.
         ack.tick(Instant::now(), None, sink_failed);
-        ack.publish(&b.durable);
-        // Trades the first sink of another process took leave the in-flight count.
+        if publish {
+            ack.publish(&b.durable);
+        }
+        // Trades the first sink of a process that does not feed took leave the in-flight count.
         feed.released_elsewhere(ack.take_released());
         if sink_failed || ack.failed() {
+            break;
+        }
+        if b.live && stop_requested(b, ack) {
             break;
         }
         if feed.held_back(b.flow.in_flight.load(Ordering::SeqCst), Instant::now()) {
@@ -223,9 +259,8 @@ fn feed(
         match rx.try_recv() {
             Ok(batch) => {
                 let at = *input.time();
-                let stamped = feed.stamp_capped(batch, at, &b.cap, Instant::now(), |ev, t| {
-                    input.send((ev, t))
-                });
+                let stamped =
+                    feed.stamp_capped(batch, at, &cap, Instant::now(), |ev, t| input.send((ev, t)));
                 if stamped.advance_to > *input.time() {
                     input.advance_to(stamped.advance_to);
                 } else {
@@ -233,7 +268,7 @@ fn feed(
                     input.flush();
                 }
                 b.flow.in_flight.fetch_add(stamped.trades, Ordering::SeqCst);
-                if let Some(tx) = &b.fed {
+                if let Some(tx) = &fed {
                     // Every record of this batch has a time at or before the input's.
                     let _ = tx.send(*input.time());
                 }
@@ -242,7 +277,7 @@ fn feed(
             Err(mpsc::error::TryRecvError::Empty) => {
                 let wall = cryptoflow_sources::now_ms();
                 if let Some(adv) =
-                    feed.idle_advance(Instant::now(), wall, b.cap.latest(), *input.time())
+                    feed.idle_advance(Instant::now(), wall, cap.latest(), *input.time())
                 {
                     if adv.first {
                         tracing::info!(
@@ -257,9 +292,6 @@ fn feed(
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         }
-        if *b.shutdown.borrow() && b.live {
-            break;
-        }
     }
     // Batches still queued are dropped unfed: their pollers do not save them as emitted.
     drop(polled_rx);
@@ -267,13 +299,27 @@ fn feed(
     feed.fed()
 }
 
+/// A live run's stop: told here (a signal, the timer), it goes to every worker of the cluster;
+/// told by another process, it stops this process's sources too. True once either happened.
+fn stop_requested(b: &Bridge, ack: &mut ClusterAck) -> bool {
+    if *b.stop.borrow() {
+        ack.request_stop();
+        return true;
+    }
+    if ack.stop_requested() {
+        b.stop.send_replace(true);
+        return true;
+    }
+    false
+}
+
 /// The end of a worker's run: holds its ack input until this process's sinks are complete (the
 /// worker keeps stepping, so the last records and frontiers reach them), or until one failed
-/// (reported to every worker first); then steps until every dataflow is done. The feeding worker
-/// (`publish`) keeps publishing the cluster's ack, the last time as complete.
-fn finish(worker: &mut Worker, b: &Bridge, ack: &mut ClusterAck, publish: bool, process: usize) {
+/// (reported to every worker first); then steps until every dataflow is done. The process's
+/// first worker (`publish`) keeps publishing the cluster's ack, the last time as complete.
+fn finish(worker: &mut Worker, b: &Bridge, ack: &mut ClusterAck, publish: bool) {
     // A process that does not feed reports the trades its first sink took.
-    let released = (process != 0).then_some(&b.flow.in_flight);
+    let released = b.reports_releases.then_some(&b.flow.in_flight);
     loop {
         let local = ack.tick(
             Instant::now(),
@@ -282,6 +328,10 @@ fn finish(worker: &mut Worker, b: &Bridge, ack: &mut ClusterAck, publish: bool, 
         );
         if publish {
             ack.publish(&b.durable);
+        }
+        if b.live {
+            // A stop told to a process without a feed still reaches the feeding ones.
+            stop_requested(b, ack);
         }
         if matches!(local, Local::Complete | Local::Failed) {
             break;

@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use cryptoflow_operators::model::Event;
+use cryptoflow_operators::model::{Event, Shard};
 use cryptoflow_sources::kafka::WatermarkCap;
 
 /// The watermark rules of one feeding worker.
@@ -42,6 +42,9 @@ pub struct Feed {
     last_event: Option<Instant>,
     /// The current idle period was logged.
     idle_logged: bool,
+    /// The symbols this worker feeds, when its source hands it other workers' events too
+    /// (a replay read by every worker): those only move its watermark.
+    shard: Option<Shard>,
 }
 
 /// What [`Feed::stamp`] decided for a batch.
@@ -84,6 +87,24 @@ impl Feed {
             fed: 0,
             last_event: None,
             idle_logged: false,
+            shard: None,
+        }
+    }
+
+    /// Feeds only the events of `shard`'s symbols; the others in its batches only move the
+    /// watermark, as they do on the worker that feeds them. Every worker reading the same
+    /// sequence thus gives each event the time one worker reading it alone would.
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = Some(shard);
+        self
+    }
+
+    /// True when this worker feeds `ev` (events without a symbol: the shard's first worker).
+    fn owns(&self, ev: &Event) -> bool {
+        match (self.shard, ev.symbol()) {
+            (None, _) => true,
+            (Some(s), Some(symbol)) => s.owns(&symbol),
+            (Some(s), None) => s.index == 0,
         }
     }
 
@@ -144,11 +165,13 @@ impl Feed {
             // Only market data moves event time: a gap marker carries the time it was noticed
             // (the wall clock), before the trades of its hole.
             let market = matches!(ev, Event::Trade(_) | Event::Kline(_));
-            if matches!(ev, Event::Trade(_)) {
-                trades += 1;
+            if self.owns(&ev) {
+                if matches!(ev, Event::Trade(_)) {
+                    trades += 1;
+                }
+                send(ev, wm);
+                self.fed += 1;
             }
-            send(ev, wm);
-            self.fed += 1;
             if market && self.max_ts.is_none_or(|m| ts > m) {
                 self.max_ts = Some(ts);
                 wm = wm.max(self.watermark(ts.min(cap)));
@@ -269,6 +292,59 @@ mod tests {
             }
         );
         assert_eq!(f.fed(), 3);
+    }
+
+    fn trade_of(symbol: &str, id: u64, ts: i64) -> Event {
+        let mut t = trade(id, ts);
+        if let Event::Trade(t) = &mut t {
+            t.symbol = Symbol::new(symbol).expect("symbol");
+        }
+        t
+    }
+
+    #[test]
+    fn workers_reading_the_same_sequence_give_each_event_the_single_worker_time() {
+        // Six symbols, times out of order: each worker of two feeds only its own symbols, and
+        // every event must go in at the time one worker feeding all of them gives it.
+        let symbols = [
+            "BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "BNBUSDT",
+        ];
+        let batch = |from: u64| -> Vec<Event> {
+            (from..from + 12)
+                .map(|i| {
+                    let ts = 10_000 + (i as i64 * 137) % 900 + i as i64 * 40;
+                    trade_of(symbols[(i as usize * 5) % symbols.len()], i, ts)
+                })
+                .collect()
+        };
+        let run = |shard: Option<Shard>| -> Vec<(u64, u64)> {
+            let mut f = Feed::new(100, 300, 5_000, 1_000, false);
+            if let Some(s) = shard {
+                f = f.with_shard(s);
+            }
+            let mut at = 0;
+            let mut out = Vec::new();
+            for from in [0, 12, 24] {
+                let s = f.stamp(batch(from), at, NO_CAP, Instant::now(), |ev, t| {
+                    if let Event::Trade(tr) = ev {
+                        out.push((tr.trade_id, t));
+                    }
+                });
+                at = s.advance_to;
+            }
+            out
+        };
+        let one = run(None);
+        assert_eq!(one.len(), 36);
+        let mut two: Vec<(u64, u64)> = (0..2)
+            .flat_map(|index| run(Some(Shard { index, peers: 2 })))
+            .collect();
+        two.sort_unstable();
+        let mut expected = one.clone();
+        expected.sort_unstable();
+        assert_eq!(two, expected);
+        // Both workers fed something: the split is real.
+        assert!((0..2).all(|index| !run(Some(Shard { index, peers: 2 })).is_empty()));
     }
 
     #[test]

@@ -32,14 +32,13 @@ use cryptoflow_sources::ledger::Ledger;
 use cryptoflow_sources::poll::driver::{PollBatch, PollLink, PollMetrics, PollerStatus};
 use cryptoflow_sources::replay::ReplaySummary;
 use cryptoflow_sources::stats::SourceStats;
-use cryptoflow_sources::EventBatch;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::pipeline::Flow;
 use crate::poll::PollerTask;
 pub use crate::registry::SourceSpec;
-use crate::registry::{self, SourceLinks, StartedSource};
+use crate::registry::{self, SourceLinks};
 use acks::SinkSlot;
 use bridge::{Bridge, Graph, SinkPort};
 use feed::Feed;
@@ -158,6 +157,11 @@ pub fn run(
     // Build: sinks, the ledger, the pollers.
     let sinks = registry::sinks(cfg, &rt, observer)?;
     let live = source.is_live();
+    let source = source.for_process(
+        cluster.process,
+        cluster.processes.max(1),
+        cfg.pipeline.workers.max(1),
+    );
     let pollers = if cfg.poll.enabled && live && cluster.process == 0 {
         cfg.poll.pollers(&|k| std::env::var(k).ok())?
     } else {
@@ -167,12 +171,10 @@ pub fn run(
     let stats = source_stats(cfg, ledger.clone())?;
     let snapshots = QualitySnapshots::start(cfg, &rt, &sinks, &ledger);
 
-    // Start: pollers and the source.
-    let (src_tx, src_rx) = mpsc::channel::<EventBatch>(64);
+    // Start: pollers and this process's part of the source.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let cap = cryptoflow_sources::kafka::WatermarkCap::default();
-    // The cluster's ack: what every sink of every process made durable. The feeding worker
-    // publishes it; the Kafka source commits by it and pollers save their state by it.
+    // The cluster's ack: what every sink of every process made durable. The process's first
+    // worker publishes it; the Kafka source commits by it and pollers save their state by it.
     let (durable_tx, durable) = watch::channel(Durable::default());
     let sentiment = cfg.sentiment_model()?;
     let pollers_only = matches!(&source, SourceSpec::Live { ws, .. } if ws.streams.is_empty());
@@ -190,31 +192,18 @@ pub fn run(
         &ledger,
         sentiment.name(),
     )?;
-    let mut src = StartedSource::default();
-    if cluster.process == 0 {
-        src = registry::start_source(
-            source,
-            SourceLinks {
-                cfg,
-                rt: &rt,
-                tx: src_tx,
-                stats: stats.clone(),
-                shutdown: shutdown_tx.clone(),
-                cap: cap.clone(),
-                durable,
-            },
-        )?;
-    } else {
-        drop(src_tx);
-        if live {
-            // Process 0 decides when the cluster's input ends; a signal here waits for that.
-            stop::drain_on_signal(
-                &rt,
-                Duration::from_secs(cfg.pipeline.shutdown_deadline_s),
-                cluster.process,
-            );
-        }
-    }
+    let mut src = registry::start_source(
+        source,
+        SourceLinks {
+            cfg,
+            rt: &rt,
+            stats: stats.clone(),
+            shutdown: shutdown_tx.clone(),
+            durable,
+            process: cluster.process,
+            processes: cluster.processes.max(1),
+        },
+    )?;
     if pollers_only && cfg.poll.max_polls.is_some() {
         // `--poll-once` without market data: the run ends when every poller is done.
         polling.stop_when_done(&rt, shutdown_tx.clone());
@@ -222,8 +211,10 @@ pub fn run(
 
     // Run the timely workers until the source ends (or a live run stops).
     let flow = Arc::new(Flow::new(ledger.clone(), source_name));
+    let ports = std::mem::take(&mut src.ports);
     let bridge = Bridge {
-        events: Mutex::new(Some(src_rx)),
+        reports_releases: ports.iter().all(Option::is_none),
+        feeds: Mutex::new(ports),
         polled: Mutex::new(Some(polled)),
         sinks: sinks
             .iter()
@@ -246,9 +237,7 @@ pub fn run(
             cfg.pipeline.max_in_flight.max(1),
             live,
         ),
-        cap,
-        fed: src.fed.take(),
-        shutdown: shutdown_tx.subscribe(),
+        stop: shutdown_tx.clone(),
         live,
         workers: cfg.pipeline.workers,
         acks: sinks.iter().map(|s| s.ack.clone()).collect(),
@@ -261,10 +250,16 @@ pub fn run(
     // Drain.
     // A file that could not be replayed completely fails the run, but only once the sinks have
     // written (and acknowledged) everything read before.
-    let replay = src
-        .replay
-        .take()
+    // Every reader read the same lines: the first one's outcome stands for this process.
+    let mut readers = std::mem::take(&mut src.replay).into_iter();
+    let replay = readers
+        .next()
         .map(|h| h.join().map_err(|_| anyhow!("replay thread panicked")));
+    for h in readers {
+        if h.join().is_err() {
+            return Err(anyhow!("replay thread panicked"));
+        }
+    }
     // The workers published the cluster's last ack before they returned: the pollers save their
     // state (or give up, after a failed sink) now, and their counts go into the last snapshot.
     let poll_failure = polling.finish(&rt, None);

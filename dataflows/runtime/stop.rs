@@ -1,10 +1,9 @@
 //! When a run stops: after `--duration`, or on SIGINT (Ctrl-C) or SIGTERM (`docker stop`, a pod
 //! eviction), both of which drain first.
 //!
-//! In a cluster only process 0 runs the source, so it decides when the input ends
-//! ([`stop_on`]); a signal to another process lets that process run on until the cluster's
-//! input has ended and it has written its share ([`drain_on_signal`]). Each process exits 1 if
-//! its drain takes longer than the shutdown deadline, or on a second signal.
+//! In a cluster a stop told to any process ([`stop_on`]) reaches every process on the ack
+//! dataflow: each ends its part of the input, writes its share and exits 0. Each process exits
+//! 1 if its drain takes longer than the shutdown deadline, or on a second signal.
 
 use std::time::Duration;
 
@@ -39,23 +38,6 @@ pub(crate) fn stop_on(
             );
             exit_unless_drained(deadline).await;
         }
-    });
-}
-
-/// On a process of a cluster other than process 0: SIGINT or SIGTERM lets the process run until
-/// process 0 ends the cluster's input (on its own signal, timer or end of input) and this
-/// process's sinks have written what its workers got; the run then ends as usual (exit 0). If
-/// that takes longer than `deadline`, or a second signal comes, the process exits 1.
-pub(crate) fn drain_on_signal(rt: &tokio::runtime::Runtime, deadline: Duration, process: usize) {
-    rt.spawn(async move {
-        let s = stop_signal().await;
-        tracing::info!(
-            signal = s,
-            process,
-            ?deadline,
-            "Stopping once process 0 ends the cluster's input and this process has written its share."
-        );
-        exit_unless_drained(deadline).await;
     });
 }
 

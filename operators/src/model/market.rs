@@ -217,6 +217,33 @@ impl Symbol {
     }
 }
 
+/// One worker's share of the symbols: worker `index` of `peers` (every worker of every process,
+/// numbered as timely numbers them) owns the symbols whose [`Symbol::shard_hash`] is `index`
+/// modulo `peers`. The dataflow's operators exchange by the same rule, so an event that enters
+/// at the worker owning its symbol stays on that worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This worker's index among all workers of the cluster.
+    pub index: usize,
+    /// Workers of the cluster.
+    pub peers: usize,
+}
+
+impl Shard {
+    /// The one shard of a single worker: it owns every symbol.
+    pub const ALL: Shard = Shard { index: 0, peers: 1 };
+
+    /// The worker that owns `symbol` among `peers`.
+    pub fn owner(symbol: &Symbol, peers: usize) -> usize {
+        (symbol.shard_hash() % peers.max(1) as u64) as usize
+    }
+
+    /// True when this shard owns `symbol`.
+    pub fn owns(&self, symbol: &Symbol) -> bool {
+        Self::owner(symbol, self.peers) == self.index
+    }
+}
+
 impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -740,6 +767,29 @@ mod tests {
         t.venue = Venue::BinanceUsdm;
         t.symbol = Symbol::new("BTCUSDT").unwrap();
         assert_eq!(t.notional(), Decimal::new(19_537_035, 2));
+    }
+
+    #[test]
+    fn every_symbol_has_exactly_one_owner() {
+        for name in [
+            "BTCUSDT",
+            "ETHUSDT",
+            "BTCUSD_PERP",
+            "A",
+            "SOLUSDT",
+            "DOGEUSDT",
+        ] {
+            let s = Symbol::new(name).unwrap();
+            for peers in 1..=5 {
+                let owners = (0..peers)
+                    .filter(|&index| Shard { index, peers }.owns(&s))
+                    .count();
+                assert_eq!(owners, 1, "{name} among {peers}");
+            }
+            assert!(Shard::ALL.owns(&s));
+        }
+        // FNV-1a of "A" is 0xaf63fc4c860222ec: even, so worker 0 of 2 owns it.
+        assert!(Shard { index: 0, peers: 2 }.owns(&Symbol::new("A").unwrap()));
     }
 
     #[test]
