@@ -10,10 +10,13 @@
 //!         │                          └─► sentiment_windows (differential) ─────┤
 //!         ├─ sentiment, macro, market snapshots ─► context (broadcast)        │
 //!         └─ gaps, polled items ───────────► Gap + Polled records ────────────┘
+//!
+//! repeated trades (dedup), Late records, Mismatch records ──► quality facts
 //! ```
-
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+//!
+//! The graph takes a stream of events and returns two streams ([`TradeStreams`]): the records
+//! for the sinks and the data-quality facts. It knows nothing of sources, sinks or the ledger:
+//! the runtime attaches those.
 
 use cryptoflow_operators::dataflow::{
     AnalyticsConfig, CandleConfig, CandleIndicators, CandleOutput, DedupTrades, EventTimeCandles,
@@ -22,12 +25,10 @@ use cryptoflow_operators::dataflow::{
 };
 use cryptoflow_operators::features::ContextItem;
 use cryptoflow_operators::math::to_f64;
-use cryptoflow_operators::model::Event;
-use cryptoflow_operators::model::Output;
+use cryptoflow_operators::model::{Event, Output, QualityFact};
 use cryptoflow_operators::polled::Polled;
 use cryptoflow_operators::sentiment::windows::SentimentWindows;
 use cryptoflow_operators::sentiment::{score_item, SentimentModel};
-use cryptoflow_sources::ledger::Ledger;
 use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::Concat;
 use timely::dataflow::StreamVec;
@@ -49,15 +50,24 @@ fn part_of(e: &Event) -> u64 {
 /// How long a kline or candle waits for its counterpart, in watermark time.
 const RECONCILE_HORIZON_MS: i64 = 10 * 60_000;
 
-/// Builds the record stream of the trade pipeline from an event stream.
+/// What the trade pipeline produces.
+pub struct TradeStreams<'scope> {
+    /// The records for the sinks.
+    pub records: StreamVec<'scope, u64, Output>,
+    /// The data-quality facts: repeated trades (dropped from `records`), late trades and kline
+    /// mismatches (also in `records`, as [`Output::Late`] and [`Output::Mismatch`]). Each comes
+    /// out on the worker that produced it.
+    pub quality: StreamVec<'scope, u64, QualityFact>,
+}
+
+/// Builds the record and data-quality streams of the trade pipeline from an event stream.
 pub fn trade_pipeline<'scope>(
     events: StreamVec<'scope, u64, Watermarked<Event>>,
     analytics: &AnalyticsConfig,
     candles: &CandleConfig,
     sentiment: std::sync::Arc<dyn SentimentModel>,
     compare_trade_count: bool,
-    flow: Arc<Flow>,
-) -> StreamVec<'scope, u64, Output> {
+) -> TradeStreams<'scope> {
     let tick_ms = candles.tick_ms;
     // Each event goes to one part, by kind: trades are not copied into the other branches.
     let mut parts = events.partition(PARTS, |(e, wm)| (part_of(&e), (e, wm)));
@@ -67,17 +77,13 @@ pub fn trade_pipeline<'scope>(
     let kline_part = parts.pop().expect("PARTS parts");
     let trade_part = parts.pop().expect("PARTS parts");
     // Each (venue, symbol, id) once: a repeat would count twice in candles and averages. Repeats
-    // are counted in the ledger and released from the in-flight bound like delivered trades.
-    let trades = trade_part
+    // leave as quality facts.
+    let (trades, repeats) = trade_part
         .flat_map(|(e, wm)| match e {
             Event::Trade(t) => Some((t, wm)),
             _ => None,
         })
-        .dedup_trades(move |t| {
-            flow.in_flight.fetch_sub(1, Ordering::SeqCst);
-            flow.ledger
-                .update(flow.source, t.symbol.as_str(), |c| c.duplicates += 1);
-        });
+        .dedup_trades();
     let klines = kline_part.flat_map(|(e, _)| match e {
         Event::Kline(k) if k.is_closed => Some(ReconcileInput::Kline(*k)),
         _ => None,
@@ -157,45 +163,29 @@ pub fn trade_pipeline<'scope>(
         .concat(whales)
         .ml_features(context)
         .map(|f| Output::Features(Box::new(f)));
-    let mismatches = finals
-        .concat(klines)
-        .reconcile_klines(tick_ms, RECONCILE_HORIZON_MS, compare_trade_count)
-        .map(Output::Mismatch);
+    let mismatches =
+        finals
+            .concat(klines)
+            .reconcile_klines(tick_ms, RECONCILE_HORIZON_MS, compare_trade_count);
+    let quality = repeats
+        .map(QualityFact::Duplicate)
+        .concat(candle_out.clone().flat_map(|c| match c {
+            CandleOutput::Late(l) => Some(QualityFact::Late(l)),
+            CandleOutput::Candle(_) => None,
+        }))
+        .concat(mismatches.clone().map(QualityFact::Mismatch));
+    let mismatches = mismatches.map(Output::Mismatch);
     let candles = candle_out.map(|c| match c {
         CandleOutput::Candle(c) => Output::Candle(c),
         CandleOutput::Late(l) => Output::Late(l),
     });
-    enriched
+    let records = enriched
         .concat(candles)
         .concat(gaps)
         .concat(mismatches)
         .concat(indicators)
         .concat(sentiment)
         .concat(windows)
-        .concat(features)
-}
-
-/// Shared state between the feeding worker and the sink operators.
-#[derive(Debug)]
-pub struct Flow {
-    /// Trades fed but not yet handed to the first sink.
-    pub in_flight: AtomicI64,
-    /// Set when a sink task is gone (it failed); workers stop feeding.
-    pub sink_failed: AtomicBool,
-    /// The data-quality ledger (late trades and kline mismatches are counted here).
-    pub ledger: Arc<Ledger>,
-    /// Source name in the ledger.
-    pub source: &'static str,
-}
-
-impl Flow {
-    /// Flow state reporting into `ledger` under `source`.
-    pub fn new(ledger: Arc<Ledger>, source: &'static str) -> Self {
-        Flow {
-            in_flight: AtomicI64::new(0),
-            sink_failed: AtomicBool::new(false),
-            ledger,
-            source,
-        }
-    }
+        .concat(features);
+    TradeStreams { records, quality }
 }

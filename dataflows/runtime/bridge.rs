@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig};
-use cryptoflow_operators::model::{Event, Output, OutputKinds, Shard};
+use cryptoflow_operators::model::{Event, Output, OutputKinds, QualityFact, Shard};
 use cryptoflow_operators::sentiment::SentimentModel;
 use cryptoflow_sinks::{Ack, SinkMsg};
 use cryptoflow_sources::kafka::{Durable, WatermarkCap};
@@ -30,8 +30,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::acks::{ClusterAck, Local};
 use super::feed::Feed;
+use super::flow::Flow;
 use super::Cluster;
-use crate::pipeline::{trade_pipeline, Flow};
+use crate::pipeline::trade_pipeline;
 
 /// The dataflow graph's settings.
 #[derive(Clone)]
@@ -153,15 +154,15 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<Executed> {
         let mut input = InputHandleVec::<u64, (Event, u64)>::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let events = scope.input_from(&mut input);
-            let records = trade_pipeline(
+            let out = trade_pipeline(
                 events,
                 &b.graph.analytics,
                 &b.graph.candles,
                 b.graph.sentiment.clone(),
                 b.graph.compare_trade_count,
-                b.flow.clone(),
             );
-            attach_sinks(records, local, b.sinks.clone(), b.flow.clone());
+            attach_quality(out.quality, b.flow.clone());
+            attach_sinks(out.records, local, b.sinks.clone(), b.flow.clone());
         });
         let mut ack = ClusterAck::new(worker, b.acks.clone(), process);
         let port = b
@@ -360,8 +361,7 @@ pub(crate) struct SinkPort {
 
 /// Hands this worker's records, each to the sinks that accept its kind, and its frontier
 /// progress to every sink task. Blocks the worker while a sink's queue is full (backpressure).
-/// Releases the in-flight bound for the trades handed on, and counts late trades and kline
-/// mismatches in the ledger.
+/// Releases the in-flight bound for the trades handed on.
 pub(crate) fn attach_sinks(
     records: StreamVec<'_, u64, Output>,
     worker: usize,
@@ -380,7 +380,7 @@ pub(crate) fn attach_sinks(
                     records.append(batch);
                 }
             }
-            let trades = account(&records, &flow);
+            let trades = account(&records);
             let n = ports.len();
             for (i, port) in ports.iter().enumerate() {
                 // The last sink takes the batch itself; the others a copy of what they accept.
@@ -431,23 +431,40 @@ pub(crate) fn attach_sinks(
     });
 }
 
-/// Counts the trades of `records` (returned: they leave the in-flight bound) and the late trades
-/// and kline mismatches in the ledger.
-fn account(records: &[Output], flow: &Flow) -> i64 {
-    let mut trades = 0i64;
-    for r in records {
-        match r {
-            Output::Trade(_) => trades += 1,
-            Output::Late(l) => flow
-                .ledger
-                .update(flow.source, l.trade.symbol.as_str(), |c| c.late_events += 1),
-            Output::Mismatch(m) => {
-                tracing::warn!(symbol = %m.symbol, interval = %m.interval, open_time = m.open_time, fields = ?m.fields, "Exchange kline disagrees with the candle computed from trades.");
-                flow.ledger
-                    .update(flow.source, m.symbol.as_str(), |c| c.kline_mismatches += 1)
+/// The trades of `records`: they leave the in-flight bound once handed on.
+fn account(records: &[Output]) -> i64 {
+    records
+        .iter()
+        .filter(|r| matches!(r, Output::Trade(_)))
+        .count() as i64
+}
+
+/// Counts this worker's data-quality facts in the ledger (repeated trades, late trades, kline
+/// mismatches, under the flow's source) and logs each mismatch. A repeated trade also leaves the
+/// in-flight bound, like a trade handed to the sinks: it was fed, and nothing else releases it.
+pub(crate) fn attach_quality(quality: StreamVec<'_, u64, QualityFact>, flow: Arc<Flow>) {
+    quality.sink(Pipeline, "Quality", move |(input, _frontier)| {
+        input.for_each_stamp(|_cap, data| {
+            for batch in data {
+                for fact in batch.drain(..) {
+                    let symbol = fact.symbol();
+                    match &fact {
+                        QualityFact::Duplicate(_) => {
+                            flow.in_flight.fetch_sub(1, Ordering::SeqCst);
+                            flow.ledger
+                                .update(flow.source, symbol.as_str(), |c| c.duplicates += 1);
+                        }
+                        QualityFact::Late(_) => flow
+                            .ledger
+                            .update(flow.source, symbol.as_str(), |c| c.late_events += 1),
+                        QualityFact::Mismatch(m) => {
+                            tracing::warn!(symbol = %m.symbol, interval = %m.interval, open_time = m.open_time, fields = ?m.fields, "Exchange kline disagrees with the candle computed from trades.");
+                            flow.ledger
+                                .update(flow.source, symbol.as_str(), |c| c.kline_mismatches += 1)
+                        }
+                    }
+                }
             }
-            _ => {}
-        }
-    }
-    trades
+        });
+    });
 }

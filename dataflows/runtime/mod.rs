@@ -16,6 +16,7 @@
 pub(crate) mod acks;
 pub(crate) mod bridge;
 pub mod feed;
+mod flow;
 pub(crate) mod replay;
 pub(crate) mod stop;
 
@@ -35,13 +36,13 @@ use cryptoflow_sources::stats::SourceStats;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::pipeline::Flow;
 use crate::poll::PollerTask;
 pub use crate::registry::SourceSpec;
 use crate::registry::{self, SourceLinks};
 use acks::SinkSlot;
 use bridge::{Bridge, Graph, SinkPort};
 use feed::Feed;
+use flow::Flow;
 pub use replay::SAMPLE;
 pub use stop::stop_signal;
 

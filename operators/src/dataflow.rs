@@ -259,44 +259,64 @@ impl<'scope> TradeAnalytics<'scope> for StreamVec<'scope, u64, Watermarked<Trade
 
 /// Drops repeated trades before any operator sees them.
 pub trait DedupTrades<'scope> {
-    /// Passes each (venue, symbol, id space, trade id) once, in arrival order; every repeat
-    /// (overlapping captures, merged recordings, a rollover overlap) goes to `on_repeat` instead.
-    /// Exchanged by symbol, so the downstream per-symbol operators stay on the same worker. Trade
-    /// ids (`t`) and aggregate ids (`a`) are separate id spaces.
+    /// Passes each (venue, symbol, id space, trade id) once, in arrival order, on the first
+    /// stream; every repeat (overlapping captures, merged recordings, a rollover overlap) comes
+    /// out on the second stream instead, at the time it arrived. Exchanged by symbol, so the
+    /// downstream per-symbol operators stay on the same worker. Trade ids (`t`) and aggregate
+    /// ids (`a`) are separate id spaces.
     fn dedup_trades(
         self,
-        on_repeat: impl FnMut(&Trade) + 'static,
-    ) -> StreamVec<'scope, u64, Watermarked<Trade>>;
+    ) -> (
+        StreamVec<'scope, u64, Watermarked<Trade>>,
+        StreamVec<'scope, u64, Trade>,
+    );
 }
 
 impl<'scope> DedupTrades<'scope> for StreamVec<'scope, u64, Watermarked<Trade>> {
     fn dedup_trades(
         self,
-        mut on_repeat: impl FnMut(&Trade) + 'static,
-    ) -> StreamVec<'scope, u64, Watermarked<Trade>> {
-        self.unary(
+    ) -> (
+        StreamVec<'scope, u64, Watermarked<Trade>>,
+        StreamVec<'scope, u64, Trade>,
+    ) {
+        use timely::container::CapacityContainerBuilder;
+        use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+        use timely::dataflow::operators::generic::OutputBuilder;
+        use timely::progress::operate::FrontierInterest;
+
+        let mut builder = OperatorBuilder::new("DedupTrades".to_owned(), self.scope());
+        let mut input = builder.new_input(
+            self,
             Exchange::new(|t: &Watermarked<Trade>| t.0.symbol.shard_hash()),
-            "DedupTrades",
-            move |_cap, _info| {
-                let mut seen: FxHashMap<(Venue, Symbol, bool), IdSet> = FxHashMap::default();
-                move |input, output| {
-                    input.for_each_stamp(|cap, data| {
-                        let mut session = output.session(&cap);
-                        for batch in data {
-                            for (trade, wm) in batch.drain(..) {
-                                let key = (trade.venue, trade.symbol, trade.agg.is_some());
-                                if seen.entry(key).or_default().insert(trade.trade_id) {
-                                    session.give((trade, wm));
-                                } else {
-                                    on_repeat(&trade);
-                                }
+        );
+        builder.set_notify_for(0, FrontierInterest::Never);
+        let (unique, unique_stream) = builder.new_output();
+        let (repeats, repeat_stream) = builder.new_output();
+        let mut unique =
+            OutputBuilder::<u64, CapacityContainerBuilder<Vec<Watermarked<Trade>>>>::from(unique);
+        let mut repeats = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Trade>>>::from(repeats);
+        builder.build(move |_capabilities| {
+            let mut seen: FxHashMap<(Venue, Symbol, bool), IdSet> = FxHashMap::default();
+            move |_frontiers| {
+                let mut unique = unique.activate();
+                let mut repeats = repeats.activate();
+                input.for_each_stamp(|cap, data| {
+                    let mut first = unique.session(&cap);
+                    let mut again = repeats.session(&cap);
+                    for batch in data {
+                        for (trade, wm) in batch.drain(..) {
+                            let key = (trade.venue, trade.symbol, trade.agg.is_some());
+                            if seen.entry(key).or_default().insert(trade.trade_id) {
+                                first.give((trade, wm));
+                            } else {
+                                again.give(trade);
                             }
                         }
-                    });
-                }
-            },
-        )
-        .container::<Vec<_>>()
+                    }
+                });
+            }
+        });
+        (unique_stream, repeat_stream)
     }
 }
 

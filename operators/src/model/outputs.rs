@@ -429,6 +429,42 @@ pub fn latest_candles(records: &[Output]) -> Vec<&Candle> {
     out
 }
 
+/// A data-quality fact of the pipeline: a repeated trade it dropped, a trade too late for its
+/// candle, or an exchange kline that disagrees with the computed candle. The pipeline emits
+/// them on a stream of their own, beside its [`Output`] rows (late trades and mismatches are
+/// rows too); the runtime counts them in the data-quality ledger.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QualityFact {
+    /// A repeat of a trade already seen (same venue, symbol, id space and id), dropped before
+    /// any operator.
+    Duplicate(Trade),
+    /// A trade that arrived after its candle was final ([`Output::Late`]).
+    Late(LateTrade),
+    /// A closed exchange kline that disagrees with the computed candle ([`Output::Mismatch`]).
+    Mismatch(KlineMismatch),
+}
+
+impl QualityFact {
+    /// The venue of the fact.
+    pub fn venue(&self) -> Venue {
+        match self {
+            QualityFact::Duplicate(t) => t.venue,
+            QualityFact::Late(l) => l.trade.venue,
+            QualityFact::Mismatch(m) => m.venue,
+        }
+    }
+
+    /// The symbol of the fact (the ledger counts it under this symbol).
+    pub fn symbol(&self) -> Symbol {
+        match self {
+            QualityFact::Duplicate(t) => t.symbol,
+            QualityFact::Late(l) => l.trade.symbol,
+            QualityFact::Mismatch(m) => m.symbol,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
