@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! - [`config`]: layered TOML configuration (defaults < file < env < flags).
-//! - [`pipeline`]: the trade pipeline's dataflow graph and the bridge to sink tasks.
+//! - [`pipeline`]: the trade pipeline's dataflow graph (events in; records and data-quality facts out).
 //! - [`runtime`]: build → start → run → drain: sink tasks and acks, the timely ↔ tokio bridge,
 //!   the watermark rules of the feed, shutdown.
 //! - [`registry`]: the one list of sinks and sources the configuration can turn on.

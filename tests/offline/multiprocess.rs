@@ -224,3 +224,126 @@ fn a_failed_sink_of_process_1_fails_both_processes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every record but the forming-candle snapshots, sorted: forming snapshots are emitted once per
+/// delivered batch, so their number follows batch boundaries (as `--batch-size` changes them on
+/// one worker); every final record must not.
+fn settled(paths: &[std::path::PathBuf]) -> Vec<String> {
+    let mut out: Vec<String> = paths
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.contains("\"is_final\":false"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// The events a run reported feeding (its summary line on standard error).
+fn events_fed(stdout: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(" events in "))
+        .unwrap_or_else(|| panic!("no summary line in {text}"));
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no event count in {line}"))
+}
+
+/// A replay of 12 symbols (plus late trades, repeats and damaged lines) on one worker, on two
+/// and three workers, and on two processes of two workers: every worker reads the file and
+/// feeds the symbols it owns, and the records are the same, byte for byte.
+#[test]
+fn every_worker_ingests_and_the_records_are_the_same_on_every_layout() {
+    let exe = env!("CARGO_BIN_EXE_cryptoflow");
+    let dir = std::env::temp_dir().join(format!("cf-layouts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let generated = dir.join("g12.jsonl");
+    let status = Command::new(exe)
+        .args([
+            "generate",
+            "--symbols",
+            "12",
+            "--trades",
+            "30000",
+            "--step-ms",
+            "7",
+        ])
+        .arg("-o")
+        .arg(&generated)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/binance/trades.jsonl");
+    let replay = |extra: &[&str], out: &Path| {
+        let mut c = Command::new(exe);
+        c.arg("replay")
+            .arg(&fixture)
+            .arg(&generated)
+            .arg("--quiet")
+            .args(extra)
+            .arg("--jsonl")
+            .arg(out);
+        c
+    };
+    let mut runs = Vec::new();
+    for workers in ["1", "2", "3"] {
+        let out = dir.join(format!("w{workers}.jsonl"));
+        let o = replay(&["--workers", workers], &out).output().unwrap();
+        assert!(o.status.success(), "{workers} workers");
+        assert_eq!(events_fed(&o.stderr), 33_001, "{workers} workers");
+        runs.push((format!("{workers} workers"), settled(&[out])));
+    }
+    let hostfile = crate::support::cluster_hostfile(&dir, 2);
+    let spawn = |i: usize| {
+        let i = i.to_string();
+        let args = [
+            "--workers",
+            "2",
+            "--processes",
+            "2",
+            "--process",
+            &i,
+            "--hostfile",
+            hostfile.to_str().unwrap(),
+        ];
+        replay(&args, &dir.join(format!("p{i}.jsonl")))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let p1 = spawn(1);
+    let p0 = spawn(0);
+    let (o0, o1) = (
+        p0.wait_with_output().unwrap(),
+        p1.wait_with_output().unwrap(),
+    );
+    assert!(o0.status.success() && o1.status.success());
+    // Process 1 ingests its own symbols: it is no longer only a consumer of process 0's.
+    let (e0, e1) = (events_fed(&o0.stderr), events_fed(&o1.stderr));
+    assert!(e0 > 0 && e1 > 0, "events fed per process: {e0}, {e1}");
+    assert_eq!(e0 + e1, 33_001);
+    runs.push((
+        "2 processes of 2 workers".into(),
+        settled(&[dir.join("p0.jsonl"), dir.join("p1.jsonl")]),
+    ));
+    let (_, one) = &runs[0];
+    assert!(one.len() > 20_000, "{}", one.len());
+    assert!(one.iter().any(|l| l.starts_with("{\"type\":\"late\"")));
+    for (name, records) in &runs[1..] {
+        assert_eq!(records.len(), one.len(), "{name}");
+        if let Some((a, b)) = one.iter().zip(records).find(|(a, b)| a != b) {
+            panic!("{name} differs from one worker:\n{a}\n{b}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
