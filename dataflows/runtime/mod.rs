@@ -246,7 +246,7 @@ pub fn run(
     };
     let executed = bridge::execute(bridge, cluster)?;
     let events = executed.events;
-    let _ = shutdown_tx.send(true);
+    shutdown_tx.send_replace(true);
 
     // Drain.
     // A file that could not be replayed completely fails the run, but only once the sinks have
@@ -528,7 +528,7 @@ impl Polling {
             while !handles.iter().all(|h| h.is_finished()) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let _ = stop.send(true);
+            stop.send_replace(true);
         });
     }
 

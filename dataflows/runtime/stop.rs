@@ -29,7 +29,7 @@ pub(crate) fn stop_on(
             () = timer => None,
             s = stop_signal() => Some(s),
         };
-        let _ = stop.send(true);
+        stop.send_replace(true);
         if let Some(s) = signalled {
             tracing::info!(
                 signal = s,
