@@ -660,8 +660,9 @@ impl Sink for PostgresSink {
             b.add(r);
         }
         let candles = latest_candles(records);
-        // One row per window key (a statement may not update a row twice).
+        // One row per key of the upserted tables (a statement may not update a row twice).
         let windows = tables::last_windows(&b.windows);
+        let gaps = tables::last_gaps(&b.gaps);
         if b.is_empty() && candles.is_empty() {
             return Ok(());
         }
@@ -672,7 +673,7 @@ impl Sink for PostgresSink {
             .map_err(|e| classify(&e, "begin"))?;
         write_table(&tx, &tables::TRADES, &b.trades).await?;
         write_table(&tx, &tables::CANDLES, &candles).await?;
-        write_table(&tx, &tables::GAPS, &b.gaps).await?;
+        write_table(&tx, &tables::GAPS, &gaps).await?;
         write_table(&tx, &tables::DATA_QUALITY, &b.quality).await?;
         write_table(&tx, &tables::COINGECKO_DATA, &b.markets).await?;
         write_table(&tx, &tables::NEWS, &b.news).await?;

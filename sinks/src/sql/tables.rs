@@ -664,6 +664,48 @@ pub fn last_windows<'a>(rows: &[&'a SentimentWindowRow]) -> Vec<&'a SentimentWin
     out
 }
 
+/// The gaps of a batch with one row per key, as if written one after another under
+/// [`Guard::OpenMarker`]: a later row replaces an earlier one with the same key only while that
+/// one is an open marker (a hole's marker and its final row may share a flush).
+pub fn last_gaps<'a>(rows: &[&'a Gap]) -> Vec<&'a Gap> {
+    type Key<'k> = (
+        Venue,
+        Symbol,
+        &'k str,
+        &'k str,
+        Option<u64>,
+        Option<u64>,
+        Millis,
+    );
+    let mut keep: std::collections::HashMap<Key<'_>, usize> = std::collections::HashMap::new();
+    let mut out: Vec<&Gap> = Vec::new();
+    for g in rows {
+        let key = (
+            g.venue,
+            g.symbol,
+            g.kind.as_str(),
+            g.reason.as_str(),
+            g.from_id,
+            g.to_id,
+            g.until,
+        );
+        match keep.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let at = *e.get();
+                let cur = out[at];
+                if !cur.refilled && cur.detail.starts_with(REFILLING_PREFIX) {
+                    out[at] = g;
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push(g);
+            }
+        }
+    }
+    out
+}
+
 /// ML feature vectors: the first vector of a candle is kept.
 pub const ML_FEATURES: Table<FeatureRow> = Table {
     schema: Schema {
