@@ -4,10 +4,14 @@
 //!
 //! - [`task`]: the one sink task every sink runs in: bounded input, batching (size + linger),
 //!   retries with backoff for transient errors, and the "durable up to time t" ack.
-//! - [`postgres`]: PostgreSQL sink (idempotent UNNEST upserts, one transaction per flush) and
-//!   the migration runner.
+//! - [`sql`]: the SQL tables described once ([`sql::tables`]) and the PostgreSQL and MySQL
+//!   dialects that render and bind them.
+//! - [`postgres`]: PostgreSQL sink (idempotent UNNEST upserts, one transaction per flush), the
+//!   migration runner (migrations, then every view) and the resume / restore reads.
+//! - [`state`]: [`state::StateStore`], the reads a restarted pipeline makes.
 //! - [`influx`]: InfluxDB sink (line protocol, 1.x and 2.x HTTP APIs, gzip).
-//! - [`mysql`]: MySQL / MariaDB sink (multi-row upserts, new trades counted once) and migrations.
+//! - [`mysql`]: MySQL / MariaDB sink (multi-row upserts, new trades counted once) and the
+//!   migration runner.
 //! - [`kafka`]: Kafka sink (JSON messages keyed by symbol on four topics, idempotent producer,
 //!   delivery reports before the ack).
 //! - [`redis`]: Redis sink (latest state per instrument in hashes with a TTL, guarded so
@@ -22,6 +26,8 @@ pub mod kafka;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
+pub mod sql;
+pub mod state;
 pub mod task;
 
 pub use task::{Ack, Sink, SinkError, SinkMsg};

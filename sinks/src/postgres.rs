@@ -1,5 +1,6 @@
-//! PostgreSQL sink and migration runner.
+//! PostgreSQL sink, migration runner and the resume / restore reads ([`PostgresState`]).
 //!
+//! The tables are described in [`crate::sql::tables`] and rendered by [`crate::sql::postgres`].
 //! Each flush is one transaction:
 //! - trades go in through one `UNNEST` statement, `ON CONFLICT (venue, symbol, trade_id) DO
 //!   NOTHING`, whose `RETURNING` rows (the trades that were really new) update
@@ -7,23 +8,26 @@
 //! - candle updates are deduplicated per key (last wins) and upserted; a forming update never
 //!   overwrites a final candle, and a final one replaces a final one only with at least as many
 //!   trades (a restart that re-reads the tail of a closed window cannot shrink it);
-//! - polled items go into their tables once per natural key (`ON CONFLICT DO NOTHING`).
+//! - every other table gets one `UNNEST` statement per flush, or one prepared single-row insert
+//!   per row for the tables with `TEXT[]` columns (news, posts, sentiment); polled items go in
+//!   once per natural key (`ON CONFLICT DO NOTHING`).
 //!
 //! Connection and server-state errors are transient (retried by the sink task); data and schema
 //! errors are permanent and say what to fix.
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
+use crate::sql::postgres as dialect;
+use crate::sql::tables;
+use crate::sql::Table;
+use crate::state::{ResumePoint, StateStore};
 use crate::task::{Sink, SinkError};
-use cryptoflow_operators::dataflow::IndicatorRow;
-use cryptoflow_operators::features::FeatureRow;
-use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
 use cryptoflow_operators::model::{latest_candles, Output};
-use cryptoflow_operators::polled::Polled;
-use cryptoflow_operators::sentiment::windows::SentimentWindowRow;
 use cryptoflow_operators::sentiment::SentimentRow;
 
 /// The migrations, in order: (version, name, SQL).
@@ -66,6 +70,48 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../sql/postgres/0009_venues.sql"),
     ),
 ];
+/// The views, applied in order after the migrations by every [`migrate`]: (file name, SQL).
+/// Each file is `NN_<view>.sql` and holds one `CREATE OR REPLACE VIEW <view>`.
+pub const VIEWS: &[(&str, &str)] = &[
+    (
+        "01_whale_trades.sql",
+        include_str!("../../sql/postgres/views/01_whale_trades.sql"),
+    ),
+    (
+        "02_latest_prices.sql",
+        include_str!("../../sql/postgres/views/02_latest_prices.sql"),
+    ),
+    (
+        "03_open_gaps.sql",
+        include_str!("../../sql/postgres/views/03_open_gaps.sql"),
+    ),
+    (
+        "04_data_quality_latest.sql",
+        include_str!("../../sql/postgres/views/04_data_quality_latest.sql"),
+    ),
+    (
+        "05_coingecko_latest.sql",
+        include_str!("../../sql/postgres/views/05_coingecko_latest.sql"),
+    ),
+    (
+        "06_macro_latest.sql",
+        include_str!("../../sql/postgres/views/06_macro_latest.sql"),
+    ),
+    (
+        "07_sentiment_coin_rolling.sql",
+        include_str!("../../sql/postgres/views/07_sentiment_coin_rolling.sql"),
+    ),
+    (
+        "08_sentiment_coin_windows_now.sql",
+        include_str!("../../sql/postgres/views/08_sentiment_coin_windows_now.sql"),
+    ),
+];
+
+/// The view a file of [`VIEWS`] creates: its name without the `NN_` prefix and `.sql`.
+pub fn view_name(file: &str) -> &str {
+    let stem = file.strip_suffix(".sql").unwrap_or(file);
+    stem.split_once('_').map_or(stem, |(_, name)| name)
+}
 
 const SINK: &str = "postgres";
 
@@ -172,8 +218,8 @@ async fn connect_once(
     Ok((client, driver))
 }
 
-/// Applies pending migrations; returns the versions applied now. Idempotent and safe to run
-/// concurrently (an advisory lock serializes migrators).
+/// Applies pending migrations, then (re-)applies every view; returns the versions applied now.
+/// Idempotent and safe to run concurrently (an advisory lock serializes migrators).
 pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
     let (mut client, driver) = connect_once(url).await?;
     let ctx = |what: &'static str| move |e: tokio_postgres::Error| classify(&e, what);
@@ -210,6 +256,7 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
         }
         tx.commit().await.map_err(ctx("commit migration"))?;
     }
+    apply_views(&mut client).await?;
     client
         .batch_execute("SELECT pg_advisory_unlock(7231001)")
         .await
@@ -219,180 +266,259 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
     Ok(applied)
 }
 
-/// Where each live stream should resume: per (venue, symbol, kind), the last id below which
-/// every id is stored.
-///
-/// The cursor in `source_offsets` is the highest id committed. With parallel flushes a crash can
-/// leave a hole just below it (a later flush committed, an earlier one did not), never more than
-/// `window` ids deep (flushes in flight × batch size); the resume point is therefore the last id
-/// before the first hole in the `window` ids below the cursor.
+/// Applies every view of [`VIEWS`] in one transaction, in file order (a view after the views it
+/// reads). `CREATE OR REPLACE VIEW` cannot drop, rename or retype a view's columns: when a
+/// view's columns changed, it is dropped (with the views that read it, re-created after it) and
+/// created again.
+async fn apply_views(client: &mut tokio_postgres::Client) -> Result<(), SinkError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| classify(&e, "begin views"))?;
+    for (file, sql) in VIEWS {
+        let name = view_name(file);
+        let what = |e: tokio_postgres::Error| classify(&e, &format!("view {file}"));
+        tx.batch_execute("SAVEPOINT view").await.map_err(what)?;
+        match tx.batch_execute(sql).await {
+            Ok(()) => tx
+                .batch_execute("RELEASE SAVEPOINT view")
+                .await
+                .map_err(what)?,
+            Err(e) if e.code() == Some(&SqlState::INVALID_TABLE_DEFINITION) => {
+                tracing::info!(
+                    view = name,
+                    "The view's columns changed: dropping it (and the views on it) and creating it again."
+                );
+                tx.batch_execute(&format!(
+                    "ROLLBACK TO SAVEPOINT view; DROP VIEW IF EXISTS {name} CASCADE"
+                ))
+                .await
+                .map_err(what)?;
+                tx.batch_execute(sql).await.map_err(what)?;
+            }
+            Err(e) => return Err(what(e)),
+        }
+    }
+    tx.commit().await.map_err(|e| classify(&e, "commit views"))
+}
+
+/// The resume and restore reads of a PostgreSQL database ([`StateStore`]).
+#[derive(Debug, Clone)]
+pub struct PostgresState {
+    url: String,
+}
+
+impl PostgresState {
+    /// The store at `url` (each read opens its own connection).
+    pub fn new(url: &str) -> Self {
+        PostgresState {
+            url: url.to_string(),
+        }
+    }
+}
+
+/// Where each live stream should resume, as (venue, symbol, kind, last id):
+/// [`StateStore::resume_points`] of [`PostgresState`].
 pub async fn resume_points(
     url: &str,
     window: u64,
 ) -> Result<Vec<(String, String, String, u64)>, SinkError> {
-    let (client, driver) = connect_once(url).await?;
-    let rows = client
-        .query(
-            "SELECT venue, symbol, kind, last_id FROM source_offsets ORDER BY 1, 2, 3",
-            &[],
-        )
-        .await
-        .map_err(|e| classify(&e, "read source_offsets"))?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (venue, symbol, kind, last): (String, String, String, i64) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
-        let lo = last.saturating_sub(window as i64);
-        let ids: Vec<i64> = client
-            .query(
-                "SELECT trade_id FROM trades WHERE venue = $1 AND symbol = $2 AND trade_id > $3 AND trade_id <= $4
-                   AND (first_trade_id IS NULL) = ($5 = 'trade') ORDER BY trade_id",
-                &[&venue, &symbol, &lo, &last, &kind],
-            )
-            .await
-            .map_err(|e| classify(&e, "check cursor"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let mut resume = ids.first().copied().unwrap_or(last);
-        for &id in ids.iter().skip(1) {
-            if id != resume + 1 {
-                break;
-            }
-            resume = id;
-        }
-        if resume < last {
-            tracing::warn!(%symbol, %kind, cursor = last, resume, "Ids missing below the cursor; resuming from the first hole.");
-        }
-        // A hole whose refill was still running at a crash (live trades were stored past it).
-        let open: Option<i64> = client
-            .query_one(
-                "SELECT min(from_id) FROM gaps WHERE venue = $1 AND symbol = $2 AND kind = $3
-                   AND resolved_at IS NULL AND detail LIKE 'refilling%'",
-                &[&venue, &symbol, &kind],
-            )
-            .await
-            .map_err(|e| classify(&e, "read open refills"))?
-            .get(0);
-        if let Some(from) = open.filter(|&f| f - 1 < resume) {
-            tracing::warn!(%symbol, %kind, cursor = last, from, "A refill was cut short; resuming before its hole.");
-            resume = from - 1;
-        }
-        out.push((venue, symbol, kind, resume.max(0) as u64));
-    }
-    drop(client);
-    let _ = driver.await;
-    Ok(out)
+    Ok(PostgresState::new(url)
+        .resume_points(window)
+        .await?
+        .into_iter()
+        .map(|p| (p.venue, p.symbol, p.kind, p.last_id))
+        .collect())
 }
 
-/// The context a restarted pipeline needs to carry on where it stopped: the stored sentiment of
-/// `model` for every item within `retain_ms` of its coins' newest item (the per-coin windows and
-/// the features' 1 h / 24 h sentiment), every stored macro observation (the features' FRED
-/// values) and the latest CoinGecko market snapshot per coin (the features' market data).
+/// The context a restarted pipeline needs: [`StateStore::restore_context`] of
+/// [`PostgresState`].
 pub async fn restore_context(
     url: &str,
     model: &str,
     retain_ms: i64,
 ) -> Result<Vec<cryptoflow_operators::features::ContextItem>, SinkError> {
-    use cryptoflow_operators::features::ContextItem;
-    use cryptoflow_operators::polled::MacroObservation;
-    use cryptoflow_operators::sentiment::SentimentScore;
-    let (client, driver) = connect_once(url).await?;
-    let mut out = Vec::new();
-    let rows = client
-        .query(
-            "WITH s AS (SELECT * FROM sentiment WHERE model = $1),
-                  newest AS (SELECT coin, max(published_at) AS m FROM s, unnest(s.coins) AS coin GROUP BY coin)
-             SELECT item_key, kind, (extract(epoch FROM published_at) * 1000)::int8, coins, neg, neu, pos, compound
-             FROM s
-             WHERE EXISTS (SELECT 1 FROM unnest(s.coins) AS c JOIN newest n ON n.coin = c
-                           WHERE s.published_at >= n.m - $2::int8 * interval '1 millisecond')
-             ORDER BY published_at, item_key",
-            &[&model, &retain_ms],
-        )
+    PostgresState::new(url)
+        .restore_context(model, retain_ms)
         .await
-        .map_err(|e| classify(&e, "read sentiment"))?;
-    for r in rows {
-        out.push(ContextItem::Sentiment(SentimentRow {
-            item_key: r.get(0),
-            kind: r.get(1),
-            model: model.to_string(),
-            published_at: r.get(2),
-            coins: r.get(3),
-            score: SentimentScore {
-                neg: r.get(4),
-                neu: r.get(5),
-                pos: r.get(6),
-                compound: r.get(7),
-            },
-        }));
+}
+
+impl StateStore for PostgresState {
+    /// The cursor in `source_offsets` is the highest id committed. With parallel flushes a crash
+    /// can leave a hole just below it (a later flush committed, an earlier one did not), never
+    /// more than `window` ids deep (flushes in flight × batch size); the resume point is
+    /// therefore the last id before the first hole in the `window` ids below the cursor, and
+    /// before any hole whose refill was cut short.
+    async fn resume_points(&self, window: u64) -> Result<Vec<ResumePoint>, SinkError> {
+        let (client, driver) = connect_once(&self.url).await?;
+        let rows = client
+            .query(
+                "SELECT venue, symbol, kind, last_id FROM source_offsets ORDER BY 1, 2, 3",
+                &[],
+            )
+            .await
+            .map_err(|e| classify(&e, "read source_offsets"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (venue, symbol, kind, last): (String, String, String, i64) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            let lo = last.saturating_sub(window as i64);
+            let ids: Vec<i64> = client
+                .query(
+                    "SELECT trade_id FROM trades WHERE venue = $1 AND symbol = $2 AND trade_id > $3 AND trade_id <= $4
+                       AND (first_trade_id IS NULL) = ($5 = 'trade') ORDER BY trade_id",
+                    &[&venue, &symbol, &lo, &last, &kind],
+                )
+                .await
+                .map_err(|e| classify(&e, "check cursor"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let mut resume = ids.first().copied().unwrap_or(last);
+            for &id in ids.iter().skip(1) {
+                if id != resume + 1 {
+                    break;
+                }
+                resume = id;
+            }
+            if resume < last {
+                tracing::warn!(%symbol, %kind, cursor = last, resume, "Ids missing below the cursor; resuming from the first hole.");
+            }
+            // A hole whose refill was still running at a crash (live trades were stored past it).
+            let open: Option<i64> = client
+                .query_one(
+                    "SELECT min(from_id) FROM gaps WHERE venue = $1 AND symbol = $2 AND kind = $3
+                       AND resolved_at IS NULL AND detail LIKE 'refilling%'",
+                    &[&venue, &symbol, &kind],
+                )
+                .await
+                .map_err(|e| classify(&e, "read open refills"))?
+                .get(0);
+            if let Some(from) = open.filter(|&f| f - 1 < resume) {
+                tracing::warn!(%symbol, %kind, cursor = last, from, "A refill was cut short; resuming before its hole.");
+                resume = from - 1;
+            }
+            out.push(ResumePoint {
+                venue,
+                symbol,
+                kind,
+                last_id: resume.max(0) as u64,
+            });
+        }
+        drop(client);
+        let _ = driver.await;
+        Ok(out)
     }
-    let rows = client
-        .query(
-            "SELECT series_id, date::text, value, realtime_start::text, realtime_end::text
-             FROM macro_observations ORDER BY series_id, date, realtime_start",
-            &[],
-        )
-        .await
-        .map_err(|e| classify(&e, "read macro_observations"))?;
-    let date = |s: String| {
-        s.parse::<chrono::NaiveDate>()
-            .map_err(|e| SinkError::Permanent {
-                sink: SINK,
-                message: format!("macro_observations: bad date {s:?}: {e}"),
-            })
-    };
-    for r in rows {
-        out.push(ContextItem::Macro(MacroObservation {
-            series_id: r.get(0),
-            date: date(r.get(1))?,
-            value: r.get(2),
-            realtime_start: date(r.get(3))?,
-            realtime_end: date(r.get(4))?,
-        }));
+
+    /// The stored sentiment of `model` for every item within `retain_ms` of its coins' newest
+    /// item (the per-coin windows and the features' 1 h / 24 h sentiment), every stored macro
+    /// observation (the features' FRED values) and the latest CoinGecko market snapshot per coin
+    /// (the features' market data).
+    async fn restore_context(
+        &self,
+        model: &str,
+        retain_ms: i64,
+    ) -> Result<Vec<cryptoflow_operators::features::ContextItem>, SinkError> {
+        use cryptoflow_operators::features::ContextItem;
+        use cryptoflow_operators::polled::MacroObservation;
+        use cryptoflow_operators::sentiment::SentimentScore;
+        let (client, driver) = connect_once(&self.url).await?;
+        let mut out = Vec::new();
+        let rows = client
+            .query(
+                "WITH s AS (SELECT * FROM sentiment WHERE model = $1),
+                      newest AS (SELECT coin, max(published_at) AS m FROM s, unnest(s.coins) AS coin GROUP BY coin)
+                 SELECT item_key, kind, (extract(epoch FROM published_at) * 1000)::int8, coins, neg, neu, pos, compound
+                 FROM s
+                 WHERE EXISTS (SELECT 1 FROM unnest(s.coins) AS c JOIN newest n ON n.coin = c
+                               WHERE s.published_at >= n.m - $2::int8 * interval '1 millisecond')
+                 ORDER BY published_at, item_key",
+                &[&model, &retain_ms],
+            )
+            .await
+            .map_err(|e| classify(&e, "read sentiment"))?;
+        for r in rows {
+            out.push(ContextItem::Sentiment(SentimentRow {
+                item_key: r.get(0),
+                kind: r.get(1),
+                model: model.to_string(),
+                published_at: r.get(2),
+                coins: r.get(3),
+                score: SentimentScore {
+                    neg: r.get(4),
+                    neu: r.get(5),
+                    pos: r.get(6),
+                    compound: r.get(7),
+                },
+            }));
+        }
+        let rows = client
+            .query(
+                "SELECT series_id, date::text, value, realtime_start::text, realtime_end::text
+                 FROM macro_observations ORDER BY series_id, date, realtime_start",
+                &[],
+            )
+            .await
+            .map_err(|e| classify(&e, "read macro_observations"))?;
+        let date = |s: String| {
+            s.parse::<chrono::NaiveDate>()
+                .map_err(|e| SinkError::Permanent {
+                    sink: SINK,
+                    message: format!("macro_observations: bad date {s:?}: {e}"),
+                })
+        };
+        for r in rows {
+            out.push(ContextItem::Macro(MacroObservation {
+                series_id: r.get(0),
+                date: date(r.get(1))?,
+                value: r.get(2),
+                realtime_start: date(r.get(3))?,
+                realtime_end: date(r.get(4))?,
+            }));
+        }
+        let rows = client
+            .query(
+                "SELECT coin_id, vs_currency, endpoint, (extract(epoch FROM last_updated) * 1000)::int8,
+                        symbol, name, price, market_cap, market_cap_rank::int8, total_volume, high_24h,
+                        low_24h, price_change_24h, price_change_pct_24h, circulating_supply,
+                        total_supply, max_supply, ath, atl,
+                        (extract(epoch FROM fetched_at) * 1000)::int8, raw::text
+                 FROM coingecko_latest ORDER BY last_updated, coin_id",
+                &[],
+            )
+            .await
+            .map_err(|e| classify(&e, "read coingecko_latest"))?;
+        for r in rows {
+            out.push(ContextItem::Market(Box::new(
+                cryptoflow_operators::polled::CoinMarket {
+                    coin_id: r.get(0),
+                    vs_currency: r.get(1),
+                    endpoint: r.get(2),
+                    last_updated: r.get(3),
+                    symbol: r.get(4),
+                    name: r.get(5),
+                    price: r.get(6),
+                    market_cap: r.get(7),
+                    market_cap_rank: r.get(8),
+                    total_volume: r.get(9),
+                    high_24h: r.get(10),
+                    low_24h: r.get(11),
+                    price_change_24h: r.get(12),
+                    price_change_pct_24h: r.get(13),
+                    circulating_supply: r.get(14),
+                    total_supply: r.get(15),
+                    max_supply: r.get(16),
+                    ath: r.get(17),
+                    atl: r.get(18),
+                    fetched_at: r.get(19),
+                    raw: r.get(20),
+                },
+            )));
+        }
+        drop(client);
+        let _ = driver.await;
+        Ok(out)
     }
-    let rows = client
-        .query(
-            "SELECT coin_id, vs_currency, endpoint, (extract(epoch FROM last_updated) * 1000)::int8,
-                    symbol, name, price, market_cap, market_cap_rank::int8, total_volume, high_24h,
-                    low_24h, price_change_24h, price_change_pct_24h, circulating_supply,
-                    total_supply, max_supply, ath, atl,
-                    (extract(epoch FROM fetched_at) * 1000)::int8, raw::text
-             FROM coingecko_latest ORDER BY last_updated, coin_id",
-            &[],
-        )
-        .await
-        .map_err(|e| classify(&e, "read coingecko_latest"))?;
-    for r in rows {
-        out.push(ContextItem::Market(Box::new(
-            cryptoflow_operators::polled::CoinMarket {
-                coin_id: r.get(0),
-                vs_currency: r.get(1),
-                endpoint: r.get(2),
-                last_updated: r.get(3),
-                symbol: r.get(4),
-                name: r.get(5),
-                price: r.get(6),
-                market_cap: r.get(7),
-                market_cap_rank: r.get(8),
-                total_volume: r.get(9),
-                high_24h: r.get(10),
-                low_24h: r.get(11),
-                price_change_24h: r.get(12),
-                price_change_pct_24h: r.get(13),
-                circulating_supply: r.get(14),
-                total_supply: r.get(15),
-                max_supply: r.get(16),
-                ath: r.get(17),
-                atl: r.get(18),
-                fetched_at: r.get(19),
-                raw: r.get(20),
-            },
-        )));
-    }
-    drop(client);
-    let _ = driver.await;
-    Ok(out)
 }
 
 /// `[sinks.postgres]`: settings of the PostgreSQL sink.
@@ -426,103 +552,24 @@ pub struct PostgresSink {
     pool: Pool,
 }
 
-const TRADES_SQL: &str = "
-WITH input AS (
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::numeric[], $5::numeric[], $6::text[],
-                         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::bool[], $12::numeric[], $13::float8[])
-        AS t(venue, symbol, trade_id, price, qty, side, ts_exchange, ts_received, first_trade_id, last_trade_id,
-             is_whale, moving_average, ema)
-), ins AS (
-    INSERT INTO trades (venue, symbol, trade_id, price, qty, side, ts_exchange, ts_received,
-                        first_trade_id, last_trade_id, is_whale, moving_average, ema)
-    SELECT venue, symbol, trade_id, price, qty, side,
-           'epoch'::timestamptz + ts_exchange * interval '1 millisecond',
-           'epoch'::timestamptz + ts_received * interval '1 millisecond',
-           first_trade_id, last_trade_id, is_whale, moving_average, ema
-    FROM input
-    ON CONFLICT (venue, symbol, trade_id) DO NOTHING
-    RETURNING venue, symbol, trade_id, price, qty, moving_average, ts_exchange
-), cursors AS (
-    INSERT INTO source_offsets AS o (venue, symbol, kind, last_id)
-    SELECT venue, symbol, CASE WHEN first_trade_id IS NULL THEN 'trade' ELSE 'aggTrade' END, max(trade_id)
-    FROM input GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (venue, symbol, kind) DO UPDATE SET
-        last_id = GREATEST(o.last_id, excluded.last_id), updated_at = now()
-), agg AS (
-    SELECT venue, symbol, count(*) AS n, sum(qty) AS vol, sum(price * qty) AS qvol, max(trade_id) AS last_id,
-           (array_agg(moving_average ORDER BY trade_id DESC))[1] AS ma,
-           (array_agg(price ORDER BY trade_id DESC))[1] AS last_price,
-           max(ts_exchange) AS ts
-    FROM ins GROUP BY venue, symbol
-)
-INSERT INTO trade_aggregates AS a (venue, symbol, moving_average, trade_count, total_volume, total_quote_volume,
-                                   last_trade_id, last_price, updated_at)
-SELECT venue, symbol, ma, n, vol, qvol, last_id, last_price, ts FROM agg ORDER BY venue, symbol
-ON CONFLICT (venue, symbol) DO UPDATE SET
-    trade_count = a.trade_count + excluded.trade_count,
-    total_volume = a.total_volume + excluded.total_volume,
-    total_quote_volume = a.total_quote_volume + excluded.total_quote_volume,
-    moving_average = CASE WHEN excluded.last_trade_id > a.last_trade_id THEN excluded.moving_average ELSE a.moving_average END,
-    last_price = CASE WHEN excluded.last_trade_id > a.last_trade_id THEN excluded.last_price ELSE a.last_price END,
-    last_trade_id = GREATEST(a.last_trade_id, excluded.last_trade_id),
-    updated_at = GREATEST(a.updated_at, excluded.updated_at)";
-
-const CANDLES_SQL: &str = "
-INSERT INTO candles AS c (venue, symbol, interval, open_time, close_time, open, high, low, close, volume,
-                          quote_volume, vwap, trade_count, taker_buy_volume, first_trade_id, last_trade_id, is_final)
-SELECT venue, symbol, interval,
-       'epoch'::timestamptz + open_time * interval '1 millisecond',
-       'epoch'::timestamptz + close_time * interval '1 millisecond',
-       open, high, low, close, volume, quote_volume, vwap, trade_count, taker_buy_volume,
-       first_trade_id, last_trade_id, is_final
-FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::numeric[], $7::numeric[], $8::numeric[],
-            $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::int8[], $14::numeric[], $15::int8[],
-            $16::int8[], $17::bool[])
-    AS t(venue, symbol, interval, open_time, close_time, open, high, low, close, volume, quote_volume, vwap,
-         trade_count, taker_buy_volume, first_trade_id, last_trade_id, is_final)
-ON CONFLICT (venue, symbol, interval, open_time) DO UPDATE SET
-    open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
-    volume = excluded.volume, quote_volume = excluded.quote_volume, vwap = excluded.vwap,
-    trade_count = excluded.trade_count, taker_buy_volume = excluded.taker_buy_volume,
-    first_trade_id = excluded.first_trade_id, last_trade_id = excluded.last_trade_id,
-    is_final = excluded.is_final, updated_at = now()
-WHERE (excluded.is_final AND (NOT c.is_final OR excluded.trade_count >= c.trade_count))
-   OR (NOT c.is_final AND excluded.trade_count >= c.trade_count)";
-
-/// Gaps: a hole's row is written when it is answered; a hole that outlasted the source's hold
-/// is written first as open ([`cryptoflow_operators::model::REFILLING`]), so a crash before its
-/// refill ends leaves it open and the next run resumes before it. Its final row resolves it, and
-/// a refilled range resolves every open marker it covers (the refill of a later run).
-const GAPS_SQL: &str = "
-WITH input AS (
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::bool[], $10::text[])
-        AS t(venue, symbol, kind, reason, from_id, to_id, since, detected, refilled, detail)
-), resolved AS (
-    UPDATE gaps g SET resolved_at = now()
-    FROM input i
-    WHERE i.refilled AND g.resolved_at IS NULL AND g.detail LIKE 'refilling%'
-      AND g.venue = i.venue AND g.symbol = i.symbol AND g.kind = i.kind
-      AND g.from_id >= i.from_id AND g.to_id <= i.to_id
-      AND NOT (g.reason = i.reason AND g.from_id = i.from_id AND g.to_id = i.to_id
-               AND g.detected_at = 'epoch'::timestamptz + i.detected * interval '1 millisecond')
-)
-INSERT INTO gaps AS g (venue, symbol, kind, reason, from_id, to_id, since, detected_at, resolved_at, detail)
-SELECT venue, symbol, kind, reason, from_id, to_id,
-       'epoch'::timestamptz + since * interval '1 millisecond',
-       'epoch'::timestamptz + detected * interval '1 millisecond',
-       CASE WHEN refilled THEN now() END, detail
-FROM input
-ON CONFLICT (venue, symbol, kind, reason, from_id, to_id, detected_at) DO UPDATE
-    SET resolved_at = excluded.resolved_at, detail = excluded.detail
-    WHERE g.resolved_at IS NULL AND g.detail LIKE 'refilling%'";
-
-const QUALITY_SQL: &str = "
-INSERT INTO data_quality (source, symbol, snapshot_at, frames, trades, gaps_detected, gaps_refilled, ids_refilled,
-                          ids_unrefillable, duplicates, late_events, reconnects, decode_errors, kline_mismatches,
-                          last_event_at, last_event_age_ms, stale)
-VALUES ($1, $2, 'epoch'::timestamptz + $3::int8 * interval '1 millisecond', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-        CASE WHEN $15::int8 > 0 THEN 'epoch'::timestamptz + $15::int8 * interval '1 millisecond' END, $16, $17)
-ON CONFLICT DO NOTHING";
+/// The statements of every table, rendered once: the array-bound insert, or the single-row one
+/// for tables with list columns; the trades and gaps statements.
+static STATEMENTS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
+    let mut m: HashMap<&'static str, String> = tables::ALL
+        .iter()
+        .map(|s| {
+            let sql = if s.has_lists() {
+                dialect::insert_values(s)
+            } else {
+                dialect::insert_unnest(s)
+            };
+            (s.name, sql)
+        })
+        .collect();
+    m.insert(tables::TRADES.schema.name, dialect::trades_sql());
+    m.insert(tables::GAPS.schema.name, dialect::gaps_sql());
+    m
+});
 
 impl PostgresSink {
     /// Builds the pool and checks that the schema is there.
@@ -542,11 +589,9 @@ impl PostgresSink {
                 message: format!("pool: {e}"),
             })?;
         let client = pool.get().await.map_err(pool_err)?;
+        let names: Vec<&str> = tables::ALL.iter().map(|s| s.name).collect();
         client
-            .query(
-                "SELECT 1 FROM trades, candles, trade_aggregates, gaps, source_offsets, data_quality, coingecko_data, news, social_posts, macro_observations, fund_navs, indicators, sentiment, sentiment_coin_windows, ml_features LIMIT 0",
-                &[],
-            )
+            .query(&format!("SELECT 1 FROM {} LIMIT 0", names.join(", ")), &[])
             .await
             .map_err(|e| classify(&e, "schema check"))?;
         Ok(PostgresSink { pool })
@@ -558,63 +603,42 @@ impl PostgresSink {
     }
 }
 
-#[derive(Default)]
-struct TradeCols {
-    venue: Vec<&'static str>,
-    symbol: Vec<String>,
-    trade_id: Vec<i64>,
-    price: Vec<Decimal>,
-    qty: Vec<Decimal>,
-    side: Vec<&'static str>,
-    ts_exchange: Vec<i64>,
-    ts_received: Vec<i64>,
-    first_id: Vec<Option<i64>>,
-    last_id: Vec<Option<i64>>,
-    is_whale: Vec<bool>,
-    ma: Vec<Decimal>,
-    ema: Vec<Option<f64>>,
-}
-
-#[derive(Default)]
-struct GapCols {
-    venue: Vec<&'static str>,
-    symbol: Vec<String>,
-    kind: Vec<&'static str>,
-    reason: Vec<&'static str>,
-    from: Vec<i64>,
-    to: Vec<i64>,
-    since: Vec<i64>,
-    detected: Vec<i64>,
-    refilled: Vec<bool>,
-    detail: Vec<String>,
-}
-
-#[derive(Default)]
-struct CandleCols {
-    venue: Vec<&'static str>,
-    symbol: Vec<String>,
-    interval: Vec<&'static str>,
-    open_time: Vec<i64>,
-    close_time: Vec<i64>,
-    o: Vec<Decimal>,
-    h: Vec<Decimal>,
-    l: Vec<Decimal>,
-    c: Vec<Decimal>,
-    v: Vec<Decimal>,
-    qv: Vec<Decimal>,
-    vwap: Vec<Decimal>,
-    n: Vec<i64>,
-    tbv: Vec<Decimal>,
-    first: Vec<i64>,
-    last: Vec<i64>,
-    fin: Vec<bool>,
-}
-
-fn id(v: u64) -> Result<i64, SinkError> {
-    i64::try_from(v).map_err(|_| SinkError::Permanent {
-        sink: SINK,
-        message: format!("id {v} does not fit BIGINT"),
-    })
+/// Writes `items` into `table` with its statement of [`STATEMENTS`]: one array-bound statement,
+/// or the single-row statement once per row.
+async fn write_table<T: Sync + ?Sized>(
+    tx: &Transaction<'_>,
+    table: &Table<T>,
+    items: &[&T],
+) -> Result<(), SinkError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let name = table.schema.name;
+    let rows = table
+        .rows(items.iter().copied())
+        .map_err(|message| SinkError::Permanent {
+            sink: SINK,
+            message: format!("{name}: {message}"),
+        })?;
+    let sql = STATEMENTS.get(name).map(String::as_str).unwrap_or_default();
+    let stmt = tx
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| classify(&e, &format!("prepare {name}")))?;
+    let context = || format!("write {name}");
+    if table.schema.has_lists() {
+        for row in rows.iter() {
+            tx.execute(&stmt, &dialect::params(row))
+                .await
+                .map_err(|e| classify(&e, &context()))?;
+        }
+    } else {
+        let columns = dialect::columns(rows);
+        tx.execute(&stmt, &dialect::params(&columns))
+            .await
+            .map_err(|e| classify(&e, &context()))?;
+    }
+    Ok(())
 }
 
 impl Sink for PostgresSink {
@@ -631,86 +655,15 @@ impl Sink for PostgresSink {
     }
 
     async fn write(&mut self, records: &[Output]) -> Result<(), SinkError> {
-        let mut t = TradeCols::default();
-        let mut g = GapCols::default();
-        let mut quality: Vec<&cryptoflow_operators::model::DataQuality> = Vec::new();
-        let mut polled: Vec<&Polled> = Vec::new();
-        let mut indicators: Vec<&IndicatorRow> = Vec::new();
-        let mut sentiment: Vec<&SentimentRow> = Vec::new();
-        let mut windows: Vec<&SentimentWindowRow> = Vec::new();
-        let mut features: Vec<&FeatureRow> = Vec::new();
+        let mut b = tables::Batch::default();
         for r in records {
-            match r {
-                Output::Trade(e) => {
-                    let tr = &e.trade;
-                    t.venue.push(tr.venue.as_str());
-                    t.symbol.push(tr.symbol.as_str().to_string());
-                    t.trade_id.push(id(tr.trade_id)?);
-                    t.price.push(tr.price);
-                    t.qty.push(tr.qty);
-                    t.side.push(tr.side.as_str());
-                    t.ts_exchange.push(tr.ts_exchange);
-                    t.ts_received.push(tr.ts_received);
-                    t.first_id
-                        .push(tr.agg.map(|a| id(a.first_trade_id)).transpose()?);
-                    t.last_id
-                        .push(tr.agg.map(|a| id(a.last_trade_id)).transpose()?);
-                    t.is_whale.push(e.is_whale);
-                    t.ma.push(e.moving_average);
-                    t.ema.push(e.ema.filter(|x| x.is_finite()));
-                }
-                Output::Gap(gap) => {
-                    g.venue.push(gap.venue.as_str());
-                    g.symbol.push(gap.symbol.as_str().to_string());
-                    g.kind.push(gap.kind.as_str());
-                    g.reason.push(gap.reason.as_str());
-                    g.from.push(gap.from_id.map(id).transpose()?.unwrap_or(-1));
-                    g.to.push(gap.to_id.map(id).transpose()?.unwrap_or(-1));
-                    g.since.push(gap.since);
-                    g.detected.push(gap.until);
-                    g.refilled.push(gap.refilled);
-                    g.detail.push(gap.detail.clone());
-                }
-                Output::Quality(q) => quality.push(q),
-                Output::Polled(p) => polled.push(p),
-                Output::Indicators(i) => indicators.push(i),
-                Output::Sentiment(x) => sentiment.push(x),
-                Output::SentimentWindow(w) => windows.push(w),
-                Output::Features(f) => features.push(f),
-                Output::Candle(_) | Output::Whale(_) | Output::Late(_) | Output::Mismatch(_) => {}
-            }
+            b.add(r);
         }
-        let mut k = CandleCols::default();
         let candles = latest_candles(records);
-        for c in candles {
-            k.venue.push(c.venue.as_str());
-            k.symbol.push(c.symbol.as_str().to_string());
-            k.interval.push(c.interval.label());
-            k.open_time.push(c.open_time);
-            k.close_time.push(c.close_time);
-            k.o.push(c.open);
-            k.h.push(c.high);
-            k.l.push(c.low);
-            k.c.push(c.close);
-            k.v.push(c.volume);
-            k.qv.push(c.quote_volume);
-            k.vwap.push(c.vwap);
-            k.n.push(id(c.trade_count)?);
-            k.tbv.push(c.taker_buy_volume);
-            k.first.push(id(c.first_trade_id)?);
-            k.last.push(id(c.last_trade_id)?);
-            k.fin.push(c.is_final);
-        }
-        if t.trade_id.is_empty()
-            && k.open_time.is_empty()
-            && g.from.is_empty()
-            && quality.is_empty()
-            && polled.is_empty()
-            && indicators.is_empty()
-            && sentiment.is_empty()
-            && windows.is_empty()
-            && features.is_empty()
-        {
+        // One row per key of the upserted tables (a statement may not update a row twice).
+        let windows = tables::last_windows(&b.windows);
+        let gaps = tables::last_gaps(&b.gaps);
+        if b.is_empty() && candles.is_empty() {
             return Ok(());
         }
         let mut client = self.pool.get().await.map_err(pool_err)?;
@@ -718,384 +671,62 @@ impl Sink for PostgresSink {
             .transaction()
             .await
             .map_err(|e| classify(&e, "begin"))?;
-        if !t.trade_id.is_empty() {
-            let stmt = tx
-                .prepare_cached(TRADES_SQL)
-                .await
-                .map_err(|e| classify(&e, "prepare trades"))?;
-            tx.execute(
-                &stmt,
-                &[
-                    &t.venue,
-                    &t.symbol,
-                    &t.trade_id,
-                    &t.price,
-                    &t.qty,
-                    &t.side,
-                    &t.ts_exchange,
-                    &t.ts_received,
-                    &t.first_id,
-                    &t.last_id,
-                    &t.is_whale,
-                    &t.ma,
-                    &t.ema,
-                ],
-            )
-            .await
-            .map_err(|e| classify(&e, "insert trades"))?;
-        }
-        if !k.open_time.is_empty() {
-            let stmt = tx
-                .prepare_cached(CANDLES_SQL)
-                .await
-                .map_err(|e| classify(&e, "prepare candles"))?;
-            tx.execute(
-                &stmt,
-                &[
-                    &k.venue,
-                    &k.symbol,
-                    &k.interval,
-                    &k.open_time,
-                    &k.close_time,
-                    &k.o,
-                    &k.h,
-                    &k.l,
-                    &k.c,
-                    &k.v,
-                    &k.qv,
-                    &k.vwap,
-                    &k.n,
-                    &k.tbv,
-                    &k.first,
-                    &k.last,
-                    &k.fin,
-                ],
-            )
-            .await
-            .map_err(|e| classify(&e, "upsert candles"))?;
-        }
-        if !g.from.is_empty() {
-            let stmt = tx
-                .prepare_cached(GAPS_SQL)
-                .await
-                .map_err(|e| classify(&e, "prepare gaps"))?;
-            tx.execute(
-                &stmt,
-                &[
-                    &g.venue,
-                    &g.symbol,
-                    &g.kind,
-                    &g.reason,
-                    &g.from,
-                    &g.to,
-                    &g.since,
-                    &g.detected,
-                    &g.refilled,
-                    &g.detail,
-                ],
-            )
-            .await
-            .map_err(|e| classify(&e, "insert gaps"))?;
-        }
-        for q in quality {
-            let n = |v: u64| v.min(i64::MAX as u64) as i64;
-            let stmt = tx
-                .prepare_cached(QUALITY_SQL)
-                .await
-                .map_err(|e| classify(&e, "prepare data_quality"))?;
-            tx.execute(
-                &stmt,
-                &[
-                    &q.source,
-                    &q.symbol,
-                    &q.snapshot_at,
-                    &n(q.frames),
-                    &n(q.trades),
-                    &n(q.gaps_detected),
-                    &n(q.gaps_refilled),
-                    &n(q.ids_refilled),
-                    &n(q.ids_unrefillable),
-                    &n(q.duplicates),
-                    &n(q.late_events),
-                    &n(q.reconnects),
-                    &n(q.decode_errors),
-                    &n(q.kline_mismatches),
-                    &q.last_event_ms,
-                    &q.last_event_age_ms,
-                    &q.stale,
-                ],
-            )
-            .await
-            .map_err(|e| classify(&e, "insert data_quality"))?;
-        }
-        for p in polled {
-            insert_polled(&tx, p).await?;
-        }
-        if !indicators.is_empty() {
-            let stmt = tx
-                .prepare_cached(&indicators_sql())
-                .await
-                .map_err(|e| classify(&e, "prepare indicators"))?;
-            for r in indicators {
-                let floats = r.values.floats();
-                let (venue, symbol, interval) =
-                    (r.venue.as_str(), r.symbol.as_str(), r.interval.label());
-                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
-                    &venue,
-                    &symbol,
-                    &interval,
-                    &r.open_time,
-                    &r.close_time,
-                    &r.close,
-                ];
-                for f in &floats {
-                    params.push(f);
-                }
-                params.push(&r.values.vwap_20);
-                tx.execute(&stmt, &params)
-                    .await
-                    .map_err(|e| classify(&e, "insert indicators"))?;
-            }
-        }
-        for r in sentiment {
-            let stmt = tx
-                .prepare_cached(SENTIMENT_SQL)
-                .await
-                .map_err(|e| classify(&e, "prepare sentiment"))?;
-            let s = &r.score;
-            tx.execute(
-                &stmt,
-                &[
-                    &r.item_key,
-                    &r.model,
-                    &r.kind,
-                    &r.published_at,
-                    &r.coins,
-                    &s.neg,
-                    &s.neu,
-                    &s.pos,
-                    &s.compound,
-                ],
-            )
-            .await
-            .map_err(|e| classify(&e, "insert sentiment"))?;
-        }
-        // In order: a window's later value replaces its earlier one, never a larger count.
-        for w in windows {
-            let stmt = tx
-                .prepare_cached(WINDOW_SQL)
-                .await
-                .map_err(|e| classify(&e, "prepare sentiment_coin_windows"))?;
-            let items = i64::try_from(w.items).unwrap_or(i64::MAX);
-            tx.execute(
-                &stmt,
-                &[
-                    &w.coin,
-                    &w.model,
-                    &w.span,
-                    &w.window_end,
-                    &items,
-                    &w.mean_compound,
-                    &w.positive_share,
-                    &w.negative_share,
-                ],
-            )
-            .await
-            .map_err(|e| classify(&e, "upsert sentiment_coin_windows"))?;
-        }
-        for f in features {
-            let stmt = tx
-                .prepare_cached(FEATURES_SQL)
-                .await
-                .map_err(|e| classify(&e, "prepare ml_features"))?;
-            tx.execute(
-                &stmt,
-                &[
-                    &f.venue.as_str(),
-                    &f.symbol.as_str(),
-                    &f.interval.label(),
-                    &f.open_time,
-                    &f.close_time,
-                    &f.json(),
-                ],
-            )
-            .await
-            .map_err(|e| classify(&e, "insert ml_features"))?;
-        }
+        write_table(&tx, &tables::TRADES, &b.trades).await?;
+        write_table(&tx, &tables::CANDLES, &candles).await?;
+        write_table(&tx, &tables::GAPS, &gaps).await?;
+        write_table(&tx, &tables::DATA_QUALITY, &b.quality).await?;
+        write_table(&tx, &tables::COINGECKO_DATA, &b.markets).await?;
+        write_table(&tx, &tables::NEWS, &b.news).await?;
+        write_table(&tx, &tables::SOCIAL_POSTS, &b.social).await?;
+        write_table(&tx, &tables::MACRO_OBSERVATIONS, &b.macros).await?;
+        write_table(&tx, &tables::FUND_NAVS, &b.funds).await?;
+        write_table(&tx, &tables::INDICATORS, &b.indicators).await?;
+        write_table(&tx, &tables::SENTIMENT, &b.sentiment).await?;
+        write_table(&tx, &tables::SENTIMENT_COIN_WINDOWS, &windows).await?;
+        write_table(&tx, &tables::ML_FEATURES, &b.features).await?;
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
 }
 
-const FEATURES_SQL: &str = "
-INSERT INTO ml_features (venue, symbol, interval, open_time, close_time, features)
-VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond',
-        'epoch'::timestamptz + $5::int8 * interval '1 millisecond', $6::text::jsonb)
-ON CONFLICT DO NOTHING";
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-const WINDOW_SQL: &str = "
-INSERT INTO sentiment_coin_windows AS w (coin, model, span, window_end, items, mean_compound,
-    positive_share, negative_share)
-VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond', $5, $6, $7, $8)
-ON CONFLICT (coin, model, span, window_end) DO UPDATE SET
-    items = EXCLUDED.items, mean_compound = EXCLUDED.mean_compound,
-    positive_share = EXCLUDED.positive_share, negative_share = EXCLUDED.negative_share,
-    updated_at = now()
-WHERE w.items <= EXCLUDED.items";
+    /// Every file of `sql/postgres/views/` is applied, and creates the view it is named after.
+    #[test]
+    fn views_are_listed_and_named() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sql/postgres/views");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .expect("views dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = VIEWS.iter().map(|(f, _)| *f).collect();
+        assert_eq!(files, listed);
+        for (file, sql) in VIEWS {
+            let name = view_name(file);
+            assert_eq!(sql.matches("CREATE OR REPLACE VIEW").count(), 1, "{file}");
+            assert!(
+                sql.contains(&format!("CREATE OR REPLACE VIEW {name} AS")),
+                "{file}"
+            );
+        }
+        for (_, name, sql) in MIGRATIONS {
+            assert!(
+                !sql.contains("CREATE OR REPLACE VIEW"),
+                "{name}: views live in views/"
+            );
+        }
+    }
 
-const SENTIMENT_SQL: &str = "
-INSERT INTO sentiment (item_key, model, kind, published_at, coins, neg, neu, pos, compound)
-VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond', $5, $6, $7, $8, $9)
-ON CONFLICT DO NOTHING";
-
-const MARKET_SQL: &str = "
-INSERT INTO coingecko_data (coin_id, vs_currency, endpoint, last_updated, symbol, name, price, market_cap,
-    market_cap_rank, total_volume, high_24h, low_24h, price_change_24h, price_change_pct_24h,
-    circulating_supply, total_supply, max_supply, ath, atl, fetched_at, raw)
-VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond', $5, $6, $7, $8, $9::int8, $10,
-    $11, $12, $13, $14, $15, $16, $17, $18, $19, 'epoch'::timestamptz + $20::int8 * interval '1 millisecond',
-    $21::text::json)
-ON CONFLICT DO NOTHING";
-
-const NEWS_SQL: &str = "
-INSERT INTO news (item_key, feed, guid, title, link, summary, published_at, published_from, fetched_at, coins)
-VALUES ($1, $2, $3, $4, $5, $6, 'epoch'::timestamptz + $7::int8 * interval '1 millisecond', $8,
-    'epoch'::timestamptz + $9::int8 * interval '1 millisecond', $10)
-ON CONFLICT DO NOTHING";
-
-const SOCIAL_SQL: &str = "
-INSERT INTO social_posts (platform, post_id, community, author, title, body, url, permalink, score,
-    num_comments, created_at, fetched_at, coins)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'epoch'::timestamptz + $11::int8 * interval '1 millisecond',
-    'epoch'::timestamptz + $12::int8 * interval '1 millisecond', $13)
-ON CONFLICT DO NOTHING";
-
-const MACRO_SQL: &str = "
-INSERT INTO macro_observations (series_id, date, realtime_start, realtime_end, value, fetched_at)
-VALUES ($1, $2::text::date, $3::text::date, $4::text::date, $5, now())
-ON CONFLICT DO NOTHING";
-
-const FUND_SQL: &str = "
-INSERT INTO fund_navs (isin, nav_date, name, currency, nav, source, fetched_at)
-VALUES ($1, $2::text::date, $3, $4, $5, $6, 'epoch'::timestamptz + $7::int8 * interval '1 millisecond')
-ON CONFLICT DO NOTHING";
-
-/// Insert-once of one indicator row (the first row of a candle is kept).
-fn indicators_sql() -> String {
-    let floats = FLOAT_COLUMNS.join(", ");
-    let params: Vec<String> = (7..7 + FLOAT_COLUMNS.len() + 1)
-        .map(|i| format!("${i}"))
-        .collect();
-    format!(
-        "INSERT INTO indicators (venue, symbol, interval, open_time, close_time, close, {floats}, vwap_20)
-         VALUES ($1, $2, $3, 'epoch'::timestamptz + $4::int8 * interval '1 millisecond',
-                 'epoch'::timestamptz + $5::int8 * interval '1 millisecond', $6, {})
-         ON CONFLICT DO NOTHING",
-        params.join(", ")
-    )
-}
-
-/// Inserts one polled item unless its natural key is already there.
-async fn insert_polled(
-    tx: &deadpool_postgres::Transaction<'_>,
-    item: &Polled,
-) -> Result<(), SinkError> {
-    let what = item.kind();
-    let (sql, params): (
-        &str,
-        Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
-    ) = match item {
-        Polled::Market(m) => (
-            MARKET_SQL,
-            vec![
-                Box::new(m.coin_id.clone()),
-                Box::new(m.vs_currency.clone()),
-                Box::new(m.endpoint.clone()),
-                Box::new(m.last_updated),
-                Box::new(m.symbol.clone()),
-                Box::new(m.name.clone()),
-                Box::new(m.price),
-                Box::new(m.market_cap),
-                Box::new(m.market_cap_rank),
-                Box::new(m.total_volume),
-                Box::new(m.high_24h),
-                Box::new(m.low_24h),
-                Box::new(m.price_change_24h),
-                Box::new(m.price_change_pct_24h),
-                Box::new(m.circulating_supply),
-                Box::new(m.total_supply),
-                Box::new(m.max_supply),
-                Box::new(m.ath),
-                Box::new(m.atl),
-                Box::new(m.fetched_at),
-                Box::new(m.raw.clone()),
-            ],
-        ),
-        Polled::News(n) => (
-            NEWS_SQL,
-            vec![
-                Box::new(n.item_key.clone()),
-                Box::new(n.feed.clone()),
-                Box::new(n.guid.clone()),
-                Box::new(n.title.clone()),
-                Box::new(n.link.clone()),
-                Box::new(n.summary.clone()),
-                Box::new(n.published_at),
-                Box::new(n.published_from.clone()),
-                Box::new(n.fetched_at),
-                Box::new(n.coins.clone()),
-            ],
-        ),
-        Polled::Social(p) => (
-            SOCIAL_SQL,
-            vec![
-                Box::new(p.platform.clone()),
-                Box::new(p.post_id.clone()),
-                Box::new(p.community.clone()),
-                Box::new(p.author.clone()),
-                Box::new(p.title.clone()),
-                Box::new(p.body.clone()),
-                Box::new(p.url.clone()),
-                Box::new(p.permalink.clone()),
-                Box::new(p.score),
-                Box::new(p.num_comments),
-                Box::new(p.created_at),
-                Box::new(p.fetched_at),
-                Box::new(p.coins.clone()),
-            ],
-        ),
-        Polled::Macro(m) => (
-            MACRO_SQL,
-            vec![
-                Box::new(m.series_id.clone()),
-                Box::new(m.date.to_string()),
-                Box::new(m.realtime_start.to_string()),
-                Box::new(m.realtime_end.to_string()),
-                Box::new(m.value),
-            ],
-        ),
-        Polled::FundNav(f) => (
-            FUND_SQL,
-            vec![
-                Box::new(f.isin.clone()),
-                Box::new(f.nav_date.to_string()),
-                Box::new(f.name.clone()),
-                Box::new(f.currency.clone()),
-                Box::new(f.nav),
-                Box::new(f.source.clone()),
-                Box::new(f.fetched_at),
-            ],
-        ),
-    };
-    let stmt = tx
-        .prepare_cached(sql)
-        .await
-        .map_err(|e| classify(&e, &format!("prepare {what}")))?;
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect();
-    tx.execute(&stmt, &refs)
-        .await
-        .map_err(|e| classify(&e, &format!("insert {what}")))?;
-    Ok(())
+    #[test]
+    fn every_table_has_a_statement() {
+        for s in tables::ALL {
+            let sql = &STATEMENTS[s.name];
+            assert!(
+                sql.contains(&format!("INSERT INTO {} AS s", s.name)),
+                "{sql}"
+            );
+        }
+    }
 }

@@ -55,12 +55,3 @@ CREATE TABLE IF NOT EXISTS trade_aggregates (
     updated_at         DATETIME(3)     NOT NULL,
     PRIMARY KEY (venue, symbol)
 );
-
-CREATE OR REPLACE VIEW whale_trades AS
-    SELECT venue, symbol, trade_id, price, qty, price * qty AS notional, side, ts_exchange, ts_received
-    FROM trades
-    WHERE is_whale;
-
-CREATE OR REPLACE VIEW latest_prices AS
-    SELECT venue, symbol, last_price AS price, last_trade_id AS trade_id, moving_average, updated_at
-    FROM trade_aggregates;

@@ -17,9 +17,6 @@ CREATE TABLE IF NOT EXISTS gaps (
     CONSTRAINT gaps_reason CHECK (reason IN ('reconnect', 'id_hole', 'restart'))
 );
 
-CREATE OR REPLACE VIEW open_gaps AS
-    SELECT * FROM gaps WHERE resolved_at IS NULL AND reason <> 'reconnect';
-
 CREATE TABLE IF NOT EXISTS data_quality (
     source            VARCHAR(32)  NOT NULL,
     symbol            VARCHAR(24)  NOT NULL,
@@ -40,8 +37,3 @@ CREATE TABLE IF NOT EXISTS data_quality (
     stale             BOOLEAN      NOT NULL,
     PRIMARY KEY (source, symbol, snapshot_at)
 );
-
-CREATE OR REPLACE VIEW data_quality_latest AS
-    SELECT d.* FROM data_quality d
-    JOIN (SELECT source, symbol, MAX(snapshot_at) AS snapshot_at FROM data_quality GROUP BY source, symbol) l
-      ON d.source = l.source AND d.symbol = l.symbol AND d.snapshot_at = l.snapshot_at;

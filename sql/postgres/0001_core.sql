@@ -1,4 +1,4 @@
--- Core market tables: trades, candles, per-symbol aggregates, and dashboard views.
+-- Core market tables: trades, candles and per-symbol aggregates (the dashboard views are in views/).
 -- Natural keys are primary keys; every write from cryptoflow is an idempotent upsert on them.
 
 CREATE TABLE IF NOT EXISTS trades (
@@ -56,12 +56,3 @@ CREATE TABLE IF NOT EXISTS trade_aggregates (
     updated_at         TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (venue, symbol)
 );
-
-CREATE OR REPLACE VIEW whale_trades AS
-    SELECT venue, symbol, trade_id, price, qty, price * qty AS notional, side, ts_exchange, ts_received
-    FROM trades
-    WHERE is_whale;
-
-CREATE OR REPLACE VIEW latest_prices AS
-    SELECT venue, symbol, last_price AS price, last_trade_id AS trade_id, moving_average, updated_at
-    FROM trade_aggregates;

@@ -14,6 +14,3 @@ CREATE TABLE IF NOT EXISTS gaps (
     detail      TEXT        NOT NULL DEFAULT '',
     PRIMARY KEY (venue, symbol, kind, reason, from_id, to_id, detected_at)
 );
-
-CREATE OR REPLACE VIEW open_gaps AS
-    SELECT * FROM gaps WHERE resolved_at IS NULL AND reason <> 'reconnect';

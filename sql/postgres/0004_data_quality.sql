@@ -19,6 +19,3 @@ CREATE TABLE IF NOT EXISTS data_quality (
     stale             BOOLEAN     NOT NULL,
     PRIMARY KEY (source, symbol, snapshot_at)
 );
-
-CREATE OR REPLACE VIEW data_quality_latest AS
-    SELECT DISTINCT ON (source, symbol) * FROM data_quality ORDER BY source, symbol, snapshot_at DESC;

@@ -27,10 +27,6 @@ CREATE TABLE IF NOT EXISTS coingecko_data (
     PRIMARY KEY (coin_id, vs_currency, endpoint, last_updated)
 );
 
-CREATE OR REPLACE VIEW coingecko_latest AS
-    SELECT DISTINCT ON (coin_id, vs_currency) * FROM coingecko_data
-    WHERE endpoint = 'markets' ORDER BY coin_id, vs_currency, last_updated DESC;
-
 -- RSS/Atom news items, keyed by guid, else a hash of the link.
 CREATE TABLE IF NOT EXISTS news (
     item_key       TEXT        PRIMARY KEY,
@@ -76,11 +72,6 @@ CREATE TABLE IF NOT EXISTS macro_observations (
     fetched_at     TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (series_id, date, realtime_start)
 );
-
--- The value of each observation as published now (the latest vintage).
-CREATE OR REPLACE VIEW macro_latest AS
-    SELECT DISTINCT ON (series_id, date) * FROM macro_observations
-    ORDER BY series_id, date, realtime_start DESC;
 
 -- Fund NAVs per share (MyInvestor catalogue).
 CREATE TABLE IF NOT EXISTS fund_navs (

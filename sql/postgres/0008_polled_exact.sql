@@ -4,7 +4,4 @@
 DROP VIEW IF EXISTS coingecko_latest;
 
 ALTER TABLE coingecko_data ALTER COLUMN raw TYPE JSON USING raw::text::json;
-
-CREATE OR REPLACE VIEW coingecko_latest AS
-    SELECT DISTINCT ON (coin_id, vs_currency) * FROM coingecko_data
-    WHERE endpoint = 'markets' ORDER BY coin_id, vs_currency, last_updated DESC;
+-- (`coingecko_latest` is created again from views/, which `migrate` applies after the migrations.)

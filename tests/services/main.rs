@@ -24,3 +24,4 @@ mod redis_e2e;
 mod restart_resume;
 mod secrets_cli;
 mod shutdown;
+mod sql_tables;

@@ -1,0 +1,352 @@
+//! The SQL tables, described once, and the two dialects that render and bind them.
+//!
+//! A [`Table`] names its columns with a logical [`Type`] and a [`Merge`] rule, its key columns
+//! and what happens when a written row's key is stored already ([`OnConflict`]), and how one
+//! row's [`Cell`]s are taken from the item it stores ([`tables`]). The dialects only turn that
+//! into statement text and bound values:
+//!
+//! - [`postgres`]: single-row `INSERT … VALUES` and array-bound `INSERT … SELECT FROM UNNEST`
+//!   (one statement per table and flush), `ON CONFLICT (key) DO NOTHING | DO UPDATE … WHERE`;
+//!   cells bind as `tokio_postgres` parameters.
+//! - [`mysql`]: multi-row `INSERT … VALUES (…),(…) ON DUPLICATE KEY UPDATE`; cells bind as
+//!   `mysql_async` values (times as UTC `DATETIME(3)` literals, lists as JSON arrays).
+//!
+//! The schema itself (types, constraints, indexes) is in the migrations, `sql/postgres/` and
+//! `sql/mysql/`; the dashboard views are in `sql/*/views/` and every `migrate` re-applies them.
+
+use std::borrow::Cow;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+pub mod mysql;
+pub mod postgres;
+pub mod tables;
+
+/// The logical type of a column: what a value is, not how an engine spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    /// Text.
+    Text,
+    /// A 64-bit integer (ids, counts).
+    Int,
+    /// A double (indicator and sentiment math).
+    Float,
+    /// An exact decimal (money, quantities).
+    Decimal,
+    /// A boolean.
+    Bool,
+    /// An instant, bound as milliseconds since the Unix epoch (UTC).
+    Time,
+    /// A calendar day.
+    Date,
+    /// A JSON document, bound as its text (kept byte for byte where the column allows).
+    Json,
+    /// A list of texts (PostgreSQL `TEXT[]`, MySQL a JSON array).
+    TextList,
+}
+
+/// How a stored column changes when a row with the same key is written again (see
+/// [`OnConflict::Update`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// The stored value stays (key columns, values that never change for a key).
+    Keep,
+    /// The new value replaces the stored one.
+    Replace,
+    /// Stored plus new (counters).
+    Add,
+    /// The greater of stored and new.
+    Greatest,
+    /// The new value when the new row's value of the named column is greater than the stored
+    /// one's (the values of the highest id).
+    ReplaceIfGreater(&'static str),
+}
+
+/// When a conflicting row may change the stored one (evaluated on the stored row and the new
+/// one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Always.
+    Always,
+    /// Only with at least as many of the named count as the stored row: a window never shrinks.
+    NotFewer(&'static str),
+    /// A final row (`flag`) replaces a forming one, or a final one with no more of `count`; a
+    /// forming row replaces a forming one with no more of `count`; a forming row never replaces
+    /// a final one. A restart that re-reads the tail of a closed window cannot shrink it.
+    FinalWins {
+        /// The "final" flag column.
+        flag: &'static str,
+        /// The count column.
+        count: &'static str,
+    },
+    /// Only a stored open marker: `resolved` is NULL and `detail` starts with `prefix`.
+    OpenMarker {
+        /// The column set when the marker is resolved.
+        resolved: &'static str,
+        /// The text column that marks it.
+        detail: &'static str,
+        /// The prefix of the marking text.
+        prefix: &'static str,
+    },
+}
+
+impl Guard {
+    /// The columns the guard reads (a dialect that assigns left to right assigns them last).
+    pub fn columns(&self) -> Vec<&'static str> {
+        match *self {
+            Guard::Always => Vec::new(),
+            Guard::NotFewer(c) => vec![c],
+            Guard::FinalWins { flag, count } => vec![count, flag],
+            Guard::OpenMarker {
+                resolved, detail, ..
+            } => vec![resolved, detail],
+        }
+    }
+
+    /// The condition as SQL, given how a dialect spells a stored column (`old`) and the new
+    /// row's value of a column (`new`). `None` for [`Guard::Always`].
+    pub fn render(
+        &self,
+        old: &dyn Fn(&str) -> String,
+        new: &dyn Fn(&str) -> String,
+    ) -> Option<String> {
+        match *self {
+            Guard::Always => None,
+            Guard::NotFewer(c) => Some(format!("{} <= {}", old(c), new(c))),
+            Guard::FinalWins { flag, count } => Some(format!(
+                "({nf} AND (NOT {of} OR {nc} >= {oc})) OR (NOT {of} AND {nc} >= {oc})",
+                nf = new(flag),
+                of = old(flag),
+                nc = new(count),
+                oc = old(count)
+            )),
+            Guard::OpenMarker {
+                resolved,
+                detail,
+                prefix,
+            } => Some(format!(
+                "{} IS NULL AND {} LIKE '{prefix}%'",
+                old(resolved),
+                old(detail)
+            )),
+        }
+    }
+}
+
+/// What a write does when the row's key is stored already: both dialects implement each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Insert once: the stored row stays as it is (idempotent re-writes after a replay).
+    Ignore,
+    /// Every column whose [`Merge`] is not `Keep` is merged into the stored row when `guard`
+    /// holds; `touch`, a time column the writes leave to its default, is then set to the
+    /// current time.
+    Update {
+        /// When the stored row changes.
+        guard: Guard,
+        /// The "last changed" column.
+        touch: Option<&'static str>,
+    },
+}
+
+/// One column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    /// Name.
+    pub name: &'static str,
+    /// Logical type.
+    pub ty: Type,
+    /// Its rule on conflict ([`OnConflict::Update`]).
+    pub merge: Merge,
+}
+
+impl Column {
+    /// A column with the rule [`Merge::Keep`].
+    pub const fn new(name: &'static str, ty: Type) -> Self {
+        Column {
+            name,
+            ty,
+            merge: Merge::Keep,
+        }
+    }
+
+    /// The same column with the rule `merge`.
+    pub const fn merge(self, merge: Merge) -> Self {
+        Column { merge, ..self }
+    }
+}
+
+/// A table as the writers see it: the columns a write binds, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
+    /// Table name.
+    pub name: &'static str,
+    /// The written columns, in bind order.
+    pub columns: &'static [Column],
+    /// The key columns (the primary key: the conflict target).
+    pub key: &'static [&'static str],
+    /// What a conflicting write does.
+    pub on_conflict: OnConflict,
+}
+
+impl Schema {
+    /// The columns a conflicting write changes (merge rule other than `Keep`).
+    pub fn merged(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| c.merge != Merge::Keep)
+    }
+
+    /// Whether a column holds a list (PostgreSQL cannot bind those through `UNNEST`).
+    pub fn has_lists(&self) -> bool {
+        self.columns.iter().any(|c| c.ty == Type::TextList)
+    }
+}
+
+/// A table and how a row is taken from the item `T` it stores.
+pub struct Table<T: ?Sized + 'static> {
+    /// The table.
+    pub schema: Schema,
+    /// Appends one cell per column of `schema`, in order; an error says why the item cannot be
+    /// stored (e.g. an id beyond BIGINT).
+    pub row: for<'a> fn(&'a T, &mut Vec<Cell<'a>>) -> Result<(), String>,
+}
+
+impl<T: ?Sized + 'static> Table<T> {
+    /// The cells of `items`, row after row.
+    pub fn rows<'a, I>(&self, items: I) -> Result<Rows<'a>, String>
+    where
+        I: IntoIterator<Item = &'a T>,
+    {
+        let mut cells = Vec::new();
+        let mut n = 0;
+        for item in items {
+            (self.row)(item, &mut cells)?;
+            n += 1;
+            debug_assert_eq!(cells.len(), n * self.schema.columns.len());
+        }
+        Ok(Rows {
+            width: self.schema.columns.len(),
+            cells,
+        })
+    }
+}
+
+/// Rows of cells, row-major, `width` cells each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows<'a> {
+    /// Cells per row.
+    pub width: usize,
+    /// The cells.
+    pub cells: Vec<Cell<'a>>,
+}
+
+impl<'a> Rows<'a> {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.cells.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// The rows, one slice each.
+    pub fn iter(&self) -> std::slice::Chunks<'_, Cell<'a>> {
+        self.cells.chunks(self.width.max(1))
+    }
+}
+
+/// One bound value; its variant follows the column's [`Type`] (`Null` for any).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    /// SQL NULL.
+    Null,
+    /// [`Type::Text`].
+    Text(Cow<'a, str>),
+    /// [`Type::Int`].
+    Int(i64),
+    /// [`Type::Float`].
+    Float(f64),
+    /// [`Type::Decimal`].
+    Decimal(Decimal),
+    /// [`Type::Bool`].
+    Bool(bool),
+    /// [`Type::Time`]: milliseconds since the Unix epoch.
+    Time(i64),
+    /// [`Type::Date`].
+    Date(NaiveDate),
+    /// [`Type::Json`]: the document's text.
+    Json(Cow<'a, str>),
+    /// [`Type::TextList`].
+    TextList(&'a [String]),
+}
+
+impl<'a> Cell<'a> {
+    /// A borrowed text.
+    pub fn text(s: &'a str) -> Self {
+        Cell::Text(Cow::Borrowed(s))
+    }
+
+    /// A text or NULL.
+    pub fn opt_text(s: Option<&'a str>) -> Self {
+        s.map_or(Cell::Null, Cell::text)
+    }
+
+    /// A decimal or NULL.
+    pub fn opt_decimal(v: Option<Decimal>) -> Self {
+        v.map_or(Cell::Null, Cell::Decimal)
+    }
+
+    /// A double or NULL (non-finite values are NULL).
+    pub fn opt_float(v: Option<f64>) -> Self {
+        v.filter(|x| x.is_finite()).map_or(Cell::Null, Cell::Float)
+    }
+
+    /// An integer or NULL.
+    pub fn opt_int(v: Option<i64>) -> Self {
+        v.map_or(Cell::Null, Cell::Int)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_render_with_the_dialects_spelling() {
+        let old = |c: &str| format!("s.{c}");
+        let new = |c: &str| format!("excluded.{c}");
+        assert_eq!(Guard::Always.render(&old, &new), None);
+        assert_eq!(
+            Guard::NotFewer("items").render(&old, &new).as_deref(),
+            Some("s.items <= excluded.items")
+        );
+        assert_eq!(
+            Guard::OpenMarker {
+                resolved: "resolved_at",
+                detail: "detail",
+                prefix: "refilling"
+            }
+            .render(&old, &new)
+            .as_deref(),
+            Some("s.resolved_at IS NULL AND s.detail LIKE 'refilling%'")
+        );
+    }
+
+    #[test]
+    fn rows_are_row_major() {
+        let r = Rows {
+            width: 2,
+            cells: vec![Cell::Int(1), Cell::Null, Cell::Int(2), Cell::Bool(true)],
+        };
+        assert_eq!(r.len(), 2);
+        let rows: Vec<_> = r.iter().collect();
+        assert_eq!(rows[1], &[Cell::Int(2), Cell::Bool(true)]);
+        assert!(Rows {
+            width: 3,
+            cells: vec![]
+        }
+        .is_empty());
+    }
+}
