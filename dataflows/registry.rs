@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::runtime::acks::{spawn_sink, SinkSlot};
 use crate::runtime::bridge::FeedPort;
-use crate::runtime::replay::{replay_all, ReplayOutcome};
+use crate::runtime::replay::{replay_all, ReplayOutcome, Router};
 use crate::runtime::stop::stop_on;
 
 /// Where events come from.
@@ -191,9 +191,8 @@ impl SinkSpec for ObserverOnly {
 /// What a started source left running.
 #[derive(Default)]
 pub(crate) struct StartedSource {
-    /// The replay threads of this process's workers (the cluster's first worker's first: it
-    /// counts lines, events and dead letters).
-    pub replay: Vec<std::thread::JoinHandle<ReplayOutcome>>,
+    /// The replay thread (it splits the events among this process's workers).
+    pub replay: Option<std::thread::JoinHandle<ReplayOutcome>>,
     /// The Kafka consumer (commits its last offsets when the sinks are complete).
     pub kafka:
         Option<tokio::task::JoinHandle<Result<(), cryptoflow_sources::kafka::KafkaSourceError>>>,
@@ -232,9 +231,9 @@ fn port(shard: Option<Shard>) -> (mpsc::Sender<EventBatch>, FeedPort) {
 }
 
 /// Starts this process's part of `source`:
-/// - a **replay** is read by every worker of every process, each feeding the events of the
-///   symbols it owns (the others only move its watermark, so every event goes in at the time a
-///   single worker would give it);
+/// - a **replay** is read once by every process and split among its workers ([`Router`]): each
+///   feeds the events of the symbols it owns (the others only move its watermark, so every
+///   event goes in at the time a single worker would give it);
 /// - the **live** streams are those of the symbols this process's workers own (see
 ///   [`SourceSpec::for_process`]), fed by its first worker; process 0 also feeds the pollers;
 /// - **Kafka** is consumed on process 0's first worker (the partitions are not yet split across
@@ -252,34 +251,31 @@ pub(crate) fn start_source(source: SourceSpec, l: SourceLinks<'_>) -> Result<Sta
             opts,
             progress,
         } => {
+            // Every process reads the files once and splits the events among its workers.
             let peers = workers * l.processes.max(1);
-            for local in 0..workers {
-                let shard = Shard {
-                    index: l.process * workers + local,
+            let first = l.process * workers;
+            let mut txs = Vec::with_capacity(workers);
+            for (local, slot) in started.ports.iter_mut().enumerate() {
+                let (tx, port) = port(Some(Shard {
+                    index: first + local,
                     peers,
-                };
-                let (tx, port) = port(Some(shard));
-                started.ports[local] = Some(port);
-                // Lines, events and dead letters are counted once, by the cluster's first
-                // worker's reader; the others read the same lines.
-                let primary = shard.index == 0;
-                let stats = if primary {
-                    l.stats.clone()
-                } else {
-                    Arc::new(SourceStats::default())
-                };
-                let files = files.clone();
-                let opts = ReplayOptions {
-                    shard,
-                    ..opts.clone()
-                };
-                let progress = progress && primary;
-                started.replay.push(
-                    std::thread::Builder::new()
-                        .name(format!("cryptoflow-replay-{local}"))
-                        .spawn(move || replay_all(files, &opts, &stats, tx, progress))?,
-                );
+                }));
+                *slot = Some(port);
+                txs.push(tx);
             }
+            // Lines, events and dead letters are counted once in the cluster, by process 0.
+            let stats = if l.process == 0 {
+                l.stats.clone()
+            } else {
+                Arc::new(SourceStats::default())
+            };
+            let router = Router::new(first, peers, txs);
+            let progress = progress && l.process == 0;
+            started.replay = Some(
+                std::thread::Builder::new()
+                    .name("cryptoflow-replay".into())
+                    .spawn(move || replay_all(files, &opts, &stats, router, progress))?,
+            );
         }
         SourceSpec::Kafka { kafka, stop_after } => {
             if l.process == 0 {

@@ -251,16 +251,10 @@ pub fn run(
     // Drain.
     // A file that could not be replayed completely fails the run, but only once the sinks have
     // written (and acknowledged) everything read before.
-    // Every reader read the same lines: the first one's outcome stands for this process.
-    let mut readers = std::mem::take(&mut src.replay).into_iter();
-    let replay = readers
-        .next()
+    let replay = src
+        .replay
+        .take()
         .map(|h| h.join().map_err(|_| anyhow!("replay thread panicked")));
-    for h in readers {
-        if h.join().is_err() {
-            return Err(anyhow!("replay thread panicked"));
-        }
-    }
     // The workers published the cluster's last ack before they returned: the pollers save their
     // state (or give up, after a failed sink) now, and their counts go into the last snapshot.
     let poll_failure = polling.finish(&rt, None);

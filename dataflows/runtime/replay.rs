@@ -1,8 +1,10 @@
 //! The replay thread: files in order (the bundled sample when there is none), a failed file
-//! reported and the next one replayed.
+//! reported and the next one replayed, each batch split among this process's workers by the
+//! [`Router`].
 
 use std::path::PathBuf;
 
+use cryptoflow_operators::model::{Event, Shard};
 use cryptoflow_sources::replay::{self, ReplayOptions, ReplaySummary};
 use cryptoflow_sources::stats::SourceStats;
 use cryptoflow_sources::EventBatch;
@@ -25,21 +27,20 @@ pub(crate) fn replay_all(
     files: Vec<PathBuf>,
     opts: &ReplayOptions,
     stats: &SourceStats,
-    tx: mpsc::Sender<EventBatch>,
+    mut router: Router,
     progress: bool,
 ) -> ReplayOutcome {
     let mut out = ReplayOutcome {
         total: ReplaySummary::default(),
         failures: Vec::new(),
     };
-    let emit = |b: EventBatch| tx.blocking_send(b).is_ok();
     if files.is_empty() {
         let s = replay::replay_reader(
             replay::from_bytes(SAMPLE),
             std::path::Path::new("<bundled sample>"),
             opts,
             stats,
-            emit,
+            |b| router.route(b),
             |_| {},
         );
         out.add(s);
@@ -65,7 +66,7 @@ pub(crate) fn replay_all(
             f,
             opts,
             stats,
-            |b| tx.blocking_send(b).is_ok(),
+            |b| router.route(b),
             |n| {
                 if let Some(b) = &bar {
                     b.set_position(n.min(len));
@@ -112,5 +113,159 @@ impl ReplayOutcome {
         self.total.ignored += read.ignored;
         self.total.stopped |= read.stopped;
         read.stopped
+    }
+}
+
+/// Splits a replay's batches among this process's workers: each gets the events of the symbols
+/// it owns ([`Shard`], the operators' own partitioning) and, before each of them and at the end
+/// of a batch, the newest of the events it does not own read since (only their event time
+/// matters to it: its feed does not send them, they move its watermark). Every worker's
+/// watermark is thus the one a single worker reading the whole file has at the same line, so
+/// every event goes in at the same time on any layout. Events of symbols another process owns
+/// are fed there (every process reads the file).
+pub(crate) struct Router {
+    /// The cluster index of this process's first worker.
+    first: usize,
+    /// Workers of the cluster.
+    peers: usize,
+    /// One queue per worker of this process.
+    txs: Vec<mpsc::Sender<EventBatch>>,
+    /// Per worker of this process: the newest market event of the others since its last own.
+    others: Vec<Option<Event>>,
+}
+
+impl Router {
+    /// A router to `txs`, the queues of this process's workers (the first of which is worker
+    /// `first` of the cluster's `peers`).
+    pub(crate) fn new(first: usize, peers: usize, txs: Vec<mpsc::Sender<EventBatch>>) -> Self {
+        Router {
+            first,
+            peers: peers.max(1),
+            others: vec![None; txs.len()],
+            txs,
+        }
+    }
+
+    /// Splits `batch` and hands each worker its part (blocking while its queue is full); false
+    /// once a worker stopped taking batches.
+    pub(crate) fn route(&mut self, batch: EventBatch) -> bool {
+        let n = self.txs.len();
+        let mut parts: Vec<EventBatch> = (0..n)
+            .map(|_| Vec::with_capacity(batch.len() / n + 2))
+            .collect();
+        for ev in batch {
+            let owner = ev.symbol().map_or(0, |s| Shard::owner(&s, self.peers));
+            let local = owner.checked_sub(self.first).filter(|l| *l < n);
+            if matches!(ev, Event::Trade(_) | Event::Kline(_)) {
+                let ts = ev.ts_exchange();
+                for (w, other) in self.others.iter_mut().enumerate() {
+                    if Some(w) != local && other.as_ref().is_none_or(|o| o.ts_exchange() < ts) {
+                        *other = Some(ev.clone());
+                    }
+                }
+            }
+            if let Some(w) = local {
+                parts[w].extend(self.others[w].take());
+                parts[w].push(ev);
+            }
+        }
+        for (w, mut part) in parts.into_iter().enumerate() {
+            part.extend(self.others[w].take());
+            if !part.is_empty() && self.txs[w].blocking_send(part).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptoflow_operators::model::{Side, Symbol, Trade, Venue};
+    use rust_decimal::Decimal;
+
+    fn trade(symbol: &str, id: u64, ts: i64) -> Event {
+        Event::Trade(Trade {
+            venue: Venue::Binance,
+            symbol: Symbol::new(symbol).expect("symbol"),
+            trade_id: id,
+            price: Decimal::new(100, 0),
+            qty: Decimal::new(1, 0),
+            side: Side::Buy,
+            ts_exchange: ts,
+            ts_received: ts,
+            agg: None,
+        })
+    }
+
+    fn id(ev: &Event) -> u64 {
+        match ev {
+            Event::Trade(t) => t.trade_id,
+            _ => panic!("{ev:?}"),
+        }
+    }
+
+    /// Routes `batches` among the `local` workers starting at `first` of `peers`; what each got.
+    fn route(first: usize, local: usize, peers: usize, batches: &[Vec<Event>]) -> Vec<Vec<Event>> {
+        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..local).map(|_| mpsc::channel(1_000)).unzip();
+        let mut router = Router::new(first, peers, txs);
+        for b in batches {
+            assert!(router.route(b.clone()));
+        }
+        drop(router);
+        rxs.iter_mut()
+            .map(|rx| {
+                let mut got = Vec::new();
+                while let Ok(b) = rx.try_recv() {
+                    got.extend(b);
+                }
+                got
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_worker_gets_its_symbols_and_the_newest_time_before_each_of_them() {
+        let symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"];
+        // Times go back now and then: a run's newest is not always its last.
+        let all: Vec<Event> = (0..60u64)
+            .map(|i| {
+                let s = symbols[(i as usize * 3 + i as usize / 7) % symbols.len()];
+                trade(s, i, 1_000 + i as i64 * 10 - (i as i64 % 3) * 25)
+            })
+            .collect();
+        let batches: Vec<Vec<Event>> = all.chunks(8).map(<[Event]>::to_vec).collect();
+        // Two processes of two workers: what every worker of the cluster got.
+        let mut got = route(0, 2, 4, &batches);
+        got.extend(route(2, 2, 4, &batches));
+        let mut fed = Vec::new();
+        for (index, events) in got.iter().enumerate() {
+            let shard = Shard { index, peers: 4 };
+            let mut seen_max = i64::MIN;
+            for ev in events {
+                if ev.symbol().is_some_and(|s| shard.owns(&s)) {
+                    // The newest time this worker saw before its own event is the newest of
+                    // every event before it in the file.
+                    let pos = all.iter().position(|a| id(a) == id(ev)).unwrap();
+                    let before = all[..pos].iter().map(Event::ts_exchange).max();
+                    assert_eq!(Some(seen_max).filter(|m| *m > i64::MIN), before, "{index}");
+                    fed.push(id(ev));
+                }
+                seen_max = seen_max.max(ev.ts_exchange());
+            }
+            // The newest time of the whole input reaches every worker.
+            assert_eq!(seen_max, all.iter().map(Event::ts_exchange).max().unwrap());
+            assert!(events.len() < all.len());
+        }
+        // Each event is fed by exactly one worker, and in file order there.
+        fed.sort_unstable();
+        assert_eq!(fed, (0..60).collect::<Vec<u64>>());
+        // One worker in one process gets the input as it is.
+        let one = route(0, 1, 1, &batches);
+        assert_eq!(
+            one[0].iter().map(id).collect::<Vec<_>>(),
+            (0..60).collect::<Vec<_>>()
+        );
     }
 }

@@ -47,7 +47,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cryptoflow_operators::model::{Event, Shard, Symbol, Venue};
+use cryptoflow_operators::model::{Event, Symbol, Venue};
 use flate2::read::MultiGzDecoder;
 
 use crate::binance::{
@@ -84,10 +84,6 @@ pub struct ReplayOptions {
     pub venue: Option<Venue>,
     /// Clock origin for pacing (default: when the replay starts).
     pub start: Option<Instant>,
-    /// The symbols this reader hands on (every worker reads the whole file): the events of
-    /// other symbols only move the watermark, so each run of them is handed on as its newest
-    /// event alone, which the feed does not send into the dataflow.
-    pub shard: Shard,
 }
 
 impl Default for ReplayOptions {
@@ -99,7 +95,6 @@ impl Default for ReplayOptions {
             csv_kind: None,
             venue: None,
             start: None,
-            shard: Shard::ALL,
         }
     }
 }
@@ -258,7 +253,6 @@ pub fn replay_reader(
     let mut summary = ReplaySummary::default();
     let mut batch: EventBatch = Vec::with_capacity(opts.batch_size);
     let mut bytes = 0u64;
-    let mut others = None;
     let result = replay_lines(
         reader,
         name,
@@ -270,11 +264,8 @@ pub fn replay_reader(
             bytes: &mut bytes,
             emit: &mut emit,
             progress: &mut progress,
-            others: &mut others,
         },
     );
-    // The newest time of the other workers' events read last moves this worker's watermark too.
-    batch.extend(others);
     // What was read before an error is handed on too.
     if !batch.is_empty() && !emit(batch) {
         summary.stopped = true;
@@ -305,8 +296,6 @@ struct Sink<'a, E, P> {
     bytes: &'a mut u64,
     emit: &'a mut E,
     progress: &'a mut P,
-    /// The newest of the other workers' events read since this reader's last one.
-    others: &'a mut Option<Event>,
 }
 
 /// The lines of a reader as bytes, the first ones read ahead to tell the format. A read error
@@ -497,7 +486,6 @@ where
     let source = SOURCE;
     let summary = &mut *out.summary;
     let batch = &mut *out.batch;
-    let others = &mut *out.others;
     let mut lines = Lines::read_ahead(reader);
     let format = detect_format(lines.sample(), opts.csv_kind, {
         opts.csv_kind.is_some() || named_csv(name)
@@ -609,7 +597,6 @@ where
             let due = start + due;
             let now = Instant::now();
             if due > now {
-                batch.extend(others.take());
                 if !batch.is_empty() && !(out.emit)(std::mem::take(batch)) {
                     summary.stopped = true;
                     return Ok(());
@@ -619,23 +606,8 @@ where
         }
         summary.events += 1;
         SourceStats::inc(&stats.events);
-        if event.symbol().is_none_or(|s| opts.shard.owns(&s)) {
-            if let Some(o) = others.take() {
-                batch.push(o);
-            }
-            batch.push(event);
-        } else if others
-            .as_ref()
-            .is_none_or(|o| o.ts_exchange() < event.ts_exchange())
-        {
-            // Only the newest event time of a run of other workers' events matters here.
-            *others = Some(event);
-            continue;
-        } else {
-            continue;
-        }
+        batch.push(event);
         if batch.len() >= opts.batch_size || (paced && batch.len() >= 64) {
-            batch.extend(others.take());
             (out.progress)(*out.bytes);
             if !(out.emit)(std::mem::replace(
                 batch,
@@ -781,80 +753,6 @@ mod tests {
         v.iter()
             .flat_map(|l| format!("{l}\n").into_bytes())
             .collect()
-    }
-
-    #[test]
-    fn a_shard_hands_on_its_own_events_and_the_newest_time_of_each_run_of_the_others() {
-        let symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"];
-        let text: Vec<String> = (0..40u64)
-            .map(|i| {
-                let s = symbols[(i as usize * 3 + i as usize / 5) % 4];
-                // Times go back now and then: a run's newest is not always its last.
-                let ts = 1_000 + i * 10 - (i % 3) * 15;
-                format!(
-                    r#"{{"e":"trade","E":{ts},"s":"{s}","t":{i},"p":"1.5","q":"2","T":{ts},"m":true,"M":true}}"#
-                )
-            })
-            .collect();
-        let bytes = lines(&text.iter().map(String::as_str).collect::<Vec<_>>());
-        let read = |shard: Shard| -> Vec<Event> {
-            let mut out = Vec::new();
-            let res = replay_reader(
-                Box::new(std::io::Cursor::new(bytes.clone())),
-                Path::new("t.jsonl"),
-                &ReplayOptions {
-                    batch_size: 6,
-                    shard,
-                    ..ReplayOptions::default()
-                },
-                &SourceStats::default(),
-                |b| {
-                    out.extend(b);
-                    true
-                },
-                |_| {},
-            );
-            assert_eq!(res.unwrap().events, 40);
-            out
-        };
-        let all = read(Shard::ALL);
-        assert_eq!(all.len(), 40);
-        let mut owned_ids = Vec::new();
-        for index in 0..2 {
-            let shard = Shard { index, peers: 2 };
-            let got = read(shard);
-            // Own events in file order, each preceded by a newest time no smaller than that of
-            // every event before it in the file.
-            let mut prefix_max = i64::MIN;
-            let mut seen_max = i64::MIN;
-            let mut next = 0;
-            for ev in &got {
-                let Event::Trade(t) = ev else {
-                    panic!("{ev:?}")
-                };
-                if shard.owns(&t.symbol) {
-                    while all[next].symbol() != Some(t.symbol) || {
-                        let Event::Trade(a) = &all[next] else {
-                            unreachable!()
-                        };
-                        a.trade_id != t.trade_id
-                    } {
-                        prefix_max = prefix_max.max(all[next].ts_exchange());
-                        next += 1;
-                    }
-                    assert_eq!(seen_max, prefix_max, "before trade {}", t.trade_id);
-                    prefix_max = prefix_max.max(t.ts_exchange);
-                    next += 1;
-                    owned_ids.push(t.trade_id);
-                }
-                seen_max = seen_max.max(t.ts_exchange);
-            }
-            // The newest time of the whole file reaches every reader.
-            assert_eq!(seen_max, all.iter().map(Event::ts_exchange).max().unwrap());
-            assert!(got.len() < 40);
-        }
-        owned_ids.sort_unstable();
-        assert_eq!(owned_ids, (0..40).collect::<Vec<u64>>());
     }
 
     #[test]
