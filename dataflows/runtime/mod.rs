@@ -3,7 +3,7 @@
 //! A run goes build → start → run → drain ([`run`]):
 //! - **build**: the sinks of the configuration ([`crate::registry::sinks`]), each in a task
 //!   behind a bounded queue ([`acks`]); the data-quality ledger; the pollers.
-//! - **start**: the source ([`crate::registry::start_source`]) and the pollers, each on a
+//! - **start**: this process's parts of the source ([`source::Source`]) and the pollers, each on a
 //!   bounded channel to the feeding worker, and the stop conditions ([`stop`]).
 //! - **run**: the timely workers ([`bridge`]); the feeding worker stamps each event with the
 //!   watermark's tick ([`feed`]); sink operators hand records and frontiers to the sink tasks.
@@ -18,6 +18,7 @@ pub(crate) mod bridge;
 pub mod feed;
 mod flow;
 pub(crate) mod replay;
+pub(crate) mod source;
 pub(crate) mod stop;
 
 use std::sync::{Arc, Mutex};
@@ -37,13 +38,14 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::poll::PollerTask;
+use crate::registry;
 pub use crate::registry::SourceSpec;
-use crate::registry::{self, SourceLinks};
 use acks::SinkSlot;
 use bridge::{Bridge, Graph, SinkPort};
 use feed::Feed;
 use flow::Flow;
 pub use replay::SAMPLE;
+use source::{Source, SourceLinks};
 pub use stop::stop_signal;
 
 /// How the timely workers are laid out.
@@ -120,22 +122,6 @@ impl std::fmt::Display for ReplayFailed {
 
 impl std::error::Error for ReplayFailed {}
 
-impl SourceSpec {
-    /// Live sources run until stopped (the WebSocket streams and Kafka); a replay ends.
-    fn is_live(&self) -> bool {
-        matches!(self, SourceSpec::Live { .. } | SourceSpec::Kafka { .. })
-    }
-
-    /// The source's name in the data-quality ledger.
-    fn ledger_name(&self) -> &'static str {
-        match self {
-            SourceSpec::Live { ws, .. } => ws.venue.as_str(),
-            SourceSpec::Replay { .. } => "replay",
-            SourceSpec::Kafka { .. } => "kafka",
-        }
-    }
-}
-
 /// Runs the trade pipeline from `source` into the configured sinks.
 ///
 /// `observer` sees every batch the primary sink committed (the first configured of PostgreSQL,
@@ -157,8 +143,9 @@ pub fn run(
 
     // Build: sinks, the ledger, the pollers.
     let sinks = registry::sinks(cfg, &rt, observer)?;
+    let mut source = source.into_source();
     let live = source.is_live();
-    let source = source.for_process(
+    source.keep_share(
         cluster.process,
         cluster.processes.max(1),
         cfg.pipeline.workers.max(1),
@@ -168,7 +155,7 @@ pub fn run(
     } else {
         Vec::new()
     };
-    let ledger = ledger_for(cfg, &source, &pollers);
+    let ledger = ledger_for(cfg, source.as_ref(), &pollers);
     let stats = source_stats(cfg, ledger.clone())?;
     let snapshots = QualitySnapshots::start(cfg, &rt, &sinks, &ledger);
 
@@ -178,11 +165,8 @@ pub fn run(
     // worker publishes it; the Kafka source commits by it and pollers save their state by it.
     let (durable_tx, durable) = watch::channel(Durable::default());
     let sentiment = cfg.sentiment_model()?;
-    let pollers_only = matches!(&source, SourceSpec::Live { ws, .. } if ws.streams.is_empty());
-    let compare_trade_count = match &source {
-        SourceSpec::Live { ws, .. } => !ws.streams.iter().any(|s| s.ends_with("@aggTrade")),
-        SourceSpec::Replay { .. } | SourceSpec::Kafka { .. } => true,
-    };
+    let pollers_only = source.pollers_only();
+    let compare_trade_count = source.compares_trade_count();
     let source_name = source.ledger_name();
     let (polled, mut polling) = start_pollers(
         cfg,
@@ -193,18 +177,15 @@ pub fn run(
         &ledger,
         sentiment.name(),
     )?;
-    let mut src = registry::start_source(
-        source,
-        SourceLinks {
-            cfg,
-            rt: &rt,
-            stats: stats.clone(),
-            shutdown: shutdown_tx.clone(),
-            durable,
-            process: cluster.process,
-            processes: cluster.processes.max(1),
-        },
-    )?;
+    let mut src = source.start(SourceLinks {
+        cfg,
+        rt: &rt,
+        stats: stats.clone(),
+        shutdown: shutdown_tx.clone(),
+        durable,
+        process: cluster.process,
+        processes: cluster.processes.max(1),
+    })?;
     if pollers_only && cfg.poll.max_polls.is_some() {
         // `--poll-once` without market data: the run ends when every poller is done.
         polling.stop_when_done(&rt, shutdown_tx.clone());
@@ -323,7 +304,7 @@ fn peer_failure(failed: &[usize], process: usize) -> Option<anyhow::Error> {
 
 /// The data-quality ledger of a run: the live streams' symbols registered, with the stale times
 /// of the configuration and of each poller.
-fn ledger_for(cfg: &Config, source: &SourceSpec, pollers: &[PollerTask]) -> Arc<Ledger> {
+fn ledger_for(cfg: &Config, source: &dyn Source, pollers: &[PollerTask]) -> Arc<Ledger> {
     let mut stale = cfg.binance.stale_after_ms_per_symbol.clone();
     for p in pollers {
         stale.insert(p.ledger_symbol.clone(), p.stale_after_ms);
@@ -332,12 +313,8 @@ fn ledger_for(cfg: &Config, source: &SourceSpec, pollers: &[PollerTask]) -> Arc<
         Ledger::new(cfg.binance.stale_after_ms, cryptoflow_sources::now_ms())
             .with_stale_overrides(stale),
     );
-    if let SourceSpec::Live { ws, .. } = source {
-        for s in &ws.streams {
-            if let Some((symbol, _)) = cryptoflow_sources::ws::parse_stream_name(s) {
-                ledger.register(ws.venue.as_str(), symbol.as_str());
-            }
-        }
+    for (venue, symbol) in source.streamed() {
+        ledger.register(venue, symbol.as_str());
     }
     ledger
 }
