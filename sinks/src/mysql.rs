@@ -273,12 +273,7 @@ async fn write_table<T: Sync + ?Sized>(
         return Ok(());
     }
     let name = table.schema.name;
-    let rows = table
-        .rows(items.iter().copied())
-        .map_err(|message| SinkError::Permanent {
-            sink: SINK,
-            message: format!("{name}: {message}"),
-        })?;
+    let rows = table.rows_for(SINK, items)?;
     for (sql, params) in dialect::inserts(&table.schema, &rows) {
         tx.exec_drop(sql, params)
             .await

@@ -614,12 +614,7 @@ async fn write_table<T: Sync + ?Sized>(
         return Ok(());
     }
     let name = table.schema.name;
-    let rows = table
-        .rows(items.iter().copied())
-        .map_err(|message| SinkError::Permanent {
-            sink: SINK,
-            message: format!("{name}: {message}"),
-        })?;
+    let rows = table.rows_for(SINK, items)?;
     let sql = STATEMENTS.get(name).map(String::as_str).unwrap_or_default();
     let stmt = tx
         .prepare_cached(sql)

@@ -212,6 +212,20 @@ pub struct Table<T: ?Sized + 'static> {
 }
 
 impl<T: ?Sized + 'static> Table<T> {
+    /// The cells of `items` as `sink` writes them: an item that cannot be stored is a permanent
+    /// error naming the table.
+    pub fn rows_for<'a>(
+        &self,
+        sink: &'static str,
+        items: &[&'a T],
+    ) -> Result<Rows<'a>, crate::SinkError> {
+        self.rows(items.iter().copied())
+            .map_err(|message| crate::SinkError::Permanent {
+                sink,
+                message: format!("{}: {message}", self.schema.name),
+            })
+    }
+
     /// The cells of `items`, row after row.
     pub fn rows<'a, I>(&self, items: I) -> Result<Rows<'a>, String>
     where
