@@ -143,18 +143,26 @@ pub fn trade_pipeline<'scope>(
         let whale = e.whale_alert().map(Output::Whale);
         std::iter::once(Output::Trade(e)).chain(whale)
     });
-    let candle_out = trades.event_time_candles(candles);
-    let finals = candle_out.clone().flat_map(|c| match c {
-        CandleOutput::Candle(c) if c.is_final => Some(ReconcileInput::Candle(c)),
-        _ => None,
+    // Final candles, forming updates and late trades apart, so only the few final candles
+    // and late trades are copied into the branches that need them.
+    let mut candle_parts = trades
+        .event_time_candles(candles)
+        .partition(3, |c| match c {
+            CandleOutput::Candle(c) if c.is_final => (0, CandleOutput::Candle(c)),
+            c @ CandleOutput::Candle(_) => (1, c),
+            c @ CandleOutput::Late(_) => (2, c),
+        });
+    let late = candle_parts.pop().expect("3 parts").flat_map(|c| match c {
+        CandleOutput::Late(l) => Some(l),
+        CandleOutput::Candle(_) => None,
     });
-    let with_indicators = candle_out
-        .clone()
-        .flat_map(|c| match c {
-            CandleOutput::Candle(c) if c.is_final => Some(c),
-            _ => None,
-        })
-        .candle_indicators();
+    let forming = candle_parts.pop().expect("3 parts");
+    let final_candles = candle_parts.pop().expect("3 parts").flat_map(|c| match c {
+        CandleOutput::Candle(c) => Some(c),
+        CandleOutput::Late(_) => None,
+    });
+    let finals = final_candles.clone().map(ReconcileInput::Candle);
+    let with_indicators = final_candles.clone().candle_indicators();
     let indicators = with_indicators
         .clone()
         .map(|(c, v)| Output::Indicators(Box::new(IndicatorRow::new(&c, v))));
@@ -169,16 +177,16 @@ pub fn trade_pipeline<'scope>(
             .reconcile_klines(tick_ms, RECONCILE_HORIZON_MS, compare_trade_count);
     let quality = repeats
         .map(QualityFact::Duplicate)
-        .concat(candle_out.clone().flat_map(|c| match c {
-            CandleOutput::Late(l) => Some(QualityFact::Late(l)),
-            CandleOutput::Candle(_) => None,
-        }))
+        .concat(late.clone().map(QualityFact::Late))
         .concat(mismatches.clone().map(QualityFact::Mismatch));
     let mismatches = mismatches.map(Output::Mismatch);
-    let candles = candle_out.map(|c| match c {
-        CandleOutput::Candle(c) => Output::Candle(c),
-        CandleOutput::Late(l) => Output::Late(l),
-    });
+    let candles = final_candles
+        .map(Output::Candle)
+        .concat(forming.flat_map(|c| match c {
+            CandleOutput::Candle(c) => Some(Output::Candle(c)),
+            CandleOutput::Late(_) => None,
+        }))
+        .concat(late.map(Output::Late));
     let records = enriched
         .concat(candles)
         .concat(gaps)
