@@ -549,6 +549,325 @@ pub fn compare(
     Ok(out)
 }
 
+/// The server whose own bulk path `cryptoflow bench --bulk-reference` measures the sink against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkServer {
+    /// PostgreSQL at this URL (its database is only used to create and drop others).
+    Postgres(String),
+    /// MySQL / MariaDB at this URL (likewise).
+    Mysql(String),
+}
+
+impl BulkServer {
+    /// `postgres` or `mysql`.
+    pub fn sink(&self) -> &'static str {
+        match self {
+            BulkServer::Postgres(_) => "postgres",
+            BulkServer::Mysql(_) => "mysql",
+        }
+    }
+
+    /// The server's bulk path: `copy` or `load_data`.
+    pub fn bulk(&self) -> &'static str {
+        match self {
+            BulkServer::Postgres(_) => "copy",
+            BulkServer::Mysql(_) => "load_data",
+        }
+    }
+}
+
+/// One run of the bulk reference: the sink's run and the server's load of the same rows.
+#[derive(Debug, Clone)]
+pub struct BulkRun {
+    /// The pipeline run into the sink's database.
+    pub sink: BenchResult,
+    /// The tables loaded, with their rows (the same on both sides).
+    pub tables: Vec<(&'static str, u64)>,
+    /// Seconds of the server's own load (`BEGIN` to the end of `COMMIT`).
+    pub bulk_secs: f64,
+    /// Bytes the load sent.
+    pub bulk_bytes: usize,
+}
+
+impl BulkRun {
+    /// Rows of every loaded table.
+    pub fn rows(&self) -> u64 {
+        self.tables.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Rows stored per second of the pipeline run's wall time.
+    pub fn sink_rows_per_s(&self) -> f64 {
+        self.rows() as f64 / self.sink.secs.max(1e-9)
+    }
+
+    /// Rows loaded per second of the server's own load.
+    pub fn bulk_rows_per_s(&self) -> f64 {
+        self.rows() as f64 / self.bulk_secs.max(1e-9)
+    }
+}
+
+/// Runs of `cryptoflow bench --bulk-reference` and the machine load around them.
+#[derive(Debug, Clone)]
+pub struct BulkReference {
+    /// The server.
+    pub server: BulkServer,
+    /// Timely worker threads of the pipeline runs.
+    pub workers: usize,
+    /// The runs, in order.
+    pub runs: Vec<BulkRun>,
+    /// The 1-minute load average before the first run and after the last (`/proc/loadavg`;
+    /// `None` where there is none).
+    pub load: (Option<f64>, Option<f64>),
+}
+
+impl BulkReference {
+    /// Median rows/s of the sink runs.
+    pub fn sink_median(&self) -> f64 {
+        median(
+            &self
+                .runs
+                .iter()
+                .map(BulkRun::sink_rows_per_s)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Median rows/s of the server's loads.
+    pub fn bulk_median(&self) -> f64 {
+        median(
+            &self
+                .runs
+                .iter()
+                .map(BulkRun::bulk_rows_per_s)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// The `BULKREF` line: rows and tables (those of the first run; every run stores the same),
+    /// the medians of both rates, their ratio sink / server, and the load average around the
+    /// runs.
+    pub fn line(&self) -> String {
+        let first = self.runs.first();
+        let tables = first.map_or_else(String::new, |r| {
+            r.tables
+                .iter()
+                .map(|(t, n)| format!("{t}:{n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        let load = |l: Option<f64>| l.map_or_else(|| "-".to_string(), |l| format!("{l:.2}"));
+        let (s, b) = (self.sink_median(), self.bulk_median());
+        format!(
+            "BULKREF peer=rust sink={} bulk={} runs={} workers={} trades={} rows={} tables={tables} \
+             sink_rows_per_s={s:.0} server_bulk_rows_per_s={b:.0} ratio={:.3} load_before={} load_after={}",
+            self.server.sink(),
+            self.server.bulk(),
+            self.runs.len(),
+            self.workers,
+            first.map_or(0, |r| r.sink.trades),
+            first.map_or(0, BulkRun::rows),
+            s / b,
+            load(self.load.0),
+            load(self.load.1),
+        )
+    }
+}
+
+impl BulkRun {
+    /// The per-run line (stderr).
+    pub fn line(&self) -> String {
+        format!(
+            "rows={} sink_secs={:.3} sink_rows_per_s={:.0} bulk_secs={:.3} bulk_rows_per_s={:.0} \
+             bulk_mb={:.1} ratio={:.3}",
+            self.rows(),
+            self.sink.secs,
+            self.sink_rows_per_s(),
+            self.bulk_secs,
+            self.bulk_rows_per_s(),
+            self.bulk_bytes as f64 / 1e6,
+            self.sink_rows_per_s() / self.bulk_rows_per_s()
+        )
+    }
+}
+
+/// The 1-minute load average (Linux `/proc/loadavg`).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Settings of [`bulk_reference`].
+#[derive(Debug, Clone)]
+pub struct BulkOptions {
+    /// Input file (JSON lines of trade payloads).
+    pub input: PathBuf,
+    /// The server.
+    pub server: BulkServer,
+    /// Runs (each a pipeline run and a load, alternating).
+    pub runs: usize,
+    /// Names of the two databases: `<name>_sink` and `<name>_ref`. Given: they are kept after
+    /// the last run (for inspection); `None`: private names, dropped after each run.
+    pub databases: Option<String>,
+}
+
+/// The sink's write path against the server's own bulk load of the very same rows, `runs`
+/// times. Each run:
+/// 1. creates two fresh databases (`<base>_sink`, `<base>_ref`) on the server and migrates both;
+/// 2. runs the pipeline on `input` into `<base>_sink` ([`bench`]: parsing, operators, the sink);
+///    its wall time is the sink's time;
+/// 3. reads back every table the run wrote (`COPY t TO STDOUT` / `SELECT *`, untimed) and loads
+///    the rows into `<base>_ref` in one transaction with `COPY … FROM STDIN` / `LOAD DATA LOCAL
+///    INFILE` (timed: `BEGIN` to the end of `COMMIT`);
+/// 4. checks that both databases hold the same rows (counts and a digest per table), else fails.
+///
+/// Both rates count the rows of the same tables: every table the run wrote.
+pub fn bulk_reference(
+    cfg: Config,
+    opts: &BulkOptions,
+    mut on_run: impl FnMut(&str, &BulkRun),
+) -> Result<BulkReference> {
+    if opts.runs == 0 {
+        bail!("--bulk-reference needs at least 1 run");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let base = opts.databases.clone().unwrap_or_else(|| {
+        format!(
+            "cfbulk_{}_{}",
+            std::process::id(),
+            crate::bench::nanos() % 1_000_000_000
+        )
+    });
+    let names = (format!("{base}_sink"), format!("{base}_ref"));
+    let workers = cfg.pipeline.workers;
+    let load_before = load_average();
+    let mut runs = Vec::with_capacity(opts.runs);
+    for i in 1..=opts.runs {
+        let run = bulk_run(&rt, &cfg, opts, &names);
+        let keep = opts.databases.is_some() && (i == opts.runs || run.is_err());
+        if !keep {
+            let dropped = rt.block_on(drop_databases(&opts.server, &names));
+            if run.is_ok() {
+                dropped?;
+            }
+        }
+        let run = run?;
+        on_run(&format!("run {i}/{}", opts.runs), &run);
+        runs.push(run);
+    }
+    Ok(BulkReference {
+        server: opts.server.clone(),
+        workers,
+        runs,
+        load: (load_before, load_average()),
+    })
+}
+
+/// Drops both databases of a bulk-reference run.
+async fn drop_databases(server: &BulkServer, names: &(String, String)) -> Result<()> {
+    use cryptoflow_sinks::{mysql, postgres};
+    match server {
+        BulkServer::Postgres(u) => {
+            postgres::drop_database(u, &names.0).await?;
+            postgres::drop_database(u, &names.1).await?;
+        }
+        BulkServer::Mysql(u) => {
+            mysql::drop_database(u, &names.0).await?;
+            mysql::drop_database(u, &names.1).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One run of [`bulk_reference`] into the databases `names` (sink, reference).
+fn bulk_run(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    opts: &BulkOptions,
+    names: &(String, String),
+) -> Result<BulkRun> {
+    use cryptoflow_sinks::{mysql, postgres};
+    let err = |e: cryptoflow_sinks::SinkError| anyhow::anyhow!(e);
+    let (sink_url, ref_url) = rt.block_on(async {
+        match &opts.server {
+            BulkServer::Postgres(u) => {
+                let s = postgres::recreate_database(u, &names.0).await?;
+                let r = postgres::recreate_database(u, &names.1).await?;
+                postgres::migrate(&s).await?;
+                postgres::migrate(&r).await?;
+                Ok((s, r))
+            }
+            BulkServer::Mysql(u) => {
+                let s = mysql::recreate_database(u, &names.0).await?;
+                let r = mysql::recreate_database(u, &names.1).await?;
+                mysql::migrate(&s).await?;
+                mysql::migrate(&r).await?;
+                Ok((s, r))
+            }
+        }
+        .map_err(err)
+    })?;
+    let bench_opts = BenchOptions {
+        input: opts.input.clone(),
+        postgres: match &opts.server {
+            BulkServer::Postgres(_) => Some(sink_url.clone()),
+            BulkServer::Mysql(_) => None,
+        },
+        rate: None,
+        sink: match &opts.server {
+            BulkServer::Postgres(_) => None,
+            BulkServer::Mysql(_) => Some(BenchSink::Mysql(sink_url.clone())),
+        },
+        kafka_source: None,
+    };
+    let sink = bench(cfg.clone(), &bench_opts)?;
+    let (dumps, bulk, digests) = rt.block_on(async {
+        match &opts.server {
+            BulkServer::Postgres(_) => {
+                let dumps = postgres::dump_tables(&sink_url).await?;
+                let bulk = postgres::copy_load(&ref_url, &dumps).await?;
+                let a = postgres::table_digests(&sink_url).await?;
+                let b = postgres::table_digests(&ref_url).await?;
+                Ok((dumps, bulk, (a, b)))
+            }
+            BulkServer::Mysql(_) => {
+                let dumps = mysql::dump_tables(&sink_url).await?;
+                let bulk = mysql::load_data(&ref_url, &dumps).await?;
+                let a = mysql::table_digests(&sink_url).await?;
+                let b = mysql::table_digests(&ref_url).await?;
+                Ok((dumps, bulk, (a, b)))
+            }
+        }
+        .map_err(err)
+    })?;
+    if digests.0 != digests.1 {
+        let differ: Vec<String> = digests
+            .0
+            .iter()
+            .zip(&digests.1)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| format!("{} ({} vs {} rows)", a.table, a.rows, b.rows))
+            .collect();
+        bail!(
+            "the reference database {} does not hold the rows of {}: {} differ",
+            names.1,
+            names.0,
+            differ.join(", ")
+        );
+    }
+    Ok(BulkRun {
+        sink,
+        tables: dumps.iter().map(|d| (d.table, d.rows)).collect(),
+        bulk_secs: bulk.as_secs_f64(),
+        bulk_bytes: dumps.iter().map(|d| d.len()).sum(),
+    })
+}
+
 fn nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cryptoflow::bench::{baseline, bench, compare, BenchOptions, BenchSink};
+use cryptoflow::bench::{
+    baseline, bench, bulk_reference, compare, BenchOptions, BenchSink, BulkOptions, BulkServer,
+};
 use cryptoflow::config::Config;
 use cryptoflow::publish::LiveFrames;
 use cryptoflow::runtime::{run, Cluster, ReplayFailed, RunReport, SourceSpec};
@@ -257,12 +259,20 @@ struct BenchArgs {
     /// Run the baseline and the pipeline (no sinks) alternately N times each after one warm-up
     /// each; print the median rates and their ratio (COMPARE line), and fail unless both agree
     /// on trades, whales and ma_sum.
-    #[arg(
-        long,
-        value_name = "N",
-        conflicts_with_all = ["postgres", "sink", "rate", "kafka_source"]
-    )]
+    /// With --bulk-reference: N runs (each a sink run and a bulk load), medians.
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "kafka_source"])]
     compare: Option<usize>,
+    /// Measure the sink (--postgres URL, or --sink mysql --url URL) against the server's own
+    /// bulk load of the very rows it stored: the pipeline runs into a fresh database, every
+    /// table it wrote is read back and loaded into a second fresh database with `COPY … FROM
+    /// STDIN` (PostgreSQL) or `LOAD DATA LOCAL INFILE` (MySQL/MariaDB); prints one BULKREF line
+    /// and fails unless both databases end with the same rows.
+    #[arg(long, conflicts_with_all = ["rate", "kafka_source", "baseline"])]
+    bulk_reference: bool,
+    /// With --bulk-reference: name the two databases `<NAME>_sink` and `<NAME>_ref` and keep
+    /// them after the last run (default: private names, dropped).
+    #[arg(long, value_name = "NAME", requires = "bulk_reference")]
+    bulk_databases: Option<String>,
     /// Timely worker threads.
     #[arg(long, short, default_value_t = 1)]
     workers: usize,
@@ -754,6 +764,28 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
     if args.baseline {
         println!("{}", baseline(&args.input, &cfg.analytics())?.line());
         return Ok(());
+    }
+    if args.bulk_reference {
+        let server = match (args.postgres, args.sink.as_deref(), args.url) {
+            (Some(u), None, _) => BulkServer::Postgres(u),
+            (None, Some("mysql"), Some(u)) => BulkServer::Mysql(u),
+            _ => bail!("--bulk-reference needs --postgres URL or --sink mysql --url URL"),
+        };
+        let r = bulk_reference(
+            cfg,
+            &BulkOptions {
+                input: args.input,
+                server,
+                runs: args.compare.unwrap_or(1),
+                databases: args.bulk_databases,
+            },
+            |phase, run| eprintln!("cryptoflow: {phase}: {}", run.line()),
+        )?;
+        println!("{}", r.line());
+        return Ok(());
+    }
+    if args.compare.is_some() && (args.postgres.is_some() || args.sink.is_some()) {
+        bail!("--compare with a sink needs --bulk-reference (else it compares the pipeline without sinks to the baseline)");
     }
     if let Some(runs) = args.compare {
         let c = compare(cfg, &args.input, runs, |phase, r| {

@@ -377,6 +377,246 @@ impl Sink for MySqlSink {
     }
 }
 
+/// The database names of `cryptoflow bench --bulk-reference` must be plain (they are not quoted).
+fn check_name(name: &str) -> Result<(), SinkError> {
+    if crate::sql::plain_name(name) {
+        Ok(())
+    } else {
+        Err(SinkError::Permanent {
+            sink: SINK,
+            message: format!(
+                "database name {name:?}: use lower-case letters, digits and `_` (at most 63)"
+            ),
+        })
+    }
+}
+
+/// Runs `sql` once on the server of `server_url`.
+async fn on_server(server_url: &str, sql: &[String]) -> Result<(), SinkError> {
+    let pool = Pool::new(opts(server_url)?);
+    let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
+    for q in sql {
+        conn.query_drop(q).await.map_err(|e| classify(&e, q))?;
+    }
+    drop(conn);
+    let _ = pool.disconnect().await;
+    Ok(())
+}
+
+/// Drops the database `name` (if any) on the server of `server_url` and creates it empty;
+/// returns its URL. For `cryptoflow bench --bulk-reference`.
+pub async fn recreate_database(server_url: &str, name: &str) -> Result<String, SinkError> {
+    check_name(name)?;
+    on_server(
+        server_url,
+        &[
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ],
+    )
+    .await?;
+    Ok(crate::sql::with_database(server_url, name))
+}
+
+/// Drops the database `name` (if any) on the server of `server_url`.
+pub async fn drop_database(server_url: &str, name: &str) -> Result<(), SinkError> {
+    check_name(name)?;
+    on_server(server_url, &[format!("DROP DATABASE IF EXISTS {name}")]).await
+}
+
+/// The tables of [`tables::ALL`] MySQL has (all but the stream cursors).
+fn mysql_tables() -> impl Iterator<Item = &'static str> {
+    tables::ALL
+        .iter()
+        .map(|s| s.name)
+        .filter(|n| *n != tables::SOURCE_OFFSETS.name)
+}
+
+/// Appends `v` as one field of `LOAD DATA`'s default format (tab-separated, `\` escapes,
+/// `\N` for NULL). Values come from the text protocol, so as their text.
+fn push_field(out: &mut bytes::BytesMut, v: &mysql_async::Value) -> Result<(), SinkError> {
+    use mysql_async::Value;
+    match v {
+        Value::NULL => out.extend_from_slice(b"\\N"),
+        Value::Bytes(b) => {
+            for &c in b {
+                match c {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    0 => out.extend_from_slice(b"\\0"),
+                    c => out.extend_from_slice(&[c]),
+                }
+            }
+        }
+        other => {
+            return Err(SinkError::Permanent {
+                sink: SINK,
+                message: format!("dump: a text-protocol value was {other:?}"),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Every non-empty table a sink writes, read back whole (`SELECT *`, every column, defaults
+/// such as `inserted_at` included) as `LOAD DATA`'s default tab-separated text.
+pub async fn dump_tables(url: &str) -> Result<Vec<crate::sql::TableDump>, SinkError> {
+    let pool = Pool::new(opts(url)?);
+    let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
+    let mut out = Vec::new();
+    for table in mysql_tables() {
+        let what = format!("SELECT * FROM `{table}`");
+        let mut result = conn
+            .query_iter(what.as_str())
+            .await
+            .map_err(|e| classify(&e, &what))?;
+        let mut dump = crate::sql::DumpBuilder::default();
+        let mut failure = None;
+        result
+            .for_each(|row| {
+                if failure.is_some() {
+                    return;
+                }
+                let buf = dump.buf();
+                for i in 0..row.len() {
+                    if i > 0 {
+                        buf.extend_from_slice(b"\t");
+                    }
+                    let v = row.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
+                    if let Err(e) = push_field(buf, v) {
+                        failure = Some(e);
+                        return;
+                    }
+                }
+                buf.extend_from_slice(b"\n");
+                dump.end_line();
+            })
+            .await
+            .map_err(|e| classify(&e, &what))?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let dump = dump.finish(table);
+        if dump.rows > 0 {
+            out.push(dump);
+        }
+    }
+    drop(conn);
+    let _ = pool.disconnect().await;
+    Ok(out)
+}
+
+/// The error when the server refuses `LOAD DATA LOCAL INFILE`.
+fn local_infile_off(detail: &str) -> SinkError {
+    SinkError::Permanent {
+        sink: SINK,
+        message: format!(
+            "the server does not allow LOAD DATA LOCAL INFILE ({detail}): start it with \
+             --local-infile=1 (MariaDB's default) or run `SET GLOBAL local_infile = 1` as an \
+             administrator"
+        ),
+    }
+}
+
+/// Loads `dumps` into the (migrated, empty) database at `url` with the server's own bulk path:
+/// one transaction, one `LOAD DATA LOCAL INFILE` per table. Returns the time from
+/// `START TRANSACTION` to the end of `COMMIT` (the connection is opened, and the server's
+/// `local_infile` setting checked, before). Fails when the server refuses local infiles, and
+/// when a load warns (a value the table did not take as it was).
+pub async fn load_data(
+    url: &str,
+    dumps: &[crate::sql::TableDump],
+) -> Result<std::time::Duration, SinkError> {
+    use futures_util::StreamExt;
+    let pool = Pool::new(opts(url)?);
+    let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
+    let on: Option<i64> = conn
+        .query_first("SELECT @@GLOBAL.local_infile")
+        .await
+        .map_err(|e| classify(&e, "read local_infile"))?;
+    if on != Some(1) {
+        return Err(local_infile_off("local_infile is OFF"));
+    }
+    let mut warned = Vec::new();
+    let started = std::time::Instant::now();
+    conn.query_drop("START TRANSACTION")
+        .await
+        .map_err(|e| classify(&e, "begin"))?;
+    for d in dumps {
+        let data = d.data.clone();
+        conn.set_infile_handler(async move {
+            Ok(futures_util::stream::iter(data.into_iter().map(Ok)).boxed())
+        });
+        let what = format!("LOAD DATA LOCAL INFILE into {}", d.table);
+        conn.query_drop(format!(
+            "LOAD DATA LOCAL INFILE 'cryptoflow-{t}.tsv' INTO TABLE `{t}` CHARACTER SET utf8mb4",
+            t = d.table
+        ))
+        .await
+        .map_err(|e| match &e {
+            mysql_async::Error::Server(s) if matches!(s.code, 1148 | 3948 | 4166) => {
+                local_infile_off(&s.message)
+            }
+            _ => classify(&e, &what),
+        })?;
+        let n = conn.affected_rows();
+        if n != d.rows {
+            return Err(SinkError::Permanent {
+                sink: SINK,
+                message: format!("{what}: loaded {n} rows of {}", d.rows),
+            });
+        }
+        if conn.get_warnings() > 0 {
+            warned.push(d.table);
+        }
+    }
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(|e| classify(&e, "commit"))?;
+    let elapsed = started.elapsed();
+    drop(conn);
+    let _ = pool.disconnect().await;
+    if !warned.is_empty() {
+        return Err(SinkError::Permanent {
+            sink: SINK,
+            message: format!(
+                "LOAD DATA warned on {}: a value was not taken as it was",
+                warned.join(", ")
+            ),
+        });
+    }
+    Ok(elapsed)
+}
+
+/// Row count and digest (`CHECKSUM TABLE … EXTENDED`) of every table a sink writes.
+pub async fn table_digests(url: &str) -> Result<Vec<crate::sql::TableDigest>, SinkError> {
+    let pool = Pool::new(opts(url)?);
+    let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
+    let mut out = Vec::new();
+    for table in mysql_tables() {
+        let rows: Option<u64> = conn
+            .query_first(format!("SELECT COUNT(*) FROM `{table}`"))
+            .await
+            .map_err(|e| classify(&e, &format!("count {table}")))?;
+        let sum: Option<(String, Option<u64>)> = conn
+            .query_first(format!("CHECKSUM TABLE `{table}` EXTENDED"))
+            .await
+            .map_err(|e| classify(&e, &format!("checksum {table}")))?;
+        out.push(crate::sql::TableDigest {
+            table,
+            rows: rows.unwrap_or(0),
+            digest: sum
+                .and_then(|(_, c)| c)
+                .map_or_else(|| "NULL".into(), |c| c.to_string()),
+        });
+    }
+    drop(conn);
+    let _ = pool.disconnect().await;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

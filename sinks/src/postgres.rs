@@ -5,6 +5,9 @@
 //! - trades go in through one `UNNEST` statement, `ON CONFLICT (venue, symbol, trade_id) DO
 //!   NOTHING`, whose `RETURNING` rows (the trades that were really new) update
 //!   `trade_aggregates` in the same statement, so counters never double count on redelivery;
+//!   the same statement without the conflict clause runs first, in a savepoint (a plain insert
+//!   costs the server about two thirds of a speculative one per row), and the conflict-handling
+//!   one only when a trade of the flush is stored already;
 //! - candle updates are deduplicated per key (last wins) and upserted; a forming update never
 //!   overwrites a final candle, and a final one replaces a final one only with at least as many
 //!   trades (a restart that re-reads the tail of a closed window cannot shrink it);
@@ -552,6 +555,9 @@ pub struct PostgresSink {
     pool: Pool,
 }
 
+/// The key of [`dialect::trades_fresh_sql`] in [`STATEMENTS`].
+const TRADES_FRESH: &str = "trades (fresh)";
+
 /// The statements of every table, rendered once: the array-bound insert, or the single-row one
 /// for tables with list columns; the trades and gaps statements.
 static STATEMENTS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
@@ -567,6 +573,7 @@ static STATEMENTS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
         })
         .collect();
     m.insert(tables::TRADES.schema.name, dialect::trades_sql());
+    m.insert(TRADES_FRESH, dialect::trades_fresh_sql());
     m.insert(tables::GAPS.schema.name, dialect::gaps_sql());
     m
 });
@@ -636,6 +643,52 @@ async fn write_table<T: Sync + ?Sized>(
     Ok(())
 }
 
+/// Writes the trades of a flush: first with a plain insert in a savepoint (the usual case, no
+/// trade of the flush stored yet: no speculative insertion per row), and after a unique
+/// violation (a replay or redelivery) with `ON CONFLICT DO NOTHING`. Both statements maintain
+/// `trade_aggregates` and `source_offsets` from the trades they inserted.
+async fn write_trades(
+    tx: &Transaction<'_>,
+    trades: &[&cryptoflow_operators::dataflow::EnrichedTrade],
+) -> Result<(), SinkError> {
+    if trades.is_empty() {
+        return Ok(());
+    }
+    let table = &tables::TRADES;
+    let rows = table
+        .rows(trades.iter().copied())
+        .map_err(|message| SinkError::Permanent {
+            sink: SINK,
+            message: format!("trades: {message}"),
+        })?;
+    let sql = STATEMENTS
+        .get(TRADES_FRESH)
+        .map(String::as_str)
+        .unwrap_or_default();
+    let stmt = tx
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| classify(&e, "prepare trades"))?;
+    let columns = dialect::columns(rows);
+    let params = dialect::params(&columns);
+    tx.batch_execute("SAVEPOINT fresh_trades")
+        .await
+        .map_err(|e| classify(&e, "savepoint"))?;
+    match tx.execute(&stmt, &params).await {
+        Ok(_) => tx
+            .batch_execute("RELEASE SAVEPOINT fresh_trades")
+            .await
+            .map_err(|e| classify(&e, "release savepoint")),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT fresh_trades")
+                .await
+                .map_err(|e| classify(&e, "rollback to savepoint"))?;
+            write_table(tx, table, trades).await
+        }
+        Err(e) => Err(classify(&e, "write trades")),
+    }
+}
+
 impl Sink for PostgresSink {
     fn name(&self) -> &'static str {
         SINK
@@ -666,7 +719,7 @@ impl Sink for PostgresSink {
             .transaction()
             .await
             .map_err(|e| classify(&e, "begin"))?;
-        write_table(&tx, &tables::TRADES, &b.trades).await?;
+        write_trades(&tx, &b.trades).await?;
         write_table(&tx, &tables::CANDLES, &candles).await?;
         write_table(&tx, &tables::GAPS, &gaps).await?;
         write_table(&tx, &tables::DATA_QUALITY, &b.quality).await?;
@@ -681,6 +734,154 @@ impl Sink for PostgresSink {
         write_table(&tx, &tables::ML_FEATURES, &b.features).await?;
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
+}
+
+/// The database names of `cryptoflow bench --bulk-reference` must be plain (they are not quoted).
+fn check_name(name: &str) -> Result<(), SinkError> {
+    if crate::sql::plain_name(name) {
+        Ok(())
+    } else {
+        Err(SinkError::Permanent {
+            sink: SINK,
+            message: format!(
+                "database name {name:?}: use lower-case letters, digits and `_` (at most 63)"
+            ),
+        })
+    }
+}
+
+/// Drops the database `name` (if any) on the server of `server_url` and creates it empty;
+/// returns its URL. For `cryptoflow bench --bulk-reference`.
+pub async fn recreate_database(server_url: &str, name: &str) -> Result<String, SinkError> {
+    check_name(name)?;
+    let (client, driver) = connect_once(server_url).await?;
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .map_err(|e| classify(&e, "drop database"))?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .map_err(|e| classify(&e, "create database"))?;
+    drop(client);
+    let _ = driver.await;
+    Ok(crate::sql::with_database(server_url, name))
+}
+
+/// Drops the database `name` (if any) on the server of `server_url`.
+pub async fn drop_database(server_url: &str, name: &str) -> Result<(), SinkError> {
+    check_name(name)?;
+    let (client, driver) = connect_once(server_url).await?;
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .map_err(|e| classify(&e, "drop database"))?;
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// Every non-empty table a sink writes ([`tables::ALL`]), read back whole with
+/// `COPY t TO STDOUT` (text format, every column, defaults such as `inserted_at` included).
+pub async fn dump_tables(url: &str) -> Result<Vec<crate::sql::TableDump>, SinkError> {
+    use futures_util::StreamExt;
+    let (client, driver) = connect_once(url).await?;
+    let mut out = Vec::new();
+    for s in tables::ALL {
+        let what = format!("COPY {} TO STDOUT", s.name);
+        let stream = client
+            .copy_out(&what)
+            .await
+            .map_err(|e| classify(&e, &what))?;
+        futures_util::pin_mut!(stream);
+        let mut dump = crate::sql::DumpBuilder::default();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| classify(&e, &what))?;
+            // Text format: one line per row, newlines inside values escaped.
+            let rows = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            dump.extend(&chunk, rows);
+        }
+        let dump = dump.finish(s.name);
+        if dump.rows > 0 {
+            out.push(dump);
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(out)
+}
+
+/// Loads `dumps` into the (migrated, empty) database at `url` with the server's own bulk path:
+/// one transaction, one `COPY t FROM STDIN` (text format) per table. Returns the time from
+/// `BEGIN` to the end of `COMMIT` (the connection is opened before).
+pub async fn copy_load(
+    url: &str,
+    dumps: &[crate::sql::TableDump],
+) -> Result<std::time::Duration, SinkError> {
+    use futures_util::SinkExt;
+    let (mut client, driver) = connect_once(url).await?;
+    let started = std::time::Instant::now();
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| classify(&e, "begin"))?;
+    for d in dumps {
+        let what = format!("COPY {} FROM STDIN", d.table);
+        let sink = tx
+            .copy_in::<_, bytes::Bytes>(&what)
+            .await
+            .map_err(|e| classify(&e, &what))?;
+        futures_util::pin_mut!(sink);
+        for chunk in &d.data {
+            sink.feed(chunk.clone())
+                .await
+                .map_err(|e| classify(&e, &what))?;
+        }
+        let n = sink
+            .as_mut()
+            .finish()
+            .await
+            .map_err(|e| classify(&e, &what))?;
+        if n != d.rows {
+            return Err(SinkError::Permanent {
+                sink: SINK,
+                message: format!("{what}: loaded {n} rows of {}", d.rows),
+            });
+        }
+    }
+    tx.commit().await.map_err(|e| classify(&e, "commit"))?;
+    let elapsed = started.elapsed();
+    drop(client);
+    let _ = driver.await;
+    Ok(elapsed)
+}
+
+/// Row count and digest (md5 of the rows' text, sorted) of every table of [`tables::ALL`].
+pub async fn table_digests(url: &str) -> Result<Vec<crate::sql::TableDigest>, SinkError> {
+    let (client, driver) = connect_once(url).await?;
+    let mut out = Vec::new();
+    for s in tables::ALL {
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) \
+                     FROM {} t",
+                    s.name
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| classify(&e, &format!("digest {}", s.name)))?;
+        let rows: i64 = row.get(0);
+        out.push(crate::sql::TableDigest {
+            table: s.name,
+            rows: rows.max(0) as u64,
+            digest: row.get(1),
+        });
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -323,9 +323,155 @@ impl<'a> Cell<'a> {
     }
 }
 
+/// The stored rows of one table, read back in the server's own bulk-load format (PostgreSQL
+/// `COPY` text, MySQL `LOAD DATA` tab-separated text), for `cryptoflow bench --bulk-reference`.
+#[derive(Debug, Clone)]
+pub struct TableDump {
+    /// The table.
+    pub table: &'static str,
+    /// Rows in `data`.
+    pub rows: u64,
+    /// The rows, whole lines, in chunks of about [`DUMP_CHUNK`] bytes.
+    pub data: Vec<bytes::Bytes>,
+}
+
+impl TableDump {
+    /// Bytes of data.
+    pub fn len(&self) -> usize {
+        self.data.iter().map(bytes::Bytes::len).sum()
+    }
+
+    /// No data.
+    pub fn is_empty(&self) -> bool {
+        self.data.iter().all(bytes::Bytes::is_empty)
+    }
+}
+
+/// Size of the chunks a [`TableDump`] is cut into (whole lines, so a little more).
+pub const DUMP_CHUNK: usize = 256 * 1024;
+
+/// Collects whole lines into [`TableDump`] chunks of about [`DUMP_CHUNK`] bytes.
+#[derive(Debug, Default)]
+pub struct DumpBuilder {
+    current: bytes::BytesMut,
+    chunks: Vec<bytes::Bytes>,
+    rows: u64,
+}
+
+impl DumpBuilder {
+    /// The buffer the next line goes into; call [`DumpBuilder::end_line`] after each line.
+    pub fn buf(&mut self) -> &mut bytes::BytesMut {
+        &mut self.current
+    }
+
+    /// Ends one line (the caller wrote it, newline included).
+    pub fn end_line(&mut self) {
+        self.rows += 1;
+        if self.current.len() >= DUMP_CHUNK {
+            self.chunks.push(self.current.split().freeze());
+        }
+    }
+
+    /// Appends data holding `rows` whole lines.
+    pub fn extend(&mut self, data: &[u8], rows: u64) {
+        self.current.extend_from_slice(data);
+        self.rows += rows;
+        if self.current.len() >= DUMP_CHUNK {
+            self.chunks.push(self.current.split().freeze());
+        }
+    }
+
+    /// The dump of `table`.
+    pub fn finish(mut self, table: &'static str) -> TableDump {
+        if !self.current.is_empty() {
+            self.chunks.push(self.current.split().freeze());
+        }
+        TableDump {
+            table,
+            rows: self.rows,
+            data: self.chunks,
+        }
+    }
+}
+
+/// Row count and a digest of one table's stored rows (equal digests: the same rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDigest {
+    /// The table.
+    pub table: &'static str,
+    /// Rows stored.
+    pub rows: u64,
+    /// A digest of every stored row, independent of storage order.
+    pub digest: String,
+}
+
+/// `url` with its database replaced by `name` (`scheme://user@host:port/NAME?query`).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let (scheme, rest) = base.split_once("://").unwrap_or(("", base));
+    let host = rest.split_once('/').map_or(rest, |(h, _)| h);
+    let mut out = if scheme.is_empty() {
+        format!("{host}/{name}")
+    } else {
+        format!("{scheme}://{host}/{name}")
+    };
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Whether `name` is safe as an unquoted database name (lower-case letters, digits, `_`).
+pub fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_names_in_urls() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x_1"),
+            "postgres://postgres@127.0.0.1:5432/x_1"
+        );
+        assert_eq!(
+            with_database("mysql://root:pw@h:3306/test?ssl=false", "x"),
+            "mysql://root:pw@h:3306/x?ssl=false"
+        );
+        assert_eq!(with_database("mysql://root@h", "x"), "mysql://root@h/x");
+        assert!(plain_name("cfbulk_12_sink"));
+        assert!(!plain_name("a-b") && !plain_name("A") && !plain_name("1a") && !plain_name(""));
+    }
+
+    #[test]
+    fn dumps_cut_at_line_ends() {
+        let mut b = DumpBuilder::default();
+        let line = vec![b'x'; 1000];
+        for _ in 0..600 {
+            b.buf().extend_from_slice(&line);
+            b.buf().extend_from_slice(b"\n");
+            b.end_line();
+        }
+        let d = b.finish("t");
+        assert_eq!(d.rows, 600);
+        assert_eq!(d.len(), 600 * 1001);
+        assert!(d.data.len() >= 2);
+        assert!(d
+            .data
+            .iter()
+            .all(|c| c.ends_with(b"\n") && c.len() % 1001 == 0));
+    }
 
     #[test]
     fn guards_render_with_the_dialects_spelling() {

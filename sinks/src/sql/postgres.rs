@@ -150,6 +150,25 @@ pub fn insert_unnest(schema: &Schema) -> String {
 /// new (`RETURNING`) add to `trade_aggregates`, and `source_offsets` takes the highest id of
 /// each stream, all in one statement so counters never double count on redelivery.
 pub fn trades_sql() -> String {
+    trades_statement(true)
+}
+
+/// [`trades_sql`] with a plain insert of the trades (no `ON CONFLICT`): it fails with a unique
+/// violation when a trade of the flush is stored already, and otherwise does the same work
+/// without the speculative insertion `ON CONFLICT` costs per row. The sink runs it first, in a
+/// savepoint, and [`trades_sql`] after a unique violation.
+pub fn trades_fresh_sql() -> String {
+    trades_statement(false)
+}
+
+fn trades_statement(on_conflict_clause: bool) -> String {
+    let insert = insert_select(&TRADES.schema, "input");
+    let insert = if on_conflict_clause {
+        insert
+    } else {
+        let clause = format!(" {}", on_conflict(&TRADES.schema));
+        insert.strip_suffix(&clause).unwrap_or(&insert).to_string()
+    };
     let agg = &TRADE_AGGREGATES.schema;
     format!(
         "WITH input AS (SELECT * FROM {unnest}),
@@ -171,7 +190,6 @@ INSERT INTO {aggregates} AS {STORED} ({agg_cols})
 SELECT venue, symbol, ma, n, vol, qvol, last_id, last_price, ts FROM agg ORDER BY venue, symbol
 {agg_conflict}",
         unnest = unnest(&TRADES.schema),
-        insert = insert_select(&TRADES.schema, "input"),
         offsets = SOURCE_OFFSETS.name,
         offset_cols = names(&SOURCE_OFFSETS),
         offset_conflict = on_conflict(&SOURCE_OFFSETS),
@@ -338,6 +356,17 @@ mod tests {
              total_quote_volume, last_trade_id, last_price, updated_at)\nSELECT venue, symbol, ma, n, vol, qvol, last_id, last_price, ts"
         ));
         assert!(gaps_sql().contains("FROM input ON CONFLICT (venue, symbol, kind, reason"));
+        // The fresh variant: the same statement but the trades' own conflict clause.
+        let fresh = trades_fresh_sql();
+        assert!(t.contains("ON CONFLICT (venue, symbol, trade_id) DO NOTHING RETURNING"));
+        assert!(!fresh.contains("ON CONFLICT (venue, symbol, trade_id)"));
+        assert_eq!(
+            fresh,
+            t.replace(
+                " ON CONFLICT (venue, symbol, trade_id) DO NOTHING RETURNING",
+                " RETURNING"
+            )
+        );
     }
 
     #[test]
