@@ -43,7 +43,7 @@ pub struct Feed {
     /// The current idle period was logged.
     idle_logged: bool,
     /// The symbols this worker feeds, when its source hands it other workers' events too
-    /// (a replay read by every worker): those only move its watermark.
+    /// (a replay split among the workers): those only move its watermark.
     shard: Option<Shard>,
 }
 
