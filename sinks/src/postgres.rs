@@ -621,7 +621,6 @@ async fn write_table<T: Sync + ?Sized>(
         return Ok(());
     }
     let name = table.schema.name;
-    let rows = table.rows_for(SINK, items)?;
     let sql = STATEMENTS.get(name).map(String::as_str).unwrap_or_default();
     let stmt = tx
         .prepare_cached(sql)
@@ -629,13 +628,14 @@ async fn write_table<T: Sync + ?Sized>(
         .map_err(|e| classify(&e, &format!("prepare {name}")))?;
     let context = || format!("write {name}");
     if table.schema.has_lists() {
+        let rows = table.rows_for(SINK, items)?;
         for row in rows.iter() {
             tx.execute(&stmt, &dialect::params(row))
                 .await
                 .map_err(|e| classify(&e, &context()))?;
         }
     } else {
-        let columns = dialect::columns(rows);
+        let columns = table.columns_for(SINK, items)?;
         tx.execute(&stmt, &dialect::params(&columns))
             .await
             .map_err(|e| classify(&e, &context()))?;
@@ -655,12 +655,7 @@ async fn write_trades(
         return Ok(());
     }
     let table = &tables::TRADES;
-    let rows = table
-        .rows(trades.iter().copied())
-        .map_err(|message| SinkError::Permanent {
-            sink: SINK,
-            message: format!("trades: {message}"),
-        })?;
+    let columns = table.columns_for(SINK, trades)?;
     let sql = STATEMENTS
         .get(TRADES_FRESH)
         .map(String::as_str)
@@ -669,7 +664,6 @@ async fn write_trades(
         .prepare_cached(sql)
         .await
         .map_err(|e| classify(&e, "prepare trades"))?;
-    let columns = dialect::columns(rows);
     let params = dialect::params(&columns);
     tx.batch_execute("SAVEPOINT fresh_trades")
         .await

@@ -212,6 +212,32 @@ pub struct Table<T: ?Sized + 'static> {
 }
 
 impl<T: ?Sized + 'static> Table<T> {
+    /// The cells of `items` column by column (one array per column, as PostgreSQL binds them),
+    /// built without a row-major copy first: a flush holds its cells once. An item that cannot
+    /// be stored is a permanent error naming the table.
+    pub fn columns_for<'a>(
+        &self,
+        sink: &'static str,
+        items: &[&'a T],
+    ) -> Result<Vec<Vec<Cell<'a>>>, crate::SinkError> {
+        let width = self.schema.columns.len();
+        let mut columns: Vec<Vec<Cell<'a>>> = (0..width)
+            .map(|_| Vec::with_capacity(items.len()))
+            .collect();
+        let mut row = Vec::with_capacity(width);
+        for item in items {
+            (self.row)(item, &mut row).map_err(|message| crate::SinkError::Permanent {
+                sink,
+                message: format!("{}: {message}", self.schema.name),
+            })?;
+            debug_assert_eq!(row.len(), width);
+            for (column, cell) in columns.iter_mut().zip(row.drain(..)) {
+                column.push(cell);
+            }
+        }
+        Ok(columns)
+    }
+
     /// The cells of `items` as `sink` writes them: an item that cannot be stored is a permanent
     /// error naming the table.
     pub fn rows_for<'a>(

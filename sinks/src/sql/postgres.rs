@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use tokio_postgres::types::{IsNull, ToSql, Type as PgType};
 
 use super::tables::{GAPS, REFILLING_PREFIX, SOURCE_OFFSETS, TRADES, TRADE_AGGREGATES};
-use super::{Cell, Merge, OnConflict, Rows, Schema, Type};
+use super::{Cell, Merge, OnConflict, Schema, Type};
 
 /// The alias of the stored row in every statement's conflict clause.
 pub const STORED: &str = "s";
@@ -222,17 +222,6 @@ resolved AS (
     )
 }
 
-/// The rows' columns, one array parameter each (for [`unnest`]).
-pub fn columns<'a>(rows: Rows<'a>) -> Vec<Vec<Cell<'a>>> {
-    let width = rows.width;
-    let n = rows.len();
-    let mut cols: Vec<Vec<Cell<'a>>> = (0..width).map(|_| Vec::with_capacity(n)).collect();
-    for (i, cell) in rows.cells.into_iter().enumerate() {
-        cols[i % width].push(cell);
-    }
-    cols
-}
-
 /// The parameters of a statement: one per element of `values`.
 pub fn params<T: ToSql + Sync>(values: &[T]) -> Vec<&(dyn ToSql + Sync)> {
     values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
@@ -369,18 +358,31 @@ mod tests {
         );
     }
 
+    fn quality(symbol: &str, trades: u64) -> cryptoflow_operators::model::DataQuality {
+        cryptoflow_operators::model::DataQuality {
+            source: "replay".into(),
+            symbol: symbol.into(),
+            snapshot_at: 1_700_000_000_000,
+            trades,
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn columns_transpose_rows() {
-        let rows = Rows {
-            width: 2,
-            cells: vec![Cell::Int(1), Cell::Null, Cell::Int(2), Cell::Bool(true)],
-        };
+    fn columns_hold_each_item_once_per_column() {
+        let (btc, eth) = (quality("BTCUSDT", 3), quality("ETHUSDT", 0));
+        let cols = DATA_QUALITY.columns_for("test", &[&btc, &eth]).unwrap();
+        assert_eq!(cols.len(), DATA_QUALITY.schema.columns.len());
+        assert!(cols.iter().all(|c| c.len() == 2));
+        let symbol = DATA_QUALITY
+            .schema
+            .columns
+            .iter()
+            .position(|c| c.name == "symbol")
+            .unwrap();
         assert_eq!(
-            columns(rows),
-            vec![
-                vec![Cell::Int(1), Cell::Int(2)],
-                vec![Cell::Null, Cell::Bool(true)]
-            ]
+            cols[symbol],
+            vec![Cell::text("BTCUSDT"), Cell::text("ETHUSDT")]
         );
     }
 }
