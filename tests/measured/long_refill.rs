@@ -251,8 +251,11 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
 
     assert!(samples >= 20, "{samples} samples during the refill");
     assert!(
-        peak_kb <= 128 * 1024,
-        "peak RSS {} MB over 128 MB",
+        // The bound is what the process needs at any hole size: its queues, the in-flight bound
+        // and the sinks' flushes (a debug build). An unbounded backlog of the 60,000-id hole
+        // and the 2,000 trades/s behind it would take several times that.
+        peak_kb <= 144 * 1024,
+        "peak RSS {} MB over 144 MB",
         peak_kb / 1024
     );
     assert!(
