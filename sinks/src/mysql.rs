@@ -377,20 +377,6 @@ impl Sink for MySqlSink {
     }
 }
 
-/// The database names of `cryptoflow bench --bulk-reference` must be plain (they are not quoted).
-fn check_name(name: &str) -> Result<(), SinkError> {
-    if crate::sql::plain_name(name) {
-        Ok(())
-    } else {
-        Err(SinkError::Permanent {
-            sink: SINK,
-            message: format!(
-                "database name {name:?}: use lower-case letters, digits and `_` (at most 63)"
-            ),
-        })
-    }
-}
-
 /// Runs `sql` once on the server of `server_url`.
 async fn on_server(server_url: &str, sql: &[String]) -> Result<(), SinkError> {
     let pool = Pool::new(opts(server_url)?);
@@ -406,7 +392,7 @@ async fn on_server(server_url: &str, sql: &[String]) -> Result<(), SinkError> {
 /// Drops the database `name` (if any) on the server of `server_url` and creates it empty;
 /// returns its URL. For `cryptoflow bench --bulk-reference`.
 pub async fn recreate_database(server_url: &str, name: &str) -> Result<String, SinkError> {
-    check_name(name)?;
+    crate::sql::check_database_name(SINK, name)?;
     on_server(
         server_url,
         &[
@@ -420,7 +406,7 @@ pub async fn recreate_database(server_url: &str, name: &str) -> Result<String, S
 
 /// Drops the database `name` (if any) on the server of `server_url`.
 pub async fn drop_database(server_url: &str, name: &str) -> Result<(), SinkError> {
-    check_name(name)?;
+    crate::sql::check_database_name(SINK, name)?;
     on_server(server_url, &[format!("DROP DATABASE IF EXISTS {name}")]).await
 }
 

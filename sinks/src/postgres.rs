@@ -730,29 +730,11 @@ impl Sink for PostgresSink {
     }
 }
 
-/// The database names of `cryptoflow bench --bulk-reference` must be plain (they are not quoted).
-fn check_name(name: &str) -> Result<(), SinkError> {
-    if crate::sql::plain_name(name) {
-        Ok(())
-    } else {
-        Err(SinkError::Permanent {
-            sink: SINK,
-            message: format!(
-                "database name {name:?}: use lower-case letters, digits and `_` (at most 63)"
-            ),
-        })
-    }
-}
-
 /// Drops the database `name` (if any) on the server of `server_url` and creates it empty;
 /// returns its URL. For `cryptoflow bench --bulk-reference`.
 pub async fn recreate_database(server_url: &str, name: &str) -> Result<String, SinkError> {
-    check_name(name)?;
+    drop_database(server_url, name).await?;
     let (client, driver) = connect_once(server_url).await?;
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .map_err(|e| classify(&e, "drop database"))?;
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
@@ -764,7 +746,7 @@ pub async fn recreate_database(server_url: &str, name: &str) -> Result<String, S
 
 /// Drops the database `name` (if any) on the server of `server_url`.
 pub async fn drop_database(server_url: &str, name: &str) -> Result<(), SinkError> {
-    check_name(name)?;
+    crate::sql::check_database_name(SINK, name)?;
     let (client, driver) = connect_once(server_url).await?;
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -451,6 +451,21 @@ pub fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// `name` as a database name of `sink` for `cryptoflow bench --bulk-reference`: it must be
+/// plain, since it is not quoted ([`plain_name`]).
+pub fn check_database_name(sink: &'static str, name: &str) -> Result<(), crate::SinkError> {
+    if plain_name(name) {
+        Ok(())
+    } else {
+        Err(crate::SinkError::Permanent {
+            sink,
+            message: format!(
+                "database name {name:?}: use lower-case letters, digits and `_` (at most 63)"
+            ),
+        })
+    }
+}
+
 /// Whether `name` is safe as an unquoted database name (lower-case letters, digits, `_`).
 pub fn plain_name(name: &str) -> bool {
     !name.is_empty()
