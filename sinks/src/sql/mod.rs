@@ -63,6 +63,30 @@ pub enum Merge {
     ReplaceIfGreater(&'static str),
 }
 
+impl Merge {
+    /// The new value of `column` as SQL, with `old` and `new` naming a column of the stored row
+    /// and of the row written again (each dialect spells those its own way).
+    pub fn expr(
+        &self,
+        column: &str,
+        old: impl Fn(&str) -> String,
+        new: impl Fn(&str) -> String,
+    ) -> String {
+        match self {
+            Merge::Keep | Merge::Replace => new(column),
+            Merge::Add => format!("{} + {}", old(column), new(column)),
+            Merge::Greatest => format!("GREATEST({}, {})", old(column), new(column)),
+            Merge::ReplaceIfGreater(by) => format!(
+                "CASE WHEN {} > {} THEN {} ELSE {} END",
+                new(by),
+                old(by),
+                new(column),
+                old(column)
+            ),
+        }
+    }
+}
+
 /// When a conflicting row may change the stored one (evaluated on the stored row and the new
 /// one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,18 +54,7 @@ pub fn on_duplicate(schema: &Schema) -> String {
             let mut plain: Vec<String> = Vec::new();
             let mut later: Vec<String> = Vec::new();
             for c in schema.merged().filter(|c| !guard_cols.contains(&c.name)) {
-                let expr = match c.merge {
-                    Merge::Keep | Merge::Replace => new(c.name),
-                    Merge::Add => format!("{} + {}", old(c.name), new(c.name)),
-                    Merge::Greatest => format!("GREATEST({}, {})", old(c.name), new(c.name)),
-                    Merge::ReplaceIfGreater(by) => format!(
-                        "CASE WHEN {} > {} THEN {} ELSE {} END",
-                        new(by),
-                        old(by),
-                        new(c.name),
-                        old(c.name)
-                    ),
-                };
+                let expr = c.merge.expr(c.name, old, new);
                 let a = format!("{} = {}", quote(c.name), guarded(expr, c.name));
                 if read.contains(&c.name) {
                     later.push(a);

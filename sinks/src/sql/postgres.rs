@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use tokio_postgres::types::{IsNull, ToSql, Type as PgType};
 
 use super::tables::{GAPS, REFILLING_PREFIX, SOURCE_OFFSETS, TRADES, TRADE_AGGREGATES};
-use super::{Cell, Merge, OnConflict, Schema, Type};
+use super::{Cell, OnConflict, Schema, Type};
 
 /// The alias of the stored row in every statement's conflict clause.
 pub const STORED: &str = "s";
@@ -65,18 +65,7 @@ pub fn on_conflict(schema: &Schema) -> String {
             let mut set: Vec<String> = schema
                 .merged()
                 .map(|c| {
-                    let v = match c.merge {
-                        Merge::Keep | Merge::Replace => new(c.name),
-                        Merge::Add => format!("{} + {}", old(c.name), new(c.name)),
-                        Merge::Greatest => format!("GREATEST({}, {})", old(c.name), new(c.name)),
-                        Merge::ReplaceIfGreater(by) => format!(
-                            "CASE WHEN {} > {} THEN {} ELSE {} END",
-                            new(by),
-                            old(by),
-                            new(c.name),
-                            old(c.name)
-                        ),
-                    };
+                    let v = c.merge.expr(c.name, old, new);
                     format!("{} = {v}", c.name)
                 })
                 .collect();
