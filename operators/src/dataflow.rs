@@ -479,22 +479,63 @@ impl ReconcileInput {
     }
 }
 
-/// Compares a closed kline with the candle computed for the same window; the differing fields.
-pub fn kline_differences(candle: &Candle, kline: &Kline, compare_trade_count: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    let pairs = [
-        ("open", candle.open, kline.open),
-        ("high", candle.high, kline.high),
-        ("low", candle.low, kline.low),
-        ("close", candle.close, kline.close),
-        ("volume", candle.volume, kline.volume),
-    ];
-    for (name, a, b) in pairs {
-        if a != b {
-            out.push(name.to_string());
+/// What a kline and a candle are compared on: one side of a pair while the other is awaited
+/// (about half the size of a whole candle, since the reconciliation holds every final candle of
+/// its horizon).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ComparedSide {
+    /// The exchange's kline (not the computed candle).
+    is_kline: bool,
+    /// Open, high, low, close, base volume.
+    ohlcv: [Decimal; 5],
+    /// Number of trades.
+    trade_count: u64,
+}
+
+impl ComparedSide {
+    fn of(item: &ReconcileInput) -> Self {
+        match item {
+            ReconcileInput::Candle(c) => Self::candle(c),
+            ReconcileInput::Kline(k) => Self::kline(k),
         }
     }
-    if compare_trade_count && candle.trade_count != kline.trade_count {
+
+    fn candle(c: &Candle) -> Self {
+        ComparedSide {
+            is_kline: false,
+            ohlcv: [c.open, c.high, c.low, c.close, c.volume],
+            trade_count: c.trade_count,
+        }
+    }
+
+    fn kline(k: &Kline) -> Self {
+        ComparedSide {
+            is_kline: true,
+            ohlcv: [k.open, k.high, k.low, k.close, k.volume],
+            trade_count: k.trade_count,
+        }
+    }
+}
+
+/// Compares a closed kline with the candle computed for the same window; the differing fields.
+pub fn kline_differences(candle: &Candle, kline: &Kline, compare_trade_count: bool) -> Vec<String> {
+    side_differences(
+        &ComparedSide::candle(candle),
+        &ComparedSide::kline(kline),
+        compare_trade_count,
+    )
+}
+
+/// The fields in which two sides differ.
+fn side_differences(a: &ComparedSide, b: &ComparedSide, compare_trade_count: bool) -> Vec<String> {
+    const NAMES: [&str; 5] = ["open", "high", "low", "close", "volume"];
+    let mut out: Vec<String> = NAMES
+        .iter()
+        .zip(a.ohlcv.iter().zip(b.ohlcv.iter()))
+        .filter(|(_, (x, y))| x != y)
+        .map(|(name, _)| (*name).to_string())
+        .collect();
+    if compare_trade_count && a.trade_count != b.trade_count {
         out.push("trade_count".to_string());
     }
     out
@@ -527,31 +568,31 @@ impl<'scope> KlineReconciliation<'scope> for StreamVec<'scope, u64, ReconcileInp
             Exchange::new(|x: &ReconcileInput| x.key().1.shard_hash()),
             "KlineReconciliation",
             move |_cap, _info| {
-                let mut pending: FxHashMap<CandleKey, ReconcileInput> = FxHashMap::default();
+                let mut pending: FxHashMap<CandleKey, ComparedSide> = FxHashMap::default();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
                         let mut session = output.session(&cap);
                         for batch in data {
                             for item in batch.drain(..) {
                                 let key = item.key();
-                                match (pending.remove(&key), item) {
-                                    (Some(ReconcileInput::Candle(c)), ReconcileInput::Kline(k))
-                                    | (Some(ReconcileInput::Kline(k)), ReconcileInput::Candle(c)) =>
-                                    {
-                                        let fields = kline_differences(&c, &k, compare_trade_count);
+                                let side = ComparedSide::of(&item);
+                                match pending.remove(&key) {
+                                    Some(other) if other.is_kline != side.is_kline => {
+                                        let fields =
+                                            side_differences(&other, &side, compare_trade_count);
                                         if !fields.is_empty() {
                                             session.give(KlineMismatch {
-                                                venue: c.venue,
-                                                symbol: c.symbol,
-                                                interval: c.interval,
-                                                open_time: c.open_time,
+                                                venue: key.0,
+                                                symbol: key.1,
+                                                interval: key.2,
+                                                open_time: key.3,
                                                 fields,
                                             });
                                         }
                                     }
-                                    (_, item) => {
+                                    _ => {
                                         // First side of a pair (or a repeat of the same side: keep the newest).
-                                        pending.insert(key, item);
+                                        pending.insert(key, side);
                                     }
                                 }
                             }
