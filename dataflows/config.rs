@@ -37,6 +37,8 @@ pub struct Config {
     pub poll: crate::poll::PollSection,
     /// How news items and posts are scored.
     pub sentiment: SentimentSection,
+    /// The HTTP API and WebSocket push (`[serve]`).
+    pub serve: crate::serve::ServeSection,
 }
 
 /// `[sentiment]`: the model that scores news items and posts.
@@ -315,6 +317,7 @@ impl Config {
 
     /// Checks values that types alone do not.
     pub fn validate(&self) -> Result<()> {
+        self.serve.validate()?;
         let p = &self.pipeline;
         if p.workers == 0 {
             bail!("pipeline.workers must be at least 1");

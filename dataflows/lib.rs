@@ -10,6 +10,7 @@
 //! - [`poll`]: the pollers' configuration (`[poll]`) and their construction.
 //! - [`publish`]: raw Binance frames to a Kafka topic (`record --kafka`, bench).
 //! - [`bench`]: `cryptoflow bench`, the end-to-end benchmark.
+//! - [`serve`]: the HTTP API, WebSocket push and metrics of a running pipeline.
 //! - [`secrets`]: credentials in every form, refused in files and redacted in every output.
 //! - `main.rs`: the CLI (`run`, `consume`, `replay`, `record`, `generate`, `migrate`, `bench`, `check-config`).
 //!
@@ -26,3 +27,4 @@ pub mod publish;
 pub mod registry;
 pub mod runtime;
 pub mod secrets;
+pub mod serve;

@@ -73,6 +73,11 @@ struct Common {
     /// Do not print candles and whales.
     #[arg(long)]
     quiet: bool,
+    /// Serve the HTTP API, WebSocket push and metrics on this address (`off`: do not serve).
+    /// `run` serves on serve.listen (127.0.0.1:8080) without it; `replay` and `consume` only
+    /// with it.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -166,6 +171,9 @@ struct ReplayArgs {
     /// default binance); a capture header naming another venue is an error.
     #[arg(long)]
     venue: Option<String>,
+    /// With --listen: after the replay, keep serving its results until Ctrl-C or SIGTERM.
+    #[arg(long, requires = "listen")]
+    keep_serving: bool,
 }
 
 #[derive(Args)]
@@ -321,8 +329,10 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
     Config::load(path, std::env::vars())
 }
 
-fn apply_common(common: &Common) -> Result<(Config, Cluster)> {
+fn apply_common(common: &Common, serves_by_default: bool) -> Result<(Config, Cluster)> {
     let mut cfg = load_config(common.config.as_deref())?;
+    cfg.serve
+        .apply_listen(common.listen.as_deref(), serves_by_default);
     if let Some(w) = common.workers {
         cfg.pipeline.workers = w;
     }
@@ -496,7 +506,7 @@ fn main() {
 
 /// `cryptoflow run`: live Binance streams and/or the pollers.
 fn cmd_run(args: RunArgs) -> Result<()> {
-    let (mut cfg, cluster) = apply_common(&args.common)?;
+    let (mut cfg, cluster) = apply_common(&args.common, true)?;
     cfg.poll.enabled |= args.poll || args.pollers_only || args.poll_once;
     if args.poll_once {
         cfg.poll.max_polls = Some(1);
@@ -536,8 +546,10 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
         symbol,
         csv_kind,
         venue,
+        keep_serving,
     } = args;
-    let (mut cfg, cluster) = apply_common(&common)?;
+    let (mut cfg, cluster) = apply_common(&common, false)?;
+    cfg.serve.keep_serving = keep_serving;
     if files.is_empty() && common.jsonl.is_none() && cfg.sinks.jsonl.is_empty() {
         cfg.sinks.jsonl = "out/cryptoflow.jsonl".into();
     }
@@ -597,7 +609,7 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
 
 /// `cryptoflow consume`: raw Binance payloads from Kafka through the pipeline.
 fn cmd_consume(args: ConsumeArgs) -> Result<()> {
-    let (mut cfg, cluster) = apply_common(&args.common)?;
+    let (mut cfg, cluster) = apply_common(&args.common, false)?;
     if let Some(b) = args.brokers {
         cfg.kafka.brokers = b;
     }

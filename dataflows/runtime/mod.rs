@@ -141,7 +141,15 @@ pub fn run(
         .build()
         .context("tokio runtime")?;
 
-    // Build: sinks, the ledger, the pollers.
+    // Build: the API's board (fed by the primary sink's commits), sinks, the ledger, the pollers.
+    let board = cfg
+        .serve
+        .enabled()
+        .then(|| crate::serve::board::Board::new(cfg.serve.limits()));
+    let observer = match &board {
+        Some(b) => Some(b.observer(observer)),
+        None => observer,
+    };
     let sinks = registry::sinks(cfg, &rt, observer)?;
     let mut source = source.into_source();
     let live = source.is_live();
@@ -177,6 +185,20 @@ pub fn run(
         &ledger,
         sentiment.name(),
     )?;
+    let server = match board {
+        Some(board) => {
+            let status = Arc::new(crate::serve::Status::new(
+                stats.clone(),
+                ledger.clone(),
+                polling.metrics.clone(),
+                shutdown_tx.subscribe(),
+            ));
+            let server = crate::serve::start(&cfg.serve, &rt, board, status)?;
+            eprintln!("cryptoflow: serving on http://{}", server.addr);
+            Some(server)
+        }
+        None => None,
+    };
     let mut src = source.start(SourceLinks {
         cfg,
         rt: &rt,
@@ -254,6 +276,10 @@ pub fn run(
         }
     }
     stats.flush();
+    if server.is_some() && cfg.serve.keep_serving && !live && failure.is_none() {
+        eprintln!("cryptoflow: the replay is done; still serving until Ctrl-C or SIGTERM");
+        rt.block_on(stop::stop_signal());
+    }
     rt.shutdown_timeout(Duration::from_secs(2));
     if let Some(e) = failure {
         return Err(e);

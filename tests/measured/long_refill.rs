@@ -84,7 +84,15 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
     let log_path = std::env::temp_dir().join(format!("cf-long-refill-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .args(["run", "--duration", "400", "--postgres", &url])
+        .args([
+            "run",
+            "--listen",
+            "off",
+            "--duration",
+            "400",
+            "--postgres",
+            &url,
+        ])
         .envs(env.iter().cloned())
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())

@@ -14,4 +14,5 @@ mod pipeline_golden;
 mod poll_fetch;
 mod rollover;
 mod sentiment_cli;
+mod serve;
 mod websocket;

@@ -120,6 +120,8 @@ fn poll_once(cfg: &std::path::Path, pg: &str, mysql: &str) -> HashMap<String, (u
     let out = Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
         .args([
             "run",
+            "--listen",
+            "127.0.0.1:0",
             "--pollers-only",
             "--poll-once",
             "--duration",

@@ -16,7 +16,16 @@ async fn sigterm_drains_a_live_run_and_exits_0() {
     let ex = Exchange::new(1_000.0, 0, None);
     let env = start_exchange(&ex).await;
     let child = Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .args(["run", "--quiet", "--duration", "120", "--postgres", &url])
+        .args([
+            "run",
+            "--quiet",
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            "120",
+            "--postgres",
+            &url,
+        ])
         .envs(env.iter().cloned())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -79,18 +88,27 @@ async fn sigterm_to_one_process_drains_the_whole_cluster() {
     let owner = cryptoflow_operators::model::Shard::owner(&btc, 2);
     let spawn = |i: usize| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cryptoflow"));
-        c.args(["run", "--quiet", "--duration", "120", "--postgres", &url])
-            .args([
-                "--processes",
-                "2",
-                "--process",
-                &i.to_string(),
-                "--hostfile",
-            ])
-            .arg(&hostfile)
-            .envs(env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        c.args([
+            "run",
+            "--quiet",
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            "120",
+            "--postgres",
+            &url,
+        ])
+        .args([
+            "--processes",
+            "2",
+            "--process",
+            &i.to_string(),
+            "--hostfile",
+        ])
+        .arg(&hostfile)
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         Killed(c.spawn().unwrap())
     };
     let mut procs = [spawn(1), spawn(0)];

@@ -217,7 +217,16 @@ pub async fn start_exchange(ex: &Exchange) -> Vec<(String, String)> {
 
 pub fn spawn_run(env: &[(String, String)], url: &str, duration: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .args(["run", "--quiet", "--duration", duration, "--postgres", url])
+        .args([
+            "run",
+            "--quiet",
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            duration,
+            "--postgres",
+            url,
+        ])
         .envs(env.iter().cloned())
         .stdout(Stdio::null())
         .spawn()

@@ -1,0 +1,618 @@
+//! The HTTP API: one router over the [`Board`], JSON errors, bearer tokens and rate limits.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cryptoflow_operators::model::{Interval, Millis, Symbol};
+use serde::Serialize;
+use serde_json::json;
+
+use super::board::Board;
+use super::ws;
+use super::Status;
+
+/// The largest request body accepted (the API only reads).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The longest request target accepted.
+pub const MAX_URI_BYTES: usize = 2 * 1024;
+/// The most rows one request returns.
+pub const MAX_LIMIT: usize = 1_000;
+
+/// An API error: a status and a JSON body `{"error": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// 400: a parameter is wrong.
+    pub fn bad(param: &str, why: impl std::fmt::Display) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("bad parameter `{param}`: {why}"),
+            retry_after: None,
+        }
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn status(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(s) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        r
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The read model.
+    pub board: Board,
+    /// Readiness and metrics.
+    pub status: Arc<Status>,
+}
+
+/// Who may call `/api` and `/ws`, and how often.
+#[derive(Clone)]
+pub struct Access {
+    /// Accepted bearer tokens (empty: no token needed).
+    pub tokens: Arc<Vec<String>>,
+    /// Requests per second per token (per peer address without tokens); 0: unlimited.
+    pub rate_per_s: f64,
+    /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
+    pub cors_origins: Arc<Vec<String>>,
+    buckets: Arc<Mutex<HashMap<String, Bucket>>>,
+}
+
+impl Access {
+    /// Tokens, a rate and CORS origins.
+    pub fn new(tokens: Vec<String>, rate_per_s: f64, cors_origins: Vec<String>) -> Self {
+        Access {
+            tokens: Arc::new(tokens),
+            rate_per_s,
+            cors_origins: Arc::new(cors_origins),
+            buckets: Arc::default(),
+        }
+    }
+
+    /// Takes one request from `who`'s bucket; `Err(seconds)` to wait when it is empty.
+    fn take(&self, who: &str, now: Instant) -> Result<(), u64> {
+        if self.rate_per_s <= 0.0 {
+            return Ok(());
+        }
+        let burst = (self.rate_per_s * 2.0).max(1.0);
+        let mut buckets = match self.buckets.lock() {
+            Ok(b) => b,
+            Err(p) => p.into_inner(),
+        };
+        let b = buckets.entry(who.to_string()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let refill = now.duration_since(b.at).as_secs_f64() * self.rate_per_s;
+        b.tokens = (b.tokens + refill).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - b.tokens) / self.rate_per_s;
+            Err(wait.ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// A token bucket.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The router: `/health`, `/ready`, `/metrics` open; `/api/v1/…` and `/ws` behind `access`.
+pub fn router(state: AppState, access: Access) -> Router {
+    let api = Router::new()
+        .route("/api/v1/symbols", get(symbols))
+        .route("/api/v1/prices/current/{symbol}", get(current_price))
+        .route("/api/v1/candles/{symbol}", get(candles))
+        .route("/api/v1/technical/{symbol}", get(technical))
+        .route("/api/v1/whales", get(whales))
+        .route("/api/v1/sentiment/{coin}", get(sentiment))
+        .route("/api/v1/news/latest", get(news))
+        .route("/api/v1/ml-features/{symbol}", get(ml_features))
+        .route("/api/v1/quality", get(quality))
+        .route("/api/v1/markets", get(markets))
+        .route("/api/v1/macro/{series}", get(macro_series))
+        .route("/ws", get(ws::upgrade))
+        .route_layer(middleware::from_fn_with_state(access.clone(), guard));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(access, edge))
+        .with_state(state)
+}
+
+/// Every request: refuses oversized targets and bodies, and adds CORS headers.
+async fn edge(State(access): State<Access>, req: Request, next: Next) -> Response {
+    if req.uri().to_string().len() > MAX_URI_BYTES {
+        return ApiError::status(
+            StatusCode::URI_TOO_LONG,
+            format!("request target longer than {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let preflight = req.method() == axum::http::Method::OPTIONS;
+    let mut resp = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    if let Some(origin) = origin {
+        let allowed = access
+            .cors_origins
+            .iter()
+            .any(|o| o == "*" || origin.to_str().is_ok_and(|s| s == o));
+        if allowed {
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("authorization, content-type"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, OPTIONS"),
+            );
+            h.insert(header::VARY, HeaderValue::from_static("origin"));
+        }
+    }
+    resp
+}
+
+/// `/api` and `/ws`: the bearer token (when tokens are set) and the rate limit.
+async fn guard(State(access): State<Access>, req: Request, next: Next) -> Response {
+    let who = match bearer(req.headers(), req.uri().query()) {
+        Some(t) if access.tokens.iter().any(|k| k == &t) => format!("token:{}", digest(&t)),
+        Some(_) if !access.tokens.is_empty() => {
+            return unauthorized("the bearer token is not accepted");
+        }
+        None if !access.tokens.is_empty() => {
+            return unauthorized("a bearer token is required (Authorization: Bearer <token>)");
+        }
+        _ => peer(&req),
+    };
+    if let Err(wait) = access.take(&who, Instant::now()) {
+        let mut e = ApiError::status(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "more than {} requests per second; retry after {wait} s",
+                access.rate_per_s
+            ),
+        );
+        e.retry_after = Some(wait);
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut r = ApiError::status(StatusCode::UNAUTHORIZED, message).into_response();
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// The bearer token of a request: the `Authorization` header, or (for browsers' WebSockets,
+/// which cannot set headers) the `access_token` query parameter.
+fn bearer(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        return v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(|t| t.trim().to_string());
+    }
+    query?.split('&').find_map(|kv| {
+        kv.strip_prefix("access_token=")
+            .map(|t| t.to_string())
+            .filter(|t| !t.is_empty())
+    })
+}
+
+/// A short non-reversible name of a token, for the rate-limit table (tokens are never kept or
+/// logged as such).
+fn digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn peer(req: &Request) -> String {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| format!("peer:{}", c.0.ip()))
+        .unwrap_or_else(|| "peer:unknown".to_string())
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "up" }))
+}
+
+async fn ready(State(s): State<AppState>) -> Response {
+    let r = s.status.readiness();
+    let code = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(r)).into_response()
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        s.status.render_metrics(&s.board),
+    )
+        .into_response()
+}
+
+/// Query parameters as a map (unknown ones are refused by each handler).
+type Params = Query<HashMap<String, String>>;
+
+/// Refuses parameters other than `allowed`.
+fn only(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match params
+        .keys()
+        .find(|k| !allowed.contains(&k.as_str()) && k.as_str() != "access_token")
+    {
+        Some(k) => Err(ApiError::bad(
+            k,
+            format!("unknown parameter (allowed: {})", allowed.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn symbol(s: &str) -> Result<Symbol, ApiError> {
+    Symbol::from_str(s).map_err(|e| ApiError::bad("symbol", e))
+}
+
+/// A known symbol, or 404.
+fn known(board: &Board, s: &str) -> Result<Symbol, ApiError> {
+    let sym = symbol(s)?;
+    if board.knows(&sym) {
+        Ok(sym)
+    } else {
+        Err(ApiError::not_found(format!("unknown symbol {sym}")))
+    }
+}
+
+/// A time: epoch milliseconds or RFC 3339.
+fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<Millis>, ApiError> {
+    let Some(v) = params.get(name) else {
+        return Ok(None);
+    };
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| Some(t.timestamp_millis()))
+        .map_err(|_| {
+            ApiError::bad(
+                name,
+                format!("`{v}` is neither epoch milliseconds nor an RFC 3339 time"),
+            )
+        })
+}
+
+fn limit_param(params: &HashMap<String, String>, default: usize) -> Result<usize, ApiError> {
+    match params.get("limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad(
+                "limit",
+                format!("`{v}` is not a whole number from 1 to {MAX_LIMIT}"),
+            )),
+        },
+    }
+}
+
+fn range(params: &HashMap<String, String>) -> Result<(Millis, Millis), ApiError> {
+    let from = time_param(params, "from")?.unwrap_or(Millis::MIN);
+    let to = time_param(params, "to")?.unwrap_or(Millis::MAX);
+    if from >= to {
+        return Err(ApiError::bad("from", "must be before `to`"));
+    }
+    Ok((from, to))
+}
+
+async fn symbols(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
+    only(&p, &[])?;
+    let symbols: Vec<String> = s
+        .board
+        .symbols()
+        .iter()
+        .map(|x| x.as_str().to_string())
+        .collect();
+    Ok(Json(json!({ "symbols": symbols })))
+}
+
+async fn current_price(
+    State(s): State<AppState>,
+    Path(sym): Path<String>,
+    Query(p): Params,
+) -> ApiResult<super::board::PriceNow> {
+    only(&p, &[])?;
+    let sym = symbol(&sym)?;
+    s.board
+        .price(&sym)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("unknown symbol {sym}")))
+}
+
+/// Rows with the count, so an empty range is visible as such.
+#[derive(Serialize)]
+struct Rows<T> {
+    symbol: Option<String>,
+    count: usize,
+    rows: Vec<T>,
+}
+
+impl<T> Rows<T> {
+    fn of(symbol: Option<&Symbol>, rows: Vec<T>) -> Json<Self> {
+        Json(Rows {
+            symbol: symbol.map(|s| s.as_str().to_string()),
+            count: rows.len(),
+            rows,
+        })
+    }
+}
+
+async fn candles(
+    State(s): State<AppState>,
+    Path(sym): Path<String>,
+    Query(p): Params,
+) -> ApiResult<Rows<cryptoflow_operators::model::Candle>> {
+    only(&p, &["interval", "from", "to", "limit", "forming"])?;
+    let sym = known(&s.board, &sym)?;
+    let interval = match p.get("interval") {
+        None => Interval::MINUTE,
+        Some(v) => Interval::from_str(v).map_err(|e| ApiError::bad("interval", e))?,
+    };
+    let (from, to) = range(&p)?;
+    let limit = limit_param(&p, 100)?;
+    let forming = match p.get("forming").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::bad(
+                "forming",
+                format!("`{v}` is not true or false"),
+            ))
+        }
+    };
+    Ok(Rows::of(
+        Some(&sym),
+        s.board.candles(&sym, interval, from, to, limit, forming),
+    ))
+}
+
+async fn technical(
+    State(s): State<AppState>,
+    Path(sym): Path<String>,
+    Query(p): Params,
+) -> ApiResult<Rows<cryptoflow_operators::model::IndicatorRow>> {
+    only(&p, &["from", "to", "limit"])?;
+    let sym = known(&s.board, &sym)?;
+    let (from, to) = range(&p)?;
+    // Without a range or a limit: the latest row.
+    let default = if p.contains_key("from") || p.contains_key("to") {
+        100
+    } else {
+        1
+    };
+    let limit = limit_param(&p, default)?;
+    Ok(Rows::of(
+        Some(&sym),
+        s.board.indicators(&sym, from, to, limit),
+    ))
+}
+
+async fn whales(
+    State(s): State<AppState>,
+    Query(p): Params,
+) -> ApiResult<Rows<cryptoflow_operators::model::WhaleAlert>> {
+    only(&p, &["symbol", "since", "limit"])?;
+    let sym = p.get("symbol").map(|v| known(&s.board, v)).transpose()?;
+    let since = time_param(&p, "since")?.unwrap_or(Millis::MIN);
+    let limit = limit_param(&p, 100)?;
+    Ok(Rows::of(
+        sym.as_ref(),
+        s.board.whales(sym.as_ref(), since, limit),
+    ))
+}
+
+async fn sentiment(
+    State(s): State<AppState>,
+    Path(coin): Path<String>,
+    Query(p): Params,
+) -> ApiResult<serde_json::Value> {
+    only(&p, &["window"])?;
+    let coin = coin.to_uppercase();
+    if coin.is_empty() || coin.len() > 16 || !coin.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::bad(
+            "coin",
+            format!("`{coin}` is not a coin ticker"),
+        ));
+    }
+    let window = p.get("window").map(String::as_str).unwrap_or("1h");
+    if !["1h", "24h"].contains(&window) {
+        return Err(ApiError::bad(
+            "window",
+            format!("`{window}` is not 1h or 24h"),
+        ));
+    }
+    let row = s
+        .board
+        .sentiment(&coin)
+        .into_iter()
+        .find(|w| w.span == window)
+        .ok_or_else(|| ApiError::not_found(format!("no {window} sentiment for {coin}")))?;
+    Ok(Json(serde_json::to_value(row).map_err(|e| {
+        ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    })?))
+}
+
+async fn news(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
+    only(&p, &["coin", "limit"])?;
+    let limit = limit_param(&p, 20)?;
+    let rows: Vec<serde_json::Value> = s
+        .board
+        .news(p.get("coin").map(String::as_str), limit)
+        .into_iter()
+        .map(|(item, score)| json!({ "item": item, "sentiment": score }))
+        .collect();
+    Ok(Json(json!({ "count": rows.len(), "rows": rows })))
+}
+
+async fn ml_features(
+    State(s): State<AppState>,
+    Path(sym): Path<String>,
+    Query(p): Params,
+) -> ApiResult<serde_json::Value> {
+    only(&p, &["at"])?;
+    let sym = known(&s.board, &sym)?;
+    let at = time_param(&p, "at")?;
+    let row = s
+        .board
+        .features_at(&sym, at)
+        .ok_or_else(|| ApiError::not_found(format!("no feature vector of {sym} yet")))?;
+    let values: serde_json::Map<String, serde_json::Value> = row
+        .named()
+        .map(|(n, v)| (n.to_string(), json!(v)))
+        .collect();
+    Ok(Json(json!({
+        "symbol": sym.as_str(),
+        "interval": row.interval,
+        "open_time": row.open_time,
+        "close_time": row.close_time,
+        "features": values,
+    })))
+}
+
+async fn quality(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
+    only(&p, &["limit"])?;
+    let limit = limit_param(&p, 100)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(Json(json!({
+        "sources": s.status.ledger.snapshot(now),
+        "events": s.board.quality_events(limit),
+    })))
+}
+
+async fn markets(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
+    only(&p, &[])?;
+    let rows = s.board.markets();
+    Ok(Json(json!({ "count": rows.len(), "rows": rows })))
+}
+
+async fn macro_series(
+    State(s): State<AppState>,
+    Path(series): Path<String>,
+    Query(p): Params,
+) -> ApiResult<serde_json::Value> {
+    only(&p, &[])?;
+    let id = series.to_uppercase();
+    let rows = s
+        .board
+        .macro_series(&id)
+        .ok_or_else(|| ApiError::not_found(format!("unknown macro series {id}")))?;
+    Ok(Json(
+        json!({ "series": id, "count": rows.len(), "rows": rows }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn buckets_refill_at_the_rate_and_say_how_long_to_wait() {
+        let a = Access::new(vec![], 2.0, vec![]);
+        let t0 = Instant::now();
+        // Burst of 2 × rate.
+        for _ in 0..4 {
+            assert!(a.take("x", t0).is_ok());
+        }
+        assert_eq!(a.take("x", t0), Err(1));
+        // Another caller has its own bucket.
+        assert!(a.take("y", t0).is_ok());
+        // Half a second later: one more.
+        assert!(a.take("x", t0 + Duration::from_millis(500)).is_ok());
+        assert!(a.take("x", t0 + Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn bearer_from_header_or_query() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h, Some("access_token=abc&x=1")), Some("abc".into()));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k1"));
+        assert_eq!(bearer(&h, None), Some("k1".into()));
+        assert_eq!(bearer(&HeaderMap::new(), Some("x=1")), None);
+    }
+}

@@ -1,0 +1,477 @@
+//! The in-process read model of `cryptoflow run`: what the primary sink has committed, kept in
+//! bounded memory per symbol, and pushed to WebSocket clients.
+//!
+//! The board is fed by the primary sink's commit observer ([`Board::observer`]), so a client
+//! never sees a record that is not durable in the primary store. Each process keeps the records
+//! its own workers produced: in a multi-process run, a process's board holds the symbols it owns
+//! (the `serve` command reads the whole cluster's tables instead).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use cryptoflow_operators::model::{
+    Candle, CoinMarket, EnrichedTrade, FeatureRow, Gap, IndicatorRow, Interval, KlineMismatch,
+    LateTrade, MacroObservation, Millis, NewsItem, Output, OutputKind, Polled, SentimentRow,
+    SentimentWindowRow, Symbol, WhaleAlert,
+};
+use cryptoflow_sinks::task::CommitObserver;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// How much history the board keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct BoardLimits {
+    /// Final candles per (symbol, interval), and indicator and feature rows per symbol.
+    pub per_symbol: usize,
+    /// Whale alerts, news items, gaps and other data-quality events, over all symbols.
+    pub recent: usize,
+    /// Pushes buffered for the WebSocket clients; a client further behind is closed.
+    pub push_buffer: usize,
+}
+
+impl Default for BoardLimits {
+    fn default() -> Self {
+        BoardLimits {
+            per_symbol: 1_000,
+            recent: 1_000,
+            push_buffer: 4_096,
+        }
+    }
+}
+
+/// The latest trade of a symbol with its analytics.
+#[derive(Debug, Clone, Serialize)]
+pub struct PriceNow {
+    /// The trade and its moving averages.
+    #[serde(flatten)]
+    pub trade: EnrichedTrade,
+    /// Trades of the symbol the board has seen.
+    pub trades_seen: u64,
+}
+
+/// A data-quality event (a hole, a late trade, a kline that disagrees).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum QualityEvent {
+    /// A possible hole in a stream.
+    Gap(Gap),
+    /// A trade that arrived after its candle was final.
+    Late(LateTrade),
+    /// A closed exchange kline that disagrees with the computed candle.
+    Mismatch(KlineMismatch),
+}
+
+/// One pushed record: its kind (the WebSocket subscription name), its symbol or coin when it
+/// has one, and its JSON (the JSON-lines form of the record).
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// The subscription kind.
+    pub kind: PushKind,
+    /// The symbol (or coin, for sentiment).
+    pub key: Option<String>,
+    /// The record as JSON.
+    pub json: Arc<str>,
+    /// When the primary sink committed it.
+    pub committed: Instant,
+}
+
+/// What a WebSocket client subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushKind {
+    /// Enriched trades.
+    Trades,
+    /// Candles (forming and final).
+    Candles,
+    /// Indicators at final candles.
+    Indicators,
+    /// Whale alerts.
+    Whales,
+    /// News and social sentiment, and its windows.
+    Sentiment,
+    /// Gaps, late trades, kline mismatches.
+    Quality,
+}
+
+impl PushKind {
+    /// Every kind.
+    pub const ALL: [PushKind; 6] = [
+        PushKind::Trades,
+        PushKind::Candles,
+        PushKind::Indicators,
+        PushKind::Whales,
+        PushKind::Sentiment,
+        PushKind::Quality,
+    ];
+
+    /// The name clients use.
+    pub fn name(self) -> &'static str {
+        match self {
+            PushKind::Trades => "trades",
+            PushKind::Candles => "candles",
+            PushKind::Indicators => "indicators",
+            PushKind::Whales => "whales",
+            PushKind::Sentiment => "sentiment",
+            PushKind::Quality => "quality",
+        }
+    }
+
+    /// The kind named `s`.
+    pub fn parse(s: &str) -> Option<PushKind> {
+        PushKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// The kind an output is pushed as (`None`: not pushed).
+    fn of(kind: OutputKind) -> Option<PushKind> {
+        Some(match kind {
+            OutputKind::Trade => PushKind::Trades,
+            OutputKind::Candle => PushKind::Candles,
+            OutputKind::Indicators => PushKind::Indicators,
+            OutputKind::Whale => PushKind::Whales,
+            OutputKind::Sentiment | OutputKind::SentimentWindow => PushKind::Sentiment,
+            OutputKind::Gap | OutputKind::Late | OutputKind::Mismatch => PushKind::Quality,
+            OutputKind::Quality | OutputKind::Polled | OutputKind::Features => return None,
+        })
+    }
+}
+
+/// The board's tables.
+#[derive(Default)]
+struct Tables {
+    prices: BTreeMap<Symbol, PriceNow>,
+    candles: HashMap<(Symbol, Interval), VecDeque<Candle>>,
+    forming: HashMap<(Symbol, Interval), Candle>,
+    indicators: HashMap<Symbol, VecDeque<IndicatorRow>>,
+    features: HashMap<Symbol, VecDeque<FeatureRow>>,
+    whales: VecDeque<WhaleAlert>,
+    sentiment: BTreeMap<(String, String), SentimentWindowRow>,
+    scored: VecDeque<SentimentRow>,
+    news: VecDeque<NewsItem>,
+    quality: VecDeque<QualityEvent>,
+    markets: BTreeMap<(String, String), CoinMarket>,
+    macros: BTreeMap<String, VecDeque<MacroObservation>>,
+    records: u64,
+}
+
+/// Keeps at most `n` items, dropping the oldest.
+fn push_bounded<T>(q: &mut VecDeque<T>, item: T, n: usize) {
+    if q.len() >= n.max(1) {
+        q.pop_front();
+    }
+    q.push_back(item);
+}
+
+/// The in-process read model; cheap to clone (shared).
+#[derive(Clone)]
+pub struct Board {
+    tables: Arc<RwLock<Tables>>,
+    pushes: broadcast::Sender<Arc<Push>>,
+    limits: BoardLimits,
+}
+
+impl Board {
+    /// An empty board.
+    pub fn new(limits: BoardLimits) -> Self {
+        let (pushes, _) = broadcast::channel(limits.push_buffer.max(16));
+        Board {
+            tables: Arc::new(RwLock::new(Tables::default())),
+            pushes,
+            limits,
+        }
+    }
+
+    /// A commit observer that records every committed batch on the board (and then calls
+    /// `next`, when given).
+    pub fn observer(&self, mut next: Option<CommitObserver>) -> CommitObserver {
+        let board = self.clone();
+        Box::new(move |records: &[Output], committed: Instant| {
+            board.record(records, committed);
+            if let Some(next) = next.as_mut() {
+                next(records, committed);
+            }
+        })
+    }
+
+    /// New pushes, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Push>> {
+        self.pushes.subscribe()
+    }
+
+    /// Records a committed batch and pushes it to the subscribed clients.
+    pub fn record(&self, records: &[Output], committed: Instant) {
+        let clients = self.pushes.receiver_count() > 0;
+        let mut pushes = Vec::new();
+        {
+            let mut t = match self.tables.write() {
+                Ok(t) => t,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let n = self.limits.per_symbol;
+            let recent = self.limits.recent;
+            for r in records {
+                t.records += 1;
+                if clients {
+                    if let Some(kind) = PushKind::of(r.kind()) {
+                        if let Ok(json) = serde_json::to_string(r) {
+                            pushes.push(Push {
+                                kind,
+                                key: push_key(r),
+                                json: json.into(),
+                                committed,
+                            });
+                        }
+                    }
+                }
+                match r {
+                    Output::Trade(e) => {
+                        let seen = t.prices.get(&e.trade.symbol).map_or(0, |p| p.trades_seen);
+                        t.prices.insert(
+                            e.trade.symbol,
+                            PriceNow {
+                                trade: e.clone(),
+                                trades_seen: seen + 1,
+                            },
+                        );
+                    }
+                    Output::Candle(c) if c.is_final => {
+                        let key = (c.symbol, c.interval);
+                        if t.forming
+                            .get(&key)
+                            .is_some_and(|f| f.open_time <= c.open_time)
+                        {
+                            t.forming.remove(&key);
+                        }
+                        let q = t.candles.entry(key).or_default();
+                        match q.back() {
+                            Some(last) if last.open_time >= c.open_time => {
+                                // A repeat (a replay of stored data): keep the first.
+                            }
+                            _ => push_bounded(q, c.clone(), n),
+                        }
+                    }
+                    Output::Candle(c) => {
+                        t.forming.insert((c.symbol, c.interval), c.clone());
+                    }
+                    Output::Indicators(i) => {
+                        push_bounded(t.indicators.entry(i.symbol).or_default(), (**i).clone(), n)
+                    }
+                    Output::Features(f) => {
+                        push_bounded(t.features.entry(f.symbol).or_default(), (**f).clone(), n)
+                    }
+                    Output::Whale(w) => push_bounded(&mut t.whales, w.clone(), recent),
+                    Output::Gap(g) => {
+                        push_bounded(&mut t.quality, QualityEvent::Gap(g.clone()), recent)
+                    }
+                    Output::Late(l) => {
+                        push_bounded(&mut t.quality, QualityEvent::Late(l.clone()), recent)
+                    }
+                    Output::Mismatch(m) => {
+                        push_bounded(&mut t.quality, QualityEvent::Mismatch(m.clone()), recent)
+                    }
+                    Output::Sentiment(s) => push_bounded(&mut t.scored, (**s).clone(), recent),
+                    Output::SentimentWindow(w) => {
+                        t.sentiment
+                            .insert((w.coin.to_uppercase(), w.span.clone()), (**w).clone());
+                    }
+                    Output::Polled(p) => match &**p {
+                        Polled::Market(m) => {
+                            t.markets
+                                .insert((m.coin_id.clone(), m.vs_currency.clone()), m.clone());
+                        }
+                        Polled::News(item) => push_bounded(&mut t.news, item.clone(), recent),
+                        Polled::Macro(o) => {
+                            let q = t.macros.entry(o.series_id.to_uppercase()).or_default();
+                            if q.back().is_none_or(|last| last.date < o.date) {
+                                push_bounded(q, o.clone(), n);
+                            } else if let Some(same) = q.iter_mut().find(|x| x.date == o.date) {
+                                *same = o.clone();
+                            }
+                        }
+                        Polled::Social(_) | Polled::FundNav(_) => {}
+                    },
+                    Output::Quality(_) => {}
+                }
+            }
+        }
+        for p in pushes {
+            // No receiver left is not an error: nobody is subscribed.
+            let _ = self.pushes.send(Arc::new(p));
+        }
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {
+        match self.tables.read() {
+            Ok(t) => f(&t),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    /// Records the board has taken.
+    pub fn records(&self) -> u64 {
+        self.read(|t| t.records)
+    }
+
+    /// Whether the board has seen anything of `symbol` (a trade or a candle).
+    pub fn knows(&self, symbol: &Symbol) -> bool {
+        self.read(|t| {
+            t.prices.contains_key(symbol)
+                || t.candles.keys().any(|(s, _)| s == symbol)
+                || t.forming.keys().any(|(s, _)| s == symbol)
+        })
+    }
+
+    /// The symbols with a price, in order.
+    pub fn symbols(&self) -> Vec<Symbol> {
+        self.read(|t| t.prices.keys().copied().collect())
+    }
+
+    /// The latest trade of `symbol`.
+    pub fn price(&self, symbol: &Symbol) -> Option<PriceNow> {
+        self.read(|t| t.prices.get(symbol).cloned())
+    }
+
+    /// Final candles of `symbol` at `interval` with `from <= open_time < to`, the newest
+    /// `limit`, oldest first; and the forming candle when `with_forming` and it is in range.
+    pub fn candles(
+        &self,
+        symbol: &Symbol,
+        interval: Interval,
+        from: Millis,
+        to: Millis,
+        limit: usize,
+        with_forming: bool,
+    ) -> Vec<Candle> {
+        self.read(|t| {
+            let key = (*symbol, interval);
+            let mut out: Vec<Candle> = t
+                .candles
+                .get(&key)
+                .map(|q| {
+                    q.iter()
+                        .filter(|c| c.open_time >= from && c.open_time < to)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if with_forming {
+                if let Some(f) = t.forming.get(&key) {
+                    let newer = out.last().is_none_or(|l| l.open_time < f.open_time);
+                    if newer && f.open_time >= from && f.open_time < to {
+                        out.push(f.clone());
+                    }
+                }
+            }
+            let skip = out.len().saturating_sub(limit);
+            out.split_off(skip)
+        })
+    }
+
+    /// Indicator rows of `symbol` with `from <= open_time < to`, the newest `limit`, oldest first.
+    pub fn indicators(
+        &self,
+        symbol: &Symbol,
+        from: Millis,
+        to: Millis,
+        limit: usize,
+    ) -> Vec<IndicatorRow> {
+        self.read(|t| {
+            let rows: Vec<IndicatorRow> = t
+                .indicators
+                .get(symbol)
+                .map(|q| {
+                    q.iter()
+                        .filter(|r| r.open_time >= from && r.open_time < to)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let skip = rows.len().saturating_sub(limit);
+            rows[skip..].to_vec()
+        })
+    }
+
+    /// The feature vector of `symbol` in force at `at` (the newest whose candle closed by then),
+    /// or the newest when `at` is `None`.
+    pub fn features_at(&self, symbol: &Symbol, at: Option<Millis>) -> Option<FeatureRow> {
+        self.read(|t| {
+            let q = t.features.get(symbol)?;
+            match at {
+                None => q.back().cloned(),
+                Some(at) => q.iter().rev().find(|f| f.close_time <= at).cloned(),
+            }
+        })
+    }
+
+    /// Whale alerts, newest first, of `symbol` (all when `None`) at or after `since`.
+    pub fn whales(&self, symbol: Option<&Symbol>, since: Millis, limit: usize) -> Vec<WhaleAlert> {
+        self.read(|t| {
+            t.whales
+                .iter()
+                .rev()
+                .filter(|w| symbol.is_none_or(|s| w.trade.symbol == *s))
+                .filter(|w| w.trade.ts_exchange >= since)
+                .take(limit)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// The current sentiment windows of `coin` (upper case), by span.
+    pub fn sentiment(&self, coin: &str) -> Vec<SentimentWindowRow> {
+        self.read(|t| {
+            t.sentiment
+                .iter()
+                .filter(|((c, _), _)| c == coin)
+                .map(|(_, w)| w.clone())
+                .collect()
+        })
+    }
+
+    /// The newest scored news items and posts about `coin` (all when `None`), newest first.
+    pub fn news(&self, coin: Option<&str>, limit: usize) -> Vec<(Option<NewsItem>, SentimentRow)> {
+        self.read(|t| {
+            t.scored
+                .iter()
+                .rev()
+                .filter(|s| coin.is_none_or(|c| s.coins.iter().any(|x| x.eq_ignore_ascii_case(c))))
+                .take(limit)
+                .map(|s| {
+                    let item = t.news.iter().rev().find(|n| n.item_key == s.item_key);
+                    (item.cloned(), s.clone())
+                })
+                .collect()
+        })
+    }
+
+    /// The newest data-quality events, newest first.
+    pub fn quality_events(&self, limit: usize) -> Vec<QualityEvent> {
+        self.read(|t| t.quality.iter().rev().take(limit).cloned().collect())
+    }
+
+    /// The latest CoinGecko market rows.
+    pub fn markets(&self) -> Vec<CoinMarket> {
+        self.read(|t| t.markets.values().cloned().collect())
+    }
+
+    /// The observations of a macro series (upper case), oldest first.
+    pub fn macro_series(&self, series: &str) -> Option<Vec<MacroObservation>> {
+        self.read(|t| t.macros.get(series).map(|q| q.iter().cloned().collect()))
+    }
+}
+
+/// The symbol (or coin) a pushed record is about.
+fn push_key(r: &Output) -> Option<String> {
+    Some(match r {
+        Output::Trade(e) => e.trade.symbol.as_str().to_string(),
+        Output::Candle(c) => c.symbol.as_str().to_string(),
+        Output::Whale(w) => w.trade.symbol.as_str().to_string(),
+        Output::Gap(g) => g.symbol.as_str().to_string(),
+        Output::Late(l) => l.trade.symbol.as_str().to_string(),
+        Output::Mismatch(m) => m.symbol.as_str().to_string(),
+        Output::Indicators(i) => i.symbol.as_str().to_string(),
+        Output::Features(f) => f.symbol.as_str().to_string(),
+        Output::SentimentWindow(w) => w.coin.to_uppercase(),
+        Output::Sentiment(_) | Output::Quality(_) | Output::Polled(_) => return None,
+    })
+}

@@ -1,0 +1,301 @@
+//! Serving the results: the HTTP API, the WebSocket push and the metrics of a running pipeline.
+//!
+//! - [`board`]: the read model, fed by the primary sink's commits (so a client only sees what
+//!   is durable), bounded per symbol, with a broadcast of every committed record.
+//! - [`api`]: the router (`/health`, `/ready`, `/metrics`, `/api/v1/…`), JSON errors, bearer
+//!   tokens, rate limits, CORS.
+//! - [`ws`]: `/ws`, subscriptions by symbol and kind; a client too slow is closed.
+//!
+//! `cryptoflow run` serves on `serve.listen` (default `127.0.0.1:8080`); `replay` and `consume`
+//! serve when given `--listen`.
+
+pub mod api;
+pub mod board;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use cryptoflow_sources::ledger::Ledger;
+use cryptoflow_sources::poll::driver::PollMetrics;
+use cryptoflow_sources::stats::SourceStats;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use board::{Board, BoardLimits, Push};
+
+/// `[serve]`: the HTTP API and WebSocket push of `cryptoflow run`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    /// Address to listen on (`host:port`; port 0 picks a free one; "" = off). Applies to
+    /// `run`; `replay` and `consume` serve with `--listen`.
+    pub listen: String,
+    /// Environment variable holding the accepted bearer tokens (comma-separated). They are
+    /// required for `/api` and `/ws` when set, and must be set when `listen` is not loopback.
+    pub tokens_env: String,
+    /// Requests per second allowed per token (per client address without tokens); 0 = no limit.
+    pub rate_limit_per_s: f64,
+    /// Origins allowed to call the API from a browser (`*` for any); empty = none.
+    pub cors_origins: Vec<String>,
+    /// Final candles per (symbol, interval), and indicator and feature rows per symbol, kept
+    /// for the API.
+    pub keep_per_symbol: usize,
+    /// Whale alerts, news items and data-quality events kept for the API.
+    pub keep_recent: usize,
+    /// Pushes buffered for WebSocket clients; a client further behind is closed (code 4008).
+    pub push_buffer: usize,
+    /// Whether this command serves (set by the command line: `run` does unless `--listen off`,
+    /// `replay` and `consume` with `--listen`; not read from files).
+    #[serde(skip)]
+    pub on: bool,
+    /// After a replay, keep serving until a signal (`replay --keep-serving`; not in files).
+    #[serde(skip)]
+    pub keep_serving: bool,
+}
+
+impl Default for ServeSection {
+    fn default() -> Self {
+        ServeSection {
+            listen: "127.0.0.1:8080".into(),
+            tokens_env: "CRYPTOFLOW_API_TOKENS".into(),
+            rate_limit_per_s: 100.0,
+            cors_origins: Vec::new(),
+            keep_per_symbol: 1_000,
+            keep_recent: 1_000,
+            push_buffer: 4_096,
+            on: false,
+            keep_serving: false,
+        }
+    }
+}
+
+impl ServeSection {
+    /// Whether the API is on.
+    pub fn enabled(&self) -> bool {
+        self.on && !self.listen.trim().is_empty()
+    }
+
+    /// Applies a command's `--listen` (`off` turns serving off); `serves_by_default` for `run`.
+    pub fn apply_listen(&mut self, listen: Option<&str>, serves_by_default: bool) {
+        match listen.map(str::trim) {
+            Some("off") | Some("") => self.on = false,
+            Some(addr) => {
+                self.listen = addr.to_string();
+                self.on = true;
+            }
+            None => self.on = serves_by_default,
+        }
+    }
+
+    /// The board's limits.
+    pub fn limits(&self) -> BoardLimits {
+        BoardLimits {
+            per_symbol: self.keep_per_symbol.max(1),
+            recent: self.keep_recent.max(1),
+            push_buffer: self.push_buffer.max(16),
+        }
+    }
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        self.address()?;
+        if !(self.rate_limit_per_s >= 0.0 && self.rate_limit_per_s.is_finite()) {
+            bail!("serve.rate_limit_per_s must be 0 (no limit) or a positive number");
+        }
+        Ok(())
+    }
+
+    /// The listen address.
+    pub fn address(&self) -> Result<SocketAddr> {
+        let l = self.listen.trim();
+        l.parse::<SocketAddr>()
+            .or_else(|_| {
+                l.strip_prefix("localhost:")
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+                    .ok_or(())
+            })
+            .map_err(|_| {
+                anyhow::anyhow!("serve.listen `{l}` is not host:port (e.g. 127.0.0.1:8080)")
+            })
+    }
+
+    /// The accepted tokens, from `tokens_env`; an error when the address is not loopback and
+    /// none is set.
+    pub fn tokens(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>> {
+        let tokens: Vec<String> = env(&self.tokens_env)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        let addr = self.address()?;
+        if tokens.is_empty() && !addr.ip().is_loopback() {
+            bail!(
+                "serve.listen {addr} is not a loopback address: set bearer tokens in {} \
+                 (comma-separated) or listen on 127.0.0.1",
+                self.tokens_env
+            );
+        }
+        Ok(tokens)
+    }
+}
+
+/// What `/ready` and `/metrics` read: the source's health and counters, the data-quality
+/// ledger, the pollers' metrics, whether the run is stopping, and the server's own counters.
+pub struct Status {
+    /// The source's counters and health.
+    pub stats: Arc<SourceStats>,
+    /// The data-quality ledger.
+    pub ledger: Arc<Ledger>,
+    /// The pollers' metrics.
+    pub polls: Arc<PollMetrics>,
+    /// True once the run is stopping (draining).
+    pub stopping: watch::Receiver<bool>,
+    ws_clients: AtomicI64,
+    ws_pushes: AtomicU64,
+    ws_dropped: AtomicU64,
+}
+
+/// The answer of `/ready`.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    /// Whether the probe passes.
+    pub ready: bool,
+    /// The source's state.
+    pub source: &'static str,
+    /// Whether the run is draining.
+    pub draining: bool,
+}
+
+impl Status {
+    /// The status of a run.
+    pub fn new(
+        stats: Arc<SourceStats>,
+        ledger: Arc<Ledger>,
+        polls: Arc<PollMetrics>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        Status {
+            stats,
+            ledger,
+            polls,
+            stopping,
+            ws_clients: AtomicI64::new(0),
+            ws_pushes: AtomicU64::new(0),
+            ws_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Ready: the sinks were built (the server starts after them), the source is connected
+    /// (or does not report), and the run is not draining.
+    pub fn readiness(&self) -> Readiness {
+        let health = self.stats.health();
+        let draining = *self.stopping.borrow();
+        Readiness {
+            ready: health.is_ready() && !draining,
+            source: match health {
+                cryptoflow_sources::stats::SourceHealth::Untracked => "untracked",
+                cryptoflow_sources::stats::SourceHealth::Starting => "starting",
+                cryptoflow_sources::stats::SourceHealth::Ready => "ready",
+                cryptoflow_sources::stats::SourceHealth::Lost => "lost",
+            },
+            draining,
+        }
+    }
+
+    pub(crate) fn ws_clients(&self, delta: i64) {
+        self.ws_clients.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ws_pushed(&self, _push: &Push) {
+        self.ws_pushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ws_dropped(&self) {
+        self.ws_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text: the ledger, the pollers and the server.
+    pub fn render_metrics(&self, board: &Board) -> String {
+        let now = cryptoflow_sources::now_ms();
+        let mut out = self.ledger.render_prometheus(now);
+        out.push_str(&self.polls.render_prometheus());
+        let gauge = |out: &mut String, name: &str, kind: &str, help: &str, v: String| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        };
+        gauge(
+            &mut out,
+            "cryptoflow_ws_clients",
+            "gauge",
+            "WebSocket clients connected.",
+            self.ws_clients.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "cryptoflow_ws_pushes_total",
+            "counter",
+            "Records pushed to WebSocket clients.",
+            self.ws_pushes.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "cryptoflow_ws_slow_clients_closed_total",
+            "counter",
+            "WebSocket clients closed for falling behind their buffer.",
+            self.ws_dropped.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "cryptoflow_api_board_records_total",
+            "counter",
+            "Committed records the API has taken.",
+            board.records().to_string(),
+        );
+        out
+    }
+}
+
+/// A started server.
+pub struct Server {
+    /// The address it listens on (with the real port when 0 was asked).
+    pub addr: SocketAddr,
+}
+
+/// Binds `section.listen` and serves `board` and `status` on `rt` until the runtime ends.
+pub fn start(
+    section: &ServeSection,
+    rt: &tokio::runtime::Runtime,
+    board: Board,
+    status: Arc<Status>,
+) -> Result<Server> {
+    let env = |k: &str| std::env::var(k).ok();
+    let tokens = section.tokens(&env)?;
+    let addr = section.address()?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("cannot listen on {addr} (serve.listen, or --listen)"))?;
+    let addr = listener.local_addr().context("listener address")?;
+    let access = api::Access::new(
+        tokens,
+        section.rate_limit_per_s,
+        section.cors_origins.clone(),
+    );
+    let app = api::router(api::AppState { board, status }, access)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    rt.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "The API server stopped.");
+        }
+    });
+    Ok(Server { addr })
+}
