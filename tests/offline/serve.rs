@@ -200,11 +200,15 @@ fn the_api_answers_what_the_replay_wrote() {
         let mut want = ind.clone();
         want.as_object_mut().unwrap().remove("type");
         assert_eq!(body["rows"][0], want);
-        let whales: Vec<&Value> = recs.iter().filter(|r| r["type"] == "whale").collect();
+        let mut whales: Vec<&Value> = recs.iter().filter(|r| r["type"] == "whale").collect();
+        whales.sort_by_key(|w| {
+            let t = &w["trade"];
+            std::cmp::Reverse((t["ts_exchange"].as_i64(), t["trade_id"].as_u64()))
+        });
         let (_, body, _) = get(&s.url("/api/v1/whales?limit=1000"), None).await;
         assert_eq!(body["count"].as_u64().unwrap() as usize, whales.len());
-        if let Some(w) = whales.last() {
-            assert_eq!(body["rows"][0]["trade"], w["trade"]);
+        for (got, want) in body["rows"].as_array().unwrap().iter().zip(&whales) {
+            assert_eq!(got["trade"], want["trade"]);
         }
         let (_, body, _) = get(&s.url("/api/v1/ml-features/BTCUSDT"), None).await;
         assert!(body["features"].as_object().unwrap().len() > 50, "{body}");

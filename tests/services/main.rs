@@ -9,6 +9,7 @@ mod support;
 mod bulk_reference;
 mod cluster_kill;
 mod damaged_files;
+mod dashboard;
 mod futures;
 mod indicators_e2e;
 mod influx_e2e;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod binance;
+pub mod browser;
 pub mod exchange;
 pub mod private_pg;
 
