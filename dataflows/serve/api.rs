@@ -195,11 +195,21 @@ async fn edge(State(access): State<Access>, req: Request, next: Next) -> Respons
     }
     let origin = req.headers().get(header::ORIGIN).cloned();
     let preflight = req.method() == axum::http::Method::OPTIONS;
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = Instant::now();
     let mut resp = if preflight {
         StatusCode::NO_CONTENT.into_response()
     } else {
         next.run(req).await
     };
+    metrics::histogram!("cryptoflow_api_request_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("cryptoflow_api_requests_total", "route" => route, "status" => resp.status().as_u16().to_string())
+        .increment(1);
     if let Some(origin) = origin {
         let allowed = access
             .cors_origins

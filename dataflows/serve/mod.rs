@@ -5,6 +5,7 @@
 //! - [`api`]: the router (`/health`, `/ready`, `/metrics`, `/api/v1/…`), JSON errors, bearer
 //!   tokens, rate limits, CORS.
 //! - [`ws`]: `/ws`, subscriptions by symbol and kind; a client too slow is closed.
+//! - [`metrics`]: the process's `metrics` recorder and its Prometheus exporter.
 //! - [`page`]: the dashboard at `/`, its files embedded in the binary.
 //!
 //! `cryptoflow run` serves on `serve.listen` (default `127.0.0.1:8080`); `replay` and `consume`
@@ -12,11 +13,11 @@
 
 pub mod api;
 pub mod board;
+pub mod metrics;
 pub mod page;
 pub mod ws;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -26,7 +27,7 @@ use cryptoflow_sources::stats::SourceStats;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use board::{Board, BoardLimits, Push};
+use board::{Board, BoardLimits};
 
 /// `[serve]`: the HTTP API and WebSocket push of `cryptoflow run`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,9 +162,8 @@ pub struct Status {
     pub polls: Arc<PollMetrics>,
     /// True once the run is stopping (draining).
     pub stopping: watch::Receiver<bool>,
-    ws_clients: AtomicI64,
-    ws_pushes: AtomicU64,
-    ws_dropped: AtomicU64,
+    /// The process's metrics recorder (`None`: another recorder was installed first).
+    pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The answer of `/ready`.
@@ -190,9 +190,7 @@ impl Status {
             ledger,
             polls,
             stopping,
-            ws_clients: AtomicI64::new(0),
-            ws_pushes: AtomicU64::new(0),
-            ws_dropped: AtomicU64::new(0),
+            metrics: metrics::install(),
         }
     }
 
@@ -213,57 +211,18 @@ impl Status {
         }
     }
 
-    pub(crate) fn ws_clients(&self, delta: i64) {
-        self.ws_clients.fetch_add(delta, Ordering::Relaxed);
-    }
-
-    pub(crate) fn ws_pushed(&self, _push: &Push) {
-        self.ws_pushes.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn ws_dropped(&self) {
-        self.ws_dropped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The Prometheus text: the ledger, the pollers and the server.
+    /// The Prometheus text: every metric of the process, with the ledger's and the pollers'
+    /// totals published first.
     pub fn render_metrics(&self, board: &Board) -> String {
-        let now = cryptoflow_sources::now_ms();
-        let mut out = self.ledger.render_prometheus(now);
-        out.push_str(&self.polls.render_prometheus());
-        let gauge = |out: &mut String, name: &str, kind: &str, help: &str, v: String| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
+        let Some(handle) = self.metrics else {
+            return "# metrics are recorded by another recorder in this process\n".to_string();
         };
-        gauge(
-            &mut out,
-            "cryptoflow_ws_clients",
-            "gauge",
-            "WebSocket clients connected.",
-            self.ws_clients.load(Ordering::Relaxed).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cryptoflow_ws_pushes_total",
-            "counter",
-            "Records pushed to WebSocket clients.",
-            self.ws_pushes.load(Ordering::Relaxed).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cryptoflow_ws_slow_clients_closed_total",
-            "counter",
-            "WebSocket clients closed for falling behind their buffer.",
-            self.ws_dropped.load(Ordering::Relaxed).to_string(),
-        );
-        gauge(
-            &mut out,
-            "cryptoflow_api_board_records_total",
-            "counter",
-            "Committed records the API has taken.",
-            board.records().to_string(),
-        );
-        out
+        self.ledger.publish_metrics(cryptoflow_sources::now_ms());
+        self.polls.publish_metrics();
+        ::metrics::counter!("cryptoflow_api_board_records_total").absolute(board.records());
+        let ready = self.readiness();
+        ::metrics::gauge!("cryptoflow_ready").set(f64::from(u8::from(ready.ready)));
+        handle.render()
     }
 }
 

@@ -119,7 +119,7 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| client(socket, sub, rx, state)))
+        .on_upgrade(move |socket| client(socket, sub, rx)))
 }
 
 /// One client: pushes what it subscribed to until it leaves or falls behind.
@@ -127,15 +127,15 @@ async fn client(
     mut socket: WebSocket,
     mut sub: Subscription,
     mut rx: tokio::sync::broadcast::Receiver<Arc<Push>>,
-    state: AppState,
 ) {
-    state.status.ws_clients(1);
+    let clients = ::metrics::gauge!("cryptoflow_ws_clients");
+    clients.increment(1.0);
     if socket
         .send(Message::Text(sub.describe().to_string().into()))
         .await
         .is_err()
     {
-        state.status.ws_clients(-1);
+        clients.decrement(1.0);
         return;
     }
     loop {
@@ -143,14 +143,16 @@ async fn client(
             push = rx.recv() => match push {
                 Ok(p) => {
                     if sub.wants(&p) {
-                        state.status.ws_pushed(&p);
                         if socket.send(Message::Text(p.json.to_string().into())).await.is_err() {
                             break;
                         }
+                        ::metrics::counter!("cryptoflow_ws_pushes_total").increment(1);
+                        ::metrics::histogram!("cryptoflow_ws_push_seconds")
+                            .record(p.committed.elapsed().as_secs_f64());
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    state.status.ws_dropped();
+                    ::metrics::counter!("cryptoflow_ws_slow_clients_closed_total").increment(1);
                     let frame = CloseFrame {
                         code: CLOSE_TOO_SLOW,
                         reason: format!("client too slow: {missed} pushes missed").into(),
@@ -198,7 +200,7 @@ async fn client(
             },
         }
     }
-    state.status.ws_clients(-1);
+    clients.decrement(1.0);
 }
 
 #[cfg(test)]

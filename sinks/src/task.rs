@@ -211,11 +211,13 @@ pub async fn run_sink<S: Sink>(
             None => break,
         }
     }
+    let in_flight = metrics::gauge!("cryptoflow_sink_in_flight_batches", "sink" => sink.name());
     idle.push(sink);
     let mut inflight: std::collections::VecDeque<InFlight<S>> = std::collections::VecDeque::new();
     let mut open = true;
     let cfg = std::sync::Arc::new(cfg);
     while open || !inflight.is_empty() {
+        in_flight.set(inflight.len() as f64);
         // Wait for a message or for the oldest flush to finish.
         let got = if open {
             tokio::select! {
@@ -284,14 +286,19 @@ pub async fn run_sink<S: Sink>(
         let records = std::mem::replace(&mut batch, Vec::with_capacity(cfg.max_batch));
         let task_cfg = cfg.clone();
         let task = tokio::spawn(async move {
+            let started = Instant::now();
             let retries = write_with_retry(&mut writer, &records, &task_cfg).await?;
+            metrics::histogram!("cryptoflow_sink_flush_seconds", "sink" => writer.name())
+                .record(started.elapsed().as_secs_f64());
             Ok((writer, records, retries))
         });
         inflight.push_back(InFlight {
             snapshot: seen.clone(),
             task,
         });
+        in_flight.set(inflight.len() as f64);
     }
+    in_flight.set(0.0);
     for mut s in idle {
         s.close().await?;
     }
@@ -302,7 +309,7 @@ pub async fn run_sink<S: Sink>(
 
 /// Handles the oldest flush having finished: on success, counts it, shows it to the observer,
 /// advances the ack to its frontier snapshot, and returns its writer.
-fn committed<S>(
+fn committed<S: Sink>(
     done: Result<FlushResult<S>, tokio::task::JoinError>,
     snapshot: &[Option<Option<u64>>],
     ack: &mut Ack,
@@ -316,6 +323,11 @@ fn committed<S>(
     ack.records += records.len() as u64;
     ack.flushes += 1;
     ack.retries += u64::from(retries);
+    let sink = writer.name();
+    metrics::counter!("cryptoflow_sink_rows_total", "sink" => sink).increment(records.len() as u64);
+    metrics::counter!("cryptoflow_sink_flushes_total", "sink" => sink).increment(1);
+    metrics::counter!("cryptoflow_sink_retries_total", "sink" => sink)
+        .increment(u64::from(retries));
     if let Some(obs) = observer.as_mut() {
         obs(&records, Instant::now());
     }

@@ -3,7 +3,6 @@
 //! `data_quality` table and rendered in the Prometheus text format for the metrics endpoint.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use cryptoflow_operators::model::{DataQuality, Millis};
@@ -142,11 +141,12 @@ impl Ledger {
             .collect()
     }
 
-    /// The ledger in the Prometheus text exposition format.
-    pub fn render_prometheus(&self, now_ms: Millis) -> String {
+    /// Publishes the ledger to the process's metrics recorder (the `metrics` facade): per
+    /// (source, symbol) counters, the newest event's age and staleness, and ignored frames by
+    /// type. Called when metrics are scraped.
+    pub fn publish_metrics(&self, now_ms: Millis) {
         let snap = self.snapshot(now_ms);
-        let mut out = String::new();
-        let metrics: [Metric; 11] = [
+        let counters: [Metric; 11] = [
             ("frames", "Frames received.", |q| q.frames),
             ("trades", "Trades delivered.", |q| q.trades),
             ("gaps_detected", "Id holes detected.", |q| q.gaps_detected),
@@ -173,61 +173,50 @@ impl Ledger {
                 |q| q.kline_mismatches,
             ),
         ];
-        for (name, help, get) in metrics {
-            let _ = writeln!(out, "# HELP cryptoflow_source_{name}_total {help}\n# TYPE cryptoflow_source_{name}_total counter");
+        for (name, help, get) in counters {
+            let name = format!("cryptoflow_source_{name}_total");
+            metrics::describe_counter!(name.clone(), help);
             for q in &snap {
-                let _ = writeln!(
-                    out,
-                    "cryptoflow_source_{name}_total{{source=\"{}\",symbol=\"{}\"}} {}",
-                    q.source,
-                    q.symbol,
-                    get(q)
-                );
+                metrics::counter!(name.clone(), "source" => q.source.clone(), "symbol" => q.symbol.clone())
+                    .absolute(get(q));
             }
         }
-        let _ = writeln!(out, "# HELP cryptoflow_source_ignored_total Frames of a known type that is not processed, by type.\n# TYPE cryptoflow_source_ignored_total counter");
+        metrics::describe_counter!(
+            "cryptoflow_source_ignored_total",
+            "Frames of a known type that is not processed, by type."
+        );
         for (source, ty, n) in self.ignored() {
-            let _ = writeln!(
-                out,
-                "cryptoflow_source_ignored_total{{source=\"{}\",type=\"{}\"}} {n}",
-                label(&source),
-                label(&ty)
-            );
+            metrics::counter!("cryptoflow_source_ignored_total", "source" => source, "type" => ty)
+                .absolute(n);
         }
-        let _ = writeln!(out, "# HELP cryptoflow_source_last_event_age_seconds Seconds since the newest event.\n# TYPE cryptoflow_source_last_event_age_seconds gauge");
+        metrics::describe_gauge!(
+            "cryptoflow_source_last_event_age_seconds",
+            "Seconds since the newest event (event-time lag behind the wall clock)."
+        );
+        metrics::describe_gauge!(
+            "cryptoflow_source_stale",
+            "1 when a symbol is silent for longer than its stale time."
+        );
         for q in &snap {
-            let _ = writeln!(
-                out,
-                "cryptoflow_source_last_event_age_seconds{{source=\"{}\",symbol=\"{}\"}} {:.3}",
-                q.source,
-                q.symbol,
-                q.last_event_age_ms as f64 / 1000.0
-            );
+            let labels = [("source", q.source.clone()), ("symbol", q.symbol.clone())];
+            metrics::gauge!("cryptoflow_source_last_event_age_seconds", &labels)
+                .set(q.last_event_age_ms as f64 / 1000.0);
+            metrics::gauge!("cryptoflow_source_stale", &labels).set(f64::from(u8::from(q.stale)));
         }
-        let _ = writeln!(out, "# HELP cryptoflow_source_stale 1 when a symbol is silent for longer than the stale time.\n# TYPE cryptoflow_source_stale gauge");
-        for q in &snap {
-            let _ = writeln!(
-                out,
-                "cryptoflow_source_stale{{source=\"{}\",symbol=\"{}\"}} {}",
-                q.source,
-                q.symbol,
-                u8::from(q.stale)
-            );
-        }
-        out
     }
-}
-
-/// A Prometheus label value with `\`, `"` and line breaks escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `f` publishes, in the Prometheus text format.
+    fn rendered(f: impl FnOnce()) -> String {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, f);
+        handle.render()
+    }
 
     #[test]
     fn counts_ages_and_staleness() {
@@ -258,7 +247,7 @@ mod tests {
             (eth.symbol.as_str(), eth.last_event_age_ms, eth.stale),
             ("ETHUSDT", 9_000, true)
         );
-        let text = l.render_prometheus(10_000);
+        let text = rendered(|| l.publish_metrics(10_000));
         assert!(text
             .contains("cryptoflow_source_trades_total{source=\"binance\",symbol=\"BTCUSDT\"} 3"));
         assert!(text.contains("cryptoflow_source_stale{source=\"binance\",symbol=\"ETHUSDT\"} 1"));
@@ -280,7 +269,7 @@ mod tests {
                 ("bookTicker".to_string(), 2)
             ]
         );
-        let text = l.render_prometheus(0);
+        let text = rendered(|| l.publish_metrics(0));
         assert!(text
             .contains("cryptoflow_source_ignored_total{source=\"binance\",type=\"24hrTicker\"} 2"));
         assert!(

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod bulk_reference;
 mod cluster_kill;
 mod damaged_files;

@@ -180,11 +180,10 @@ impl PollMetrics {
         }
     }
 
-    /// The metrics in the Prometheus text format (breaker: 0 closed, 1 half-open, 2 open).
-    pub fn render_prometheus(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let apis = self.apis();
+    /// Publishes to the process's metrics recorder (the `metrics` facade): per (poller, API)
+    /// request counters and breaker state (0 closed, 1 open, 2 half-open), and per poller its
+    /// polls, items, duplicates, errors and saved states. Called when metrics are scraped.
+    pub fn publish_metrics(&self) {
         type Get = fn(&FetchStats) -> u64;
         let counters: [(&str, &str, Get); 5] = [
             ("requests", "HTTP requests sent.", |s| s.requests),
@@ -193,25 +192,47 @@ impl PollMetrics {
             ("rate_limited", "429/418 answers.", |s| s.rate_limited),
             ("failures", "Failed attempts.", |s| s.failures),
         ];
+        let apis = self.apis();
         for (name, help, get) in counters {
-            let _ = writeln!(out, "# HELP cryptoflow_poll_{name}_total {help}\n# TYPE cryptoflow_poll_{name}_total counter");
+            let name = format!("cryptoflow_poll_{name}_total");
+            metrics::describe_counter!(name.clone(), help);
             for ((poller, api), (s, _)) in &apis {
-                let _ = writeln!(
-                    out,
-                    "cryptoflow_poll_{name}_total{{poller=\"{poller}\",api=\"{api}\"}} {}",
-                    get(s)
-                );
+                metrics::counter!(name.clone(), "poller" => poller.clone(), "api" => api.clone())
+                    .absolute(get(s));
             }
         }
-        let _ = writeln!(out, "# HELP cryptoflow_poll_breaker_state Circuit breaker: 0 closed, 1 half-open, 2 open.\n# TYPE cryptoflow_poll_breaker_state gauge");
+        metrics::describe_gauge!(
+            "cryptoflow_poll_breaker_state",
+            "Circuit breaker: 0 closed, 1 open, 2 half-open."
+        );
         for ((poller, api), (_, b)) in &apis {
-            let _ = writeln!(
-                out,
-                "cryptoflow_poll_breaker_state{{poller=\"{poller}\",api=\"{api}\"}} {}",
-                b.as_metric()
-            );
+            metrics::gauge!("cryptoflow_poll_breaker_state", "poller" => poller.clone(), "api" => api.clone())
+                .set(f64::from(b.as_metric()));
         }
-        out
+        type Status = fn(&PollerStatus) -> u64;
+        let per_poller: [(&str, &str, Status); 5] = [
+            ("polls", "Polls run.", |p| p.polls),
+            ("items", "Items emitted.", |p| p.emitted),
+            ("duplicates", "Items dropped as already emitted.", |p| {
+                p.duplicates
+            }),
+            ("errors", "Malformed items and failed requests.", |p| {
+                p.errors
+            }),
+            (
+                "commits",
+                "Poller states saved after the sinks had the items.",
+                |p| p.commits,
+            ),
+        ];
+        let polls = self.polls.lock().map(|p| p.clone()).unwrap_or_default();
+        for (name, help, get) in per_poller {
+            let name = format!("cryptoflow_poller_{name}_total");
+            metrics::describe_counter!(name.clone(), help);
+            for (poller, st) in &polls {
+                metrics::counter!(name.clone(), "poller" => poller.clone()).absolute(get(st));
+            }
+        }
     }
 }
 
@@ -442,6 +463,33 @@ pub async fn run_poller<P: Poller>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn metrics_name_each_api_and_poller() {
+        let m = PollMetrics::default();
+        m.apis.lock().unwrap().insert(
+            ("coingecko".into(), "markets".into()),
+            (
+                FetchStats {
+                    requests: 7,
+                    ..FetchStats::default()
+                },
+                BreakerState::Open,
+            ),
+        );
+        m.update("coingecko", |p| p.polls = 3);
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || m.publish_metrics());
+        let text = handle.render();
+        for line in [
+            "cryptoflow_poll_breaker_state{poller=\"coingecko\",api=\"markets\"} 1",
+            "cryptoflow_poll_requests_total{poller=\"coingecko\",api=\"markets\"} 7",
+            "cryptoflow_poller_polls_total{poller=\"coingecko\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
     use super::*;
     use cryptoflow_operators::polled::FundNav;
 
