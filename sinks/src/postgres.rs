@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "venues",
         include_str!("../../sql/postgres/0009_venues.sql"),
     ),
+    (
+        10,
+        "serving",
+        include_str!("../../sql/postgres/0010_serving.sql"),
+    ),
 ];
 /// The views, applied in order after the migrations by every [`migrate`]: (file name, SQL).
 /// Each file is `NN_<view>.sql` and holds one `CREATE OR REPLACE VIEW <view>`.
@@ -108,7 +113,41 @@ pub const VIEWS: &[(&str, &str)] = &[
         "08_sentiment_coin_windows_now.sql",
         include_str!("../../sql/postgres/views/08_sentiment_coin_windows_now.sql"),
     ),
+    (
+        "09_latest_indicators.sql",
+        include_str!("../../sql/postgres/views/09_latest_indicators.sql"),
+    ),
+    (
+        "10_crypto_combined_data.sql",
+        include_str!("../../sql/postgres/views/10_crypto_combined_data.sql"),
+    ),
+    (
+        "11_ml_features_wide.sql",
+        include_str!("../../sql/postgres/views/11_ml_features_wide.sql"),
+    ),
 ];
+
+/// The text of `views/11_ml_features_wide.sql`: one `DOUBLE PRECISION` column per feature of the
+/// catalogue, in its order, read out of the `features` JSON (a test keeps the file equal to it).
+pub fn ml_features_wide_view() -> String {
+    let mut sql = String::from(
+        "-- Generated from the feature catalogue (docs/FEATURES.md); a test keeps it equal to\n\
+         -- cryptoflow_sinks::postgres::ml_features_wide_view(). One column per feature.\n\
+         CREATE OR REPLACE VIEW ml_features_wide AS\n    SELECT venue, symbol, interval, open_time, close_time",
+    );
+    for f in cryptoflow_operators::features::CATALOGUE {
+        sql.push_str(&format!(
+            ",\n           (features ->> '{0}')::double precision AS \"{0}\"",
+            f.name
+        ));
+    }
+    sql.push_str(
+        "\n    FROM ml_features;\n\
+         COMMENT ON VIEW ml_features_wide IS\n    \
+         'The ML feature vectors with one column per feature (NULL while a feature warms up).';\n",
+    );
+    sql
+}
 
 /// The view a file of [`VIEWS`] creates: its name without the `NN_` prefix and `.sql`.
 pub fn view_name(file: &str) -> &str {
@@ -889,6 +928,23 @@ mod tests {
                 "{name}: views live in views/"
             );
         }
+    }
+
+    #[test]
+    fn the_wide_features_view_follows_the_catalogue() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../sql/postgres/views/11_ml_features_wide.sql"
+        );
+        if std::env::var_os("CRYPTOFLOW_BLESS").is_some() {
+            std::fs::write(path, ml_features_wide_view()).expect("write the view");
+        }
+        let file = std::fs::read_to_string(path).expect("the view file");
+        assert_eq!(
+            file,
+            ml_features_wide_view(),
+            "regenerate it: CRYPTOFLOW_BLESS=1 cargo test -p cryptoflow-sinks wide_features"
+        );
     }
 
     #[test]

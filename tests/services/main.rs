@@ -28,3 +28,4 @@ mod restart_resume;
 mod secrets_cli;
 mod shutdown;
 mod sql_tables;
+mod views;
