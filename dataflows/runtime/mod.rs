@@ -142,10 +142,9 @@ pub fn run(
         .context("tokio runtime")?;
 
     // Build: the API's board (fed by the primary sink's commits), sinks, the ledger, the pollers.
-    let board = cfg
-        .serve
-        .enabled()
-        .then(|| crate::serve::board::Board::new(cfg.serve.limits()));
+    let board = cfg.serve.enabled().then(|| {
+        crate::serve::board::Board::new(cfg.serve.limits(), cfg.sinks.kafka.topics.clone())
+    });
     let observer = match &board {
         Some(b) => Some(b.observer(observer)),
         None => observer,

@@ -15,6 +15,7 @@ use cryptoflow_operators::model::{
     LateTrade, MacroObservation, Millis, NewsItem, Output, OutputKind, Polled, SentimentRow,
     SentimentWindowRow, Symbol, WhaleAlert,
 };
+use cryptoflow_sinks::kafka::{outgoing, Topics};
 use cryptoflow_sinks::task::CommitObserver;
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -62,18 +63,56 @@ pub enum QualityEvent {
     Mismatch(KlineMismatch),
 }
 
-/// One pushed record: its kind (the WebSocket subscription name), its symbol or coin when it
-/// has one, and its JSON (the JSON-lines form of the record).
+/// One pushed record: its kind (the WebSocket subscription name), its symbol or coin, and its
+/// JSON: the envelope `{"kind": …, "symbol": …, "data": …}` whose `data` is the record's message
+/// on its Kafka topic (`schemas/kafka/`), the same in `run` and in `serve`.
 #[derive(Debug, Clone)]
 pub struct Push {
     /// The subscription kind.
     pub kind: PushKind,
-    /// The symbol (or coin, for sentiment).
+    /// The symbol (or coin, for sentiment), upper case.
     pub key: Option<String>,
-    /// The record as JSON.
+    /// The envelope as JSON.
     pub json: Arc<str>,
-    /// When the primary sink committed it.
+    /// When the primary sink committed it (or `serve` read it from Kafka).
     pub committed: Instant,
+}
+
+impl Push {
+    /// The push of a topic message: `topic` and the message's `type` say its kind (`None`: not
+    /// pushed, like features and lifecycle events); `key` is the message key.
+    pub fn of_message(
+        topics: &Topics,
+        topic: &str,
+        key: Option<&str>,
+        payload: &str,
+        committed: Instant,
+    ) -> Option<Push> {
+        let ty = serde_json::from_str::<TypeOnly>(payload).ok()?.ty;
+        let kind = PushKind::of_topic(topics, topic, ty.as_deref())?;
+        Some(Push::envelope(kind, key, payload, committed))
+    }
+
+    fn envelope(kind: PushKind, key: Option<&str>, payload: &str, committed: Instant) -> Push {
+        let symbol = serde_json::to_string(&key).unwrap_or_else(|_| "null".into());
+        Push {
+            kind,
+            key: key.map(str::to_ascii_uppercase),
+            json: format!(
+                r#"{{"kind":"{}","symbol":{symbol},"data":{payload}}}"#,
+                kind.name()
+            )
+            .into(),
+            committed,
+        }
+    }
+}
+
+/// The `type` field of a topic message.
+#[derive(serde::Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "type")]
+    ty: Option<String>,
 }
 
 /// What a WebSocket client subscribes to.
@@ -122,7 +161,35 @@ impl PushKind {
         PushKind::ALL.into_iter().find(|k| k.name() == s)
     }
 
-    /// The kind an output is pushed as (`None`: not pushed).
+    /// The kind of a message on `topic` with `type` (`None`: not pushed).
+    pub fn of_topic(topics: &Topics, topic: &str, ty: Option<&str>) -> Option<PushKind> {
+        Some(if topic == topics.trades {
+            PushKind::Trades
+        } else if topic == topics.prices {
+            match ty? {
+                "candle" => PushKind::Candles,
+                "indicators" => PushKind::Indicators,
+                _ => return None,
+            }
+        } else if topic == topics.alerts {
+            match ty? {
+                "whale" => PushKind::Whales,
+                "kline_mismatch" => PushKind::Quality,
+                _ => return None,
+            }
+        } else if topic == topics.events {
+            match ty? {
+                "gap" | "late_trade" => PushKind::Quality,
+                _ => return None,
+            }
+        } else if topic == topics.sentiment {
+            PushKind::Sentiment
+        } else {
+            return None;
+        })
+    }
+
+    /// The kind an output is pushed as (`None`: not pushed); the kind of its topic message.
     fn of(kind: OutputKind) -> Option<PushKind> {
         Some(match kind {
             OutputKind::Trade => PushKind::Trades,
@@ -168,17 +235,26 @@ pub struct Board {
     tables: Arc<RwLock<Tables>>,
     pushes: broadcast::Sender<Arc<Push>>,
     limits: BoardLimits,
+    topics: Arc<Topics>,
 }
 
 impl Board {
-    /// An empty board.
-    pub fn new(limits: BoardLimits) -> Self {
+    /// An empty board; pushes name the Kafka `topics` messages' kinds.
+    pub fn new(limits: BoardLimits, topics: Topics) -> Self {
         let (pushes, _) = broadcast::channel(limits.push_buffer.max(16));
         Board {
             tables: Arc::new(RwLock::new(Tables::default())),
             pushes,
             limits,
+            topics: Arc::new(topics),
         }
+    }
+
+    /// Pushes `push` to the subscribed clients (never waits: a client too far behind misses it
+    /// and is closed).
+    pub fn push(&self, push: Push) {
+        // No receiver is not an error: nobody is subscribed.
+        let _ = self.pushes.send(Arc::new(push));
     }
 
     /// A commit observer that records every committed batch on the board (and then calls
@@ -212,15 +288,10 @@ impl Board {
             for r in records {
                 t.records += 1;
                 if clients {
-                    if let Some(kind) = PushKind::of(r.kind()) {
-                        if let Ok(json) = serde_json::to_string(r) {
-                            pushes.push(Push {
-                                kind,
-                                key: push_key(r),
-                                json: json.into(),
-                                committed,
-                            });
-                        }
+                    if let (Some(kind), Some(msg)) =
+                        (PushKind::of(r.kind()), outgoing(&self.topics, r))
+                    {
+                        pushes.push(Push::envelope(kind, Some(msg.key), &msg.payload, committed));
                     }
                 }
                 match r {
@@ -295,8 +366,7 @@ impl Board {
             }
         }
         for p in pushes {
-            // No receiver left is not an error: nobody is subscribed.
-            let _ = self.pushes.send(Arc::new(p));
+            self.push(p);
         }
     }
 
@@ -461,20 +531,4 @@ impl Board {
     pub fn macro_series(&self, series: &str) -> Option<Vec<MacroObservation>> {
         self.read(|t| t.macros.get(series).map(|q| q.iter().cloned().collect()))
     }
-}
-
-/// The symbol (or coin) a pushed record is about.
-fn push_key(r: &Output) -> Option<String> {
-    Some(match r {
-        Output::Trade(e) => e.trade.symbol.as_str().to_string(),
-        Output::Candle(c) => c.symbol.as_str().to_string(),
-        Output::Whale(w) => w.trade.symbol.as_str().to_string(),
-        Output::Gap(g) => g.symbol.as_str().to_string(),
-        Output::Late(l) => l.trade.symbol.as_str().to_string(),
-        Output::Mismatch(m) => m.symbol.as_str().to_string(),
-        Output::Indicators(i) => i.symbol.as_str().to_string(),
-        Output::Features(f) => f.symbol.as_str().to_string(),
-        Output::SentimentWindow(w) => w.coin.to_uppercase(),
-        Output::Sentiment(_) | Output::Quality(_) | Output::Polled(_) => return None,
-    })
 }

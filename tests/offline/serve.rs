@@ -383,7 +383,30 @@ fn websocket_clients_get_every_committed_trade_they_subscribed_to_in_order() {
             }
             got
         };
-        let (ta, tb) = tokio::join!(collect(a), collect(b));
+        // And one for everything.
+        let (c, _) = tokio_tungstenite::connect_async(format!("{ws_url}/ws"))
+            .await
+            .unwrap();
+        let (ta, tb, tc) = tokio::join!(collect(a), collect(b), collect(c));
+        // Every push's kind is its message's kind.
+        let mut kinds = std::collections::BTreeSet::new();
+        for p in &tc[1..] {
+            let kind = p["kind"].as_str().unwrap();
+            let ty = p["data"]["type"].as_str();
+            let fits = match kind {
+                "trades" => ty.is_none() && p["data"]["trade_id"].is_u64(),
+                "candles" => ty == Some("candle"),
+                "indicators" => ty == Some("indicators"),
+                "whales" => ty == Some("whale"),
+                "quality" => matches!(ty, Some("gap" | "late_trade" | "kline_mismatch")),
+                "sentiment" => matches!(ty, Some("item" | "window")),
+                _ => false,
+            };
+            assert!(fits, "{p}");
+            assert_eq!(p["symbol"], p["data"]["symbol"], "{p}");
+            kinds.insert(kind.to_string());
+        }
+        assert!(kinds.len() >= 4, "{kinds:?}");
         (ta, tb)
     });
     s.wait_for("the replay is done");
@@ -397,9 +420,14 @@ fn websocket_clients_get_every_committed_trade_they_subscribed_to_in_order() {
     let got: Vec<u64> = trades
         .iter()
         .map(|r| {
-            assert_eq!(r["type"], "trade", "{r}");
-            assert_eq!(r["trade"]["symbol"], "BTCUSDT");
-            r["trade"]["trade_id"].as_u64().unwrap()
+            assert_eq!(
+                (r["kind"].as_str(), r["symbol"].as_str()),
+                (Some("trades"), Some("BTCUSDT")),
+                "{r}"
+            );
+            assert_eq!(r["data"]["symbol"], "BTCUSDT");
+            assert_eq!(r["data"]["version"], 1);
+            r["data"]["trade_id"].as_u64().unwrap()
         })
         .collect();
     assert!(
@@ -414,9 +442,11 @@ fn websocket_clients_get_every_committed_trade_they_subscribed_to_in_order() {
     assert!(candles.len() > 1);
     for c in &candles[1..] {
         assert_eq!(
-            (c["type"].as_str(), c["symbol"].as_str()),
-            (Some("candle"), Some("ETHUSDT"))
+            (c["kind"].as_str(), c["symbol"].as_str()),
+            (Some("candles"), Some("ETHUSDT")),
+            "{c}"
         );
+        assert_eq!(c["data"]["type"], "candle");
     }
     s.stop();
 }

@@ -247,11 +247,14 @@ function showQuality(q) {
   $("quality-events").replaceChildren(...q.events.slice(0, 30).map(qualityItem));
 }
 
+// A data-quality event, from the API (gap, late, mismatch) or a push (gap, late_trade,
+// kline_mismatch).
 function qualityItem(ev) {
   const li = document.createElement("li");
-  if (ev.type === "gap") li.textContent = `gap ${ev.symbol} ${ev.kind} ${utc(ev.since)}\u2013${utc(ev.until)} ${ev.refilled ? "refilled" : ev.reason}`;
-  else if (ev.type === "late") li.textContent = `late trade ${ev.trade.symbol} #${ev.trade.trade_id} for ${utc(ev.candle_open_time)}`;
-  else if (ev.type === "mismatch") li.textContent = `kline mismatch ${ev.symbol} ${utc(ev.open_time)}: ${ev.fields.join(", ")}`;
+  const symbol = ev.symbol || (ev.trade && ev.trade.symbol);
+  if (ev.type === "gap") li.textContent = `gap ${symbol} ${ev.kind || ev.stream} ${utc(ev.since)}\u2013${utc(ev.until)} ${ev.refilled ? "refilled" : ev.reason}`;
+  else if (ev.type === "late" || ev.type === "late_trade") li.textContent = `late trade ${symbol} #${ev.trade ? ev.trade.trade_id : ev.trade_id} for ${utc(ev.candle_open_time)}`;
+  else if (ev.type === "mismatch" || ev.type === "kline_mismatch") li.textContent = `kline mismatch ${symbol} ${utc(ev.open_time)}: ${ev.fields.join(", ")}`;
   else li.textContent = JSON.stringify(ev);
   return li;
 }
@@ -322,17 +325,18 @@ function connect() {
     conn.className = "conn off";
     setTimeout(() => { if (state.ws === ws) loadSymbol(); }, 2000);
   };
+  // Each push is {kind, symbol, data}: data is the record's Kafka topic message.
   ws.onmessage = (m) => {
-    const r = JSON.parse(m.data);
-    switch (r.type) {
-      case "trade": if (r.trade.symbol === state.symbol) showTrade(r); break;
-      case "candle": if (r.symbol === state.symbol) upsertCandle(r); break;
-      case "indicators": if (r.symbol === state.symbol) showIndicators(r); break;
-      case "whale": addWhale(r, true); break;
-      case "sentiment_window": refreshSlow(); break;
-      case "gap": case "late": case "mismatch":
-        $("quality-events").prepend(qualityItem(r));
+    const { kind, data: d } = JSON.parse(m.data);
+    switch (kind) {
+      case "trades":
+        if (d.symbol === state.symbol) showTrade({ trade: d, moving_average: d.moving_average, ema: d.ema });
         break;
+      case "candles": if (d.symbol === state.symbol) upsertCandle(d); break;
+      case "indicators": if (d.symbol === state.symbol) showIndicators(d); break;
+      case "whales": addWhale({ trade: d, notional: d.notional }, true); break;
+      case "sentiment": if (d.type === "window") refreshSlow(); break;
+      case "quality": $("quality-events").prepend(qualityItem(d)); break;
       default: break;
     }
   };
