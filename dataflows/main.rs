@@ -90,6 +90,9 @@ enum Command {
     Consume(ConsumeArgs),
     /// Replay captures or Binance CSV dumps through the pipeline (no file: the bundled sample).
     Replay(ReplayArgs),
+    /// Serve the HTTP API, WebSocket push and dashboard as a process of its own: history from
+    /// the pipeline's PostgreSQL tables (read-only), live pushes from its Kafka topics.
+    Serve(ServeArgs),
     /// Record Binance WebSocket frames with their receive time, in the format `replay` reads, or
     /// publish them to a Kafka topic (one frame per message, keyed by symbol) for `consume`.
     Record(RecordArgs),
@@ -145,6 +148,23 @@ struct ConsumeArgs {
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Config file (serve.*, whales.*, sinks.kafka.topics, kafka.consumer).
+    #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// The pipeline's database (a role with SELECT on its tables and views is enough).
+    #[arg(long, env = "CRYPTOFLOW_SERVE_POSTGRES_URL")]
+    postgres: String,
+    /// Kafka bootstrap servers of the pipeline's topics, for live pushes (default:
+    /// sinks.kafka.brokers; "" for none).
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Address to listen on (default: serve.listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -487,6 +507,7 @@ fn main() {
         Command::Run(args) => cmd_run(args),
         Command::Consume(args) => cmd_consume(args),
         Command::Replay(args) => cmd_replay(args),
+        Command::Serve(args) => cmd_serve(args),
         Command::Record(args) => cmd_record(args),
         Command::Generate(args) => cmd_generate(args),
         Command::Migrate(args) => cmd_migrate(args),
@@ -605,6 +626,23 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
     }
     result?;
     Ok(())
+}
+
+/// `cryptoflow serve`: the API over the pipeline's tables and topics.
+fn cmd_serve(args: ServeArgs) -> Result<()> {
+    let mut cfg = load_config(args.config.as_deref())?;
+    cfg.serve.apply_listen(args.listen.as_deref(), true);
+    cfg.validate()?;
+    let kafka = args
+        .kafka
+        .unwrap_or_else(|| cfg.sinks.kafka.brokers.clone());
+    cryptoflow::serve::standalone::serve(
+        &cfg,
+        cryptoflow::serve::standalone::ServeSources {
+            postgres: args.postgres,
+            kafka: Some(kafka),
+        },
+    )
 }
 
 /// `cryptoflow consume`: raw Binance payloads from Kafka through the pipeline.

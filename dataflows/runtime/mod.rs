@@ -192,7 +192,8 @@ pub fn run(
                 polling.metrics.clone(),
                 shutdown_tx.subscribe(),
             ));
-            let server = crate::serve::start(&cfg.serve, &rt, board, status)?;
+            let store = crate::serve::store::Store::Board(board.clone());
+            let server = crate::serve::start(&cfg.serve, &rt, store, board, status)?;
             eprintln!("cryptoflow: serving on http://{}", server.addr);
             Some(server)
         }

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::board::Board;
 use super::page;
+use super::store::Store;
 use super::ws;
 use super::Status;
 
@@ -43,6 +44,15 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: format!("bad parameter `{param}`: {why}"),
             retry_after: None,
+        }
+    }
+
+    /// 503: the store did not answer.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            retry_after: Some(1),
         }
     }
 
@@ -82,6 +92,8 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 #[derive(Clone)]
 pub struct AppState {
     /// The read model.
+    pub store: Store,
+    /// The pushes to WebSocket clients (in `run`, also the read model).
     pub board: Board,
     /// Readiness and metrics.
     pub status: Arc<Status>,
@@ -302,7 +314,7 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
-    let r = s.status.readiness();
+    let r = s.status.readiness(&s.store).await;
     let code = if r.ready {
         StatusCode::OK
     } else {
@@ -317,7 +329,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        s.status.render_metrics(&s.board),
+        s.status.render_metrics(&s.board, &s.store).await,
     )
         .into_response()
 }
@@ -344,9 +356,9 @@ fn symbol(s: &str) -> Result<Symbol, ApiError> {
 }
 
 /// A known symbol, or 404.
-fn known(board: &Board, s: &str) -> Result<Symbol, ApiError> {
+async fn known(store: &Store, s: &str) -> Result<Symbol, ApiError> {
     let sym = symbol(s)?;
-    if board.knows(&sym) {
+    if store.knows(&sym).await? {
         Ok(sym)
     } else {
         Err(ApiError::not_found(format!("unknown symbol {sym}")))
@@ -384,6 +396,14 @@ fn limit_param(params: &HashMap<String, String>, default: usize) -> Result<usize
     }
 }
 
+/// The `interval` parameter (default `1m`).
+fn interval_param(params: &HashMap<String, String>) -> Result<Interval, ApiError> {
+    match params.get("interval") {
+        None => Ok(Interval::MINUTE),
+        Some(v) => Interval::from_str(v).map_err(|e| ApiError::bad("interval", e)),
+    }
+}
+
 fn range(params: &HashMap<String, String>) -> Result<(Millis, Millis), ApiError> {
     let from = time_param(params, "from")?.unwrap_or(Millis::MIN);
     let to = time_param(params, "to")?.unwrap_or(Millis::MAX);
@@ -396,8 +416,9 @@ fn range(params: &HashMap<String, String>) -> Result<(Millis, Millis), ApiError>
 async fn symbols(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
     only(&p, &[])?;
     let symbols: Vec<String> = s
-        .board
+        .store
         .symbols()
+        .await?
         .iter()
         .map(|x| x.as_str().to_string())
         .collect();
@@ -411,8 +432,9 @@ async fn current_price(
 ) -> ApiResult<super::board::PriceNow> {
     only(&p, &[])?;
     let sym = symbol(&sym)?;
-    s.board
+    s.store
         .price(&sym)
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("unknown symbol {sym}")))
 }
@@ -441,11 +463,8 @@ async fn candles(
     Query(p): Params,
 ) -> ApiResult<Rows<cryptoflow_operators::model::Candle>> {
     only(&p, &["interval", "from", "to", "limit", "forming"])?;
-    let sym = known(&s.board, &sym)?;
-    let interval = match p.get("interval") {
-        None => Interval::MINUTE,
-        Some(v) => Interval::from_str(v).map_err(|e| ApiError::bad("interval", e))?,
-    };
+    let sym = known(&s.store, &sym).await?;
+    let interval = interval_param(&p)?;
     let (from, to) = range(&p)?;
     let limit = limit_param(&p, 100)?;
     let forming = match p.get("forming").map(String::as_str) {
@@ -460,7 +479,9 @@ async fn candles(
     };
     Ok(Rows::of(
         Some(&sym),
-        s.board.candles(&sym, interval, from, to, limit, forming),
+        s.store
+            .candles(&sym, interval, (from, to), limit, forming)
+            .await?,
     ))
 }
 
@@ -469,8 +490,9 @@ async fn technical(
     Path(sym): Path<String>,
     Query(p): Params,
 ) -> ApiResult<Rows<cryptoflow_operators::model::IndicatorRow>> {
-    only(&p, &["from", "to", "limit"])?;
-    let sym = known(&s.board, &sym)?;
+    only(&p, &["interval", "from", "to", "limit"])?;
+    let sym = known(&s.store, &sym).await?;
+    let interval = interval_param(&p)?;
     let (from, to) = range(&p)?;
     // Without a range or a limit: the latest row.
     let default = if p.contains_key("from") || p.contains_key("to") {
@@ -481,7 +503,9 @@ async fn technical(
     let limit = limit_param(&p, default)?;
     Ok(Rows::of(
         Some(&sym),
-        s.board.indicators(&sym, from, to, limit),
+        s.store
+            .indicators(&sym, interval, (from, to), limit)
+            .await?,
     ))
 }
 
@@ -490,12 +514,15 @@ async fn whales(
     Query(p): Params,
 ) -> ApiResult<Rows<cryptoflow_operators::model::WhaleAlert>> {
     only(&p, &["symbol", "since", "limit"])?;
-    let sym = p.get("symbol").map(|v| known(&s.board, v)).transpose()?;
+    let sym = match p.get("symbol") {
+        Some(v) => Some(known(&s.store, v).await?),
+        None => None,
+    };
     let since = time_param(&p, "since")?.unwrap_or(Millis::MIN);
     let limit = limit_param(&p, 100)?;
     Ok(Rows::of(
         sym.as_ref(),
-        s.board.whales(sym.as_ref(), since, limit),
+        s.store.whales(sym.as_ref(), since, limit).await?,
     ))
 }
 
@@ -520,8 +547,9 @@ async fn sentiment(
         ));
     }
     let row = s
-        .board
+        .store
         .sentiment(&coin)
+        .await?
         .into_iter()
         .find(|w| w.span == window)
         .ok_or_else(|| ApiError::not_found(format!("no {window} sentiment for {coin}")))?;
@@ -534,8 +562,9 @@ async fn news(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_js
     only(&p, &["coin", "limit"])?;
     let limit = limit_param(&p, 20)?;
     let rows: Vec<serde_json::Value> = s
-        .board
+        .store
         .news(p.get("coin").map(String::as_str), limit)
+        .await?
         .into_iter()
         .map(|(item, score)| json!({ "item": item, "sentiment": score }))
         .collect();
@@ -547,12 +576,14 @@ async fn ml_features(
     Path(sym): Path<String>,
     Query(p): Params,
 ) -> ApiResult<serde_json::Value> {
-    only(&p, &["at"])?;
-    let sym = known(&s.board, &sym)?;
+    only(&p, &["interval", "at"])?;
+    let sym = known(&s.store, &sym).await?;
+    let interval = interval_param(&p)?;
     let at = time_param(&p, "at")?;
     let row = s
-        .board
-        .features_at(&sym, at)
+        .store
+        .features_at(&sym, interval, at)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no feature vector of {sym} yet")))?;
     let values: serde_json::Map<String, serde_json::Value> = row
         .named()
@@ -570,16 +601,17 @@ async fn ml_features(
 async fn quality(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
     only(&p, &["limit"])?;
     let limit = limit_param(&p, 100)?;
-    let now = chrono::Utc::now().timestamp_millis();
-    Ok(Json(json!({
-        "sources": s.status.ledger.snapshot(now),
-        "events": s.board.quality_events(limit),
-    })))
+    let (stored, events) = s.store.quality(limit).await?;
+    let sources = match stored {
+        Some(rows) => json!(rows),
+        None => json!(s.status.ledger.snapshot(cryptoflow_sources::now_ms())),
+    };
+    Ok(Json(json!({ "sources": sources, "events": events })))
 }
 
 async fn markets(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
     only(&p, &[])?;
-    let rows = s.board.markets();
+    let rows = s.store.markets().await?;
     Ok(Json(json!({ "count": rows.len(), "rows": rows })))
 }
 
@@ -591,8 +623,9 @@ async fn macro_series(
     only(&p, &[])?;
     let id = series.to_uppercase();
     let rows = s
-        .board
+        .store
         .macro_series(&id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown macro series {id}")))?;
     Ok(Json(
         json!({ "series": id, "count": rows.len(), "rows": rows }),

@@ -36,7 +36,7 @@ impl Default for BoardLimits {
         BoardLimits {
             per_symbol: 1_000,
             recent: 1_000,
-            push_buffer: 4_096,
+            push_buffer: 16_384,
         }
     }
 }
@@ -209,8 +209,8 @@ struct Tables {
     prices: BTreeMap<Symbol, PriceNow>,
     candles: HashMap<(Symbol, Interval), VecDeque<Candle>>,
     forming: HashMap<(Symbol, Interval), Candle>,
-    indicators: HashMap<Symbol, VecDeque<IndicatorRow>>,
-    features: HashMap<Symbol, VecDeque<FeatureRow>>,
+    indicators: HashMap<(Symbol, Interval), VecDeque<IndicatorRow>>,
+    features: HashMap<(Symbol, Interval), VecDeque<FeatureRow>>,
     whales: VecDeque<WhaleAlert>,
     sentiment: BTreeMap<(String, String), SentimentWindowRow>,
     scored: VecDeque<SentimentRow>,
@@ -227,6 +227,28 @@ fn push_bounded<T>(q: &mut VecDeque<T>, item: T, n: usize) {
         q.pop_front();
     }
     q.push_back(item);
+}
+
+/// Inserts `item` in `key` order (records commit in batches, not always in time order), keeping
+/// the first of equal keys and at most `n` items (the newest).
+fn insert_ordered<T, K: Ord>(q: &mut VecDeque<T>, item: T, n: usize, key: impl Fn(&T) -> K) {
+    let k = key(&item);
+    // Usually the newest: search from the back.
+    let mut i = q.len();
+    while i > 0 && key(&q[i - 1]) > k {
+        i -= 1;
+    }
+    if i > 0 && key(&q[i - 1]) == k {
+        return;
+    }
+    if q.len() >= n.max(1) {
+        if i == 0 {
+            return; // older than everything kept
+        }
+        q.pop_front();
+        i -= 1;
+    }
+    q.insert(i, item);
 }
 
 /// The in-process read model; cheap to clone (shared).
@@ -296,14 +318,24 @@ impl Board {
                 }
                 match r {
                     Output::Trade(e) => {
-                        let seen = t.prices.get(&e.trade.symbol).map_or(0, |p| p.trades_seen);
-                        t.prices.insert(
-                            e.trade.symbol,
-                            PriceNow {
-                                trade: e.clone(),
-                                trades_seen: seen + 1,
-                            },
-                        );
+                        let newest = |x: &EnrichedTrade| (x.trade.ts_exchange, x.trade.trade_id);
+                        match t.prices.get_mut(&e.trade.symbol) {
+                            Some(p) => {
+                                p.trades_seen += 1;
+                                if newest(e) >= newest(&p.trade) {
+                                    p.trade = e.clone();
+                                }
+                            }
+                            None => {
+                                t.prices.insert(
+                                    e.trade.symbol,
+                                    PriceNow {
+                                        trade: e.clone(),
+                                        trades_seen: 1,
+                                    },
+                                );
+                            }
+                        }
                     }
                     Output::Candle(c) if c.is_final => {
                         let key = (c.symbol, c.interval);
@@ -313,23 +345,38 @@ impl Board {
                         {
                             t.forming.remove(&key);
                         }
-                        let q = t.candles.entry(key).or_default();
-                        match q.back() {
-                            Some(last) if last.open_time >= c.open_time => {
-                                // A repeat (a replay of stored data): keep the first.
-                            }
-                            _ => push_bounded(q, c.clone(), n),
-                        }
+                        // A repeat (a replay of stored data) keeps the first.
+                        insert_ordered(t.candles.entry(key).or_default(), c.clone(), n, |c| {
+                            c.open_time
+                        });
                     }
                     Output::Candle(c) => {
-                        t.forming.insert((c.symbol, c.interval), c.clone());
+                        let key = (c.symbol, c.interval);
+                        let closed = t
+                            .candles
+                            .get(&key)
+                            .and_then(|q| q.back())
+                            .is_some_and(|last| last.open_time >= c.open_time);
+                        let newer = t
+                            .forming
+                            .get(&key)
+                            .is_none_or(|f| f.open_time <= c.open_time);
+                        if !closed && newer {
+                            t.forming.insert(key, c.clone());
+                        }
                     }
-                    Output::Indicators(i) => {
-                        push_bounded(t.indicators.entry(i.symbol).or_default(), (**i).clone(), n)
-                    }
-                    Output::Features(f) => {
-                        push_bounded(t.features.entry(f.symbol).or_default(), (**f).clone(), n)
-                    }
+                    Output::Indicators(i) => insert_ordered(
+                        t.indicators.entry((i.symbol, i.interval)).or_default(),
+                        (**i).clone(),
+                        n,
+                        |r| r.open_time,
+                    ),
+                    Output::Features(f) => insert_ordered(
+                        t.features.entry((f.symbol, f.interval)).or_default(),
+                        (**f).clone(),
+                        n,
+                        |r| r.close_time,
+                    ),
                     Output::Whale(w) => push_bounded(&mut t.whales, w.clone(), recent),
                     Output::Gap(g) => {
                         push_bounded(&mut t.quality, QualityEvent::Gap(g.clone()), recent)
@@ -353,10 +400,13 @@ impl Board {
                         Polled::News(item) => push_bounded(&mut t.news, item.clone(), recent),
                         Polled::Macro(o) => {
                             let q = t.macros.entry(o.series_id.to_uppercase()).or_default();
-                            if q.back().is_none_or(|last| last.date < o.date) {
-                                push_bounded(q, o.clone(), n);
-                            } else if let Some(same) = q.iter_mut().find(|x| x.date == o.date) {
-                                *same = o.clone();
+                            // A newer vintage of a date replaces it.
+                            match q.iter_mut().find(|x| x.date == o.date) {
+                                Some(same) if same.realtime_start <= o.realtime_start => {
+                                    *same = o.clone()
+                                }
+                                Some(_) => {}
+                                None => insert_ordered(q, o.clone(), n, |x| x.date),
                             }
                         }
                         Polled::Social(_) | Polled::FundNav(_) => {}
@@ -437,10 +487,12 @@ impl Board {
         })
     }
 
-    /// Indicator rows of `symbol` with `from <= open_time < to`, the newest `limit`, oldest first.
+    /// Indicator rows of `symbol` at `interval` with `from <= open_time < to`, the newest `limit`,
+    /// oldest first.
     pub fn indicators(
         &self,
         symbol: &Symbol,
+        interval: Interval,
         from: Millis,
         to: Millis,
         limit: usize,
@@ -448,7 +500,7 @@ impl Board {
         self.read(|t| {
             let rows: Vec<IndicatorRow> = t
                 .indicators
-                .get(symbol)
+                .get(&(*symbol, interval))
                 .map(|q| {
                     q.iter()
                         .filter(|r| r.open_time >= from && r.open_time < to)
@@ -461,11 +513,16 @@ impl Board {
         })
     }
 
-    /// The feature vector of `symbol` in force at `at` (the newest whose candle closed by then),
-    /// or the newest when `at` is `None`.
-    pub fn features_at(&self, symbol: &Symbol, at: Option<Millis>) -> Option<FeatureRow> {
+    /// The feature vector of `symbol` at `interval` in force at `at` (the newest whose candle
+    /// closed by then), or the newest when `at` is `None`.
+    pub fn features_at(
+        &self,
+        symbol: &Symbol,
+        interval: Interval,
+        at: Option<Millis>,
+    ) -> Option<FeatureRow> {
         self.read(|t| {
-            let q = t.features.get(symbol)?;
+            let q = t.features.get(&(*symbol, interval))?;
             match at {
                 None => q.back().cloned(),
                 Some(at) => q.iter().rev().find(|f| f.close_time <= at).cloned(),

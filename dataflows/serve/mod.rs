@@ -6,6 +6,8 @@
 //!   tokens, rate limits, CORS.
 //! - [`ws`]: `/ws`, subscriptions by symbol and kind; a client too slow is closed.
 //! - [`metrics`]: the process's `metrics` recorder and its Prometheus exporter.
+//! - [`store`]: what the handlers read: the board (`run`) or PostgreSQL ([`pg`], `serve`).
+//! - [`standalone`]: `cryptoflow serve`, the API as its own process (PostgreSQL + Kafka).
 //! - [`page`]: the dashboard at `/`, its files embedded in the binary.
 //!
 //! `cryptoflow run` serves on `serve.listen` (default `127.0.0.1:8080`); `replay` and `consume`
@@ -15,6 +17,9 @@ pub mod api;
 pub mod board;
 pub mod metrics;
 pub mod page;
+pub mod pg;
+pub mod standalone;
+pub mod store;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -28,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use board::{Board, BoardLimits};
+use store::Store;
 
 /// `[serve]`: the HTTP API and WebSocket push of `cryptoflow run`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,7 +74,7 @@ impl Default for ServeSection {
             cors_origins: Vec::new(),
             keep_per_symbol: 1_000,
             keep_recent: 1_000,
-            push_buffer: 4_096,
+            push_buffer: 16_384,
             on: false,
             keep_serving: false,
         }
@@ -175,6 +181,8 @@ pub struct Readiness {
     pub source: &'static str,
     /// Whether the run is draining.
     pub draining: bool,
+    /// Whether the store (the board, or PostgreSQL) answers.
+    pub store: bool,
 }
 
 impl Status {
@@ -195,12 +203,14 @@ impl Status {
     }
 
     /// Ready: the sinks were built (the server starts after them), the source is connected
-    /// (or does not report), and the run is not draining.
-    pub fn readiness(&self) -> Readiness {
+    /// (or does not report), the store answers, and the run is not draining.
+    pub async fn readiness(&self, store: &Store) -> Readiness {
         let health = self.stats.health();
         let draining = *self.stopping.borrow();
+        let store_ok = store.ping().await;
         Readiness {
-            ready: health.is_ready() && !draining,
+            ready: health.is_ready() && !draining && store_ok,
+            store: store_ok,
             source: match health {
                 cryptoflow_sources::stats::SourceHealth::Untracked => "untracked",
                 cryptoflow_sources::stats::SourceHealth::Starting => "starting",
@@ -213,14 +223,14 @@ impl Status {
 
     /// The Prometheus text: every metric of the process, with the ledger's and the pollers'
     /// totals published first.
-    pub fn render_metrics(&self, board: &Board) -> String {
+    pub async fn render_metrics(&self, board: &Board, store: &Store) -> String {
         let Some(handle) = self.metrics else {
             return "# metrics are recorded by another recorder in this process\n".to_string();
         };
         self.ledger.publish_metrics(cryptoflow_sources::now_ms());
         self.polls.publish_metrics();
         ::metrics::counter!("cryptoflow_api_board_records_total").absolute(board.records());
-        let ready = self.readiness();
+        let ready = self.readiness(store).await;
         ::metrics::gauge!("cryptoflow_ready").set(f64::from(u8::from(ready.ready)));
         handle.render()
     }
@@ -232,10 +242,12 @@ pub struct Server {
     pub addr: SocketAddr,
 }
 
-/// Binds `section.listen` and serves `board` and `status` on `rt` until the runtime ends.
+/// Binds `section.listen` and serves `store`, the pushes of `board` and `status` on `rt` until
+/// the runtime ends.
 pub fn start(
     section: &ServeSection,
     rt: &tokio::runtime::Runtime,
+    store: Store,
     board: Board,
     status: Arc<Status>,
 ) -> Result<Server> {
@@ -251,8 +263,15 @@ pub fn start(
         section.rate_limit_per_s,
         section.cors_origins.clone(),
     );
-    let app = api::router(api::AppState { board, status }, access)
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app = api::router(
+        api::AppState {
+            store,
+            board,
+            status,
+        },
+        access,
+    )
+    .into_make_service_with_connect_info::<SocketAddr>();
     rt.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "The API server stopped.");

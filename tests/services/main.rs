@@ -26,6 +26,7 @@ mod postgres_e2e;
 mod redis_e2e;
 mod restart_resume;
 mod secrets_cli;
+mod serve_e2e;
 mod shutdown;
 mod sql_tables;
 mod views;

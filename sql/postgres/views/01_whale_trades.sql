@@ -7,6 +7,6 @@ CREATE OR REPLACE VIEW whale_trades AS
                 THEN qty * CASE WHEN left(symbol, 7) = 'BTCUSD_' THEN 100 ELSE 10 END
                 ELSE price * qty
            END AS notional,
-           side, ts_exchange, ts_received
+           side, ts_exchange, ts_received, first_trade_id, last_trade_id
     FROM trades
     WHERE is_whale;
