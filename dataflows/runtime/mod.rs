@@ -193,9 +193,9 @@ pub fn run(
                 shutdown_tx.subscribe(),
             ));
             let store = crate::serve::store::Store::Board(board.clone());
-            let server = crate::serve::start(&cfg.serve, &rt, store, board, status)?;
+            let server = crate::serve::start(&cfg.serve, &rt, store, board, status.clone())?;
             eprintln!("cryptoflow: serving on http://{}", server.addr);
-            Some(server)
+            Some(status)
         }
         None => None,
     };
@@ -276,7 +276,8 @@ pub fn run(
         }
     }
     stats.flush();
-    if server.is_some() && cfg.serve.keep_serving && !live && failure.is_none() {
+    if let Some(status) = server.filter(|_| cfg.serve.keep_serving && !live && failure.is_none()) {
+        status.finish();
         eprintln!("cryptoflow: the replay is done; still serving until Ctrl-C or SIGTERM");
         rt.block_on(stop::stop_signal());
     }

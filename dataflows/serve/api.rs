@@ -12,11 +12,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use cryptoflow_operators::model::{Interval, Millis, Symbol};
-use serde::Serialize;
+use cryptoflow_operators::model::{
+    Candle, CoinMarket, IndicatorRow, Interval, Millis, SentimentWindowRow, Symbol, WhaleAlert,
+};
 use serde_json::json;
 
 use super::board::Board;
+use super::openapi::{
+    self, Features, Health, In, MacroSeries, NewsEntry, Param, Quality, Rows, Symbols,
+};
 use super::page;
 use super::store::Store;
 use super::ws;
@@ -177,6 +181,7 @@ pub fn router(state: AppState, access: Access) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -309,8 +314,10 @@ fn peer(req: &Request) -> String {
         .unwrap_or_else(|| "peer:unknown".to_string())
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "up" }))
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "up".into(),
+    })
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
@@ -334,15 +341,26 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Query parameters as a map (unknown ones are refused by each handler).
+async fn openapi() -> Json<serde_json::Value> {
+    Json(super::openapi::document())
+}
+
+/// Query parameters as a map, checked against an endpoint's table ([`super::openapi`]).
 type Params = Query<HashMap<String, String>>;
 
-/// Refuses parameters other than `allowed`.
-fn only(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+/// Refuses query parameters the endpoint's table does not list (`access_token` aside, which
+/// the guard reads).
+fn only(params: &HashMap<String, String>, table: &[Param]) -> Result<(), ApiError> {
+    let allowed: Vec<&str> = table
+        .iter()
+        .filter(|p| p.at == In::Query)
+        .map(|p| p.name)
+        .collect();
     match params
         .keys()
         .find(|k| !allowed.contains(&k.as_str()) && k.as_str() != "access_token")
     {
+        Some(k) if allowed.is_empty() => Err(ApiError::bad(k, "unknown parameter (none allowed)")),
         Some(k) => Err(ApiError::bad(
             k,
             format!("unknown parameter (allowed: {})", allowed.join(", ")),
@@ -365,16 +383,26 @@ async fn known(store: &Store, s: &str) -> Result<Symbol, ApiError> {
     }
 }
 
-/// A time: epoch milliseconds or RFC 3339.
+/// The latest time accepted, ms (the year 3000).
+pub const MAX_TIME_MS: Millis = 32_503_680_000_000;
+
+/// A time: epoch milliseconds (0 to [`MAX_TIME_MS`]) or RFC 3339.
 fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<Millis>, ApiError> {
     let Some(v) = params.get(name) else {
         return Ok(None);
     };
     if let Ok(ms) = v.parse::<i64>() {
-        return Ok(Some(ms));
+        return if (0..=MAX_TIME_MS).contains(&ms) {
+            Ok(Some(ms))
+        } else {
+            Err(ApiError::bad(
+                name,
+                format!("{ms} is outside 0 to {MAX_TIME_MS} epoch milliseconds"),
+            ))
+        };
     }
     chrono::DateTime::parse_from_rfc3339(v)
-        .map(|t| Some(t.timestamp_millis()))
+        .map(|t| Some(t.timestamp_millis().clamp(0, MAX_TIME_MS)))
         .map_err(|_| {
             ApiError::bad(
                 name,
@@ -404,25 +432,27 @@ fn interval_param(params: &HashMap<String, String>) -> Result<Interval, ApiError
     }
 }
 
+/// `from` and `to` (an empty range when `from` is not before `to`).
 fn range(params: &HashMap<String, String>) -> Result<(Millis, Millis), ApiError> {
-    let from = time_param(params, "from")?.unwrap_or(Millis::MIN);
-    let to = time_param(params, "to")?.unwrap_or(Millis::MAX);
-    if from >= to {
-        return Err(ApiError::bad("from", "must be before `to`"));
-    }
+    let from = time_param(params, "from")?.unwrap_or(0);
+    let to = time_param(params, "to")?.unwrap_or(MAX_TIME_MS);
     Ok((from, to))
 }
 
-async fn symbols(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
-    only(&p, &[])?;
-    let symbols: Vec<String> = s
-        .store
-        .symbols()
-        .await?
-        .iter()
-        .map(|x| x.as_str().to_string())
-        .collect();
-    Ok(Json(json!({ "symbols": symbols })))
+fn rows<T>(symbol: Option<&Symbol>, rows: Vec<T>) -> Json<Rows<T>> {
+    Json(Rows {
+        symbol: symbol.map(|s| s.as_str().to_string()),
+        count: rows.len(),
+        rows,
+    })
+}
+
+async fn symbols(State(s): State<AppState>, Query(p): Params) -> ApiResult<Symbols> {
+    only(&p, openapi::NONE)?;
+    let symbols = s.store.symbols().await?;
+    Ok(Json(Symbols {
+        symbols: symbols.iter().map(|x| x.as_str().to_string()).collect(),
+    }))
 }
 
 async fn current_price(
@@ -430,7 +460,7 @@ async fn current_price(
     Path(sym): Path<String>,
     Query(p): Params,
 ) -> ApiResult<super::board::PriceNow> {
-    only(&p, &[])?;
+    only(&p, openapi::PRICE)?;
     let sym = symbol(&sym)?;
     s.store
         .price(&sym)
@@ -439,33 +469,15 @@ async fn current_price(
         .ok_or_else(|| ApiError::not_found(format!("unknown symbol {sym}")))
 }
 
-/// Rows with the count, so an empty range is visible as such.
-#[derive(Serialize)]
-struct Rows<T> {
-    symbol: Option<String>,
-    count: usize,
-    rows: Vec<T>,
-}
-
-impl<T> Rows<T> {
-    fn of(symbol: Option<&Symbol>, rows: Vec<T>) -> Json<Self> {
-        Json(Rows {
-            symbol: symbol.map(|s| s.as_str().to_string()),
-            count: rows.len(),
-            rows,
-        })
-    }
-}
-
 async fn candles(
     State(s): State<AppState>,
     Path(sym): Path<String>,
     Query(p): Params,
-) -> ApiResult<Rows<cryptoflow_operators::model::Candle>> {
-    only(&p, &["interval", "from", "to", "limit", "forming"])?;
+) -> ApiResult<Rows<Candle>> {
+    only(&p, openapi::CANDLES)?;
     let sym = known(&s.store, &sym).await?;
     let interval = interval_param(&p)?;
-    let (from, to) = range(&p)?;
+    let range = range(&p)?;
     let limit = limit_param(&p, 100)?;
     let forming = match p.get("forming").map(String::as_str) {
         None | Some("false") => false,
@@ -477,23 +489,22 @@ async fn candles(
             ))
         }
     };
-    Ok(Rows::of(
-        Some(&sym),
-        s.store
-            .candles(&sym, interval, (from, to), limit, forming)
-            .await?,
-    ))
+    let found = s
+        .store
+        .candles(&sym, interval, range, limit, forming)
+        .await?;
+    Ok(rows(Some(&sym), found))
 }
 
 async fn technical(
     State(s): State<AppState>,
     Path(sym): Path<String>,
     Query(p): Params,
-) -> ApiResult<Rows<cryptoflow_operators::model::IndicatorRow>> {
-    only(&p, &["interval", "from", "to", "limit"])?;
+) -> ApiResult<Rows<IndicatorRow>> {
+    only(&p, openapi::TECHNICAL)?;
     let sym = known(&s.store, &sym).await?;
     let interval = interval_param(&p)?;
-    let (from, to) = range(&p)?;
+    let range = range(&p)?;
     // Without a range or a limit: the latest row.
     let default = if p.contains_key("from") || p.contains_key("to") {
         100
@@ -501,44 +512,38 @@ async fn technical(
         1
     };
     let limit = limit_param(&p, default)?;
-    Ok(Rows::of(
-        Some(&sym),
-        s.store
-            .indicators(&sym, interval, (from, to), limit)
-            .await?,
-    ))
+    let found = s.store.indicators(&sym, interval, range, limit).await?;
+    Ok(rows(Some(&sym), found))
 }
 
-async fn whales(
-    State(s): State<AppState>,
-    Query(p): Params,
-) -> ApiResult<Rows<cryptoflow_operators::model::WhaleAlert>> {
-    only(&p, &["symbol", "since", "limit"])?;
+async fn whales(State(s): State<AppState>, Query(p): Params) -> ApiResult<Rows<WhaleAlert>> {
+    only(&p, openapi::WHALES)?;
     let sym = match p.get("symbol") {
         Some(v) => Some(known(&s.store, v).await?),
         None => None,
     };
-    let since = time_param(&p, "since")?.unwrap_or(Millis::MIN);
+    let since = time_param(&p, "since")?.unwrap_or(0);
     let limit = limit_param(&p, 100)?;
-    Ok(Rows::of(
-        sym.as_ref(),
-        s.store.whales(sym.as_ref(), since, limit).await?,
-    ))
+    let found = s.store.whales(sym.as_ref(), since, limit).await?;
+    Ok(rows(sym.as_ref(), found))
+}
+
+/// A coin ticker (upper-cased).
+fn coin(v: &str, name: &str) -> Result<String, ApiError> {
+    let c = v.to_uppercase();
+    if c.is_empty() || c.len() > 16 || !c.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::bad(name, format!("`{v}` is not a coin ticker")));
+    }
+    Ok(c)
 }
 
 async fn sentiment(
     State(s): State<AppState>,
-    Path(coin): Path<String>,
+    Path(c): Path<String>,
     Query(p): Params,
-) -> ApiResult<serde_json::Value> {
-    only(&p, &["window"])?;
-    let coin = coin.to_uppercase();
-    if coin.is_empty() || coin.len() > 16 || !coin.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(ApiError::bad(
-            "coin",
-            format!("`{coin}` is not a coin ticker"),
-        ));
-    }
+) -> ApiResult<SentimentWindowRow> {
+    only(&p, openapi::SENTIMENT)?;
+    let coin = coin(&c, "coin")?;
     let window = p.get("window").map(String::as_str).unwrap_or("1h");
     if !["1h", "24h"].contains(&window) {
         return Err(ApiError::bad(
@@ -546,37 +551,35 @@ async fn sentiment(
             format!("`{window}` is not 1h or 24h"),
         ));
     }
-    let row = s
-        .store
+    s.store
         .sentiment(&coin)
         .await?
         .into_iter()
         .find(|w| w.span == window)
-        .ok_or_else(|| ApiError::not_found(format!("no {window} sentiment for {coin}")))?;
-    Ok(Json(serde_json::to_value(row).map_err(|e| {
-        ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    })?))
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no {window} sentiment for {coin}")))
 }
 
-async fn news(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
-    only(&p, &["coin", "limit"])?;
+async fn news(State(s): State<AppState>, Query(p): Params) -> ApiResult<Rows<NewsEntry>> {
+    only(&p, openapi::NEWS)?;
     let limit = limit_param(&p, 20)?;
-    let rows: Vec<serde_json::Value> = s
+    let c = p.get("coin").map(|v| coin(v, "coin")).transpose()?;
+    let found = s
         .store
-        .news(p.get("coin").map(String::as_str), limit)
+        .news(c.as_deref(), limit)
         .await?
         .into_iter()
-        .map(|(item, score)| json!({ "item": item, "sentiment": score }))
+        .map(|(item, sentiment)| NewsEntry { item, sentiment })
         .collect();
-    Ok(Json(json!({ "count": rows.len(), "rows": rows })))
+    Ok(rows(None, found))
 }
 
 async fn ml_features(
     State(s): State<AppState>,
     Path(sym): Path<String>,
     Query(p): Params,
-) -> ApiResult<serde_json::Value> {
-    only(&p, &["interval", "at"])?;
+) -> ApiResult<Features> {
+    only(&p, openapi::FEATURES)?;
     let sym = known(&s.store, &sym).await?;
     let interval = interval_param(&p)?;
     let at = time_param(&p, "at")?;
@@ -585,51 +588,76 @@ async fn ml_features(
         .features_at(&sym, interval, at)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no feature vector of {sym} yet")))?;
-    let values: serde_json::Map<String, serde_json::Value> = row
-        .named()
-        .map(|(n, v)| (n.to_string(), json!(v)))
-        .collect();
-    Ok(Json(json!({
-        "symbol": sym.as_str(),
-        "interval": row.interval,
-        "open_time": row.open_time,
-        "close_time": row.close_time,
-        "features": values,
-    })))
+    Ok(Json(Features {
+        symbol: sym.as_str().to_string(),
+        interval: row.interval.label().to_string(),
+        open_time: row.open_time,
+        close_time: row.close_time,
+        features: row.named().map(|(n, v)| (n.to_string(), v)).collect(),
+    }))
 }
 
-async fn quality(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
-    only(&p, &["limit"])?;
+/// The objects of a JSON array of objects.
+fn objects(values: Vec<serde_json::Value>) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    values
+        .into_iter()
+        .filter_map(|v| match v {
+            serde_json::Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn quality(State(s): State<AppState>, Query(p): Params) -> ApiResult<Quality> {
+    only(&p, openapi::QUALITY)?;
     let limit = limit_param(&p, 100)?;
     let (stored, events) = s.store.quality(limit).await?;
     let sources = match stored {
-        Some(rows) => json!(rows),
-        None => json!(s.status.ledger.snapshot(cryptoflow_sources::now_ms())),
+        Some(rows) => rows,
+        None => s
+            .status
+            .ledger
+            .snapshot(cryptoflow_sources::now_ms())
+            .into_iter()
+            .filter_map(|q| serde_json::to_value(q).ok())
+            .collect(),
     };
-    Ok(Json(json!({ "sources": sources, "events": events })))
+    Ok(Json(Quality {
+        sources: objects(sources),
+        events: objects(events),
+    }))
 }
 
-async fn markets(State(s): State<AppState>, Query(p): Params) -> ApiResult<serde_json::Value> {
-    only(&p, &[])?;
-    let rows = s.store.markets().await?;
-    Ok(Json(json!({ "count": rows.len(), "rows": rows })))
+async fn markets(State(s): State<AppState>, Query(p): Params) -> ApiResult<Rows<CoinMarket>> {
+    only(&p, openapi::NONE)?;
+    let found = s.store.markets().await?;
+    Ok(rows(None, found))
 }
 
 async fn macro_series(
     State(s): State<AppState>,
     Path(series): Path<String>,
     Query(p): Params,
-) -> ApiResult<serde_json::Value> {
-    only(&p, &[])?;
+) -> ApiResult<MacroSeries> {
+    only(&p, openapi::MACRO)?;
     let id = series.to_uppercase();
+    if id.is_empty() || id.len() > 40 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(ApiError::bad(
+            "series",
+            format!("`{series}` is not a series id"),
+        ));
+    }
     let rows = s
         .store
         .macro_series(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown macro series {id}")))?;
-    Ok(Json(
-        json!({ "series": id, "count": rows.len(), "rows": rows }),
-    ))
+    Ok(Json(MacroSeries {
+        series: id,
+        count: rows.len(),
+        rows,
+    }))
 }
 
 #[cfg(test)]

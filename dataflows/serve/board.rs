@@ -42,7 +42,7 @@ impl Default for BoardLimits {
 }
 
 /// The latest trade of a symbol with its analytics.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PriceNow {
     /// The trade and its moving averages.
     #[serde(flatten)]

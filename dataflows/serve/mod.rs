@@ -8,6 +8,7 @@
 //! - [`metrics`]: the process's `metrics` recorder and its Prometheus exporter.
 //! - [`store`]: what the handlers read: the board (`run`) or PostgreSQL ([`pg`], `serve`).
 //! - [`standalone`]: `cryptoflow serve`, the API as its own process (PostgreSQL + Kafka).
+//! - [`openapi`]: `/openapi.json`, from the endpoint tables and the answers' Rust types.
 //! - [`page`]: the dashboard at `/`, its files embedded in the binary.
 //!
 //! `cryptoflow run` serves on `serve.listen` (default `127.0.0.1:8080`); `replay` and `consume`
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod board;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod pg;
 pub mod standalone;
@@ -170,14 +172,17 @@ pub struct Status {
     pub stopping: watch::Receiver<bool>,
     /// The process's metrics recorder (`None`: another recorder was installed first).
     pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
+    /// The run is over and its results are still served (`replay --keep-serving`).
+    finished: std::sync::atomic::AtomicBool,
 }
 
 /// The answer of `/ready`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Readiness {
     /// Whether the probe passes.
     pub ready: bool,
-    /// The source's state.
+    /// The source's state: `untracked`, `starting`, `ready`, `lost`, or `finished` (a replay
+    /// whose results are still served).
     pub source: &'static str,
     /// Whether the run is draining.
     pub draining: bool,
@@ -199,15 +204,30 @@ impl Status {
             polls,
             stopping,
             metrics: metrics::install(),
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The run is over; its results are still served (ready while the store answers).
+    pub fn finish(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Ready: the sinks were built (the server starts after them), the source is connected
     /// (or does not report), the store answers, and the run is not draining.
     pub async fn readiness(&self, store: &Store) -> Readiness {
+        let store_ok = store.ping().await;
+        if self.finished.load(std::sync::atomic::Ordering::Relaxed) {
+            return Readiness {
+                ready: store_ok,
+                store: store_ok,
+                source: "finished",
+                draining: false,
+            };
+        }
         let health = self.stats.health();
         let draining = *self.stopping.borrow();
-        let store_ok = store.ping().await;
         Readiness {
             ready: health.is_ready() && !draining && store_ok,
             store: store_ok,

@@ -7,6 +7,7 @@
 mod support;
 
 mod alerts;
+mod api_fuzz;
 mod bulk_reference;
 mod cluster_kill;
 mod damaged_files;

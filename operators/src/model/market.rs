@@ -48,6 +48,7 @@ impl std::error::Error for ModelError {}
 
 /// The trading venue an event comes from: one market per venue, so the same symbol on two venues
 /// (spot and futures `BTCUSDT`) is two instruments with separate tapes, candles and state.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Venue {
     /// Binance spot (`stream.binance.com`, `api.binance.com`).
@@ -277,6 +278,7 @@ impl<'de> Deserialize<'de> for Symbol {
 }
 
 /// Which side took liquidity (the aggressor).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
@@ -306,6 +308,7 @@ impl Side {
 }
 
 /// The stream kind a trade came from.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum StreamKind {
@@ -329,6 +332,7 @@ impl StreamKind {
 }
 
 /// Trade ids covered by one aggregate trade.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AggIds {
     /// First trade id (`f`).
@@ -338,6 +342,7 @@ pub struct AggIds {
 }
 
 /// One normalized trade.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Trade {
     /// Venue.
@@ -412,6 +417,11 @@ impl Interval {
     /// Length in milliseconds.
     pub fn millis(self) -> i64 {
         self.ms
+    }
+
+    /// Every label accepted, shortest interval first.
+    pub fn labels() -> impl Iterator<Item = &'static str> {
+        INTERVALS.iter().map(|(l, _)| *l)
     }
 
     /// Binance's label (`1m`, `1h`, …).
@@ -516,6 +526,7 @@ pub struct Kline {
 }
 
 /// A candle computed by cryptoflow from trades, in event time.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Candle {
     /// Venue.
@@ -555,6 +566,7 @@ pub struct Candle {
 }
 
 /// A trade whose notional crossed the whale threshold.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WhaleAlert {
     /// The trade.
@@ -566,6 +578,7 @@ pub struct WhaleAlert {
 }
 
 /// Why a gap exists.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GapReason {
@@ -600,6 +613,7 @@ pub const REFILLING: &str =
 /// down. An id hole (`reason: IdHole`/`Restart`) carries the missing ids `from_id..=to_id` and
 /// whether the REST refill delivered all of them (`refilled`); an unrefilled hole says why in
 /// `detail`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Gap {
     /// Venue.
@@ -627,6 +641,7 @@ pub struct Gap {
 }
 
 /// A snapshot of the data-quality counters of one source and symbol.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DataQuality {
     /// Source name: the venue for live market data (`binance`, `binance-usdm`, `binance-coinm`),
@@ -669,6 +684,7 @@ pub struct DataQuality {
 }
 
 /// A closed exchange kline that disagrees with the candle computed from trades.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct KlineMismatch {
     /// Venue.
@@ -829,5 +845,44 @@ mod tests {
         assert_eq!(w.open_time(1_700_000_000_000), 1_699_833_600_000);
         assert!("1M".parse::<Interval>().is_err());
         assert_eq!(m.to_string(), "1m");
+    }
+}
+
+#[cfg(feature = "schema")]
+mod schema {
+    use std::borrow::Cow;
+
+    use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+
+    use super::{Interval, Symbol, INTERVALS};
+
+    impl JsonSchema for Symbol {
+        fn schema_name() -> Cow<'static, str> {
+            "Symbol".into()
+        }
+
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "type": "string",
+                "description": "An instrument, upper case (`BTCUSDT`, `BTCUSD_PERP`).",
+                "pattern": "^[A-Z0-9]+(_[A-Z0-9]+)?$",
+                "maxLength": Symbol::MAX_LEN,
+            })
+        }
+    }
+
+    impl JsonSchema for Interval {
+        fn schema_name() -> Cow<'static, str> {
+            "Interval".into()
+        }
+
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            let labels: Vec<&str> = INTERVALS.iter().map(|(l, _)| *l).collect();
+            json_schema!({
+                "type": "string",
+                "description": "A candle interval, as Binance names it.",
+                "enum": labels,
+            })
+        }
     }
 }

@@ -16,6 +16,7 @@ use super::market::{
 use super::polled::Polled;
 
 /// A trade with the per-symbol analytics computed at its arrival.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrichedTrade {
     /// The trade.
@@ -43,6 +44,7 @@ impl EnrichedTrade {
 }
 
 /// A trade that arrived after its candle was final.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LateTrade {
     /// The trade (it is still stored; only its candle is not corrected).
@@ -54,6 +56,7 @@ pub struct LateTrade {
 }
 
 /// The values of every indicator at one final candle (`None` while warming up).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct IndicatorValues {
     /// SMA(20) of closes.
@@ -146,6 +149,7 @@ impl IndicatorValues {
 }
 
 /// The indicators of one final candle.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndicatorRow {
     /// Venue.
@@ -183,6 +187,7 @@ impl IndicatorRow {
 /// One point-in-time ML feature vector: one per (symbol, interval) at each final candle. The
 /// names of its values are the feature catalogue (`features::CATALOGUE`), which also gives the
 /// row its `named()` and `json()` views.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureRow {
     /// Venue.
@@ -200,6 +205,7 @@ pub struct FeatureRow {
 }
 
 /// The sentiment scores of one text.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SentimentScore {
     /// Negative share.
@@ -213,6 +219,7 @@ pub struct SentimentScore {
 }
 
 /// The sentiment score of one news item or social post.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SentimentRow {
     /// The item's natural key (`news|…`, `social|reddit|t3_…`).
@@ -231,6 +238,7 @@ pub struct SentimentRow {
 }
 
 /// The value of one per-coin rolling sentiment window.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SentimentWindowRow {
     /// Coin ticker.

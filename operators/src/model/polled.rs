@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::market::Millis;
 
 /// One CoinGecko market snapshot of a coin (from `/coins/markets` or `/simple/price`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CoinMarket {
     /// CoinGecko coin id (`bitcoin`).
@@ -56,6 +57,7 @@ pub struct CoinMarket {
 }
 
 /// One news item of an RSS or Atom feed.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NewsItem {
     /// Natural key: `guid:<guid>`, else `link:<sha256 of the link>`, else `title:<sha256>`.
@@ -112,6 +114,7 @@ pub struct SocialPost {
 }
 
 /// One observation of one macro series in one vintage (FRED).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MacroObservation {
     /// Series id (`FEDFUNDS`).
