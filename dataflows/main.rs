@@ -104,6 +104,9 @@ enum Command {
     /// Benchmark the pipeline on a file of Binance trade JSON lines; prints one RESULT line (with
     /// --compare, one COMPARE line).
     Bench(BenchArgs),
+    /// Benchmark the API: a paced replay serving it, WebSocket clients and an open-loop HTTP load
+    /// from this process; prints one APIBENCH line.
+    BenchApi(BenchApiArgs),
     /// Load and validate the configuration; print it resolved (secrets redacted).
     CheckConfig(ConfigArg),
     /// Print the ML feature catalogue (Markdown; docs/FEATURES.md is this output).
@@ -148,6 +151,25 @@ struct ConsumeArgs {
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
+}
+
+#[derive(Args)]
+struct BenchApiArgs {
+    /// Generated trades to replay (`cryptoflow generate`).
+    #[arg(long)]
+    input: PathBuf,
+    /// Replay rate, trades per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// WebSocket clients, each subscribed to one symbol's trades (round robin).
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// HTTP requests per second to /api/v1/prices/current/{symbol}.
+    #[arg(long, default_value_t = 2000)]
+    http_rps: u32,
+    /// Seconds of HTTP load.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
 }
 
 #[derive(Args)]
@@ -508,6 +530,16 @@ fn main() {
         Command::Consume(args) => cmd_consume(args),
         Command::Replay(args) => cmd_replay(args),
         Command::Serve(args) => cmd_serve(args),
+        Command::BenchApi(args) => {
+            cryptoflow::serve::bench::run(&cryptoflow::serve::bench::ApiBench {
+                input: args.input,
+                rate: args.rate,
+                clients: args.clients,
+                http_rps: args.http_rps,
+                seconds: args.seconds,
+            })
+            .map(|line| println!("{line}"))
+        }
         Command::Record(args) => cmd_record(args),
         Command::Generate(args) => cmd_generate(args),
         Command::Migrate(args) => cmd_migrate(args),

@@ -18,7 +18,8 @@ use cryptoflow_operators::model::{
 use cryptoflow_sinks::kafka::{outgoing, Topics};
 use cryptoflow_sinks::task::CommitObserver;
 use serde::Serialize;
-use tokio::sync::broadcast;
+
+use super::fanout::{ClientFeed, Fanout, Subscription};
 
 /// How much history the board keeps.
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +28,7 @@ pub struct BoardLimits {
     pub per_symbol: usize,
     /// Whale alerts, news items, gaps and other data-quality events, over all symbols.
     pub recent: usize,
-    /// Pushes buffered for the WebSocket clients; a client further behind is closed.
+    /// Pushes queued per WebSocket client; a client further behind is closed.
     pub push_buffer: usize,
 }
 
@@ -36,7 +37,7 @@ impl Default for BoardLimits {
         BoardLimits {
             per_symbol: 1_000,
             recent: 1_000,
-            push_buffer: 16_384,
+            push_buffer: 4_096,
         }
     }
 }
@@ -64,8 +65,10 @@ pub enum QualityEvent {
 }
 
 /// One pushed record: its kind (the WebSocket subscription name), its symbol or coin, and its
-/// JSON: the envelope `{"kind": …, "symbol": …, "data": …}` whose `data` is the record's message
-/// on its Kafka topic (`schemas/kafka/`), the same in `run` and in `serve`.
+/// JSON: the envelope `{"kind": …, "symbol": …, "committed_at_us": …, "data": …}` whose `data`
+/// is the record's message on its Kafka topic (`schemas/kafka/`), the same in `run` and in
+/// `serve`; `committed_at_us` is when the primary sink committed it (`serve`: when it was read
+/// from Kafka), in microseconds since the epoch.
 #[derive(Debug, Clone)]
 pub struct Push {
     /// The subscription kind.
@@ -95,11 +98,16 @@ impl Push {
 
     fn envelope(kind: PushKind, key: Option<&str>, payload: &str, committed: Instant) -> Push {
         let symbol = serde_json::to_string(&key).unwrap_or_else(|_| "null".into());
+        // The commit's wall-clock time, so a client on the same clock can measure its latency.
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let at_us = now_us - committed.elapsed().as_micros() as i64;
         Push {
             kind,
             key: key.map(str::to_ascii_uppercase),
             json: format!(
-                r#"{{"kind":"{}","symbol":{symbol},"data":{payload}}}"#,
+                r#"{{"kind":"{}","symbol":{symbol},"committed_at_us":{at_us},"data":{payload}}}"#,
                 kind.name()
             )
             .into(),
@@ -255,7 +263,7 @@ fn insert_ordered<T, K: Ord>(q: &mut VecDeque<T>, item: T, n: usize, key: impl F
 #[derive(Clone)]
 pub struct Board {
     tables: Arc<RwLock<Tables>>,
-    pushes: broadcast::Sender<Arc<Push>>,
+    fanout: Fanout,
     limits: BoardLimits,
     topics: Arc<Topics>,
 }
@@ -263,20 +271,18 @@ pub struct Board {
 impl Board {
     /// An empty board; pushes name the Kafka `topics` messages' kinds.
     pub fn new(limits: BoardLimits, topics: Topics) -> Self {
-        let (pushes, _) = broadcast::channel(limits.push_buffer.max(16));
         Board {
             tables: Arc::new(RwLock::new(Tables::default())),
-            pushes,
+            fanout: Fanout::new(limits.push_buffer.max(16)),
             limits,
             topics: Arc::new(topics),
         }
     }
 
-    /// Pushes `push` to the subscribed clients (never waits: a client too far behind misses it
-    /// and is closed).
+    /// Pushes `push` to the subscribed clients (never waits: a client whose queue is full is
+    /// dropped and closed).
     pub fn push(&self, push: Push) {
-        // No receiver is not an error: nobody is subscribed.
-        let _ = self.pushes.send(Arc::new(push));
+        self.fanout.push(Arc::new(push));
     }
 
     /// A commit observer that records every committed batch on the board (and then calls
@@ -291,14 +297,14 @@ impl Board {
         })
     }
 
-    /// New pushes, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Push>> {
-        self.pushes.subscribe()
+    /// A new WebSocket client's feed, from now on.
+    pub fn subscribe(&self, sub: Subscription) -> ClientFeed {
+        self.fanout.register(sub)
     }
 
     /// Records a committed batch and pushes it to the subscribed clients.
     pub fn record(&self, records: &[Output], committed: Instant) {
-        let clients = self.pushes.receiver_count() > 0;
+        let clients = self.fanout.has_clients();
         let mut pushes = Vec::new();
         {
             let mut t = match self.tables.write() {

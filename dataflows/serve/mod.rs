@@ -4,18 +4,22 @@
 //!   is durable), bounded per symbol, with a broadcast of every committed record.
 //! - [`api`]: the router (`/health`, `/ready`, `/metrics`, `/api/v1/…`), JSON errors, bearer
 //!   tokens, rate limits, CORS.
+//! - [`fanout`]: which client gets which push, each with a bounded queue.
 //! - [`ws`]: `/ws`, subscriptions by symbol and kind; a client too slow is closed.
 //! - [`metrics`]: the process's `metrics` recorder and its Prometheus exporter.
 //! - [`store`]: what the handlers read: the board (`run`) or PostgreSQL ([`pg`], `serve`).
 //! - [`standalone`]: `cryptoflow serve`, the API as its own process (PostgreSQL + Kafka).
 //! - [`openapi`]: `/openapi.json`, from the endpoint tables and the answers' Rust types.
+//! - [`bench`]: `cryptoflow bench-api`, the API under load from outside its process.
 //! - [`page`]: the dashboard at `/`, its files embedded in the binary.
 //!
 //! `cryptoflow run` serves on `serve.listen` (default `127.0.0.1:8080`); `replay` and `consume`
 //! serve when given `--listen`.
 
 pub mod api;
+pub mod bench;
 pub mod board;
+pub mod fanout;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
@@ -56,7 +60,7 @@ pub struct ServeSection {
     pub keep_per_symbol: usize,
     /// Whale alerts, news items and data-quality events kept for the API.
     pub keep_recent: usize,
-    /// Pushes buffered for WebSocket clients; a client further behind is closed (code 4008).
+    /// Pushes queued per WebSocket client; a client further behind is closed (code 4008).
     pub push_buffer: usize,
     /// Whether this command serves (set by the command line: `run` does unless `--listen off`,
     /// `replay` and `consume` with `--listen`; not read from files).
@@ -76,7 +80,7 @@ impl Default for ServeSection {
             cors_origins: Vec::new(),
             keep_per_symbol: 1_000,
             keep_recent: 1_000,
-            push_buffer: 16_384,
+            push_buffer: 4_096,
             on: false,
             keep_serving: false,
         }

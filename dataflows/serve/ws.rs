@@ -2,25 +2,24 @@
 //!
 //! A client subscribes with `?symbols=BTCUSDT,ETHUSDT&kinds=trades,candles` on the URL or with a
 //! text message `{"op":"subscribe","symbols":[…],"kinds":[…]}` (no symbols: all; no kinds: all;
-//! each subscribe replaces the last), answered by `{"type":"subscribed",…}`. Every push is the
-//! record's JSON-lines form (a `"type"` tag and its fields).
+//! each subscribe replaces the last), answered by `{"type":"subscribed",…}`. Every push is an
+//! envelope `{"kind", "symbol", "committed_at_us", "data"}` whose `data` is the record's Kafka
+//! topic message ([`super::board::Push`]).
 //!
-//! The pipeline never waits for a client: records go out through a bounded broadcast buffer,
-//! and a client that falls further behind than the buffer is closed with code
-//! [`CLOSE_TOO_SLOW`].
+//! The pipeline never waits for a client: each client has a bounded queue of its own
+//! ([`super::fanout`]); a client whose queue fills is closed with code [`CLOSE_TOO_SLOW`].
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::api::{ApiError, AppState};
-use super::board::{Push, PushKind};
+use super::fanout::{ClientFeed, Subscription};
 
 /// Close code for a client that fell behind its buffer (application range 4000–4999).
 pub const CLOSE_TOO_SLOW: u16 = 4008;
@@ -29,53 +28,17 @@ pub const CLOSE_POLICY: u16 = 1008;
 /// Largest client message accepted.
 pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 
-/// What a client receives.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Subscription {
-    /// Upper-case symbols or coins; empty: all.
-    pub symbols: BTreeSet<String>,
-    /// Kinds; empty: all.
-    pub kinds: BTreeSet<PushKind>,
+/// The reply to a subscription.
+fn describe(sub: &Subscription) -> serde_json::Value {
+    json!({
+        "type": "subscribed",
+        "symbols": sub.symbols,
+        "kinds": sub.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+    })
 }
 
-impl Subscription {
-    /// Whether `push` is for this client.
-    pub fn wants(&self, push: &Push) -> bool {
-        (self.kinds.is_empty() || self.kinds.contains(&push.kind))
-            && (self.symbols.is_empty()
-                || push.key.as_ref().is_some_and(|k| self.symbols.contains(k)))
-    }
-
-    /// From lists of names; an unknown kind or a malformed symbol is an error naming it.
-    pub fn parse<'a>(
-        symbols: impl IntoIterator<Item = &'a str>,
-        kinds: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Self, String> {
-        let mut sub = Subscription::default();
-        for s in symbols.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
-            if s.len() > 23 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("`{s}` is not a symbol"));
-            }
-            sub.symbols.insert(s.to_ascii_uppercase());
-        }
-        for k in kinds.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
-            let kind = PushKind::parse(k).ok_or_else(|| {
-                let names: Vec<&str> = PushKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown kind `{k}` (known: {})", names.join(", "))
-            })?;
-            sub.kinds.insert(kind);
-        }
-        Ok(sub)
-    }
-
-    fn describe(&self) -> serde_json::Value {
-        json!({
-            "type": "subscribed",
-            "symbols": self.symbols,
-            "kinds": self.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        })
-    }
-}
+/// Most pushes written before one flush.
+const SEND_BATCH: usize = 256;
 
 /// A client's message.
 #[derive(Deserialize)]
@@ -115,23 +78,26 @@ pub async fn upgrade(
         kinds.iter().map(String::as_str),
     )
     .map_err(|e| ApiError::bad("kinds", e))?;
-    let rx = state.board.subscribe();
+    let feed = state.board.subscribe(sub.clone());
+    // Small buffers: a thousand clients must not cost 128 KiB each (tungstenite's default).
     Ok(ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(4 * 1024 * 1024)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| client(socket, sub, rx)))
+        .on_upgrade(move |socket| client(socket, sub, feed)))
 }
 
-/// One client: pushes what it subscribed to until it leaves or falls behind.
-async fn client(
-    mut socket: WebSocket,
-    mut sub: Subscription,
-    mut rx: tokio::sync::broadcast::Receiver<Arc<Push>>,
-) {
+/// One client: its pushes until it leaves or falls behind. Pushes already queued go out
+/// together, with one flush.
+async fn client(mut socket: WebSocket, mut sub: Subscription, mut feed: ClientFeed) {
     let clients = ::metrics::gauge!("cryptoflow_ws_clients");
     clients.increment(1.0);
+    let pushed = ::metrics::counter!("cryptoflow_ws_pushes_total");
+    let latency = ::metrics::histogram!("cryptoflow_ws_push_seconds");
     if socket
-        .send(Message::Text(sub.describe().to_string().into()))
+        .send(Message::Text(describe(&sub).to_string().into()))
         .await
         .is_err()
     {
@@ -140,29 +106,45 @@ async fn client(
     }
     loop {
         tokio::select! {
-            push = rx.recv() => match push {
-                Ok(p) => {
-                    if sub.wants(&p) {
-                        if socket.send(Message::Text(p.json.to_string().into())).await.is_err() {
-                            break;
-                        }
-                        ::metrics::counter!("cryptoflow_ws_pushes_total").increment(1);
-                        ::metrics::histogram!("cryptoflow_ws_push_seconds")
-                            .record(p.committed.elapsed().as_secs_f64());
+            push = feed.rx.recv() => {
+                let Some(first) = push else {
+                    // Dropped from the fan-out: its queue was full.
+                    if feed.overflowed() {
+                        ::metrics::counter!("cryptoflow_ws_slow_clients_closed_total").increment(1);
+                        let frame = CloseFrame {
+                            code: CLOSE_TOO_SLOW,
+                            reason: format!(
+                                "client too slow: more than {} pushes queued",
+                                state_buffer(&feed)
+                            )
+                            .into(),
+                        };
+                        let _ = socket.send(Message::Close(Some(frame))).await;
+                    } else {
+                        let _ = socket.send(Message::Close(None)).await;
+                    }
+                    break;
+                };
+                let mut batch = vec![first];
+                while batch.len() < SEND_BATCH {
+                    match feed.rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
                     }
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    ::metrics::counter!("cryptoflow_ws_slow_clients_closed_total").increment(1);
-                    let frame = CloseFrame {
-                        code: CLOSE_TOO_SLOW,
-                        reason: format!("client too slow: {missed} pushes missed").into(),
-                    };
-                    let _ = socket.send(Message::Close(Some(frame))).await;
+                let mut failed = false;
+                for p in &batch {
+                    if socket.feed(Message::Text(p.json.to_string().into())).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed || socket.flush().await.is_err() {
                     break;
                 }
-                Err(RecvError::Closed) => {
-                    let _ = socket.send(Message::Close(None)).await;
-                    break;
+                for p in &batch {
+                    pushed.increment(1);
+                    latency.record(p.committed.elapsed().as_secs_f64());
                 }
             },
             msg = socket.recv() => match msg {
@@ -173,8 +155,9 @@ async fn client(
                             m.kinds.iter().map(String::as_str),
                         )
                         .map(|s| {
+                            feed.resubscribe(s.clone());
                             sub = s;
-                            sub.describe()
+                            describe(&sub)
                         }),
                         Ok(m) => Err(format!("unknown op `{}` (known: subscribe)", m.op)),
                         Err(e) => Err(format!("not a subscription: {e}")),
@@ -203,31 +186,7 @@ async fn client(
     clients.decrement(1.0);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Instant;
-
-    fn push(kind: PushKind, key: Option<&str>) -> Push {
-        Push {
-            kind,
-            key: key.map(str::to_string),
-            json: Arc::from("{}"),
-            committed: Instant::now(),
-        }
-    }
-
-    #[test]
-    fn subscriptions_filter_by_symbol_and_kind() {
-        let all = Subscription::default();
-        assert!(all.wants(&push(PushKind::Trades, Some("BTCUSDT"))));
-        let sub = Subscription::parse(["btcusdt"], ["trades", "whales"]).unwrap();
-        assert!(sub.wants(&push(PushKind::Trades, Some("BTCUSDT"))));
-        assert!(!sub.wants(&push(PushKind::Trades, Some("ETHUSDT"))));
-        assert!(!sub.wants(&push(PushKind::Candles, Some("BTCUSDT"))));
-        assert!(!sub.wants(&push(PushKind::Trades, None)));
-        let err = Subscription::parse(["BTCUSDT"], ["trade"]).unwrap_err();
-        assert!(err.contains("unknown kind `trade`"), "{err}");
-        assert!(Subscription::parse(["BTC/USDT"], [""]).is_err());
-    }
+/// The queue length a client had.
+fn state_buffer(feed: &ClientFeed) -> usize {
+    feed.rx.max_capacity()
 }
