@@ -229,6 +229,22 @@ struct Tables {
     records: u64,
 }
 
+/// The items of `q` whose time is in `[from, to)`, in order.
+fn in_range<T: Clone>(
+    q: Option<&VecDeque<T>>,
+    from: Millis,
+    to: Millis,
+    time: impl Fn(&T) -> Millis,
+) -> Vec<T> {
+    q.map(|q| {
+        q.iter()
+            .filter(|x| (from..to).contains(&time(x)))
+            .cloned()
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// Keeps at most `n` items, dropping the oldest.
 fn push_bounded<T>(q: &mut VecDeque<T>, item: T, n: usize) {
     if q.len() >= n.max(1) {
@@ -470,16 +486,7 @@ impl Board {
     ) -> Vec<Candle> {
         self.read(|t| {
             let key = (*symbol, interval);
-            let mut out: Vec<Candle> = t
-                .candles
-                .get(&key)
-                .map(|q| {
-                    q.iter()
-                        .filter(|c| c.open_time >= from && c.open_time < to)
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut out = in_range(t.candles.get(&key), from, to, |c| c.open_time);
             if with_forming {
                 if let Some(f) = t.forming.get(&key) {
                     let newer = out.last().is_none_or(|l| l.open_time < f.open_time);
@@ -504,16 +511,9 @@ impl Board {
         limit: usize,
     ) -> Vec<IndicatorRow> {
         self.read(|t| {
-            let rows: Vec<IndicatorRow> = t
-                .indicators
-                .get(&(*symbol, interval))
-                .map(|q| {
-                    q.iter()
-                        .filter(|r| r.open_time >= from && r.open_time < to)
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
+            let rows = in_range(t.indicators.get(&(*symbol, interval)), from, to, |r| {
+                r.open_time
+            });
             let skip = rows.len().saturating_sub(limit);
             rows[skip..].to_vec()
         })

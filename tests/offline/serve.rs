@@ -3,21 +3,20 @@
 //! and a client too slow for its buffer is closed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::served::Proc;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A replay that keeps serving, with its address and its stderr lines.
+/// A replay that keeps serving, with its address and its JSON-lines output.
 struct Served {
-    child: Child,
+    proc: Proc,
     base: String,
-    lines: mpsc::Receiver<String>,
     jsonl: PathBuf,
 }
 
@@ -27,54 +26,27 @@ impl Served {
         let dir = std::env::temp_dir().join(format!("cf-serve-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let jsonl = dir.join("out.jsonl");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-            .arg("replay")
-            .args(files)
-            .args([
-                "--quiet",
-                "--listen",
-                "127.0.0.1:0",
-                "--keep-serving",
-                "--jsonl",
-            ])
-            .arg(&jsonl)
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut served = Served {
-            child,
-            base: String::new(),
-            lines,
-            jsonl,
-        };
-        let line = served.wait_for("serving on http://");
-        served.base = line.split("serving on ").nth(1).unwrap().trim().to_string();
-        served
+        let proc = Proc::spawn(
+            Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+                .arg("replay")
+                .args(files)
+                .args([
+                    "--quiet",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--keep-serving",
+                    "--jsonl",
+                ])
+                .arg(&jsonl)
+                .args(extra)
+                .envs(env.iter().copied()),
+        );
+        let base = proc.base();
+        Served { proc, base, jsonl }
     }
 
-    /// Waits (at most 120 s) for a stderr line containing `needle`.
     fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return l,
-                Ok(_) => {}
-                Err(e) => panic!("no line with `{needle}` on stderr: {e}"),
-            }
-        }
+        self.proc.wait_for(needle)
     }
 
     fn url(&self, path: &str) -> String {
@@ -82,13 +54,8 @@ impl Served {
     }
 
     /// Ends the process with SIGTERM; it must exit 0.
-    fn stop(mut self) {
-        #[cfg(unix)]
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "exit after SIGTERM: {status}");
+    fn stop(self) {
+        self.proc.stop();
     }
 }
 

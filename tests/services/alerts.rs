@@ -4,7 +4,7 @@
 //! dashboard runs on a migrated database.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::support::exchange::{start_exchange, Exchange};
+use crate::support::served::Proc;
 use crate::support::{fresh_database, pg_client, service_env};
 
 fn monitoring(file: &str) -> PathBuf {
@@ -77,35 +78,20 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_served() {
     cryptoflow_sinks::postgres::migrate(&url).await.unwrap();
     let ex = Exchange::new(500.0, 0, None);
     let env = start_exchange(&ex).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .args([
-            "run",
-            "--quiet",
-            "--listen",
-            "127.0.0.1:0",
-            "--duration",
-            "60",
-            "--postgres",
-            &url,
-        ])
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let base = loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        if let Some(b) = line.split("serving on ").nth(1) {
-            break b.trim().to_string();
-        }
-    };
+    let run = Proc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+            .args([
+                "run",
+                "--quiet",
+                "--listen",
+                "127.0.0.1:0",
+                "--duration",
+                "60",
+            ])
+            .args(["--postgres", &url])
+            .envs(env.iter().cloned()),
+    );
+    let base = run.base();
     // Ready once connected; a client takes a few pushes; one request of each kind.
     let http = reqwest::Client::new();
     let mut ready = false;
@@ -145,11 +131,7 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_served() {
         .text()
         .await
         .unwrap();
-    #[cfg(unix)]
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    assert!(child.wait().unwrap().success());
+    run.stop();
 
     let (ok, out) = promtool(&["check", "metrics"], Some(&text));
     assert!(ok, "promtool check metrics: {out}");

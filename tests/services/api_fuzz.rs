@@ -2,40 +2,22 @@
 //! every operation of `/openapi.json`, with valid and invalid inputs, gets no 5xx and no answer
 //! that breaks the document (status, content type, headers, body schema).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
+use crate::support::served::Proc;
 use crate::support::service_env;
 
 #[test]
 fn schemathesis_finds_no_server_error_and_no_schema_violation() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .args(["replay", "--quiet", "--jsonl", "/dev/null"])
-        .args(["--listen", "127.0.0.1:0", "--keep-serving"])
-        // The fuzzer sends hundreds of requests a second.
-        .env("CRYPTOFLOW__SERVE__RATE_LIMIT_PER_S", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut base = String::new();
-    loop {
-        let line = rx.recv_timeout(Duration::from_secs(120)).unwrap();
-        if let Some(b) = line.split("serving on ").nth(1) {
-            base = b.trim().to_string();
-        }
-        if line.contains("the replay is done") {
-            break;
-        }
-    }
+    let run = Proc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+            .args(["replay", "--quiet", "--jsonl", "/dev/null"])
+            .args(["--listen", "127.0.0.1:0", "--keep-serving"])
+            // The fuzzer sends hundreds of requests a second.
+            .env("CRYPTOFLOW__SERVE__RATE_LIMIT_PER_S", "0"),
+    );
+    let base = run.base();
+    run.wait_for("the replay is done");
     let out = Command::new(service_env("CRYPTOFLOW_TEST_SCHEMATHESIS"))
         .args(["run", &format!("{base}/openapi.json")])
         .args(["--checks", "all", "-n", "60", "--generation-deterministic"])
@@ -47,11 +29,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    #[cfg(unix)]
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let _ = child.wait();
+    run.stop();
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     assert!(text.contains("Tested: 13"), "{text}");
 }

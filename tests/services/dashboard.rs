@@ -2,12 +2,12 @@
 //! chart fills with candles over the live feed, and the values the page displays are the ones
 //! stored in the database.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::support::browser::Browser;
+use crate::support::served::Proc;
 use crate::support::{fresh_database, pg_client};
 use cryptoflow_operators::Decimal;
 use cryptoflow_sinks::postgres::migrate;
@@ -17,37 +17,20 @@ async fn the_page_shows_the_stored_candles_live() {
     let url = fresh_database("dash").await;
     migrate(&url).await.unwrap();
     // The bundled sample (6 minutes of 4 symbols), paced so the page watches it arrive.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .args([
-            "replay",
-            "--quiet",
-            "--rate",
-            "1500",
-            "--listen",
-            "127.0.0.1:0",
-            "--keep-serving",
-            "--jsonl",
-            "/dev/null",
-            "--postgres",
-            &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let base = loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        if let Some(b) = line.split("serving on ").nth(1) {
-            break b.trim().to_string();
-        }
-    };
+    let run = Proc::spawn(Command::new(env!("CARGO_BIN_EXE_cryptoflow")).args([
+        "replay",
+        "--quiet",
+        "--rate",
+        "1500",
+        "--listen",
+        "127.0.0.1:0",
+        "--keep-serving",
+        "--jsonl",
+        "/dev/null",
+        "--postgres",
+        &url,
+    ]));
+    let base = run.base();
 
     let mut page = Browser::open(&format!("{base}/?symbol=BTCUSDT"), 1400, 1000).await;
     // The live feed is connected, and the chart grows to the sample's 6 final candles (its
@@ -62,12 +45,7 @@ async fn the_page_shows_the_stored_candles_live() {
         Duration::from_secs(90),
     )
     .await;
-    loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        if line.contains("the replay is done") {
-            break;
-        }
-    }
+    run.wait_for("the replay is done");
     page.wait_until(
         "document.querySelectorAll('#candles tbody tr').length >= 6",
         Duration::from_secs(30),
@@ -145,9 +123,5 @@ async fn the_page_shows_the_stored_candles_live() {
         Decimal::from_str(&last).unwrap()
     );
 
-    #[cfg(unix)]
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    assert!(child.wait().unwrap().success());
+    run.stop();
 }

@@ -5,6 +5,7 @@ pub mod binance;
 pub mod browser;
 pub mod exchange;
 pub mod private_pg;
+pub mod served;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
