@@ -156,34 +156,19 @@ async fn the_dashboard_views_agree_with_their_tables() {
         .collect();
     assert!(uncommented.is_empty(), "{uncommented:?}");
 
-    // The whale view of one symbol reads the partial index, not every trade.
-    let plan: Vec<String> = c
-        .query(
-            "EXPLAIN SELECT * FROM whale_trades WHERE symbol = 'BTCUSDT' \
-             ORDER BY ts_exchange DESC LIMIT 50",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let plan = plan.join("\n");
-    // On a table this small the planner may still prefer a scan; with scans off it must be able
-    // to use the index.
-    if !plan.contains("trades_whales") {
+    // The whale view of one symbol reads the partial index, not every trade. On a table this
+    // small the planner may still prefer a scan; with scans off it must be able to use it.
+    let explain = "EXPLAIN SELECT * FROM whale_trades WHERE symbol = 'BTCUSDT' \
+                   ORDER BY ts_exchange DESC LIMIT 50";
+    let plan = |rows: Vec<tokio_postgres::Row>| -> String {
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if !plan(c.query(explain, &[]).await.unwrap()).contains("trades_whales") {
         c.batch_execute("SET enable_seqscan = off").await.unwrap();
-        let plan: Vec<String> = c
-            .query(
-                "EXPLAIN SELECT * FROM whale_trades WHERE symbol = 'BTCUSDT' \
-                 ORDER BY ts_exchange DESC LIMIT 50",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert!(plan.join("\n").contains("trades_whales"), "{plan:?}");
+        let p = plan(c.query(explain, &[]).await.unwrap());
+        assert!(p.contains("trades_whales"), "{p}");
     }
 }
