@@ -235,11 +235,33 @@ fn tokens_are_required_when_set_and_each_has_a_rate() {
     let env = [
         ("CRYPTOFLOW_API_TOKENS", "tok-one, tok-two"),
         ("CRYPTOFLOW__SERVE__RATE_LIMIT_PER_S", "1"),
+        (
+            "CRYPTOFLOW__SERVE__CORS_ORIGINS",
+            r#"["https://dash.example"]"#,
+        ),
     ];
     let mut s = Served::start("tokens", &[], &[], &env);
     s.wait_for("the replay is done");
     let rt = runtime();
     rt.block_on(async {
+        // CORS: the listed origin is allowed, another is not.
+        let client = reqwest::Client::new();
+        for (origin, allowed) in [
+            ("https://dash.example", true),
+            ("https://evil.example", false),
+        ] {
+            let r = client
+                .get(s.url("/health"))
+                .header("Origin", origin)
+                .send()
+                .await
+                .unwrap();
+            let acao = r.headers().get("access-control-allow-origin").cloned();
+            assert_eq!(acao.is_some(), allowed, "{origin}");
+            if allowed {
+                assert_eq!(acao.unwrap(), origin);
+            }
+        }
         let url = s.url("/api/v1/symbols");
         let (code, body, headers) = get(&url, None).await;
         assert_eq!(code, 401, "{body}");
