@@ -631,9 +631,9 @@ async fn postgres_view_with_changed_columns_is_recreated() {
     let want = pg_views(&url).await;
     let c = pg_client(&url).await;
     // A view whose columns differ from the file's (CREATE OR REPLACE cannot turn it back), and a
-    // view on it.
+    // view on it (crypto_combined_data, which reads it, goes with the old one).
     c.batch_execute(
-        "DROP VIEW latest_prices;
+        "DROP VIEW latest_prices CASCADE;
          CREATE VIEW latest_prices AS SELECT symbol AS sym, venue FROM trade_aggregates;
          CREATE VIEW on_latest AS SELECT sym FROM latest_prices;",
     )
@@ -663,7 +663,12 @@ async fn postgres_view_with_changed_columns_is_recreated() {
             "price",
             "trade_id",
             "moving_average",
-            "updated_at"
+            "updated_at",
+            "open_24h",
+            "change_24h",
+            "change_pct_24h",
+            "volume_24h",
+            "quote_volume_24h"
         ]
     );
 }
