@@ -15,93 +15,17 @@ use axum::{Json, Router};
 use cryptoflow_operators::model::{
     Candle, CoinMarket, IndicatorRow, Interval, Millis, SentimentWindowRow, Symbol, WhaleAlert,
 };
-use serde_json::json;
 
-use super::board::Board;
+use super::error::{ApiError, MAX_BODY_BYTES, MAX_LIMIT, MAX_TIME_MS, MAX_URI_BYTES};
 use super::openapi::{
     self, Features, Health, In, MacroSeries, NewsEntry, Param, Quality, Rows, Symbols,
 };
 use super::page;
+use super::status::AppState;
 use super::store::Store;
 use super::ws;
-use super::Status;
-
-/// The largest request body accepted (the API only reads).
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
-/// The longest request target accepted.
-pub const MAX_URI_BYTES: usize = 2 * 1024;
-/// The most rows one request returns.
-pub const MAX_LIMIT: usize = 1_000;
-
-/// An API error: a status and a JSON body `{"error": …}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    /// 400: a parameter is wrong.
-    pub fn bad(param: &str, why: impl std::fmt::Display) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("bad parameter `{param}`: {why}"),
-            retry_after: None,
-        }
-    }
-
-    /// 503: the store did not answer.
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: message.into(),
-            retry_after: Some(1),
-        }
-    }
-
-    /// 404.
-    pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    fn status(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if let Some(s) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        r
-    }
-}
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// The read model.
-    pub store: Store,
-    /// The pushes to WebSocket clients (in `run`, also the read model).
-    pub board: Board,
-    /// Readiness and metrics.
-    pub status: Arc<Status>,
-}
 
 /// Who may call `/api` and `/ws`, and how often.
 #[derive(Clone)]
@@ -382,9 +306,6 @@ async fn known(store: &Store, s: &str) -> Result<Symbol, ApiError> {
         Err(ApiError::not_found(format!("unknown symbol {sym}")))
     }
 }
-
-/// The latest time accepted, ms (the year 3000).
-pub const MAX_TIME_MS: Millis = 32_503_680_000_000;
 
 /// A time: epoch milliseconds (0 to [`MAX_TIME_MS`]) or RFC 3339.
 fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<Millis>, ApiError> {

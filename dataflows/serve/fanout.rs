@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::board::{Push, PushKind};
+use super::push::{Push, PushKind};
 
 /// What a client receives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -39,7 +39,7 @@ pub enum Kind {
     Interval,
     /// Epoch milliseconds or an RFC 3339 time.
     Time,
-    /// A row count, 1 to [`super::api::MAX_LIMIT`].
+    /// A row count, 1 to [`super::error::MAX_LIMIT`].
     Limit,
     /// `true` or `false`.
     Bool,
@@ -352,11 +352,13 @@ fn param_schema(kind: Kind) -> Value {
             json!({ "type": "string", "enum": labels })
         }
         Kind::Time => json!({ "oneOf": [
-            { "type": "integer", "minimum": 0, "maximum": super::api::MAX_TIME_MS,
+            { "type": "integer", "minimum": 0, "maximum": super::error::MAX_TIME_MS,
               "description": "epoch milliseconds" },
             { "type": "string", "format": "date-time" }
         ] }),
-        Kind::Limit => json!({ "type": "integer", "minimum": 1, "maximum": super::api::MAX_LIMIT }),
+        Kind::Limit => {
+            json!({ "type": "integer", "minimum": 1, "maximum": super::error::MAX_LIMIT })
+        }
         Kind::Bool => json!({ "type": "boolean" }),
         Kind::Window => json!({ "type": "string", "enum": ["1h", "24h"] }),
     }

@@ -16,8 +16,9 @@ use rdkafka::message::Message;
 use rdkafka::ClientConfig;
 use tokio::sync::watch;
 
-use super::board::{Board, Push};
+use super::board::Board;
 use super::pg::PgStore;
+use super::push::Push;
 use super::store::Store;
 use super::{start, Status};
 use crate::config::Config;

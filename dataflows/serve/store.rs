@@ -6,8 +6,8 @@ use cryptoflow_operators::model::{
     SentimentRow, SentimentWindowRow, Symbol, WhaleAlert,
 };
 
-use super::api::ApiError;
 use super::board::{Board, PriceNow};
+use super::error::ApiError;
 use super::pg::{PgStore, ReadError};
 
 /// The read model behind the API.

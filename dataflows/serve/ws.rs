@@ -4,7 +4,7 @@
 //! text message `{"op":"subscribe","symbols":[…],"kinds":[…]}` (no symbols: all; no kinds: all;
 //! each subscribe replaces the last), answered by `{"type":"subscribed",…}`. Every push is an
 //! envelope `{"kind", "symbol", "committed_at_us", "data"}` whose `data` is the record's Kafka
-//! topic message ([`super::board::Push`]).
+//! topic message ([`super::push::Push`]).
 //!
 //! The pipeline never waits for a client: each client has a bounded queue of its own
 //! ([`super::fanout`]); a client whose queue fills is closed with code [`CLOSE_TOO_SLOW`].
@@ -18,8 +18,9 @@ use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::{ApiError, AppState};
+use super::error::ApiError;
 use super::fanout::{ClientFeed, Subscription};
+use super::status::AppState;
 
 /// Close code for a client that fell behind its buffer (application range 4000–4999).
 pub const CLOSE_TOO_SLOW: u16 = 4008;
