@@ -99,6 +99,12 @@ fn in_range<T: Clone>(
     .unwrap_or_default()
 }
 
+/// The last `limit` items of `v` (the newest, oldest first).
+fn newest<T>(mut v: Vec<T>, limit: usize) -> Vec<T> {
+    let skip = v.len().saturating_sub(limit);
+    v.split_off(skip)
+}
+
 /// Keeps at most `n` items, dropping the oldest.
 fn push_bounded<T>(q: &mut VecDeque<T>, item: T, n: usize) {
     if q.len() >= n.max(1) {
@@ -349,8 +355,7 @@ impl Board {
                     }
                 }
             }
-            let skip = out.len().saturating_sub(limit);
-            out.split_off(skip)
+            newest(out, limit)
         })
     }
 
@@ -368,8 +373,7 @@ impl Board {
             let rows = in_range(t.indicators.get(&(*symbol, interval)), from, to, |r| {
                 r.open_time
             });
-            let skip = rows.len().saturating_sub(limit);
-            rows[skip..].to_vec()
+            newest(rows, limit)
         })
     }
 
