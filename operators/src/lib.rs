@@ -18,6 +18,7 @@
 //! - [`math`]: pure, incremental state machines (moving averages, candle accumulation,
 //!   indicators); no I/O.
 //! - [`dataflow`]: timely extension traits that shard by symbol and wrap the math.
+//! - [`trading`]: order intents, the risk gate, the paper fill model, positions and text orders.
 //! - [`backoff`]: the one retry backoff (exponential, equal jitter) every retry loop waits.
 //! - [`polled`]: the items of the pollers under their older path (the same as
 //!   [`model::polled`]).
@@ -29,6 +30,7 @@ pub mod features;
 pub mod math;
 pub mod model;
 pub mod sentiment;
+pub mod trading;
 
 /// The items of the pollers: the same module as [`model::polled`], under its older path.
 pub mod polled {
