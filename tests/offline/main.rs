@@ -8,6 +8,7 @@ mod bench_baseline;
 mod csv_replay;
 mod frame_types;
 mod gap_refill;
+mod kafka_schemas;
 mod kline_reconcile;
 mod multiprocess;
 mod pipeline_golden;
