@@ -636,7 +636,10 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'
 pub fn topic_schemas() -> Vec<(&'static str, serde_json::Value)> {
     vec![
         ("crypto-trades.v1.json", topic_schema::<TradeMsg<'static>>()),
-        ("crypto-prices.v1.json", topic_schema::<PricesMsg<'static>>()),
+        (
+            "crypto-prices.v1.json",
+            topic_schema::<PricesMsg<'static>>(),
+        ),
         ("crypto-alerts.v1.json", topic_schema::<AlertMsg<'static>>()),
         ("crypto-events.v1.json", topic_schema::<EventMsg<'static>>()),
         (
@@ -667,7 +670,10 @@ fn close_objects(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(map) => {
             if map.contains_key("properties") && !map.contains_key("additionalProperties") {
-                map.insert("additionalProperties".into(), serde_json::Value::Bool(false));
+                map.insert(
+                    "additionalProperties".into(),
+                    serde_json::Value::Bool(false),
+                );
             }
             for (key, child) in map.iter_mut() {
                 // Property names are data, not schemas.
