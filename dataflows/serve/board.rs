@@ -15,7 +15,7 @@ use cryptoflow_operators::model::{
     LateTrade, MacroObservation, Millis, NewsItem, Output, Polled, SentimentRow,
     SentimentWindowRow, Symbol, WhaleAlert,
 };
-use cryptoflow_sinks::kafka::{outgoing, Topics};
+use cryptoflow_sinks::kafka::{outgoing, topic_key, Topics};
 use cryptoflow_sinks::task::CommitObserver;
 use serde::Serialize;
 
@@ -27,6 +27,9 @@ pub use super::push::{Push, PushKind};
 pub struct BoardLimits {
     /// Final candles per (symbol, interval), and indicator and feature rows per symbol.
     pub per_symbol: usize,
+    /// Final candles, indicator and feature rows over all series; each series keeps at most
+    /// `total / series` (at least one).
+    pub total: usize,
     /// Whale alerts, news items, gaps and other data-quality events, over all symbols.
     pub recent: usize,
     /// Pushes queued per WebSocket client; a client further behind is closed.
@@ -37,6 +40,7 @@ impl Default for BoardLimits {
     fn default() -> Self {
         BoardLimits {
             per_symbol: 1_000,
+            total: 200_000,
             recent: 1_000,
             push_buffer: 4_096,
         }
@@ -135,6 +139,33 @@ fn insert_ordered<T, K: Ord>(q: &mut VecDeque<T>, item: T, n: usize, key: impl F
     q.insert(i, item);
 }
 
+impl Tables {
+    /// Rows each (symbol, interval) series may keep: `per_symbol`, less when `total` spread over
+    /// every series is smaller.
+    fn series_cap(&self, limits: &BoardLimits) -> usize {
+        let series = self.candles.len() + self.indicators.len() + self.features.len();
+        (limits.total / series.max(1)).clamp(1, limits.per_symbol.max(1))
+    }
+
+    /// Drops the oldest rows of every series longer than `cap`.
+    fn trim_series(&mut self, cap: usize) {
+        fn trim<T>(q: &mut VecDeque<T>, cap: usize) {
+            let excess = q.len().saturating_sub(cap);
+            q.drain(..excess);
+        }
+        self.candles.values_mut().for_each(|q| trim(q, cap));
+        self.indicators.values_mut().for_each(|q| trim(q, cap));
+        self.features.values_mut().for_each(|q| trim(q, cap));
+    }
+
+    /// Final candles, indicator and feature rows held.
+    fn series_rows(&self) -> usize {
+        self.candles.values().map(VecDeque::len).sum::<usize>()
+            + self.indicators.values().map(VecDeque::len).sum::<usize>()
+            + self.features.values().map(VecDeque::len).sum::<usize>()
+    }
+}
+
 /// The in-process read model; cheap to clone (shared).
 #[derive(Clone)]
 pub struct Board {
@@ -180,21 +211,31 @@ impl Board {
 
     /// Records a committed batch and pushes it to the subscribed clients.
     pub fn record(&self, records: &[Output], committed: Instant) {
-        let clients = self.fanout.has_clients();
+        let interest = self.fanout.interest();
         let mut pushes = Vec::new();
         {
             let mut t = match self.tables.write() {
                 Ok(t) => t,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            let n = self.limits.per_symbol;
+            let mut n = t.series_cap(&self.limits);
             let recent = self.limits.recent;
             for r in records {
+                // A new series lowers every series' share of the total.
+                let new_series = match r {
+                    Output::Candle(c) if c.is_final => {
+                        !t.candles.contains_key(&(c.symbol, c.interval))
+                    }
+                    Output::Indicators(i) => !t.indicators.contains_key(&(i.symbol, i.interval)),
+                    Output::Features(f) => !t.features.contains_key(&(f.symbol, f.interval)),
+                    _ => false,
+                };
+
                 t.records += 1;
-                if clients {
-                    if let (Some(kind), Some(msg)) =
-                        (PushKind::of(r.kind()), outgoing(&self.topics, r))
-                    {
+                // Serialized only when a client subscribed to the record's key.
+                if let Some(kind) = PushKind::of(r.kind()).filter(|_| interest.wants(topic_key(r)))
+                {
+                    if let Some(msg) = outgoing(&self.topics, r) {
                         pushes.push(Push::envelope(kind, Some(msg.key), &msg.payload, committed));
                     }
                 }
@@ -294,6 +335,13 @@ impl Board {
                         Polled::Social(_) | Polled::FundNav(_) => {}
                     },
                     Output::Quality(_) => {}
+                }
+                if new_series {
+                    let cap = t.series_cap(&self.limits);
+                    if cap < n {
+                        n = cap;
+                        t.trim_series(cap);
+                    }
                 }
             }
         }
@@ -451,5 +499,71 @@ impl Board {
     /// The observations of a macro series (upper case), oldest first.
     pub fn macro_series(&self, series: &str) -> Option<Vec<MacroObservation>> {
         self.read(|t| t.macros.get(series).map(|q| q.iter().cloned().collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptoflow_operators::model::Venue;
+    use rust_decimal::Decimal;
+
+    fn candle(symbol: &str, open_time: Millis) -> Output {
+        let p = Decimal::ONE;
+        Output::Candle(Candle {
+            venue: Venue::Binance,
+            symbol: symbol.parse().expect("symbol"),
+            interval: "1m".parse().expect("interval"),
+            open_time,
+            close_time: open_time + 59_999,
+            open: p,
+            high: p,
+            low: p,
+            close: p,
+            volume: p,
+            quote_volume: p,
+            vwap: p,
+            trade_count: 1,
+            taker_buy_volume: p,
+            first_trade_id: 1,
+            last_trade_id: 1,
+            is_final: true,
+        })
+    }
+
+    #[test]
+    fn many_symbols_share_the_total_and_each_keeps_its_newest() {
+        let limits = BoardLimits {
+            per_symbol: 10,
+            total: 30,
+            ..BoardLimits::default()
+        };
+        let board = Board::new(limits, Topics::default());
+        let now = Instant::now();
+        let one: Vec<Output> = (0..20).map(|i| candle("AAAUSDT", i * 60_000)).collect();
+        board.record(&one, now);
+        assert_eq!(board.read(Tables::series_rows), 10, "per-series cap alone");
+        for s in 0..100 {
+            let symbol = format!("S{s}USDT");
+            let rows: Vec<Output> = (0..20).map(|i| candle(&symbol, i * 60_000)).collect();
+            board.record(&rows, now);
+            let series = s + 2;
+            assert!(
+                board.read(Tables::series_rows) <= 30.max(series),
+                "the total is a bound (one row per series at least)"
+            );
+        }
+        // 101 series over a total of 30: each keeps one row, its newest.
+        let newest = board.candles(
+            &"S0USDT".parse().expect("symbol"),
+            "1m".parse().expect("interval"),
+            0,
+            Millis::MAX,
+            10,
+            false,
+        );
+        assert_eq!(newest.len(), 1);
+        assert_eq!(newest[0].open_time, 19 * 60_000);
+        assert_eq!(board.read(Tables::series_rows), 101);
     }
 }

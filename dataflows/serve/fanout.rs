@@ -96,6 +96,27 @@ impl Clients {
     }
 }
 
+/// The keys the connected clients subscribed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interest {
+    /// Some client takes every key.
+    All,
+    /// Only these keys (empty: no client).
+    Keys(HashSet<String>),
+}
+
+impl Interest {
+    /// Whether a push with `key` may reach a client (keyless pushes go to every client).
+    pub fn wants(&self, key: Option<&str>) -> bool {
+        match (self, key) {
+            (Interest::All, _) => true,
+            (Interest::Keys(keys), _) if keys.is_empty() => false,
+            (Interest::Keys(_), None) => true,
+            (Interest::Keys(keys), Some(k)) => keys.contains(k),
+        }
+    }
+}
+
 /// The clients of one server.
 #[derive(Clone)]
 pub struct Fanout {
@@ -160,6 +181,16 @@ impl Fanout {
     /// Whether any client is connected.
     pub fn has_clients(&self) -> bool {
         !self.lock().slots.is_empty()
+    }
+
+    /// Which keys (symbols, coins) some client wants now: records of other keys need no push
+    /// message.
+    pub fn interest(&self) -> Interest {
+        let c = self.lock();
+        if !c.unfiltered.is_empty() {
+            return Interest::All;
+        }
+        Interest::Keys(c.by_key.keys().cloned().collect())
     }
 
     /// A new client with `sub`.

@@ -58,6 +58,10 @@ pub struct ServeSection {
     /// Final candles per (symbol, interval), and indicator and feature rows per symbol, kept
     /// for the API.
     pub keep_per_symbol: usize,
+    /// Final candles, indicator and feature rows kept over all symbols: with many symbols each
+    /// series keeps `keep_total / series` rows (at least one), so memory stays bounded however
+    /// many symbols the run has.
+    pub keep_total: usize,
     /// Whale alerts, news items and data-quality events kept for the API.
     pub keep_recent: usize,
     /// Pushes queued per WebSocket client; a client further behind is closed (code 4008).
@@ -79,6 +83,7 @@ impl Default for ServeSection {
             rate_limit_per_s: 100.0,
             cors_origins: Vec::new(),
             keep_per_symbol: 1_000,
+            keep_total: 200_000,
             keep_recent: 1_000,
             push_buffer: 4_096,
             on: false,
@@ -109,6 +114,7 @@ impl ServeSection {
     pub fn limits(&self) -> BoardLimits {
         BoardLimits {
             per_symbol: self.keep_per_symbol.max(1),
+            total: self.keep_total.max(1),
             recent: self.keep_recent.max(1),
             push_buffer: self.push_buffer.max(16),
         }

@@ -510,9 +510,28 @@ pub(super) fn lifecycle_msg(event: Lifecycle, pid: u32, at: Millis) -> String {
     })
 }
 
+/// The key of a record's topic message: the symbol; for sentiment, the coin (an item: its first
+/// coin, else its item key). `None`: the record has no topic.
+pub fn topic_key(record: &Output) -> Option<&str> {
+    Some(match record {
+        Output::Trade(e) => e.trade.symbol.as_str(),
+        Output::Candle(c) => c.symbol.as_str(),
+        Output::Whale(w) => w.trade.symbol.as_str(),
+        Output::Mismatch(m) => m.symbol.as_str(),
+        Output::Gap(g) => g.symbol.as_str(),
+        Output::Late(l) => l.trade.symbol.as_str(),
+        Output::Indicators(r) => r.symbol.as_str(),
+        Output::Features(f) => f.symbol.as_str(),
+        Output::Sentiment(s) => s.coins.first().unwrap_or(&s.item_key).as_str(),
+        Output::SentimentWindow(w) => w.coin.as_str(),
+        Output::Quality(_) | Output::Polled(_) => return None,
+    })
+}
+
 /// Maps a record to its topic message (`None`: the record has no topic, e.g. ledger rows).
 pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'a>> {
-    let (topic, key, payload, timestamp) = match record {
+    let key = topic_key(record)?;
+    let (topic, payload, timestamp) = match record {
         Output::Trade(e) => {
             let t = &e.trade;
             let agg = t.agg;
@@ -532,30 +551,14 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'
                 ema: e.ema.filter(|x| x.is_finite()),
                 is_whale: e.is_whale,
             });
-            (&topics.trades, t.symbol.as_str(), payload, t.ts_exchange)
+            (&topics.trades, payload, t.ts_exchange)
         }
-        Output::Candle(c) => (
-            &topics.prices,
-            c.symbol.as_str(),
-            candle_msg(c),
-            c.open_time,
-        ),
-        Output::Whale(w) => (
-            &topics.alerts,
-            w.trade.symbol.as_str(),
-            whale_msg(w),
-            w.trade.ts_exchange,
-        ),
-        Output::Mismatch(m) => (
-            &topics.alerts,
-            m.symbol.as_str(),
-            mismatch_msg(m),
-            m.open_time,
-        ),
-        Output::Gap(g) => (&topics.events, g.symbol.as_str(), gap_msg(g), g.until),
+        Output::Candle(c) => (&topics.prices, candle_msg(c), c.open_time),
+        Output::Whale(w) => (&topics.alerts, whale_msg(w), w.trade.ts_exchange),
+        Output::Mismatch(m) => (&topics.alerts, mismatch_msg(m), m.open_time),
+        Output::Gap(g) => (&topics.events, gap_msg(g), g.until),
         Output::Late(l) => (
             &topics.events,
-            l.trade.symbol.as_str(),
             json(&EventMsg::LateTrade {
                 version: V1,
                 venue: l.trade.venue,
@@ -569,7 +572,6 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'
         ),
         Output::Indicators(r) => (
             &topics.prices,
-            r.symbol.as_str(),
             json(&IndicatorsMsg {
                 header: CandleHeader::new(
                     r.venue,
@@ -585,7 +587,6 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'
         ),
         Output::Features(f) => (
             &topics.features,
-            f.symbol.as_str(),
             json(&FeaturesMsg {
                 header: CandleHeader::new(
                     f.venue,
@@ -600,7 +601,6 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'
         ),
         Output::Sentiment(s) => (
             &topics.sentiment,
-            s.coins.first().unwrap_or(&s.item_key).as_str(),
             json(&SentimentMsg {
                 version: V1,
                 kind: ItemType,
@@ -610,7 +610,6 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'
         ),
         Output::SentimentWindow(w) => (
             &topics.sentiment,
-            w.coin.as_str(),
             json(&SentimentMsg {
                 version: V1,
                 kind: WindowType,
