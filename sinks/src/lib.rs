@@ -19,6 +19,7 @@
 //! - [`console`], [`jsonl`]: a readable line per final candle and whale; JSON lines to a file.
 #![warn(missing_docs)]
 
+pub mod binance_orders;
 pub mod console;
 pub mod influx;
 pub mod jsonl;

@@ -37,6 +37,7 @@ pub mod rest;
 pub mod sequencer;
 pub mod spill;
 pub mod stats;
+pub mod telegram;
 pub mod ws;
 
 pub use cryptoflow_operators::model::Event;

@@ -5,6 +5,7 @@
 mod support;
 
 mod bench_baseline;
+mod binance_orders;
 mod csv_replay;
 mod frame_types;
 mod gap_refill;
@@ -15,5 +16,6 @@ mod pipeline_golden;
 mod poll_fetch;
 mod rollover;
 mod sentiment_cli;
+mod telegram;
 mod serve;
 mod websocket;

@@ -4,6 +4,8 @@
 pub mod binance;
 pub mod browser;
 pub mod exchange;
+pub mod fake_binance_orders;
+pub mod fake_telegram;
 pub mod private_pg;
 pub mod served;
 
