@@ -159,6 +159,7 @@ impl Tables {
     }
 
     /// Final candles, indicator and feature rows held.
+    #[cfg(test)]
     fn series_rows(&self) -> usize {
         self.candles.values().map(VecDeque::len).sum::<usize>()
             + self.indicators.values().map(VecDeque::len).sum::<usize>()

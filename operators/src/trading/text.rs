@@ -1683,6 +1683,21 @@ fn resolve(lx: &[Lx], lang: Lang, opts: &ParseOptions) -> R<(Vec<Tok>, bool)> {
     let mut question = false;
     let mut i = 0;
     while let Some(x) = lx.get(i) {
+        if let (Some(Lx::Num { raw, .. }), Some(Lx::Num { raw: group, .. })) =
+            (lx.get(i), lx.get(i + 1))
+        {
+            // "45 000": thousands grouped with a space.
+            if group.len() == 3 && group.chars().all(|c| c.is_ascii_digit()) {
+                return ask(
+                    Subject::Number,
+                    format!(
+                        "is \"{} {group}\" one number? Write it without spaces ({}{group})",
+                        clip(raw),
+                        clip(raw)
+                    ),
+                );
+            }
+        }
         if let Some((v, next)) = number_at(lx, i, lang)? {
             i = next;
             match lx.get(i) {
@@ -2287,6 +2302,18 @@ fn on_number(d: &mut Draft, toks: &[Tok], i: usize, n: Decimal, opts: &ParseOpti
                     ),
                 );
             }
+            if let Some(base) = d.base.as_deref().filter(|_| d.amount.is_none()) {
+                // "buy BTC 45000": a quantity or a price?
+                return ask(
+                    Subject::Amount,
+                    format!(
+                        "{} {base}, or a price of {}? Say \"0.1 {base}\" for a quantity (number first) or \"at {}\" for a price",
+                        num(n),
+                        num(n),
+                        num(n)
+                    ),
+                );
+            }
             if d.amount.is_none() {
                 d.set_amount(AmtSpec::Base(n))?;
                 return Ok(i + 1);
@@ -2553,16 +2580,20 @@ fn parse_condition(d: &mut Draft, toks: &[Tok], start: usize, opts: &ParseOption
     };
     let cond = match rsi {
         Some(period) => {
-            if interval.is_none() {
-                // "if RSI is below 30 on the 1h"
-                let mut k = next;
-                while matches!(toks.get(k), Some(Tok::Kw(Kw::Of | Kw::In))) {
-                    k += 1;
+            // "if RSI is below 30 on the 1h"
+            let mut k = next;
+            while matches!(toks.get(k), Some(Tok::Kw(Kw::Of | Kw::In))) {
+                k += 1;
+            }
+            if let Some(Tok::Interval(iv)) = toks.get(k) {
+                if interval.is_some_and(|x| x != *iv) {
+                    return ask(
+                        Subject::Interval,
+                        "which candle interval? The message gives two",
+                    );
                 }
-                if let Some(Tok::Interval(iv)) = toks.get(k) {
-                    interval = Some(*iv);
-                    next = k + 1;
-                }
+                interval = Some(*iv);
+                next = k + 1;
             }
             let Some(interval) = interval else {
                 return ask(
@@ -3137,7 +3168,6 @@ mod tests {
             ("buy 0.1 bitcoin", c(buy("0.1", "BTC"))),
             ("buy 2 ether", c(buy("2", "ETH"))),
             ("buy 0.1 $BTC", c(buy("0.1", "BTC"))),
-            ("buy BTC 0.1", c(buy("0.1", "BTC"))),
             ("purchase 3 SOL", c(buy("3", "SOL"))),
             ("buy 0.1 BTC when BTC drops below 45000", c(buy("0.1", "BTC").when(below("45000")))),
             ("buy 0.1 BTC if the price of BTC falls below 45000", c(buy("0.1", "BTC").when(below("45000")))),
@@ -3225,6 +3255,12 @@ mod tests {
             ("buy .5 ETH", c(buy("0.5", "ETH"))),
             ("buy 0.500 ETH", c(buy("0.5", "ETH"))),
             ("buy   0.1\tBTC\nplease", c(buy("0.1", "BTC"))),
+            ("sell 1 btc, at 50000, when 1h rsi > 70, please", c(sell("1", "BTC").limit("50000").when(rsi(14, "1h", Gt, "70")))),
+            ("buy 1 BTC (RSI 1h < 30)", c(buy("1", "BTC").when(rsi(14, "1h", Lt, "30")))),
+            ("sell 1 ETH at 3500 if it rises above 3400", c(sell("1", "ETH").limit("3500").when(above("3400")))),
+            ("buy € 100 of BTC", c(order(Buy, "BTC", "EUR", notional("100")))),
+            ("buy 1 ETH at 0.05 BTC when it drops below 0.049", c(order(Buy, "ETH", "BTC", qty("1")).limit("0.05").when(below("0.049")))),
+            ("buy 1 BTC at 45,000.50", c(buy("1", "BTC").limit("45000.5"))),
             // ---- Spanish, valid -------------------------------------------------------------
             ("vende la mitad de mi ETH si el RSI de 1h pasa de 70", c(order(Sell, "ETH", "USDT", frac("0.5")).when(rsi(14, "1h", Gt, "70")))),
             ("compra 0,5 BTC si baja de 40.000", c(buy("0.5", "BTC").when(below("40000")))),
@@ -3283,6 +3319,9 @@ mod tests {
             ("vendé la mitad de mi ETH", c(order(Sell, "ETH", "USDT", frac("0.5")))),
             ("quiero comprar 0,2 ETH", c(buy("0.2", "ETH"))),
             ("cómprame 0,2 ETH ya", c(buy("0.2", "ETH"))),
+            ("vende 1 ETH si baja de 3.000 euros", c(order(Sell, "ETH", "EUR", qty("1")).when(below("3000")))),
+            ("vende el 33,33% de mi ETH", c(order(Sell, "ETH", "USDT", frac("0.3333")))),
+            ("compra 1 BTC a 45.000,50", c(buy("1", "BTC").limit("45000.5"))),
             ("compra 0,1 BTC a 40.000 si el RSI de 1h baja de 30", c(buy("0.1", "BTC").limit("40000").when(rsi(14, "1h", Lt, "30")))),
             ("compra 0,01 BTC si el RSI(7) de 15m es menor que 20", c(buy("0.01", "BTC").when(rsi(7, "15m", Lt, "20")))),
             // ---- asked back -----------------------------------------------------------------
@@ -3294,6 +3333,9 @@ mod tests {
             ("buy 0.1 BTC 0.2 ETH", A(S::Amount)),
             ("buy 0.1 BTC, 0.2 BTC", A(S::Amount)),
             ("buy 0.1 BTC or 0.2 ETH", A(S::Amount)),
+            ("buy BTC 0.1", A(S::Amount)),
+            ("buy BTC 45000", A(S::Amount)),
+            ("ETH 1 sell", A(S::Amount)),
             ("buy 0.1 BTC with 100", A(S::Amount)),
             ("buy 0.1", A(S::Asset)),
             ("compra 0,1", A(S::Asset)),
@@ -3311,7 +3353,8 @@ mod tests {
             ("buy 0.1 BTC sell 0.1 ETH", A(S::Side)),
             ("stop loss 5%", A(S::Asset)),
             ("0.1 BTC", A(S::Side)),
-            ("BTC 0.1 at 45000", A(S::Side)),
+            ("BTC 0.1 at 45000", A(S::Amount)),
+            ("BTC at 45000", A(S::Side)),
             ("buy sell 1 BTC", A(S::Side)),
             ("compra vende 1 BTC", A(S::Side)),
             ("buy 0.1 BTC tomorrow", A(S::Wording)),
@@ -3336,6 +3379,7 @@ mod tests {
             ("buy BTC at 45000 when RSI below 30", A(S::Interval)),
             ("vende 1 ETH si el RSI pasa de 70", A(S::Interval)),
             ("buy 0.1 BTC if RSI 2 days below 30", A(S::Interval)),
+            ("sell 1 ETH when RSI 1h above 70 on 4h", A(S::Interval)),
             ("buy 0.1 BTC at", A(S::Price)),
             ("sell 2 ETH @", A(S::Price)),
             ("buy 0.1 BTC limit", A(S::Price)),
@@ -3351,6 +3395,7 @@ mod tests {
             ("comprar 1.500 DOGE when it drops below 0.1", A(S::Number)),
             ("buy 1.2.3 BTC", A(S::Number)),
             ("buy 1M DOGE", A(S::Number)),
+            ("buy 1 BTC when it drops below 45 000", A(S::Number)),
             ("buy 1 BTC/SOL", A(S::Quote)),
             ("buy 1 ETH with SOL", A(S::Quote)),
             ("buy 100 USDT of SOL with USDC", A(S::Quote)),
@@ -3838,7 +3883,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(20000))]
 
         #[test]
         fn never_panics_on_any_string(s in any::<String>()) {
