@@ -17,6 +17,7 @@ use crate::model::{Millis, Side, Symbol, Venue};
 pub mod paper;
 pub mod portfolio;
 pub mod risk;
+pub mod signals;
 pub mod text;
 
 /// How an order is priced.
