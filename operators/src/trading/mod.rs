@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Millis, Side, Symbol, Venue};
 
+pub mod engine;
 pub mod paper;
 pub mod portfolio;
 pub mod risk;

@@ -176,7 +176,7 @@ impl ParseOptions {
                 .any(|a| a.eq_ignore_ascii_case(asset))
     }
 
-    fn default_quote(&self) -> String {
+    fn fallback_quote(&self) -> String {
         self.default_quote.trim().to_ascii_uppercase()
     }
 }
@@ -2693,7 +2693,7 @@ fn is_usd(q: &str) -> bool {
 /// The quote asset of the order: the explicit one, else the currency of a quote amount, else the
 /// default; every currency the message mentions must agree with it.
 fn resolve_quote(d: &Draft, base: &str, opts: &ParseOptions) -> R<String> {
-    let default = opts.default_quote();
+    let default = opts.fallback_quote();
     let nominate = |c: &Cur| -> R<String> {
         match c {
             Cur::Asset(a) => Ok(a.clone()),
@@ -3017,7 +3017,7 @@ fn parse_cancel(toks: &[Tok], opts: &ParseOptions) -> R<Command> {
         Some(b) => {
             let q = match &d.quote {
                 Some(Cur::Asset(q)) => q.clone(),
-                _ => opts.default_quote(),
+                _ => opts.fallback_quote(),
             };
             if q == b {
                 return ask(
