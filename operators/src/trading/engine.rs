@@ -73,7 +73,7 @@ pub enum JournalEvent {
 }
 
 /// Settings of the engine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// The risk limits.
@@ -87,16 +87,6 @@ pub struct EngineConfig {
     pub default_filters: Option<SymbolFilters>,
 }
 
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            risk: RiskLimits::default(),
-            sizing: Sizing::default(),
-            paper: PaperConfig::default(),
-            default_filters: None,
-        }
-    }
-}
 
 /// The engine's state: positions, open orders and what the risk gate reads.
 #[derive(Debug, Clone, Default)]
