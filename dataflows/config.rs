@@ -39,6 +39,8 @@ pub struct Config {
     pub sentiment: SentimentSection,
     /// The HTTP API and WebSocket push (`[serve]`).
     pub serve: crate::serve::ServeSection,
+    /// Strategies, risk limits and paper costs (`[trading]`; `backtest`, `execute`).
+    pub trading: crate::trade::TradingSection,
 }
 
 /// `[sentiment]`: the model that scores news items and posts.
@@ -318,6 +320,7 @@ impl Config {
     /// Checks values that types alone do not.
     pub fn validate(&self) -> Result<()> {
         self.serve.validate()?;
+        self.trading.validate()?;
         let p = &self.pipeline;
         if p.workers == 0 {
             bail!("pipeline.workers must be at least 1");

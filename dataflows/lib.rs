@@ -11,8 +11,10 @@
 //! - [`publish`]: raw Binance frames to a Kafka topic (`record --kafka`, bench).
 //! - [`bench`]: `cryptoflow bench`, the end-to-end benchmark.
 //! - [`serve`]: the HTTP API, WebSocket push and metrics of a running pipeline.
+//! - [`trade`]: `[trading]` and `cryptoflow backtest` (strategies, risk gate, paper broker).
 //! - [`secrets`]: credentials in every form, refused in files and redacted in every output.
-//! - `main.rs`: the CLI (`run`, `consume`, `replay`, `record`, `generate`, `migrate`, `bench`, `check-config`).
+//! - `main.rs`: the CLI (`run`, `consume`, `replay`, `record`, `generate`, `migrate`, `bench`, `check-config`,
+//!   `backtest`).
 //!
 //! The other crates: `cryptoflow-sources` (Binance WebSocket, replay, record, generate),
 //! `cryptoflow-operators` (event model, math, timely operators), `cryptoflow-sinks`
@@ -28,3 +30,4 @@ pub mod registry;
 pub mod runtime;
 pub mod secrets;
 pub mod serve;
+pub mod trade;

@@ -107,6 +107,9 @@ enum Command {
     /// Benchmark the API: a paced replay serving it, WebSocket clients and an open-loop HTTP load
     /// from this process; prints one APIBENCH line.
     BenchApi(BenchApiArgs),
+    /// Backtest the `[trading]` strategies, risk gate and paper broker over replay files, in
+    /// event time; prints the report as JSON.
+    Backtest(BacktestArgs),
     /// Load and validate the configuration; print it resolved (secrets redacted).
     CheckConfig(ConfigArg),
     /// Print the ML feature catalogue (Markdown; docs/FEATURES.md is this output).
@@ -332,6 +335,32 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
+struct BacktestArgs {
+    /// Replay files (JSON lines or CSV dumps; .gz is fine), read in order.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Config file (its `[trading]` section).
+    #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Strategies instead of the configured ones: KIND:INTERVAL (ma_cross:1m, rsi_bands:1h,
+    /// bollinger_breakout:15m); repeatable.
+    #[arg(long)]
+    strategy: Vec<String>,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Draw the equity curve to this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Write every signal, order, rejection and fill as a JSON line here.
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    /// Symbol of CSV dumps whose file name does not start with it.
+    #[arg(long)]
+    symbol: Option<String>,
+}
+
+#[derive(Args)]
 struct ConfigArg {
     /// Config file.
     #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
@@ -544,6 +573,7 @@ fn main() {
         Command::Generate(args) => cmd_generate(args),
         Command::Migrate(args) => cmd_migrate(args),
         Command::Bench(args) => cmd_bench(args),
+        Command::Backtest(args) => cmd_backtest(args),
         Command::CheckConfig(args) => cmd_check_config(args),
         Command::Features => cmd_features(),
         Command::SentimentEval(args) => cmd_sentiment_eval(args),
@@ -555,6 +585,49 @@ fn main() {
         );
         std::process::exit(1);
     }
+}
+
+/// `cryptoflow backtest`.
+fn cmd_backtest(args: BacktestArgs) -> Result<()> {
+    use cryptoflow::trade::backtest;
+    use cryptoflow_operators::trading::signals::{StrategyConfig, StrategyKind};
+    let mut cfg = load_config(args.config.as_deref())?;
+    if !args.strategy.is_empty() {
+        cfg.trading.strategies = args
+            .strategy
+            .iter()
+            .map(|spec| {
+                let (kind, interval) = spec
+                    .split_once(':')
+                    .ok_or_else(|| anyhow!("--strategy {spec:?}: use KIND:INTERVAL, e.g. rsi_bands:1h"))?;
+                let kind: StrategyKind =
+                    serde_json::from_value(serde_json::Value::String(kind.into())).map_err(|_| {
+                        anyhow!("--strategy {spec:?}: the kind is ma_cross, rsi_bands or bollinger_breakout")
+                    })?;
+                let interval = interval
+                    .parse()
+                    .map_err(|e| anyhow!("--strategy {spec:?}: {e}"))?;
+                let mut s = StrategyConfig::new(kind, interval);
+                s.name = format!("{}_{}", kind.as_str(), spec.rsplit(':').next().unwrap_or(""));
+                Ok(s)
+            })
+            .collect::<Result<_>>()?;
+    }
+    let input = backtest::BacktestInput {
+        files: args.files,
+        replay: ReplayOptions {
+            symbol: args
+                .symbol
+                .as_deref()
+                .map(Symbol::from_str)
+                .transpose()
+                .map_err(|e| anyhow!(e))?,
+            ..ReplayOptions::default()
+        },
+        journal: args.journal,
+    };
+    let report = backtest::run(&cfg.trading, &input)?;
+    backtest::write(&report, args.out.as_deref(), args.svg.as_deref())
 }
 
 /// `cryptoflow run`: live Binance streams and/or the pollers.

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backtest;
 mod bench_baseline;
 mod binance_orders;
 mod csv_replay;
@@ -16,6 +17,6 @@ mod pipeline_golden;
 mod poll_fetch;
 mod rollover;
 mod sentiment_cli;
-mod telegram;
 mod serve;
+mod telegram;
 mod websocket;

@@ -8,6 +8,7 @@ mod support;
 
 mod alerts;
 mod api_fuzz;
+mod backtest_reference;
 mod bulk_reference;
 mod cluster_kill;
 mod damaged_files;

@@ -87,7 +87,6 @@ pub struct EngineConfig {
     pub default_filters: Option<SymbolFilters>,
 }
 
-
 /// The engine's state: positions, open orders and what the risk gate reads.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
