@@ -148,40 +148,10 @@ pub struct CandleMsg<'a> {
     /// Message type.
     #[serde(rename = "type")]
     pub kind: CandleType,
-    /// Venue.
-    pub venue: Venue,
-    /// Symbol.
-    pub symbol: &'a Symbol,
-    /// Interval.
-    pub interval: Interval,
-    /// Open time, ms.
-    pub open_time: Millis,
-    /// Close time (last ms of the window).
-    pub close_time: Millis,
-    /// Open price.
-    pub open: Decimal,
-    /// High price.
-    pub high: Decimal,
-    /// Low price.
-    pub low: Decimal,
-    /// Close price.
-    pub close: Decimal,
-    /// Base volume.
-    pub volume: Decimal,
-    /// Quote volume.
-    pub quote_volume: Decimal,
-    /// Volume-weighted average price.
-    pub vwap: Decimal,
-    /// Trades in the candle.
-    pub trade_count: u64,
-    /// Taker-buy base volume.
-    pub taker_buy_volume: Decimal,
-    /// First trade id.
-    pub first_trade_id: u64,
-    /// Last trade id.
-    pub last_trade_id: u64,
-    /// True once the window is closed (no further updates).
-    pub is_final: bool,
+    /// The candle: venue, symbol, interval, open and close time, OHLC, volumes, VWAP, trade
+    /// count and ids, and whether it is final.
+    #[serde(flatten)]
+    pub candle: &'a Candle,
 }
 
 /// An alert on `crypto-alerts`. Key: the symbol.
@@ -437,23 +407,7 @@ fn candle_msg(c: &Candle) -> String {
     json(&CandleMsg {
         version: V1,
         kind: CandleType,
-        venue: c.venue,
-        symbol: &c.symbol,
-        interval: c.interval,
-        open_time: c.open_time,
-        close_time: c.close_time,
-        open: c.open,
-        high: c.high,
-        low: c.low,
-        close: c.close,
-        volume: c.volume,
-        quote_volume: c.quote_volume,
-        vwap: c.vwap,
-        trade_count: c.trade_count,
-        taker_buy_volume: c.taker_buy_volume,
-        first_trade_id: c.first_trade_id,
-        last_trade_id: c.last_trade_id,
-        is_final: c.is_final,
+        candle: c,
     })
 }
 
