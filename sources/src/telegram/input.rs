@@ -1,0 +1,279 @@
+//! What the bot hands to the executor, and how updates are read into it.
+
+use serde::Deserialize;
+
+/// The help text (HTML), also sent after "unknown command".
+pub const HELP_TEXT: &str = "Commands:\n\
+/status: executor status\n\
+/positions: open positions\n\
+/pnl: profit and loss\n\
+/pause: stop placing new orders\n\
+/resume: place orders again\n\
+/kill: emergency stop\n\
+/help: this help\n\
+Any other text is read as an order.";
+
+/// Prefix of the callback data of a confirmation button (`confirm:<token>`).
+pub const CONFIRM_PREFIX: &str = "confirm:";
+/// Prefix of the callback data of a rejection button (`reject:<token>`).
+pub const REJECT_PREFIX: &str = "reject:";
+
+/// Something an allowed chat asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotInput {
+    /// A command, a text order, or a press of a confirmation button.
+    Command {
+        /// The chat it came from (where the answer goes).
+        chat_id: i64,
+        /// Who sent it.
+        from: BotUser,
+        /// What was asked.
+        command: BotCommand,
+    },
+}
+
+/// The sender of a command.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BotUser {
+    /// Telegram user id (0 when the update had no sender, e.g. a channel post).
+    pub id: i64,
+    /// `@username` without the `@`, when the user has one.
+    pub username: Option<String>,
+    /// First and last name.
+    pub name: String,
+}
+
+/// A command of the executor's bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotCommand {
+    /// `/status`.
+    Status,
+    /// `/positions`.
+    Positions,
+    /// `/pnl`.
+    Pnl,
+    /// `/pause`.
+    Pause,
+    /// `/resume`.
+    Resume,
+    /// `/kill`.
+    Kill,
+    /// `/help` (and `/start`, which Telegram clients send first).
+    Help,
+    /// Any text that is not a command (trimmed): the executor reads it as a text order.
+    Text(String),
+    /// The button with callback data `confirm:<token>` was pressed.
+    Confirm {
+        /// What follows `confirm:`.
+        token: String,
+    },
+    /// The button with callback data `reject:<token>` was pressed.
+    Reject {
+        /// What follows `reject:`.
+        token: String,
+    },
+}
+
+/// The buttons `[("✅ Confirm", "confirm:<token>"), ("❌ Reject", "reject:<token>")]` that come
+/// back as [`BotCommand::Confirm`] / [`BotCommand::Reject`]. The token must keep the callback
+/// data within 64 bytes (56 bytes of token at most).
+pub fn confirm_buttons(token: &str) -> Vec<(String, String)> {
+    vec![
+        ("✅ Confirm".to_string(), format!("{CONFIRM_PREFIX}{token}")),
+        ("❌ Reject".to_string(), format!("{REJECT_PREFIX}{token}")),
+    ]
+}
+
+/// What a message's text asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    /// A command of the bot or a text order.
+    Command(BotCommand),
+    /// `/name` that is not a command of the bot (the name, without `/` and `@bot`).
+    Unknown(String),
+    /// Blank text.
+    Nothing,
+}
+
+/// Reads a message's text: `/cmd` or `/cmd@BotName` (case-insensitive, arguments ignored), or
+/// free text.
+pub(crate) fn parse_text(text: &str) -> Parsed {
+    let text = text.trim();
+    if text.is_empty() {
+        return Parsed::Nothing;
+    }
+    let Some(rest) = text.strip_prefix('/') else {
+        return Parsed::Command(BotCommand::Text(text.to_string()));
+    };
+    let word = rest.split_whitespace().next().unwrap_or("");
+    // `/cmd@BotName`: in groups, a command addressed to a bot. With privacy mode on (the
+    // default) Telegram only delivers commands addressed to this bot or to no bot, so the name is
+    // not compared.
+    let name = word.split('@').next().unwrap_or("").to_lowercase();
+    let cmd = match name.as_str() {
+        "status" => BotCommand::Status,
+        "positions" => BotCommand::Positions,
+        "pnl" => BotCommand::Pnl,
+        "pause" => BotCommand::Pause,
+        "resume" => BotCommand::Resume,
+        "kill" => BotCommand::Kill,
+        "help" | "start" => BotCommand::Help,
+        _ => return Parsed::Unknown(word.split('@').next().unwrap_or("").to_string()),
+    };
+    Parsed::Command(cmd)
+}
+
+/// Reads a button's callback data: `confirm:<token>` / `reject:<token>` (non-empty token).
+pub(crate) fn parse_callback(data: &str) -> Option<BotCommand> {
+    if let Some(token) = data.strip_prefix(CONFIRM_PREFIX) {
+        (!token.is_empty()).then(|| BotCommand::Confirm {
+            token: token.to_string(),
+        })
+    } else if let Some(token) = data.strip_prefix(REJECT_PREFIX) {
+        (!token.is_empty()).then(|| BotCommand::Reject {
+            token: token.to_string(),
+        })
+    } else {
+        None
+    }
+}
+
+// The parts of the Bot API's update objects that the bot reads (everything else is ignored;
+// `update_id` is read before these).
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Update {
+    #[serde(default)]
+    pub message: Option<Message>,
+    #[serde(default)]
+    pub callback_query: Option<CallbackQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Message {
+    pub chat: Chat,
+    #[serde(default)]
+    pub from: Option<User>,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Chat {
+    pub id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct User {
+    pub id: i64,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CallbackQuery {
+    pub id: String,
+    pub from: User,
+    #[serde(default)]
+    pub message: Option<CallbackMessage>,
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
+/// The message a button belongs to (possibly an "inaccessible" one: only its chat is read).
+#[derive(Debug, Deserialize)]
+pub(crate) struct CallbackMessage {
+    pub chat: Chat,
+}
+
+impl From<&User> for BotUser {
+    fn from(u: &User) -> Self {
+        let name = match &u.last_name {
+            Some(l) if !l.is_empty() => format!("{} {l}", u.first_name),
+            _ => u.first_name.clone(),
+        };
+        BotUser {
+            id: u.id,
+            username: u.username.clone(),
+            name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        let c = |s: &str| parse_text(s);
+        assert_eq!(c("/status"), Parsed::Command(BotCommand::Status));
+        assert_eq!(c("/status@MyBot"), Parsed::Command(BotCommand::Status));
+        assert_eq!(c("  /PnL  "), Parsed::Command(BotCommand::Pnl));
+        assert_eq!(c("/positions now"), Parsed::Command(BotCommand::Positions));
+        assert_eq!(c("/pause"), Parsed::Command(BotCommand::Pause));
+        assert_eq!(c("/resume"), Parsed::Command(BotCommand::Resume));
+        assert_eq!(c("/kill"), Parsed::Command(BotCommand::Kill));
+        assert_eq!(c("/start"), Parsed::Command(BotCommand::Help));
+        assert_eq!(c("/help@x_bot"), Parsed::Command(BotCommand::Help));
+        assert_eq!(c("/xyz@MyBot arg"), Parsed::Unknown("xyz".into()));
+        assert_eq!(c("/"), Parsed::Unknown("".into()));
+        assert_eq!(c("   "), Parsed::Nothing);
+        assert_eq!(
+            c(" buy 0.1 BTCUSDT "),
+            Parsed::Command(BotCommand::Text("buy 0.1 BTCUSDT".into()))
+        );
+    }
+
+    #[test]
+    fn callbacks() {
+        assert_eq!(
+            parse_callback("confirm:abc"),
+            Some(BotCommand::Confirm {
+                token: "abc".into()
+            })
+        );
+        assert_eq!(
+            parse_callback("reject:a:b"),
+            Some(BotCommand::Reject {
+                token: "a:b".into()
+            })
+        );
+        assert_eq!(parse_callback("confirm:"), None);
+        assert_eq!(parse_callback("other"), None);
+        let b = confirm_buttons("t1");
+        assert_eq!(
+            parse_callback(&b[0].1),
+            Some(BotCommand::Confirm { token: "t1".into() })
+        );
+        assert_eq!(
+            parse_callback(&b[1].1),
+            Some(BotCommand::Reject { token: "t1".into() })
+        );
+    }
+
+    #[test]
+    fn updates_deserialize() {
+        let u: Update = serde_json::from_str(
+            r#"{"update_id":7,"message":{"message_id":1,"date":0,"chat":{"id":-100,"type":"group"},
+                "from":{"id":5,"is_bot":false,"first_name":"Ann","last_name":"Lee","username":"ann"},
+                "text":"/kill"}}"#,
+        )
+        .unwrap();
+        let m = u.message.unwrap();
+        assert_eq!(m.chat.id, -100);
+        let from = BotUser::from(m.from.as_ref().unwrap());
+        assert_eq!(from.name, "Ann Lee");
+        assert_eq!(from.username.as_deref(), Some("ann"));
+        let u: Update = serde_json::from_str(
+            r#"{"update_id":8,"callback_query":{"id":"cb1","from":{"id":5,"first_name":"Ann"},
+                "message":{"chat":{"id":42},"date":0,"message_id":3},"chat_instance":"x","data":"confirm:1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(u.callback_query.unwrap().message.unwrap().chat.id, 42);
+    }
+}
