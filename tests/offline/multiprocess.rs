@@ -265,23 +265,10 @@ fn every_worker_ingests_and_the_records_are_the_same_on_every_layout() {
     let exe = env!("CARGO_BIN_EXE_cryptoflow");
     let dir = std::env::temp_dir().join(format!("cf-layouts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let generated = dir.join("g12.jsonl");
-    let status = Command::new(exe)
-        .args([
-            "generate",
-            "--symbols",
-            "12",
-            "--trades",
-            "30000",
-            "--step-ms",
-            "7",
-        ])
-        .arg("-o")
-        .arg(&generated)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let generated = crate::support::generate(
+        &dir.join("g12.jsonl"),
+        &["--symbols", "12", "--trades", "30000", "--step-ms", "7"],
+    );
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/binance/trades.jsonl");
     let replay = |extra: &[&str], out: &Path| {
         let mut c = Command::new(exe);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::served::Proc;
@@ -310,22 +310,15 @@ fn tokens_are_required_when_set_and_each_has_a_rate() {
 fn generated(tag: &str, trades: u32, symbols: u32) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cf-serve-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("trades.jsonl");
-    let status = Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .args([
-            "generate",
+    crate::support::generate(
+        &dir.join("trades.jsonl"),
+        &[
             "--trades",
             &trades.to_string(),
             "--symbols",
             &symbols.to_string(),
-            "-o",
-        ])
-        .arg(&f)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    f
+        ],
+    )
 }
 
 #[test]

@@ -431,3 +431,22 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// Writes `cryptoflow generate ARGS -o path` (deterministic synthetic trades: `--symbols`,
+/// `--trades`, `--step-ms`, `--seed`) and returns `path`; panics with the command's error output
+/// when it fails.
+pub fn generate(path: &Path, args: &[&str]) -> PathBuf {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+        .arg("generate")
+        .args(args)
+        .arg("-o")
+        .arg(path)
+        .output()
+        .expect("run cryptoflow generate");
+    assert!(
+        out.status.success(),
+        "cryptoflow generate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path.to_path_buf()
+}

@@ -232,9 +232,9 @@ impl Engine {
         {
             self.recent_orders.pop_front();
         }
-        let mut filters = self.filters.clone();
+        // Symbols without exchangeInfo take the configured default filters, once.
         if let Some(default) = &self.config.default_filters {
-            filters
+            self.filters
                 .entry(intent.symbol)
                 .or_insert_with(|| default.clone());
         }
@@ -244,7 +244,7 @@ impl Engine {
             limits: &self.config.risk,
             portfolio: &self.portfolio,
             last_trade: &self.last_trade,
-            filters: &filters,
+            filters: &self.filters,
             gaps: &self.gaps,
             open_orders: &open,
             recent_orders: &recent,

@@ -21,42 +21,22 @@ use super::Topics;
 /// Schema as that constant.
 macro_rules! constant {
     ($(#[$doc:meta])* $name:ident = str $value:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct $name;
-        impl $name {
-            /// The constant.
-            pub const VALUE: &'static str = $value;
-        }
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str($value)
-            }
-        }
-        #[cfg(feature = "schema")]
-        impl schemars::JsonSchema for $name {
-            fn inline_schema() -> bool {
-                true
-            }
-            fn schema_name() -> std::borrow::Cow<'static, str> {
-                stringify!($name).into()
-            }
-            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!({ "type": "string", "const": $value })
-            }
-        }
+        constant!(@def $(#[$doc])* $name, &'static str, $value, serialize_str, "string");
     };
     ($(#[$doc:meta])* $name:ident = u32 $value:literal) => {
+        constant!(@def $(#[$doc])* $name, u32, $value, serialize_u32, "integer");
+    };
+    (@def $(#[$doc:meta])* $name:ident, $ty:ty, $value:literal, $ser:ident, $json:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct $name;
         impl $name {
             /// The constant.
-            pub const VALUE: u32 = $value;
+            pub const VALUE: $ty = $value;
         }
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_u32($value)
+                s.$ser($value)
             }
         }
         #[cfg(feature = "schema")]
@@ -68,7 +48,7 @@ macro_rules! constant {
                 stringify!($name).into()
             }
             fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!({ "type": "integer", "const": $value })
+                schemars::json_schema!({ "type": $json, "const": $value })
             }
         }
     };
