@@ -626,6 +626,7 @@ fn cmd_backtest(args: BacktestArgs) -> Result<()> {
         },
         journal: args.journal,
     };
+    backtest::refuse_overwriting(&input.files, &[args.out.as_deref(), args.svg.as_deref()])?;
     let report = backtest::run(&cfg.trading, &input)?;
     backtest::write(&report, args.out.as_deref(), args.svg.as_deref())
 }

@@ -282,6 +282,7 @@ pub fn run(trading: &TradingSection, input: &BacktestInput) -> Result<Report> {
         engine_cfg.default_filters =
             Some(cryptoflow_operators::trading::risk::SymbolFilters::unrestricted());
     }
+    refuse_overwriting(&input.files, &[input.journal.as_deref()])?;
     let journal = match &input.journal {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
@@ -354,6 +355,14 @@ pub fn run(trading: &TradingSection, input: &BacktestInput) -> Result<Report> {
         use std::io::Write;
         w.flush().context("flush the journal")?;
     }
+    if run.report.trades == 0 {
+        let names: Vec<String> = input
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        bail!("no trades in {}: nothing to backtest", names.join(", "));
+    }
     finish(&mut run);
     Ok(run.report)
 }
@@ -390,6 +399,22 @@ fn finish(run: &mut Run) {
             0.0
         };
     }
+}
+
+/// Refuses an output file that is one of the input files (it would be truncated).
+pub fn refuse_overwriting(files: &[PathBuf], outputs: &[Option<&Path>]) -> Result<()> {
+    for out in outputs.iter().flatten() {
+        let Ok(out_path) = std::fs::canonicalize(out) else {
+            continue; // does not exist yet
+        };
+        if files
+            .iter()
+            .any(|f| std::fs::canonicalize(f).is_ok_and(|f| f == out_path))
+        {
+            bail!("{} is an input file: choose another output", out.display());
+        }
+    }
+    Ok(())
 }
 
 /// Writes the report as JSON to `out` (or standard output) and the equity curve to `svg`.

@@ -12,27 +12,10 @@ fn bin() -> Command {
 
 /// 40,000 generated trades of 2 symbols, 500 ms apart (5.5 hours: 333 one-minute candles each).
 fn generated(dir: &Path) -> PathBuf {
-    let file = dir.join("gen.jsonl");
-    let out = bin()
-        .args([
-            "generate",
-            "--symbols",
-            "2",
-            "--trades",
-            "40000",
-            "--step-ms",
-            "500",
-            "-o",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    file
+    crate::support::generate(
+        &dir.join("gen.jsonl"),
+        &["--symbols", "2", "--trades", "40000", "--step-ms", "500"],
+    )
 }
 
 fn backtest(input: &Path, dir: &Path, tag: &str) -> (serde_json::Value, Vec<serde_json::Value>) {
@@ -159,6 +142,34 @@ fn bad_strategies_and_files_are_clear_errors() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/file.jsonl"), "{err}");
+
+    // An empty file has nothing to backtest.
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let out = bin().arg("backtest").arg(&empty).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no trades in"), "{err}");
+
+    // An output named like the input is refused before anything is written.
+    let before = std::fs::metadata(&input).unwrap().len();
+    for flag in ["--journal", "--out", "--svg"] {
+        let out = bin()
+            .arg("backtest")
+            .arg(&input)
+            .arg(flag)
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is an input file"), "{flag}: {err}");
+        assert_eq!(
+            std::fs::metadata(&input).unwrap().len(),
+            before,
+            "{flag}: input intact"
+        );
+    }
 }
 
 fn tempfile_dir(name: &str) -> PathBuf {
