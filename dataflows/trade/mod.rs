@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub mod backtest;
+pub mod execute;
 pub mod svg;
 
 /// `[trading]`: the strategies and the engine's risk limits, sizing and paper costs.

@@ -16,12 +16,14 @@
 //!   delivery reports before the ack).
 //! - [`redis`]: Redis sink (latest state per instrument in hashes with a TTL, guarded so
 //!   versions never go back; final candles, whales and indicators published).
+//! - [`journal`]: the order executor's journal in PostgreSQL (written ahead of the wire).
 //! - [`console`], [`jsonl`]: a readable line per final candle and whale; JSON lines to a file.
 #![warn(missing_docs)]
 
 pub mod binance_orders;
 pub mod console;
 pub mod influx;
+pub mod journal;
 pub mod jsonl;
 pub mod kafka;
 pub mod mysql;

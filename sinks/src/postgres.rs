@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "serving",
         include_str!("../../sql/postgres/0010_serving.sql"),
     ),
+    (
+        11,
+        "executor",
+        include_str!("../../sql/postgres/0011_executor.sql"),
+    ),
 ];
 /// The views, applied in order after the migrations by every [`migrate`]: (file name, SQL).
 /// Each file is `NN_<view>.sql` and holds one `CREATE OR REPLACE VIEW <view>`.

@@ -219,11 +219,36 @@ impl Engine {
         out
     }
 
-    /// An intent at `now` through the risk gate to the broker. An intent id seen before does
-    /// nothing (one order per intent).
+    /// An intent at `now` through the risk gate to the paper broker. An intent id seen before
+    /// does nothing (one order per intent).
     pub fn submit(&mut self, intent: Intent, now: Millis) -> Vec<JournalEvent> {
+        match self.gate(intent, now) {
+            Gate::Duplicate => Vec::new(),
+            Gate::Rejected(rejected) => vec![rejected],
+            Gate::Approved(intent) => match self.broker.submit(intent.clone(), now) {
+                Ok(_) => vec![JournalEvent::Accepted { intent, at: now }],
+                Err(e) => vec![JournalEvent::Rejected {
+                    intent,
+                    rule: Rule::InvalidQty.as_str().to_string(),
+                    reason: e.to_string(),
+                    at: now,
+                }],
+            },
+        }
+    }
+
+    /// Remembers an intent id as handled (a restart seeds the ids of its journal), so
+    /// [`Engine::gate`] calls it a duplicate.
+    pub fn mark_seen(&mut self, id: &str) {
+        self.seen.insert(id.to_string());
+    }
+
+    /// The risk gate alone, for a broker of the caller's (a live exchange): a new intent is
+    /// remembered, checked at `now`, and when approved counted against the orders per minute
+    /// and returned normalized to the exchange's filters.
+    pub fn gate(&mut self, intent: Intent, now: Millis) -> Gate {
         if !self.seen.insert(intent.id.clone()) {
-            return Vec::new();
+            return Gate::Duplicate;
         }
         while self
             .recent_orders
@@ -253,29 +278,29 @@ impl Engine {
             now,
         };
         match risk::check(&intent, &ctx) {
-            Err(rejection) => vec![JournalEvent::Rejected {
+            Err(rejection) => Gate::Rejected(JournalEvent::Rejected {
                 intent,
                 rule: rejection.rule.as_str().to_string(),
                 reason: rejection.reason,
                 at: now,
-            }],
+            }),
             Ok(approved) => {
-                let intent = approved.intent;
-                match self.broker.submit(intent.clone(), now) {
-                    Ok(_) => {
-                        self.recent_orders.push_back(now);
-                        vec![JournalEvent::Accepted { intent, at: now }]
-                    }
-                    Err(e) => vec![JournalEvent::Rejected {
-                        intent,
-                        rule: Rule::InvalidQty.as_str().to_string(),
-                        reason: e.to_string(),
-                        at: now,
-                    }],
-                }
+                self.recent_orders.push_back(now);
+                Gate::Approved(approved.intent)
             }
         }
     }
+}
+
+/// What the risk gate made of an intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Its id was handled before: nothing to do.
+    Duplicate,
+    /// Refused: the journal event says by which rule and why.
+    Rejected(JournalEvent),
+    /// Let through, normalized to the exchange's filters.
+    Approved(Intent),
 }
 
 #[cfg(test)]

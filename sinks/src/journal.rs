@@ -1,0 +1,336 @@
+//! The order executor's journal in PostgreSQL (`orders`, `fills`, `positions`, `pnl_daily`;
+//! migration `0011_executor.sql`).
+//!
+//! The executor is its only writer. An approved intent is written `pending` **before** it goes to
+//! the exchange, so after a crash at any point the journal knows every intent that may have
+//! reached the exchange; [`Journal::unresolved`] lists them for the executor to resolve by
+//! querying the exchange. Fills are written once per `(intent_id, fill_id)`, with the positions
+//! and the day's PnL they lead to, in one transaction.
+
+use std::collections::BTreeSet;
+
+use cryptoflow_operators::model::{Millis, Side, Symbol, Venue};
+use cryptoflow_operators::trading::portfolio::{utc_day_start, Portfolio};
+use cryptoflow_operators::trading::{Fill, Intent, OrderKind};
+use rust_decimal::Decimal;
+use tokio_postgres::{Client, NoTls};
+
+/// A journal error.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// PostgreSQL refused or failed.
+    #[error("journal: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// A stored row does not read back (edited by hand?).
+    #[error("journal: order {intent_id}: {what}")]
+    BadRow {
+        /// The row's intent id.
+        intent_id: String,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// The state of an order in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderState {
+    /// Approved and written; it may or may not have reached the exchange.
+    Pending,
+    /// Sent; the outcome is not known (timeout, 5xx): resolved by a query.
+    Unknown,
+    /// Open on the exchange (or the paper book).
+    Accepted,
+    /// Partly executed and still open.
+    PartiallyFilled,
+    /// Executed in full.
+    Filled,
+    /// Cancelled (by us or the exchange), possibly after partial fills.
+    Cancelled,
+    /// Expired by the exchange.
+    Expired,
+    /// Refused by the risk gate or the exchange (`rule`, `reason`).
+    Rejected,
+}
+
+impl OrderState {
+    /// The name stored in `orders.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Pending => "pending",
+            OrderState::Unknown => "unknown",
+            OrderState::Accepted => "accepted",
+            OrderState::PartiallyFilled => "partially_filled",
+            OrderState::Filled => "filled",
+            OrderState::Cancelled => "cancelled",
+            OrderState::Expired => "expired",
+            OrderState::Rejected => "rejected",
+        }
+    }
+}
+
+/// The journal: one connection, one writer.
+pub struct Journal {
+    client: Client,
+    broker: String,
+}
+
+impl Journal {
+    /// Connects to `url` (run the migrations first: `cryptoflow migrate`); `broker` names who
+    /// executes (`paper`, `binance`) in every order row.
+    pub async fn connect(url: &str, broker: &str) -> Result<Self, JournalError> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "Journal connection closed.");
+            }
+        });
+        Ok(Journal {
+            client,
+            broker: broker.to_string(),
+        })
+    }
+
+    async fn insert(
+        &self,
+        intent: &Intent,
+        state: OrderState,
+        rule: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<bool, JournalError> {
+        let (order_type, limit_price) = match intent.kind {
+            OrderKind::Market => ("market", None),
+            OrderKind::Limit { price } => ("limit", Some(price)),
+        };
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO orders (intent_id, venue, symbol, side, order_type, qty, limit_price, \
+                 created_at, state, rule, reason, broker) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (intent_id) DO NOTHING",
+                &[
+                    &intent.id,
+                    &intent.venue.as_str(),
+                    &intent.symbol.as_str(),
+                    &intent.side.as_str(),
+                    &order_type,
+                    &intent.qty,
+                    &limit_price,
+                    &intent.created_at,
+                    &state.as_str(),
+                    &rule,
+                    &reason,
+                    &self.broker,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Writes an approved intent as `pending`, before it is sent; false when its id is in the
+    /// journal already (it must not be sent again: resolve it instead).
+    pub async fn write_pending(&self, intent: &Intent) -> Result<bool, JournalError> {
+        self.insert(intent, OrderState::Pending, None, None).await
+    }
+
+    /// Writes a refused intent with the rule (`risk` rule name or the exchange's code) and reason.
+    pub async fn write_rejected(
+        &self,
+        intent: &Intent,
+        rule: &str,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        self.insert(intent, OrderState::Rejected, Some(rule), Some(reason))
+            .await?;
+        Ok(())
+    }
+
+    /// Moves an order to `state`, with what the exchange said.
+    pub async fn set_state(
+        &self,
+        intent_id: &str,
+        state: OrderState,
+        exchange_order_id: Option<u64>,
+        executed_qty: Decimal,
+        rule_reason: Option<(&str, &str)>,
+    ) -> Result<(), JournalError> {
+        let order_id = exchange_order_id.and_then(|i| i64::try_from(i).ok());
+        let (rule, reason) = rule_reason.unzip();
+        self.client
+            .execute(
+                "UPDATE orders SET state = $2, exchange_order_id = COALESCE($3, exchange_order_id), \
+                 executed_qty = GREATEST(executed_qty, $4), rule = COALESCE($5, rule), \
+                 reason = COALESCE($6, reason), updated_at = now() WHERE intent_id = $1",
+                &[&intent_id, &state.as_str(), &order_id, &executed_qty, &rule, &reason],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Writes new fills once each, and the positions and daily PnL after them (`portfolio` has
+    /// them applied already), in one transaction.
+    pub async fn write_fills(
+        &mut self,
+        fills: &[Fill],
+        portfolio: &Portfolio,
+    ) -> Result<(), JournalError> {
+        if fills.is_empty() {
+            return Ok(());
+        }
+        let tx = self.client.transaction().await?;
+        let mut symbols = BTreeSet::new();
+        let mut days = BTreeSet::new();
+        for f in fills {
+            let fill_id = i64::try_from(f.fill_id).map_err(|_| JournalError::BadRow {
+                intent_id: f.intent_id.clone(),
+                what: format!("fill id {} does not fit a bigint", f.fill_id),
+            })?;
+            tx.execute(
+                "INSERT INTO fills (intent_id, fill_id, symbol, side, qty, price, fee, ts) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                &[
+                    &f.intent_id,
+                    &fill_id,
+                    &f.symbol.as_str(),
+                    &f.side.as_str(),
+                    &f.qty,
+                    &f.price,
+                    &f.fee,
+                    &f.ts,
+                ],
+            )
+            .await?;
+            symbols.insert(f.symbol);
+            days.insert(utc_day_start(f.ts));
+        }
+        for symbol in symbols {
+            let p = portfolio.position(&symbol).cloned().unwrap_or_default();
+            tx.execute(
+                "INSERT INTO positions (symbol, qty, avg_price, cost_basis, realised_pnl, fees_paid) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (symbol) DO UPDATE SET \
+                 qty = EXCLUDED.qty, avg_price = EXCLUDED.avg_price, cost_basis = EXCLUDED.cost_basis, \
+                 realised_pnl = EXCLUDED.realised_pnl, fees_paid = EXCLUDED.fees_paid, updated_at = now()",
+                &[
+                    &symbol.as_str(),
+                    &p.qty,
+                    &p.avg_price,
+                    &p.cost_basis,
+                    &p.realised_pnl,
+                    &p.fees_paid,
+                ],
+            )
+            .await?;
+        }
+        for day in days {
+            let realised = portfolio.realised_on_day(day);
+            tx.execute(
+                "INSERT INTO pnl_daily (day, realised, fees, fills) \
+                 SELECT to_timestamp($1::bigint / 1000.0)::date, $2, COALESCE(sum(fee), 0), count(*) \
+                 FROM fills WHERE ts >= $1 AND ts < $1 + 86400000 \
+                 ON CONFLICT (day) DO UPDATE SET realised = EXCLUDED.realised, \
+                 fees = EXCLUDED.fees, fills = EXCLUDED.fills",
+                &[&day, &realised],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every fill, in the order written (to rebuild the positions at a start).
+    pub async fn fills(&self) -> Result<Vec<Fill>, JournalError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT intent_id, fill_id, symbol, side, qty, price, fee, ts FROM fills ORDER BY seq",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let intent_id: String = r.get(0);
+                let bad = |what: String| JournalError::BadRow {
+                    intent_id: intent_id.clone(),
+                    what,
+                };
+                let fill_id: i64 = r.get(1);
+                Ok(Fill {
+                    symbol: r
+                        .get::<_, String>(2)
+                        .parse()
+                        .map_err(|e| bad(format!("{e}")))?,
+                    side: side(r.get(3)).ok_or_else(|| bad("side".into()))?,
+                    qty: r.get(4),
+                    price: r.get(5),
+                    fee: r.get(6),
+                    ts: r.get(7),
+                    fill_id: u64::try_from(fill_id).map_err(|e| bad(format!("{e}")))?,
+                    intent_id: intent_id.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every intent id in the journal (none of them may be sent again).
+    pub async fn intent_ids(&self) -> Result<Vec<String>, JournalError> {
+        let rows = self
+            .client
+            .query("SELECT intent_id FROM orders", &[])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The intents left `pending` or `unknown` (by a crash or a timeout), oldest first.
+    pub async fn unresolved(&self) -> Result<Vec<Intent>, JournalError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT intent_id, venue, symbol, side, order_type, qty, limit_price, created_at \
+                 FROM orders WHERE state IN ('pending', 'unknown') ORDER BY created_at, intent_id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                let bad = |what: String| JournalError::BadRow {
+                    intent_id: id.clone(),
+                    what,
+                };
+                let venue: Venue = r
+                    .get::<_, String>(1)
+                    .parse()
+                    .map_err(|e| bad(format!("{e}")))?;
+                let symbol: Symbol = r
+                    .get::<_, String>(2)
+                    .parse()
+                    .map_err(|e| bad(format!("{e}")))?;
+                let kind = match (
+                    r.get::<_, String>(4).as_str(),
+                    r.get::<_, Option<Decimal>>(6),
+                ) {
+                    ("market", _) => OrderKind::Market,
+                    ("limit", Some(price)) => OrderKind::Limit { price },
+                    (other, _) => return Err(bad(format!("order type {other:?}"))),
+                };
+                Ok(Intent {
+                    venue,
+                    symbol,
+                    side: side(r.get(3)).ok_or_else(|| bad("side".into()))?,
+                    qty: r.get(5),
+                    kind,
+                    created_at: r.get::<_, Millis>(7),
+                    id: id.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn side(s: &str) -> Option<Side> {
+    match s {
+        "buy" => Some(Side::Buy),
+        "sell" => Some(Side::Sell),
+        _ => None,
+    }
+}
