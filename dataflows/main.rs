@@ -110,6 +110,9 @@ enum Command {
     /// Backtest the `[trading]` strategies, risk gate and paper broker over replay files, in
     /// event time; prints the report as JSON.
     Backtest(BacktestArgs),
+    /// The order executor: strategies over the pipeline's Kafka topics, the risk gate, paper
+    /// trading by default (live Binance orders only with --live), a journal in PostgreSQL.
+    Execute(ExecuteArgs),
     /// Load and validate the configuration; print it resolved (secrets redacted).
     CheckConfig(ConfigArg),
     /// Print the ML feature catalogue (Markdown; docs/FEATURES.md is this output).
@@ -361,6 +364,35 @@ struct BacktestArgs {
 }
 
 #[derive(Args)]
+struct ExecuteArgs {
+    /// Kafka bootstrap servers of the pipeline's topics (`[sinks.kafka.topics]` names them).
+    #[arg(long)]
+    kafka: String,
+    /// The journal's PostgreSQL URL (orders, fills, positions, pnl_daily; migrated first).
+    #[arg(long, env = "CRYPTOFLOW_EXECUTE_POSTGRES")]
+    postgres: String,
+    /// Config file (`[trading]`: strategies, risk limits, sizing, paper costs).
+    #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka consumer group.
+    #[arg(long, default_value = "cryptoflow-execute")]
+    group: String,
+    /// Read the topics from their beginning when the group has no offsets (default: the newest).
+    #[arg(long)]
+    from_beginning: bool,
+    /// LIVE TRADING: place real orders on Binance spot (keys from BINANCE_API_KEY and
+    /// BINANCE_API_SECRET). Without it, orders go to the paper broker.
+    #[arg(long)]
+    live: bool,
+    /// With --live: Binance's REST base URL (e.g. https://testnet.binance.vision).
+    #[arg(long, requires = "live")]
+    binance_rest: Option<String>,
+    /// Stop when no message came for this many seconds (a batch run over a finished pipeline).
+    #[arg(long)]
+    exit_when_idle: Option<f64>,
+}
+
+#[derive(Args)]
 struct ConfigArg {
     /// Config file.
     #[arg(long, short, env = "CRYPTOFLOW_CONFIG")]
@@ -574,6 +606,7 @@ fn main() {
         Command::Migrate(args) => cmd_migrate(args),
         Command::Bench(args) => cmd_bench(args),
         Command::Backtest(args) => cmd_backtest(args),
+        Command::Execute(args) => cmd_execute(args),
         Command::CheckConfig(args) => cmd_check_config(args),
         Command::Features => cmd_features(),
         Command::SentimentEval(args) => cmd_sentiment_eval(args),
@@ -585,6 +618,49 @@ fn main() {
         );
         std::process::exit(1);
     }
+}
+
+/// `cryptoflow execute`.
+fn cmd_execute(args: ExecuteArgs) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    let live = args.live.then(|| {
+        let mut b = cryptoflow_sinks::binance_orders::BinanceOrdersConfig::default();
+        if let Some(rest) = &args.binance_rest {
+            b.rest_base = rest.clone();
+        }
+        b
+    });
+    eprintln!(
+        "cryptoflow: execute: {}",
+        if live.is_some() {
+            "LIVE: real orders on Binance"
+        } else {
+            "paper trading (no order leaves this process; --live places real ones)"
+        }
+    );
+    let opts = cryptoflow::trade::execute::ExecuteOptions {
+        brokers: args.kafka,
+        group: args.group,
+        from_beginning: args.from_beginning,
+        postgres: args.postgres,
+        live,
+        exit_when_idle: args
+            .exit_when_idle
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(std::time::Duration::from_secs_f64),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let recovery = rt.block_on(cryptoflow::trade::execute::run(
+        &opts,
+        &cfg.trading,
+        &cfg.sinks.kafka.topics,
+    ))?;
+    eprintln!("cryptoflow: execute: stopped ({recovery:?} at the start)");
+    Ok(())
 }
 
 /// `cryptoflow backtest`.

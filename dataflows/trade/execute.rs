@@ -18,8 +18,11 @@
 use std::future::Future;
 
 use anyhow::{Context, Result};
-use cryptoflow_operators::model::Millis;
+use cryptoflow_operators::model::{Millis, Trade};
 use cryptoflow_operators::trading::engine::{Engine, EngineConfig, Gate, JournalEvent};
+use cryptoflow_operators::trading::paper::OrderStatus as PaperStatus;
+use cryptoflow_operators::trading::risk::SymbolFilters;
+use cryptoflow_operators::trading::signals::Signal;
 use cryptoflow_operators::trading::{Fill, Intent};
 use cryptoflow_sinks::binance_orders::{BinanceOrders, OrderError, OrderOutcome, OrderStatus};
 use cryptoflow_sinks::journal::{Journal, OrderState};
@@ -61,6 +64,11 @@ pub trait Exchange {
     /// Finds the order of an intent that may have been sent; places it only once the exchange
     /// confirms that it does not exist.
     fn reconcile(&self, intent: &Intent) -> impl Future<Output = Result<Placed, NotPlaced>> + Send;
+    /// The trading rules of `symbol` (`None`: not trading there).
+    fn filters(
+        &self,
+        symbol: &cryptoflow_operators::model::Symbol,
+    ) -> impl Future<Output = Result<Option<SymbolFilters>>> + Send;
 }
 
 fn placed(o: OrderOutcome) -> Placed {
@@ -114,6 +122,17 @@ impl Exchange for BinanceOrders {
             .map(placed)
             .map_err(not_placed)
     }
+
+    async fn filters(
+        &self,
+        symbol: &cryptoflow_operators::model::Symbol,
+    ) -> Result<Option<SymbolFilters>> {
+        let info = self
+            .exchange_info(std::slice::from_ref(symbol))
+            .await
+            .with_context(|| format!("exchangeInfo of {symbol}"))?;
+        Ok(info.symbols.get(symbol).map(|i| i.filters.clone()))
+    }
 }
 
 /// What a start's recovery did.
@@ -129,19 +148,21 @@ pub struct Recovery {
     pub unknown: usize,
 }
 
-/// The executor: the engine's risk gate, a live exchange and the journal.
+/// The executor: the engine's risk gate, a live exchange (or the paper broker: `None`) and the
+/// journal.
 pub struct Executor<X> {
     engine: Engine,
-    exchange: X,
+    exchange: Option<X>,
     journal: Journal,
 }
 
 impl<X: Exchange> Executor<X> {
     /// Starts: rebuilds the positions from the journal's fills, marks every journaled intent as
-    /// handled, and resolves the ones a crash or a timeout left open.
+    /// handled, and resolves the ones a crash or a timeout left open (on the exchange; with the
+    /// paper broker, whose book does not survive a restart, they are cancelled).
     pub async fn start(
         config: EngineConfig,
-        exchange: X,
+        exchange: Option<X>,
         journal: Journal,
     ) -> Result<(Self, Recovery)> {
         let mut engine = Engine::new(config);
@@ -165,7 +186,21 @@ impl<X: Exchange> Executor<X> {
             .await
             .context("read the journal")?
         {
-            match executor.exchange.reconcile(&intent).await {
+            let Some(exchange) = executor.exchange.as_ref() else {
+                executor
+                    .journal
+                    .set_state(
+                        &intent.id,
+                        OrderState::Cancelled,
+                        None,
+                        Decimal::ZERO,
+                        Some(("paper_restart", "the paper book does not survive a restart")),
+                    )
+                    .await
+                    .context("journal a lost paper order")?;
+                continue;
+            };
+            match exchange.reconcile(&intent).await {
                 Ok(p) => {
                     recovery.resolved += 1;
                     executor.settle(&intent, p).await?;
@@ -180,6 +215,23 @@ impl<X: Exchange> Executor<X> {
             }
         }
         Ok((executor, recovery))
+    }
+
+    /// Reads the exchange's filters of `symbol` once (live: `exchangeInfo`); a symbol that is
+    /// not trading gets none, so the risk gate refuses its orders (`no_filters`).
+    pub async fn ensure_filters(
+        &mut self,
+        symbol: &cryptoflow_operators::model::Symbol,
+    ) -> Result<()> {
+        if self.engine.has_filters(symbol) {
+            return Ok(());
+        }
+        if let Some(exchange) = &self.exchange {
+            if let Some(filters) = exchange.filters(symbol).await? {
+                self.engine.set_filters(*symbol, filters);
+            }
+        }
+        Ok(())
     }
 
     /// The engine (positions, marks, the kill switch).
@@ -216,7 +268,28 @@ impl<X: Exchange> Executor<X> {
         {
             return Ok(None);
         }
-        match self.exchange.place(&intent).await {
+        let Some(exchange) = self.exchange.as_ref() else {
+            let state = match self.engine.paper_submit(intent.clone(), now) {
+                Ok(()) => OrderState::Accepted,
+                Err(reason) => {
+                    self.refused(
+                        &intent,
+                        NotPlaced::Rejected {
+                            rule: "paper".into(),
+                            reason,
+                        },
+                    )
+                    .await?;
+                    return Ok(Some(OrderState::Rejected));
+                }
+            };
+            self.journal
+                .set_state(&intent.id, state, None, Decimal::ZERO, None)
+                .await
+                .context("journal a paper order")?;
+            return Ok(Some(state));
+        };
+        match exchange.place(&intent).await {
             Ok(p) => {
                 let state = p.state;
                 self.settle(&intent, p).await?;
@@ -265,6 +338,47 @@ impl<X: Exchange> Executor<X> {
             .context("journal fills")
     }
 
+    /// A trade of the tape: the new mark, and with the paper broker the fills it makes, each
+    /// order's new state journaled.
+    pub async fn on_trade(&mut self, trade: &Trade) -> Result<()> {
+        let fills: Vec<Fill> = self
+            .engine
+            .on_trade(trade)
+            .into_iter()
+            .filter_map(|e| match e {
+                JournalEvent::Filled { fill } => Some(fill),
+                _ => None,
+            })
+            .collect();
+        if fills.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<String> = fills.iter().map(|f| f.intent_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        self.journal
+            .write_fills(&fills, self.engine.portfolio())
+            .await
+            .context("journal paper fills")?;
+        for id in ids {
+            let Some(order) = self.engine.broker().order(&id) else {
+                continue;
+            };
+            let state = match order.status {
+                PaperStatus::Filled => OrderState::Filled,
+                PaperStatus::PartiallyFilled => OrderState::PartiallyFilled,
+                PaperStatus::Canceled => OrderState::Cancelled,
+                PaperStatus::New => OrderState::Accepted,
+            };
+            let filled = order.filled_qty;
+            self.journal
+                .set_state(&id, state, None, filled, None)
+                .await
+                .context("journal a paper order's state")?;
+        }
+        Ok(())
+    }
+
     async fn refused(&mut self, intent: &Intent, e: NotPlaced) -> Result<()> {
         let (state, rule, reason) = match &e {
             NotPlaced::Rejected { rule, reason } => (OrderState::Rejected, rule.as_str(), reason),
@@ -274,5 +388,368 @@ impl<X: Exchange> Executor<X> {
             .set_state(&intent.id, state, None, Decimal::ZERO, Some((rule, reason)))
             .await
             .context("journal the exchange's refusal")
+    }
+}
+
+/// How `cryptoflow execute` runs.
+#[derive(Debug, Clone)]
+pub struct ExecuteOptions {
+    /// Kafka bootstrap servers of the pipeline's topics.
+    pub brokers: String,
+    /// Kafka consumer group (offsets are committed: a restart goes on where it stopped; messages
+    /// read twice make no second order, their ids are journaled).
+    pub group: String,
+    /// Read the topics from their beginning when the group has no offsets (else the newest).
+    pub from_beginning: bool,
+    /// The journal's PostgreSQL URL (migrated first).
+    pub postgres: String,
+    /// `Some`: live orders on Binance with these settings; `None`: paper trading.
+    pub live: Option<cryptoflow_sinks::binance_orders::BinanceOrdersConfig>,
+    /// Stop when no message came for this long (batch runs over a finished pipeline; before
+    /// the first message at least 30 s); `None`: run until SIGINT or SIGTERM.
+    pub exit_when_idle: Option<std::time::Duration>,
+}
+
+/// A trade as `crypto-trades` carries it.
+#[derive(serde::Deserialize)]
+struct TradeIn {
+    venue: cryptoflow_operators::model::Venue,
+    symbol: cryptoflow_operators::model::Symbol,
+    trade_id: u64,
+    price: Decimal,
+    qty: Decimal,
+    side: cryptoflow_operators::model::Side,
+    ts_exchange: Millis,
+    ts_received: Millis,
+}
+
+/// The kind of a message (`type`), and a gap's fields on `crypto-events`.
+#[derive(serde::Deserialize)]
+struct Tagged {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    symbol: Option<cryptoflow_operators::model::Symbol>,
+    refilled: Option<bool>,
+    open_time: Option<Millis>,
+}
+
+/// The two streams the executor reads, merged in event time: a trade at its exchange time, an
+/// indicator row at its candle's close (trades before it first). The topics are read at their
+/// own paces, so each side waits until the other has passed its time (a trade until the prices
+/// topic's candles have opened after it; a row until the tape reached its close), or until the
+/// end. A side more than `MERGE_CAP` items ahead goes on regardless.
+#[derive(Default)]
+struct Merge {
+    trades: std::collections::VecDeque<(Trade, Pos)>,
+    rows: std::collections::VecDeque<(cryptoflow_operators::model::IndicatorRow, Pos)>,
+    /// The newest candle open time on the prices topic.
+    prices_time: Millis,
+    /// The newest trade time on the trades topic.
+    tape_time: Millis,
+}
+
+const MERGE_CAP: usize = 1_000_000;
+
+enum Next {
+    Trade((Trade, Pos)),
+    Row(Box<(cryptoflow_operators::model::IndicatorRow, Pos)>),
+}
+
+/// Where a message was read: topic, partition, offset.
+type Pos = (String, i32, i64);
+
+/// The offsets the executor may commit: per partition, the one before its oldest message still
+/// waiting in the merge (a message is committed only once it was acted on), else the newest read.
+#[derive(Default)]
+struct Offsets {
+    parts: std::collections::HashMap<(String, i32), (std::collections::BTreeSet<i64>, i64, i64)>,
+}
+
+impl Offsets {
+    /// A message read; `waiting`: it is held in the merge.
+    fn read(&mut self, pos: &Pos, waiting: bool) {
+        let part = self
+            .parts
+            .entry((pos.0.clone(), pos.1))
+            .or_insert_with(|| (Default::default(), -1, -1));
+        if waiting {
+            part.0.insert(pos.2);
+        }
+        part.1 = part.1.max(pos.2);
+    }
+
+    /// A waiting message was acted on.
+    fn done(&mut self, pos: &Pos) {
+        if let Some(part) = self.parts.get_mut(&(pos.0.clone(), pos.1)) {
+            part.0.remove(&pos.2);
+        }
+    }
+
+    /// Stores what may be committed (the consumer commits stored offsets in the background).
+    fn store(&mut self, consumer: &rdkafka::consumer::StreamConsumer) {
+        use rdkafka::consumer::Consumer;
+        for ((topic, partition), (waiting, read, stored)) in &mut self.parts {
+            let upto = waiting.first().map_or(*read, |w| w - 1);
+            if upto > *stored {
+                match consumer.store_offset(topic, *partition, upto) {
+                    Ok(()) => *stored = upto,
+                    Err(e) => {
+                        tracing::warn!(topic, partition, error = %e, "Cannot store an offset.")
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Merge {
+    fn next(&mut self, flush: bool) -> Option<Next> {
+        match (self.trades.front(), self.rows.front()) {
+            (Some((t, _)), Some((r, _))) if t.ts_exchange < r.close_time => {
+                self.trades.pop_front().map(Next::Trade)
+            }
+            (_, Some((r, _)))
+                if flush || r.close_time <= self.tape_time || self.rows.len() > MERGE_CAP =>
+            {
+                self.rows.pop_front().map(|r| Next::Row(Box::new(r)))
+            }
+            (Some((t, _)), None)
+                if flush || t.ts_exchange < self.prices_time || self.trades.len() > MERGE_CAP =>
+            {
+                self.trades.pop_front().map(Next::Trade)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `cryptoflow execute`: strategies over the indicators on `crypto-prices`, marks and paper fills
+/// from `crypto-trades`, open gaps from `crypto-events`; orders through the risk gate to the
+/// paper broker (default) or Binance, journaled in PostgreSQL. Stops at SIGINT or SIGTERM.
+pub async fn run(
+    opts: &ExecuteOptions,
+    trading: &super::TradingSection,
+    topics: &cryptoflow_sinks::kafka::Topics,
+) -> Result<Recovery> {
+    use cryptoflow_operators::trading::signals::Strategies;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+
+    trading.validate()?;
+    cryptoflow_sinks::postgres::migrate(&opts.postgres)
+        .await
+        .context("migrate the journal's database")?;
+    let broker = if opts.live.is_some() {
+        "binance"
+    } else {
+        "paper"
+    };
+    let journal = Journal::connect(&opts.postgres, broker)
+        .await
+        .context("connect the journal")?;
+    let mut engine_cfg = trading.engine.clone();
+    if opts.live.is_none() && engine_cfg.default_filters.is_none() {
+        // Paper trading without an exchange to ask: no lot or tick rules unless configured
+        // (`[trading.engine.default_filters]`), like a backtest.
+        engine_cfg.default_filters =
+            Some(cryptoflow_operators::trading::risk::SymbolFilters::unrestricted());
+    }
+    let exchange = match &opts.live {
+        Some(cfg) => {
+            Some(BinanceOrders::from_env(cfg.clone()).context("live trading needs Binance keys")?)
+        }
+        None => None,
+    };
+    let (mut executor, recovery) = Executor::start(engine_cfg, exchange, journal).await?;
+    tracing::info!(broker, ?recovery, "Executor started.");
+    let mut strategies = Strategies::new(trading.strategies.clone());
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &opts.brokers)
+        .set("group.id", &opts.group)
+        .set("enable.auto.commit", "true")
+        // Offsets are stored by hand once their messages were acted on (see `Offsets`).
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            if opts.from_beginning {
+                "earliest"
+            } else {
+                "latest"
+            },
+        )
+        .set("client.id", "cryptoflow-execute")
+        .create()
+        .with_context(|| format!("cannot create a Kafka consumer for {}", opts.brokers))?;
+    let names = [
+        topics.trades.as_str(),
+        topics.prices.as_str(),
+        topics.events.as_str(),
+    ];
+    consumer
+        .subscribe(&names)
+        .with_context(|| format!("cannot subscribe to {names:?}"))?;
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install the SIGTERM handler")?;
+    let mut merge = Merge {
+        prices_time: Millis::MIN,
+        tape_time: Millis::MIN,
+        ..Merge::default()
+    };
+    let mut offsets = Offsets::default();
+    let mut signals = 0u64;
+    let mut unreadable = 0u64;
+    let mut got_any = false;
+    let idle = opts
+        .exit_when_idle
+        .unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
+    let mut flush = false;
+    loop {
+        let message = tokio::select! {
+            // Joining the group takes a while: the first message gets at least 30 s.
+            m = tokio::time::timeout(
+                if got_any { idle } else { idle.max(std::time::Duration::from_secs(30)) },
+                consumer.recv(),
+            ) => m.ok(), // None: idle, nothing more to read
+            _ = tokio::signal::ctrl_c() => None,
+            _ = sigterm.recv() => None,
+        };
+        match message {
+            None => flush = true,
+            Some(Err(e)) => tracing::warn!(error = %e, "Kafka error; going on."),
+            Some(Ok(message)) => {
+                got_any = true;
+                let topic = message.topic();
+                let pos: Pos = (topic.to_string(), message.partition(), message.offset());
+                let payload = message.payload().unwrap_or_default();
+                let got = read(topic, payload, topics);
+                offsets.read(&pos, matches!(got, Read::Trade(_) | Read::Row(_)));
+                match got {
+                    Read::Trade(t) => {
+                        merge.tape_time = merge.tape_time.max(t.ts_exchange);
+                        merge.trades.push_back((t, pos));
+                    }
+                    Read::Row(r) => merge.rows.push_back((*r, pos)),
+                    Read::Candle { open_time } => {
+                        merge.prices_time = merge.prices_time.max(open_time)
+                    }
+                    Read::Gap { symbol, open } => executor.engine().set_gap(symbol, open),
+                    Read::Other => {}
+                    Read::Unreadable => {
+                        unreadable += 1;
+                        metrics::counter!("cryptoflow_execute_unreadable_total").increment(1);
+                    }
+                }
+            }
+        }
+        while let Some(next) = merge.next(flush) {
+            match next {
+                Next::Trade((t, pos)) => {
+                    executor.on_trade(&t).await?;
+                    offsets.done(&pos);
+                }
+                Next::Row(item) => {
+                    let (row, pos) = *item;
+                    for signal in strategies.on_indicators(&row) {
+                        signals += 1;
+                        metrics::counter!("cryptoflow_execute_signals_total").increment(1);
+                        act(&mut executor, &signal, trading).await?;
+                    }
+                    offsets.done(&pos);
+                }
+            }
+        }
+        offsets.store(&consumer);
+        if flush {
+            if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+                tracing::warn!(error = %e, "Cannot commit the offsets at the end.");
+            }
+            break;
+        }
+    }
+    if unreadable > 0 {
+        tracing::warn!(
+            unreadable,
+            "Messages that did not read as the topics' schemas were left out."
+        );
+    }
+    tracing::info!(signals, "Executor stopped.");
+    Ok(recovery)
+}
+
+/// A strategy signal: its intent (sized by the position), the exchange's filters, and the order.
+async fn act<X: Exchange>(
+    executor: &mut Executor<X>,
+    signal: &Signal,
+    trading: &super::TradingSection,
+) -> Result<()> {
+    use cryptoflow_operators::trading::signals::intent_for;
+    let held = executor.engine().portfolio().qty(&signal.symbol);
+    match intent_for(signal, &trading.engine.sizing, held) {
+        Some(intent) => {
+            executor.ensure_filters(&intent.symbol).await?;
+            let state = executor.submit(intent, signal.close_time).await?;
+            tracing::info!(strategy = %signal.strategy, symbol = %signal.symbol, side = signal.side.as_str(), ?state, "Signal.");
+        }
+        None => {
+            tracing::info!(strategy = %signal.strategy, symbol = %signal.symbol, "Signal with nothing to sell.")
+        }
+    }
+    Ok(())
+}
+
+/// A message of the executor's topics, read.
+enum Read {
+    Trade(Trade),
+    Row(Box<cryptoflow_operators::model::IndicatorRow>),
+    Candle {
+        open_time: Millis,
+    },
+    Gap {
+        symbol: cryptoflow_operators::model::Symbol,
+        open: bool,
+    },
+    Other,
+    Unreadable,
+}
+
+fn read(topic: &str, payload: &[u8], topics: &cryptoflow_sinks::kafka::Topics) -> Read {
+    let Ok(tagged) = serde_json::from_slice::<Tagged>(payload) else {
+        return Read::Unreadable;
+    };
+    if topic == topics.trades {
+        return match serde_json::from_slice::<TradeIn>(payload) {
+            Ok(t) => Read::Trade(Trade {
+                venue: t.venue,
+                symbol: t.symbol,
+                trade_id: t.trade_id,
+                price: t.price,
+                qty: t.qty,
+                side: t.side,
+                ts_exchange: t.ts_exchange,
+                ts_received: t.ts_received,
+                agg: None,
+            }),
+            Err(_) => Read::Unreadable,
+        };
+    }
+    match (tagged.kind.as_deref(), topic == topics.events) {
+        (Some("gap"), true) => match (tagged.symbol, tagged.refilled) {
+            (Some(symbol), Some(refilled)) => Read::Gap {
+                symbol,
+                open: !refilled,
+            },
+            _ => Read::Unreadable,
+        },
+        (Some("indicators"), false) => match serde_json::from_slice(payload) {
+            Ok(row) => Read::Row(Box::new(row)),
+            Err(_) => Read::Unreadable,
+        },
+        (Some("candle"), false) => match tagged.open_time {
+            Some(open_time) => Read::Candle { open_time },
+            None => Read::Unreadable,
+        },
+        _ => Read::Other,
     }
 }

@@ -68,7 +68,7 @@ async fn start(
     cryptoflow::trade::execute::Recovery,
 ) {
     let journal = Journal::connect(url, "binance").await.unwrap();
-    let (mut ex, recovery) = Executor::start(config(), fake.client(), journal)
+    let (mut ex, recovery) = Executor::start(config(), Some(fake.client()), journal)
         .await
         .unwrap();
     ex.engine().on_trade(&mark(now_ms()));

@@ -132,6 +132,11 @@ impl Engine {
         self.filters.insert(symbol, filters);
     }
 
+    /// Whether the exchange filters of `symbol` are known (set, or a configured default).
+    pub fn has_filters(&self, symbol: &Symbol) -> bool {
+        self.filters.contains_key(symbol) || self.config.default_filters.is_some()
+    }
+
     /// Marks a symbol's tape as having an open gap (`true`) or whole again.
     pub fn set_gap(&mut self, symbol: Symbol, open: bool) {
         if open {
@@ -235,6 +240,14 @@ impl Engine {
                 }],
             },
         }
+    }
+
+    /// Places an approved intent (from [`Engine::gate`]) with the paper broker at `now`.
+    pub fn paper_submit(&mut self, intent: Intent, now: Millis) -> Result<(), String> {
+        self.broker
+            .submit(intent, now)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Remembers an intent id as handled (a restart seeds the ids of its journal), so
