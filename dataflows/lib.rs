@@ -11,10 +11,11 @@
 //! - [`publish`]: raw Binance frames to a Kafka topic (`record --kafka`, bench).
 //! - [`bench`]: `cryptoflow bench`, the end-to-end benchmark.
 //! - [`serve`]: the HTTP API, WebSocket push and metrics of a running pipeline.
-//! - [`trade`]: `[trading]` and `cryptoflow backtest` (strategies, risk gate, paper broker).
+//! - [`trade`]: `[trading]`, `cryptoflow backtest` and `cryptoflow execute` (strategies, risk
+//!   gate, paper broker or Binance, the journal).
 //! - [`secrets`]: credentials in every form, refused in files and redacted in every output.
 //! - `main.rs`: the CLI (`run`, `consume`, `replay`, `record`, `generate`, `migrate`, `bench`, `check-config`,
-//!   `backtest`).
+//!   `backtest`, `execute`).
 //!
 //! The other crates: `cryptoflow-sources` (Binance WebSocket, replay, record, generate),
 //! `cryptoflow-operators` (event model, math, timely operators), `cryptoflow-sinks`

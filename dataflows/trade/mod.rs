@@ -1,4 +1,4 @@
-//! Trading: the `[trading]` settings, `cryptoflow backtest`, and (next) `cryptoflow execute`.
+//! Trading: the `[trading]` settings, `cryptoflow backtest` and `cryptoflow execute`.
 //!
 //! Both run the same pure code from `cryptoflow_operators::trading`: the strategies, the risk
 //! gate, the paper broker and the positions, through one [`Engine`].
