@@ -2078,4 +2078,97 @@ mod tests {
         assert!(bk.prune(T2).is_empty());
         assert_eq!(bk.prune(T2 + 1), vec![id]);
     }
+
+    mod no_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn dec() -> impl Strategy<Value = Decimal> {
+            prop_oneof![
+                (any::<i64>(), 0u32..=28).prop_map(|(m, s)| Decimal::new(m, s)),
+                Just(Decimal::MAX),
+                Just(Decimal::MIN),
+                Just(Decimal::ZERO),
+                Just(Decimal::new(1, 28)),
+            ]
+        }
+
+        fn trigger() -> impl Strategy<Value = Option<Trigger>> {
+            prop_oneof![
+                Just(None),
+                dec().prop_map(|price| Some(Trigger::PriceAtOrBelow { price })),
+                dec().prop_map(|price| Some(Trigger::PriceAtOrAbove { price })),
+                dec().prop_map(|pct| Some(Trigger::StopLossPct { pct })),
+                dec().prop_map(|pct| Some(Trigger::TakeProfitPct { pct })),
+                (0u32..30, any::<bool>(), dec()).prop_map(|(period, above, value)| {
+                    let op = if above {
+                        Comparison::Above
+                    } else {
+                        Comparison::Below
+                    };
+                    Some(rsi(period, "1h", op, &value.to_string()))
+                }),
+            ]
+        }
+
+        fn amount() -> impl Strategy<Value = Amount> {
+            prop_oneof![
+                dec().prop_map(|qty| Amount::Base { qty }),
+                dec().prop_map(|notional| Amount::Quote { notional }),
+                dec().prop_map(|fraction| Amount::FractionOfPosition { fraction }),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_orders_and_prices_never_panic_and_fire_once(
+                orders in proptest::collection::vec((any::<bool>(), amount(), trigger(), proptest::option::of(dec())), 1..6),
+                entry in proptest::option::of(dec()),
+                held in dec(),
+                prices in proptest::collection::vec(dec(), 0..8),
+                rsis in proptest::collection::vec(any::<f64>(), 0..4),
+            ) {
+                struct H(Decimal, Option<Decimal>);
+                impl Holdings for H {
+                    fn held(&self, _: &Symbol) -> Decimal { self.0 }
+                    fn entry_price(&self, _: &Symbol) -> Option<Decimal> { self.1 }
+                }
+                let h = H(held, entry);
+                let mut bk = book();
+                if let Some(p) = prices.first() {
+                    bk.on_trade(&trade("BTCUSDT", &p.to_string(), T0), &h);
+                }
+                for (i, (buy, amount, trigger, limit)) in orders.into_iter().enumerate() {
+                    let side = if buy { Side::Buy } else { Side::Sell };
+                    let mut o = order(side, "BTC", amount, trigger);
+                    if let Some(price) = limit {
+                        o.kind = OrderKind::Limit { price };
+                    }
+                    if let Ok(p) = bk.propose(Command::Order(o), &i.to_string(), &origin(), T0) {
+                        let _ = bk.confirm(&p.id, &h, T1);
+                    }
+                }
+                let mut fired_ids = Vec::new();
+                for (k, p) in prices.iter().enumerate() {
+                    for out in bk.on_trade(&trade("BTCUSDT", &p.to_string(), T2 + k as i64), &h) {
+                        if let Outcome::Fired { id, intent } = out {
+                            prop_assert!(intent.qty > Decimal::ZERO);
+                            fired_ids.push(id);
+                        }
+                    }
+                }
+                for (k, r) in rsis.iter().enumerate() {
+                    for out in bk.on_indicators(&row("BTCUSDT", "1h", T2 + k as i64, Some(*r)), &h) {
+                        if let Outcome::Fired { id, .. } = out {
+                            fired_ids.push(id);
+                        }
+                    }
+                }
+                let n = fired_ids.len();
+                fired_ids.sort();
+                fired_ids.dedup();
+                prop_assert_eq!(n, fired_ids.len(), "an order fired twice");
+            }
+        }
+    }
 }
