@@ -5,6 +5,8 @@
 //! - [`risk`]: the risk gate, a pure function of an intent and the state it is checked against.
 //! - [`paper`]: the paper broker's fill model (limit and market orders filled from the tape).
 //! - [`text`]: the deterministic grammar of text orders (English and Spanish).
+//! - [`conditional`]: the book of text orders, from proposal and confirmation to armed
+//!   conditions and the intents they fire.
 //!
 //! Money is [`Decimal`] throughout; quantities are in the base asset, prices and notionals in the
 //! quote asset.
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Millis, Side, Symbol, Venue};
 
+pub mod conditional;
 pub mod engine;
 pub mod paper;
 pub mod portfolio;
