@@ -113,6 +113,9 @@ enum Command {
     /// The order executor: strategies over the pipeline's Kafka topics, the risk gate, paper
     /// trading by default (live Binance orders only with --live), a journal in PostgreSQL.
     Execute(ExecuteArgs),
+    /// Talk to a running executor's control API: status, positions, pnl, pause, resume, kill,
+    /// orders, a text order, its confirmation (token from CRYPTOFLOW_CONTROL_TOKEN).
+    Control(ControlArgs),
     /// Load and validate the configuration; print it resolved (secrets redacted).
     CheckConfig(ConfigArg),
     /// Print the ML feature catalogue (Markdown; docs/FEATURES.md is this output).
@@ -387,9 +390,71 @@ struct ExecuteArgs {
     /// With --live: Binance's REST base URL (e.g. https://testnet.binance.vision).
     #[arg(long, requires = "live")]
     binance_rest: Option<String>,
+    /// With --live: Binance's WebSocket base URL for the user data stream (e.g.
+    /// wss://stream.testnet.binance.vision).
+    #[arg(long, requires = "live")]
+    binance_ws: Option<String>,
     /// Stop when no message came for this many seconds (a batch run over a finished pipeline).
     #[arg(long)]
     exit_when_idle: Option<f64>,
+    /// The control API's address (default `[trading.execute] control`, 127.0.0.1:8091; `off`
+    /// for none).
+    #[arg(long)]
+    control: Option<String>,
+    /// The clock: `wall` (default; live data) or `event` (paper trading over a replay: the
+    /// data's own time).
+    #[arg(long, value_parser = ["wall", "event"])]
+    clock: Option<String>,
+    /// Turn a kill switch pulled before this start off again.
+    #[arg(long)]
+    reset_kill: bool,
+}
+
+#[derive(Args)]
+struct ControlArgs {
+    /// The executor's control API.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8091",
+        env = "CRYPTOFLOW_CONTROL_URL"
+    )]
+    url: String,
+    /// What to do.
+    #[command(subcommand)]
+    action: ControlAction,
+}
+
+#[derive(Subcommand)]
+enum ControlAction {
+    /// Paused or killed, positions, open orders, today's PnL.
+    Status,
+    /// The open positions.
+    Positions,
+    /// Realised, unrealised and today's PnL, fees.
+    Pnl,
+    /// No new orders until resumed.
+    Pause,
+    /// Orders again (not after a kill).
+    Resume,
+    /// The kill switch: no new orders (until a start with --reset-kill), open orders cancelled.
+    Kill,
+    /// The text orders pending or armed.
+    Orders,
+    /// A text order ("buy 0.1 BTC when it drops below 45000"): shown back with its id.
+    Order {
+        /// The order, in words.
+        text: Vec<String>,
+    },
+    /// Confirms a proposed text order.
+    Confirm {
+        /// Its id.
+        id: String,
+    },
+    /// Rejects a proposed text order.
+    Reject {
+        /// Its id.
+        id: String,
+    },
 }
 
 #[derive(Args)]
@@ -607,6 +672,7 @@ fn main() {
         Command::Bench(args) => cmd_bench(args),
         Command::Backtest(args) => cmd_backtest(args),
         Command::Execute(args) => cmd_execute(args),
+        Command::Control(args) => cmd_control(args),
         Command::CheckConfig(args) => cmd_check_config(args),
         Command::Features => cmd_features(),
         Command::SentimentEval(args) => cmd_sentiment_eval(args),
@@ -622,11 +688,26 @@ fn main() {
 
 /// `cryptoflow execute`.
 fn cmd_execute(args: ExecuteArgs) -> Result<()> {
-    let cfg = load_config(args.config.as_deref())?;
+    let mut cfg = load_config(args.config.as_deref())?;
+    let execute = &mut cfg.trading.execute;
+    if let Some(control) = &args.control {
+        execute.control = control.clone();
+    }
+    match args.clock.as_deref() {
+        Some("event") => execute.clock = cryptoflow::trade::Clock::Event,
+        Some("wall") => execute.clock = cryptoflow::trade::Clock::Wall,
+        _ => {}
+    }
+    if execute.text_orders.indicator_intervals.is_empty() {
+        execute.text_orders.indicator_intervals = cfg.pipeline.candle_intervals.clone();
+    }
     let live = args.live.then(|| {
         let mut b = cryptoflow_sinks::binance_orders::BinanceOrdersConfig::default();
         if let Some(rest) = &args.binance_rest {
             b.rest_base = rest.clone();
+        }
+        if let Some(ws) = &args.binance_ws {
+            b.ws_base = ws.clone();
         }
         b
     });
@@ -648,6 +729,7 @@ fn cmd_execute(args: ExecuteArgs) -> Result<()> {
             .exit_when_idle
             .filter(|s| s.is_finite() && *s > 0.0)
             .map(std::time::Duration::from_secs_f64),
+        reset_kill: args.reset_kill,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -661,6 +743,45 @@ fn cmd_execute(args: ExecuteArgs) -> Result<()> {
     ))?;
     eprintln!("cryptoflow: execute: stopped ({recovery:?} at the start)");
     Ok(())
+}
+
+/// `cryptoflow control`.
+fn cmd_control(args: ControlArgs) -> Result<()> {
+    use cryptoflow::trade::control::{client, Request};
+    use cryptoflow_operators::trading::conditional::Origin;
+    let request = match args.action {
+        ControlAction::Status => Request::Status,
+        ControlAction::Positions => Request::Positions,
+        ControlAction::Pnl => Request::Pnl,
+        ControlAction::Pause => Request::Pause,
+        ControlAction::Resume => Request::Resume,
+        ControlAction::Kill => Request::Kill,
+        ControlAction::Orders => Request::Orders,
+        ControlAction::Order { text } => Request::Text {
+            text: text.join(" "),
+            origin: Origin {
+                channel: "cli".into(),
+                user: "cli".into(),
+            },
+        },
+        ControlAction::Confirm { id } => Request::Confirm { id },
+        ControlAction::Reject { id } => Request::Reject { id },
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let reply = rt.block_on(client(&args.url, &request))?;
+    println!("{}", reply.message);
+    println!(
+        "{}",
+        serde_json::to_string(&reply.data).context("the reply as JSON")?
+    );
+    if reply.ok {
+        Ok(())
+    } else {
+        anyhow::bail!("not done")
+    }
 }
 
 /// `cryptoflow backtest`.

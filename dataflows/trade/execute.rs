@@ -16,16 +16,23 @@
 //! exchange holds exactly one order for the intent.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cryptoflow_operators::model::{Millis, Trade};
+use cryptoflow_operators::trading::conditional::{
+    Book, BookConfig, BookState, Confirmed, OrderRecord, Origin, Outcome, STATE_VERSION,
+};
 use cryptoflow_operators::trading::engine::{Engine, EngineConfig, Gate, JournalEvent};
 use cryptoflow_operators::trading::paper::OrderStatus as PaperStatus;
 use cryptoflow_operators::trading::risk::SymbolFilters;
 use cryptoflow_operators::trading::signals::Signal;
 use cryptoflow_operators::trading::{Fill, Intent};
 use cryptoflow_sinks::binance_orders::{BinanceOrders, OrderError, OrderOutcome, OrderStatus};
-use cryptoflow_sinks::journal::{Journal, OrderState};
+use cryptoflow_sinks::journal::{Journal, OrderState, TextOrderRow};
+
+use super::control::{Controls, Reply, Request};
 use rust_decimal::Decimal;
 
 /// What an exchange said about an order.
@@ -69,10 +76,26 @@ pub trait Exchange {
         &self,
         symbol: &cryptoflow_operators::model::Symbol,
     ) -> impl Future<Output = Result<Option<SymbolFilters>>> + Send;
+    /// Cancels the open orders of `symbol` (every symbol when `None`); returns their client
+    /// order ids.
+    fn cancel_open(
+        &self,
+        symbol: Option<&cryptoflow_operators::model::Symbol>,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
 }
 
 fn placed(o: OrderOutcome) -> Placed {
-    let state = match o.status {
+    Placed {
+        state: state_of(&o.status),
+        exchange_order_id: Some(o.exchange_order_id),
+        executed_qty: o.executed_qty,
+        fills: o.fills,
+    }
+}
+
+/// The journal's state of an order in an exchange's status.
+fn state_of(status: &OrderStatus) -> OrderState {
+    match status {
         OrderStatus::New | OrderStatus::PendingNew => OrderState::Accepted,
         OrderStatus::PartiallyFilled => OrderState::PartiallyFilled,
         OrderStatus::Filled => OrderState::Filled,
@@ -80,13 +103,14 @@ fn placed(o: OrderOutcome) -> Placed {
         OrderStatus::Rejected => OrderState::Rejected,
         OrderStatus::Expired | OrderStatus::ExpiredInMatch => OrderState::Expired,
         OrderStatus::Other(_) => OrderState::Unknown,
-    };
-    Placed {
-        state,
-        exchange_order_id: Some(o.exchange_order_id),
-        executed_qty: o.executed_qty,
-        fills: o.fills,
     }
+}
+
+/// An exchange's answer, its buys' fills net of commissions charged in the asset bought.
+fn placed_net(x: &BinanceOrders, mut o: OrderOutcome) -> Placed {
+    let base = base_asset(x, &o.symbol);
+    net_of_commissions(&mut o.fills, &o.commissions, base.as_deref());
+    placed(o)
 }
 
 fn not_placed(e: OrderError) -> NotPlaced {
@@ -112,14 +136,14 @@ impl Exchange for BinanceOrders {
     async fn place(&self, intent: &Intent) -> Result<Placed, NotPlaced> {
         BinanceOrders::place(self, intent)
             .await
-            .map(placed)
+            .map(|o| placed_net(self, o))
             .map_err(not_placed)
     }
 
     async fn reconcile(&self, intent: &Intent) -> Result<Placed, NotPlaced> {
         BinanceOrders::reconcile(self, intent)
             .await
-            .map(placed)
+            .map(|o| placed_net(self, o))
             .map_err(not_placed)
     }
 
@@ -132,6 +156,36 @@ impl Exchange for BinanceOrders {
             .await
             .with_context(|| format!("exchangeInfo of {symbol}"))?;
         Ok(info.symbols.get(symbol).map(|i| i.filters.clone()))
+    }
+
+    async fn cancel_open(
+        &self,
+        symbol: Option<&cryptoflow_operators::model::Symbol>,
+    ) -> Result<Vec<String>> {
+        let symbols: Vec<cryptoflow_operators::model::Symbol> = match symbol {
+            Some(s) => vec![*s],
+            None => {
+                let mut all: Vec<_> = self
+                    .open_orders(None)
+                    .await
+                    .context("list the open orders")?
+                    .into_iter()
+                    .map(|o| o.symbol)
+                    .collect();
+                all.sort();
+                all.dedup();
+                all
+            }
+        };
+        let mut ids = Vec::new();
+        for s in symbols {
+            let cancelled = self
+                .cancel_all(&s)
+                .await
+                .with_context(|| format!("cancel the open orders of {s}"))?;
+            ids.extend(cancelled.into_iter().map(|o| o.client_order_id));
+        }
+        Ok(ids)
     }
 }
 
@@ -154,6 +208,9 @@ pub struct Executor<X> {
     engine: Engine,
     exchange: Option<X>,
     journal: Journal,
+    book: Book,
+    kill_flag: Arc<AtomicBool>,
+    notices: Vec<String>,
 }
 
 impl<X: Exchange> Executor<X> {
@@ -162,6 +219,18 @@ impl<X: Exchange> Executor<X> {
     /// paper broker, whose book does not survive a restart, they are cancelled).
     pub async fn start(
         config: EngineConfig,
+        exchange: Option<X>,
+        journal: Journal,
+    ) -> Result<(Self, Recovery)> {
+        Self::start_with(config, BookConfig::default(), exchange, journal).await
+    }
+
+    /// [`Executor::start`] with the text orders' settings; the text orders still pending or
+    /// armed in the journal go back into the book, and a kill switch pulled before the restart
+    /// stays on.
+    pub async fn start_with(
+        config: EngineConfig,
+        book_config: BookConfig,
         exchange: Option<X>,
         journal: Journal,
     ) -> Result<(Self, Recovery)> {
@@ -175,10 +244,35 @@ impl<X: Exchange> Executor<X> {
         for id in journal.intent_ids().await.context("read the journal")? {
             engine.mark_seen(&id);
         }
+        let mut records = Vec::new();
+        for json in journal
+            .live_text_orders()
+            .await
+            .context("read the journal's text orders")?
+        {
+            let record: OrderRecord = serde_json::from_str(&json)
+                .with_context(|| format!("a stored text order does not read: {json}"))?;
+            records.push(record);
+        }
+        let book = Book::restore(
+            book_config,
+            BookState {
+                version: STATE_VERSION,
+                records,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("the journal's text orders: {e}"))?;
+        if journal.killed().await.context("read the kill switch")? {
+            tracing::warn!("The kill switch was pulled before this start: no new orders.");
+            engine.kill(Millis::MIN);
+        }
         let mut executor = Executor {
             engine,
             exchange,
             journal,
+            book,
+            kill_flag: Arc::new(AtomicBool::new(false)),
+            notices: Vec::new(),
         };
         for intent in executor
             .journal
@@ -242,6 +336,7 @@ impl<X: Exchange> Executor<X> {
     /// An intent at `now`: the risk gate, the journal, the exchange. Returns the order's state
     /// (`None` for an id handled before: nothing is sent).
     pub async fn submit(&mut self, intent: Intent, now: Millis) -> Result<Option<OrderState>> {
+        self.sync_kill(now).await?;
         let intent = match self.engine.gate(intent, now) {
             Gate::Duplicate => return Ok(None),
             Gate::Rejected(JournalEvent::Rejected {
@@ -254,11 +349,26 @@ impl<X: Exchange> Executor<X> {
                     .write_rejected(&intent, &rule, &reason)
                     .await
                     .context("journal a rejection")?;
+                self.notices.push(format!(
+                    "Rejected {} {} {}: {rule}: {reason}",
+                    intent.side.as_str(),
+                    intent.qty,
+                    intent.symbol
+                ));
                 return Ok(Some(OrderState::Rejected));
             }
             Gate::Rejected(_) => return Ok(Some(OrderState::Rejected)),
             Gate::Approved(intent) => intent,
         };
+        // The kill switch may have been pulled while the gate ran (another task).
+        if self.kill_flag.load(Ordering::SeqCst) && !self.engine.killed() {
+            self.sync_kill(now).await?;
+            self.journal
+                .write_rejected(&intent, "kill_switch", "the kill switch is on")
+                .await
+                .context("journal a rejection")?;
+            return Ok(Some(OrderState::Rejected));
+        }
         // Written ahead: from here on the intent is never sent again, only resolved.
         if !self
             .journal
@@ -332,10 +442,24 @@ impl<X: Exchange> Executor<X> {
                 _ => None,
             })
             .collect();
+        self.notice_fills(&new);
         self.journal
             .write_fills(&new, self.engine.portfolio())
             .await
             .context("journal fills")
+    }
+
+    fn notice_fills(&mut self, fills: &[Fill]) {
+        for f in fills {
+            self.notices.push(format!(
+                "Filled {} {} {} at {} (fee {})",
+                f.side.as_str(),
+                f.qty,
+                f.symbol,
+                f.price,
+                f.fee
+            ));
+        }
     }
 
     /// A trade of the tape: the new mark, and with the paper broker the fills it makes, each
@@ -356,6 +480,7 @@ impl<X: Exchange> Executor<X> {
         let mut ids: Vec<String> = fills.iter().map(|f| f.intent_id.clone()).collect();
         ids.sort();
         ids.dedup();
+        self.notice_fills(&fills);
         self.journal
             .write_fills(&fills, self.engine.portfolio())
             .await
@@ -377,6 +502,491 @@ impl<X: Exchange> Executor<X> {
                 .context("journal a paper order's state")?;
         }
         Ok(())
+    }
+
+    /// Queues a notice (for Telegram and the log).
+    pub fn notice(&mut self, text: String) {
+        self.notices.push(text);
+    }
+
+    /// An execution report of the user data stream: the order's new state in the journal (an
+    /// order the journal does not hold is left alone).
+    pub async fn report(
+        &mut self,
+        report: &cryptoflow_sinks::binance_orders::ExecutionReport,
+    ) -> Result<()> {
+        let state = state_of(&report.status);
+        let reason = (state == OrderState::Rejected)
+            .then_some(("binance:rejected", report.reject_reason.as_str()));
+        self.journal
+            .set_state(
+                report.intent_id(),
+                state,
+                Some(report.order_id),
+                report.cumulative_qty,
+                reason,
+            )
+            .await
+            .context("journal an execution report")?;
+        if matches!(
+            state,
+            OrderState::Cancelled | OrderState::Expired | OrderState::Rejected
+        ) {
+            self.notices.push(format!(
+                "Order {} {} on {}: {}",
+                report.intent_id(),
+                state.as_str(),
+                report.symbol,
+                report.reject_reason
+            ));
+        }
+        Ok(())
+    }
+
+    /// Shares the kill flag of the controls: once it is up, nothing more is sent.
+    pub fn set_kill_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.kill_flag = flag;
+    }
+
+    /// The notices since the last call (fills, rejections, …), for Telegram.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Pulls the kill switch when the shared flag is up and the engine does not know yet.
+    async fn sync_kill(&mut self, now: Millis) -> Result<()> {
+        if self.kill_flag.load(Ordering::SeqCst) && !self.engine.killed() {
+            self.kill(now).await?;
+        }
+        Ok(())
+    }
+
+    /// The kill switch: stored (it stays on across restarts), no new orders, every open order
+    /// cancelled (the paper book's, and the exchange's), every armed text order cancelled.
+    /// Returns what was cancelled.
+    pub async fn kill(&mut self, now: Millis) -> Result<Vec<String>> {
+        self.kill_flag.store(true, Ordering::SeqCst);
+        self.journal
+            .set_killed(true)
+            .await
+            .context("store the kill switch")?;
+        let mut cancelled = Vec::new();
+        for event in self.engine.kill(now) {
+            if let JournalEvent::Cancelled { id, .. } = event {
+                self.journal_cancelled(&id, "kill switch").await?;
+                cancelled.push(id);
+            }
+        }
+        if let Some(exchange) = &self.exchange {
+            match exchange.cancel_open(None).await {
+                Ok(ids) => {
+                    for id in ids {
+                        self.journal_cancelled(&id, "kill switch").await?;
+                        cancelled.push(id);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "The kill switch could not cancel the exchange's open orders.");
+                    self.notices.push(format!(
+                        "KILL: the exchange's open orders could not be cancelled: {e:#}"
+                    ));
+                }
+            }
+        }
+        let armed: Vec<String> = self.book.armed().map(|r| r.id.clone()).collect();
+        for id in armed {
+            if self.book.cancel(&id, "kill switch", now).is_ok() {
+                self.store_text_order(&id).await?;
+                cancelled.push(id);
+            }
+        }
+        self.notices.push(format!(
+            "KILL switch on: no new orders; {} cancelled",
+            cancelled.len()
+        ));
+        Ok(cancelled)
+    }
+
+    /// A cancellation in the journal (an id the journal does not hold changes nothing).
+    async fn journal_cancelled(&mut self, id: &str, why: &str) -> Result<()> {
+        let filled = self
+            .engine
+            .broker()
+            .order(id)
+            .map(|o| o.filled_qty)
+            .unwrap_or_default();
+        self.journal
+            .set_state(
+                id,
+                OrderState::Cancelled,
+                None,
+                filled,
+                Some(("cancelled", why)),
+            )
+            .await
+            .context("journal a cancellation")
+    }
+
+    /// Stores the book's record `id` in the journal.
+    async fn store_text_order(&self, id: &str) -> Result<()> {
+        let Some(r) = self.book.record(id) else {
+            return Ok(());
+        };
+        let row = TextOrderRow {
+            id: r.id.clone(),
+            status: r.status.as_str().to_string(),
+            origin: format!("{}:{}", r.origin.channel, r.origin.user),
+            text: r.text.clone(),
+            description: r.command.describe(),
+            record: serde_json::to_string(r).context("a text order as JSON")?,
+            proposed_at: r.proposed_at,
+        };
+        self.journal
+            .write_text_order(&row)
+            .await
+            .context("journal a text order")
+    }
+
+    /// The book of text orders.
+    pub fn book(&self) -> &Book {
+        &self.book
+    }
+
+    /// A text message: parsed, and when it is an order or a cancel, proposed for confirmation.
+    pub async fn text(&mut self, text: &str, origin: &Origin, now: Millis) -> Result<Reply> {
+        use cryptoflow_operators::trading::text::{parse, ParseOptions, Parsed};
+        match parse(text, &ParseOptions::default()) {
+            Parsed::Command(command) => match self.book.propose(command, text, origin, now) {
+                Ok(p) => {
+                    self.store_text_order(&p.id).await?;
+                    let pending = p.status.as_str() == "pending";
+                    let mut reply = Reply::ok(
+                        if pending {
+                            format!("{}\nConfirm to place it (id {}).", p.description, p.id)
+                        } else {
+                            format!(
+                                "{} (id {}): already {}",
+                                p.description,
+                                p.id,
+                                p.status.as_str()
+                            )
+                        },
+                        serde_json::to_value(&p).context("a proposal as JSON")?,
+                    );
+                    if pending {
+                        reply.confirm = Some(p.id);
+                    }
+                    Ok(reply)
+                }
+                Err(e) => Ok(Reply::refused(e.to_string())),
+            },
+            Parsed::Ask(q) => Ok(Reply {
+                ok: false,
+                data: serde_json::json!({ "question": q.text, "about": q.about }),
+                message: q.text,
+                confirm: None,
+            }),
+            Parsed::Refused(r) => Ok(Reply {
+                ok: false,
+                data: serde_json::json!({ "refused": r.text, "reason": r.reason }),
+                message: r.text,
+                confirm: None,
+            }),
+        }
+    }
+
+    /// Confirms a proposal: a cancel is carried out, an order placed or armed.
+    pub async fn confirm(&mut self, id: &str, now: Millis) -> Result<Reply> {
+        let confirmed = self.book.confirm(id, self.engine.portfolio(), now);
+        // An expired proposal changed too (to `expired`).
+        self.store_text_order(id).await?;
+        let confirmed = match confirmed {
+            Ok(c) => c,
+            Err(e) => return Ok(Reply::refused(e.to_string())),
+        };
+        let data = serde_json::to_value(&confirmed).context("a confirmation as JSON")?;
+        let message = match confirmed {
+            Confirmed::Place { intent } => {
+                let state = self.place_text(intent, now).await?;
+                format!(
+                    "Placed: {}",
+                    state.map_or("already handled", OrderState::as_str)
+                )
+            }
+            Confirmed::Armed { reference, .. } => match reference {
+                Some(r) => format!("Armed (reference {}, level {}).", r.price, r.level),
+                None => "Armed.".to_string(),
+            },
+            Confirmed::Skipped { reason, .. } => format!("Not placed: {reason}"),
+            Confirmed::Cancel {
+                symbol, disarmed, ..
+            } => {
+                for d in &disarmed {
+                    self.store_text_order(d).await?;
+                }
+                let n = self.cancel_open(symbol.as_ref(), now).await?;
+                format!(
+                    "Cancelled {n} open orders and {} armed text orders.",
+                    disarmed.len()
+                )
+            }
+        };
+        Ok(Reply::ok(message, data))
+    }
+
+    /// Cancels the open orders of `symbol` (all when `None`) on the paper book or the exchange.
+    async fn cancel_open(
+        &mut self,
+        symbol: Option<&cryptoflow_operators::model::Symbol>,
+        now: Millis,
+    ) -> Result<usize> {
+        let mut ids: Vec<String> = self
+            .engine
+            .cancel_open(symbol, "cancelled by a text order", now)
+            .into_iter()
+            .filter_map(|e| match e {
+                JournalEvent::Cancelled { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        if let Some(exchange) = &self.exchange {
+            ids.extend(exchange.cancel_open(symbol).await?);
+        }
+        for id in &ids {
+            self.journal_cancelled(id, "cancelled by a text order")
+                .await?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Rejects a proposal.
+    pub async fn reject(&mut self, id: &str, now: Millis) -> Result<Reply> {
+        let r = self.book.reject(id, now);
+        self.store_text_order(id).await?;
+        Ok(match r {
+            Ok(()) => Reply::ok(
+                "Rejected.",
+                serde_json::json!({ "id": id, "status": "rejected" }),
+            ),
+            Err(e) => Reply::refused(e.to_string()),
+        })
+    }
+
+    /// The intent of a confirmed or fired text order: the exchange's filters, then
+    /// [`Executor::submit`].
+    async fn place_text(&mut self, intent: Intent, now: Millis) -> Result<Option<OrderState>> {
+        self.ensure_filters(&intent.symbol).await?;
+        let state = self.submit(intent, now).await?;
+        Ok(state)
+    }
+
+    /// What the book's triggers did: fired intents placed, records stored.
+    async fn text_outcomes(&mut self, outcomes: Vec<Outcome>, now: Millis) -> Result<()> {
+        for outcome in outcomes {
+            match &outcome {
+                Outcome::Fired { intent, id } => {
+                    let state = self.place_text(intent.clone(), now).await?;
+                    self.notices.push(format!(
+                        "Text order {id} fired: {} {} {}: {}",
+                        intent.side.as_str(),
+                        intent.qty,
+                        intent.symbol,
+                        state.map_or("already handled", OrderState::as_str)
+                    ));
+                }
+                Outcome::Skipped { id, reason } => self.notices.push(format!(
+                    "Text order {id} fired but placed nothing: {reason}"
+                )),
+                Outcome::Referenced { .. } => {}
+            }
+            self.store_text_order(outcome.id()).await?;
+        }
+        Ok(())
+    }
+
+    /// A trade for the armed text orders (price, stop loss, take profit).
+    pub async fn text_orders_on_trade(&mut self, trade: &Trade, now: Millis) -> Result<()> {
+        let outcomes = self.book.on_trade(trade, self.engine.portfolio());
+        self.text_outcomes(outcomes, now).await
+    }
+
+    /// A final candle's indicators for the armed text orders (RSI conditions).
+    pub async fn text_orders_on_indicators(
+        &mut self,
+        row: &cryptoflow_operators::model::IndicatorRow,
+        now: Millis,
+    ) -> Result<()> {
+        let outcomes = self.book.on_indicators(row, self.engine.portfolio());
+        self.text_outcomes(outcomes, now).await
+    }
+
+    /// Expires the proposals not confirmed in time.
+    pub async fn expire(&mut self, now: Millis) -> Result<()> {
+        for id in self.book.expire(now) {
+            self.store_text_order(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// A request of the controls at `now`.
+    pub async fn handle(&mut self, request: Request, now: Millis) -> Result<Reply> {
+        Ok(match request {
+            Request::Status => self.status(now),
+            Request::Positions => self.positions(),
+            Request::Pnl => self.pnl(now),
+            Request::Pause => {
+                self.engine.set_paused(true);
+                Reply::ok(
+                    "Paused: no new orders until /resume.",
+                    serde_json::json!({ "paused": true }),
+                )
+            }
+            Request::Resume if self.engine.killed() => {
+                Reply::refused("the kill switch is on: restart with --reset-kill to trade again")
+            }
+            Request::Resume => {
+                self.engine.set_paused(false);
+                Reply::ok("Resumed.", serde_json::json!({ "paused": false }))
+            }
+            Request::Kill => {
+                let cancelled = self.kill(now).await?;
+                Reply::ok(
+                    format!(
+                        "Kill switch on: no new orders; {} cancelled.",
+                        cancelled.len()
+                    ),
+                    serde_json::json!({ "killed": true, "cancelled": cancelled }),
+                )
+            }
+            Request::Orders => {
+                let live: Vec<&OrderRecord> = self
+                    .book
+                    .records()
+                    .filter(|r| !r.status.is_final())
+                    .collect();
+                let lines: Vec<String> = live
+                    .iter()
+                    .map(|r| format!("{} {}: {}", r.id, r.status.as_str(), r.command.describe()))
+                    .collect();
+                Reply::ok(
+                    if lines.is_empty() {
+                        "No pending or armed text orders.".to_string()
+                    } else {
+                        lines.join("\n")
+                    },
+                    serde_json::to_value(&live).context("text orders as JSON")?,
+                )
+            }
+            Request::Text { text, origin } => self.text(&text, &origin, now).await?,
+            Request::Confirm { id } => self.confirm(&id, now).await?,
+            Request::Reject { id } => self.reject(&id, now).await?,
+        })
+    }
+
+    fn status(&self, now: Millis) -> Reply {
+        let open = self.engine.broker().open_orders().len();
+        let armed = self.book.armed().count();
+        let positions = self
+            .engine
+            .portfolio()
+            .positions()
+            .filter(|(_, p)| !p.is_flat())
+            .count();
+        let pnl = self
+            .engine
+            .portfolio()
+            .pnl_today(now, |s| self.engine.mark(s));
+        let broker = self.exchange.as_ref().map_or("paper", |x| x.name());
+        let state = if self.engine.killed() {
+            "KILLED"
+        } else if self.engine.paused() {
+            "paused"
+        } else {
+            "trading"
+        };
+        let pnl_text = pnl
+            .as_ref()
+            .map_or_else(|e| format!("unknown ({e})"), |p| p.to_string());
+        Reply::ok(
+            format!(
+                "{state} ({broker}); {positions} open positions, {open} open paper orders, {armed} armed text orders; PnL today {pnl_text}"
+            ),
+            serde_json::json!({
+                "state": state,
+                "broker": broker,
+                "killed": self.engine.killed(),
+                "paused": self.engine.paused(),
+                "open_positions": positions,
+                "open_paper_orders": open,
+                "armed_text_orders": armed,
+                "pnl_today": pnl.ok(),
+                "marks": self.engine.marks().map(|(s, p)| (s.to_string(), p.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
+            }),
+        )
+    }
+
+    fn positions(&self) -> Reply {
+        let held: Vec<_> = self
+            .engine
+            .portfolio()
+            .positions()
+            .filter(|(_, p)| !p.is_flat())
+            .collect();
+        let lines: Vec<String> = held
+            .iter()
+            .map(|(s, p)| {
+                let mark = self
+                    .engine
+                    .mark(s)
+                    .map_or_else(|| "no price yet".to_string(), |m| format!("last {m}"));
+                format!("{s}: {} at {} ({mark})", p.qty, p.avg_price)
+            })
+            .collect();
+        let data: serde_json::Map<String, serde_json::Value> = held
+            .iter()
+            .map(|(s, p)| {
+                (
+                    s.to_string(),
+                    serde_json::json!({ "qty": p.qty, "avg_price": p.avg_price, "cost_basis": p.cost_basis, "realised_pnl": p.realised_pnl, "fees_paid": p.fees_paid, "mark": self.engine.mark(s) }),
+                )
+            })
+            .collect();
+        Reply::ok(
+            if lines.is_empty() {
+                "No open positions.".to_string()
+            } else {
+                lines.join("\n")
+            },
+            serde_json::Value::Object(data),
+        )
+    }
+
+    fn pnl(&self, now: Millis) -> Reply {
+        let p = self.engine.portfolio();
+        let marks = |s: &cryptoflow_operators::model::Symbol| self.engine.mark(s);
+        let realised = p.realised_total();
+        let unrealised = p.unrealised_total(marks);
+        let fees = p.fees_total();
+        let today = p.pnl_today(now, marks);
+        let show = |r: &Result<Decimal, _>| match r {
+            Ok(v) => v.to_string(),
+            Err(e) => format!("unknown ({e})"),
+        };
+        Reply::ok(
+            format!(
+                "Realised {}, unrealised {}, fees {}; today {}",
+                show(&realised),
+                show(&unrealised),
+                show(&fees),
+                show(&today)
+            ),
+            serde_json::json!({
+                "realised": realised.ok(),
+                "unrealised": unrealised.ok(),
+                "fees": fees.ok(),
+                "today": today.ok(),
+            }),
+        )
     }
 
     async fn refused(&mut self, intent: &Intent, e: NotPlaced) -> Result<()> {
@@ -408,6 +1018,8 @@ pub struct ExecuteOptions {
     /// Stop when no message came for this long (batch runs over a finished pipeline; before
     /// the first message at least 30 s); `None`: run until SIGINT or SIGTERM.
     pub exit_when_idle: Option<std::time::Duration>,
+    /// Turn a kill switch pulled before this start off again.
+    pub reset_kill: bool,
 }
 
 /// A trade as `crypto-trades` carries it.
@@ -421,6 +1033,16 @@ struct TradeIn {
     side: cryptoflow_operators::model::Side,
     ts_exchange: Millis,
     ts_received: Millis,
+}
+
+/// A whale alert as `crypto-alerts` carries it.
+#[derive(serde::Deserialize)]
+struct WhaleIn {
+    symbol: cryptoflow_operators::model::Symbol,
+    price: Decimal,
+    qty: Decimal,
+    side: cryptoflow_operators::model::Side,
+    notional: Decimal,
 }
 
 /// The kind of a message (`type`), and a gap's fields on `crypto-events`.
@@ -437,7 +1059,8 @@ struct Tagged {
 /// indicator row at its candle's close (trades before it first). The topics are read at their
 /// own paces, so each side waits until the other has passed its time (a trade until the prices
 /// topic's candles have opened after it; a row until the tape reached its close), or until the
-/// end. A side more than `MERGE_CAP` items ahead goes on regardless.
+/// end. A side more than `MERGE_CAP` items ahead goes on regardless. With the wall clock
+/// (`[trading.execute] clock = "wall"`) nothing waits.
 #[derive(Default)]
 struct Merge {
     trades: std::collections::VecDeque<(Trade, Pos)>,
@@ -560,9 +1183,81 @@ pub async fn run(
         }
         None => None,
     };
-    let (mut executor, recovery) = Executor::start(engine_cfg, exchange, journal).await?;
+    if opts.reset_kill {
+        journal
+            .set_killed(false)
+            .await
+            .context("reset the kill switch")?;
+        tracing::warn!("Kill switch reset (--reset-kill).");
+    }
+    let section = &trading.execute;
+    let (mut executor, recovery) = Executor::start_with(
+        engine_cfg,
+        section.text_orders.clone(),
+        exchange.clone(),
+        journal,
+    )
+    .await?;
     tracing::info!(broker, ?recovery, "Executor started.");
     let mut strategies = Strategies::new(trading.strategies.clone());
+
+    // The controls: the API, Telegram, and (live) the task that cancels the exchange's open
+    // orders the moment the kill switch is pulled, whatever the loop is waiting on.
+    let (controls, mut calls) = Controls::new();
+    if executor.engine().killed() {
+        controls.pull_kill();
+    }
+    executor.set_kill_flag(controls.kill_flag());
+    let control_api = match section.control.as_str() {
+        "" | "off" => None,
+        addr => {
+            let (addr, token) = super::control::control_access(
+                addr,
+                std::env::var(super::control::TOKEN_ENV).ok(),
+            )?;
+            let (bound, task) = super::control::serve(addr, token, controls.clone()).await?;
+            eprintln!("cryptoflow: execute: control API on http://{bound}");
+            Some(task)
+        }
+    };
+    let (kill_done_tx, kill_done) = tokio::sync::oneshot::channel::<Vec<String>>();
+    let mut kill_done = Some(kill_done);
+    let kill_watch = exchange.clone().map(|x| {
+        let controls = controls.clone();
+        tokio::spawn(async move {
+            controls.killed_wait().await;
+            let ids = match Exchange::cancel_open(&x, None).await {
+                Ok(ids) => {
+                    tracing::warn!(cancelled = ids.len(), "Kill switch: the exchange's open orders are cancelled.");
+                    ids
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "Kill switch: cannot cancel the exchange's open orders.");
+                    Vec::new()
+                }
+            };
+            let _ = kill_done_tx.send(ids);
+        })
+    });
+    let (bot, mut bot_inputs) = if section.telegram.allowed_chat_ids.is_empty() {
+        (None, None)
+    } else {
+        let token = section
+            .telegram
+            .token()
+            .context("Telegram is configured (allowed_chat_ids) but has no token")?;
+        let (bot, inputs) =
+            cryptoflow_sources::telegram::TelegramBot::start(&section.telegram, token, None)
+                .context("start the Telegram bot")?;
+        (Some(bot), Some(inputs))
+    };
+    let notifier = bot.as_ref().map(|b| b.notifier());
+    // Live: the account's executions (fills, cancels) from the user data stream.
+    let (user_tx, mut user_rx) = tokio::sync::mpsc::channel(1024);
+    let user_stream = exchange.as_ref().map(|x| x.spawn_user_stream(user_tx));
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    let clock = section.clock;
+    let max_signal_age = section.max_signal_age_ms;
 
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &opts.brokers)
@@ -585,6 +1280,7 @@ pub async fn run(
         topics.trades.as_str(),
         topics.prices.as_str(),
         topics.events.as_str(),
+        topics.alerts.as_str(),
     ];
     consumer
         .subscribe(&names)
@@ -604,22 +1300,76 @@ pub async fn run(
     let idle = opts
         .exit_when_idle
         .unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
+    let mut last_message = std::time::Instant::now();
     let mut flush = false;
+    let wall = || chrono_ms();
     loop {
+        // Joining the group takes a while: the first message gets at least 30 s.
+        let wait = if got_any {
+            idle
+        } else {
+            idle.max(std::time::Duration::from_secs(30))
+        };
         let message = tokio::select! {
-            // Joining the group takes a while: the first message gets at least 30 s.
-            m = tokio::time::timeout(
-                if got_any { idle } else { idle.max(std::time::Duration::from_secs(30)) },
-                consumer.recv(),
-            ) => m.ok(), // None: idle, nothing more to read
-            _ = tokio::signal::ctrl_c() => None,
-            _ = sigterm.recv() => None,
+            m = consumer.recv() => Some(m),
+            _ = tokio::time::sleep(wait.saturating_sub(last_message.elapsed())) => {
+                flush = true;
+                None
+            }
+            _ = tokio::signal::ctrl_c() => { flush = true; None }
+            _ = sigterm.recv() => { flush = true; None }
+            Some(call) = calls.recv() => {
+                let now = match clock {
+                    super::Clock::Wall => wall(),
+                    super::Clock::Event => merge.tape_time.max(merge.prices_time).max(0),
+                };
+                let reply = match handle(&mut executor, call.request, now, &mut kill_done).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = call.reply.send(Reply::refused(format!("{e:#}")));
+                        return Err(e);
+                    }
+                };
+                let _ = call.reply.send(reply);
+                None
+            }
+            Some(input) = async {
+                match bot_inputs.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(n) = &notifier {
+                    let now = match clock {
+                        super::Clock::Wall => wall(),
+                        super::Clock::Event => merge.tape_time.max(merge.prices_time).max(0),
+                    };
+                    telegram_input(&mut executor, &controls, n, input, now, &mut kill_done).await?;
+                }
+                None
+            }
+            Some(event) = user_rx.recv() => {
+                user_event(&mut executor, exchange.as_ref(), event).await?;
+                None
+            }
+            _ = ticks.tick() => {
+                let now = match clock {
+                    super::Clock::Wall => wall(),
+                    super::Clock::Event => merge.tape_time.max(merge.prices_time).max(0),
+                };
+                executor.expire(now).await?;
+                if controls.killed() {
+                    executor.sync_kill(now).await?;
+                }
+                None
+            }
         };
         match message {
-            None => flush = true,
+            None => {}
             Some(Err(e)) => tracing::warn!(error = %e, "Kafka error; going on."),
             Some(Ok(message)) => {
                 got_any = true;
+                last_message = std::time::Instant::now();
                 let topic = message.topic();
                 let pos: Pos = (topic.to_string(), message.partition(), message.offset());
                 let payload = message.payload().unwrap_or_default();
@@ -634,7 +1384,15 @@ pub async fn run(
                     Read::Candle { open_time } => {
                         merge.prices_time = merge.prices_time.max(open_time)
                     }
-                    Read::Gap { symbol, open } => executor.engine().set_gap(symbol, open),
+                    Read::Gap { symbol, open } => {
+                        executor.engine().set_gap(symbol, open);
+                        executor.notice(if open {
+                            format!("Gap opened on the {symbol} tape: no orders for {symbol} until it is refilled")
+                        } else {
+                            format!("The {symbol} tape is whole again")
+                        });
+                    }
+                    Read::Whale(text) => executor.notice(text),
                     Read::Other => {}
                     Read::Unreadable => {
                         unreadable += 1;
@@ -643,24 +1401,53 @@ pub async fn run(
                 }
             }
         }
-        while let Some(next) = merge.next(flush) {
+        // With the wall clock, everything is acted on as it arrives: holding a trade until the
+        // next candle opens (the replay's event-time order) would delay marks, paper fills and
+        // price triggers by up to a candle interval.
+        let pass_through = flush || clock == super::Clock::Wall;
+        while let Some(next) = merge.next(pass_through) {
             match next {
                 Next::Trade((t, pos)) => {
+                    let now = match clock {
+                        super::Clock::Wall => wall(),
+                        super::Clock::Event => t.ts_exchange,
+                    };
                     executor.on_trade(&t).await?;
+                    executor.text_orders_on_trade(&t, now).await?;
                     offsets.done(&pos);
                 }
                 Next::Row(item) => {
                     let (row, pos) = *item;
+                    let now = match clock {
+                        super::Clock::Wall => wall(),
+                        super::Clock::Event => row.close_time,
+                    };
                     for signal in strategies.on_indicators(&row) {
                         signals += 1;
                         metrics::counter!("cryptoflow_execute_signals_total").increment(1);
-                        act(&mut executor, &signal, trading).await?;
+                        let age = now.saturating_sub(signal.close_time);
+                        if max_signal_age > 0 && age > max_signal_age {
+                            metrics::counter!("cryptoflow_execute_stale_signals_total")
+                                .increment(1);
+                            tracing::info!(strategy = %signal.strategy, symbol = %signal.symbol, age_ms = age, "Signal too old to trade; skipped.");
+                            continue;
+                        }
+                        act(&mut executor, &signal, trading, now).await?;
                     }
+                    executor.text_orders_on_indicators(&row, now).await?;
                     offsets.done(&pos);
                 }
             }
         }
         offsets.store(&consumer);
+        for text in executor.take_notices() {
+            tracing::info!(notice = %text, "Notice.");
+            if let Some(n) = &notifier {
+                if let Err(e) = n.notify(text) {
+                    tracing::warn!(error = %e, "Cannot queue a Telegram notification.");
+                }
+            }
+        }
         if flush {
             if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
                 tracing::warn!(error = %e, "Cannot commit the offsets at the end.");
@@ -674,8 +1461,187 @@ pub async fn run(
             "Messages that did not read as the topics' schemas were left out."
         );
     }
+    if let Some(task) = control_api {
+        task.abort();
+    }
+    if let Some(task) = kill_watch {
+        task.abort();
+    }
+    if let Some(stream) = user_stream {
+        stream.stop().await;
+    }
+    if let Some(bot) = bot {
+        if let Err(e) = bot.shutdown(std::time::Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "Telegram stopped with an error.");
+        }
+    }
     tracing::info!(signals, "Executor stopped.");
     Ok(recovery)
+}
+
+/// A request of the controls; after a kill, the orders the kill task cancelled on the exchange
+/// are journaled (waiting for it at most 5 s).
+async fn handle<X: Exchange>(
+    executor: &mut Executor<X>,
+    request: Request,
+    now: Millis,
+    kill_done: &mut Option<tokio::sync::oneshot::Receiver<Vec<String>>>,
+) -> Result<Reply> {
+    let kill = request == Request::Kill;
+    let mut reply = executor.handle(request, now).await?;
+    if kill && executor.exchange.is_some() {
+        if let Some(done) = kill_done.take() {
+            let ids = tokio::time::timeout(std::time::Duration::from_secs(5), done)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            for id in &ids {
+                executor.journal_cancelled(id, "kill switch").await?;
+            }
+            if let Some(list) = reply
+                .data
+                .get_mut("cancelled")
+                .and_then(|v| v.as_array_mut())
+            {
+                list.extend(ids.into_iter().map(serde_json::Value::String));
+            }
+        }
+    }
+    Ok(reply)
+}
+
+/// The wall clock, ms since the epoch.
+fn chrono_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| {
+            Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+        })
+}
+
+/// A Telegram command: the same requests as the control API, answered in the chat (a proposal
+/// with confirm / reject buttons).
+async fn telegram_input<X: Exchange>(
+    executor: &mut Executor<X>,
+    controls: &Controls,
+    notifier: &cryptoflow_sources::telegram::Notifier,
+    input: cryptoflow_sources::telegram::BotInput,
+    now: Millis,
+    kill_done: &mut Option<tokio::sync::oneshot::Receiver<Vec<String>>>,
+) -> Result<()> {
+    use cryptoflow_sources::telegram::{confirm_buttons, BotCommand, BotInput, HELP_TEXT};
+    let BotInput::Command {
+        chat_id,
+        from,
+        command,
+    } = input;
+    let request = match command {
+        BotCommand::Status => Request::Status,
+        BotCommand::Positions => Request::Positions,
+        BotCommand::Pnl => Request::Pnl,
+        BotCommand::Pause => Request::Pause,
+        BotCommand::Resume => Request::Resume,
+        BotCommand::Kill => {
+            controls.pull_kill();
+            Request::Kill
+        }
+        BotCommand::Help => {
+            if let Err(e) = notifier.send(chat_id, HELP_TEXT) {
+                tracing::warn!(error = %e, "Cannot answer on Telegram.");
+            }
+            return Ok(());
+        }
+        BotCommand::Text(text) => Request::Text {
+            text,
+            origin: Origin {
+                channel: format!("telegram:{chat_id}"),
+                user: from.id.to_string(),
+            },
+        },
+        BotCommand::Confirm { token } => Request::Confirm { id: token },
+        BotCommand::Reject { token } => Request::Reject { id: token },
+    };
+    let reply = handle(executor, request, now, kill_done).await?;
+    let sent = match &reply.confirm {
+        Some(id) => notifier.send_with_buttons(chat_id, reply.message.clone(), confirm_buttons(id)),
+        None => notifier.send(chat_id, reply.message.clone()),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "Cannot answer on Telegram.");
+    }
+    Ok(())
+}
+
+/// An event of the user data stream: fills to the positions and the journal, an order's new
+/// state to the journal.
+async fn user_event<X: Exchange>(
+    executor: &mut Executor<X>,
+    exchange: Option<&BinanceOrders>,
+    event: cryptoflow_sinks::binance_orders::UserEvent,
+) -> Result<()> {
+    use cryptoflow_sinks::binance_orders::UserEvent;
+    match event {
+        UserEvent::Fill {
+            mut fill,
+            commission,
+            report,
+        } => {
+            if let Some(x) = exchange {
+                net_of_commissions(
+                    std::slice::from_mut(&mut fill),
+                    std::slice::from_ref(&commission),
+                    base_asset(x, &report.symbol).as_deref(),
+                );
+            }
+            executor.record_fills(vec![fill]).await?;
+            executor.report(&report).await
+        }
+        UserEvent::Order(report) => executor.report(&report).await,
+        UserEvent::Connected => {
+            tracing::info!("User data stream connected.");
+            Ok(())
+        }
+        UserEvent::Other { .. } => Ok(()),
+    }
+}
+
+/// The base asset of a symbol, from the exchange's quote asset (`BTCUSDT` − `USDT`).
+fn base_asset(x: &BinanceOrders, symbol: &cryptoflow_operators::model::Symbol) -> Option<String> {
+    let quote = x.quote_asset(symbol)?;
+    symbol
+        .as_str()
+        .strip_suffix(quote.as_str())
+        .map(str::to_string)
+}
+
+/// Binance charges the commission of a buy in the asset bought (unless BNB pays it): the
+/// position grows by the executed quantity less that commission. A fill's quantity is made net
+/// of a commission charged in `base`; a sell's commission is charged in the quote asset (its
+/// `fee`).
+pub fn net_of_commissions(
+    fills: &mut [Fill],
+    commissions: &[cryptoflow_sinks::binance_orders::Commission],
+    base: Option<&str>,
+) {
+    let Some(base) = base else {
+        return;
+    };
+    for f in fills.iter_mut() {
+        if f.side != cryptoflow_operators::model::Side::Buy {
+            continue;
+        }
+        if let Some(c) = commissions
+            .iter()
+            .find(|c| c.fill_id == f.fill_id && c.asset == base)
+        {
+            f.qty = f
+                .qty
+                .checked_sub(c.amount)
+                .unwrap_or(f.qty)
+                .max(Decimal::ZERO);
+        }
+    }
 }
 
 /// A strategy signal: its intent (sized by the position), the exchange's filters, and the order.
@@ -683,13 +1649,14 @@ async fn act<X: Exchange>(
     executor: &mut Executor<X>,
     signal: &Signal,
     trading: &super::TradingSection,
+    now: Millis,
 ) -> Result<()> {
     use cryptoflow_operators::trading::signals::intent_for;
     let held = executor.engine().portfolio().qty(&signal.symbol);
     match intent_for(signal, &trading.engine.sizing, held) {
         Some(intent) => {
             executor.ensure_filters(&intent.symbol).await?;
-            let state = executor.submit(intent, signal.close_time).await?;
+            let state = executor.submit(intent, now).await?;
             tracing::info!(strategy = %signal.strategy, symbol = %signal.symbol, side = signal.side.as_str(), ?state, "Signal.");
         }
         None => {
@@ -710,6 +1677,8 @@ enum Read {
         symbol: cryptoflow_operators::model::Symbol,
         open: bool,
     },
+    /// A whale alert, in words.
+    Whale(String),
     Other,
     Unreadable,
 }
@@ -746,6 +1715,19 @@ fn read(topic: &str, payload: &[u8], topics: &cryptoflow_sinks::kafka::Topics) -
             Ok(row) => Read::Row(Box::new(row)),
             Err(_) => Read::Unreadable,
         },
+        (Some("whale"), false) if topic == topics.alerts => {
+            match serde_json::from_slice::<WhaleIn>(payload) {
+                Ok(w) => Read::Whale(format!(
+                    "Whale on {}: {} {} at {} ({} quote)",
+                    w.symbol,
+                    w.side.as_str(),
+                    w.qty,
+                    w.price,
+                    w.notional
+                )),
+                Err(_) => Read::Unreadable,
+            }
+        }
         (Some("candle"), false) => match tagged.open_time {
             Some(open_time) => Read::Candle { open_time },
             None => Read::Unreadable,

@@ -1,5 +1,5 @@
 //! The order executor's journal in PostgreSQL (`orders`, `fills`, `positions`, `pnl_daily`;
-//! migration `0011_executor.sql`).
+//! migration `0011_executor.sql`; the text orders' `text_orders`, `0013_text_orders.sql`).
 //!
 //! The executor is its only writer. An approved intent is written `pending` **before** it goes to
 //! the exchange, so after a crash at any point the journal knows every intent that may have
@@ -324,6 +324,89 @@ impl Journal {
                 })
             })
             .collect()
+    }
+}
+
+/// A text order as the journal keeps it (`text_orders`, migration `0013_text_orders.sql`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextOrderRow {
+    /// The proposal's id.
+    pub id: String,
+    /// Its status (`pending`, `armed`, `fired`, …).
+    pub status: String,
+    /// Where it came from (`telegram:<chat>`, `api`, `cli`).
+    pub origin: String,
+    /// The message as sent.
+    pub text: String,
+    /// The command in words, as shown for confirmation.
+    pub description: String,
+    /// The whole record, JSON.
+    pub record: String,
+    /// When it was proposed, ms.
+    pub proposed_at: Millis,
+}
+
+impl Journal {
+    /// Writes a text order's record (inserted, or replacing the stored one while that is still
+    /// `pending` or `armed`: a final record is never overwritten).
+    pub async fn write_text_order(&self, row: &TextOrderRow) -> Result<(), JournalError> {
+        self.client
+            .execute(
+                "INSERT INTO text_orders (id, status, origin, text, description, record, proposed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7) \
+                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+                 record = EXCLUDED.record, updated_at = now() \
+                 WHERE text_orders.status IN ('pending', 'armed')",
+                &[
+                    &row.id,
+                    &row.status,
+                    &row.origin,
+                    &row.text,
+                    &row.description,
+                    &row.record,
+                    &row.proposed_at,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the kill switch was pulled (and not reset since).
+    pub async fn killed(&self) -> Result<bool, JournalError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT value FROM executor_switches WHERE name = 'killed'",
+                &[],
+            )
+            .await?;
+        Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
+    }
+
+    /// Stores the kill switch (on: pulled; off: reset).
+    pub async fn set_killed(&self, on: bool) -> Result<(), JournalError> {
+        self.client
+            .execute(
+                "INSERT INTO executor_switches (name, value) VALUES ('killed', $1) \
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                &[&on],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The records (JSON) of the text orders still `pending` or `armed`, oldest first: what a
+    /// restart puts back in the book. Final ones stay in the table as history.
+    pub async fn live_text_orders(&self) -> Result<Vec<String>, JournalError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT record::text FROM text_orders WHERE status IN ('pending', 'armed') \
+                 ORDER BY proposed_at, id",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
 

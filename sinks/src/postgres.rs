@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "executor",
         include_str!("../../sql/postgres/0011_executor.sql"),
     ),
+    (
+        13,
+        "text_orders",
+        include_str!("../../sql/postgres/0013_text_orders.sql"),
+    ),
 ];
 /// The views, applied in order after the migrations by every [`migrate`]: (file name, SQL).
 /// Each file is `NN_<view>.sql` and holds one `CREATE OR REPLACE VIEW <view>`.

@@ -103,6 +103,8 @@ async fn execute_journals_the_backtests_signals_once() {
             ])
             .args(["--group", group])
             .args(["--exit-when-idle", "3"])
+            // A replay: the data's own clock, and no control API (tests run side by side).
+            .args(["--clock", "event", "--control", "off"])
             .output()
             .unwrap()
     };

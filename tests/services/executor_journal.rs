@@ -165,8 +165,9 @@ async fn one_order_per_intent_across_a_kill_on_the_wire() {
     assert_eq!(fake.order_count("cf-big"), 0);
     assert_eq!(fake.order_count("cf-killed"), 1);
 
-    // Positions: two orders of 0.01 BTC (fees in BTC: the journaled fee is 0 and the position
-    // is the executed quantity).
+    // Positions: two orders of 0.01 BTC with the fake's 0.1 % commission charged in BTC: the
+    // journaled fee (quote) is 0 and the position is the executed quantity less the commission,
+    // 0.02 × (1 − 0.001) = 0.01998 (what the account holds).
     let fills = count("SELECT count(*) FROM fills").await;
     assert!(
         fills > plain_fills,
@@ -177,9 +178,9 @@ async fn one_order_per_intent_across_a_kill_on_the_wire() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(qty, d("0.02"));
+    assert_eq!(qty, d("0.01998"));
     let held = ex.engine().portfolio().qty(&"BTCUSDT".parse().unwrap());
-    assert_eq!(held, d("0.02"), "rebuilt from the journal's fills");
+    assert_eq!(held, d("0.01998"), "rebuilt from the journal's fills");
     assert_eq!(
         count("SELECT sum(fills)::bigint FROM pnl_daily").await,
         fills

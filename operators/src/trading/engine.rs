@@ -127,6 +127,11 @@ impl Engine {
         self.last_trade.get(symbol).map(|t| t.price)
     }
 
+    /// The last trade price of every symbol seen.
+    pub fn marks(&self) -> impl Iterator<Item = (&Symbol, Decimal)> {
+        self.last_trade.iter().map(|(s, t)| (s, t.price))
+    }
+
     /// Sets the exchange filters of a symbol (from `exchangeInfo`).
     pub fn set_filters(&mut self, symbol: Symbol, filters: SymbolFilters) {
         self.filters.insert(symbol, filters);
@@ -154,12 +159,23 @@ impl Engine {
     /// The kill switch: no new orders from now on, and every open order is cancelled.
     pub fn kill(&mut self, now: Millis) -> Vec<JournalEvent> {
         self.killed = true;
+        self.cancel_open(None, "kill switch", now)
+    }
+
+    /// Cancels the open paper orders of `symbol` (every symbol when `None`), e.g. for a confirmed
+    /// "cancel all" text order; trading goes on.
+    pub fn cancel_open(
+        &mut self,
+        symbol: Option<&Symbol>,
+        reason: &str,
+        now: Millis,
+    ) -> Vec<JournalEvent> {
         self.broker
-            .cancel_all(None)
+            .cancel_all(symbol)
             .into_iter()
             .map(|id| JournalEvent::Cancelled {
                 id,
-                reason: "kill switch".into(),
+                reason: reason.to_string(),
                 at: now,
             })
             .collect()

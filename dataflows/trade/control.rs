@@ -1,0 +1,397 @@
+//! The executor's controls: the requests an operator may make of a running `cryptoflow execute`
+//! (status, positions, PnL, pause, resume, the kill switch, text orders and their confirmation),
+//! from three places that all end in the same code:
+//!
+//! - the control API, HTTP on `[trading.execute] control` (127.0.0.1:8091 by default), bearer
+//!   token from `CRYPTOFLOW_CONTROL_TOKEN` (required when the address is not loopback);
+//! - `cryptoflow control …`, a client of that API;
+//! - Telegram (`/status`, `/pause`, `/kill`, a text order and its confirm button).
+//!
+//! Every request goes through one channel to the executor's loop, which owns the positions and
+//! the journal. The kill switch also takes a faster path: [`Controls::call`] raises a shared flag
+//! at once, which stops any order not yet on the wire, and wakes a task that cancels the open
+//! orders on the exchange while the loop may still be waiting on an answer.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cryptoflow_operators::trading::conditional::Origin;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Environment variable holding the control API's bearer token.
+pub const TOKEN_ENV: &str = "CRYPTOFLOW_CONTROL_TOKEN";
+
+/// A request of an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Paused or not, killed or not, positions, open orders, armed text orders.
+    Status,
+    /// The open positions.
+    Positions,
+    /// Realised and unrealised PnL, fees, today's PnL.
+    Pnl,
+    /// No new orders until resumed.
+    Pause,
+    /// Orders again (not after the kill switch).
+    Resume,
+    /// The kill switch: no new orders until a restart, every open order cancelled.
+    Kill,
+    /// The text orders still pending or armed.
+    Orders,
+    /// A text order, to be shown back and confirmed.
+    Text {
+        /// The message.
+        text: String,
+        /// Who sent it.
+        origin: Origin,
+    },
+    /// Confirms a proposal.
+    Confirm {
+        /// The proposal's id.
+        id: String,
+    },
+    /// Rejects a proposal.
+    Reject {
+        /// The proposal's id.
+        id: String,
+    },
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Whether it was done (a refused order, an unknown id, a question back: `false`).
+    pub ok: bool,
+    /// In words, for a person (Telegram, the CLI).
+    pub message: String,
+    /// The same, as data (the API).
+    pub data: serde_json::Value,
+    /// A proposal waiting for confirmation: its id (Telegram shows confirm buttons).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub confirm: Option<String>,
+}
+
+impl Reply {
+    /// A reply that did what was asked.
+    pub fn ok(message: impl Into<String>, data: serde_json::Value) -> Reply {
+        Reply {
+            ok: true,
+            message: message.into(),
+            data,
+            confirm: None,
+        }
+    }
+
+    /// A reply that did not.
+    pub fn refused(message: impl Into<String>) -> Reply {
+        let message = message.into();
+        Reply {
+            ok: false,
+            data: serde_json::json!({ "error": message }),
+            message,
+            confirm: None,
+        }
+    }
+}
+
+/// A request with the way back to its caller.
+#[derive(Debug)]
+pub struct Call {
+    /// What is asked.
+    pub request: Request,
+    /// Where the reply goes.
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// The callers' side of the controls (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Controls {
+    tx: mpsc::Sender<Call>,
+    killed: Arc<AtomicBool>,
+    kill: Arc<Notify>,
+}
+
+impl Controls {
+    /// Controls and the receiver the executor's loop reads.
+    pub fn new() -> (Controls, mpsc::Receiver<Call>) {
+        let (tx, rx) = mpsc::channel(64);
+        (
+            Controls {
+                tx,
+                killed: Arc::new(AtomicBool::new(false)),
+                kill: Arc::new(Notify::new()),
+            },
+            rx,
+        )
+    }
+
+    /// Whether the kill switch was pulled (by any caller).
+    pub fn killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// The shared kill flag (the executor checks it before every order it sends).
+    pub fn kill_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.killed)
+    }
+
+    /// Waits until the kill switch is pulled.
+    pub async fn killed_wait(&self) {
+        loop {
+            let notified = self.kill.notified();
+            if self.killed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Pulls the kill switch: the flag goes up and the waiters of
+    /// [`killed_wait`](Self::killed_wait) wake, before any request is handled.
+    pub fn pull_kill(&self) {
+        if !self.killed.swap(true, Ordering::SeqCst) {
+            tracing::warn!("Kill switch pulled.");
+        }
+        self.kill.notify_waiters();
+    }
+
+    /// Sends a request to the executor and waits for its reply. The kill switch takes effect
+    /// before the request is queued.
+    pub async fn call(&self, request: Request) -> Reply {
+        if request == Request::Kill {
+            self.pull_kill();
+        }
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Call { request, reply }).await.is_err() {
+            return Reply::refused("the executor is stopping");
+        }
+        rx.await
+            .unwrap_or_else(|_| Reply::refused("the executor is stopping"))
+    }
+}
+
+/// The control API's address and token: an error when the address is not loopback and no token
+/// is set.
+pub fn control_access(addr: &str, token: Option<String>) -> Result<(SocketAddr, Option<String>)> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("the control address `{addr}` is not ip:port"))?;
+    let token = token
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if token.is_none() && !addr.ip().is_loopback() {
+        bail!("the control API on {addr} is not on a loopback address: set a bearer token in {TOKEN_ENV}");
+    }
+    Ok((addr, token))
+}
+
+#[derive(Clone)]
+struct Api {
+    controls: Controls,
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TextBody {
+    text: String,
+}
+
+/// Serves the control API on `addr` until the returned task is aborted; returns the bound
+/// address (the real port when 0 was asked).
+pub async fn serve(
+    addr: SocketAddr,
+    token: Option<String>,
+    controls: Controls,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let api = Api { controls, token };
+    let app = Router::new()
+        .route("/status", get(|s, h| simple(s, h, Request::Status)))
+        .route("/positions", get(|s, h| simple(s, h, Request::Positions)))
+        .route("/pnl", get(|s, h| simple(s, h, Request::Pnl)))
+        .route("/pause", post(|s, h| simple(s, h, Request::Pause)))
+        .route("/resume", post(|s, h| simple(s, h, Request::Resume)))
+        .route("/kill", post(|s, h| simple(s, h, Request::Kill)))
+        .route(
+            "/orders",
+            get(|s, h| simple(s, h, Request::Orders)).post(text),
+        )
+        .route("/orders/{id}/confirm", post(confirm))
+        .route("/orders/{id}/reject", post(reject))
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (the control API)"))?;
+    let bound = listener.local_addr().context("the control API's address")?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "The control API stopped.");
+        }
+    });
+    tracing::info!(%bound, "Control API listening.");
+    Ok((bound, task))
+}
+
+fn authorized(api: &Api, headers: &HeaderMap) -> bool {
+    let Some(expected) = &api.token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    // Compared without an early exit on the first differing byte.
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn answer(api: &Api, headers: &HeaderMap, request: Request) -> Response {
+    if !authorized(api, headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(Reply::refused("a valid bearer token is required")),
+        )
+            .into_response();
+    }
+    let reply = api.controls.call(request).await;
+    let status = if reply.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (status, Json(reply)).into_response()
+}
+
+async fn simple(State(api): State<Api>, headers: HeaderMap, request: Request) -> Response {
+    answer(&api, &headers, request).await
+}
+
+async fn text(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Result<Json<TextBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(body)) => {
+            let request = Request::Text {
+                text: body.text,
+                origin: Origin {
+                    channel: "api".into(),
+                    user: "api".into(),
+                },
+            };
+            answer(&api, &headers, request).await
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(Reply::refused(format!(
+                "the body must be JSON {{\"text\": \"…\"}}: {e}"
+            ))),
+        )
+            .into_response(),
+    }
+}
+
+async fn confirm(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    answer(&api, &headers, Request::Confirm { id }).await
+}
+
+async fn reject(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    answer(&api, &headers, Request::Reject { id }).await
+}
+
+/// `cryptoflow control`: sends one request to a running executor's control API and returns its
+/// reply (the token from [`TOKEN_ENV`] when set).
+pub async fn client(base: &str, request: &Request) -> Result<Reply> {
+    let base = base.trim_end_matches('/');
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("HTTP client")?;
+    let (method, path, body) = match request {
+        Request::Status => (reqwest::Method::GET, "/status".to_string(), None),
+        Request::Positions => (reqwest::Method::GET, "/positions".to_string(), None),
+        Request::Pnl => (reqwest::Method::GET, "/pnl".to_string(), None),
+        Request::Orders => (reqwest::Method::GET, "/orders".to_string(), None),
+        Request::Pause => (reqwest::Method::POST, "/pause".to_string(), None),
+        Request::Resume => (reqwest::Method::POST, "/resume".to_string(), None),
+        Request::Kill => (reqwest::Method::POST, "/kill".to_string(), None),
+        Request::Text { text, .. } => (
+            reqwest::Method::POST,
+            "/orders".to_string(),
+            Some(serde_json::json!({ "text": text })),
+        ),
+        Request::Confirm { id } => (reqwest::Method::POST, format!("/orders/{id}/confirm"), None),
+        Request::Reject { id } => (reqwest::Method::POST, format!("/orders/{id}/reject"), None),
+    };
+    let mut req = http.request(method, format!("{base}{path}"));
+    if let Some(body) = body {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+    }
+    if let Ok(token) = std::env::var(TOKEN_ENV) {
+        if !token.trim().is_empty() {
+            req = req.bearer_auth(token.trim());
+        }
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("no executor answers at {base}"))?;
+    let status = resp.status();
+    let text = resp.text().await.context("read the executor's answer")?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("the executor answered {status} with: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_public_address_needs_a_token() {
+        assert!(control_access("0.0.0.0:8091", None).is_err());
+        assert!(control_access("0.0.0.0:8091", Some(" ".into())).is_err());
+        assert!(control_access("0.0.0.0:8091", Some("t".into())).is_ok());
+        assert!(control_access("127.0.0.1:8091", None).is_ok());
+        assert!(control_access("localhost", None).is_err());
+    }
+
+    #[tokio::test]
+    async fn kill_raises_the_flag_before_the_loop_answers() {
+        let (controls, mut rx) = Controls::new();
+        let waiter = {
+            let c = controls.clone();
+            tokio::spawn(async move { c.killed_wait().await })
+        };
+        let c = controls.clone();
+        let call = tokio::spawn(async move { c.call(Request::Kill).await });
+        // The flag is up and the waiter woken while the request still waits in the channel.
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert!(controls.killed());
+        let got = rx.recv().await.expect("queued");
+        assert_eq!(got.request, Request::Kill);
+        got.reply
+            .send(Reply::ok("killed", serde_json::Value::Null))
+            .expect("reply");
+        assert!(call.await.expect("task").ok);
+    }
+}
