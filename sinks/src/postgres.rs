@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "executor",
         include_str!("../../sql/postgres/0011_executor.sql"),
     ),
+    (
+        12,
+        "signals",
+        include_str!("../../sql/postgres/0012_signals.sql"),
+    ),
 ];
 /// The views, applied in order after the migrations by every [`migrate`]: (file name, SQL).
 /// Each file is `NN_<view>.sql` and holds one `CREATE OR REPLACE VIEW <view>`.
@@ -770,6 +775,7 @@ impl Sink for PostgresSink {
         write_table(&tx, &tables::SENTIMENT, &b.sentiment).await?;
         write_table(&tx, &tables::SENTIMENT_COIN_WINDOWS, &windows).await?;
         write_table(&tx, &tables::ML_FEATURES, &b.features).await?;
+        write_table(&tx, &tables::SIGNALS, &b.signals).await?;
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
 }
