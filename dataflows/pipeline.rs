@@ -5,6 +5,7 @@
 //!         │          │        └─ whale trades ──────────┐                       │
 //!         │          └─ event_time_candles ► Candle + Late records ────────────┼─► a sink operator
 //!         │                └─ final candles ► candle_indicators ► Indicators ──┤   per sink
+//!         │                                    ├─► strategy_signals ► Signal ──────┤
 //!         │                                    └─► ml_features ◄─ context ► Features
 //!         ├─ polled news and posts ─► model ► Sentiment records ──────────────┤
 //!         │                          └─► sentiment_windows (differential) ─────┤
@@ -20,8 +21,8 @@
 
 use cryptoflow_operators::dataflow::{
     AnalyticsConfig, CandleConfig, CandleIndicators, CandleOutput, DedupTrades, EventTimeCandles,
-    FeatureInput, IndicatorRow, KlineReconciliation, MlFeatures, ReconcileInput, TradeAnalytics,
-    Watermarked,
+    FeatureInput, IndicatorRow, KlineReconciliation, MlFeatures, ReconcileInput, StrategySignals,
+    TradeAnalytics, Watermarked,
 };
 use cryptoflow_operators::features::ContextItem;
 use cryptoflow_operators::math::to_f64;
@@ -29,6 +30,7 @@ use cryptoflow_operators::model::{Event, Output, QualityFact};
 use cryptoflow_operators::polled::Polled;
 use cryptoflow_operators::sentiment::windows::SentimentWindows;
 use cryptoflow_operators::sentiment::{score_item, SentimentModel};
+use cryptoflow_operators::trading::signals::StrategyConfig;
 use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::Concat;
 use timely::dataflow::StreamVec;
@@ -61,12 +63,14 @@ pub struct TradeStreams<'scope> {
 }
 
 /// Builds the record and data-quality streams of the trade pipeline from an event stream.
+/// `strategies` run over every indicator row (none: no signals).
 pub fn trade_pipeline<'scope>(
     events: StreamVec<'scope, u64, Watermarked<Event>>,
     analytics: &AnalyticsConfig,
     candles: &CandleConfig,
     sentiment: std::sync::Arc<dyn SentimentModel>,
     compare_trade_count: bool,
+    strategies: &[StrategyConfig],
 ) -> TradeStreams<'scope> {
     let tick_ms = candles.tick_ms;
     // Each event goes to one part, by kind: trades are not copied into the other branches.
@@ -163,9 +167,20 @@ pub fn trade_pipeline<'scope>(
     });
     let finals = final_candles.clone().map(ReconcileInput::Candle);
     let with_indicators = final_candles.clone().candle_indicators();
-    let indicators = with_indicators
+    let indicator_rows = with_indicators
         .clone()
-        .map(|(c, v)| Output::Indicators(Box::new(IndicatorRow::new(&c, v))));
+        .map(|(c, v)| IndicatorRow::new(&c, v));
+    let indicators = if strategies.is_empty() {
+        indicator_rows.map(|r| Output::Indicators(Box::new(r)))
+    } else {
+        let signals = indicator_rows
+            .clone()
+            .strategy_signals(strategies)
+            .map(|s| Output::Signal(Box::new(s)));
+        indicator_rows
+            .map(|r| Output::Indicators(Box::new(r)))
+            .concat(signals)
+    };
     let features = with_indicators
         .map(|cv| FeatureInput::Candle(Box::new(cv)))
         .concat(whales)

@@ -45,6 +45,8 @@ pub(crate) struct Graph {
     pub sentiment: Arc<dyn SentimentModel>,
     /// Compare exchange klines' trade counts with the candles' (not for aggregate trades).
     pub compare_trade_count: bool,
+    /// The strategies whose signals the pipeline computes (`[[trading.strategies]]`).
+    pub strategies: Vec<cryptoflow_operators::trading::signals::StrategyConfig>,
 }
 
 /// What one worker feeds into the dataflow: its part of the source.
@@ -160,6 +162,7 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<Executed> {
                 &b.graph.candles,
                 b.graph.sentiment.clone(),
                 b.graph.compare_trade_count,
+                &b.graph.strategies,
             );
             attach_quality(out.quality, b.flow.clone());
             attach_sinks(out.records, local, b.sinks.clone(), b.flow.clone());

@@ -233,6 +233,7 @@ pub fn run(
             candles: cfg.candles(),
             sentiment,
             compare_trade_count,
+            strategies: cfg.trading.strategies.clone(),
         },
         feed: Feed::new(
             cfg.pipeline.tick_ms,

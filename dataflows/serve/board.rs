@@ -316,6 +316,8 @@ impl Board {
                         t.sentiment
                             .insert((w.coin.to_uppercase(), w.span.clone()), (**w).clone());
                     }
+                    // Signals are stored and published, not served by the API (yet).
+                    Output::Signal(_) => {}
                     Output::Polled(p) => match &**p {
                         Polled::Market(m) => {
                             t.markets

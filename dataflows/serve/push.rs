@@ -154,7 +154,10 @@ impl PushKind {
             OutputKind::Whale => PushKind::Whales,
             OutputKind::Sentiment | OutputKind::SentimentWindow => PushKind::Sentiment,
             OutputKind::Gap | OutputKind::Late | OutputKind::Mismatch => PushKind::Quality,
-            OutputKind::Quality | OutputKind::Polled | OutputKind::Features => return None,
+            OutputKind::Quality
+            | OutputKind::Polled
+            | OutputKind::Features
+            | OutputKind::Signal => return None,
         })
     }
 }

@@ -660,6 +660,50 @@ impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
     }
 }
 
+/// Strategy signals over the indicator rows of final candles.
+pub trait StrategySignals<'scope> {
+    /// The signals of `strategies` at each indicator row; exchanged by symbol, so the state of
+    /// each (symbol, interval, strategy) lives on the worker that owns the symbol. Rows of a
+    /// (symbol, interval) must come in open-time order (as [`CandleIndicators`] emits them); the
+    /// rows of one time are taken in key order.
+    fn strategy_signals(
+        self,
+        strategies: &[crate::trading::signals::StrategyConfig],
+    ) -> StreamVec<'scope, u64, crate::model::SignalRow>;
+}
+
+impl<'scope> StrategySignals<'scope> for StreamVec<'scope, u64, IndicatorRow> {
+    fn strategy_signals(
+        self,
+        strategies: &[crate::trading::signals::StrategyConfig],
+    ) -> StreamVec<'scope, u64, crate::model::SignalRow> {
+        let configs = strategies.to_vec();
+        self.unary(
+            Exchange::new(|r: &IndicatorRow| r.symbol.shard_hash()),
+            "StrategySignals",
+            move |_cap, _info| {
+                let mut strategies = crate::trading::signals::Strategies::new(configs);
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut rows: Vec<IndicatorRow> = Vec::new();
+                        for batch in data {
+                            rows.append(batch);
+                        }
+                        rows.sort_by_key(|r| (r.venue, r.symbol, r.interval, r.open_time));
+                        let mut session = output.session(&cap);
+                        for r in &rows {
+                            for s in strategies.signal_rows(r) {
+                                session.give(s);
+                            }
+                        }
+                    });
+                }
+            },
+        )
+        .container::<Vec<_>>()
+    }
+}
+
 /// Input of [`MlFeatures`] that is per symbol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FeatureInput {

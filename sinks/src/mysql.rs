@@ -250,12 +250,8 @@ impl MySqlSink {
     pub async fn connect(url: &str) -> Result<Self, SinkError> {
         let pool = Pool::new(opts(url)?);
         let mut conn = pool.get_conn().await.map_err(|e| classify(&e, "connect"))?;
-        // Every table but the stream cursors, which only PostgreSQL keeps.
-        let names: Vec<&str> = tables::ALL
-            .iter()
-            .map(|s| s.name)
-            .filter(|n| *n != tables::SOURCE_OFFSETS.name)
-            .collect();
+        // Every table but the ones only PostgreSQL keeps (stream cursors, signals).
+        let names: Vec<&str> = mysql_tables().collect();
         conn.query_drop(format!("SELECT 1 FROM {} LIMIT 0", names.join(", ")))
             .await
             .map_err(|e| classify(&e, "schema check"))?;
@@ -285,6 +281,12 @@ async fn write_table<T: Sync + ?Sized>(
 impl Sink for MySqlSink {
     fn name(&self) -> &'static str {
         SINK
+    }
+
+    /// Every kind but the strategy signals, which only PostgreSQL stores.
+    fn accepts(&self) -> cryptoflow_operators::model::OutputKinds {
+        use cryptoflow_operators::model::{OutputKind, OutputKinds};
+        OutputKinds::ALL.without(OutputKind::Signal)
     }
 
     /// Flushes commute (see the module doc), so they may run in parallel.
@@ -410,12 +412,12 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<(), SinkError
     on_server(server_url, &[format!("DROP DATABASE IF EXISTS {name}")]).await
 }
 
-/// The tables of [`tables::ALL`] MySQL has (all but the stream cursors).
+/// The tables of [`tables::ALL`] MySQL has (all but [`tables::POSTGRES_ONLY`]).
 fn mysql_tables() -> impl Iterator<Item = &'static str> {
     tables::ALL
         .iter()
         .map(|s| s.name)
-        .filter(|n| *n != tables::SOURCE_OFFSETS.name)
+        .filter(|n| !tables::POSTGRES_ONLY.contains(n))
 }
 
 /// Appends `v` as one field of `LOAD DATA`'s default format (tab-separated, `\` escapes,

@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../sql/postgres/0011_executor.sql"),
     ),
     (
+        12,
+        "signals",
+        include_str!("../../sql/postgres/0012_signals.sql"),
+    ),
+    (
         13,
         "text_orders",
         include_str!("../../sql/postgres/0013_text_orders.sql"),
@@ -775,6 +780,7 @@ impl Sink for PostgresSink {
         write_table(&tx, &tables::SENTIMENT, &b.sentiment).await?;
         write_table(&tx, &tables::SENTIMENT_COIN_WINDOWS, &windows).await?;
         write_table(&tx, &tables::ML_FEATURES, &b.features).await?;
+        write_table(&tx, &tables::SIGNALS, &b.signals).await?;
         tx.commit().await.map_err(|e| classify(&e, "commit"))
     }
 }

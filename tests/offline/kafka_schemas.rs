@@ -9,7 +9,7 @@ fn kafka_schemas_are_generated_from_the_message_types() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/kafka");
     let bless = std::env::var_os("CRYPTOFLOW_BLESS").is_some();
     let generated = topic_schemas();
-    assert_eq!(generated.len(), 6, "one schema per topic");
+    assert_eq!(generated.len(), 7, "one schema per topic");
     for (file, schema) in generated {
         let text = serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n";
         let path = dir.join(file);

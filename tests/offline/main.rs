@@ -18,5 +18,6 @@ mod poll_fetch;
 mod rollover;
 mod sentiment_cli;
 mod serve;
+mod signals;
 mod telegram;
 mod websocket;

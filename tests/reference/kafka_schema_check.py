@@ -9,7 +9,7 @@ schemas/kafka/. Usage:
 Each --topic is KIND=TOPIC:MIN: consume TOPIC until at least MIN messages arrived, validating
 against schemas/kafka/crypto-KIND.v1.json. Prints one JSON object with per-topic counts and
 exits 1 if a message is invalid, a key is not the symbol (coin for sentiment), or a minimum is
-not reached in time. --drain S: once the minimums are met, read on until S seconds pass quietly.
+not reached in time. For signals it also lists the distinct signal ids. --drain S: once the minimums are met, read on until S seconds pass quietly.
 """
 import argparse
 import json
@@ -95,6 +95,8 @@ def main():
                 s["bad_keys"] += 1
             if wanted[t]["kind"] == "trades":
                 s["ids"].add((value["symbol"], value["trade_id"]))
+            elif wanted[t]["kind"] == "signals":
+                s["ids"].add(value["id"])
     finally:
         consumer.close()
 
@@ -106,6 +108,7 @@ def main():
             "invalid": s["invalid"],
             "bad_keys": s["bad_keys"],
             "distinct_trades": len(s["ids"]),
+            "signal_ids": sorted(s["ids"]) if wanted[t]["kind"] == "signals" else [],
             "types": s["types"],
         }
         if s["invalid"] or s["bad_keys"] or s["messages"] < wanted[t]["min"]:

@@ -23,6 +23,7 @@ fn topics(suffix: &str) -> Topics {
         events: format!("crypto-events-{suffix}"),
         features: format!("crypto-features-{suffix}"),
         sentiment: format!("crypto-sentiment-{suffix}"),
+        signals: format!("crypto-signals-{suffix}"),
     }
 }
 

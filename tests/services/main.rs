@@ -33,5 +33,6 @@ mod restart_resume;
 mod secrets_cli;
 mod serve_e2e;
 mod shutdown;
+mod signals_e2e;
 mod sql_tables;
 mod views;

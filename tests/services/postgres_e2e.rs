@@ -38,7 +38,7 @@ async fn replay_into_postgres_twice() {
     let url = fresh_database("e2e").await;
     assert_eq!(
         migrate(&url).await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     );
     assert!(
         migrate(&url).await.unwrap().is_empty(),

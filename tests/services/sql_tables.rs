@@ -11,7 +11,8 @@ use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow};
 use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::model::{
     Candle, DataQuality, Gap, GapReason, IndicatorValues, Interval, Output, SentimentRow,
-    SentimentScore, SentimentWindowRow, Side, StreamKind, Symbol, Trade, Venue, REFILLING,
+    SentimentScore, SentimentWindowRow, Side, SignalRow, StreamKind, Symbol, Trade, Venue,
+    REFILLING,
 };
 use cryptoflow_operators::polled::{
     CoinMarket, FundNav, MacroObservation, NewsItem, Polled, SocialPost,
@@ -217,6 +218,19 @@ fn batch() -> Vec<Output> {
         window(3, 0.25),
         window(5, 0.5),
         window(4, 0.125), // fewer items: ignored
+        Output::Signal(Box::new(SignalRow {
+            id: "cf00000000000000000000000000000001".into(),
+            strategy: "rsi_bands".into(),
+            venue: Venue::Binance,
+            symbol: btc(),
+            interval: Interval::MINUTE,
+            open_time: T0,
+            close_time: T0 + 60_000,
+            side: Side::Buy,
+            price: d("0.000000000000000000012345"),
+            reason: "RSI(14) 31.50 rose through 30".into(),
+            inputs: [("rsi_14".to_string(), 31.5)].into(),
+        })),
         Output::Features(Box::new(FeatureRow {
             venue: Venue::Binance,
             symbol: btc(),
@@ -262,6 +276,7 @@ async fn every_table_round_trips_through_postgres() {
         "sentiment_coin_windows",
         "ml_features",
         "source_offsets",
+        "signals",
     ] {
         let n: i64 = c
             .query_one(&format!("SELECT count(*) FROM {t}"), &[])
@@ -337,6 +352,15 @@ async fn every_table_round_trips_through_postgres() {
     assert_eq!(r.get::<_, Vec<String>>(1), vec!["BTC"]);
     let r = one("SELECT items, mean_compound FROM sentiment_coin_windows").await;
     assert_eq!((r.get::<_, i64>(0), r.get::<_, f64>(1)), (5, 0.5));
+    let r = one(
+        "SELECT id, side, price, inputs::text, close_time = to_timestamp(1790000060) FROM signals",
+    )
+    .await;
+    assert_eq!(r.get::<_, String>(0), "cf00000000000000000000000000000001");
+    assert_eq!(r.get::<_, String>(1), "buy");
+    assert_eq!(r.get::<_, Decimal>(2), d("0.000000000000000000012345"));
+    assert_eq!(r.get::<_, String>(3), r#"{"rsi_14": 31.5}"#);
+    assert!(r.get::<_, bool>(4));
     let json = match &b[b.len() - 1] {
         Output::Features(f) => f.json(),
         other => panic!("{other:?}"),
@@ -588,10 +612,7 @@ async fn pg_views(url: &str) -> Vec<(String, String)> {
 async fn postgres_migrated_by_old_code_ends_with_the_same_views() {
     use cryptoflow_sinks::postgres::{migrate, view_name, VIEWS};
     let fresh = fresh_database("views_new").await;
-    assert_eq!(
-        migrate(&fresh).await.unwrap(),
-        (1..=11).chain([13]).collect::<Vec<_>>()
-    );
+    assert_eq!(migrate(&fresh).await.unwrap(), (1..=13).collect::<Vec<_>>());
     let want = pg_views(&fresh).await;
     let names: Vec<String> = {
         let mut n: Vec<String> = VIEWS
@@ -606,7 +627,10 @@ async fn postgres_migrated_by_old_code_ends_with_the_same_views() {
         names
     );
     // Every old migration applied; and only the first five (the new code applies the rest).
-    for (upto, rest) in [(9, vec![10, 11, 13]), (5, vec![6, 7, 8, 9, 10, 11, 13])] {
+    for (upto, rest) in [
+        (9, vec![10, 11, 12, 13]),
+        (5, vec![6, 7, 8, 9, 10, 11, 12, 13]),
+    ] {
         let url = fresh_database("views_old").await;
         old_pg_migrate(&url, upto).await;
         assert_eq!(migrate(&url).await.unwrap(), rest);

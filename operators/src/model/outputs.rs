@@ -4,14 +4,15 @@
 //! the JSON lines, Kafka messages and golden files. [`OutputKind`] names the variants without
 //! their data.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::market::{
-    Candle, DataQuality, Gap, Interval, KlineMismatch, Millis, Symbol, Trade, Venue, WhaleAlert,
+    Candle, DataQuality, Gap, Interval, KlineMismatch, Millis, Side, Symbol, Trade, Venue,
+    WhaleAlert,
 };
 use super::polled::Polled;
 
@@ -259,6 +260,36 @@ pub struct SentimentWindowRow {
     pub negative_share: f64,
 }
 
+/// A strategy signal at a final candle, as the pipeline stores and publishes it (the trading
+/// module's `Signal` with its id and the indicator values the strategy compared).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalRow {
+    /// The deterministic id (`cf` + 32 hex digits; the client order id of its intent).
+    pub id: String,
+    /// Strategy name.
+    pub strategy: String,
+    /// Venue.
+    pub venue: Venue,
+    /// Symbol.
+    pub symbol: Symbol,
+    /// Candle interval.
+    pub interval: Interval,
+    /// Open time of the candle that fired, ms.
+    pub open_time: Millis,
+    /// Its close time (when the signal exists), ms.
+    pub close_time: Millis,
+    /// Buy or sell.
+    pub side: Side,
+    /// The candle's close.
+    pub price: Decimal,
+    /// Why, in words.
+    pub reason: String,
+    /// The values the strategy compared at this candle, by indicator column name (`close` for
+    /// the candle's close).
+    pub inputs: BTreeMap<String, f64>,
+}
+
 /// One output row of the pipeline. Serialized with a `"type"` tag in JSON lines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -287,6 +318,8 @@ pub enum Output {
     SentimentWindow(Box<SentimentWindowRow>),
     /// A point-in-time ML feature vector at a final candle.
     Features(Box<FeatureRow>),
+    /// A strategy signal at a final candle.
+    Signal(Box<SignalRow>),
 }
 
 /// The kind of an [`Output`], without its data: one variant per variant of [`Output`].
@@ -317,11 +350,13 @@ pub enum OutputKind {
     SentimentWindow,
     /// [`Output::Features`].
     Features,
+    /// [`Output::Signal`].
+    Signal,
 }
 
 impl OutputKind {
     /// Every kind, in the order of the [`Output`] variants.
-    pub const ALL: [OutputKind; 12] = [
+    pub const ALL: [OutputKind; 13] = [
         OutputKind::Trade,
         OutputKind::Candle,
         OutputKind::Whale,
@@ -334,6 +369,7 @@ impl OutputKind {
         OutputKind::Sentiment,
         OutputKind::SentimentWindow,
         OutputKind::Features,
+        OutputKind::Signal,
     ];
 
     /// The `"type"` tag of the kind's rows in JSON (`trade`, `sentiment_window`, …).
@@ -351,6 +387,7 @@ impl OutputKind {
             OutputKind::Sentiment => "sentiment",
             OutputKind::SentimentWindow => "sentiment_window",
             OutputKind::Features => "features",
+            OutputKind::Signal => "signal",
         }
     }
 }
@@ -412,6 +449,7 @@ impl Output {
             Output::Sentiment(_) => OutputKind::Sentiment,
             Output::SentimentWindow(_) => OutputKind::SentimentWindow,
             Output::Features(_) => OutputKind::Features,
+            Output::Signal(_) => OutputKind::Signal,
         }
     }
 }
@@ -476,7 +514,7 @@ impl QualityFact {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::market::{GapReason, Side, StreamKind};
+    use crate::model::market::{GapReason, StreamKind};
     use crate::model::polled::FundNav;
 
     fn trade() -> Trade {
@@ -610,6 +648,19 @@ mod tests {
                 open_time: c.open_time,
                 close_time: c.close_time,
                 values: vec![Some(0.5), None],
+            })),
+            Output::Signal(Box::new(SignalRow {
+                id: "cf0123456789abcdef0123456789abcdef".into(),
+                strategy: "rsi_bands".into(),
+                venue: Venue::Binance,
+                symbol: c.symbol,
+                interval: Interval::MINUTE,
+                open_time: c.open_time,
+                close_time: c.close_time,
+                side: Side::Buy,
+                price: Decimal::ONE_HUNDRED,
+                reason: "RSI(14) 31.00 rose through 30".into(),
+                inputs: BTreeMap::from([("rsi_14".to_string(), 31.0)]),
             })),
         ]
     }

@@ -12,13 +12,13 @@
 //! Everything here is a pure function of the rows in order, so a replay, a backtest and a live run
 //! give the same signals for the same candles.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{Intent, OrderKind};
-use crate::model::{IndicatorRow, Interval, Millis, Side, Symbol, Venue};
+use crate::model::{IndicatorRow, Interval, Millis, Side, SignalRow, Symbol, Venue};
 
 /// The rule a strategy applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,6 +33,15 @@ pub enum StrategyKind {
 }
 
 impl StrategyKind {
+    /// The indicator columns the rule compares (`close` is the candle's close).
+    pub fn inputs(self) -> &'static [&'static str] {
+        match self {
+            StrategyKind::MaCross => &["ema_20", "sma_20"],
+            StrategyKind::RsiBands => &["rsi_14"],
+            StrategyKind::BollingerBreakout => &["close", "bb_upper", "bb_middle"],
+        }
+    }
+
     /// The name used in tables and topics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,6 +168,23 @@ impl Signal {
         );
         format!("cf{:032x}", fnv1a_128(key.as_bytes()))
     }
+
+    /// The row the pipeline stores and publishes: this signal with its id and `inputs`.
+    pub fn row(&self, inputs: BTreeMap<String, f64>) -> SignalRow {
+        SignalRow {
+            id: self.id(),
+            strategy: self.strategy.clone(),
+            venue: self.venue,
+            symbol: self.symbol,
+            interval: self.interval,
+            open_time: self.open_time,
+            close_time: self.close_time,
+            side: self.side,
+            price: self.price,
+            reason: self.reason.clone(),
+            inputs,
+        }
+    }
 }
 
 /// FNV-1a, 128 bits: stable across versions and platforms (unlike the std hashers).
@@ -213,6 +239,37 @@ impl Strategies {
     /// The signals of a final candle's indicators. Rows of one (symbol, interval) must come in
     /// open-time order; a row not newer than the last one seen is ignored.
     pub fn on_indicators(&mut self, row: &IndicatorRow) -> Vec<Signal> {
+        self.fire(row).into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// [`Strategies::on_indicators`] as the rows the pipeline emits: each signal with its id and
+    /// the values its strategy compared.
+    pub fn signal_rows(&mut self, row: &IndicatorRow) -> Vec<SignalRow> {
+        let fired = self.fire(row);
+        fired
+            .into_iter()
+            .map(|(i, s)| {
+                let kind = self.configs.get(i).map(|c| c.kind);
+                let inputs = kind
+                    .map(|k| k.inputs())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|name| {
+                        let v = if *name == "close" {
+                            Some(crate::math::to_f64(row.close))
+                        } else {
+                            column(&row.values, name)
+                        };
+                        v.filter(|x| x.is_finite()).map(|x| (name.to_string(), x))
+                    })
+                    .collect();
+                s.row(inputs)
+            })
+            .collect()
+    }
+
+    /// The signals of `row`, each with the index of its strategy.
+    fn fire(&mut self, row: &IndicatorRow) -> Vec<(usize, Signal)> {
         let mut out = Vec::new();
         for (i, cfg) in self.configs.iter().enumerate() {
             if cfg.interval != row.interval
@@ -297,21 +354,32 @@ impl Strategies {
                 }
             };
             if let Some((side, reason)) = fired {
-                out.push(Signal {
-                    strategy: cfg.name().to_string(),
-                    venue: row.venue,
-                    symbol: row.symbol,
-                    interval: row.interval,
-                    open_time: row.open_time,
-                    close_time: row.close_time,
-                    side,
-                    price: row.close,
-                    reason,
-                });
+                out.push((
+                    i,
+                    Signal {
+                        strategy: cfg.name().to_string(),
+                        venue: row.venue,
+                        symbol: row.symbol,
+                        interval: row.interval,
+                        open_time: row.open_time,
+                        close_time: row.close_time,
+                        side,
+                        price: row.close,
+                        reason,
+                    },
+                ));
             }
         }
         out
     }
+}
+
+/// The value of the `f64` indicator column `name` of `values`.
+fn column(values: &crate::model::IndicatorValues, name: &str) -> Option<f64> {
+    crate::model::FLOAT_COLUMNS
+        .iter()
+        .position(|c| *c == name)
+        .and_then(|i| values.floats()[i])
 }
 
 /// How big the order of a signal is.
@@ -449,6 +517,35 @@ mod tests {
         assert_eq!(
             run(StrategyKind::BollingerBreakout, &rows),
             vec![(2 * h, Side::Buy), (4 * h, Side::Sell)]
+        );
+    }
+
+    #[test]
+    fn signal_rows_carry_the_id_and_the_values_compared() {
+        let h = 3_600_000;
+        let mut s = Strategies::new(vec![StrategyConfig::new(
+            StrategyKind::BollingerBreakout,
+            "1h".parse().expect("i"),
+        )]);
+        let band = |v: &mut IndicatorValues| {
+            v.bb_upper = Some(105.0);
+            v.bb_middle = Some(100.0);
+            v.rsi_14 = Some(50.0);
+        };
+        assert!(s.signal_rows(&row(0, "100", band)).is_empty());
+        let fired = row(h, "106", band);
+        let rows = s.signal_rows(&fired);
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        let mut plain = Strategies::new(s.configs().to_vec());
+        plain.on_indicators(&row(0, "100", band));
+        let sig = plain.on_indicators(&fired).remove(0);
+        assert_eq!(r.id, sig.id());
+        assert_eq!((r.side, r.price, r.open_time), (Side::Buy, sig.price, h));
+        let inputs: Vec<(&str, f64)> = r.inputs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            inputs,
+            vec![("bb_middle", 100.0), ("bb_upper", 105.0), ("close", 106.0)]
         );
     }
 

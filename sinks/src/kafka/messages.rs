@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use cryptoflow_operators::math::indicators::IndicatorValues;
 use cryptoflow_operators::model::{
     Candle, Gap, GapReason, Interval, KlineMismatch, Millis, Output, SentimentRow,
-    SentimentWindowRow, Side, StreamKind, Symbol, Venue, WhaleAlert,
+    SentimentWindowRow, Side, SignalRow, StreamKind, Symbol, Venue, WhaleAlert,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -77,6 +77,10 @@ constant!(
 constant!(
     /// `type: window`: a per-coin rolling window's new value.
     WindowType = str "window"
+);
+constant!(
+    /// `type: signal`: a strategy signal.
+    SignalType = str "signal"
 );
 
 /// Version of every message schema (the `version` field).
@@ -365,6 +369,24 @@ pub enum SentimentTopicMsg<'a> {
     Window(SentimentMsg<'a, WindowType, SentimentWindowRow>),
 }
 
+/// A strategy signal at a final candle on `crypto-signals` (`type: signal`). Key: the symbol.
+/// One message per signal id; after a crash a signal may be published again (same id).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(title = "cryptoflow signal v1"))]
+pub struct SignalMsg<'a> {
+    /// Schema version.
+    pub version: V1,
+    /// Message type.
+    #[serde(rename = "type")]
+    pub kind: SignalType,
+    /// The signal: id (deterministic, `cf` + 32 hex digits), strategy, venue, symbol, interval,
+    /// candle open and close time, side, price (the candle's close, a decimal string), reason
+    /// and the indicator values the strategy compared.
+    #[serde(flatten)]
+    pub signal: &'a SignalRow,
+}
+
 /// One message ready to send.
 #[derive(Debug)]
 pub struct Outgoing<'a> {
@@ -458,6 +480,7 @@ pub fn topic_key(record: &Output) -> Option<&str> {
         Output::Features(f) => f.symbol.as_str(),
         Output::Sentiment(s) => s.coins.first().unwrap_or(&s.item_key).as_str(),
         Output::SentimentWindow(w) => w.coin.as_str(),
+        Output::Signal(s) => s.symbol.as_str(),
         Output::Quality(_) | Output::Polled(_) => return None,
     })
 }
@@ -551,6 +574,15 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'
             }),
             w.window_end,
         ),
+        Output::Signal(sig) => (
+            &topics.signals,
+            json(&SignalMsg {
+                version: V1,
+                kind: SignalType,
+                signal: sig.as_ref(),
+            }),
+            sig.close_time,
+        ),
         // Polled items are stored by the SQL and JSON-lines sinks; no topic.
         Output::Quality(_) | Output::Polled(_) => return None,
     };
@@ -582,6 +614,10 @@ pub fn topic_schemas() -> Vec<(&'static str, serde_json::Value)> {
         (
             "crypto-sentiment.v1.json",
             topic_schema::<SentimentTopicMsg<'static>>(),
+        ),
+        (
+            "crypto-signals.v1.json",
+            topic_schema::<SignalMsg<'static>>(),
         ),
     ]
 }

@@ -9,7 +9,8 @@
 //! - `crypto-alerts`: whales and exchange-kline mismatches ([`AlertMsg`]);
 //! - `crypto-events`: gaps and reconnects, late trades, and the run's lifecycle ([`EventMsg`]);
 //! - `crypto-features`: ML feature vectors ([`FeaturesMsg`]);
-//! - `crypto-sentiment`: scored items and per-coin windows ([`SentimentTopicMsg`]).
+//! - `crypto-sentiment`: scored items and per-coin windows ([`SentimentTopicMsg`]);
+//! - `crypto-signals`: strategy signals at final candles ([`SignalMsg`]).
 //!
 //! Delivery: the producer is idempotent (`enable.idempotence=true`, `acks=all`), so the broker
 //! never stores a message twice because of a producer retry, and each flush waits for the
@@ -52,6 +53,8 @@ pub struct Topics {
     pub features: String,
     /// Sentiment scores of news items and posts, and per-coin rolling sentiment windows.
     pub sentiment: String,
+    /// Strategy signals.
+    pub signals: String,
 }
 
 impl Default for Topics {
@@ -63,6 +66,7 @@ impl Default for Topics {
             events: "crypto-events".into(),
             features: "crypto-features".into(),
             sentiment: "crypto-sentiment".into(),
+            signals: "crypto-signals".into(),
         }
     }
 }
@@ -253,6 +257,7 @@ impl Sink for KafkaSink {
             OutputKind::Features,
             OutputKind::Sentiment,
             OutputKind::SentimentWindow,
+            OutputKind::Signal,
         ])
     }
 

@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow};
 use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::math::indicators::FLOAT_COLUMNS;
-use cryptoflow_operators::model::{Candle, DataQuality, Gap, Millis, Output, Symbol, Venue};
+use cryptoflow_operators::model::{
+    Candle, DataQuality, Gap, Millis, Output, SignalRow, Symbol, Venue,
+};
 use cryptoflow_operators::polled::Polled;
 use cryptoflow_operators::polled::{CoinMarket, FundNav, MacroObservation, NewsItem, SocialPost};
 use cryptoflow_operators::sentiment::windows::SentimentWindowRow;
@@ -734,6 +736,47 @@ pub const ML_FEATURES: Table<FeatureRow> = Table {
     },
 };
 
+/// Strategy signals, once per id (the id is derived from the signal, so a replay stores each
+/// once). PostgreSQL only.
+pub const SIGNALS: Table<SignalRow> = Table {
+    schema: Schema {
+        name: "signals",
+        columns: &[
+            col("id", Type::Text),
+            col("strategy", Type::Text),
+            col("venue", Type::Text),
+            col("symbol", Type::Text),
+            col("interval", Type::Text),
+            col("open_time", Type::Time),
+            col("close_time", Type::Time),
+            col("side", Type::Text),
+            col("price", Type::Decimal),
+            col("reason", Type::Text),
+            col("inputs", Type::Json),
+        ],
+        key: &["id"],
+        on_conflict: OnConflict::Ignore,
+    },
+    row: |s, out| {
+        let inputs = serde_json::to_string(&s.inputs)
+            .map_err(|e| format!("signal {}: inputs: {e}", s.id))?;
+        out.extend([
+            Cell::text(&s.id),
+            Cell::text(&s.strategy),
+            Cell::text(s.venue.as_str()),
+            Cell::text(s.symbol.as_str()),
+            Cell::text(s.interval.label()),
+            Cell::Time(s.open_time),
+            Cell::Time(s.close_time),
+            Cell::text(s.side.as_str()),
+            Cell::Decimal(s.price),
+            Cell::text(&s.reason),
+            Cell::Json(Cow::Owned(inputs)),
+        ]);
+        Ok(())
+    },
+};
+
 /// The items of a batch, per table (candles aside: `model::latest_candles` picks those).
 #[derive(Debug, Default)]
 pub struct Batch<'a> {
@@ -761,6 +804,8 @@ pub struct Batch<'a> {
     pub windows: Vec<&'a SentimentWindowRow>,
     /// Rows of [`ML_FEATURES`].
     pub features: Vec<&'a FeatureRow>,
+    /// Rows of [`SIGNALS`].
+    pub signals: Vec<&'a SignalRow>,
 }
 
 impl<'a> Batch<'a> {
@@ -781,6 +826,7 @@ impl<'a> Batch<'a> {
             Output::Sentiment(x) => self.sentiment.push(x),
             Output::SentimentWindow(w) => self.windows.push(w),
             Output::Features(f) => self.features.push(f),
+            Output::Signal(x) => self.signals.push(x),
             Output::Candle(_) | Output::Whale(_) | Output::Late(_) | Output::Mismatch(_) => {}
         }
     }
@@ -799,11 +845,12 @@ impl<'a> Batch<'a> {
             && self.sentiment.is_empty()
             && self.windows.is_empty()
             && self.features.is_empty()
+            && self.signals.is_empty()
     }
 }
 
 /// Every table a sink writes (the schema check and the tests go through this list).
-pub const ALL: [&Schema; 15] = [
+pub const ALL: [&Schema; 16] = [
     &TRADES.schema,
     &TRADE_AGGREGATES.schema,
     &SOURCE_OFFSETS,
@@ -819,7 +866,11 @@ pub const ALL: [&Schema; 15] = [
     &SENTIMENT.schema,
     &SENTIMENT_COIN_WINDOWS.schema,
     &ML_FEATURES.schema,
+    &SIGNALS.schema,
 ];
+
+/// The tables of [`ALL`] only PostgreSQL has: the stream cursors and the strategy signals.
+pub const POSTGRES_ONLY: [&str; 2] = [SOURCE_OFFSETS.name, SIGNALS.schema.name];
 
 #[cfg(test)]
 mod tests {
