@@ -1055,16 +1055,20 @@ struct Tagged {
     open_time: Option<Millis>,
 }
 
-/// The two streams the executor reads, merged in event time: a trade at its exchange time, an
-/// indicator row at its candle's close (trades before it first). The topics are read at their
+/// The two streams the executor reads, merged in event time: a trade at its exchange time, a
+/// signal or an indicator row at its candle's close (trades before it first). The topics are read at their
 /// own paces, so each side waits until the other has passed its time (a trade until the prices
 /// topic's candles have opened after it; a row until the tape reached its close), or until the
 /// end. A side more than `MERGE_CAP` items ahead goes on regardless. With the wall clock
 /// (`[trading.execute] clock = "wall"`) nothing waits.
 #[derive(Default)]
 struct Merge {
-    trades: std::collections::VecDeque<(Trade, Pos)>,
-    rows: std::collections::VecDeque<(cryptoflow_operators::model::IndicatorRow, Pos)>,
+    /// By exchange time (then arrival): the pipeline publishes trades in the order its
+    /// dataflow emits them, which is not time order across its batches.
+    trades: std::collections::BTreeMap<(Millis, u64), (Trade, Pos)>,
+    /// Arrival counter of the trades (ties of one millisecond keep their order).
+    seq: u64,
+    rows: std::collections::VecDeque<(Item, Pos)>,
     /// The newest candle open time on the prices topic.
     prices_time: Millis,
     /// The newest trade time on the trades topic.
@@ -1073,9 +1077,25 @@ struct Merge {
 
 const MERGE_CAP: usize = 1_000_000;
 
+/// What happens at a candle's close: a strategy signal of the pipeline, or the candle's
+/// indicators (for the text orders' RSI conditions).
+enum Item {
+    Signal(Box<Signal>),
+    Row(Box<cryptoflow_operators::model::IndicatorRow>),
+}
+
+impl Item {
+    fn close_time(&self) -> Millis {
+        match self {
+            Item::Signal(s) => s.close_time,
+            Item::Row(r) => r.close_time,
+        }
+    }
+}
+
 enum Next {
     Trade((Trade, Pos)),
-    Row(Box<(cryptoflow_operators::model::IndicatorRow, Pos)>),
+    Item((Item, Pos)),
 }
 
 /// Where a message was read: topic, partition, offset.
@@ -1127,34 +1147,37 @@ impl Offsets {
 
 impl Merge {
     fn next(&mut self, flush: bool) -> Option<Next> {
-        match (self.trades.front(), self.rows.front()) {
-            (Some((t, _)), Some((r, _))) if t.ts_exchange < r.close_time => {
-                self.trades.pop_front().map(Next::Trade)
+        match (
+            self.trades.first_key_value().map(|(_, v)| v),
+            self.rows.front(),
+        ) {
+            (Some((t, _)), Some((r, _))) if t.ts_exchange < r.close_time() => {
+                self.trades.pop_first().map(|(_, v)| Next::Trade(v))
             }
             (_, Some((r, _)))
-                if flush || r.close_time <= self.tape_time || self.rows.len() > MERGE_CAP =>
+                if flush || r.close_time() <= self.tape_time || self.rows.len() > MERGE_CAP =>
             {
-                self.rows.pop_front().map(|r| Next::Row(Box::new(r)))
+                self.rows.pop_front().map(Next::Item)
             }
             (Some((t, _)), None)
                 if flush || t.ts_exchange < self.prices_time || self.trades.len() > MERGE_CAP =>
             {
-                self.trades.pop_front().map(Next::Trade)
+                self.trades.pop_first().map(|(_, v)| Next::Trade(v))
             }
             _ => None,
         }
     }
 }
 
-/// `cryptoflow execute`: strategies over the indicators on `crypto-prices`, marks and paper fills
-/// from `crypto-trades`, open gaps from `crypto-events`; orders through the risk gate to the
+/// `cryptoflow execute`: the pipeline's strategy signals from `crypto-signals`, marks and paper
+/// fills from `crypto-trades`, indicators (text orders' conditions) from `crypto-prices`, open
+/// gaps from `crypto-events`, whale alerts from `crypto-alerts`; orders through the risk gate to the
 /// paper broker (default) or Binance, journaled in PostgreSQL. Stops at SIGINT or SIGTERM.
 pub async fn run(
     opts: &ExecuteOptions,
     trading: &super::TradingSection,
     topics: &cryptoflow_sinks::kafka::Topics,
 ) -> Result<Recovery> {
-    use cryptoflow_operators::trading::signals::Strategies;
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Message;
 
@@ -1199,7 +1222,6 @@ pub async fn run(
     )
     .await?;
     tracing::info!(broker, ?recovery, "Executor started.");
-    let mut strategies = Strategies::new(trading.strategies.clone());
 
     // The controls: the API, Telegram, and (live) the task that cancels the exchange's open
     // orders the moment the kill switch is pulled, whatever the loop is waiting on.
@@ -1274,6 +1296,10 @@ pub async fn run(
             },
         )
         .set("client.id", "cryptoflow-execute")
+        // A restart after a crash gets the partitions back once the dead member's session ends
+        // (librdkafka's default, 45 s, would leave the new process idle that long).
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000")
         .create()
         .with_context(|| format!("cannot create a Kafka consumer for {}", opts.brokers))?;
     let names = [
@@ -1281,6 +1307,7 @@ pub async fn run(
         topics.prices.as_str(),
         topics.events.as_str(),
         topics.alerts.as_str(),
+        topics.signals.as_str(),
     ];
     consumer
         .subscribe(&names)
@@ -1310,12 +1337,11 @@ pub async fn run(
         } else {
             idle.max(std::time::Duration::from_secs(30))
         };
+        // Idle means no message for `wait` while waiting for one: time spent acting on messages
+        // does not count, and a message ready is read before an expired timer. Signals and
+        // controls come first, so a backlog of messages never holds up a kill.
         let message = tokio::select! {
-            m = consumer.recv() => Some(m),
-            _ = tokio::time::sleep(wait.saturating_sub(last_message.elapsed())) => {
-                flush = true;
-                None
-            }
+            biased;
             _ = tokio::signal::ctrl_c() => { flush = true; None }
             _ = sigterm.recv() => { flush = true; None }
             Some(call) = calls.recv() => {
@@ -1352,6 +1378,7 @@ pub async fn run(
                 user_event(&mut executor, exchange.as_ref(), event).await?;
                 None
             }
+            m = consumer.recv() => Some(m),
             _ = ticks.tick() => {
                 let now = match clock {
                     super::Clock::Wall => wall(),
@@ -1363,7 +1390,12 @@ pub async fn run(
                 }
                 None
             }
+            _ = tokio::time::sleep(wait.saturating_sub(last_message.elapsed())) => {
+                flush = true;
+                None
+            }
         };
+        let had_message = matches!(message, Some(Ok(_)));
         match message {
             None => {}
             Some(Err(e)) => tracing::warn!(error = %e, "Kafka error; going on."),
@@ -1374,13 +1406,18 @@ pub async fn run(
                 let pos: Pos = (topic.to_string(), message.partition(), message.offset());
                 let payload = message.payload().unwrap_or_default();
                 let got = read(topic, payload, topics);
-                offsets.read(&pos, matches!(got, Read::Trade(_) | Read::Row(_)));
+                offsets.read(
+                    &pos,
+                    matches!(got, Read::Trade(_) | Read::Row(_) | Read::Signal(_)),
+                );
                 match got {
                     Read::Trade(t) => {
                         merge.tape_time = merge.tape_time.max(t.ts_exchange);
-                        merge.trades.push_back((t, pos));
+                        merge.seq += 1;
+                        merge.trades.insert((t.ts_exchange, merge.seq), (t, pos));
                     }
-                    Read::Row(r) => merge.rows.push_back((*r, pos)),
+                    Read::Row(r) => merge.rows.push_back((Item::Row(r), pos)),
+                    Read::Signal(s) => merge.rows.push_back((Item::Signal(s), pos)),
                     Read::Candle { open_time } => {
                         merge.prices_time = merge.prices_time.max(open_time)
                     }
@@ -1416,30 +1453,34 @@ pub async fn run(
                     executor.text_orders_on_trade(&t, now).await?;
                     offsets.done(&pos);
                 }
-                Next::Row(item) => {
-                    let (row, pos) = *item;
+                Next::Item((item, pos)) => {
                     let now = match clock {
                         super::Clock::Wall => wall(),
-                        super::Clock::Event => row.close_time,
+                        super::Clock::Event => item.close_time(),
                     };
-                    for signal in strategies.on_indicators(&row) {
-                        signals += 1;
-                        metrics::counter!("cryptoflow_execute_signals_total").increment(1);
-                        let age = now.saturating_sub(signal.close_time);
-                        if max_signal_age > 0 && age > max_signal_age {
-                            metrics::counter!("cryptoflow_execute_stale_signals_total")
-                                .increment(1);
-                            tracing::info!(strategy = %signal.strategy, symbol = %signal.symbol, age_ms = age, "Signal too old to trade; skipped.");
-                            continue;
+                    match item {
+                        Item::Signal(signal) => {
+                            signals += 1;
+                            metrics::counter!("cryptoflow_execute_signals_total").increment(1);
+                            let age = now.saturating_sub(signal.close_time);
+                            if max_signal_age > 0 && age > max_signal_age {
+                                metrics::counter!("cryptoflow_execute_stale_signals_total")
+                                    .increment(1);
+                                tracing::info!(strategy = %signal.strategy, symbol = %signal.symbol, age_ms = age, "Signal too old to trade; skipped.");
+                            } else {
+                                act(&mut executor, &signal, trading, now).await?;
+                            }
                         }
-                        act(&mut executor, &signal, trading, now).await?;
+                        Item::Row(row) => executor.text_orders_on_indicators(&row, now).await?,
                     }
-                    executor.text_orders_on_indicators(&row, now).await?;
                     offsets.done(&pos);
                 }
             }
         }
         offsets.store(&consumer);
+        if had_message {
+            last_message = std::time::Instant::now();
+        }
         for text in executor.take_notices() {
             tracing::info!(notice = %text, "Notice.");
             if let Some(n) = &notifier {
@@ -1670,6 +1711,7 @@ async fn act<X: Exchange>(
 enum Read {
     Trade(Trade),
     Row(Box<cryptoflow_operators::model::IndicatorRow>),
+    Signal(Box<Signal>),
     Candle {
         open_time: Millis,
     },
@@ -1715,6 +1757,20 @@ fn read(topic: &str, payload: &[u8], topics: &cryptoflow_sinks::kafka::Topics) -
             Ok(row) => Read::Row(Box::new(row)),
             Err(_) => Read::Unreadable,
         },
+        (Some("signal"), false) if topic == topics.signals => {
+            match serde_json::from_slice::<cryptoflow_operators::model::SignalRow>(payload) {
+                Ok(row) => {
+                    let signal = Signal::from(&row);
+                    // The id is the client order id: it must be the one its fields give.
+                    if signal.id() == row.id {
+                        Read::Signal(Box::new(signal))
+                    } else {
+                        Read::Unreadable
+                    }
+                }
+                Err(_) => Read::Unreadable,
+            }
+        }
         (Some("whale"), false) if topic == topics.alerts => {
             match serde_json::from_slice::<WhaleIn>(payload) {
                 Ok(w) => Read::Whale(format!(

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::support::fake_binance_orders::{FakeBinanceOrders, API_KEY, API_SECRET};
 use crate::support::fake_telegram::FakeTelegram;
 use crate::support::{
-    create_topic, fresh_database, kafka_brokers, pg_client, produce_all, unique_suffix,
+    fresh_database, kafka_brokers, pg_client, pipeline_topics, produce_all, unique_suffix,
 };
 
 const CHAT: i64 = 4242;
@@ -77,6 +77,18 @@ impl Executor {
         )
     }
 
+    /// Proposes a text order and confirms it: (its id, the confirmation's answer).
+    async fn order(&self, text: &str) -> (String, Value) {
+        let (_, p) = self
+            .call("POST", "/orders", Some(json!({ "text": text })))
+            .await;
+        let id = p["data"]["id"].as_str().unwrap().to_string();
+        let (_, c) = self
+            .call("POST", &format!("/orders/{id}/confirm"), None)
+            .await;
+        (id, c)
+    }
+
     fn stop(mut self) -> String {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -101,27 +113,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-async fn topics(suffix: &str) -> Vec<(String, String)> {
-    let brokers = kafka_brokers();
-    let mut env = Vec::new();
-    for k in [
-        "trades",
-        "prices",
-        "alerts",
-        "events",
-        "features",
-        "sentiment",
-    ] {
-        let topic = format!("crypto-{k}-{suffix}");
-        create_topic(&brokers, &topic, 1).await;
-        env.push((
-            format!("CRYPTOFLOW__SINKS__KAFKA__TOPICS__{}", k.to_uppercase()),
-            topic,
-        ));
-    }
-    env
 }
 
 /// Publishes trades of BTCUSDT at `prices`, stamped now, on the trades topic.
@@ -183,7 +174,7 @@ async fn paper_controls_telegram_text_orders_and_the_kill_switch() {
     let suffix = unique_suffix("ctl");
     let dir = std::env::temp_dir().join(format!("cryptoflow-ctl-{suffix}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut env = topics(&suffix).await;
+    let mut env = pipeline_topics(&suffix).await;
     let tg = FakeTelegram::start(TOKEN).await;
     env.push(("TELEGRAM_BOT_TOKEN".into(), TOKEN.into()));
     let config = config_file(&dir, Some(&tg.base_url()));
@@ -382,17 +373,7 @@ async fn paper_controls_telegram_text_orders_and_the_kill_switch() {
     let (code, r) = ex.call("POST", "/resume", None).await;
     assert_eq!(code, 422, "no resume after a kill: {r}");
     // A new order is refused by the gate.
-    let (_, p) = ex
-        .call(
-            "POST",
-            "/orders",
-            Some(json!({"text": "buy 0.01 BTC at market"})),
-        )
-        .await;
-    let id = p["data"]["id"].as_str().unwrap().to_string();
-    let (_, c) = ex
-        .call("POST", &format!("/orders/{id}/confirm"), None)
-        .await;
+    let (id, c) = ex.order("buy 0.01 BTC at market").await;
     assert_eq!(c["message"], "Placed: rejected", "{c}");
     let rule: String = db
         .query_one("SELECT rule FROM orders WHERE intent_id = $1", &[&id])
@@ -426,7 +407,7 @@ async fn live_kill_cancels_on_the_exchange_and_user_stream_fills_are_net_of_comm
     let suffix = unique_suffix("ctllive");
     let dir = std::env::temp_dir().join(format!("cryptoflow-ctllive-{suffix}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut env = topics(&suffix).await;
+    let mut env = pipeline_topics(&suffix).await;
     env.push(("BINANCE_API_KEY".into(), API_KEY.into()));
     env.push(("BINANCE_API_SECRET".into(), API_SECRET.into()));
     let fake = FakeBinanceOrders::start().await;
@@ -463,17 +444,7 @@ async fn live_kill_cancels_on_the_exchange_and_user_stream_fills_are_net_of_comm
         trades(&suffix, id, &["50000"]).await;
         id += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (_, p) = ex
-            .call(
-                "POST",
-                "/orders",
-                Some(json!({"text": "buy 0.01 BTC at 49900"})),
-            )
-            .await;
-        let pid = p["data"]["id"].as_str().unwrap().to_string();
-        let (_, c) = ex
-            .call("POST", &format!("/orders/{pid}/confirm"), None)
-            .await;
+        let (pid, c) = ex.order("buy 0.01 BTC at 49900").await;
         if c["message"] == "Placed: accepted" {
             placed = Some(pid);
         }
@@ -505,17 +476,7 @@ async fn live_kill_cancels_on_the_exchange_and_user_stream_fills_are_net_of_comm
     assert_eq!(qty, "0.00999".parse::<Decimal>().unwrap());
 
     // A second open order; the kill switch by API cancels it on the exchange within 1 s.
-    let (_, p) = ex
-        .call(
-            "POST",
-            "/orders",
-            Some(json!({"text": "buy 0.01 BTC at 49800"})),
-        )
-        .await;
-    let second = p["data"]["id"].as_str().unwrap().to_string();
-    let (_, c) = ex
-        .call("POST", &format!("/orders/{second}/confirm"), None)
-        .await;
+    let (second, c) = ex.order("buy 0.01 BTC at 49800").await;
     assert_eq!(c["message"], "Placed: accepted", "{c}");
     assert_eq!(fake.order_status(&second).as_deref(), Some("NEW"));
     let started = Instant::now();

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use crate::support::{
-    create_topic, fresh_database, generate, kafka_brokers, pg_client, unique_suffix,
+    fresh_database, generate, kafka_brokers, pg_client, pipeline_topics, unique_suffix,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,26 +21,7 @@ async fn execute_journals_the_backtests_signals_once() {
         &dir.join("gen.jsonl"),
         &["--symbols", "2", "--trades", "20000", "--step-ms", "500"],
     );
-    let kinds = [
-        "trades",
-        "prices",
-        "alerts",
-        "events",
-        "features",
-        "sentiment",
-    ];
-    let env: Vec<(String, String)> = kinds
-        .iter()
-        .map(|k| {
-            (
-                format!("CRYPTOFLOW__SINKS__KAFKA__TOPICS__{}", k.to_uppercase()),
-                format!("crypto-{k}-{suffix}"),
-            )
-        })
-        .collect();
-    for (_, topic) in &env {
-        create_topic(&brokers, topic, 1).await;
-    }
+    let env = pipeline_topics(&suffix).await;
     let bin = env!("CARGO_BIN_EXE_cryptoflow");
 
     // The backtest's signals of the same trades.

@@ -15,6 +15,7 @@ mod damaged_files;
 mod dashboard;
 mod execute_controls;
 mod execute_e2e;
+mod execute_kill;
 mod executor_journal;
 mod futures;
 mod indicators_e2e;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::served::Proc;
-use crate::support::{create_topic, fresh_database, kafka_brokers, unique_suffix};
+use crate::support::{fresh_database, kafka_brokers, pipeline_topics, unique_suffix};
 
 async fn get(url: &str) -> (u16, Value) {
     let r = reqwest::get(url).await.unwrap();
@@ -27,22 +27,7 @@ async fn serve_answers_like_the_pipeline_and_pushes_every_trade() {
     cryptoflow_sinks::postgres::migrate(&url).await.unwrap();
     let brokers = kafka_brokers();
     let suffix = unique_suffix("serve");
-    let mut env: Vec<(String, String)> = Vec::new();
-    for kind in [
-        "trades",
-        "prices",
-        "alerts",
-        "events",
-        "features",
-        "sentiment",
-    ] {
-        let topic = format!("crypto-{kind}-{suffix}");
-        create_topic(&brokers, &topic, 1).await;
-        env.push((
-            format!("CRYPTOFLOW__SINKS__KAFKA__TOPICS__{}", kind.to_uppercase()),
-            topic,
-        ));
-    }
+    let env = pipeline_topics(&suffix).await;
     let exe = env!("CARGO_BIN_EXE_cryptoflow");
 
     // The API on its own, before there is any data.

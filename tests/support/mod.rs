@@ -291,6 +291,30 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     }
 }
 
+/// Creates the pipeline's topics, named `crypto-{kind}-{suffix}` (one partition each), and
+/// returns the environment that points a `cryptoflow` process at them.
+pub async fn pipeline_topics(suffix: &str) -> Vec<(String, String)> {
+    let brokers = kafka_brokers();
+    let mut env = Vec::new();
+    for kind in [
+        "trades",
+        "prices",
+        "alerts",
+        "events",
+        "features",
+        "sentiment",
+        "signals",
+    ] {
+        let topic = format!("crypto-{kind}-{suffix}");
+        create_topic(&brokers, &topic, 1).await;
+        env.push((
+            format!("CRYPTOFLOW__SINKS__KAFKA__TOPICS__{}", kind.to_uppercase()),
+            topic,
+        ));
+    }
+    env
+}
+
 /// One consumed message: topic, key, value, headers.
 pub type Consumed = (String, Option<String>, String, Vec<(String, String)>);
 

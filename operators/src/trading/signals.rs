@@ -187,6 +187,23 @@ impl Signal {
     }
 }
 
+impl From<&SignalRow> for Signal {
+    /// The signal of a stored or published row (its `inputs` left out).
+    fn from(row: &SignalRow) -> Self {
+        Signal {
+            strategy: row.strategy.clone(),
+            venue: row.venue,
+            symbol: row.symbol,
+            interval: row.interval,
+            open_time: row.open_time,
+            close_time: row.close_time,
+            side: row.side,
+            price: row.price,
+            reason: row.reason.clone(),
+        }
+    }
+}
+
 /// FNV-1a, 128 bits: stable across versions and platforms (unlike the std hashers).
 pub fn fnv1a_128(bytes: &[u8]) -> u128 {
     const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
