@@ -1279,6 +1279,12 @@ pub async fn run(
     let user_stream = exchange.as_ref().map(|x| x.spawn_user_stream(user_tx));
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
     let clock = section.clock;
+    if clock == super::Clock::Event && opts.exit_when_idle.is_none() {
+        anyhow::bail!(
+            "--clock event reads the topics until they are idle, then acts in event order: it \
+             needs --exit-when-idle (for a live pipeline, use the wall clock)"
+        );
+    }
     let max_signal_age = section.max_signal_age_ms;
 
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
@@ -1438,11 +1444,15 @@ pub async fn run(
                 }
             }
         }
-        // With the wall clock, everything is acted on as it arrives: holding a trade until the
-        // next candle opens (the replay's event-time order) would delay marks, paper fills and
-        // price triggers by up to a candle interval.
-        let pass_through = flush || clock == super::Clock::Wall;
-        while let Some(next) = merge.next(pass_through) {
+        // With the wall clock, everything is acted on as it arrives. With the event clock (a
+        // finished pipeline's topics), everything is read first and acted on in event order once
+        // the topics are idle: topics read at their own paces give no watermark that would let
+        // a trade go before every signal of its time was read (a held side over `MERGE_CAP`
+        // items goes on regardless).
+        let acting = flush
+            || clock == super::Clock::Wall
+            || merge.trades.len() + merge.rows.len() > MERGE_CAP;
+        while let Some(next) = if acting { merge.next(true) } else { None } {
             match next {
                 Next::Trade((t, pos)) => {
                     let now = match clock {

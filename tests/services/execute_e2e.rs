@@ -83,7 +83,7 @@ async fn execute_journals_the_backtests_signals_once() {
                 "--from-beginning",
             ])
             .args(["--group", group])
-            .args(["--exit-when-idle", "3"])
+            .args(["--exit-when-idle", "5"])
             // A replay: the data's own clock, and no control API (tests run side by side).
             .args(["--clock", "event", "--control", "off"])
             .output()

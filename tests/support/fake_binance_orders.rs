@@ -79,6 +79,8 @@ pub struct Request {
     pub query: String,
     pub params: Vec<(String, String)>,
     pub api_key: Option<String>,
+    /// When the handler had it (the request fully received).
+    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -687,6 +689,7 @@ async fn rest_handler(
             query: query.clone(),
             params: params.clone(),
             api_key: api_key.clone(),
+            at: std::time::Instant::now(),
         });
         st.faults
             .iter()
@@ -1115,6 +1118,7 @@ async fn ws_handler(
             query: key.clone(),
             params: Vec::new(),
             api_key: None,
+            at: std::time::Instant::now(),
         });
         if !st.active_keys.contains(&key) {
             return binance_error(400, -1125, "This listenKey does not exist.");
