@@ -142,19 +142,27 @@ async fn trades(suffix: &str, first_id: u64, prices: &[&str]) {
     .await;
 }
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+/// Waits until `sql` (one text value, `$1` = `id`) answers `want`; how long it took.
+async fn wait_sql(
+    db: &tokio_postgres::Client,
+    timeout: Duration,
+    sql: &str,
+    id: &str,
+    want: &str,
+) -> Duration {
     let started = Instant::now();
     while started.elapsed() < timeout {
-        if check().await {
+        let got: Option<String> = db
+            .query_opt(sql, &[&id])
+            .await
+            .unwrap()
+            .and_then(|r| r.get(0));
+        if got.as_deref() == Some(want) {
             return started.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("{what}: not within {timeout:?}");
+    panic!("{sql} ({id}) is not {want} within {timeout:?}");
 }
 
 fn config_file(dir: &std::path::Path, telegram: Option<&str>) -> std::path::PathBuf {
@@ -300,33 +308,22 @@ async fn paper_controls_telegram_text_orders_and_the_kill_switch() {
 
     // The price falls to 49400: the order fires (a market buy), the next trade fills it.
     trades(&suffix, 10_000, &["49400"]).await;
-    wait_for("the order fires", Duration::from_secs(20), || {
-        let db = &db;
-        let armed_id = armed_id.clone();
-        async move {
-            db.query_one("SELECT status FROM text_orders WHERE id = $1", &[&armed_id])
-                .await
-                .unwrap()
-                .get::<_, String>(0)
-                == "fired"
-        }
-    })
+    wait_sql(
+        &db,
+        Duration::from_secs(20),
+        "SELECT status FROM text_orders WHERE id = $1",
+        &armed_id,
+        "fired",
+    )
     .await;
     trades(&suffix, 10_001, &["49400"]).await;
-    wait_for("the fired order fills", Duration::from_secs(20), || {
-        let db = &db;
-        let armed_id = armed_id.clone();
-        async move {
-            db.query_one(
-                "SELECT count(*) FROM fills WHERE intent_id = $1",
-                &[&armed_id],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-                == 1
-        }
-    })
+    wait_sql(
+        &db,
+        Duration::from_secs(20),
+        "SELECT count(*)::text FROM fills WHERE intent_id = $1",
+        &armed_id,
+        "1",
+    )
     .await;
     let fired: String = db
         .query_one("SELECT status FROM text_orders WHERE id = $1", &[&armed_id])
@@ -351,20 +348,13 @@ async fn paper_controls_telegram_text_orders_and_the_kill_switch() {
     // /kill from Telegram: the open limit order is cancelled in the journal within 1 s.
     let pushed = Instant::now();
     tg.push_message(CHAT, "/kill");
-    let took = wait_for("the kill switch cancels", Duration::from_secs(10), || {
-        let db = &db;
-        let limit_id = limit_id.clone();
-        async move {
-            db.query_one(
-                "SELECT state FROM orders WHERE intent_id = $1",
-                &[&limit_id],
-            )
-            .await
-            .unwrap()
-            .get::<_, String>(0)
-                == "cancelled"
-        }
-    })
+    let took = wait_sql(
+        &db,
+        Duration::from_secs(10),
+        "SELECT state FROM orders WHERE intent_id = $1",
+        &limit_id,
+        "cancelled",
+    )
     .await;
     let took = took.max(pushed.elapsed());
     eprintln!("kill switch (Telegram, paper): cancelled after {took:?}");
@@ -456,17 +446,13 @@ async fn live_kill_cancels_on_the_exchange_and_user_stream_fills_are_net_of_comm
     // The other side arrives: the user data stream's fill reaches the journal, the position net
     // of the 0.1 % commission the fake charges in BTC (0.01 − 0.00001).
     fake.fill_limit(&first, "0.01".parse().unwrap());
-    wait_for("the user stream's fill", Duration::from_secs(20), || {
-        let db = &db;
-        let first = first.clone();
-        async move {
-            db.query_one("SELECT count(*) FROM fills WHERE intent_id = $1", &[&first])
-                .await
-                .unwrap()
-                .get::<_, i64>(0)
-                == 1
-        }
-    })
+    wait_sql(
+        &db,
+        Duration::from_secs(20),
+        "SELECT count(*)::text FROM fills WHERE intent_id = $1",
+        &first,
+        "1",
+    )
     .await;
     let qty: Decimal = db
         .query_one("SELECT qty FROM positions WHERE symbol = 'BTCUSDT'", &[])

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use crate::support::{
-    fresh_database, generate, kafka_brokers, pg_client, pipeline_topics, unique_suffix,
+    fresh_database, generate, kafka_brokers, pg_client, pipeline_topics, replay_to_kafka,
+    unique_suffix,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,19 +56,7 @@ async fn execute_journals_the_backtests_signals_once() {
     assert!(buys.len() >= 5, "the strategies buy: {buys:?}");
 
     // The pipeline publishes the trades and their indicators.
-    let replay = Command::new(bin)
-        .env_remove("CRYPTOFLOW_CONFIG")
-        .envs(env.iter().cloned())
-        .arg("replay")
-        .arg(&input)
-        .args(["--listen", "off", "--kafka-sink", &brokers])
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    replay_to_kafka(&input, &env);
 
     let url = fresh_database("execute").await;
     let execute = |group: &str| {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::fake_binance_orders::{FakeBinanceOrders, Fault, API_KEY, API_SECRET};
 use crate::support::{
-    fresh_database, generate, kafka_brokers, pg_client, pipeline_topics, unique_suffix,
+    fresh_database, generate, kafka_brokers, pg_client, pipeline_topics, replay_to_kafka,
+    unique_suffix,
 };
 
 /// A small deterministic generator of kill delays (the seed is printed).
@@ -38,19 +39,7 @@ async fn sigkill_at_random_points_leaves_one_order_per_intent() {
     );
     let mut env = pipeline_topics(&suffix).await;
     let bin = env!("CARGO_BIN_EXE_cryptoflow");
-    let replay = Command::new(bin)
-        .env_remove("CRYPTOFLOW_CONFIG")
-        .envs(env.iter().cloned())
-        .arg("replay")
-        .arg(&input)
-        .args(["--listen", "off", "--kafka-sink", &brokers])
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    replay_to_kafka(&input, &env);
 
     let fake = FakeBinanceOrders::start().await;
     fake.set_market_price("43000".parse().unwrap());

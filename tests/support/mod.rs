@@ -315,6 +315,24 @@ pub async fn pipeline_topics(suffix: &str) -> Vec<(String, String)> {
     env
 }
 
+/// `cryptoflow replay INPUT` publishing to the test broker, with `env` (e.g. the topics of
+/// [`pipeline_topics`]); asserts it succeeded.
+pub fn replay_to_kafka(input: &Path, env: &[(String, String)]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+        .env_remove("CRYPTOFLOW_CONFIG")
+        .envs(env.iter().cloned())
+        .arg("replay")
+        .arg(input)
+        .args(["--listen", "off", "--kafka-sink", &kafka_brokers()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// One consumed message: topic, key, value, headers.
 pub type Consumed = (String, Option<String>, String, Vec<(String, String)>);
 
