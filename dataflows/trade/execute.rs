@@ -1068,7 +1068,9 @@ struct Merge {
     trades: std::collections::BTreeMap<(Millis, u64), (Trade, Pos)>,
     /// Arrival counter of the trades (ties of one millisecond keep their order).
     seq: u64,
-    rows: std::collections::VecDeque<(Item, Pos)>,
+    /// By candle close (then arrival): signals and indicator rows come on two topics read at
+    /// their own paces.
+    rows: std::collections::BTreeMap<(Millis, u64), (Item, Pos)>,
     /// The newest candle open time on the prices topic.
     prices_time: Millis,
     /// The newest trade time on the trades topic.
@@ -1146,10 +1148,15 @@ impl Offsets {
 }
 
 impl Merge {
+    fn push_item(&mut self, item: Item, pos: Pos) {
+        self.seq += 1;
+        self.rows.insert((item.close_time(), self.seq), (item, pos));
+    }
+
     fn next(&mut self, flush: bool) -> Option<Next> {
         match (
             self.trades.first_key_value().map(|(_, v)| v),
-            self.rows.front(),
+            self.rows.first_key_value().map(|(_, v)| v),
         ) {
             (Some((t, _)), Some((r, _))) if t.ts_exchange < r.close_time() => {
                 self.trades.pop_first().map(|(_, v)| Next::Trade(v))
@@ -1157,7 +1164,7 @@ impl Merge {
             (_, Some((r, _)))
                 if flush || r.close_time() <= self.tape_time || self.rows.len() > MERGE_CAP =>
             {
-                self.rows.pop_front().map(Next::Item)
+                self.rows.pop_first().map(|(_, v)| Next::Item(v))
             }
             (Some((t, _)), None)
                 if flush || t.ts_exchange < self.prices_time || self.trades.len() > MERGE_CAP =>
@@ -1422,8 +1429,8 @@ pub async fn run(
                         merge.seq += 1;
                         merge.trades.insert((t.ts_exchange, merge.seq), (t, pos));
                     }
-                    Read::Row(r) => merge.rows.push_back((Item::Row(r), pos)),
-                    Read::Signal(s) => merge.rows.push_back((Item::Signal(s), pos)),
+                    Read::Row(r) => merge.push_item(Item::Row(r), pos),
+                    Read::Signal(s) => merge.push_item(Item::Signal(s), pos),
                     Read::Candle { open_time } => {
                         merge.prices_time = merge.prices_time.max(open_time)
                     }

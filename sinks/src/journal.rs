@@ -72,11 +72,19 @@ impl OrderState {
 pub struct Journal {
     client: Client,
     broker: String,
+    /// The order insert, prepared once: it is on the path of every order to the wire, and an
+    /// unprepared statement costs the server a second round trip.
+    insert_order: tokio_postgres::Statement,
 }
 
+const INSERT_ORDER: &str = "INSERT INTO orders (intent_id, venue, symbol, side, order_type, qty, \
+     limit_price, created_at, state, rule, reason, broker) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (intent_id) DO NOTHING";
+
 impl Journal {
-    /// Connects to `url` (run the migrations first: `cryptoflow migrate`); `broker` names who
-    /// executes (`paper`, `binance`) in every order row.
+    /// Connects to `url` (run the migrations first: `cryptoflow migrate`; the order insert is
+    /// prepared here); `broker` names who executes (`paper`, `binance`) in every order row.
     pub async fn connect(url: &str, broker: &str) -> Result<Self, JournalError> {
         let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
         tokio::spawn(async move {
@@ -84,9 +92,11 @@ impl Journal {
                 tracing::warn!(error = %e, "Journal connection closed.");
             }
         });
+        let insert_order = client.prepare(INSERT_ORDER).await?;
         Ok(Journal {
             client,
             broker: broker.to_string(),
+            insert_order,
         })
     }
 
@@ -104,10 +114,7 @@ impl Journal {
         let n = self
             .client
             .execute(
-                "INSERT INTO orders (intent_id, venue, symbol, side, order_type, qty, limit_price, \
-                 created_at, state, rule, reason, broker) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                 ON CONFLICT (intent_id) DO NOTHING",
+                &self.insert_order,
                 &[
                     &intent.id,
                     &intent.venue.as_str(),
