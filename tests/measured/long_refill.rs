@@ -269,12 +269,13 @@ async fn long_refill_keeps_memory_bounded_and_live_trades_flowing() {
     assert!(samples >= 20, "{samples} samples during the refill");
     assert!(
         // The bound is what the process needs at any hole size: its queues, the in-flight bound
-        // and the sinks' flushes (a debug build): measured 125–138 MB, then 129–136 MB locally and
-        // 145 MB on a loaded CI machine once strategy signals and the candle restore joined the
-        // pipeline. An unbounded backlog of the 60,000-id hole and the 2,000 trades/s behind it
-        // (200,000 trades queued by the end) would take several times that.
-        peak_kb <= 160 * 1024,
-        "peak RSS {} MB over 160 MB",
+        // and the sinks' flushes (a debug build). Peak RSS varies run to run on the same code:
+        // 129–171 MB on fresh-clone CI runs of this machine kind (125–138 MB before strategy
+        // signals joined the pipeline). An unbounded backlog of the 60,000-id hole and the
+        // 2,000 trades/s behind it (120,000–200,000 trades queued by the end, ~0.7 KB each)
+        // would add 85–140 MB to the ~130 MB base.
+        peak_kb <= 200 * 1024,
+        "peak RSS {} MB over 200 MB",
         peak_kb / 1024
     );
     assert!(
