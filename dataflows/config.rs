@@ -124,6 +124,15 @@ pub struct PipelineConfig {
     pub shutdown_deadline_s: u64,
     /// How often the data-quality ledger is snapshotted into PostgreSQL, ms.
     pub quality_snapshot_ms: u64,
+    /// At a start with a PostgreSQL sink, the indicators and strategies of each (symbol,
+    /// interval) are warmed with up to this many of its newest stored final candles before the
+    /// run's first candle (0: start cold).
+    #[serde(default = "default_restore_candles")]
+    pub restore_candles: usize,
+}
+
+fn default_restore_candles() -> usize {
+    1000
 }
 
 /// `[whales]`.
@@ -341,6 +350,14 @@ impl Config {
         }
         if p.sma_window == 0 || p.ema_window == 0 {
             bail!("pipeline.sma_window and ema_window must be at least 1");
+        }
+        let warmup = cryptoflow_operators::math::indicators::WARMUP_CANDLES + 1;
+        if p.restore_candles != 0 && p.restore_candles < warmup {
+            bail!(
+                "pipeline.restore_candles must be 0 (start cold) or at least {warmup} (the longest \
+                 indicator warm-up, MACD's 34 candles, and one more row for the strategies); got {}",
+                p.restore_candles
+            );
         }
         if self.whales.default_threshold <= Decimal::ZERO {
             bail!("whales.default_threshold must be positive");
@@ -876,6 +893,10 @@ mod tests {
                 "invalid configuration",
             ),
             ("[pipeline]\ntick_ms = 7000\n", "multiple"),
+            (
+                "[pipeline]\nrestore_candles = 20\n",
+                "pipeline.restore_candles must be 0 (start cold) or at least 35",
+            ),
             ("not toml = = 1", "not valid TOML"),
         ];
         for (i, (text, want)) in cases.iter().enumerate() {

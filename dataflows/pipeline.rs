@@ -21,8 +21,8 @@
 
 use cryptoflow_operators::dataflow::{
     AnalyticsConfig, CandleConfig, CandleIndicators, CandleOutput, DedupTrades, EventTimeCandles,
-    FeatureInput, IndicatorRow, KlineReconciliation, MlFeatures, ReconcileInput, StrategySignals,
-    TradeAnalytics, Watermarked,
+    FeatureInput, IndicatorRow, KlineReconciliation, MlFeatures, ReconcileInput, RestoredCandles,
+    StrategySignals, TradeAnalytics, Watermarked,
 };
 use cryptoflow_operators::features::ContextItem;
 use cryptoflow_operators::math::to_f64;
@@ -63,7 +63,8 @@ pub struct TradeStreams<'scope> {
 }
 
 /// Builds the record and data-quality streams of the trade pipeline from an event stream.
-/// `strategies` run over every indicator row (none: no signals).
+/// `strategies` run over every indicator row (none: no signals); `restored_candles` holds the stored final
+/// candles the indicators and strategies are warmed with (empty: they start cold).
 pub fn trade_pipeline<'scope>(
     events: StreamVec<'scope, u64, Watermarked<Event>>,
     analytics: &AnalyticsConfig,
@@ -71,6 +72,7 @@ pub fn trade_pipeline<'scope>(
     sentiment: std::sync::Arc<dyn SentimentModel>,
     compare_trade_count: bool,
     strategies: &[StrategyConfig],
+    restored_candles: std::sync::Arc<RestoredCandles>,
 ) -> TradeStreams<'scope> {
     let tick_ms = candles.tick_ms;
     // Each event goes to one part, by kind: trades are not copied into the other branches.
@@ -166,7 +168,9 @@ pub fn trade_pipeline<'scope>(
         CandleOutput::Late(_) => None,
     });
     let finals = final_candles.clone().map(ReconcileInput::Candle);
-    let with_indicators = final_candles.clone().candle_indicators();
+    let with_indicators = final_candles
+        .clone()
+        .candle_indicators_from(restored_candles.clone());
     let indicator_rows = with_indicators
         .clone()
         .map(|(c, v)| IndicatorRow::new(&c, v));
@@ -175,7 +179,7 @@ pub fn trade_pipeline<'scope>(
     } else {
         let signals = indicator_rows
             .clone()
-            .strategy_signals(strategies)
+            .strategy_signals_from(strategies, restored_candles)
             .map(|s| Output::Signal(Box::new(s)));
         indicator_rows
             .map(|r| Output::Indicators(Box::new(r)))

@@ -47,6 +47,8 @@ pub(crate) struct Graph {
     pub compare_trade_count: bool,
     /// The strategies whose signals the pipeline computes (`[[trading.strategies]]`).
     pub strategies: Vec<cryptoflow_operators::trading::signals::StrategyConfig>,
+    /// Stored final candles that warm the indicators and strategies.
+    pub restored: Arc<cryptoflow_operators::dataflow::RestoredCandles>,
 }
 
 /// What one worker feeds into the dataflow: its part of the source.
@@ -163,6 +165,7 @@ pub(crate) fn execute(bridge: Bridge, cluster: &Cluster) -> Result<Executed> {
                 b.graph.sentiment.clone(),
                 b.graph.compare_trade_count,
                 &b.graph.strategies,
+                b.graph.restored.clone(),
             );
             attach_quality(out.quality, b.flow.clone());
             attach_sinks(out.records, local, b.sinks.clone(), b.flow.clone());

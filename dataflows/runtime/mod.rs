@@ -150,6 +150,8 @@ pub fn run(
         None => observer,
     };
     let sinks = registry::sinks(cfg, &rt, observer)?;
+    // Read before any source or poller starts: nothing live waits on this query.
+    let restored = restore_candles(cfg, &rt)?;
     let mut source = source.into_source();
     let live = source.is_live();
     source.keep_share(
@@ -234,6 +236,7 @@ pub fn run(
             sentiment,
             compare_trade_count,
             strategies: cfg.trading.strategies.clone(),
+            restored: Arc::new(restored),
         },
         feed: Feed::new(
             cfg.pipeline.tick_ms,
@@ -311,6 +314,33 @@ pub fn run(
         })),
         _ => Ok(report),
     }
+}
+
+/// The stored final candles that warm the indicators and strategies (`pipeline.restore_candles`
+/// per (symbol, interval), with a PostgreSQL sink).
+fn restore_candles(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+) -> Result<cryptoflow_operators::dataflow::RestoredCandles> {
+    let n = cfg.pipeline.restore_candles;
+    if n == 0 || cfg.sinks.postgres.url.is_empty() {
+        return Ok(Default::default());
+    }
+    let candles = rt
+        .block_on(cryptoflow_sinks::postgres::restore_candles(
+            &cfg.sinks.postgres.url,
+            &cfg.pipeline.candle_intervals,
+            n,
+        ))
+        .map_err(|e| anyhow!(e))?;
+    let restored = cryptoflow_operators::dataflow::RestoredCandles::new(candles);
+    if !restored.is_empty() {
+        tracing::info!(
+            candles = restored.len(),
+            "Restored stored final candles to warm the indicators and strategies."
+        );
+    }
+    Ok(restored)
 }
 
 /// The error of a run in which another process of the cluster reported a failed sink (this

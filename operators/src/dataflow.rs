@@ -611,22 +611,123 @@ impl<'scope> KlineReconciliation<'scope> for StreamVec<'scope, u64, ReconcileInp
     }
 }
 
+/// The key of per-(symbol, interval) candle state.
+pub type CandleKey3 = (Venue, Symbol, Interval);
+
+/// Adds `c` to `set` and returns the indicators at it.
+pub fn indicators_at(
+    set: &mut crate::math::indicators::IndicatorSet,
+    c: &Candle,
+) -> IndicatorValues {
+    let bar = crate::math::indicators::Bar {
+        high: to_f64(c.high),
+        low: to_f64(c.low),
+        close: to_f64(c.close),
+        volume: to_f64(c.volume),
+    };
+    set.update(&bar, c.quote_volume, c.volume)
+}
+
+/// Final candles stored by an earlier run, read back at a start so that indicators and
+/// strategies carry on warm instead of starting over. Shared read-only by every worker; each
+/// takes the candles of a (symbol, interval) when the run's first final candle of it arrives,
+/// which is on the worker that owns the symbol.
+///
+/// Only stored candles that open **before** that first candle are used: the candle the run
+/// resumes in (and any later one) is computed again from the trades, never counted twice.
+#[derive(Debug, Default, Clone)]
+pub struct RestoredCandles {
+    by_key: HashMap<CandleKey3, Vec<Candle>>,
+}
+
+impl RestoredCandles {
+    /// The candles, grouped by (venue, symbol, interval) in open-time order (a repeated open time
+    /// keeps the first).
+    pub fn new(candles: Vec<Candle>) -> Self {
+        let mut by_key: HashMap<CandleKey3, Vec<Candle>> = HashMap::new();
+        for c in candles {
+            by_key
+                .entry((c.venue, c.symbol, c.interval))
+                .or_default()
+                .push(c);
+        }
+        for v in by_key.values_mut() {
+            v.sort_by_key(|c| c.open_time);
+            v.dedup_by_key(|c| c.open_time);
+        }
+        RestoredCandles { by_key }
+    }
+
+    /// Number of candles.
+    pub fn len(&self) -> usize {
+        self.by_key.values().map(Vec::len).sum()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The restored candles of `key` that open before `first`, oldest first.
+    pub fn before(&self, key: &CandleKey3, first: Millis) -> &[Candle] {
+        match self.by_key.get(key) {
+            Some(v) => &v[..v.partition_point(|c| c.open_time < first)],
+            None => &[],
+        }
+    }
+
+    /// The indicator state after the restored candles of `key` before `first`, the open time of
+    /// the last of them (`Millis::MIN` when none) and the indicator rows they give.
+    pub fn warm(
+        &self,
+        key: &CandleKey3,
+        first: Millis,
+    ) -> (
+        crate::math::indicators::IndicatorSet,
+        Millis,
+        Vec<IndicatorRow>,
+    ) {
+        let mut set = crate::math::indicators::IndicatorSet::default();
+        let mut last = Millis::MIN;
+        let mut rows = Vec::new();
+        for c in self.before(key, first) {
+            let v = indicators_at(&mut set, c);
+            last = c.open_time;
+            rows.push(IndicatorRow::new(c, v));
+        }
+        (set, last, rows)
+    }
+}
+
 /// Technical indicators per (symbol, interval) over final candles.
 pub trait CandleIndicators<'scope> {
     /// The final candle with its indicators, in open-time order per (symbol, interval); exchanged
     /// by symbol. A final candle not newer than the last one of its key is ignored (a repeat).
     fn candle_indicators(self) -> StreamVec<'scope, u64, (Candle, IndicatorValues)>;
+
+    /// [`CandleIndicators::candle_indicators`] warmed up by `restored`: a (symbol, interval)'s
+    /// state starts from its restored candles before the run's first candle of it.
+    fn candle_indicators_from(
+        self,
+        restored: std::sync::Arc<RestoredCandles>,
+    ) -> StreamVec<'scope, u64, (Candle, IndicatorValues)>;
 }
 
 impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
     fn candle_indicators(self) -> StreamVec<'scope, u64, (Candle, IndicatorValues)> {
-        use crate::math::indicators::{Bar, IndicatorSet};
+        self.candle_indicators_from(std::sync::Arc::default())
+    }
+
+    fn candle_indicators_from(
+        self,
+        restored: std::sync::Arc<RestoredCandles>,
+    ) -> StreamVec<'scope, u64, (Candle, IndicatorValues)> {
+        use crate::math::indicators::IndicatorSet;
         self.unary(
             Exchange::new(|c: &Candle| c.symbol.shard_hash()),
             "CandleIndicators",
             move |_cap, _info| {
-                let mut state: FxHashMap<(Venue, Symbol, Interval), (Millis, IndicatorSet)> =
-                    FxHashMap::default();
+                let mut state: FxHashMap<CandleKey3, (Millis, IndicatorSet)> = FxHashMap::default();
                 move |input, output| {
                     input.for_each_stamp(|cap, data| {
                         let mut candles: Vec<Candle> = Vec::new();
@@ -636,20 +737,16 @@ impl<'scope> CandleIndicators<'scope> for StreamVec<'scope, u64, Candle> {
                         candles.sort_by_key(|c| (c.venue, c.symbol, c.interval, c.open_time));
                         let mut session = output.session(&cap);
                         for c in candles {
-                            let (last, set) = state
-                                .entry((c.venue, c.symbol, c.interval))
-                                .or_insert_with(|| (Millis::MIN, IndicatorSet::default()));
+                            let key = (c.venue, c.symbol, c.interval);
+                            let (last, set) = state.entry(key).or_insert_with(|| {
+                                let (set, last, _) = restored.warm(&key, c.open_time);
+                                (last, set)
+                            });
                             if c.open_time <= *last {
                                 continue;
                             }
                             *last = c.open_time;
-                            let bar = Bar {
-                                high: to_f64(c.high),
-                                low: to_f64(c.low),
-                                close: to_f64(c.close),
-                                volume: to_f64(c.volume),
-                            };
-                            let values = set.update(&bar, c.quote_volume, c.volume);
+                            let values = indicators_at(set, &c);
                             session.give((c, values));
                         }
                     });
@@ -670,6 +767,15 @@ pub trait StrategySignals<'scope> {
         self,
         strategies: &[crate::trading::signals::StrategyConfig],
     ) -> StreamVec<'scope, u64, crate::model::SignalRow>;
+
+    /// [`StrategySignals::strategy_signals`] warmed up by `restored`: before the first row of a
+    /// (symbol, interval), the strategies see the indicator rows of its restored candles (their
+    /// signals were emitted by the run that stored them, so they are not emitted again).
+    fn strategy_signals_from(
+        self,
+        strategies: &[crate::trading::signals::StrategyConfig],
+        restored: std::sync::Arc<RestoredCandles>,
+    ) -> StreamVec<'scope, u64, crate::model::SignalRow>;
 }
 
 impl<'scope> StrategySignals<'scope> for StreamVec<'scope, u64, IndicatorRow> {
@@ -677,12 +783,21 @@ impl<'scope> StrategySignals<'scope> for StreamVec<'scope, u64, IndicatorRow> {
         self,
         strategies: &[crate::trading::signals::StrategyConfig],
     ) -> StreamVec<'scope, u64, crate::model::SignalRow> {
+        self.strategy_signals_from(strategies, std::sync::Arc::default())
+    }
+
+    fn strategy_signals_from(
+        self,
+        strategies: &[crate::trading::signals::StrategyConfig],
+        restored: std::sync::Arc<RestoredCandles>,
+    ) -> StreamVec<'scope, u64, crate::model::SignalRow> {
         let configs = strategies.to_vec();
         self.unary(
             Exchange::new(|r: &IndicatorRow| r.symbol.shard_hash()),
             "StrategySignals",
             move |_cap, _info| {
                 let mut strategies = crate::trading::signals::Strategies::new(configs);
+                let mut warmed: std::collections::HashSet<CandleKey3> = Default::default();
                 move |input, output| {
                     input.for_each_stamp(|cap, data| {
                         let mut rows: Vec<IndicatorRow> = Vec::new();
@@ -692,6 +807,12 @@ impl<'scope> StrategySignals<'scope> for StreamVec<'scope, u64, IndicatorRow> {
                         rows.sort_by_key(|r| (r.venue, r.symbol, r.interval, r.open_time));
                         let mut session = output.session(&cap);
                         for r in &rows {
+                            let key = (r.venue, r.symbol, r.interval);
+                            if !restored.is_empty() && warmed.insert(key) {
+                                for old in restored.warm(&key, r.open_time).2 {
+                                    let _ = strategies.on_indicators(&old);
+                                }
+                            }
                             for s in strategies.signal_rows(r) {
                                 session.give(s);
                             }
@@ -812,6 +933,67 @@ mod tests {
             ts_received: 0,
             agg: None,
         }
+    }
+
+    fn final_candle(open_time: Millis, close: i64) -> Candle {
+        let p = Decimal::from(close);
+        Candle {
+            venue: Venue::Binance,
+            symbol: Symbol::new("BTCUSDT").expect("symbol"),
+            interval: Interval::MINUTE,
+            open_time,
+            close_time: open_time + 60_000,
+            open: p,
+            high: p,
+            low: p,
+            close: p,
+            volume: Decimal::ONE,
+            quote_volume: p,
+            vwap: p,
+            trade_count: 1,
+            taker_buy_volume: Decimal::ZERO,
+            first_trade_id: 1,
+            last_trade_id: 1,
+            is_final: true,
+        }
+    }
+
+    #[test]
+    fn restored_candles_warm_only_before_the_first_candle_of_the_run() {
+        let m = 60_000;
+        // Stored out of order, with a repeat; the run starts again at 40 min (its candle and the
+        // later ones are computed again from the trades, never counted twice).
+        let mut stored: Vec<Candle> = (0..45)
+            .rev()
+            .map(|i| final_candle(i * m, 100 + i))
+            .collect();
+        stored.push(final_candle(3 * m, 999));
+        let restored = RestoredCandles::new(stored);
+        assert_eq!(restored.len(), 45);
+        let key = (
+            Venue::Binance,
+            Symbol::new("BTCUSDT").expect("s"),
+            Interval::MINUTE,
+        );
+        let before = restored.before(&key, 40 * m);
+        assert_eq!(before.len(), 40);
+        assert!(before.windows(2).all(|w| w[0].open_time < w[1].open_time));
+        let (mut warm, last, rows) = restored.warm(&key, 40 * m);
+        assert_eq!((last, rows.len()), (39 * m, 40));
+        // The same state as feeding the 40 candles in order.
+        let mut cold = crate::math::indicators::IndicatorSet::default();
+        for i in 0..40 {
+            indicators_at(&mut cold, &final_candle(i * m, 100 + i));
+        }
+        let next = final_candle(40 * m, 140);
+        let (w, c) = (
+            indicators_at(&mut warm, &next),
+            indicators_at(&mut cold, &next),
+        );
+        assert_eq!(w, c);
+        assert!(w.macd.is_some());
+        let other = (Venue::BinanceUsdm, key.1, key.2);
+        assert!(restored.before(&other, 40 * m).is_empty());
     }
 
     fn state() -> SymbolState {

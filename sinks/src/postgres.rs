@@ -400,6 +400,84 @@ pub async fn restore_context(
         .await
 }
 
+/// The newest `n` final candles of every (venue, symbol, interval) of `intervals`, oldest first
+/// per key, that open at or before the stream cursor of their instrument (the exchange time of
+/// the trade at `source_offsets.last_id`; no bound without a cursor): what a restarted pipeline
+/// warms its indicators and strategies with. The candle the run resumes in is among them when it
+/// was stored final; the operators use only the candles before the run's own first candle.
+pub async fn restore_candles(
+    url: &str,
+    intervals: &[cryptoflow_operators::model::Interval],
+    n: usize,
+) -> Result<Vec<cryptoflow_operators::model::Candle>, SinkError> {
+    use cryptoflow_operators::model::Candle;
+    let labels: Vec<&str> = intervals.iter().map(|i| i.label()).collect();
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let (client, driver) = connect_once(url).await?;
+    let rows = client
+        .query(
+            "WITH resume AS (
+                 SELECT o.venue, o.symbol, min(t.ts_exchange) AS at
+                 FROM source_offsets o
+                 JOIN trades t ON t.venue = o.venue AND t.symbol = o.symbol AND t.trade_id = o.last_id
+                 GROUP BY 1, 2),
+             ranked AS (
+                 SELECT c.*, row_number() OVER (PARTITION BY c.venue, c.symbol, c.interval
+                                                ORDER BY c.open_time DESC) AS k
+                 FROM candles c LEFT JOIN resume r ON r.venue = c.venue AND r.symbol = c.symbol
+                 WHERE c.is_final AND c.interval = ANY($1) AND (r.at IS NULL OR c.open_time <= r.at))
+             SELECT venue, symbol, interval,
+                    (extract(epoch FROM open_time) * 1000)::int8,
+                    (extract(epoch FROM close_time) * 1000)::int8,
+                    open, high, low, close, volume, quote_volume, vwap, trade_count,
+                    taker_buy_volume, first_trade_id, last_trade_id
+             FROM ranked WHERE k <= $2 ORDER BY venue, symbol, interval, open_time",
+            &[&labels, &n],
+        )
+        .await
+        .map_err(|e| classify(&e, "read candles"))?;
+    let bad = |what: String| SinkError::Permanent {
+        sink: SINK,
+        message: format!("candles: {what}"),
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (venue, symbol, interval): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let count = |i: usize| -> Result<u64, SinkError> {
+            let v: i64 = r.get(i);
+            u64::try_from(v).map_err(|_| bad(format!("negative count {v} for {symbol}")))
+        };
+        out.push(Candle {
+            venue: venue
+                .parse()
+                .map_err(|e| bad(format!("venue {venue:?}: {e}")))?,
+            symbol: symbol
+                .parse()
+                .map_err(|e| bad(format!("symbol {symbol:?}: {e}")))?,
+            interval: interval
+                .parse()
+                .map_err(|e| bad(format!("interval {interval:?}: {e}")))?,
+            open_time: r.get(3),
+            close_time: r.get(4),
+            open: r.get(5),
+            high: r.get(6),
+            low: r.get(7),
+            close: r.get(8),
+            volume: r.get(9),
+            quote_volume: r.get(10),
+            vwap: r.get(11),
+            trade_count: count(12)?,
+            taker_buy_volume: r.get(13),
+            first_trade_id: count(14)?,
+            last_trade_id: count(15)?,
+            is_final: true,
+        });
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(out)
+}
+
 impl StateStore for PostgresState {
     /// The cursor in `source_offsets` is the highest id committed. With parallel flushes a crash
     /// can leave a hole just below it (a later flush committed, an earlier one did not), never

@@ -149,3 +149,135 @@ async fn signals_reach_the_table_and_the_topic() {
         .collect();
     assert_eq!(ids, first.keys().cloned().collect::<Vec<_>>());
 }
+
+/// Writes 240 s of trades of 2 symbols (25 ms apart) starting on a minute boundary, whole and in
+/// two halves split at the 2-minute boundary; returns (whole, first half, second half).
+fn two_halves(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use cryptoflow_sources::generate::{generate, GenerateOptions};
+    let start = 1_700_000_040_000; // a multiple of 60 s
+    let mut text = Vec::new();
+    generate(
+        &GenerateOptions {
+            symbols: 2,
+            trades: 9_600,
+            seed: 7,
+            start_ms: start,
+            step_ms: 25,
+            combined: false,
+        },
+        &mut text,
+    )
+    .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let (mut a, mut b) = (String::new(), String::new());
+    for line in text.lines() {
+        let t = serde_json::from_str::<serde_json::Value>(line).unwrap()["T"]
+            .as_i64()
+            .unwrap();
+        let half = if t < start + 120_000 { &mut a } else { &mut b };
+        half.push_str(line);
+        half.push('\n');
+    }
+    assert!(!a.is_empty() && !b.is_empty());
+    let write = |name: &str, s: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, s).unwrap();
+        p
+    };
+    (
+        write("whole.jsonl", &text),
+        write("first.jsonl", &a),
+        write("second.jsonl", &b),
+    )
+}
+
+/// The indicator rows of `recs`, sorted by key.
+fn indicator_rows(recs: &[Output]) -> Vec<cryptoflow_operators::model::IndicatorRow> {
+    let mut rows: Vec<_> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Output::Indicators(i) => Some((**i).clone()),
+            _ => None,
+        })
+        .collect();
+    rows.sort_by_key(|r| (r.venue, r.symbol, r.interval, r.open_time));
+    rows
+}
+
+/// The `indicators` table as text rows, sorted by key.
+async fn stored_indicators(url: &str) -> Vec<String> {
+    pg_client(url)
+        .await
+        .query(
+            "SELECT i::text FROM indicators i ORDER BY venue, symbol, interval, open_time",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A replay in two halves with a restart between: the second run warms its indicators and
+/// strategies from the final candles the first stored, so both runs together give exactly the
+/// indicator rows and signals of one uninterrupted replay (records and tables). Without the
+/// restore, the second half starts cold (MACD is NULL again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_between_two_halves_gives_the_rows_of_one_run() {
+    let dir = std::env::temp_dir().join(unique_suffix("cf-halves"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (whole, first, second) = two_halves(&dir);
+
+    let one_url = fresh_database("halves_one").await;
+    cryptoflow_sinks::postgres::migrate(&one_url).await.unwrap();
+    let mut cfg = signals_config(2);
+    cfg.sinks.postgres.url = one_url.clone();
+    let one = replay_files(&cfg, vec![whole]).await;
+    let (rows, signals) = (indicator_rows(&one), signals_of(&one));
+    assert!(rows.len() >= 480, "{} indicator rows", rows.len());
+    assert!(signals.len() > 5, "{} signals", signals.len());
+
+    let two_url = fresh_database("halves_two").await;
+    cryptoflow_sinks::postgres::migrate(&two_url).await.unwrap();
+    cfg.sinks.postgres.url = two_url.clone();
+    let mut both = replay_files(&cfg, vec![first.clone()]).await;
+    let split = indicator_rows(&both).len();
+    assert!(split > 200 && split < rows.len() - 200, "{split}");
+    both.extend(replay_files(&cfg, vec![second.clone()]).await);
+    assert_eq!(indicator_rows(&both), rows, "indicator rows");
+    assert_eq!(signals_of(&both), signals, "signals");
+    assert_eq!(
+        stored_indicators(&two_url).await,
+        stored_indicators(&one_url).await
+    );
+    assert_eq!(
+        stored_signals(&two_url).await,
+        stored_signals(&one_url).await
+    );
+
+    // Cold (restore off): the second half's first rows have no MACD.
+    let cold_url = fresh_database("halves_cold").await;
+    cryptoflow_sinks::postgres::migrate(&cold_url)
+        .await
+        .unwrap();
+    cfg.sinks.postgres.url = cold_url;
+    cfg.pipeline.restore_candles = 0;
+    replay_files(&cfg, vec![first]).await;
+    let cold = indicator_rows(&replay_files(&cfg, vec![second]).await);
+    let boundary = 1_700_000_040_000 + 120_000;
+    let second_half_1s = |r: &&cryptoflow_operators::model::IndicatorRow| {
+        r.interval.label() == "1s" && r.open_time >= boundary
+    };
+    assert!(cold
+        .iter()
+        .filter(second_half_1s)
+        .any(|r| r.values.macd.is_none()));
+    assert!(rows
+        .iter()
+        .filter(second_half_1s)
+        .all(|r| r.values.macd.is_some()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -203,7 +203,11 @@ function showIndicators(row) {
 
 function addWhale(w, atTop) {
   const ul = $("whales");
+  // A whale pushed while the history loaded can also be in the history: shown once.
+  const key = `${w.trade.venue || ""}/${w.trade.symbol}/${w.trade.trade_id}`;
+  if (Array.from(ul.children).some((e) => e.dataset.key === key)) return;
   const li = document.createElement("li");
+  li.dataset.key = key;
   li.className = w.trade.side;
   li.textContent = `${utc(w.trade.ts_exchange)} ${w.trade.symbol} ${w.trade.side} ${w.trade.qty} @ ${w.trade.price} = ${w.notional}`;
   if (atTop) ul.prepend(li); else ul.append(li);
@@ -279,6 +283,9 @@ async function loadSymbol() {
   state.sma = new Map();
   $("whales").replaceChildren();
   $("coin").textContent = coinOf(s);
+  // Subscribe before reading the history: a candle that closes while the history loads arrives
+  // as a push (held until the history is drawn), so none falls between the two.
+  connect();
   const [price, candles, ind, whales] = await Promise.all([
     api(`/api/v1/prices/current/${s}`).catch(() => null),
     api(`/api/v1/candles/${s}?interval=${iv}&limit=${KEEP}&forming=true`).catch(() => ({ rows: [] })),
@@ -290,9 +297,11 @@ async function loadSymbol() {
   if (ind.rows.length) showIndicators(ind.rows[ind.rows.length - 1]);
   for (const c of candles.rows) upsertCandle(c);
   for (const w of whales.rows) addWhale(w, false);
+  const held = state.held || [];
+  state.held = null;
+  for (const msg of held) applyPush(msg);
   scheduleDraw();
   refreshSlow();
-  connect();
 }
 
 async function refreshSlow() {
@@ -325,21 +334,26 @@ function connect() {
     conn.className = "conn off";
     setTimeout(() => { if (state.ws === ws) loadSymbol(); }, 2000);
   };
-  // Each push is {kind, symbol, data}: data is the record's Kafka topic message.
+  state.held = [];
   ws.onmessage = (m) => {
-    const { kind, data: d } = JSON.parse(m.data);
-    switch (kind) {
-      case "trades":
-        if (d.symbol === state.symbol) showTrade({ trade: d, moving_average: d.moving_average, ema: d.ema });
-        break;
-      case "candles": if (d.symbol === state.symbol) upsertCandle(d); break;
-      case "indicators": if (d.symbol === state.symbol) showIndicators(d); break;
-      case "whales": addWhale({ trade: d, notional: d.notional }, true); break;
-      case "sentiment": if (d.type === "window") refreshSlow(); break;
-      case "quality": $("quality-events").prepend(qualityItem(d)); break;
-      default: break;
-    }
+    const msg = JSON.parse(m.data);
+    if (state.held) state.held.push(msg); else applyPush(msg);
   };
+}
+
+// Each push is {kind, symbol, data}: data is the record's Kafka topic message.
+function applyPush({ kind, data: d }) {
+  switch (kind) {
+    case "trades":
+      if (d.symbol === state.symbol) showTrade({ trade: d, moving_average: d.moving_average, ema: d.ema });
+      break;
+    case "candles": if (d.symbol === state.symbol) upsertCandle(d); break;
+    case "indicators": if (d.symbol === state.symbol) showIndicators(d); break;
+    case "whales": addWhale({ trade: d, notional: d.notional }, true); break;
+    case "sentiment": if (d.type === "window") refreshSlow(); break;
+    case "quality": $("quality-events").prepend(qualityItem(d)); break;
+    default: break;
+  }
 }
 
 async function start() {

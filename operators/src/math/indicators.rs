@@ -795,6 +795,10 @@ impl Vwap {
     }
 }
 
+/// Final candles after which every indicator of [`IndicatorSet`] has a value (MACD(12, 26, 9)'s
+/// first value comes at the 34th); the strategies compare with one row more.
+pub const WARMUP_CANDLES: usize = 34;
+
 /// Every indicator of one (symbol, interval), fed with its final candles in order.
 #[derive(Debug, Clone)]
 pub struct IndicatorSet {
