@@ -830,6 +830,8 @@ fn bulk_run(
         match &opts.server {
             BulkServer::Postgres(_) => {
                 let dumps = postgres::dump_tables(&sink_url).await?;
+                // The reference gets the sink's day partitions before the timed load.
+                postgres::copy_partition_layout(&sink_url, &ref_url).await?;
                 let bulk = postgres::copy_load(&ref_url, &dumps).await?;
                 let a = postgres::table_digests(&sink_url).await?;
                 let b = postgres::table_digests(&ref_url).await?;

@@ -330,6 +330,17 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.serve.validate()?;
         self.trading.validate()?;
+        let pg = &self.sinks.postgres;
+        if pg.candle_retention_days > 0
+            && (pg.retention_days == 0 || pg.candle_retention_days < pg.retention_days)
+        {
+            bail!(
+                "sinks.postgres.candle_retention_days = {} would drop candles before the trades they \
+                 summarize (retention_days = {}; 0 keeps every day): keep candles at least as long",
+                pg.candle_retention_days,
+                pg.retention_days
+            );
+        }
         let p = &self.pipeline;
         if p.workers == 0 {
             bail!("pipeline.workers must be at least 1");
@@ -756,6 +767,43 @@ mod tests {
             .to_redacted_toml()
             .unwrap()
             .contains("postgres://u:***@h/db"));
+    }
+
+    #[test]
+    fn postgres_defaults_match_the_sinks_default_and_candles_outlive_trades() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(
+            c.sinks.postgres,
+            cryptoflow_sinks::postgres::PostgresConfig::default()
+        );
+        c.validate().unwrap();
+        let env = |trades: &str, candles: &str| {
+            vec![
+                (
+                    "CRYPTOFLOW__SINKS__POSTGRES__RETENTION_DAYS".to_string(),
+                    trades.to_string(),
+                ),
+                (
+                    "CRYPTOFLOW__SINKS__POSTGRES__CANDLE_RETENTION_DAYS".to_string(),
+                    candles.to_string(),
+                ),
+            ]
+        };
+        let c = Config::load(None, env("30", "365")).unwrap();
+        assert_eq!(c.sinks.postgres.retention().retention_days, 30);
+        c.validate().unwrap();
+        let err = Config::load(None, env("30", "7"))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("candle_retention_days = 7"),
+            "{err}"
+        );
+        assert!(Config::load(None, env("0", "7"))
+            .unwrap()
+            .validate()
+            .is_err());
     }
 
     #[test]

@@ -287,6 +287,11 @@ struct MigrateArgs {
     /// MySQL / MariaDB URL (`mysql://user:pass@host:3306/db`).
     #[arg(long, env = "CRYPTOFLOW_MYSQL_URL")]
     mysql: Option<String>,
+    /// PostgreSQL only: then make `trades` a compressed TimescaleDB hypertable (1-day chunks,
+    /// compressed after 2 days) instead of the day partitions, when the server has the
+    /// extension (an error otherwise). Untested here.
+    #[arg(long, requires = "postgres")]
+    timescaledb: bool,
 }
 
 #[derive(Args)]
@@ -1078,7 +1083,11 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
 
 /// `cryptoflow migrate`: the schema of PostgreSQL and/or MySQL / MariaDB.
 fn cmd_migrate(args: MigrateArgs) -> Result<()> {
-    let MigrateArgs { postgres, mysql } = args;
+    let MigrateArgs {
+        postgres,
+        mysql,
+        timescaledb,
+    } = args;
     if postgres.is_none() && mysql.is_none() {
         bail!("nothing to migrate: pass --postgres URL and/or --mysql URL");
     }
@@ -1098,6 +1107,15 @@ fn cmd_migrate(args: MigrateArgs) -> Result<()> {
             rt.block_on(cryptoflow_sinks::postgres::migrate(&url))
                 .map_err(|e| anyhow!(e))?,
         );
+        if timescaledb {
+            let converted = rt
+                .block_on(cryptoflow_sinks::postgres::migrate_timescaledb(&url))
+                .map_err(|e| anyhow!(e))?;
+            eprintln!(
+                "cryptoflow: PostgreSQL: trades {} a TimescaleDB hypertable",
+                if converted { "is now" } else { "is already" }
+            );
+        }
     }
     if let Some(url) = mysql {
         report(

@@ -27,6 +27,7 @@ pub mod journal;
 pub mod jsonl;
 pub mod kafka;
 pub mod mysql;
+pub mod partitions;
 pub mod postgres;
 pub mod redis;
 pub mod sql;

@@ -2,8 +2,9 @@
 //!
 //! The tables are described in [`crate::sql::tables`] and rendered by [`crate::sql::postgres`].
 //! Each flush is one transaction:
-//! - trades go in through one `UNNEST` statement, `ON CONFLICT (venue, symbol, trade_id) DO
-//!   NOTHING`, whose `RETURNING` rows (the trades that were really new) update
+//! - trades go in through one `UNNEST` statement, `ON CONFLICT (venue, symbol, trade_id,
+//!   ts_exchange) DO NOTHING` (the key of the partitioned table, [`crate::partitions`]), after
+//!   the partitions of their days are created, whose `RETURNING` rows (the trades that were really new) update
 //!   `trade_aggregates` in the same statement, so counters never double count on redelivery;
 //!   the same statement without the conflict clause runs first, in a savepoint (a plain insert
 //!   costs the server about two thirds of a speculative one per row), and the conflict-handling
@@ -19,12 +20,13 @@
 //! errors are permanent and say what to fix.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
+use crate::partitions::{self, PartitionCache};
 use crate::sql::postgres as dialect;
 use crate::sql::tables;
 use crate::sql::Table;
@@ -91,6 +93,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         13,
         "text_orders",
         include_str!("../../sql/postgres/0013_text_orders.sql"),
+    ),
+    (
+        14,
+        "partitioned_trades",
+        include_str!("../../sql/postgres/0014_partitioned_trades.sql"),
     ),
 ];
 /// The views, applied in order after the migrations by every [`migrate`]: (file name, SQL).
@@ -321,6 +328,33 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
     drop(client);
     let _ = driver.await;
     Ok(applied)
+}
+
+/// `migrate --timescaledb`: after [`migrate`], `trades` becomes a compressed TimescaleDB
+/// hypertable ([`partitions::to_hypertable`]) and the views are applied again; returns whether
+/// it converted the table (false: it was one already). Fails clearly when the server has no
+/// TimescaleDB. Untested here (no TimescaleDB package for the test server).
+pub async fn migrate_timescaledb(url: &str) -> Result<bool, SinkError> {
+    let (mut client, driver) = connect_once(url).await?;
+    client
+        .batch_execute("SELECT pg_advisory_lock(7231001)")
+        .await
+        .map_err(|e| classify(&e, "lock"))?;
+    let converted = partitions::to_hypertable(&mut client).await;
+    let views = match &converted {
+        Ok(true) => apply_views(&mut client).await,
+        _ => Ok(()),
+    };
+    let unlock = client
+        .batch_execute("SELECT pg_advisory_unlock(7231001)")
+        .await
+        .map_err(|e| classify(&e, "unlock"));
+    drop(client);
+    let _ = driver.await;
+    let converted = converted?;
+    views?;
+    unlock?;
+    Ok(converted)
 }
 
 /// Applies every view of [`VIEWS`] in one transaction, in file order (a view after the views it
@@ -657,13 +691,47 @@ impl StateStore for PostgresState {
 }
 
 /// `[sinks.postgres]`: settings of the PostgreSQL sink.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// Connection URL ("" disables).
     pub url: String,
     /// Pool size.
     pub pool_size: usize,
+    /// Days of trades kept: a day's partition of `trades` is dropped once the whole day is older
+    /// (0 keeps every day).
+    pub retention_days: u32,
+    /// Days of `trades` partitions created ahead of today.
+    pub partition_ahead: u32,
+    /// Days of candles kept, by open time (0 keeps every candle).
+    pub candle_retention_days: u32,
+    /// Seconds between two maintenance passes (partitions ahead, retention).
+    pub maintenance_interval_s: u64,
+}
+
+impl Default for PostgresConfig {
+    /// Off (`url` empty), with the settings of `dataflows/default.toml`.
+    fn default() -> Self {
+        PostgresConfig {
+            url: String::new(),
+            pool_size: 2,
+            retention_days: 0,
+            partition_ahead: 3,
+            candle_retention_days: 0,
+            maintenance_interval_s: 3600,
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// The retention settings of the maintenance pass.
+    pub fn retention(&self) -> crate::partitions::Retention {
+        crate::partitions::Retention {
+            retention_days: self.retention_days,
+            partition_ahead: self.partition_ahead,
+            candle_retention_days: self.candle_retention_days,
+        }
+    }
 }
 
 impl crate::task::SinkSpec for PostgresConfig {
@@ -685,6 +753,36 @@ impl crate::task::SinkSpec for PostgresConfig {
 /// The PostgreSQL sink.
 pub struct PostgresSink {
     pool: Pool,
+    /// The days whose `trades` partition exists, shared by the forks.
+    partitions: PartitionCache,
+    /// Whether `trades` has day partitions the sink creates ([`partitions::Layout`]).
+    partitioned: bool,
+    /// The periodic maintenance, ended when the last fork is dropped.
+    _maintenance: Option<Arc<AbortOnDrop>>,
+}
+
+/// A task aborted when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The server's words for a row of a partitioned table whose partition is missing.
+const NO_PARTITION: &str = "no partition of relation";
+
+/// Logs what a maintenance pass changed.
+fn log_maintained(done: &partitions::Maintained) {
+    if !done.created.is_empty() || !done.dropped.is_empty() || done.candles_deleted > 0 {
+        tracing::info!(
+            created = ?done.created,
+            dropped = ?done.dropped,
+            candles_deleted = done.candles_deleted,
+            "Storage maintenance: trades partitions ahead, retention applied."
+        );
+    }
 }
 
 /// The key of [`dialect::trades_fresh_sql`] in [`STATEMENTS`].
@@ -733,7 +831,69 @@ impl PostgresSink {
             .query(&format!("SELECT 1 FROM {} LIMIT 0", names.join(", ")), &[])
             .await
             .map_err(|e| classify(&e, "schema check"))?;
-        Ok(PostgresSink { pool })
+        // The first pass before any write: today's partitions are there, expired ones gone.
+        let retention = cfg.retention();
+        let layout = partitions::layout(&client).await?;
+        if layout == partitions::Layout::Plain {
+            tracing::warn!(
+                "`trades` is one plain table: no partitions, no retention (run `cryptoflow migrate`)."
+            );
+        }
+        let done = partitions::maintain(&client, retention, chrono::Utc::now()).await?;
+        log_maintained(&done);
+        drop(client);
+        let maintenance = (cfg.maintenance_interval_s > 0).then(|| {
+            let pool = pool.clone();
+            let every = std::time::Duration::from_secs(cfg.maintenance_interval_s);
+            Arc::new(AbortOnDrop(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let pass = async {
+                        let client = pool.get().await.map_err(pool_err)?;
+                        partitions::maintain(&client, retention, chrono::Utc::now()).await
+                    };
+                    match pass.await {
+                        Ok(done) => log_maintained(&done),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Storage maintenance failed; trying again at the next pass.")
+                        }
+                    }
+                }
+            })))
+        });
+        Ok(PostgresSink {
+            pool,
+            partitions: PartitionCache::default(),
+            partitioned: layout == partitions::Layout::Partitioned,
+            _maintenance: maintenance,
+        })
+    }
+
+    /// Creates the `trades` partitions of the days of `trades` this sink has not met yet.
+    async fn ensure_partitions(
+        &self,
+        trades: &[&cryptoflow_operators::dataflow::EnrichedTrade],
+    ) -> Result<(), SinkError> {
+        if !self.partitioned {
+            return Ok(());
+        }
+        let days = self
+            .partitions
+            .missing(trades.iter().map(|t| t.trade.ts_exchange));
+        if days.is_empty() {
+            return Ok(());
+        }
+        let client = self.pool.get().await.map_err(pool_err)?;
+        for day in days {
+            if partitions::ensure_partition(&client, day).await? {
+                tracing::debug!(day, "Created a trades partition.");
+            }
+            self.partitions.add(day);
+        }
+        Ok(())
     }
 
     /// The pool (tests and other writers in the same transaction protocol use it).
@@ -825,6 +985,9 @@ impl Sink for PostgresSink {
     fn fork(&self) -> Option<Self> {
         Some(PostgresSink {
             pool: self.pool.clone(),
+            partitions: self.partitions.clone(),
+            partitioned: self.partitioned,
+            _maintenance: self._maintenance.clone(),
         })
     }
 
@@ -840,12 +1003,26 @@ impl Sink for PostgresSink {
         if b.is_empty() && candles.is_empty() {
             return Ok(());
         }
+        self.ensure_partitions(&b.trades).await?;
         let mut client = self.pool.get().await.map_err(pool_err)?;
         let tx = client
             .transaction()
             .await
             .map_err(|e| classify(&e, "begin"))?;
-        write_trades(&tx, &b.trades).await?;
+        if let Err(e) = write_trades(&tx, &b.trades).await {
+            if let SinkError::Permanent { message, .. } = &e {
+                if message.contains(NO_PARTITION) {
+                    // The maintenance dropped a day this sink had met (a trade older than the
+                    // retention): forget the days and let the retry create it again.
+                    self.partitions.clear();
+                    return Err(SinkError::Transient {
+                        sink: SINK,
+                        message: message.clone(),
+                    });
+                }
+            }
+            return Err(e);
+        }
         write_table(&tx, &tables::CANDLES, &candles).await?;
         write_table(&tx, &tables::GAPS, &gaps).await?;
         write_table(&tx, &tables::DATA_QUALITY, &b.quality).await?;
@@ -891,13 +1068,15 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<(), SinkError
 }
 
 /// Every non-empty table a sink writes ([`tables::ALL`]), read back whole with
-/// `COPY t TO STDOUT` (text format, every column, defaults such as `inserted_at` included).
+/// `COPY (SELECT * FROM t) TO STDOUT` (text format, every column, defaults such as `inserted_at`
+/// included).
 pub async fn dump_tables(url: &str) -> Result<Vec<crate::sql::TableDump>, SinkError> {
     use futures_util::StreamExt;
     let (client, driver) = connect_once(url).await?;
     let mut out = Vec::new();
     for s in tables::ALL {
-        let what = format!("COPY {} TO STDOUT", s.name);
+        // The query form: a partitioned table (`trades`) has no `COPY t TO`.
+        let what = format!("COPY (SELECT * FROM {}) TO STDOUT", s.name);
         let stream = client
             .copy_out(&what)
             .await
@@ -918,6 +1097,18 @@ pub async fn dump_tables(url: &str) -> Result<Vec<crate::sql::TableDump>, SinkEr
     drop(client);
     let _ = driver.await;
     Ok(out)
+}
+
+/// Creates in the database at `to` the day partitions of `trades` that the one at `from` has,
+/// so that a [`copy_load`] of its rows finds them.
+pub async fn copy_partition_layout(from: &str, to: &str) -> Result<usize, SinkError> {
+    let (a, da) = connect_once(from).await?;
+    let (b, db) = connect_once(to).await?;
+    let created = partitions::copy_layout(&a, &b).await;
+    drop((a, b));
+    let _ = da.await;
+    let _ = db.await;
+    created
 }
 
 /// Loads `dumps` into the (migrated, empty) database at `url` with the server's own bulk path:

@@ -36,10 +36,7 @@ async fn snapshot(url: &str) -> (i64, Vec<String>, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_into_postgres_twice() {
     let url = fresh_database("e2e").await;
-    assert_eq!(
-        migrate(&url).await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
-    );
+    assert_eq!(migrate(&url).await.unwrap(), (1..=14).collect::<Vec<_>>());
     assert!(
         migrate(&url).await.unwrap().is_empty(),
         "migrate is idempotent"
@@ -163,7 +160,11 @@ async fn replay_into_postgres_twice() {
 #[tokio::test]
 async fn missing_schema_is_a_clear_permanent_error() {
     let url = fresh_database("noschema").await;
-    let cfg = cryptoflow_sinks::postgres::PostgresConfig { url, pool_size: 1 };
+    let cfg = cryptoflow_sinks::postgres::PostgresConfig {
+        url,
+        pool_size: 1,
+        ..Default::default()
+    };
     let err = cryptoflow_sinks::postgres::PostgresSink::connect(&cfg)
         .await
         .err()
@@ -183,6 +184,7 @@ async fn gaps_are_recorded_once() {
     let mut sink = PostgresSink::connect(&PostgresConfig {
         url: url.clone(),
         pool_size: 1,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -336,12 +336,14 @@ mod tests {
         assert!(gaps_sql().contains("FROM input ON CONFLICT (venue, symbol, kind, reason"));
         // The fresh variant: the same statement but the trades' own conflict clause.
         let fresh = trades_fresh_sql();
-        assert!(t.contains("ON CONFLICT (venue, symbol, trade_id) DO NOTHING RETURNING"));
-        assert!(!fresh.contains("ON CONFLICT (venue, symbol, trade_id)"));
+        assert!(
+            t.contains("ON CONFLICT (venue, symbol, trade_id, ts_exchange) DO NOTHING RETURNING")
+        );
+        assert!(!fresh.contains("ON CONFLICT (venue, symbol, trade_id, ts_exchange)"));
         assert_eq!(
             fresh,
             t.replace(
-                " ON CONFLICT (venue, symbol, trade_id) DO NOTHING RETURNING",
+                " ON CONFLICT (venue, symbol, trade_id, ts_exchange) DO NOTHING RETURNING",
                 " RETURNING"
             )
         );

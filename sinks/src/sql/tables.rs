@@ -35,7 +35,9 @@ fn count(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
 }
 
-/// Trades, once per (venue, symbol, id): a replayed or redelivered trade is dropped. The writers
+/// Trades, once per (venue, symbol, id): a replayed or redelivered trade is dropped. The key
+/// also names `ts_exchange`, the partition key of PostgreSQL's table (a partitioned table's keys
+/// include it); a trade id has one exchange time, so it identifies the same rows. The writers
 /// maintain [`TRADE_AGGREGATES`] (and, on PostgreSQL, [`SOURCE_OFFSETS`]) from the trades that
 /// were new, in the same transaction.
 pub const TRADES: Table<EnrichedTrade> = Table {
@@ -56,7 +58,7 @@ pub const TRADES: Table<EnrichedTrade> = Table {
             col("moving_average", Type::Decimal),
             col("ema", Type::Float),
         ],
-        key: &["venue", "symbol", "trade_id"],
+        key: &["venue", "symbol", "trade_id", "ts_exchange"],
         on_conflict: OnConflict::Ignore,
     },
     row: |e, out| {
