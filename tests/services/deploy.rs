@@ -77,7 +77,12 @@ fn plain_env(c: &Value) -> BTreeMap<String, String> {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -102,8 +107,16 @@ fn port(c: &Value, name: &str) -> u64 {
 
 /// Bytes or millicores of a Kubernetes quantity (the forms the manifests use).
 fn quantity(q: &Value) -> u64 {
-    let s = q.as_str().map(str::to_string).unwrap_or_else(|| q.to_string());
-    for (suffix, mult) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10), ("m", 1)] {
+    let s = q
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| q.to_string());
+    for (suffix, mult) in [
+        ("Gi", 1u64 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+        ("m", 1),
+    ] {
         if let Some(n) = s.strip_suffix(suffix) {
             return n.parse::<u64>().unwrap() * mult;
         }
@@ -117,7 +130,9 @@ fn both_overlays_render_validate_and_pass_the_linters() {
         let objs = objects(overlay);
         let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
         for o in &objs {
-            *kinds.entry(o["kind"].as_str().unwrap().to_string()).or_default() += 1;
+            *kinds
+                .entry(o["kind"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
         let expected: BTreeMap<String, usize> = [
             ("ConfigMap", 4),
@@ -136,7 +151,11 @@ fn both_overlays_render_validate_and_pass_the_linters() {
         let ns = &objs.iter().find(|o| o["kind"] == "Namespace").unwrap()["metadata"]["name"];
         assert_eq!(
             ns,
-            if overlay == "dev" { "cryptoflow-dev" } else { "cryptoflow" }
+            if overlay == "dev" {
+                "cryptoflow-dev"
+            } else {
+                "cryptoflow"
+            }
         );
         for o in objs.iter().filter(|o| o["kind"] != "Namespace") {
             assert_eq!(&o["metadata"]["namespace"], ns, "{overlay}: {o}");
@@ -155,7 +174,10 @@ fn both_overlays_render_validate_and_pass_the_linters() {
         "prometheus",
         "grafana",
     ] {
-        assert!(services.contains(&s), "compose.yaml lacks {s}: {services:?}");
+        assert!(
+            services.contains(&s),
+            "compose.yaml lacks {s}: {services:?}"
+        );
     }
 }
 
@@ -201,7 +223,10 @@ fn serve_has_replicas_and_execute_is_one_paper_recreate() {
         let execute = find(&objs, "Deployment", "cryptoflow-execute");
         assert_eq!(execute["spec"]["replicas"], 1, "{overlay}");
         assert_eq!(execute["spec"]["strategy"]["type"], "Recreate", "{overlay}");
-        let args = container(execute, "execute")["args"].as_array().unwrap().clone();
+        let args = container(execute, "execute")["args"]
+            .as_array()
+            .unwrap()
+            .clone();
         assert!(args.iter().any(|a| a == "execute"), "{args:?}");
         assert!(
             !args.iter().any(|a| a == "--live"),
@@ -273,7 +298,7 @@ fn the_config_map_loads_and_the_probes_ports_and_grace_period_agree_with_it() {
                 serde_json::json!(["cryptoflow", "control", "status"])
             );
         }
-        // Every secret a container reads is a key of the generated Secret.
+        // Every secret a container needs is a key of the generated Secret.
         let secret = generated(&objs, "Secret", "cryptoflow-secrets");
         let keys = secret["data"].as_object().unwrap();
         for w in objs
@@ -289,8 +314,12 @@ fn the_config_map_loads_and_the_probes_ports_and_grace_period_agree_with_it() {
             {
                 for e in c["env"].as_array().unwrap() {
                     let r = &e["valueFrom"]["secretKeyRef"];
-                    if let Some(key) = r["key"].as_str() {
-                        assert_eq!(r["name"], secret["metadata"]["name"]);
+                    let Some(key) = r["key"].as_str() else {
+                        continue;
+                    };
+                    assert_eq!(r["name"], secret["metadata"]["name"]);
+                    // Optional ones may be left out of secrets.env; the others are in its example.
+                    if r["optional"] != true {
                         assert!(keys.contains_key(key), "{overlay}: no secret key {key}");
                     }
                 }
@@ -370,7 +399,9 @@ fn only_the_pipeline_pods_reach_the_cluster_port() {
                 assert!(selected.iter().all(|(k, v)| &labels[k] == v), "{p}");
                 let from = rule["from"].as_array().unwrap();
                 assert_eq!(from.len(), 1, "{p}");
-                assert!(from[0].get("namespaceSelector").is_none() && from[0].get("ipBlock").is_none());
+                assert!(
+                    from[0].get("namespaceSelector").is_none() && from[0].get("ipBlock").is_none()
+                );
                 let peers = from[0]["podSelector"]["matchLabels"].as_object().unwrap();
                 assert_eq!(peers, selected, "{p}");
             }
