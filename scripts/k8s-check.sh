@@ -49,6 +49,8 @@ if [ -z "$out" ]; then
   out=$(mktemp -d)
 fi
 mkdir -p "$out"
+rm -f "$out"/dev.yaml "$out"/prod.yaml "$out"/dev.json "$out"/prod.json "$out"/checkov.txt \
+  "$out"/compose-services.txt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

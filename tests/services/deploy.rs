@@ -21,7 +21,7 @@ fn repo() -> &'static Path {
 fn rendered() -> &'static Path {
     static OUT: OnceLock<PathBuf> = OnceLock::new();
     OUT.get_or_init(|| {
-        let out = std::env::temp_dir().join(crate::support::unique_suffix("k8s-check"));
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("k8s-check");
         let res = Command::new("bash")
             .arg(repo().join("scripts/k8s-check.sh"))
             .arg(&out)
