@@ -13,6 +13,7 @@ mod bulk_reference;
 mod cluster_kill;
 mod damaged_files;
 mod dashboard;
+mod deploy;
 mod execute_controls;
 mod execute_e2e;
 mod execute_kill;
