@@ -138,6 +138,52 @@ pub(crate) fn parse_callback(data: &str) -> Option<BotCommand> {
     }
 }
 
+/// One update as the poller reads it, before its chat filter and without answering anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadUpdate {
+    /// The update's `update_id`.
+    pub update_id: i64,
+    /// The chat it came from (`None`: neither a message nor a button press with a message).
+    pub chat_id: Option<i64>,
+    /// Who sent it (the default when nobody is named).
+    pub from: BotUser,
+    /// The command it carries, if any (unknown commands, blank text and unknown buttons carry
+    /// none).
+    pub command: Option<BotCommand>,
+}
+
+/// Reads one raw update (an element of `getUpdates`' `result`) the way the poller does: its
+/// `update_id` first, then the message or callback query (see [`parse_text`],
+/// [`parse_callback`]). An update that cannot be read is an error saying why. Pure, for tests and
+/// fuzzing of the decoding.
+pub fn read_update(raw: serde_json::Value) -> Result<ReadUpdate, String> {
+    let Some(update_id) = raw.get("update_id").and_then(serde_json::Value::as_i64) else {
+        return Err("an update without an update_id".into());
+    };
+    let u = serde_json::from_value::<Update>(raw).map_err(|e| e.to_string())?;
+    let (chat_id, from, command) = if let Some(m) = u.message {
+        let from = m.from.as_ref().map(BotUser::from).unwrap_or_default();
+        let command = match parse_text(&m.text.unwrap_or_default()) {
+            Parsed::Command(c) => Some(c),
+            Parsed::Unknown(_) | Parsed::Nothing => None,
+        };
+        (Some(m.chat.id), from, command)
+    } else if let Some(q) = u.callback_query {
+        let from = BotUser::from(&q.from);
+        let chat_id = q.message.as_ref().map(|m| m.chat.id);
+        let command = chat_id.and(q.data.as_deref().and_then(parse_callback));
+        (chat_id, from, command)
+    } else {
+        (None, BotUser::default(), None)
+    };
+    Ok(ReadUpdate {
+        update_id,
+        chat_id,
+        from,
+        command,
+    })
+}
+
 // The parts of the Bot API's update objects that the bot reads (everything else is ignored;
 // `update_id` is read before these).
 
