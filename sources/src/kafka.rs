@@ -1160,6 +1160,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn message_decoder_dead_letters_and_id_holes() {
+        let stats = SourceStats::default();
+        let mut d = MessageDecoder::new(200);
+        let mut out = Vec::new();
+        let frame = |id: u64| {
+            format!(
+                r#"{{"e":"trade","E":1,"s":"BTCUSDT","t":{id},"p":"1.5","q":"2","T":3,"m":true}}"#
+            )
+        };
+        let kind = |r: Result<(), (&'static str, String)>| r.err().map(|(k, _)| k);
+        assert_eq!(
+            kind(d.decode(&[b' '; 201], None, 9, &stats, &mut out)),
+            Some("too_large")
+        );
+        assert_eq!(
+            kind(d.decode(b"\xff\xfe", None, 9, &stats, &mut out)),
+            Some("utf8")
+        );
+        assert_eq!(
+            kind(d.decode(frame(1).as_bytes(), Some(b"nowhere"), 9, &stats, &mut out)),
+            Some("venue")
+        );
+        assert_eq!(
+            kind(d.decode(b"{", None, 9, &stats, &mut out)),
+            Some("json")
+        );
+        assert!(out.is_empty(), "a dead letter adds nothing");
+        // Ids 1, then 4: the hole 2..=3 is a gap event before the trade; 4 again is a repeat.
+        for id in [1, 4, 4] {
+            let venue = Some(&b"binance-usdm"[..]);
+            assert_eq!(
+                d.decode(frame(id).as_bytes(), venue, 9, &stats, &mut out),
+                Ok(())
+            );
+        }
+        assert_eq!(out.len(), 3, "{out:?}");
+        match (&out[1], &out[2]) {
+            (Event::Gap(g), Event::Trade(t)) => {
+                assert_eq!((g.from_id, g.to_id), (Some(2), Some(3)));
+                assert_eq!((t.trade_id, t.venue), (4, Venue::BinanceUsdm));
+            }
+            other => panic!("expected a gap then the trade, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn partitions_not_read_yet_hold_the_watermark() {
         let a = ("t".to_string(), 0);
         let b = ("t".to_string(), 1);

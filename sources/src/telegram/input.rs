@@ -255,6 +255,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn updates_read_as_the_poller_reads_them() {
+        let read = |v: &str| read_update(serde_json::from_str(v).expect("json"));
+        let u = read(
+            r#"{"update_id":7,"message":{"chat":{"id":42},"from":{"id":3,"first_name":"Ana","last_name":"Ruiz"},"text":" /PnL@Bot "}}"#,
+        )
+        .expect("message");
+        assert_eq!((u.update_id, u.chat_id), (7, Some(42)));
+        assert_eq!(u.command, Some(BotCommand::Pnl));
+        assert_eq!(u.from.name, "Ana Ruiz");
+        let u = read(
+            r#"{"update_id":8,"callback_query":{"id":"q","from":{"id":3},"message":{"chat":{"id":42}},"data":"reject:t1"}}"#,
+        )
+        .expect("button");
+        assert_eq!(u.command, Some(BotCommand::Reject { token: "t1".into() }));
+        let u = read(
+            r#"{"update_id":9,"callback_query":{"id":"q","from":{"id":3},"data":"confirm:t"}}"#,
+        )
+        .expect("button without a message");
+        assert_eq!((u.chat_id, u.command), (None, None));
+        assert!(
+            read(r#"{"message":{"chat":{"id":1}}}"#).is_err(),
+            "no update_id"
+        );
+        assert!(
+            read(r#"{"update_id":1,"message":{"text":"x"}}"#).is_err(),
+            "no chat"
+        );
+        let body = br#"{"ok":true,"result":[{"update_id":1,"message":{"chat":{"id":5},"text":"/kill"}},{"x":1}]}"#;
+        let all = crate::telegram::read_updates(body).expect("ok answer");
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            all[0].as_ref().map(|u| u.command.clone()),
+            Ok(Some(BotCommand::Kill))
+        );
+        assert!(all[1].is_err());
+        assert!(matches!(
+            crate::telegram::read_updates(br#"{"ok":true,"result":{}}"#),
+            Err(crate::telegram::TelegramError::Decode { .. })
+        ));
+    }
+
+    #[test]
     fn commands() {
         let c = |s: &str| parse_text(s);
         assert_eq!(c("/status"), Parsed::Command(BotCommand::Status));

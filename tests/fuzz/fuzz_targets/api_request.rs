@@ -1,5 +1,5 @@
 //! HTTP API requests, through the whole router (`cryptoflow::serve::api::router`) over a board
-//! holding a replayed sample: routing, the edge limits, the bearer token, query parameters and
+//! holding candles of two symbols: routing, the edge limits, the bearer token, query parameters and
 //! path segments. The input is a request head as text: `METHOD TARGET` on the first line, then
 //! `Name: value` header lines; anything after a blank line is the body.
 #![no_main]
@@ -24,7 +24,7 @@ use cryptoflow_sources::stats::SourceStats;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
-/// Records of a replay of the bundled sample (one of each kind the API serves).
+/// Candles of two symbols (final and forming), so that symbol-scoped endpoints get past 404.
 const BOARD: &str = include_str!("../seeds/board.jsonl");
 
 struct Harness {
