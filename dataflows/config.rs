@@ -272,12 +272,27 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config> {
+        let text = match file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Config::load_text(file.zip(text.as_deref()), env)
+    }
+
+    /// [`Config::load`] with the config file already read: `file` is its path (named in
+    /// messages) and its text. The decoder of the config file, without the file system.
+    pub fn load_text(
+        file: Option<(&Path, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
         let mut value: toml::Value = toml::from_str(DEFAULTS).context("embedded defaults")?;
         let mut file_value = None;
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))?;
-            let over: toml::Value = toml::from_str(&text)
+        let (file, text) = file.unzip();
+        if let (Some(path), Some(text)) = (file, text) {
+            let over: toml::Value = toml::from_str(text)
                 .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
             if let Some(key) = first_secret(&over, &mut Vec::new()) {
                 bail!(

@@ -586,18 +586,73 @@ struct Decoder {
     streams: HashMap<(Venue, Symbol, StreamKind), StreamState>,
 }
 
-/// The venue a raw-frame message names in its `venue` header (`cryptoflow record --kafka` sets
-/// it); messages without one are spot.
-fn message_venue<M: Message>(m: &M) -> Result<Venue, String> {
+/// The value of a message's `venue` header (`cryptoflow record --kafka` sets it): `None` without
+/// one, empty bytes for a header without a value.
+fn venue_header<M: Message>(m: &M) -> Option<&[u8]> {
     use rdkafka::message::Headers;
-    let Some(h) = m.headers() else {
-        return Ok(Venue::Binance);
-    };
-    match h.iter().find(|h| h.key == "venue") {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == "venue")
+        .map(|h| h.value.unwrap_or_default())
+}
+
+/// The venue a `venue` header value names; messages without one are spot.
+fn header_venue(value: Option<&[u8]>) -> Result<Venue, String> {
+    match value {
         None => Ok(Venue::Binance),
-        Some(h) => std::str::from_utf8(h.value.unwrap_or_default())
+        Some(v) => std::str::from_utf8(v)
             .map_err(|e| e.to_string())
             .and_then(|v| v.parse::<Venue>().map_err(|e| e.to_string())),
+    }
+}
+
+/// The consumer's decoding of message payloads, without a broker: the size limit, UTF-8, the
+/// `venue` header, the frame, and the per-stream id sequence (gaps and repeats across messages).
+/// [`kafka_source`] decodes every message with one; it is public so that the decoding can be
+/// tested and fuzzed on bytes alone.
+pub struct MessageDecoder {
+    decoder: Decoder,
+    max_message_bytes: usize,
+}
+
+impl MessageDecoder {
+    /// A decoder that refuses payloads above `max_message_bytes`.
+    pub fn new(max_message_bytes: usize) -> Self {
+        MessageDecoder {
+            decoder: Decoder {
+                streams: HashMap::new(),
+            },
+            max_message_bytes,
+        }
+    }
+
+    /// Decodes one message's `payload` (with its `venue` header value, `None` without one),
+    /// received at `ts_received`, appending its events to `out`. A message that cannot be used
+    /// is a dead letter: its kind (`too_large`, `utf8`, `venue`, or the frame's decode error
+    /// kind) and why.
+    pub fn decode(
+        &mut self,
+        payload: &[u8],
+        venue: Option<&[u8]>,
+        ts_received: i64,
+        stats: &SourceStats,
+        out: &mut EventBatch,
+    ) -> Result<(), (&'static str, String)> {
+        if payload.len() > self.max_message_bytes {
+            return Err((
+                "too_large",
+                format!(
+                    "message of {} bytes is above max_message_bytes = {}",
+                    payload.len(),
+                    self.max_message_bytes
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(payload).map_err(|e| ("utf8", format!("not UTF-8: {e}")))?;
+        let venue = header_venue(venue).map_err(|e| ("venue", format!("venue header: {e}")))?;
+        self.decoder
+            .events(text, venue, ts_received, stats, out)
+            .map_err(|e| (e.kind(), e.to_string()))
     }
 }
 
@@ -737,9 +792,7 @@ pub async fn kafka_source(
     };
     tracing::info!(source = SOURCE, topics = ?cfg.topics, group = %cfg.group_id, "Consuming.");
 
-    let mut decoder = Decoder {
-        streams: HashMap::new(),
-    };
+    let mut decoder = MessageDecoder::new(cfg.max_message_bytes);
     let mut pending = Uncommitted::default();
     let mut releasable: Releasable = BTreeMap::new();
     let mut last_fed: Option<u64> = None;
@@ -826,27 +879,18 @@ pub async fn kafka_source(
                         let mut candle_release = 0u64;
                         SourceStats::inc(&stats.frames);
                         let payload = m.payload().unwrap_or_default();
-                        let bad = if payload.len() > cfg.max_message_bytes {
-                            Some(("too_large", format!("message of {} bytes is above max_message_bytes = {}", payload.len(), cfg.max_message_bytes)))
-                        } else {
-                            match std::str::from_utf8(payload).map_err(|e| ("utf8", format!("not UTF-8: {e}"))).and_then(|text| message_venue(&m).map(|v| (text, v)).map_err(|e| ("venue", format!("venue header: {e}")))) {
-                                Err(bad) => Some(bad),
-                                Ok((text, venue)) => {
-                                    let before = batch.len();
-                                    match decoder.events(text, venue, ts_received, &stats, &mut batch) {
-                                        Ok(()) => {
-                                            for e in &batch[before..] {
-                                                clock.saw(&part.0, part.1, e.ts_exchange());
-                                                if let Event::Trade(t) = e {
-                                                    candle_release = candle_release.max(candle_end_tick(t.ts_exchange, &cfg.candle_intervals_ms, cfg.tick_ms));
-                                                }
-                                            }
-                                            None
-                                        }
-                                        Err(e) => Some((e.kind(), e.to_string())),
+                        let before = batch.len();
+                        let bad = match decoder.decode(payload, venue_header(&m), ts_received, &stats, &mut batch) {
+                            Ok(()) => {
+                                for e in &batch[before..] {
+                                    clock.saw(&part.0, part.1, e.ts_exchange());
+                                    if let Event::Trade(t) = e {
+                                        candle_release = candle_release.max(candle_end_tick(t.ts_exchange, &cfg.candle_intervals_ms, cfg.tick_ms));
                                     }
                                 }
+                                None
                             }
+                            Err(bad) => Some(bad),
                         };
                         if let Some((kind, error)) = bad {
                             let shown = String::from_utf8_lossy(&payload[..payload.len().min(4096)]);
@@ -1114,6 +1158,52 @@ fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_decoder_dead_letters_and_id_holes() {
+        let stats = SourceStats::default();
+        let mut d = MessageDecoder::new(200);
+        let mut out = Vec::new();
+        let frame = |id: u64| {
+            format!(
+                r#"{{"e":"trade","E":1,"s":"BTCUSDT","t":{id},"p":"1.5","q":"2","T":3,"m":true}}"#
+            )
+        };
+        let kind = |r: Result<(), (&'static str, String)>| r.err().map(|(k, _)| k);
+        assert_eq!(
+            kind(d.decode(&[b' '; 201], None, 9, &stats, &mut out)),
+            Some("too_large")
+        );
+        assert_eq!(
+            kind(d.decode(b"\xff\xfe", None, 9, &stats, &mut out)),
+            Some("utf8")
+        );
+        assert_eq!(
+            kind(d.decode(frame(1).as_bytes(), Some(b"nowhere"), 9, &stats, &mut out)),
+            Some("venue")
+        );
+        assert_eq!(
+            kind(d.decode(b"{", None, 9, &stats, &mut out)),
+            Some("json")
+        );
+        assert!(out.is_empty(), "a dead letter adds nothing");
+        // Ids 1, then 4: the hole 2..=3 is a gap event before the trade; 4 again is a repeat.
+        for id in [1, 4, 4] {
+            let venue = Some(&b"binance-usdm"[..]);
+            assert_eq!(
+                d.decode(frame(id).as_bytes(), venue, 9, &stats, &mut out),
+                Ok(())
+            );
+        }
+        assert_eq!(out.len(), 3, "{out:?}");
+        match (&out[1], &out[2]) {
+            (Event::Gap(g), Event::Trade(t)) => {
+                assert_eq!((g.from_id, g.to_id), (Some(2), Some(3)));
+                assert_eq!((t.trade_id, t.venue), (4, Venue::BinanceUsdm));
+            }
+            other => panic!("expected a gap then the trade, got {other:?}"),
+        }
+    }
 
     #[test]
     fn partitions_not_read_yet_hold_the_watermark() {

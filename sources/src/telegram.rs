@@ -55,10 +55,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use api::{TelegramClient, TelegramError};
+pub use api::{read_updates, TelegramClient, TelegramError};
 pub use config::{BotToken, TelegramConfig};
 pub use input::{
-    confirm_buttons, BotCommand, BotInput, BotUser, CONFIRM_PREFIX, HELP_TEXT, REJECT_PREFIX,
+    confirm_buttons, read_update, BotCommand, BotInput, BotUser, ReadUpdate, CONFIRM_PREFIX,
+    HELP_TEXT, REJECT_PREFIX,
 };
 pub use outbox::{
     escape_html, MessageText, Notifier, QueuedPart, MAX_CALLBACK_DATA, MAX_MESSAGE_LEN,

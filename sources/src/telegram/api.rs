@@ -146,6 +146,41 @@ struct ResponseParameters {
     retry_after: Option<u64>,
 }
 
+/// Reads a `getUpdates` answer body: each update of an `ok` answer as [`read_update`] reads it,
+/// or the error of an answer that is not `ok` or not JSON. Pure (no HTTP, no token), for tests
+/// and fuzzing of the decoding.
+///
+/// [`read_update`]: super::input::read_update
+pub fn read_updates(
+    body: &[u8],
+) -> Result<Vec<Result<super::input::ReadUpdate, String>>, TelegramError> {
+    let decode = |reason: String| TelegramError::Decode {
+        method: "getUpdates",
+        status: 200,
+        reason,
+    };
+    let env = serde_json::from_slice::<Envelope>(body).map_err(|e| decode(e.to_string()))?;
+    if !env.ok {
+        let retry_after = env
+            .parameters
+            .and_then(|p| p.retry_after)
+            .map(Duration::from_secs);
+        return Err(classify(
+            "getUpdates",
+            env.error_code.unwrap_or(200),
+            env.description.unwrap_or_default(),
+            retry_after,
+        ));
+    }
+    match env.result.unwrap_or(Value::Null) {
+        Value::Array(updates) => Ok(updates.into_iter().map(super::input::read_update).collect()),
+        other => Err(decode(format!(
+            "the result is not an array but {}",
+            kind(&other)
+        ))),
+    }
+}
+
 /// A Bot API client: one HTTP connection pool, the base URL and the token. Cheap to clone.
 /// `Debug` does not show the token.
 #[derive(Clone)]

@@ -138,6 +138,52 @@ pub(crate) fn parse_callback(data: &str) -> Option<BotCommand> {
     }
 }
 
+/// One update as the poller reads it, before its chat filter and without answering anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadUpdate {
+    /// The update's `update_id`.
+    pub update_id: i64,
+    /// The chat it came from (`None`: neither a message nor a button press with a message).
+    pub chat_id: Option<i64>,
+    /// Who sent it (the default when nobody is named).
+    pub from: BotUser,
+    /// The command it carries, if any (unknown commands, blank text and unknown buttons carry
+    /// none).
+    pub command: Option<BotCommand>,
+}
+
+/// Reads one raw update (an element of `getUpdates`' `result`) the way the poller does: its
+/// `update_id` first, then the message or callback query (see [`parse_text`],
+/// [`parse_callback`]). An update that cannot be read is an error saying why. Pure, for tests and
+/// fuzzing of the decoding.
+pub fn read_update(raw: serde_json::Value) -> Result<ReadUpdate, String> {
+    let Some(update_id) = raw.get("update_id").and_then(serde_json::Value::as_i64) else {
+        return Err("an update without an update_id".into());
+    };
+    let u = serde_json::from_value::<Update>(raw).map_err(|e| e.to_string())?;
+    let (chat_id, from, command) = if let Some(m) = u.message {
+        let from = m.from.as_ref().map(BotUser::from).unwrap_or_default();
+        let command = match parse_text(&m.text.unwrap_or_default()) {
+            Parsed::Command(c) => Some(c),
+            Parsed::Unknown(_) | Parsed::Nothing => None,
+        };
+        (Some(m.chat.id), from, command)
+    } else if let Some(q) = u.callback_query {
+        let from = BotUser::from(&q.from);
+        let chat_id = q.message.as_ref().map(|m| m.chat.id);
+        let command = chat_id.and(q.data.as_deref().and_then(parse_callback));
+        (chat_id, from, command)
+    } else {
+        (None, BotUser::default(), None)
+    };
+    Ok(ReadUpdate {
+        update_id,
+        chat_id,
+        from,
+        command,
+    })
+}
+
 // The parts of the Bot API's update objects that the bot reads (everything else is ignored;
 // `update_id` is read before these).
 
@@ -207,6 +253,48 @@ impl From<&User> for BotUser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_read_as_the_poller_reads_them() {
+        let read = |v: &str| read_update(serde_json::from_str(v).expect("json"));
+        let u = read(
+            r#"{"update_id":7,"message":{"chat":{"id":42},"from":{"id":3,"first_name":"Ana","last_name":"Ruiz"},"text":" /PnL@Bot "}}"#,
+        )
+        .expect("message");
+        assert_eq!((u.update_id, u.chat_id), (7, Some(42)));
+        assert_eq!(u.command, Some(BotCommand::Pnl));
+        assert_eq!(u.from.name, "Ana Ruiz");
+        let u = read(
+            r#"{"update_id":8,"callback_query":{"id":"q","from":{"id":3},"message":{"chat":{"id":42}},"data":"reject:t1"}}"#,
+        )
+        .expect("button");
+        assert_eq!(u.command, Some(BotCommand::Reject { token: "t1".into() }));
+        let u = read(
+            r#"{"update_id":9,"callback_query":{"id":"q","from":{"id":3},"data":"confirm:t"}}"#,
+        )
+        .expect("button without a message");
+        assert_eq!((u.chat_id, u.command), (None, None));
+        assert!(
+            read(r#"{"message":{"chat":{"id":1}}}"#).is_err(),
+            "no update_id"
+        );
+        assert!(
+            read(r#"{"update_id":1,"message":{"text":"x"}}"#).is_err(),
+            "no chat"
+        );
+        let body = br#"{"ok":true,"result":[{"update_id":1,"message":{"chat":{"id":5},"text":"/kill"}},{"x":1}]}"#;
+        let all = crate::telegram::read_updates(body).expect("ok answer");
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            all[0].as_ref().map(|u| u.command.clone()),
+            Ok(Some(BotCommand::Kill))
+        );
+        assert!(all[1].is_err());
+        assert!(matches!(
+            crate::telegram::read_updates(br#"{"ok":true,"result":{}}"#),
+            Err(crate::telegram::TelegramError::Decode { .. })
+        ));
+    }
 
     #[test]
     fn commands() {
