@@ -184,13 +184,14 @@ pub async fn serve(
             continue;
         };
         let (method, path, _) = route(&command);
+        let orders = command == Command::Orders;
         let handler = move |s, h| simple(s, h, command.clone());
         let mut methods = if method == reqwest::Method::GET {
             get(handler)
         } else {
             post(handler)
         };
-        if command == Command::Orders {
+        if orders {
             // A text order: `POST /orders {"text": …}`.
             methods = methods.post(text);
         }

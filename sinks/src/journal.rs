@@ -98,7 +98,8 @@ const SET_STATE: &str = "UPDATE orders SET state = $2, \
      executed_qty = GREATEST(executed_qty, $4), rule = COALESCE($5, rule), \
      reason = COALESCE($6, reason), updated_at = now() WHERE intent_id = $1";
 
-const INSERT_FILL: &str = "INSERT INTO fills (intent_id, fill_id, symbol, side, qty, price, fee, ts) \
+const INSERT_FILL: &str =
+    "INSERT INTO fills (intent_id, fill_id, symbol, side, qty, price, fee, ts) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
 
 const UPSERT_POSITION: &str = "INSERT INTO positions \
@@ -131,15 +132,21 @@ impl Journal {
                 tracing::warn!(error = %e, "Journal connection closed.");
             }
         });
-        let (insert_order, set_state, insert_fill, upsert_position, upsert_pnl_day, write_text_order) =
-            tokio::try_join!(
-                client.prepare(INSERT_ORDER),
-                client.prepare(SET_STATE),
-                client.prepare(INSERT_FILL),
-                client.prepare(UPSERT_POSITION),
-                client.prepare(UPSERT_PNL_DAY),
-                client.prepare(WRITE_TEXT_ORDER),
-            )?;
+        let (
+            insert_order,
+            set_state,
+            insert_fill,
+            upsert_position,
+            upsert_pnl_day,
+            write_text_order,
+        ) = tokio::try_join!(
+            client.prepare(INSERT_ORDER),
+            client.prepare(SET_STATE),
+            client.prepare(INSERT_FILL),
+            client.prepare(UPSERT_POSITION),
+            client.prepare(UPSERT_PNL_DAY),
+            client.prepare(WRITE_TEXT_ORDER),
+        )?;
         Ok(Journal {
             client,
             broker: broker.to_string(),
@@ -220,7 +227,14 @@ impl Journal {
         self.client
             .execute(
                 &self.statements.set_state,
-                &[&intent_id, &state.as_str(), &order_id, &executed_qty, &rule, &reason],
+                &[
+                    &intent_id,
+                    &state.as_str(),
+                    &order_id,
+                    &executed_qty,
+                    &rule,
+                    &reason,
+                ],
             )
             .await?;
         Ok(())
@@ -278,11 +292,8 @@ impl Journal {
         }
         for day in days {
             let realised = portfolio.realised_on_day(day);
-            tx.execute(
-                &self.statements.upsert_pnl_day,
-                &[&day, &realised],
-            )
-            .await?;
+            tx.execute(&self.statements.upsert_pnl_day, &[&day, &realised])
+                .await?;
         }
         tx.commit().await?;
         Ok(())

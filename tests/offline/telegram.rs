@@ -224,10 +224,7 @@ async fn buttons_confirm_and_reject() {
     } = next(&mut rx).await;
     assert_eq!(chat_id, CHAT);
     assert_eq!(from.id, CHAT);
-    assert_eq!(
-        command,
-        BotCommand::Confirm { id: "ord-7".into() }
-    );
+    assert_eq!(command, BotCommand::Confirm { id: "ord-7".into() });
     assert_eq!(
         command_of(next(&mut rx).await),
         BotCommand::Reject { id: "ord-8".into() }

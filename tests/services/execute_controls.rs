@@ -358,7 +358,13 @@ async fn paper_controls_telegram_text_orders_and_the_kill_switch() {
             .any(|m| m.text.contains("Filled buy 0.02 BTCUSDT"))
             .then_some(())
     };
-    eventually(Duration::from_secs(20), Duration::from_millis(50), sent, notified).await;
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        sent,
+        notified,
+    )
+    .await;
 
     // /kill from Telegram: the open limit order is cancelled in the journal within 1 s.
     let pushed = Instant::now();
