@@ -1549,7 +1549,8 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    rt.block_on(tokio::spawn(future))
+    let task = rt.spawn(future);
+    rt.block_on(task)
         .context("the executor's task ended abnormally")
 }
 
