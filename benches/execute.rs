@@ -7,15 +7,22 @@
 //! Needs PostgreSQL for the journal: `CRYPTOFLOW_TEST_POSTGRES_URL` (as `scripts/services.sh`
 //! prints it) or `CRYPTOFLOW_BENCH_POSTGRES`; without either it says so and does nothing.
 //!
+//! The executor runs as a task of the runtime, as `cryptoflow execute` runs it
+//! ([`run_on_worker`]). Then the two legs of the wire time are measured alone: the journal's
+//! pending write (`journal_*`: the insert and its commit) and the signed order from the client
+//! to the fake's handler (`send_*`).
+//!
 //! `cargo bench --bench execute` prints one line:
-//! `EXECBENCH orders=N wire_p50_us=… wire_p99_us=… wire_max_us=… roundtrip_p50_us=… roundtrip_p99_us=…`.
+//! `EXECBENCH orders=N wire_p50_us=… wire_p99_us=… wire_max_us=… roundtrip_p50_us=…
+//! roundtrip_p99_us=… journal_p50_us=… journal_p99_us=… send_p50_us=… send_p99_us=…`.
 
 use std::time::Instant;
 
-use cryptoflow::trade::execute::Executor;
+use cryptoflow::trade::execute::{run_on_worker, Executor};
 use cryptoflow_operators::model::{Side, Trade, Venue};
 use cryptoflow_operators::trading::engine::EngineConfig;
 use cryptoflow_operators::trading::signals::{intent_for, Signal};
+use cryptoflow_operators::trading::{Intent, OrderKind};
 use cryptoflow_operators::Decimal;
 use cryptoflow_sinks::journal::Journal;
 
@@ -58,10 +65,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(&server));
+    run_on_worker(&rt, run(server)).expect("the bench's task");
 }
 
-async fn run(server: &str) {
+async fn run(server: String) {
+    let server = server.as_str();
     // A fresh database for the journal.
     let name = format!("cf_execbench_{}", std::process::id());
     let (admin, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
@@ -139,18 +147,54 @@ async fn run(server: &str) {
             roundtrip.push(done.as_micros());
         }
     }
-    wire.sort_unstable();
-    roundtrip.sort_unstable();
+    drop(executor);
+
+    // The legs alone: the pending write (a second journal on the same database) and the send.
+    let journal = Journal::connect(&url, "binance").await.expect("journal");
+    let client = fake.client();
+    let mut journal_us = Vec::with_capacity(ORDERS);
+    let mut send_us = Vec::with_capacity(ORDERS);
+    for i in 0..ORDERS + WARM_UP {
+        let intent = Intent {
+            id: format!("legs{i:08}"),
+            venue: Venue::Binance,
+            symbol,
+            side: Side::Buy,
+            qty: "0.001".parse().expect("qty"),
+            kind: OrderKind::Market,
+            created_at: wall_ms(),
+        };
+        let t0 = Instant::now();
+        assert!(journal.write_pending(&intent).await.expect("pending"));
+        let written = t0.elapsed();
+        let sent_before = fake.count("POST", "/api/v3/order");
+        let t1 = Instant::now();
+        client.place(&intent).await.expect("placed");
+        let requests = fake.requests("POST", "/api/v3/order");
+        assert_eq!(requests.len(), sent_before + 1, "one request per order");
+        let at = requests.last().expect("the request").at;
+        if i >= WARM_UP {
+            journal_us.push(written.as_micros());
+            send_us.push(at.duration_since(t1).as_micros());
+        }
+    }
+    for v in [&mut wire, &mut roundtrip, &mut journal_us, &mut send_us] {
+        v.sort_unstable();
+    }
     println!(
-        "EXECBENCH orders={} wire_p50_us={} wire_p99_us={} wire_max_us={} roundtrip_p50_us={} roundtrip_p99_us={}",
+        "EXECBENCH orders={} wire_p50_us={} wire_p99_us={} wire_max_us={} roundtrip_p50_us={} roundtrip_p99_us={} journal_p50_us={} journal_p99_us={} send_p50_us={} send_p99_us={}",
         wire.len(),
         percentile(&wire, 0.50),
         percentile(&wire, 0.99),
         wire.last().copied().unwrap_or(0),
         percentile(&roundtrip, 0.50),
         percentile(&roundtrip, 0.99),
+        percentile(&journal_us, 0.50),
+        percentile(&journal_us, 0.99),
+        percentile(&send_us, 0.50),
+        percentile(&send_us, 0.99),
     );
-    drop(executor);
+    drop(journal);
     let _ = admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await;

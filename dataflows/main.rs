@@ -424,42 +424,11 @@ struct ControlArgs {
         env = "CRYPTOFLOW_CONTROL_URL"
     )]
     url: String,
-    /// What to do.
-    #[command(subcommand)]
-    action: ControlAction,
-}
-
-#[derive(Subcommand)]
-enum ControlAction {
-    /// Paused or killed, positions, open orders, today's PnL.
-    Status,
-    /// The open positions.
-    Positions,
-    /// Realised, unrealised and today's PnL, fees.
-    Pnl,
-    /// No new orders until resumed.
-    Pause,
-    /// Orders again (not after a kill).
-    Resume,
-    /// The kill switch: no new orders (until a start with --reset-kill), open orders cancelled.
-    Kill,
-    /// The text orders pending or armed.
-    Orders,
-    /// A text order ("buy 0.1 BTC when it drops below 45000"): shown back with its id.
-    Order {
-        /// The order, in words.
-        text: Vec<String>,
-    },
-    /// Confirms a proposed text order.
-    Confirm {
-        /// Its id.
-        id: String,
-    },
-    /// Rejects a proposed text order.
-    Reject {
-        /// Its id.
-        id: String,
-    },
+    /// The command: status, positions, pnl, pause, resume, kill, orders, help;
+    /// `order <text…>` (a text order, "buy 0.1 BTC when it drops below 45000": shown back with
+    /// its id); `confirm <id>` or `reject <id>` (a proposed text order).
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -741,37 +710,23 @@ fn cmd_execute(args: ExecuteArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let recovery = rt.block_on(cryptoflow::trade::execute::run(
-        &opts,
-        &cfg.trading,
-        &cfg.sinks.kafka.topics,
-    ))?;
+    let (trading, topics) = (cfg.trading.clone(), cfg.sinks.kafka.topics.clone());
+    let recovery = cryptoflow::trade::execute::run_on_worker(&rt, async move {
+        cryptoflow::trade::execute::run(&opts, &trading, &topics).await
+    })??;
     eprintln!("cryptoflow: execute: stopped ({recovery:?} at the start)");
     Ok(())
 }
 
 /// `cryptoflow control`.
 fn cmd_control(args: ControlArgs) -> Result<()> {
-    use cryptoflow::trade::control::{client, Request};
+    use cryptoflow::trade::control::{client, Command};
     use cryptoflow_operators::trading::conditional::Origin;
-    let request = match args.action {
-        ControlAction::Status => Request::Status,
-        ControlAction::Positions => Request::Positions,
-        ControlAction::Pnl => Request::Pnl,
-        ControlAction::Pause => Request::Pause,
-        ControlAction::Resume => Request::Resume,
-        ControlAction::Kill => Request::Kill,
-        ControlAction::Orders => Request::Orders,
-        ControlAction::Order { text } => Request::Text {
-            text: text.join(" "),
-            origin: Origin {
-                channel: "cli".into(),
-                user: "cli".into(),
-            },
-        },
-        ControlAction::Confirm { id } => Request::Confirm { id },
-        ControlAction::Reject { id } => Request::Reject { id },
+    let origin = Origin {
+        channel: "cli".into(),
+        user: "cli".into(),
     };
+    let request = Command::from_words(&args.command, origin).map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -29,43 +29,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 /// Environment variable holding the control API's bearer token.
 pub const TOKEN_ENV: &str = "CRYPTOFLOW_CONTROL_TOKEN";
 
-/// A request of an operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// Paused or not, killed or not, positions, open orders, armed text orders.
-    Status,
-    /// The open positions.
-    Positions,
-    /// Realised and unrealised PnL, fees, today's PnL.
-    Pnl,
-    /// No new orders until resumed.
-    Pause,
-    /// Orders again (not after the kill switch).
-    Resume,
-    /// The kill switch: no new orders until a restart, every open order cancelled.
-    Kill,
-    /// The text orders still pending or armed.
-    Orders,
-    /// A text order, to be shown back and confirmed.
-    Text {
-        /// The message.
-        text: String,
-        /// Who sent it.
-        origin: Origin,
-    },
-    /// Confirms a proposal.
-    Confirm {
-        /// The proposal's id.
-        id: String,
-    },
-    /// Rejects a proposal.
-    Reject {
-        /// The proposal's id.
-        id: String,
-    },
-}
+pub use cryptoflow_operators::trading::command::Command;
 
-/// The answer to a [`Request`].
+/// The answer to a [`Command`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     /// Whether it was done (a refused order, an unknown id, a question back: `false`).
@@ -102,11 +68,11 @@ impl Reply {
     }
 }
 
-/// A request with the way back to its caller.
+/// A command with the way back to its caller.
 #[derive(Debug)]
 pub struct Call {
     /// What is asked.
-    pub request: Request,
+    pub request: Command,
     /// Where the reply goes.
     pub reply: oneshot::Sender<Reply>,
 }
@@ -165,8 +131,8 @@ impl Controls {
 
     /// Sends a request to the executor and waits for its reply. The kill switch takes effect
     /// before the request is queued.
-    pub async fn call(&self, request: Request) -> Reply {
-        if request == Request::Kill {
+    pub async fn call(&self, request: Command) -> Reply {
+        if request == Command::Kill {
             self.pull_kill();
         }
         let (reply, rx) = oneshot::channel();
@@ -212,17 +178,26 @@ pub async fn serve(
     controls: Controls,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let api = Api { controls, token };
-    let app = Router::new()
-        .route("/status", get(|s, h| simple(s, h, Request::Status)))
-        .route("/positions", get(|s, h| simple(s, h, Request::Positions)))
-        .route("/pnl", get(|s, h| simple(s, h, Request::Pnl)))
-        .route("/pause", post(|s, h| simple(s, h, Request::Pause)))
-        .route("/resume", post(|s, h| simple(s, h, Request::Resume)))
-        .route("/kill", post(|s, h| simple(s, h, Request::Kill)))
-        .route(
-            "/orders",
-            get(|s, h| simple(s, h, Request::Orders)).post(text),
-        )
+    let mut app = Router::new();
+    for (name, _) in cryptoflow_operators::trading::command::NAMED {
+        let Some(command) = Command::named(name) else {
+            continue;
+        };
+        let (method, path, _) = route(&command);
+        let orders = command == Command::Orders;
+        let handler = move |s, h| simple(s, h, command.clone());
+        let mut methods = if method == reqwest::Method::GET {
+            get(handler)
+        } else {
+            post(handler)
+        };
+        if orders {
+            // A text order: `POST /orders {"text": …}`.
+            methods = methods.post(text);
+        }
+        app = app.route(&path, methods);
+    }
+    let app = app
         .route("/orders/{id}/confirm", post(confirm))
         .route("/orders/{id}/reject", post(reject))
         .with_state(api);
@@ -258,7 +233,7 @@ fn authorized(api: &Api, headers: &HeaderMap) -> bool {
             == 0
 }
 
-async fn answer(api: &Api, headers: &HeaderMap, request: Request) -> Response {
+async fn answer(api: &Api, headers: &HeaderMap, request: Command) -> Response {
     if !authorized(api, headers) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -276,7 +251,7 @@ async fn answer(api: &Api, headers: &HeaderMap, request: Request) -> Response {
     (status, Json(reply)).into_response()
 }
 
-async fn simple(State(api): State<Api>, headers: HeaderMap, request: Request) -> Response {
+async fn simple(State(api): State<Api>, headers: HeaderMap, request: Command) -> Response {
     answer(&api, &headers, request).await
 }
 
@@ -287,7 +262,7 @@ async fn text(
 ) -> Response {
     match body {
         Ok(Json(body)) => {
-            let request = Request::Text {
+            let request = Command::Text {
                 text: body.text,
                 origin: Origin {
                     channel: "api".into(),
@@ -307,37 +282,39 @@ async fn text(
 }
 
 async fn confirm(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    answer(&api, &headers, Request::Confirm { id }).await
+    answer(&api, &headers, Command::Confirm { id }).await
 }
 
 async fn reject(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    answer(&api, &headers, Request::Reject { id }).await
+    answer(&api, &headers, Command::Reject { id }).await
 }
 
-/// `cryptoflow control`: sends one request to a running executor's control API and returns its
+/// The control API's method and path of `command`, and the JSON body it sends: `GET /name` for
+/// a command that only reads, `POST /name` for one that acts, `POST /orders {"text": …}` for a
+/// text order, `POST /orders/{id}/confirm` and `…/reject` for a proposal.
+pub fn route(command: &Command) -> (reqwest::Method, String, Option<serde_json::Value>) {
+    match command {
+        Command::Text { text, .. } => (
+            reqwest::Method::POST,
+            "/orders".to_string(),
+            Some(serde_json::json!({ "text": text })),
+        ),
+        Command::Confirm { id } => (reqwest::Method::POST, format!("/orders/{id}/confirm"), None),
+        Command::Reject { id } => (reqwest::Method::POST, format!("/orders/{id}/reject"), None),
+        named if named.reads_only() => (reqwest::Method::GET, format!("/{}", named.name()), None),
+        named => (reqwest::Method::POST, format!("/{}", named.name()), None),
+    }
+}
+
+/// `cryptoflow control`: sends one command to a running executor's control API and returns its
 /// reply (the token from [`TOKEN_ENV`] when set).
-pub async fn client(base: &str, request: &Request) -> Result<Reply> {
+pub async fn client(base: &str, request: &Command) -> Result<Reply> {
     let base = base.trim_end_matches('/');
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .context("HTTP client")?;
-    let (method, path, body) = match request {
-        Request::Status => (reqwest::Method::GET, "/status".to_string(), None),
-        Request::Positions => (reqwest::Method::GET, "/positions".to_string(), None),
-        Request::Pnl => (reqwest::Method::GET, "/pnl".to_string(), None),
-        Request::Orders => (reqwest::Method::GET, "/orders".to_string(), None),
-        Request::Pause => (reqwest::Method::POST, "/pause".to_string(), None),
-        Request::Resume => (reqwest::Method::POST, "/resume".to_string(), None),
-        Request::Kill => (reqwest::Method::POST, "/kill".to_string(), None),
-        Request::Text { text, .. } => (
-            reqwest::Method::POST,
-            "/orders".to_string(),
-            Some(serde_json::json!({ "text": text })),
-        ),
-        Request::Confirm { id } => (reqwest::Method::POST, format!("/orders/{id}/confirm"), None),
-        Request::Reject { id } => (reqwest::Method::POST, format!("/orders/{id}/reject"), None),
-    };
+    let (method, path, body) = route(request);
     let mut req = http.request(method, format!("{base}{path}"));
     if let Some(body) = body {
         req = req
@@ -372,6 +349,37 @@ mod tests {
         assert!(control_access("localhost", None).is_err());
     }
 
+    #[test]
+    fn routes_of_the_commands() {
+        use reqwest::Method;
+        let r = |c: Command| {
+            let (m, p, b) = route(&c);
+            (m, p, b.map(|b| b.to_string()))
+        };
+        assert_eq!(r(Command::Status), (Method::GET, "/status".into(), None));
+        assert_eq!(r(Command::Orders), (Method::GET, "/orders".into(), None));
+        assert_eq!(r(Command::Kill), (Method::POST, "/kill".into(), None));
+        assert_eq!(r(Command::Pause), (Method::POST, "/pause".into(), None));
+        assert_eq!(
+            r(Command::Text {
+                text: "buy 1 BTC".into(),
+                origin: Origin {
+                    channel: "cli".into(),
+                    user: "cli".into()
+                }
+            }),
+            (
+                Method::POST,
+                "/orders".into(),
+                Some(r#"{"text":"buy 1 BTC"}"#.into())
+            )
+        );
+        assert_eq!(
+            r(Command::Confirm { id: "x1".into() }),
+            (Method::POST, "/orders/x1/confirm".into(), None)
+        );
+    }
+
     #[tokio::test]
     async fn kill_raises_the_flag_before_the_loop_answers() {
         let (controls, mut rx) = Controls::new();
@@ -380,7 +388,7 @@ mod tests {
             tokio::spawn(async move { c.killed_wait().await })
         };
         let c = controls.clone();
-        let call = tokio::spawn(async move { c.call(Request::Kill).await });
+        let call = tokio::spawn(async move { c.call(Command::Kill).await });
         // The flag is up and the waiter woken while the request still waits in the channel.
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
@@ -388,7 +396,7 @@ mod tests {
             .expect("task");
         assert!(controls.killed());
         let got = rx.recv().await.expect("queued");
-        assert_eq!(got.request, Request::Kill);
+        assert_eq!(got.request, Command::Kill);
         got.reply
             .send(Reply::ok("killed", serde_json::Value::Null))
             .expect("reply");

@@ -32,7 +32,7 @@ use cryptoflow_operators::trading::{Fill, Intent};
 use cryptoflow_sinks::binance_orders::{BinanceOrders, OrderError, OrderOutcome, OrderStatus};
 use cryptoflow_sinks::journal::{Journal, OrderState, TextOrderRow};
 
-use super::control::{Controls, Reply, Request};
+use super::control::{Command, Controls, Reply};
 use rust_decimal::Decimal;
 
 /// What an exchange said about an order.
@@ -828,27 +828,36 @@ impl<X: Exchange> Executor<X> {
         Ok(())
     }
 
-    /// A request of the controls at `now`.
-    pub async fn handle(&mut self, request: Request, now: Millis) -> Result<Reply> {
+    /// A command of the controls at `now`.
+    pub async fn handle(&mut self, request: Command, now: Millis) -> Result<Reply> {
         Ok(match request {
-            Request::Status => self.status(now),
-            Request::Positions => self.positions(),
-            Request::Pnl => self.pnl(now),
-            Request::Pause => {
+            Command::Status => self.status(now),
+            Command::Help => Reply::ok(
+                Command::help("", "order <text>, confirm <id>, reject <id>: text orders"),
+                serde_json::json!({
+                    "commands": cryptoflow_operators::trading::command::NAMED
+                        .iter()
+                        .map(|(name, _)| *name)
+                        .collect::<Vec<_>>()
+                }),
+            ),
+            Command::Positions => self.positions(),
+            Command::Pnl => self.pnl(now),
+            Command::Pause => {
                 self.engine.set_paused(true);
                 Reply::ok(
                     "Paused: no new orders until /resume.",
                     serde_json::json!({ "paused": true }),
                 )
             }
-            Request::Resume if self.engine.killed() => {
+            Command::Resume if self.engine.killed() => {
                 Reply::refused("the kill switch is on: restart with --reset-kill to trade again")
             }
-            Request::Resume => {
+            Command::Resume => {
                 self.engine.set_paused(false);
                 Reply::ok("Resumed.", serde_json::json!({ "paused": false }))
             }
-            Request::Kill => {
+            Command::Kill => {
                 let cancelled = self.kill(now).await?;
                 Reply::ok(
                     format!(
@@ -858,7 +867,7 @@ impl<X: Exchange> Executor<X> {
                     serde_json::json!({ "killed": true, "cancelled": cancelled }),
                 )
             }
-            Request::Orders => {
+            Command::Orders => {
                 let live: Vec<&OrderRecord> = self
                     .book
                     .records()
@@ -877,9 +886,9 @@ impl<X: Exchange> Executor<X> {
                     serde_json::to_value(&live).context("text orders as JSON")?,
                 )
             }
-            Request::Text { text, origin } => self.text(&text, &origin, now).await?,
-            Request::Confirm { id } => self.confirm(&id, now).await?,
-            Request::Reject { id } => self.reject(&id, now).await?,
+            Command::Text { text, origin } => self.text(&text, &origin, now).await?,
+            Command::Confirm { id } => self.confirm(&id, now).await?,
+            Command::Reject { id } => self.reject(&id, now).await?,
         })
     }
 
@@ -1056,25 +1065,22 @@ struct Tagged {
 }
 
 /// The two streams the executor reads, merged in event time: a trade at its exchange time, a
-/// signal or an indicator row at its candle's close (trades before it first). The topics are read at their
-/// own paces, so each side waits until the other has passed its time (a trade until the prices
-/// topic's candles have opened after it; a row until the tape reached its close), or until the
-/// end. A side more than `MERGE_CAP` items ahead goes on regardless. With the wall clock
-/// (`[trading.execute] clock = "wall"`) nothing waits.
+/// signal or an indicator row at its candle's close (trades before it first). The loop takes
+/// them out all at once: at once with the wall clock, and with the event clock once the topics
+/// are idle (or more than `MERGE_CAP` items are held).
 #[derive(Default)]
 struct Merge {
     /// By exchange time (then arrival): the pipeline publishes trades in the order its
     /// dataflow emits them, which is not time order across its batches.
     trades: std::collections::BTreeMap<(Millis, u64), (Trade, Pos)>,
-    /// Arrival counter of the trades (ties of one millisecond keep their order).
-    seq: u64,
     /// By candle close (then arrival): signals and indicator rows come on two topics read at
     /// their own paces.
     rows: std::collections::BTreeMap<(Millis, u64), (Item, Pos)>,
-    /// The newest candle open time on the prices topic.
-    prices_time: Millis,
-    /// The newest trade time on the trades topic.
-    tape_time: Millis,
+    /// Arrival counter (ties of one millisecond keep their order).
+    seq: u64,
+    /// The newest event time read (a trade's exchange time, a candle's open time; 0 before
+    /// any): "now" for the controls with the event clock.
+    event_time: Millis,
 }
 
 const MERGE_CAP: usize = 1_000_000;
@@ -1148,30 +1154,39 @@ impl Offsets {
 }
 
 impl Merge {
+    fn push_trade(&mut self, trade: Trade, pos: Pos) {
+        self.seen(trade.ts_exchange);
+        self.seq += 1;
+        self.trades
+            .insert((trade.ts_exchange, self.seq), (trade, pos));
+    }
+
     fn push_item(&mut self, item: Item, pos: Pos) {
         self.seq += 1;
         self.rows.insert((item.close_time(), self.seq), (item, pos));
     }
 
-    fn next(&mut self, flush: bool) -> Option<Next> {
-        match (
-            self.trades.first_key_value().map(|(_, v)| v),
-            self.rows.first_key_value().map(|(_, v)| v),
-        ) {
-            (Some((t, _)), Some((r, _))) if t.ts_exchange < r.close_time() => {
-                self.trades.pop_first().map(|(_, v)| Next::Trade(v))
-            }
-            (_, Some((r, _)))
-                if flush || r.close_time() <= self.tape_time || self.rows.len() > MERGE_CAP =>
-            {
-                self.rows.pop_first().map(|(_, v)| Next::Item(v))
-            }
-            (Some((t, _)), None)
-                if flush || t.ts_exchange < self.prices_time || self.trades.len() > MERGE_CAP =>
-            {
-                self.trades.pop_first().map(|(_, v)| Next::Trade(v))
-            }
-            _ => None,
+    /// An event time read (a candle's open time moves the clock too).
+    fn seen(&mut self, time: Millis) {
+        self.event_time = self.event_time.max(time);
+    }
+
+    /// How many messages wait.
+    fn held(&self) -> usize {
+        self.trades.len() + self.rows.len()
+    }
+
+    /// The earliest held: a trade before a row whose candle closes after it, else the row.
+    fn next(&mut self) -> Option<Next> {
+        let trade_first = match (self.trades.first_key_value(), self.rows.first_key_value()) {
+            (Some((_, (t, _))), Some((_, (r, _)))) => t.ts_exchange < r.close_time(),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if trade_first {
+            self.trades.pop_first().map(|(_, v)| Next::Trade(v))
+        } else {
+            self.rows.pop_first().map(|(_, v)| Next::Item(v))
         }
     }
 }
@@ -1328,11 +1343,7 @@ pub async fn run(
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("install the SIGTERM handler")?;
-    let mut merge = Merge {
-        prices_time: Millis::MIN,
-        tape_time: Millis::MIN,
-        ..Merge::default()
-    };
+    let mut merge = Merge::default();
     let mut offsets = Offsets::default();
     let mut signals = 0u64;
     let mut unreadable = 0u64;
@@ -1360,7 +1371,7 @@ pub async fn run(
             Some(call) = calls.recv() => {
                 let now = match clock {
                     super::Clock::Wall => wall(),
-                    super::Clock::Event => merge.tape_time.max(merge.prices_time).max(0),
+                    super::Clock::Event => merge.event_time,
                 };
                 let reply = match handle(&mut executor, call.request, now, &mut kill_done).await {
                     Ok(r) => r,
@@ -1381,7 +1392,7 @@ pub async fn run(
                 if let Some(n) = &notifier {
                     let now = match clock {
                         super::Clock::Wall => wall(),
-                        super::Clock::Event => merge.tape_time.max(merge.prices_time).max(0),
+                        super::Clock::Event => merge.event_time,
                     };
                     telegram_input(&mut executor, &controls, n, input, now, &mut kill_done).await?;
                 }
@@ -1395,7 +1406,7 @@ pub async fn run(
             _ = ticks.tick() => {
                 let now = match clock {
                     super::Clock::Wall => wall(),
-                    super::Clock::Event => merge.tape_time.max(merge.prices_time).max(0),
+                    super::Clock::Event => merge.event_time,
                 };
                 executor.expire(now).await?;
                 if controls.killed() {
@@ -1424,16 +1435,10 @@ pub async fn run(
                     matches!(got, Read::Trade(_) | Read::Row(_) | Read::Signal(_)),
                 );
                 match got {
-                    Read::Trade(t) => {
-                        merge.tape_time = merge.tape_time.max(t.ts_exchange);
-                        merge.seq += 1;
-                        merge.trades.insert((t.ts_exchange, merge.seq), (t, pos));
-                    }
+                    Read::Trade(t) => merge.push_trade(t, pos),
                     Read::Row(r) => merge.push_item(Item::Row(r), pos),
                     Read::Signal(s) => merge.push_item(Item::Signal(s), pos),
-                    Read::Candle { open_time } => {
-                        merge.prices_time = merge.prices_time.max(open_time)
-                    }
+                    Read::Candle { open_time } => merge.seen(open_time),
                     Read::Gap { symbol, open } => {
                         executor.engine().set_gap(symbol, open);
                         executor.notice(if open {
@@ -1456,10 +1461,8 @@ pub async fn run(
         // the topics are idle: topics read at their own paces give no watermark that would let
         // a trade go before every signal of its time was read (a held side over `MERGE_CAP`
         // items goes on regardless).
-        let acting = flush
-            || clock == super::Clock::Wall
-            || merge.trades.len() + merge.rows.len() > MERGE_CAP;
-        while let Some(next) = if acting { merge.next(true) } else { None } {
+        let acting = flush || clock == super::Clock::Wall || merge.held() > MERGE_CAP;
+        while let Some(next) = if acting { merge.next() } else { None } {
             match next {
                 Next::Trade((t, pos)) => {
                     let now = match clock {
@@ -1537,15 +1540,29 @@ pub async fn run(
     Ok(recovery)
 }
 
+/// Runs `future` as a task of `rt` (on one of its worker threads, not the calling one) and
+/// waits for it. `cryptoflow execute` runs its loop so: the tasks that drive its connections
+/// (the journal's, the exchange's) are woken on the loop's own worker, with no hand-off to
+/// another thread on the path of an order to the wire.
+pub fn run_on_worker<F>(rt: &tokio::runtime::Runtime, future: F) -> Result<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let task = rt.spawn(future);
+    rt.block_on(task)
+        .context("the executor's task ended abnormally")
+}
+
 /// A request of the controls; after a kill, the orders the kill task cancelled on the exchange
 /// are journaled (waiting for it at most 5 s).
 async fn handle<X: Exchange>(
     executor: &mut Executor<X>,
-    request: Request,
+    request: Command,
     now: Millis,
     kill_done: &mut Option<tokio::sync::oneshot::Receiver<Vec<String>>>,
 ) -> Result<Reply> {
-    let kill = request == Request::Kill;
+    let kill = request == Command::Kill;
     let mut reply = executor.handle(request, now).await?;
     if kill && executor.exchange.is_some() {
         if let Some(done) = kill_done.take() {
@@ -1588,38 +1605,22 @@ async fn telegram_input<X: Exchange>(
     now: Millis,
     kill_done: &mut Option<tokio::sync::oneshot::Receiver<Vec<String>>>,
 ) -> Result<()> {
-    use cryptoflow_sources::telegram::{confirm_buttons, BotCommand, BotInput, HELP_TEXT};
+    use cryptoflow_sources::telegram::{confirm_buttons, help_text, BotInput};
     let BotInput::Command {
         chat_id,
-        from,
-        command,
+        command: request,
+        ..
     } = input;
-    let request = match command {
-        BotCommand::Status => Request::Status,
-        BotCommand::Positions => Request::Positions,
-        BotCommand::Pnl => Request::Pnl,
-        BotCommand::Pause => Request::Pause,
-        BotCommand::Resume => Request::Resume,
-        BotCommand::Kill => {
-            controls.pull_kill();
-            Request::Kill
-        }
-        BotCommand::Help => {
-            if let Err(e) = notifier.send(chat_id, HELP_TEXT) {
+    match request {
+        Command::Help => {
+            if let Err(e) = notifier.send(chat_id, help_text()) {
                 tracing::warn!(error = %e, "Cannot answer on Telegram.");
             }
             return Ok(());
         }
-        BotCommand::Text(text) => Request::Text {
-            text,
-            origin: Origin {
-                channel: format!("telegram:{chat_id}"),
-                user: from.id.to_string(),
-            },
-        },
-        BotCommand::Confirm { token } => Request::Confirm { id: token },
-        BotCommand::Reject { token } => Request::Reject { id: token },
-    };
+        Command::Kill => controls.pull_kill(),
+        _ => {}
+    }
     let reply = handle(executor, request, now, kill_done).await?;
     let sent = match &reply.confirm {
         Some(id) => notifier.send_with_buttons(chat_id, reply.message.clone(), confirm_buttons(id)),
@@ -1777,10 +1778,9 @@ fn read(topic: &str, payload: &[u8], topics: &cryptoflow_sinks::kafka::Topics) -
         (Some("signal"), false) if topic == topics.signals => {
             match serde_json::from_slice::<cryptoflow_operators::model::SignalRow>(payload) {
                 Ok(row) => {
-                    let signal = Signal::from(&row);
                     // The id is the client order id: it must be the one its fields give.
-                    if signal.id() == row.id {
-                        Read::Signal(Box::new(signal))
+                    if row.signal.id() == row.id {
+                        Read::Signal(Box::new(row.signal))
                     } else {
                         Read::Unreadable
                     }

@@ -72,9 +72,20 @@ impl OrderState {
 pub struct Journal {
     client: Client,
     broker: String,
-    /// The order insert, prepared once: it is on the path of every order to the wire, and an
-    /// unprepared statement costs the server a second round trip.
+    /// The statements the executor runs again and again, prepared once at the start: an
+    /// unprepared statement costs a second round trip (parse and describe) each time, and the
+    /// order insert is on the path of every order to the wire.
+    statements: Statements,
+}
+
+/// The prepared statements of [`Journal`].
+struct Statements {
     insert_order: tokio_postgres::Statement,
+    set_state: tokio_postgres::Statement,
+    insert_fill: tokio_postgres::Statement,
+    upsert_position: tokio_postgres::Statement,
+    upsert_pnl_day: tokio_postgres::Statement,
+    write_text_order: tokio_postgres::Statement,
 }
 
 const INSERT_ORDER: &str = "INSERT INTO orders (intent_id, venue, symbol, side, order_type, qty, \
@@ -82,9 +93,38 @@ const INSERT_ORDER: &str = "INSERT INTO orders (intent_id, venue, symbol, side, 
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
      ON CONFLICT (intent_id) DO NOTHING";
 
+const SET_STATE: &str = "UPDATE orders SET state = $2, \
+     exchange_order_id = COALESCE($3, exchange_order_id), \
+     executed_qty = GREATEST(executed_qty, $4), rule = COALESCE($5, rule), \
+     reason = COALESCE($6, reason), updated_at = now() WHERE intent_id = $1";
+
+const INSERT_FILL: &str =
+    "INSERT INTO fills (intent_id, fill_id, symbol, side, qty, price, fee, ts) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+
+const UPSERT_POSITION: &str = "INSERT INTO positions \
+     (symbol, qty, avg_price, cost_basis, realised_pnl, fees_paid) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (symbol) DO UPDATE SET \
+     qty = EXCLUDED.qty, avg_price = EXCLUDED.avg_price, cost_basis = EXCLUDED.cost_basis, \
+     realised_pnl = EXCLUDED.realised_pnl, fees_paid = EXCLUDED.fees_paid, updated_at = now()";
+
+const UPSERT_PNL_DAY: &str = "INSERT INTO pnl_daily (day, realised, fees, fills) \
+     SELECT to_timestamp($1::bigint / 1000.0)::date, $2, COALESCE(sum(fee), 0), count(*) \
+     FROM fills WHERE ts >= $1 AND ts < $1 + 86400000 \
+     ON CONFLICT (day) DO UPDATE SET realised = EXCLUDED.realised, \
+     fees = EXCLUDED.fees, fills = EXCLUDED.fills";
+
+const WRITE_TEXT_ORDER: &str = "INSERT INTO text_orders \
+     (id, status, origin, text, description, record, proposed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7) \
+     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+     record = EXCLUDED.record, updated_at = now() \
+     WHERE text_orders.status IN ('pending', 'armed')";
+
 impl Journal {
-    /// Connects to `url` (run the migrations first: `cryptoflow migrate`; the order insert is
-    /// prepared here); `broker` names who executes (`paper`, `binance`) in every order row.
+    /// Connects to `url` (run the migrations first: `cryptoflow migrate`; the statements are
+    /// prepared here, in one pipelined exchange); `broker` names who executes (`paper`,
+    /// `binance`) in every order row.
     pub async fn connect(url: &str, broker: &str) -> Result<Self, JournalError> {
         let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
         tokio::spawn(async move {
@@ -92,11 +132,32 @@ impl Journal {
                 tracing::warn!(error = %e, "Journal connection closed.");
             }
         });
-        let insert_order = client.prepare(INSERT_ORDER).await?;
+        let (
+            insert_order,
+            set_state,
+            insert_fill,
+            upsert_position,
+            upsert_pnl_day,
+            write_text_order,
+        ) = tokio::try_join!(
+            client.prepare(INSERT_ORDER),
+            client.prepare(SET_STATE),
+            client.prepare(INSERT_FILL),
+            client.prepare(UPSERT_POSITION),
+            client.prepare(UPSERT_PNL_DAY),
+            client.prepare(WRITE_TEXT_ORDER),
+        )?;
         Ok(Journal {
             client,
             broker: broker.to_string(),
-            insert_order,
+            statements: Statements {
+                insert_order,
+                set_state,
+                insert_fill,
+                upsert_position,
+                upsert_pnl_day,
+                write_text_order,
+            },
         })
     }
 
@@ -114,7 +175,7 @@ impl Journal {
         let n = self
             .client
             .execute(
-                &self.insert_order,
+                &self.statements.insert_order,
                 &[
                     &intent.id,
                     &intent.venue.as_str(),
@@ -165,10 +226,15 @@ impl Journal {
         let (rule, reason) = rule_reason.unzip();
         self.client
             .execute(
-                "UPDATE orders SET state = $2, exchange_order_id = COALESCE($3, exchange_order_id), \
-                 executed_qty = GREATEST(executed_qty, $4), rule = COALESCE($5, rule), \
-                 reason = COALESCE($6, reason), updated_at = now() WHERE intent_id = $1",
-                &[&intent_id, &state.as_str(), &order_id, &executed_qty, &rule, &reason],
+                &self.statements.set_state,
+                &[
+                    &intent_id,
+                    &state.as_str(),
+                    &order_id,
+                    &executed_qty,
+                    &rule,
+                    &reason,
+                ],
             )
             .await?;
         Ok(())
@@ -193,8 +259,7 @@ impl Journal {
                 what: format!("fill id {} does not fit a bigint", f.fill_id),
             })?;
             tx.execute(
-                "INSERT INTO fills (intent_id, fill_id, symbol, side, qty, price, fee, ts) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                &self.statements.insert_fill,
                 &[
                     &f.intent_id,
                     &fill_id,
@@ -213,10 +278,7 @@ impl Journal {
         for symbol in symbols {
             let p = portfolio.position(&symbol).cloned().unwrap_or_default();
             tx.execute(
-                "INSERT INTO positions (symbol, qty, avg_price, cost_basis, realised_pnl, fees_paid) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (symbol) DO UPDATE SET \
-                 qty = EXCLUDED.qty, avg_price = EXCLUDED.avg_price, cost_basis = EXCLUDED.cost_basis, \
-                 realised_pnl = EXCLUDED.realised_pnl, fees_paid = EXCLUDED.fees_paid, updated_at = now()",
+                &self.statements.upsert_position,
                 &[
                     &symbol.as_str(),
                     &p.qty,
@@ -230,15 +292,8 @@ impl Journal {
         }
         for day in days {
             let realised = portfolio.realised_on_day(day);
-            tx.execute(
-                "INSERT INTO pnl_daily (day, realised, fees, fills) \
-                 SELECT to_timestamp($1::bigint / 1000.0)::date, $2, COALESCE(sum(fee), 0), count(*) \
-                 FROM fills WHERE ts >= $1 AND ts < $1 + 86400000 \
-                 ON CONFLICT (day) DO UPDATE SET realised = EXCLUDED.realised, \
-                 fees = EXCLUDED.fees, fills = EXCLUDED.fills",
-                &[&day, &realised],
-            )
-            .await?;
+            tx.execute(&self.statements.upsert_pnl_day, &[&day, &realised])
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -359,11 +414,7 @@ impl Journal {
     pub async fn write_text_order(&self, row: &TextOrderRow) -> Result<(), JournalError> {
         self.client
             .execute(
-                "INSERT INTO text_orders (id, status, origin, text, description, record, proposed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7) \
-                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
-                 record = EXCLUDED.record, updated_at = now() \
-                 WHERE text_orders.status IN ('pending', 'armed')",
+                &self.statements.write_text_order,
                 &[
                     &row.id,
                     &row.status,

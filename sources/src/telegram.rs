@@ -11,7 +11,7 @@
 //! notifier.notify("executor started")?;
 //! while let Some(BotInput::Command { chat_id, command, .. }) = inputs.recv().await {
 //!     match command {
-//!         BotCommand::Text(order) => notifier.send_with_buttons(
+//!         BotCommand::Text { text: order, .. } => notifier.send_with_buttons(
 //!             chat_id,
 //!             format!("Place {order}?"),
 //!             confirm_buttons("ord-1"),
@@ -58,8 +58,8 @@ use tokio::task::JoinHandle;
 pub use api::{read_updates, TelegramClient, TelegramError};
 pub use config::{BotToken, TelegramConfig};
 pub use input::{
-    confirm_buttons, read_update, BotCommand, BotInput, BotUser, ReadUpdate, CONFIRM_PREFIX,
-    HELP_TEXT, REJECT_PREFIX,
+    confirm_buttons, help_text, read_update, BotCommand, BotInput, BotUser, ReadUpdate,
+    CONFIRM_PREFIX, REJECT_PREFIX,
 };
 pub use outbox::{
     escape_html, MessageText, Notifier, QueuedPart, MAX_CALLBACK_DATA, MAX_MESSAGE_LEN,

@@ -2,13 +2,8 @@
 //! event counted in the report, and bad settings refused clearly.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cryptoflow"));
-    c.env_remove("CRYPTOFLOW_CONFIG");
-    c
-}
+use crate::support::{cryptoflow as bin, run_ok};
 
 /// 40,000 generated trades of 2 symbols, 500 ms apart (5.5 hours: 333 one-minute candles each).
 fn generated(dir: &Path) -> PathBuf {
@@ -22,21 +17,16 @@ fn backtest(input: &Path, dir: &Path, tag: &str) -> (serde_json::Value, Vec<serd
     let report = dir.join(format!("{tag}.json"));
     let journal = dir.join(format!("{tag}.jsonl"));
     let svg = dir.join(format!("{tag}.svg"));
-    let out = bin()
-        .arg("backtest")
-        .arg(input)
-        .arg("--out")
-        .arg(&report)
-        .arg("--journal")
-        .arg(&journal)
-        .arg("--svg")
-        .arg(&svg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        bin()
+            .arg("backtest")
+            .arg(input)
+            .arg("--out")
+            .arg(&report)
+            .arg("--journal")
+            .arg(&journal)
+            .arg("--svg")
+            .arg(&svg),
     );
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(

@@ -40,6 +40,7 @@ fn replay(workers: usize) -> (Vec<IndicatorRow>, Vec<SignalRow>) {
     }
     rows.sort_by_key(|r| (r.venue, r.symbol, r.interval, r.open_time));
     signals.sort_by(|a, b| {
+        let (a, b) = (&a.signal, &b.signal);
         (a.venue, a.symbol, a.interval, a.open_time, &a.strategy).cmp(&(
             b.venue,
             b.symbol,
@@ -71,6 +72,7 @@ fn pipeline_signals_are_the_strategies_over_its_indicator_rows() {
         want.extend(got);
     }
     want.sort_by(|a, b| {
+        let (a, b) = (&a.signal, &b.signal);
         (a.venue, a.symbol, a.interval, a.open_time, &a.strategy).cmp(&(
             b.venue,
             b.symbol,
@@ -84,23 +86,24 @@ fn pipeline_signals_are_the_strategies_over_its_indicator_rows() {
     // Every strategy on 1 s fired, each id is unique, the 1 m one never had enough candles.
     for name in ["ma_cross", "rsi_bands", "bollinger_breakout"] {
         assert!(
-            signals.iter().any(|s| s.strategy == name),
+            signals.iter().any(|s| s.signal.strategy == name),
             "{name} fired nothing"
         );
     }
-    assert!(signals.iter().all(|s| s.strategy != "rsi_1m"));
+    assert!(signals.iter().all(|s| s.signal.strategy != "rsi_1m"));
     let mut ids: Vec<&str> = signals.iter().map(|s| s.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), signals.len(), "unique ids");
     for s in &signals {
         assert!(!s.inputs.is_empty(), "{s:?}");
+        let g = &s.signal;
         let row = rows
             .iter()
-            .find(|r| (r.symbol, r.interval, r.open_time) == (s.symbol, s.interval, s.open_time))
+            .find(|r| (r.symbol, r.interval, r.open_time) == (g.symbol, g.interval, g.open_time))
             .unwrap();
-        assert_eq!(s.price, row.close);
-        assert_eq!(s.close_time, row.close_time);
+        assert_eq!(g.price, row.close);
+        assert_eq!(g.close_time, row.close_time);
     }
 
     // The same on 2 workers (each symbol's state on the worker that owns it).

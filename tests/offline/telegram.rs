@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use cryptoflow_operators::trading::conditional::Origin;
 use cryptoflow_sources::telegram::{
     confirm_buttons, escape_html, BotCommand, BotInput, BotToken, MessageText, TelegramBot,
     TelegramClient, TelegramConfig, TelegramError,
@@ -102,7 +103,13 @@ async fn commands_from_an_allowed_chat_arrive() {
             BotCommand::Kill,
             BotCommand::Help,
             BotCommand::Help,
-            BotCommand::Text("buy 0.01 BTCUSDT at 43000".into()),
+            BotCommand::Text {
+                text: "buy 0.01 BTCUSDT at 43000".into(),
+                origin: Origin {
+                    channel: format!("telegram:{CHAT}"),
+                    user: CHAT.to_string(),
+                },
+            },
         ]
     );
     // An unknown command is answered with the help, and is no input.
@@ -217,17 +224,10 @@ async fn buttons_confirm_and_reject() {
     } = next(&mut rx).await;
     assert_eq!(chat_id, CHAT);
     assert_eq!(from.id, CHAT);
-    assert_eq!(
-        command,
-        BotCommand::Confirm {
-            token: "ord-7".into()
-        }
-    );
+    assert_eq!(command, BotCommand::Confirm { id: "ord-7".into() });
     assert_eq!(
         command_of(next(&mut rx).await),
-        BotCommand::Reject {
-            token: "ord-8".into()
-        }
+        BotCommand::Reject { id: "ord-8".into() }
     );
     quiet(&mut rx, Duration::from_millis(200)).await;
     let mut answered = fake.wait_answered(3, Duration::from_secs(5)).await;

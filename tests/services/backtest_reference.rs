@@ -10,7 +10,7 @@ use std::process::Command;
 
 use rust_decimal::Decimal;
 
-use crate::support::{generate, service_env};
+use crate::support::{cryptoflow, generate, run_ok, service_env};
 
 /// Whether `ours` equals the reference to `rust_decimal`'s precision: each of the journal's
 /// operations rounds at 28 significant digits of its own operands (notionals, not the small
@@ -26,42 +26,27 @@ fn close(ours: &str, reference: &str, traded: Decimal) -> bool {
 }
 
 fn python(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(service_env("CRYPTOFLOW_TEST_PYTHON"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    run_ok(Command::new(service_env("CRYPTOFLOW_TEST_PYTHON")).args(args)).stdout
 }
 
 /// Backtests `input` and compares its money with the Python recomputation.
 fn check(input: &Path, dir: &Path, tag: &str) -> serde_json::Value {
     let report = dir.join(format!("{tag}.json"));
     let journal = dir.join(format!("{tag}.jsonl"));
-    let bt = Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .env_remove("CRYPTOFLOW_CONFIG")
-        .args([
-            "backtest",
-            "--strategy",
-            "rsi_bands:1m",
-            "--strategy",
-            "ma_cross:1m",
-        ])
-        .arg(input)
-        .arg("--out")
-        .arg(&report)
-        .arg("--journal")
-        .arg(&journal)
-        .output()
-        .unwrap();
-    assert!(
-        bt.status.success(),
-        "{}",
-        String::from_utf8_lossy(&bt.stderr)
+    run_ok(
+        cryptoflow()
+            .args([
+                "backtest",
+                "--strategy",
+                "rsi_bands:1m",
+                "--strategy",
+                "ma_cross:1m",
+            ])
+            .arg(input)
+            .arg("--out")
+            .arg(&report)
+            .arg("--journal")
+            .arg(&journal),
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();

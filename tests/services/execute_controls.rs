@@ -142,6 +142,28 @@ async fn trades(suffix: &str, first_id: u64, prices: &[&str]) {
     .await;
 }
 
+/// Runs `attempt` every `every` until it gives a value: that value and how long it took. Fails
+/// with `what()` when it has not within `timeout`.
+async fn eventually<T>(
+    timeout: Duration,
+    every: Duration,
+    what: impl Fn() -> String,
+    mut attempt: impl AsyncFnMut() -> Option<T>,
+) -> (T, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = attempt().await {
+            return (v, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "not within {timeout:?}: {}",
+            what()
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Waits until `sql` (one text value, `$1` = `id`) answers `want`; how long it took.
 async fn wait_sql(
     db: &tokio_postgres::Client,
@@ -150,19 +172,18 @@ async fn wait_sql(
     id: &str,
     want: &str,
 ) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
+    let what = || format!("{sql} ({id}) is not {want}");
+    let check = async || {
         let got: Option<String> = db
             .query_opt(sql, &[&id])
             .await
             .unwrap()
             .and_then(|r| r.get(0));
-        if got.as_deref() == Some(want) {
-            return started.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{sql} ({id}) is not {want} within {timeout:?}");
+        (got.as_deref() == Some(want)).then_some(())
+    };
+    eventually(timeout, Duration::from_millis(20), what, check)
+        .await
+        .1
 }
 
 fn config_file(dir: &std::path::Path, telegram: Option<&str>) -> std::path::PathBuf {
@@ -209,17 +230,15 @@ async fn paper_controls_telegram_text_orders_and_the_kill_switch() {
 
     // The tape: the executor learns the price (trades until its consumer has joined).
     let mut id = 1u64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let stderr = || ex.stderr.lock().unwrap().clone();
+    let marked = async || {
         trades(&suffix, id, &["50000"]).await;
         id += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (_, s) = ex.call("GET", "/status", None).await;
-        if s["data"]["marks"]["BTCUSDT"] == "50000" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", ex.stderr.lock().unwrap());
-    }
+        (s["data"]["marks"]["BTCUSDT"] == "50000").then_some(())
+    };
+    eventually(Duration::from_secs(60), Duration::ZERO, stderr, marked).await;
 
     // A limit order by API: proposed, shown back, confirmed, open on the paper book.
     let (code, p) = ex
@@ -332,18 +351,20 @@ async fn paper_controls_telegram_text_orders_and_the_kill_switch() {
         .get(0);
     assert_eq!(fired, "fired");
     // The fill is notified in the chat.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if tg
-            .sent_messages()
+    let sent = || format!("{:?}", tg.sent_messages());
+    let notified = async || {
+        tg.sent_messages()
             .iter()
             .any(|m| m.text.contains("Filled buy 0.02 BTCUSDT"))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{:?}", tg.sent_messages());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .then_some(())
+    };
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        sent,
+        notified,
+    )
+    .await;
 
     // /kill from Telegram: the open limit order is cancelled in the journal within 1 s.
     let pushed = Instant::now();
@@ -427,19 +448,15 @@ async fn live_kill_cancels_on_the_exchange_and_user_stream_fills_are_net_of_comm
     let db = pg_client(&url).await;
     let mut id = 1u64;
     // Until the executor has the price (its consumer joined): a limit order within the band.
-    let mut placed = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while placed.is_none() {
-        assert!(Instant::now() < deadline, "{}", ex.stderr.lock().unwrap());
+    let stderr = || ex.stderr.lock().unwrap().clone();
+    let placed = async || {
         trades(&suffix, id, &["50000"]).await;
         id += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (pid, c) = ex.order("buy 0.01 BTC at 49900").await;
-        if c["message"] == "Placed: accepted" {
-            placed = Some(pid);
-        }
-    }
-    let first = placed.unwrap();
+        (c["message"] == "Placed: accepted").then_some(pid)
+    };
+    let (first, _) = eventually(Duration::from_secs(60), Duration::ZERO, stderr, placed).await;
     assert_eq!(fake.order_count(&first), 1);
     assert_eq!(fake.order_status(&first).as_deref(), Some("NEW"));
 

@@ -114,12 +114,13 @@ async fn signals_reach_the_table_and_the_topic() {
     let c = pg_client(&url).await;
     for (id, s) in &first {
         let (strategy, symbol, interval, open_time, side, price, _) = &stored[id];
-        assert_eq!(strategy, &s.strategy);
-        assert_eq!(symbol, s.symbol.as_str());
-        assert_eq!(interval, s.interval.label());
-        assert_eq!(*open_time, s.open_time);
-        assert_eq!(side, s.side.as_str());
-        assert_eq!(*price, s.price);
+        let g = &s.signal;
+        assert_eq!(strategy, &g.strategy);
+        assert_eq!(symbol, g.symbol.as_str());
+        assert_eq!(interval, g.interval.label());
+        assert_eq!(*open_time, g.open_time);
+        assert_eq!(side, g.side.as_str());
+        assert_eq!(*price, g.price);
         // Compared by the server (its numbers are exact; a JSON parser's doubles may differ in
         // the last digit).
         let json = serde_json::to_string(&s.inputs).unwrap();

@@ -11,7 +11,7 @@ use cryptoflow_operators::dataflow::{EnrichedTrade, IndicatorRow};
 use cryptoflow_operators::features::FeatureRow;
 use cryptoflow_operators::model::{
     Candle, DataQuality, Gap, GapReason, IndicatorValues, Interval, Output, SentimentRow,
-    SentimentScore, SentimentWindowRow, Side, SignalRow, StreamKind, Symbol, Trade, Venue,
+    SentimentScore, SentimentWindowRow, Side, Signal, SignalRow, StreamKind, Symbol, Trade, Venue,
     REFILLING,
 };
 use cryptoflow_operators::polled::{
@@ -220,15 +220,17 @@ fn batch() -> Vec<Output> {
         window(4, 0.125), // fewer items: ignored
         Output::Signal(Box::new(SignalRow {
             id: "cf00000000000000000000000000000001".into(),
-            strategy: "rsi_bands".into(),
-            venue: Venue::Binance,
-            symbol: btc(),
-            interval: Interval::MINUTE,
-            open_time: T0,
-            close_time: T0 + 60_000,
-            side: Side::Buy,
-            price: d("0.000000000000000000012345"),
-            reason: "RSI(14) 31.50 rose through 30".into(),
+            signal: Signal {
+                strategy: "rsi_bands".into(),
+                venue: Venue::Binance,
+                symbol: btc(),
+                interval: Interval::MINUTE,
+                open_time: T0,
+                close_time: T0 + 60_000,
+                side: Side::Buy,
+                price: d("0.000000000000000000012345"),
+                reason: "RSI(14) 31.50 rose through 30".into(),
+            },
             inputs: [("rsi_14".to_string(), 31.5)].into(),
         })),
         Output::Features(Box::new(FeatureRow {

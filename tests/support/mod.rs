@@ -318,18 +318,12 @@ pub async fn pipeline_topics(suffix: &str) -> Vec<(String, String)> {
 /// `cryptoflow replay INPUT` publishing to the test broker, with `env` (e.g. the topics of
 /// [`pipeline_topics`]); asserts it succeeded.
 pub fn replay_to_kafka(input: &Path, env: &[(String, String)]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .env_remove("CRYPTOFLOW_CONFIG")
-        .envs(env.iter().cloned())
-        .arg("replay")
-        .arg(input)
-        .args(["--listen", "off", "--kafka-sink", &kafka_brokers()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        cryptoflow()
+            .envs(env.iter().cloned())
+            .arg("replay")
+            .arg(input)
+            .args(["--listen", "off", "--kafka-sink", &kafka_brokers()]),
     );
 }
 
@@ -474,21 +468,37 @@ impl Drop for Killed {
     }
 }
 
+/// The `cryptoflow` binary, with no config file from the environment.
+pub fn cryptoflow() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"));
+    c.env_remove("CRYPTOFLOW_CONFIG");
+    c
+}
+
+/// Runs `cmd` and returns its output; panics with the command and its error output when it
+/// fails.
+pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Writes `cryptoflow generate ARGS -o path` (deterministic synthetic trades: `--symbols`,
 /// `--trades`, `--step-ms`, `--seed`) and returns `path`; panics with the command's error output
 /// when it fails.
 pub fn generate(path: &Path, args: &[&str]) -> PathBuf {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
-        .arg("generate")
-        .args(args)
-        .arg("-o")
-        .arg(path)
-        .output()
-        .expect("run cryptoflow generate");
-    assert!(
-        out.status.success(),
-        "cryptoflow generate {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+            .arg("generate")
+            .args(args)
+            .arg("-o")
+            .arg(path),
     );
     path.to_path_buf()
 }

@@ -260,13 +260,11 @@ pub struct SentimentWindowRow {
     pub negative_share: f64,
 }
 
-/// A strategy signal at a final candle, as the pipeline stores and publishes it (the trading
-/// module's `Signal` with its id and the indicator values the strategy compared).
+/// A strategy's decision at a final candle (the trading module's strategies make it; its
+/// methods are there).
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SignalRow {
-    /// The deterministic id (`cf` + 32 hex digits; the client order id of its intent).
-    pub id: String,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signal {
     /// Strategy name.
     pub strategy: String,
     /// Venue.
@@ -285,6 +283,19 @@ pub struct SignalRow {
     pub price: Decimal,
     /// Why, in words.
     pub reason: String,
+}
+
+/// A strategy signal at a final candle, as the pipeline stores and publishes it: the
+/// [`Signal`] with its id and the indicator values the strategy compared. Flat in JSON and SQL
+/// (`id`, the signal's fields, `inputs`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalRow {
+    /// The deterministic id (`cf` + 32 hex digits; the client order id of its intent).
+    pub id: String,
+    /// The signal.
+    #[serde(flatten)]
+    pub signal: Signal,
     /// The values the strategy compared at this candle, by indicator column name (`close` for
     /// the candle's close).
     pub inputs: BTreeMap<String, f64>,
@@ -651,15 +662,17 @@ mod tests {
             })),
             Output::Signal(Box::new(SignalRow {
                 id: "cf0123456789abcdef0123456789abcdef".into(),
-                strategy: "rsi_bands".into(),
-                venue: Venue::Binance,
-                symbol: c.symbol,
-                interval: Interval::MINUTE,
-                open_time: c.open_time,
-                close_time: c.close_time,
-                side: Side::Buy,
-                price: Decimal::ONE_HUNDRED,
-                reason: "RSI(14) 31.00 rose through 30".into(),
+                signal: Signal {
+                    strategy: "rsi_bands".into(),
+                    venue: Venue::Binance,
+                    symbol: c.symbol,
+                    interval: Interval::MINUTE,
+                    open_time: c.open_time,
+                    close_time: c.close_time,
+                    side: Side::Buy,
+                    price: Decimal::ONE_HUNDRED,
+                    reason: "RSI(14) 31.00 rose through 30".into(),
+                },
                 inputs: BTreeMap::from([("rsi_14".to_string(), 31.0)]),
             })),
         ]

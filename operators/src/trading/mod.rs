@@ -7,6 +7,7 @@
 //! - [`text`]: the deterministic grammar of text orders (English and Spanish).
 //! - [`conditional`]: the book of text orders, from proposal and confirmation to armed
 //!   conditions and the intents they fire.
+//! - [`command`]: the operator's commands (control API, `cryptoflow control`, Telegram).
 //!
 //! Money is [`Decimal`] throughout; quantities are in the base asset, prices and notionals in the
 //! quote asset.
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Millis, Side, Symbol, Venue};
 
+pub mod command;
 pub mod conditional;
 pub mod engine;
 pub mod paper;

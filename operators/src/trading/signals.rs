@@ -129,28 +129,9 @@ impl StrategyConfig {
     }
 }
 
-/// A strategy's decision at a final candle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Signal {
-    /// Strategy name.
-    pub strategy: String,
-    /// Venue.
-    pub venue: Venue,
-    /// Symbol.
-    pub symbol: Symbol,
-    /// Candle interval.
-    pub interval: Interval,
-    /// Open time of the candle that fired, ms.
-    pub open_time: Millis,
-    /// Its close time (when the signal exists), ms.
-    pub close_time: Millis,
-    /// Buy or sell.
-    pub side: Side,
-    /// The candle's close.
-    pub price: Decimal,
-    /// Why, in words (`EMA(20) 101.2 crossed above SMA(20) 100.9`).
-    pub reason: String,
-}
+/// A strategy's decision at a final candle (`reason`: in words, e.g.
+/// `EMA(20) 101.2 crossed above SMA(20) 100.9`).
+pub use crate::model::Signal;
 
 impl Signal {
     /// The deterministic id of this signal, used as the client order id of its intent: `cf`
@@ -170,36 +151,11 @@ impl Signal {
     }
 
     /// The row the pipeline stores and publishes: this signal with its id and `inputs`.
-    pub fn row(&self, inputs: BTreeMap<String, f64>) -> SignalRow {
+    pub fn row(self, inputs: BTreeMap<String, f64>) -> SignalRow {
         SignalRow {
             id: self.id(),
-            strategy: self.strategy.clone(),
-            venue: self.venue,
-            symbol: self.symbol,
-            interval: self.interval,
-            open_time: self.open_time,
-            close_time: self.close_time,
-            side: self.side,
-            price: self.price,
-            reason: self.reason.clone(),
+            signal: self,
             inputs,
-        }
-    }
-}
-
-impl From<&SignalRow> for Signal {
-    /// The signal of a stored or published row (its `inputs` left out).
-    fn from(row: &SignalRow) -> Self {
-        Signal {
-            strategy: row.strategy.clone(),
-            venue: row.venue,
-            symbol: row.symbol,
-            interval: row.interval,
-            open_time: row.open_time,
-            close_time: row.close_time,
-            side: row.side,
-            price: row.price,
-            reason: row.reason.clone(),
         }
     }
 }
@@ -558,7 +514,11 @@ mod tests {
         plain.on_indicators(&row(0, "100", band));
         let sig = plain.on_indicators(&fired).remove(0);
         assert_eq!(r.id, sig.id());
-        assert_eq!((r.side, r.price, r.open_time), (Side::Buy, sig.price, h));
+        assert_eq!(r.signal, sig);
+        assert_eq!(
+            (r.signal.side, r.signal.price, r.signal.open_time),
+            (Side::Buy, sig.price, h)
+        );
         let inputs: Vec<(&str, f64)> = r.inputs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         assert_eq!(
             inputs,

@@ -642,7 +642,9 @@ impl BinanceOrders {
         loop {
             sends += 1;
             let last = sends >= self.max_attempts();
-            tracing::info!(client_order_id = %intent.id, symbol = %intent.symbol, side = side_param(intent.side), qty = %intent.qty, attempt = sends, "Placing order.");
+            // Debug only: a log line written before the send would delay it (the answer's
+            // "Order placed." and every retry's warning are logged at info and above).
+            tracing::debug!(client_order_id = %intent.id, symbol = %intent.symbol, side = side_param(intent.side), qty = %intent.qty, attempt = sends, "Placing order.");
             let failure = match self
                 .attempt(Method::POST, "/api/v3/order", &params, Security::Signed)
                 .await

@@ -480,7 +480,7 @@ pub fn topic_key(record: &Output) -> Option<&str> {
         Output::Features(f) => f.symbol.as_str(),
         Output::Sentiment(s) => s.coins.first().unwrap_or(&s.item_key).as_str(),
         Output::SentimentWindow(w) => w.coin.as_str(),
-        Output::Signal(s) => s.symbol.as_str(),
+        Output::Signal(s) => s.signal.symbol.as_str(),
         Output::Quality(_) | Output::Polled(_) => return None,
     })
 }
@@ -581,7 +581,7 @@ pub fn outgoing<'a>(topics: &'a Topics, record: &'a Output) -> Option<Outgoing<'
                 kind: SignalType,
                 signal: sig.as_ref(),
             }),
-            sig.close_time,
+            sig.signal.close_time,
         ),
         // Polled items are stored by the SQL and JSON-lines sinks; no topic.
         Output::Quality(_) | Output::Polled(_) => return None,

@@ -762,17 +762,18 @@ pub const SIGNALS: Table<SignalRow> = Table {
     row: |s, out| {
         let inputs = serde_json::to_string(&s.inputs)
             .map_err(|e| format!("signal {}: inputs: {e}", s.id))?;
+        let g = &s.signal;
         out.extend([
             Cell::text(&s.id),
-            Cell::text(&s.strategy),
-            Cell::text(s.venue.as_str()),
-            Cell::text(s.symbol.as_str()),
-            Cell::text(s.interval.label()),
-            Cell::Time(s.open_time),
-            Cell::Time(s.close_time),
-            Cell::text(s.side.as_str()),
-            Cell::Decimal(s.price),
-            Cell::text(&s.reason),
+            Cell::text(&g.strategy),
+            Cell::text(g.venue.as_str()),
+            Cell::text(g.symbol.as_str()),
+            Cell::text(g.interval.label()),
+            Cell::Time(g.open_time),
+            Cell::Time(g.close_time),
+            Cell::text(g.side.as_str()),
+            Cell::Decimal(g.price),
+            Cell::text(&g.reason),
             Cell::Json(Cow::Owned(inputs)),
         ]);
         Ok(())

@@ -1,17 +1,14 @@
 //! What the bot hands to the executor, and how updates are read into it.
 
+use cryptoflow_operators::trading::command::Command;
+use cryptoflow_operators::trading::conditional::Origin;
 use serde::Deserialize;
 
-/// The help text (HTML), also sent after "unknown command".
-pub const HELP_TEXT: &str = "Commands:\n\
-/status: executor status\n\
-/positions: open positions\n\
-/pnl: profit and loss\n\
-/pause: stop placing new orders\n\
-/resume: place orders again\n\
-/kill: emergency stop\n\
-/help: this help\n\
-Any other text is read as an order.";
+/// The help text (HTML), also sent after "unknown command": the executor's commands
+/// ([`Command::help`]) as `/name`.
+pub fn help_text() -> String {
+    Command::help("/", "Any other text is read as an order.")
+}
 
 /// Prefix of the callback data of a confirmation button (`confirm:<token>`).
 pub const CONFIRM_PREFIX: &str = "confirm:";
@@ -43,39 +40,14 @@ pub struct BotUser {
     pub name: String,
 }
 
-/// A command of the executor's bot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BotCommand {
-    /// `/status`.
-    Status,
-    /// `/positions`.
-    Positions,
-    /// `/pnl`.
-    Pnl,
-    /// `/pause`.
-    Pause,
-    /// `/resume`.
-    Resume,
-    /// `/kill`.
-    Kill,
-    /// `/help` (and `/start`, which Telegram clients send first).
-    Help,
-    /// Any text that is not a command (trimmed): the executor reads it as a text order.
-    Text(String),
-    /// The button with callback data `confirm:<token>` was pressed.
-    Confirm {
-        /// What follows `confirm:`.
-        token: String,
-    },
-    /// The button with callback data `reject:<token>` was pressed.
-    Reject {
-        /// What follows `reject:`.
-        token: String,
-    },
-}
+/// A command of the executor's bot: the executor's own [`Command`]. `/name` is a command of
+/// [`NAMED`](cryptoflow_operators::trading::command::NAMED) (`/start`, which Telegram clients
+/// send first, is `/help`), other text a [`Command::Text`] from `telegram:<chat id>` and the
+/// sender's user id, a button [`Command::Confirm`] or [`Command::Reject`].
+pub type BotCommand = Command;
 
 /// The buttons `[("✅ Confirm", "confirm:<token>"), ("❌ Reject", "reject:<token>")]` that come
-/// back as [`BotCommand::Confirm`] / [`BotCommand::Reject`]. The token must keep the callback
+/// back as [`Command::Confirm`] / [`Command::Reject`]. The token must keep the callback
 /// data within 64 bytes (56 bytes of token at most).
 pub fn confirm_buttons(token: &str) -> Vec<(String, String)> {
     vec![
@@ -96,43 +68,40 @@ pub(crate) enum Parsed {
 }
 
 /// Reads a message's text: `/cmd` or `/cmd@BotName` (case-insensitive, arguments ignored), or
-/// free text.
-pub(crate) fn parse_text(text: &str) -> Parsed {
+/// free text, a text order of `origin`.
+pub(crate) fn parse_text(text: &str, origin: impl FnOnce() -> Origin) -> Parsed {
     let text = text.trim();
     if text.is_empty() {
         return Parsed::Nothing;
     }
     let Some(rest) = text.strip_prefix('/') else {
-        return Parsed::Command(BotCommand::Text(text.to_string()));
+        return Parsed::Command(Command::Text {
+            text: text.to_string(),
+            origin: origin(),
+        });
     };
     let word = rest.split_whitespace().next().unwrap_or("");
     // `/cmd@BotName`: in groups, a command addressed to a bot. With privacy mode on (the
     // default) Telegram only delivers commands addressed to this bot or to no bot, so the name is
     // not compared.
-    let name = word.split('@').next().unwrap_or("").to_lowercase();
-    let cmd = match name.as_str() {
-        "status" => BotCommand::Status,
-        "positions" => BotCommand::Positions,
-        "pnl" => BotCommand::Pnl,
-        "pause" => BotCommand::Pause,
-        "resume" => BotCommand::Resume,
-        "kill" => BotCommand::Kill,
-        "help" | "start" => BotCommand::Help,
-        _ => return Parsed::Unknown(word.split('@').next().unwrap_or("").to_string()),
+    let name = word.split('@').next().unwrap_or("");
+    let command = if name.eq_ignore_ascii_case("start") {
+        Some(Command::Help)
+    } else {
+        Command::named(name)
     };
-    Parsed::Command(cmd)
+    match command {
+        Some(c) => Parsed::Command(c),
+        None => Parsed::Unknown(name.to_string()),
+    }
 }
 
 /// Reads a button's callback data: `confirm:<token>` / `reject:<token>` (non-empty token).
-pub(crate) fn parse_callback(data: &str) -> Option<BotCommand> {
-    if let Some(token) = data.strip_prefix(CONFIRM_PREFIX) {
-        (!token.is_empty()).then(|| BotCommand::Confirm {
-            token: token.to_string(),
-        })
-    } else if let Some(token) = data.strip_prefix(REJECT_PREFIX) {
-        (!token.is_empty()).then(|| BotCommand::Reject {
-            token: token.to_string(),
-        })
+pub(crate) fn parse_callback(data: &str) -> Option<Command> {
+    if let Some(id) = data.strip_prefix(CONFIRM_PREFIX) {
+        (!id.is_empty()).then(|| Command::Confirm { id: id.to_string() })
+    } else if let Some(id) = data.strip_prefix(REJECT_PREFIX) {
+        (!id.is_empty()).then(|| Command::Reject { id: id.to_string() })
     } else {
         None
     }
@@ -163,7 +132,12 @@ pub fn read_update(raw: serde_json::Value) -> Result<ReadUpdate, String> {
     let u = serde_json::from_value::<Update>(raw).map_err(|e| e.to_string())?;
     let (chat_id, from, command) = if let Some(m) = u.message {
         let from = m.from.as_ref().map(BotUser::from).unwrap_or_default();
-        let command = match parse_text(&m.text.unwrap_or_default()) {
+        let chat_id = m.chat.id;
+        let origin = || Origin {
+            channel: format!("telegram:{chat_id}"),
+            user: from.id.to_string(),
+        };
+        let command = match parse_text(&m.text.unwrap_or_default(), origin) {
             Parsed::Command(c) => Some(c),
             Parsed::Unknown(_) | Parsed::Nothing => None,
         };
@@ -268,7 +242,7 @@ mod tests {
             r#"{"update_id":8,"callback_query":{"id":"q","from":{"id":3},"message":{"chat":{"id":42}},"data":"reject:t1"}}"#,
         )
         .expect("button");
-        assert_eq!(u.command, Some(BotCommand::Reject { token: "t1".into() }));
+        assert_eq!(u.command, Some(BotCommand::Reject { id: "t1".into() }));
         let u = read(
             r#"{"update_id":9,"callback_query":{"id":"q","from":{"id":3},"data":"confirm:t"}}"#,
         )
@@ -298,7 +272,11 @@ mod tests {
 
     #[test]
     fn commands() {
-        let c = |s: &str| parse_text(s);
+        let origin = || Origin {
+            channel: "telegram:1".into(),
+            user: "2".into(),
+        };
+        let c = |s: &str| parse_text(s, origin);
         assert_eq!(c("/status"), Parsed::Command(BotCommand::Status));
         assert_eq!(c("/status@MyBot"), Parsed::Command(BotCommand::Status));
         assert_eq!(c("  /PnL  "), Parsed::Command(BotCommand::Pnl));
@@ -306,6 +284,7 @@ mod tests {
         assert_eq!(c("/pause"), Parsed::Command(BotCommand::Pause));
         assert_eq!(c("/resume"), Parsed::Command(BotCommand::Resume));
         assert_eq!(c("/kill"), Parsed::Command(BotCommand::Kill));
+        assert_eq!(c("/orders"), Parsed::Command(BotCommand::Orders));
         assert_eq!(c("/start"), Parsed::Command(BotCommand::Help));
         assert_eq!(c("/help@x_bot"), Parsed::Command(BotCommand::Help));
         assert_eq!(c("/xyz@MyBot arg"), Parsed::Unknown("xyz".into()));
@@ -313,7 +292,10 @@ mod tests {
         assert_eq!(c("   "), Parsed::Nothing);
         assert_eq!(
             c(" buy 0.1 BTCUSDT "),
-            Parsed::Command(BotCommand::Text("buy 0.1 BTCUSDT".into()))
+            Parsed::Command(BotCommand::Text {
+                text: "buy 0.1 BTCUSDT".into(),
+                origin: origin()
+            })
         );
     }
 
@@ -321,26 +303,22 @@ mod tests {
     fn callbacks() {
         assert_eq!(
             parse_callback("confirm:abc"),
-            Some(BotCommand::Confirm {
-                token: "abc".into()
-            })
+            Some(BotCommand::Confirm { id: "abc".into() })
         );
         assert_eq!(
             parse_callback("reject:a:b"),
-            Some(BotCommand::Reject {
-                token: "a:b".into()
-            })
+            Some(BotCommand::Reject { id: "a:b".into() })
         );
         assert_eq!(parse_callback("confirm:"), None);
         assert_eq!(parse_callback("other"), None);
         let b = confirm_buttons("t1");
         assert_eq!(
             parse_callback(&b[0].1),
-            Some(BotCommand::Confirm { token: "t1".into() })
+            Some(BotCommand::Confirm { id: "t1".into() })
         );
         assert_eq!(
             parse_callback(&b[1].1),
-            Some(BotCommand::Reject { token: "t1".into() })
+            Some(BotCommand::Reject { id: "t1".into() })
         );
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use cryptoflow_operators::backoff::Backoff;
 
-use super::input::{parse_callback, parse_text, Parsed, Update, HELP_TEXT};
+use super::input::{help_text, parse_callback, parse_text, Parsed, Update};
 use super::{
     escape_html, BotInput, BotUser, MessageText, Notifier, TelegramClient, TelegramError,
     TelegramStats,
@@ -187,7 +187,11 @@ impl Poller {
             }
             let from = m.from.as_ref().map(BotUser::from).unwrap_or_default();
             let text = m.text.unwrap_or_default();
-            match parse_text(&text) {
+            let origin = || cryptoflow_operators::trading::conditional::Origin {
+                channel: format!("telegram:{chat_id}"),
+                user: from.id.to_string(),
+            };
+            match parse_text(&text, origin) {
                 Parsed::Command(command) => {
                     tracing::info!(chat_id, user_id = from.id, ?command, "Telegram command.");
                     Some(BotInput::Command {
@@ -198,7 +202,11 @@ impl Poller {
                 }
                 Parsed::Unknown(name) => {
                     tracing::info!(chat_id, user_id = from.id, command = %name, "Unknown Telegram command.");
-                    let reply = format!("Unknown command /{}.\n\n{HELP_TEXT}", escape_html(&name));
+                    let reply = format!(
+                        "Unknown command /{}.\n\n{}",
+                        escape_html(&name),
+                        help_text()
+                    );
                     if let Err(e) = self.notifier.send(chat_id, MessageText::html(reply)) {
                         tracing::warn!(chat_id, error = %e, "Cannot answer an unknown command.");
                     }
