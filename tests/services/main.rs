@@ -36,4 +36,5 @@ mod serve_e2e;
 mod shutdown;
 mod signals_e2e;
 mod sql_tables;
+mod statefulset_cluster;
 mod views;
