@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`config`]: layered TOML configuration (defaults < file < env < flags).
+//! - [`layout`]: the multi-process cluster's layout from flags, the environment or the hostname.
 //! - [`pipeline`]: the trade pipeline's dataflow graph (events in; records and data-quality facts out).
 //! - [`runtime`]: build → start → run → drain: sink tasks and acks, the timely ↔ tokio bridge,
 //!   the watermark rules of the feed, shutdown.
@@ -24,6 +25,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod layout;
 pub mod pipeline;
 pub mod poll;
 pub mod publish;

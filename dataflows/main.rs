@@ -10,6 +10,7 @@ use cryptoflow::bench::{
     baseline, bench, bulk_reference, compare, BenchOptions, BenchSink, BulkOptions, BulkServer,
 };
 use cryptoflow::config::Config;
+use cryptoflow::layout::LayoutFlags;
 use cryptoflow::publish::LiveFrames;
 use cryptoflow::runtime::{run, Cluster, ReplayFailed, RunReport, SourceSpec};
 use cryptoflow_operators::model::Symbol;
@@ -46,13 +47,26 @@ struct Common {
     /// Timely worker threads in this process.
     #[arg(long, short)]
     workers: Option<usize>,
-    /// Number of processes in a multi-process run.
-    #[arg(long, default_value_t = 1)]
-    processes: usize,
+    /// Number of processes in a multi-process run (default 1).
+    ///
+    /// Without the flag, the environment variable CRYPTOFLOW_PROCESSES.
+    #[arg(long, value_name = "N")]
+    processes: Option<usize>,
     /// Index of this process (0-based).
-    #[arg(long, default_value_t = 0)]
-    process: usize,
-    /// File with one host:port per process.
+    ///
+    /// Without the flag, the environment variable CRYPTOFLOW_PROCESS; without either (and more
+    /// than one process), the trailing -<ordinal> of the hostname (HOSTNAME, else the system's),
+    /// as a StatefulSet names its pods: cryptoflow-2 is process 2.
+    #[arg(long, value_name = "I")]
+    process: Option<usize>,
+    /// Comma-separated host:port, one per process (not with --hostfile).
+    ///
+    /// Without the flag, the environment variable CRYPTOFLOW_HOSTS. A single entry holding {i}
+    /// stands for every process, {i} replaced by 0..N-1, e.g.
+    /// cryptoflow-{i}.cryptoflow-cluster.cryptoflow.svc.cluster.local:2101.
+    #[arg(long, value_name = "LIST")]
+    hosts: Option<String>,
+    /// File with one host:port line per process (not with --hosts / CRYPTOFLOW_HOSTS).
     #[arg(long)]
     hostfile: Option<PathBuf>,
     /// Write records to PostgreSQL (overrides sinks.postgres.url).
@@ -497,58 +511,13 @@ fn apply_common(common: &Common, serves_by_default: bool) -> Result<(Config, Clu
         cfg.sinks.console = false;
     }
     cfg.validate()?;
-    let hosts = match &common.hostfile {
-        Some(f) => std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read hostfile {}", f.display()))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(String::from)
-            .collect(),
-        None if common.processes > 1 => (0..common.processes)
-            .map(|i| format!("127.0.0.1:{}", 2101 + i))
-            .collect(),
-        None => Vec::new(),
-    };
-    check_hosts(&hosts, common.processes, common.process)?;
-    Ok((
-        cfg,
-        Cluster {
-            processes: common.processes,
-            process: common.process,
-            hosts,
-        },
-    ))
-}
-
-/// Checks a multi-process host list. Each process listens on its own line's address, without
-/// authentication, until every peer has connected: that address must be the process's own
-/// (pod) address, never every interface.
-fn check_hosts(hosts: &[String], processes: usize, process: usize) -> Result<()> {
-    if processes <= 1 {
-        return Ok(());
-    }
-    if process >= processes {
-        anyhow::bail!("--process {process} is out of range for --processes {processes} (0-based)");
-    }
-    if hosts.len() != processes {
-        anyhow::bail!(
-            "the hostfile lists {} addresses but --processes is {processes}: one host:port line per process",
-            hosts.len()
-        );
-    }
-    for addr in hosts[process].split_whitespace() {
-        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || host == "0.0.0.0" || host == "::" || host == "*" {
-            anyhow::bail!(
-                "process {process} would listen on {addr:?}, every interface: the cluster port has no \
-                 authentication, so list this process's own address (its pod IP or DNS name, or \
-                 127.0.0.1 on one machine) in the hostfile"
-            );
-        }
-    }
-    Ok(())
+    let cluster = cryptoflow::layout::resolve(&LayoutFlags {
+        processes: common.processes,
+        process: common.process,
+        hosts: common.hosts.clone(),
+        hostfile: common.hostfile.clone(),
+    })?;
+    Ok((cfg, cluster))
 }
 
 fn ws_config(cfg: &Config) -> Result<WsConfig> {

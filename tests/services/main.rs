@@ -37,5 +37,6 @@ mod serve_e2e;
 mod shutdown;
 mod signals_e2e;
 mod sql_tables;
+mod statefulset_cluster;
 mod storage;
 mod views;
