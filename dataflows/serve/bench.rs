@@ -381,7 +381,11 @@ fn number_after(text: &str, field: &str) -> Option<u64> {
         .bytes()
         .take_while(u8::is_ascii_digit)
         .fold(None, |n: Option<u64>, d| {
-            Some(n.unwrap_or(0).wrapping_mul(10).wrapping_add(u64::from(d - b'0')))
+            Some(
+                n.unwrap_or(0)
+                    .wrapping_mul(10)
+                    .wrapping_add(u64::from(d - b'0')),
+            )
         })
 }
 
@@ -403,9 +407,7 @@ where
                     continue;
                 };
                 let mut tally = tally.borrow_mut();
-                tally
-                    .latency_us
-                    .push((received - at as i64).max(0) as u64);
+                tally.latency_us.push((received - at as i64).max(0) as u64);
                 if let Some(prev) = last {
                     if id > prev + 1 {
                         tally.missed += id - prev - 1;
