@@ -193,6 +193,10 @@ struct BenchApiArgs {
     /// Seconds of HTTP load.
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
+    /// The server's executable (default: this one), to measure another build against the same
+    /// clients.
+    #[arg(long)]
+    server: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -606,6 +610,7 @@ fn main() {
                 clients: args.clients,
                 http_rps: args.http_rps,
                 seconds: args.seconds,
+                server: args.server,
             })
             .map(|line| println!("{line}"))
         }

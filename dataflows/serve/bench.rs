@@ -1,22 +1,31 @@
 //! `cryptoflow bench-api`: the API under load, measured from outside the server's process.
 //!
-//! The server under test is a child `cryptoflow replay FILE --rate R --listen … --keep-serving`.
-//! While it replays, this process holds `clients` WebSocket clients (each subscribed to the
-//! trades of one symbol, round robin) and sends `http_rps` requests a second to
-//! `/api/v1/prices/current/{symbol}` on a fixed schedule (open loop: a slow answer does not slow
-//! the sending). It reports request latency percentiles, push latency (the envelope's
-//! `committed_at_us` to the client's receipt, same clock), trades missed by the clients (ids are
-//! consecutive per symbol in generated files), clients closed as too slow, and the server's peak
-//! RSS, with the machine's load average.
+//! The server under test is a child `cryptoflow replay FILE --rate R --listen … --keep-serving`
+//! (this executable, or `server`). While it replays, this process holds `clients` WebSocket
+//! clients (each subscribed to the trades of one symbol, round robin) and sends `http_rps`
+//! requests a second to `/api/v1/prices/current/{symbol}` on a fixed schedule (open loop: a slow
+//! answer does not slow the sending). It reports request latency percentiles, push latency (the
+//! envelope's `committed_at_us` to the client's receipt, same clock), trades missed by the
+//! clients (ids are consecutive per symbol in generated files), clients closed as too slow, the
+//! server's peak RSS and the CPU time of the server and of this process, with the machine's load
+//! average.
+//!
+//! The clients share the machine with the server, so they are kept lean: all of them on one
+//! thread (a current-thread runtime), each reading only the two numbers it needs from a push
+//! (`committed_at_us` and the trade id) and keeping its own tally (no lock or shared counter per
+//! push).
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What to measure.
@@ -32,6 +41,8 @@ pub struct ApiBench {
     pub http_rps: u32,
     /// How long to send requests, seconds.
     pub seconds: f64,
+    /// The server's executable (default: this one).
+    pub server: Option<PathBuf>,
 }
 
 /// Latencies in microseconds.
@@ -49,13 +60,13 @@ impl Samples {
     }
 }
 
-/// One client's tally.
+/// One client's tally (its own: the clients share one thread and no counter).
 #[derive(Default)]
 struct Tally {
-    pushes: AtomicU64,
-    missed: AtomicU64,
-    closed_slow: AtomicU64,
-    latency_us: Mutex<Vec<u64>>,
+    pushes: u64,
+    missed: u64,
+    closed_slow: u64,
+    latency_us: Vec<u64>,
 }
 
 fn now_us() -> i64 {
@@ -73,7 +84,11 @@ pub fn run(b: &ApiBench) -> Result<String> {
         );
     }
     let symbols = symbols_of(&b.input)?;
-    let exe = std::env::current_exe().context("own executable")?;
+    let exe = match &b.server {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("own executable")?,
+    };
+    let started = Instant::now();
     let mut child = Command::new(exe)
         .arg("replay")
         .arg(&b.input)
@@ -111,6 +126,9 @@ pub fn run(b: &ApiBench) -> Result<String> {
         .enable_all()
         .build()?;
     let result = rt.block_on(measure(b, &base, &symbols, &rx));
+    let server_cpu = cpu_seconds(&format!("/proc/{pid}/stat"));
+    let own_cpu = cpu_seconds("/proc/self/stat");
+    let wall = started.elapsed().as_secs_f64();
     #[cfg(unix)]
     // SAFETY: signalling our own child by its pid.
     unsafe {
@@ -120,8 +138,10 @@ pub fn run(b: &ApiBench) -> Result<String> {
     let _ = child.wait();
     let mut line = result?;
     line.push_str(&format!(
-        " server_peak_rss_mb={:.1} load={}",
+        " server_peak_rss_mb={:.1} server_cpu_s={:.1} bench_cpu_s={:.1} wall_s={wall:.1} load={}",
         rss_kb.map_or(f64::NAN, |k| k as f64 / 1024.0),
+        server_cpu.unwrap_or(f64::NAN),
+        own_cpu.unwrap_or(f64::NAN),
         std::fs::read_to_string("/proc/loadavg")
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join("/"))
             .unwrap_or_default()
@@ -148,6 +168,20 @@ fn symbols_of(path: &PathBuf) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// User and system CPU seconds of a process so far, from its `/proc/…/stat`.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(stat).ok()?;
+    // The fields after the command (which may hold spaces) in parentheses.
+    let rest = s.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace();
+    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: f64 = f.nth(11)?.parse().ok()?;
+    let stime: f64 = f.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) / ticks as f64)
+}
+
 /// The server's peak resident set (VmHWM), while it still runs.
 fn peak_rss_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -166,17 +200,21 @@ async fn measure(
     lines: &std::sync::mpsc::Receiver<String>,
 ) -> Result<String> {
     let ws_base = base.replace("http://", "ws://");
-    let tally = Arc::new(Tally::default());
-    let mut clients = Vec::new();
-    for i in 0..b.clients {
-        let sym = symbols[i % symbols.len()].clone();
-        let url = format!("{ws_base}/ws?symbols={sym}&kinds=trades");
-        let (ws, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .with_context(|| format!("WebSocket client {i}"))?;
-        let tally = tally.clone();
-        clients.push(tokio::spawn(client(ws, tally)));
-    }
+    let urls: Vec<String> = (0..b.clients)
+        .map(|i| {
+            let sym = &symbols[i % symbols.len()];
+            format!("{ws_base}/ws?symbols={sym}&kinds=trades")
+        })
+        .collect();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
+    let clients = std::thread::Builder::new()
+        .name("bench-ws-clients".into())
+        .spawn(move || ws_clients(urls, ready_tx, stop_rx))
+        .context("start the clients' thread")?;
+    ready_rx
+        .await
+        .map_err(|_| anyhow!("the clients' thread ended"))??;
     // HTTP, open loop.
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -222,9 +260,10 @@ async fn measure(
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for c in &clients {
-        c.abort();
-    }
+    let _ = stop_tx.send(());
+    let tallies = clients
+        .join()
+        .map_err(|_| anyhow!("the clients' thread panicked"))??;
     // The server's own view: commit to the push's flush into the client's socket.
     let metrics_text = http
         .get(format!("{base}/metrics"))
@@ -234,24 +273,31 @@ async fn measure(
         .await?;
     let server_p99 = histogram_quantile(&metrics_text, "cryptoflow_ws_push_seconds", 0.99);
     let mut http_lat = std::mem::take(&mut *lat.lock().map_err(|_| anyhow!("lock"))?);
-    let mut push_lat = Samples(std::mem::take(
-        &mut *tally.latency_us.lock().map_err(|_| anyhow!("lock"))?,
-    ));
+    let mut push_lat = Samples(Vec::new());
+    let (mut pushes, mut missed, mut closed_slow) = (0, 0, 0);
+    for mut t in tallies {
+        push_lat.0.append(&mut t.latency_us);
+        pushes += t.pushes;
+        missed += t.missed;
+        closed_slow += t.closed_slow;
+    }
     Ok(format!(
         "APIBENCH http_requests={total} http_rps_achieved={:.0} http_p50_ms={:.3} http_p99_ms={:.3} http_errors={} \
-         ws_clients={} pushes={} push_p50_ms={:.3} push_p99_ms={:.3} server_push_p99_ms_le={} \
-         missed={} closed_slow={} replay_rate={}",
+         ws_clients={} pushes={} push_p50_ms={:.3} push_p99_ms={:.3} push_p999_ms={:.3} \
+         push_max_ms={:.3} server_push_p99_ms_le={} missed={} closed_slow={} replay_rate={}",
         total as f64 / sent_for,
         http_lat.pct(0.5),
         http_lat.pct(0.99),
         errors.load(Ordering::Relaxed),
         b.clients,
-        tally.pushes.load(Ordering::Relaxed),
+        pushes,
         push_lat.pct(0.5),
         push_lat.pct(0.99),
+        push_lat.pct(0.999),
+        push_lat.pct(1.0),
         server_p99.map_or("NaN".to_string(), |v| format!("{:.1}", v * 1000.0)),
-        tally.missed.load(Ordering::Relaxed),
-        tally.closed_slow.load(Ordering::Relaxed),
+        missed,
+        closed_slow,
         b.rate,
     ))
 }
@@ -281,59 +327,100 @@ fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
         .map(|(le, _)| *le)
 }
 
-/// The fields of a push the clients read.
-#[derive(serde::Deserialize)]
-struct Envelope {
-    committed_at_us: Option<i64>,
-    data: EnvelopeData,
+/// The WebSocket clients, on this thread: connects each of `urls` (then says so on `ready`),
+/// reads until `stop`, and returns each client's tally.
+fn ws_clients(
+    urls: Vec<String>,
+    ready: tokio::sync::oneshot::Sender<Result<()>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<Vec<Tally>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        // Small buffers: a push is a few hundred bytes.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(0);
+        let mut tallies = Vec::with_capacity(urls.len());
+        let mut tasks = Vec::with_capacity(urls.len());
+        for (i, url) in urls.iter().enumerate() {
+            let connected =
+                tokio_tungstenite::connect_async_with_config(url, Some(config), true).await;
+            let ws = match connected {
+                Ok((ws, _)) => ws,
+                Err(e) => {
+                    let _ = ready.send(Err(anyhow!("WebSocket client {i}: {e}")));
+                    return Ok(Vec::new());
+                }
+            };
+            let tally = Rc::new(RefCell::new(Tally::default()));
+            tallies.push(tally.clone());
+            tasks.push(tokio::task::spawn_local(client(ws, tally)));
+        }
+        let _ = ready.send(Ok(()));
+        let _ = stop.await;
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(tallies
+            .into_iter()
+            .map(|t| std::mem::take(&mut *t.borrow_mut()))
+            .collect())
+    })
 }
 
-#[derive(serde::Deserialize)]
-struct EnvelopeData {
-    trade_id: Option<u64>,
+/// The number after `"field":` in a push (the first such field).
+fn number_after(text: &str, field: &str) -> Option<u64> {
+    let at = text.find(field)? + field.len();
+    text[at..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(None, |n: Option<u64>, d| {
+            Some(
+                n.unwrap_or(0)
+                    .wrapping_mul(10)
+                    .wrapping_add(u64::from(d - b'0')),
+            )
+        })
 }
 
-/// One client: counts pushes, latency and holes in the trade ids.
-async fn client<S>(mut ws: S, tally: Arc<Tally>)
+/// One client: counts pushes, latency and holes in the trade ids; reads only the commit time
+/// and the trade id of each push.
+async fn client<S>(mut ws: S, tally: Rc<RefCell<Tally>>)
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     let mut last: Option<u64> = None;
-    let mut lat = Vec::new();
     while let Some(Ok(m)) = ws.next().await {
         match m {
             Message::Text(t) => {
-                let Ok(env) = serde_json::from_str::<Envelope>(&t) else {
+                let received = now_us();
+                let Some(at) = number_after(&t, "\"committed_at_us\":") else {
                     continue;
                 };
-                let (Some(at), Some(id)) = (env.committed_at_us, env.data.trade_id) else {
+                let Some(id) = number_after(&t, "\"trade_id\":") else {
                     continue;
                 };
-                lat.push((now_us() - at).max(0) as u64);
+                let mut tally = tally.borrow_mut();
+                tally.latency_us.push((received - at as i64).max(0) as u64);
                 if let Some(prev) = last {
                     if id > prev + 1 {
-                        tally.missed.fetch_add(id - prev - 1, Ordering::Relaxed);
+                        tally.missed += id - prev - 1;
                     }
                 }
                 last = Some(id.max(last.unwrap_or(0)));
-                tally.pushes.fetch_add(1, Ordering::Relaxed);
-                if lat.len() >= 1024 {
-                    if let Ok(mut l) = tally.latency_us.lock() {
-                        l.append(&mut lat);
-                    }
-                }
+                tally.pushes += 1;
             }
             Message::Close(Some(f)) if u16::from(f.code) == super::ws::CLOSE_TOO_SLOW => {
-                tally.closed_slow.fetch_add(1, Ordering::Relaxed);
+                tally.borrow_mut().closed_slow += 1;
                 break;
             }
             _ => {}
         }
-        if let Ok(mut l) = tally.latency_us.try_lock() {
-            l.append(&mut lat);
-        }
-    }
-    if let Ok(mut l) = tally.latency_us.lock() {
-        l.append(&mut lat);
     }
 }

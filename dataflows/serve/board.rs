@@ -237,7 +237,12 @@ impl Board {
                 if let Some(kind) = PushKind::of(r.kind()).filter(|_| interest.wants(topic_key(r)))
                 {
                     if let Some(msg) = outgoing(&self.topics, r) {
-                        pushes.push(Push::envelope(kind, Some(msg.key), &msg.payload, committed));
+                        pushes.push(Arc::new(Push::envelope(
+                            kind,
+                            Some(msg.key),
+                            &msg.payload,
+                            committed,
+                        )));
                     }
                 }
                 match r {
@@ -348,9 +353,8 @@ impl Board {
                 }
             }
         }
-        for p in pushes {
-            self.push(p);
-        }
+        // The whole batch in one pass: one wake-up per client.
+        self.fanout.push_all(&pushes);
     }
 
     fn read<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {

@@ -191,6 +191,13 @@ pub fn start(
         .block_on(tokio::net::TcpListener::bind(addr))
         .with_context(|| format!("cannot listen on {addr} (serve.listen, or --listen)"))?;
     let addr = listener.local_addr().context("listener address")?;
+    // No Nagle delay: a push is a small write that must leave at once, not wait for the
+    // client's acknowledgement of the previous one.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
+        }
+    });
     let access = api::Access::new(
         tokens,
         section.rate_limit_per_s,

@@ -1,8 +1,8 @@
 //! One push to WebSocket clients and its kind (the subscription name).
 
-use std::sync::Arc;
 use std::time::Instant;
 
+use axum::extract::ws::Utf8Bytes;
 use cryptoflow_operators::model::OutputKind;
 use cryptoflow_sinks::kafka::Topics;
 use serde::Serialize;
@@ -18,8 +18,8 @@ pub struct Push {
     pub kind: PushKind,
     /// The symbol (or coin, for sentiment), upper case.
     pub key: Option<String>,
-    /// The envelope as JSON.
-    pub json: Arc<str>,
+    /// The envelope as JSON, serialized once: every client's frame shares these bytes.
+    pub json: Utf8Bytes,
     /// When the primary sink committed it (or `serve` read it from Kafka).
     pub committed: Instant,
 }
@@ -54,11 +54,10 @@ impl Push {
         Push {
             kind,
             key: key.map(str::to_ascii_uppercase),
-            json: format!(
+            json: Utf8Bytes::from(format!(
                 r#"{{"kind":"{}","symbol":{symbol},"committed_at_us":{at_us},"data":{payload}}}"#,
                 kind.name()
-            )
-            .into(),
+            )),
             committed,
         }
     }

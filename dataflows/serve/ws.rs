@@ -10,6 +10,8 @@
 //! ([`super::fanout`]); a client whose queue fills is closed with code [`CLOSE_TOO_SLOW`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -20,6 +22,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::fanout::{ClientFeed, Subscription};
+use super::push::Push;
 use super::status::AppState;
 
 /// Close code for a client that fell behind its buffer (application range 4000–4999).
@@ -37,9 +40,6 @@ fn describe(sub: &Subscription) -> serde_json::Value {
         "kinds": sub.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
     })
 }
-
-/// Most pushes written before one flush.
-const SEND_BATCH: usize = 256;
 
 /// A client's message.
 #[derive(Deserialize)]
@@ -90,9 +90,9 @@ pub async fn upgrade(
         .on_upgrade(move |socket| client(socket, sub, feed)))
 }
 
-/// One client: its pushes until it leaves or falls behind. Pushes already queued go out
-/// together, with one flush.
-async fn client(mut socket: WebSocket, mut sub: Subscription, mut feed: ClientFeed) {
+/// One client: its pushes until it leaves or falls behind. Everything queued since its last
+/// wake-up goes out together, with one flush.
+async fn client(mut socket: WebSocket, mut sub: Subscription, feed: ClientFeed) {
     let clients = ::metrics::gauge!("cryptoflow_ws_clients");
     clients.increment(1.0);
     let pushed = ::metrics::counter!("cryptoflow_ws_pushes_total");
@@ -105,10 +105,12 @@ async fn client(mut socket: WebSocket, mut sub: Subscription, mut feed: ClientFe
         clients.decrement(1.0);
         return;
     }
+    // Reused between wake-ups: no allocation per push or per batch once grown.
+    let mut batch: Vec<Arc<Push>> = Vec::new();
     loop {
         tokio::select! {
-            push = feed.rx.recv() => {
-                let Some(first) = push else {
+            more = feed.next_batch(&mut batch) => {
+                if !more {
                     // Dropped from the fan-out: its queue was full.
                     if feed.overflowed() {
                         ::metrics::counter!("cryptoflow_ws_slow_clients_closed_total").increment(1);
@@ -116,7 +118,7 @@ async fn client(mut socket: WebSocket, mut sub: Subscription, mut feed: ClientFe
                             code: CLOSE_TOO_SLOW,
                             reason: format!(
                                 "client too slow: more than {} pushes queued",
-                                state_buffer(&feed)
+                                feed.capacity()
                             )
                             .into(),
                         };
@@ -125,17 +127,12 @@ async fn client(mut socket: WebSocket, mut sub: Subscription, mut feed: ClientFe
                         let _ = socket.send(Message::Close(None)).await;
                     }
                     break;
-                };
-                let mut batch = vec![first];
-                while batch.len() < SEND_BATCH {
-                    match feed.rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
-                    }
                 }
+                // Everything queued goes out with one flush; each frame shares the push's
+                // bytes with every other client's.
                 let mut failed = false;
                 for p in &batch {
-                    if socket.feed(Message::Text(p.json.to_string().into())).await.is_err() {
+                    if socket.feed(Message::Text(p.json.clone())).await.is_err() {
                         failed = true;
                         break;
                     }
@@ -143,9 +140,10 @@ async fn client(mut socket: WebSocket, mut sub: Subscription, mut feed: ClientFe
                 if failed || socket.flush().await.is_err() {
                     break;
                 }
-                for p in &batch {
-                    pushed.increment(1);
-                    latency.record(p.committed.elapsed().as_secs_f64());
+                let now = Instant::now();
+                pushed.increment(batch.len() as u64);
+                for p in batch.drain(..) {
+                    latency.record(now.saturating_duration_since(p.committed).as_secs_f64());
                 }
             },
             msg = socket.recv() => match msg {
@@ -185,9 +183,4 @@ async fn client(mut socket: WebSocket, mut sub: Subscription, mut feed: ClientFe
         }
     }
     clients.decrement(1.0);
-}
-
-/// The queue length a client had.
-fn state_buffer(feed: &ClientFeed) -> usize {
-    feed.rx.max_capacity()
 }
