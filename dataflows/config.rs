@@ -314,7 +314,8 @@ impl Config {
             let origin = origin_of(&path, &from_env, file, file_value.as_ref());
             anyhow::anyhow!(
                 "invalid configuration: `{path}`{origin}: {}",
-                crate::secrets::redact(&e.inner().to_string())
+                // The first line: the parser's next ones repeat the key (`in \`pipeline.workers\``).
+                crate::secrets::redact(e.inner().to_string().lines().next().unwrap_or_default())
             )
         })?;
         cfg.validate().map_err(|e| {

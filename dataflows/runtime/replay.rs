@@ -150,6 +150,8 @@ impl ReplayOutcome {
                 );
                 self.failures.push(match f.error {
                     replay::ReplayError::NoEvents { .. } => f.error.to_string(),
+                    // Not opened: nothing was read, so nothing to say about it.
+                    replay::ReplayError::Io { .. } if r.lines == 0 => f.error.to_string(),
                     _ => format!(
                         "{} [read before: {} lines, {} events, all written to the sinks; {} dead letters]",
                         f.error, r.lines, r.events, r.errors
