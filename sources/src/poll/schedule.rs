@@ -47,7 +47,7 @@ const NICKNAMES: [&str; 6] = [
 
 /// A parsed five-field cron expression (or a nickname such as `@daily`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cron(croner::Cron);
+pub struct Cron(Box<croner::Cron>);
 
 impl std::str::FromStr for Cron {
     type Err = ScheduleError;
@@ -80,7 +80,7 @@ impl std::str::FromStr for Cron {
             .year(Year::Disallowed)
             .build()
             .parse(expr)
-            .map(Cron)
+            .map(|c| Cron(Box::new(c)))
             .map_err(|e| {
                 err(format!(
                     "{e} (fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or \
