@@ -237,6 +237,10 @@ pub struct SinksConfig {
     pub kafka: cryptoflow_sinks::kafka::KafkaSinkConfig,
     /// Redis.
     pub redis: cryptoflow_sinks::redis::RedisConfig,
+    /// When no other sink is on, count the records without keeping them (`replay --quiet`);
+    /// set by the command line, not a configuration key.
+    #[serde(skip)]
+    pub count_only: bool,
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {
@@ -334,10 +338,26 @@ impl Config {
             let origin = origin_of(&path, &from_env, file, file_value.as_ref());
             anyhow::anyhow!(
                 "invalid configuration: `{path}`{origin}: {}",
-                crate::secrets::redact(&e.inner().to_string())
+                // The first line: the parser's next ones repeat the key (`in \`pipeline.workers\``).
+                crate::secrets::redact(e.inner().to_string().lines().next().unwrap_or_default())
             )
         })?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| {
+            // A value of the right type but out of range: say where the named key was set.
+            let text = format!("{e:#}");
+            let origins: Vec<String> = from_env
+                .iter()
+                .filter(|(path, _)| text.contains(&path.join(".")))
+                .map(|(path, var)| {
+                    format!("`{}` from the environment variable {var}", path.join("."))
+                })
+                .collect();
+            if origins.is_empty() {
+                e
+            } else {
+                anyhow::anyhow!("{text} ({})", origins.join(", "))
+            }
+        })?;
         Ok(cfg)
     }
 
@@ -1114,5 +1134,86 @@ mod tests {
         let err = format!("{:#}", Config::load(Some(&file), Vec::new()).unwrap_err());
         assert!(err.contains("`sinks.max_batch`"), "{err}");
         assert!(err.contains(&file.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn range_errors_name_the_environment_variable() {
+        let err = format!(
+            "{:#}",
+            Config::load(
+                None,
+                vec![("CRYPTOFLOW__PIPELINE__WORKERS".to_string(), "0".to_string())]
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("pipeline.workers must be at least 1"), "{err}");
+        assert!(err.contains("CRYPTOFLOW__PIPELINE__WORKERS"), "{err}");
+        let err = format!(
+            "{:#}",
+            Config::load(
+                None,
+                vec![("CRYPTOFLOW__PIPELINE__WORKERS".to_string(), "x".to_string())]
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("`pipeline.workers`"), "{err}");
+        assert!(err.contains("CRYPTOFLOW__PIPELINE__WORKERS"), "{err}");
+    }
+
+    /// The keys of a TOML value, dotted (array items by index), with their leaf values.
+    fn leaves(v: &toml::Value, prefix: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(v, &key, out);
+                }
+            }
+            toml::Value::Array(a) if a.iter().any(toml::Value::is_table) => {
+                for (i, v) in a.iter().enumerate() {
+                    leaves(v, &format!("{prefix}[{i}]"), out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+
+    #[test]
+    fn the_example_config_lists_the_embedded_defaults() {
+        let example_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cryptoflow.example.toml");
+        let example_text = std::fs::read_to_string(&example_path).expect("example config");
+        // Written the same: every key of each file, with its value, is in the other.
+        let mut example = Vec::new();
+        leaves(
+            &toml::from_str(&example_text).expect("example TOML"),
+            "",
+            &mut example,
+        );
+        let mut defaults = Vec::new();
+        leaves(
+            &toml::from_str(DEFAULTS).expect("defaults TOML"),
+            "",
+            &mut defaults,
+        );
+        example.sort();
+        defaults.sort();
+        let only_example: Vec<_> = example.iter().filter(|k| !defaults.contains(k)).collect();
+        let only_defaults: Vec<_> = defaults.iter().filter(|k| !example.contains(k)).collect();
+        assert!(
+            only_example.is_empty() && only_defaults.is_empty(),
+            "cryptoflow.example.toml differs from dataflows/default.toml: \
+             example only {only_example:?}, defaults only {only_defaults:?}"
+        );
+        // And read the same.
+        let loaded = Config::load(Some(&example_path), Vec::new()).expect("example loads");
+        let embedded = Config::load(None, Vec::new()).expect("defaults load");
+        assert_eq!(
+            loaded.to_redacted_toml().expect("toml"),
+            embedded.to_redacted_toml().expect("toml")
+        );
     }
 }

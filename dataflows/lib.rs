@@ -14,6 +14,7 @@
 //! - [`serve`]: the HTTP API, WebSocket push and metrics of a running pipeline.
 //! - [`trade`]: `[trading]`, `cryptoflow backtest` and `cryptoflow execute` (strategies, risk
 //!   gate, paper broker or Binance, the journal).
+//! - [`notice`]: the `cryptoflow: …` lines on stderr, plain or JSON like the logs.
 //! - [`secrets`]: credentials in every form, refused in files and redacted in every output.
 //! - `main.rs`: the CLI (`run`, `consume`, `replay`, `record`, `generate`, `migrate`, `bench`, `check-config`,
 //!   `backtest`, `execute`).
@@ -26,6 +27,7 @@
 pub mod bench;
 pub mod config;
 pub mod layout;
+pub mod notice;
 pub mod pipeline;
 pub mod poll;
 pub mod publish;

@@ -112,7 +112,6 @@ enum Command {
     Record(RecordArgs),
     /// Write deterministic synthetic Binance trade payloads (JSON lines).
     Generate(GenerateArgs),
-    /// Apply database migrations (idempotent).
     /// Apply database migrations (idempotent) to PostgreSQL and/or MySQL/MariaDB.
     Migrate(MigrateArgs),
     /// Benchmark the pipeline on a file of Binance trade JSON lines; prints one RESULT line (with
@@ -156,6 +155,10 @@ struct RunArgs {
     /// Poll each enabled poller once, then stop (with --pollers-only: the run ends then).
     #[arg(long)]
     poll_once: bool,
+    /// Symbols to stream, comma-separated or repeated (overrides binance.symbols), e.g.
+    /// `--symbols BTCUSDT,ETHUSDT`.
+    #[arg(long, value_delimiter = ',', value_name = "SYMBOL")]
+    symbols: Vec<String>,
 }
 
 #[derive(Args)]
@@ -243,6 +246,11 @@ struct ReplayArgs {
     /// With --listen: after the replay, keep serving its results until Ctrl-C or SIGTERM.
     #[arg(long, requires = "listen")]
     keep_serving: bool,
+    /// Show each file's progress (bytes of the file read; compressed bytes for .gz) on stderr
+    /// even when it is not a terminal, as a `progress:` line every few seconds. On a terminal a
+    /// bar is shown for files over 8 MB without it.
+    #[arg(long)]
+    progress: bool,
 }
 
 #[derive(Args)]
@@ -473,11 +481,20 @@ enum CsvKindArg {
     Klines,
 }
 
+/// Whether human logs may use colour: only on a terminal, and not when `NO_COLOR` is set
+/// (<https://no-color.org>); pipes and files get plain text.
+fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    cryptoflow::notice::set_json(matches!(format, LogFormat::Json));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(matches!(format, LogFormat::Human) && log_colour())
         .with_writer(cryptoflow::secrets::ScrubbedStderr);
     match format {
         LogFormat::Human => b.init(),
@@ -539,6 +556,57 @@ fn ws_config(cfg: &Config) -> Result<WsConfig> {
     })
 }
 
+/// The sinks a run writes to, each with where (credentials redacted).
+fn describe_sinks(cfg: &Config) -> String {
+    let s = &cfg.sinks;
+    let mut out = Vec::new();
+    for (name, url) in [
+        ("postgres", &s.postgres.url),
+        ("mysql", &s.mysql.url),
+        ("influx", &s.influx.url),
+        ("kafka", &s.kafka.brokers),
+        ("redis", &s.redis.url),
+        ("jsonl", &s.jsonl),
+    ] {
+        if !url.is_empty() {
+            out.push(format!("{name} {}", cryptoflow::secrets::redact(url)));
+        }
+    }
+    if s.console {
+        out.push("console".into());
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// What `run` connects to, said once at the start.
+fn startup_line(cfg: &Config, ws: &WsConfig, rest: Option<&RestConfig>) -> String {
+    let live = if ws.streams.is_empty() {
+        "no Binance streams".to_string()
+    } else {
+        let mut symbols = cfg.binance.symbols.clone();
+        symbols.sort();
+        symbols.dedup();
+        format!(
+            "{} {} ({} streams: {} of {}), REST refill {}",
+            ws.venue.as_str(),
+            ws.base_url,
+            ws.streams.len(),
+            cfg.binance.streams.join(" "),
+            symbols.join(" "),
+            rest.map(|r| r.base_url.as_str()).unwrap_or("off"),
+        )
+    };
+    let pollers = if cfg.poll.enabled { "on" } else { "off" };
+    format!(
+        "run: connecting to {live}; pollers {pollers}; sinks: {}",
+        describe_sinks(cfg)
+    )
+}
+
 fn summarize(report: &RunReport) {
     let acks: Vec<String> = report
         .acks
@@ -550,36 +618,36 @@ fn summarize(report: &RunReport) {
         .map(|r| format!(" lines={} replay_errors={}", r.lines, r.errors))
         .unwrap_or_default();
     let ignored: u64 = report.ignored.iter().map(|(_, n)| n).sum();
-    eprintln!(
-        "cryptoflow: {} events in {:.2}s{replay} decode_errors={} ignored={ignored} reconnects={} sinks: {}",
+    cryptoflow::notice::info(format!(
+        "{} events in {:.2}s{replay} decode_errors={} ignored={ignored} reconnects={} sinks: {}",
         report.events,
         report.elapsed.as_secs_f64(),
         report.decode_errors,
         report.reconnects,
         acks.join(", ")
-    );
+    ));
     if !report.ignored.is_empty() {
         let per_type: Vec<String> = report
             .ignored
             .iter()
             .map(|(ty, n)| format!("{ty}={n}"))
             .collect();
-        eprintln!(
-            "cryptoflow: ignored frames (known types not processed): {}",
+        cryptoflow::notice::info(format!(
+            "ignored frames (known types not processed): {}",
             per_type.join(" ")
-        );
+        ));
     }
     if let Some(l) = &report.live {
-        eprintln!(
-            "cryptoflow: live source: reader_stall_max_ms={} spilled_batches={} spill_peak_batches={} trades_ahead_of_refill={}",
+        cryptoflow::notice::info(format!(
+            "live source: reader_stall_max_ms={} spilled_batches={} spill_peak_batches={} trades_ahead_of_refill={}",
             l.reader_stall_max_ms, l.spilled_batches, l.spill_peak_batches, l.trades_ahead_of_refill
-        );
+        ));
     }
     for (name, s) in &report.polls {
-        eprintln!(
-            "cryptoflow: poller {name}: polls={} emitted={} duplicates={} errors={}",
+        cryptoflow::notice::info(format!(
+            "poller {name}: polls={} emitted={} duplicates={} errors={}",
             s.polls, s.emitted, s.duplicates, s.errors
-        );
+        ));
     }
 }
 
@@ -626,10 +694,7 @@ fn main() {
         Command::SentimentEval(args) => cmd_sentiment_eval(args),
     };
     if let Err(e) = result {
-        eprintln!(
-            "cryptoflow: error: {}",
-            cryptoflow::secrets::redact(&format!("{e:#}"))
-        );
+        cryptoflow::notice::error(cryptoflow::notice::error_chain(&e));
         std::process::exit(1);
     }
 }
@@ -659,14 +724,14 @@ fn cmd_execute(args: ExecuteArgs) -> Result<()> {
         }
         b
     });
-    eprintln!(
-        "cryptoflow: execute: {}",
+    cryptoflow::notice::info(format!(
+        "execute: {}",
         if live.is_some() {
             "LIVE: real orders on Binance"
         } else {
             "paper trading (no order leaves this process; --live places real ones)"
         }
-    );
+    ));
     let opts = cryptoflow::trade::execute::ExecuteOptions {
         brokers: args.kafka,
         group: args.group,
@@ -688,7 +753,7 @@ fn cmd_execute(args: ExecuteArgs) -> Result<()> {
     let recovery = cryptoflow::trade::execute::run_on_worker(&rt, async move {
         cryptoflow::trade::execute::run(&opts, &trading, &topics).await
     })??;
-    eprintln!("cryptoflow: execute: stopped ({recovery:?} at the start)");
+    cryptoflow::notice::info(format!("execute: stopped ({recovery:?} at the start)"));
     Ok(())
 }
 
@@ -765,6 +830,20 @@ fn cmd_backtest(args: BacktestArgs) -> Result<()> {
 /// `cryptoflow run`: live Binance streams and/or the pollers.
 fn cmd_run(args: RunArgs) -> Result<()> {
     let (mut cfg, cluster) = apply_common(&args.common, true)?;
+    if !args.symbols.is_empty() {
+        cfg.binance.symbols = args
+            .symbols
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Symbol::from_str(s)
+                    .map(|sym| sym.as_str().to_string())
+                    .map_err(|e| anyhow!("--symbols {s:?}: {e}"))
+            })
+            .collect::<Result<_>>()?;
+        cfg.validate()?;
+    }
     cfg.poll.enabled |= args.poll || args.pollers_only || args.poll_once;
     if args.poll_once {
         cfg.poll.max_polls = Some(1);
@@ -784,8 +863,10 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         }),
         false => None,
     };
+    let ws = ws_config(&cfg)?;
+    cryptoflow::notice::info(startup_line(&cfg, &ws, rest.as_ref()));
     let source = SourceSpec::Live {
-        ws: ws_config(&cfg)?,
+        ws,
         rest,
         stop_after: args.duration.map(Duration::from_secs_f64),
     };
@@ -805,11 +886,19 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
         csv_kind,
         venue,
         keep_serving,
+        progress,
     } = args;
     let (mut cfg, cluster) = apply_common(&common, false)?;
     cfg.serve.keep_serving = keep_serving;
     if files.is_empty() && common.jsonl.is_none() && cfg.sinks.jsonl.is_empty() {
         cfg.sinks.jsonl = "out/cryptoflow.jsonl".into();
+    }
+    // `--quiet` with no other sink: the replay still runs and its summary counts the records.
+    cfg.sinks.count_only = true;
+    if describe_sinks(&cfg) == "none" && !cfg.serve.on {
+        cryptoflow::notice::info(
+            "no sink is configured: the records are counted, not kept (add --jsonl FILE, --postgres URL, … to keep them)",
+        );
     }
     let pace = match (rate, speed) {
         (Some(r), _) if r > 0.0 => Pace::Rate(r),
@@ -837,7 +926,7 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
         ..ReplayOptions::default()
     };
     if files.is_empty() {
-        eprintln!("cryptoflow: replaying the bundled sample (pass files to replay your own)");
+        cryptoflow::notice::info("replaying the bundled sample (pass files to replay your own)");
     }
     let jsonl = cfg.sinks.jsonl.clone();
     let result = run(
@@ -845,7 +934,7 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
         SourceSpec::Replay {
             files,
             opts,
-            progress: true,
+            progress: progress || std::io::IsTerminal::is_terminal(&std::io::stderr()),
         },
         &cluster,
         None,
@@ -858,7 +947,7 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
     if let Some(report) = report {
         summarize(report);
         if !jsonl.is_empty() {
-            eprintln!("cryptoflow: JSON lines written to {jsonl}");
+            cryptoflow::notice::info(format!("JSON lines written to {jsonl}"));
         }
     }
     result?;
@@ -925,7 +1014,7 @@ fn record_to_kafka(brokers: &str, args: &RecordArgs) -> Result<()> {
         args.duration.map(Duration::from_secs_f64),
         args.max_frames,
     )?;
-    eprintln!("cryptoflow: published {frames} frames to {}", args.topic);
+    cryptoflow::notice::info(format!("published {frames} frames to {}", args.topic));
     Ok(())
 }
 
@@ -958,7 +1047,7 @@ fn record_to_file(args: &RecordArgs) -> Result<()> {
         rec.finish()?;
         anyhow::Ok(n)
     })?;
-    eprintln!("cryptoflow: recorded {frames} frames to {}", out.display());
+    cryptoflow::notice::info(format!("recorded {frames} frames to {}", out.display()));
     Ok(())
 }
 
@@ -996,10 +1085,10 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
                 generate(&opts, &mut f)?;
                 std::io::Write::flush(&mut f)?;
             }
-            eprintln!(
-                "cryptoflow: wrote {trades} trades of {symbols} symbols to {}",
+            cryptoflow::notice::info(format!(
+                "wrote {trades} trades of {symbols} symbols to {}",
                 path.display()
-            );
+            ));
         }
         None => {
             let stdout = std::io::stdout();
@@ -1025,9 +1114,9 @@ fn cmd_migrate(args: MigrateArgs) -> Result<()> {
         .build()?;
     let report = |engine: &str, applied: Vec<i32>| {
         if applied.is_empty() {
-            eprintln!("cryptoflow: {engine} schema is up to date");
+            cryptoflow::notice::info(format!("{engine} schema is up to date"));
         } else {
-            eprintln!("cryptoflow: {engine}: applied migrations {applied:?}");
+            cryptoflow::notice::info(format!("{engine}: applied migrations {applied:?}"));
         }
     };
     if let Some(url) = postgres {
@@ -1079,7 +1168,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
                 runs: args.compare.unwrap_or(1),
                 databases: args.bulk_databases,
             },
-            |phase, run| eprintln!("cryptoflow: {phase}: {}", run.line()),
+            |phase, run| cryptoflow::notice::info(format!("{phase}: {}", run.line())),
         )?;
         println!("{}", r.line());
         return Ok(());
@@ -1089,7 +1178,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
     }
     if let Some(runs) = args.compare {
         let c = compare(cfg, &args.input, runs, |phase, r| {
-            eprintln!("cryptoflow: {phase}: {}", r.line());
+            cryptoflow::notice::info(format!("{phase}: {}", r.line()));
         })?;
         println!("{}", c.line());
         return Ok(());
@@ -1118,10 +1207,10 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
 fn cmd_check_config(args: ConfigArg) -> Result<()> {
     let cfg = load_config(args.config.as_deref())?;
     print!("{}", cfg.to_redacted_toml()?);
-    eprintln!(
-        "cryptoflow: configuration is valid ({} streams)",
+    cryptoflow::notice::info(format!(
+        "configuration is valid ({} streams)",
         cfg.stream_names().len()
-    );
+    ));
     Ok(())
 }
 

@@ -30,7 +30,7 @@ pub enum SourceSpec {
         files: Vec<PathBuf>,
         /// Options.
         opts: ReplayOptions,
-        /// Show a progress bar on stderr.
+        /// Show each file's progress on stderr (a bar on a terminal, `progress:` lines elsewhere).
         progress: bool,
     },
     /// Raw Binance payloads from Kafka topics (consumer group) until Ctrl-C (or `stop_after`).
@@ -73,6 +73,9 @@ pub(crate) fn sinks(
     set.add(&ObserverOnly(set.observer.is_some()))?;
     set.add(&JsonlFile(&cfg.sinks.jsonl))?;
     set.add(&Console(cfg.sinks.console))?;
+    if set.slots.is_empty() && cfg.sinks.count_only {
+        set.add(&CountOnly)?;
+    }
     if set.slots.is_empty() {
         bail!("no sink is configured: enable sinks.console, sinks.jsonl, sinks.postgres, sinks.mysql, sinks.influx, sinks.kafka or sinks.redis");
     }
@@ -147,6 +150,38 @@ impl SinkSpec for Console {
         _env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<ConsoleSink, SinkError> {
         Ok(ConsoleSink::default())
+    }
+}
+
+/// The sink of a run asked to keep nothing (`replay --quiet` without a store): it takes every
+/// record and drops it, so the summary still counts them.
+struct CountOnly;
+
+/// The sink of [`CountOnly`].
+struct CountSink;
+
+impl Sink for CountSink {
+    fn name(&self) -> &'static str {
+        "counted"
+    }
+    async fn write(&mut self, _records: &[Output]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+impl SinkSpec for CountOnly {
+    type Sink = CountSink;
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn observes_commits(&self) -> bool {
+        false
+    }
+    async fn build(
+        &self,
+        _env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<CountSink, SinkError> {
+        Ok(CountSink)
     }
 }
 

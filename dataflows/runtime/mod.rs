@@ -196,7 +196,7 @@ pub fn run(
             ));
             let store = crate::serve::store::Store::Board(board.clone());
             let server = crate::serve::start(&cfg.serve, &rt, store, board, status.clone())?;
-            eprintln!("cryptoflow: serving on http://{}", server.addr);
+            crate::notice::info(format!("serving on http://{}", server.addr));
             Some(status)
         }
         None => None,
@@ -282,7 +282,7 @@ pub fn run(
     stats.flush();
     if let Some(status) = server.filter(|_| cfg.serve.keep_serving && !live && failure.is_none()) {
         status.finish();
-        eprintln!("cryptoflow: the replay is done; still serving until Ctrl-C or SIGTERM");
+        crate::notice::info("the replay is done; still serving until Ctrl-C or SIGTERM");
         rt.block_on(stop::stop_signal());
     }
     rt.shutdown_timeout(Duration::from_secs(2));

@@ -48,39 +48,90 @@ pub(crate) fn replay_all(
     }
     for f in &files {
         let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-        let bar = if progress && len > (8 << 20) {
-            let bar = indicatif::ProgressBar::new(len);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.set_message(f.display().to_string());
-            Some(bar)
-        } else {
-            None
-        };
-        // Gzip files report decompressed bytes; the bar then only shows activity.
-        let s = replay::replay_file(
-            f,
-            opts,
-            stats,
-            |b| router.route(b),
-            |n| {
-                if let Some(b) = &bar {
-                    b.set_position(n.min(len));
-                }
-            },
-        );
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
+        let mut shown = Progress::start(progress, f, len);
+        let s = replay::replay_file(f, opts, stats, |b| router.route(b), |n| shown.at(n));
+        shown.finish();
         if out.add(s) {
             break;
         }
     }
     out
+}
+
+/// How a file's replay shows its progress on stderr: a bar on a terminal (files over 8 MB), a
+/// plain `progress:` notice every few seconds and at the end when asked for off a terminal, or
+/// nothing. Positions are bytes of the file itself, compressed ones for a gzip file.
+enum Progress {
+    Off,
+    Bar(indicatif::ProgressBar),
+    Lines {
+        name: String,
+        len: u64,
+        at: u64,
+        last: std::time::Instant,
+    },
+}
+
+impl Progress {
+    fn start(asked: bool, f: &std::path::Path, len: u64) -> Progress {
+        use std::io::IsTerminal;
+        if !asked {
+            return Progress::Off;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines {
+                name: f.display().to_string(),
+                len,
+                at: 0,
+                last: std::time::Instant::now(),
+            };
+        }
+        if len <= (8 << 20) {
+            return Progress::Off;
+        }
+        let bar = indicatif::ProgressBar::new(len);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(f.display().to_string());
+        Progress::Bar(bar)
+    }
+
+    fn at(&mut self, n: u64) {
+        match self {
+            Progress::Off => {}
+            Progress::Bar(b) => b.set_position(n),
+            Progress::Lines { at, last, .. } => {
+                *at = n;
+                if last.elapsed() >= std::time::Duration::from_secs(2) {
+                    *last = std::time::Instant::now();
+                    self.line();
+                }
+            }
+        }
+    }
+
+    fn line(&self) {
+        if let Progress::Lines { name, len, at, .. } = self {
+            let pct = if *len == 0 {
+                100.0
+            } else {
+                (*at as f64) * 100.0 / (*len as f64)
+            };
+            crate::notice::info(format!("progress: {name} {pct:.0}% ({at} of {len} bytes)"));
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            Progress::Off => {}
+            Progress::Bar(b) => b.finish_and_clear(),
+            lines @ Progress::Lines { .. } => lines.line(),
+        }
+    }
 }
 
 impl ReplayOutcome {
@@ -99,6 +150,8 @@ impl ReplayOutcome {
                 );
                 self.failures.push(match f.error {
                     replay::ReplayError::NoEvents { .. } => f.error.to_string(),
+                    // Not opened: nothing was read, so nothing to say about it.
+                    replay::ReplayError::Io { .. } if r.lines == 0 => f.error.to_string(),
                     _ => format!(
                         "{} [read before: {} lines, {} events, all written to the sinks; {} dead letters]",
                         f.error, r.lines, r.events, r.errors

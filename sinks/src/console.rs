@@ -14,7 +14,15 @@ pub struct ConsoleSink {
     pub closed: bool,
 }
 
-/// The console line for a record, if it gets one.
+/// An exchange time (ms since the epoch) as ISO-8601 UTC with milliseconds
+/// (`2023-11-14T22:13:20.000Z`); a time chrono cannot represent stays a number.
+pub fn iso_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The console line for a record, if it gets one (times as ISO-8601 UTC).
 pub fn console_line(r: &Output, show_forming: bool) -> Option<String> {
     match r {
         Output::Candle(c) if c.is_final || show_forming => Some(format!(
@@ -22,7 +30,7 @@ pub fn console_line(r: &Output, show_forming: bool) -> Option<String> {
             c.venue,
             c.symbol,
             c.interval,
-            c.open_time,
+            iso_ms(c.open_time),
             c.open,
             c.high,
             c.low,
@@ -42,15 +50,15 @@ pub fn console_line(r: &Output, show_forming: bool) -> Option<String> {
             w.trade.qty,
             w.notional.round_dp(2),
             w.threshold,
-            w.trade.ts_exchange
+            iso_ms(w.trade.ts_exchange)
         )),
         Output::Gap(g) => Some(format!(
             "GAP {} {} {} since={} until={} last_id={:?} reason={:?}",
             g.venue,
             g.symbol,
             g.kind.as_str(),
-            g.since,
-            g.until,
+            iso_ms(g.since),
+            iso_ms(g.until),
             g.last_id,
             g.reason
         )),
@@ -59,16 +67,16 @@ pub fn console_line(r: &Output, show_forming: bool) -> Option<String> {
             l.trade.venue,
             l.trade.symbol,
             l.trade.trade_id,
-            l.trade.ts_exchange,
+            iso_ms(l.trade.ts_exchange),
             l.interval,
-            l.candle_open_time
+            iso_ms(l.candle_open_time)
         )),
         Output::Mismatch(m) => Some(format!(
             "KLINE MISMATCH {} {} {} {} differs in {}",
             m.venue,
             m.symbol,
             m.interval,
-            m.open_time,
+            iso_ms(m.open_time),
             m.fields.join(", ")
         )),
         _ => None,
@@ -117,5 +125,19 @@ impl Sink for ConsoleSink {
                 message: e.to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_iso_8601_utc() {
+        // `date -u -d @1700000000` says Tue Nov 14 22:13:20 UTC 2023.
+        assert_eq!(iso_ms(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+        assert_eq!(iso_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(iso_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_ms(i64::MAX), i64::MAX.to_string());
     }
 }

@@ -26,6 +26,7 @@ pub mod influx;
 pub mod journal;
 pub mod jsonl;
 pub mod kafka;
+pub mod migrations;
 pub mod mysql;
 pub mod partitions;
 pub mod postgres;

@@ -172,17 +172,42 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
     )
     .await
     .map_err(ctx("migrations table"))?;
+    // A table made before checksums were recorded gets the column (MySQL 8 has no
+    // `ADD COLUMN IF NOT EXISTS`).
+    let has_checksum: Option<i64> = conn
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() \
+             AND table_name = 'schema_migrations' AND column_name = 'checksum'",
+        )
+        .await
+        .map_err(ctx("migrations table"))?;
+    if has_checksum.unwrap_or(0) == 0 {
+        conn.query_drop("ALTER TABLE schema_migrations ADD COLUMN checksum CHAR(64) NULL")
+            .await
+            .map_err(ctx("migrations table"))?;
+    }
     let mut applied = Vec::new();
     for (version, name, sql) in MIGRATIONS {
-        let done: Option<i32> = conn
+        let recorded: Option<Option<String>> = conn
             .exec_first(
-                "SELECT version FROM schema_migrations WHERE version = ?",
+                "SELECT checksum FROM schema_migrations WHERE version = ?",
                 (*version,),
             )
             .await
             .map_err(ctx("read migrations"))?;
-        if done.is_some() {
-            continue;
+        let sum = crate::migrations::checksum(sql);
+        match crate::migrations::check("mysql", "mysql", (*version, *name, *sql), recorded)? {
+            crate::migrations::Check::Same => continue,
+            crate::migrations::Check::Record => {
+                conn.exec_drop(
+                    "UPDATE schema_migrations SET checksum = ? WHERE version = ?",
+                    (&sum, *version),
+                )
+                .await
+                .map_err(ctx("record migration checksum"))?;
+                continue;
+            }
+            crate::migrations::Check::Apply => {}
         }
         // DDL commits implicitly in MySQL; every statement is idempotent (IF NOT EXISTS / OR REPLACE).
         for stmt in statements(sql) {
@@ -191,8 +216,8 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
                 .map_err(|e| classify(&e, &format!("migration {version} ({name})")))?;
         }
         conn.exec_drop(
-            "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
-            (*version, *name),
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
+            (*version, *name, &sum),
         )
         .await
         .map_err(ctx("record migration"))?;

@@ -283,7 +283,9 @@ async fn connect_once(
 }
 
 /// Applies pending migrations, then (re-)applies every view; returns the versions applied now.
-/// Idempotent and safe to run concurrently (an advisory lock serializes migrators).
+/// Idempotent and safe to run concurrently (an advisory lock serializes migrators). Each applied
+/// migration's checksum is recorded; an applied migration whose file changed since is an error
+/// naming the file (see [`crate::migrations`]).
 pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
     let (mut client, driver) = connect_once(url).await?;
     let ctx = |what: &'static str| move |e: tokio_postgres::Error| classify(&e, what);
@@ -291,32 +293,45 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, SinkError> {
         .batch_execute(
             "SELECT pg_advisory_lock(7231001);
              CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                 version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum TEXT",
         )
         .await
         .map_err(ctx("migrations table"))?;
     let mut applied = Vec::new();
     for (version, name, sql) in MIGRATIONS {
         let tx = client.transaction().await.map_err(ctx("begin"))?;
-        let done = tx
+        let recorded: Option<Option<String>> = tx
             .query_opt(
-                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                "SELECT checksum FROM schema_migrations WHERE version = $1",
                 &[version],
             )
             .await
             .map_err(ctx("read migrations"))?
-            .is_some();
-        if !done {
-            tx.batch_execute(sql)
+            .map(|row| row.get(0));
+        let sum = crate::migrations::checksum(sql);
+        match crate::migrations::check("postgres", "postgres", (*version, *name, *sql), recorded)? {
+            crate::migrations::Check::Apply => {
+                tx.batch_execute(sql)
+                    .await
+                    .map_err(|e| classify(&e, &format!("migration {version} ({name})")))?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    &[version, name, &sum],
+                )
                 .await
-                .map_err(|e| classify(&e, &format!("migration {version} ({name})")))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                &[version, name],
-            )
-            .await
-            .map_err(ctx("record migration"))?;
-            applied.push(*version);
+                .map_err(ctx("record migration"))?;
+                applied.push(*version);
+            }
+            crate::migrations::Check::Record => {
+                tx.execute(
+                    "UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+                    &[version, &sum],
+                )
+                .await
+                .map_err(ctx("record migration checksum"))?;
+            }
+            crate::migrations::Check::Same => {}
         }
         tx.commit().await.map_err(ctx("commit migration"))?;
     }

@@ -45,6 +45,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cryptoflow_operators::model::{Event, Symbol, Venue};
@@ -194,6 +196,29 @@ pub struct ReplaySummary {
 
 /// Opens a file for replay, decompressing gzip by its magic bytes.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, ReplayError> {
+    open_counted(path, Arc::default())
+}
+
+/// A reader that adds the bytes it reads from the file to a shared counter: for a gzip file
+/// these are compressed bytes, comparable with the file's size (a progress bar's total).
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// [`open`], adding the bytes read from the file itself (compressed, for gzip) to `read`.
+pub fn open_counted(
+    path: &Path,
+    read: Arc<AtomicU64>,
+) -> Result<Box<dyn BufRead + Send>, ReplayError> {
     let io = |source| ReplayError::Io {
         path: path.to_path_buf(),
         source,
@@ -201,7 +226,10 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, ReplayError> {
     let mut f = File::open(path).map_err(io)?;
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(io)?;
-    let f = File::open(path).map_err(io)?;
+    let f = Counted {
+        inner: File::open(path).map_err(io)?,
+        read,
+    };
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok(Box::new(BufReader::with_capacity(
             1 << 16,
@@ -221,19 +249,23 @@ pub fn from_bytes(bytes: &'static [u8]) -> Box<dyn BufRead + Send> {
     }
 }
 
-/// Replays a file; see [`replay_reader`].
+/// Replays a file; see [`replay_reader`]. `progress` is given the bytes of the file read so far
+/// (compressed bytes for a gzip file), which end at the file's size.
 pub fn replay_file(
     path: &Path,
     opts: &ReplayOptions,
     stats: &SourceStats,
     emit: impl FnMut(EventBatch) -> bool,
-    progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, ReplayFailure> {
-    let reader = open(path).map_err(|error| ReplayFailure {
+    let read = Arc::new(AtomicU64::new(0));
+    let reader = open_counted(path, read.clone()).map_err(|error| ReplayFailure {
         error,
         read: ReplaySummary::default(),
     })?;
-    replay_reader(reader, path, opts, stats, emit, progress)
+    replay_reader(reader, path, opts, stats, emit, |_| {
+        progress(read.load(Ordering::Relaxed))
+    })
 }
 
 /// Replays lines from `reader`, handing batches to `emit` (which returns false to stop) and the
@@ -753,6 +785,45 @@ mod tests {
         v.iter()
             .flat_map(|l| format!("{l}\n").into_bytes())
             .collect()
+    }
+
+    #[test]
+    fn progress_counts_the_bytes_of_the_file_compressed_or_not() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("cf-replay-progress-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let text: Vec<u8> = (1..=2000)
+            .flat_map(|i| format!("{}\n", trade(i)).into_bytes())
+            .collect();
+        let plain = dir.join("t.jsonl");
+        std::fs::write(&plain, &text).expect("write");
+        let gz = dir.join("t.jsonl.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&text).expect("gzip");
+        std::fs::write(&gz, enc.finish().expect("gzip")).expect("write");
+        for path in [&plain, &gz] {
+            let size = std::fs::metadata(path).expect("size").len();
+            let mut seen = Vec::new();
+            let read = replay_file(
+                path,
+                &ReplayOptions {
+                    batch_size: 100,
+                    ..ReplayOptions::default()
+                },
+                &SourceStats::default(),
+                |_| true,
+                |n| seen.push(n),
+            )
+            .expect("replays");
+            assert_eq!(read.events, 2000, "{}", path.display());
+            // Never past the file's size, never backwards, and at its size at the end.
+            assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+            assert_eq!(seen.last().copied(), Some(size), "{}", path.display());
+            assert!(seen.len() > 2, "reported along the way: {seen:?}");
+        }
+        // The gzip file is much smaller than its text: its progress is not decompressed bytes.
+        assert!(std::fs::metadata(&gz).expect("size").len() * 4 < text.len() as u64);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -57,7 +57,8 @@ pub struct SourceStats {
     pub events: AtomicU64,
     /// Frames that could not be decoded (each one is a dead letter).
     pub decode_errors: AtomicU64,
-    /// Reconnects of live connections.
+    /// Reconnects of live connections: one per logged "Reconnecting." (a lost connection or a
+    /// failed attempt), counted when the reconnect starts.
     pub reconnects: AtomicU64,
     /// Control frames (subscription acks, `serverShutdown`, …) and frames of ignored types.
     pub control_frames: AtomicU64,

@@ -1100,6 +1100,9 @@ fn on_ws_item(
             if let Some(c) = conns.get_mut(&conn) {
                 c.down_since.get_or_insert(c.last_frame.unwrap_or(at));
             }
+            // One per "Reconnecting." the connection logs (a lost connection or a failed
+            // attempt), whether or not a later attempt succeeds before the run ends.
+            SourceStats::inc(&stats.reconnects);
             tracing::debug!(source = "binance", conn, %reason, "Disconnected.");
         }
         WsItem::Connected {
@@ -1113,7 +1116,6 @@ fn on_ws_item(
             if c.connects == 1 {
                 return;
             }
-            SourceStats::inc(&stats.reconnects);
             for (symbol, _) in &c.streams {
                 stats
                     .ledger

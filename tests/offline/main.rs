@@ -8,6 +8,7 @@ mod backtest;
 mod bench_baseline;
 mod binance_orders;
 mod csv_replay;
+mod first_run;
 mod frame_types;
 mod gap_refill;
 mod kafka_schemas;

@@ -15,10 +15,11 @@ fn strategies() -> Vec<StrategyConfig> {
         StrategyConfig::new(StrategyKind::MaCross, s),
         StrategyConfig::new(StrategyKind::RsiBands, s),
         StrategyConfig::new(StrategyKind::BollingerBreakout, s),
-        // A strategy on an interval without enough candles fires nothing.
+        // A strategy on an interval without enough candles (the sample's hour has 12 five-minute
+        // candles, RSI(14) needs 15) fires nothing.
         StrategyConfig {
-            name: "rsi_1m".into(),
-            ..StrategyConfig::new(StrategyKind::RsiBands, "1m".parse().unwrap())
+            name: "rsi_5m".into(),
+            ..StrategyConfig::new(StrategyKind::RsiBands, "5m".parse().unwrap())
         },
     ]
 }
@@ -26,7 +27,7 @@ fn strategies() -> Vec<StrategyConfig> {
 /// The sample's indicator rows and signals, each sorted by key.
 fn replay(workers: usize) -> (Vec<IndicatorRow>, Vec<SignalRow>) {
     let mut cfg = test_config(workers);
-    cfg.pipeline.candle_intervals = vec!["1s".parse().unwrap(), "1m".parse().unwrap()];
+    cfg.pipeline.candle_intervals = vec!["1s".parse().unwrap(), "5m".parse().unwrap()];
     cfg.trading.strategies = strategies();
     let (_, recs) = replay_collect(&cfg, Vec::new(), ReplayOptions::default());
     let mut rows = Vec::new();
@@ -83,14 +84,14 @@ fn pipeline_signals_are_the_strategies_over_its_indicator_rows() {
     });
     assert_eq!(signals, want);
 
-    // Every strategy on 1 s fired, each id is unique, the 1 m one never had enough candles.
+    // Every strategy on 1 s fired, each id is unique, the 5 m one never had enough candles.
     for name in ["ma_cross", "rsi_bands", "bollinger_breakout"] {
         assert!(
             signals.iter().any(|s| s.signal.strategy == name),
             "{name} fired nothing"
         );
     }
-    assert!(signals.iter().all(|s| s.signal.strategy != "rsi_1m"));
+    assert!(signals.iter().all(|s| s.signal.strategy != "rsi_5m"));
     let mut ids: Vec<&str> = signals.iter().map(|s| s.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();

@@ -25,6 +25,7 @@ mod kafka_crash;
 mod kafka_e2e;
 mod kafka_health;
 mod kafka_unreachable;
+mod migration_checksums;
 mod mysql_e2e;
 mod outage;
 mod poll_e2e;

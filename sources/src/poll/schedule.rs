@@ -1,22 +1,23 @@
 //! When a poller fires: a fixed interval (with jitter) or a five-field cron expression in a time
 //! zone.
 //!
-//! Cron fields: minute (0–59), hour (0–23), day of month (1–31), month (1–12), day of week (0–6,
-//! Sunday = 0; 7 is accepted as Sunday). Each field is `*`, a number, a range `a-b`, a step
-//! `*/n` or `a-b/n`, or a comma list of those. As in Vixie cron, when both day fields are
-//! restricted a day matches if either does.
+//! Cron expressions are parsed and evaluated by the `croner` crate: minute (0–59), hour (0–23),
+//! day of month (1–31), month (1–12 or `JAN`–`DEC`), day of week (0–6 or `SUN`–`SAT`, Sunday = 0;
+//! 7 is Sunday too). Each field is `*`, a number or name, a range `a-b`, a step `*/n` or `a-b/n`,
+//! or a comma list of those (`L`, `W` and `#` as croner reads them). The nicknames `@yearly`,
+//! `@annually`, `@monthly`, `@weekly`, `@daily` and `@hourly` stand for their expressions. As in
+//! Vixie cron, when both day fields are restricted a day matches if either does.
 //!
 //! Time-zone rules (the schedule is local wall-clock time):
-//! - a local time that does not exist (the hour skipped when clocks go forward) fires at the same
-//!   wall-clock reading on the offset in effect before the change, i.e. right after the jump
-//!   (02:00 Europe/Madrid on the last Sunday of March fires at 03:00 CEST = 01:00 UTC);
+//! - a local time that does not exist (the hour skipped when clocks go forward) fires at the
+//!   first instant after the jump (02:00 Europe/Madrid on the last Sunday of March fires at
+//!   03:00 CEST = 01:00 UTC);
 //! - a local time that exists twice (the hour repeated when clocks go back) fires once, at its
 //!   first occurrence.
 
-use chrono::{
-    DateTime, Datelike, Duration as ChronoDuration, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc,
-};
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use croner::parser::{CronParser, Seconds, Year};
 
 /// A schedule error, with what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,60 +35,19 @@ pub enum ScheduleError {
     TimeZone(String),
 }
 
-/// A parsed five-field cron expression (bit sets per field).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cron {
-    minutes: u64,
-    hours: u32,
-    days: u32,
-    months: u16,
-    weekdays: u8,
-    days_restricted: bool,
-    weekdays_restricted: bool,
-}
+/// The nicknames a cron expression may be.
+const NICKNAMES: [&str; 6] = [
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@hourly",
+];
 
-fn parse_field(expr: &str, field: &str, lo: u32, hi: u32) -> Result<(u64, bool), String> {
-    let mut set = 0u64;
-    let mut restricted = true;
-    for part in field.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .map_err(|_| format!("bad step {s:?} in {part:?}"))?;
-                if step == 0 {
-                    return Err(format!("step 0 in {part:?}"));
-                }
-                (r, step)
-            }
-            None => (part, 1),
-        };
-        let (a, b) = if range == "*" {
-            if step == 1 && field == "*" {
-                restricted = false;
-            }
-            (lo, hi)
-        } else if let Some((a, b)) = range.split_once('-') {
-            let a: u32 = a.parse().map_err(|_| format!("bad number {a:?}"))?;
-            let b: u32 = b.parse().map_err(|_| format!("bad number {b:?}"))?;
-            (a, b)
-        } else {
-            let a: u32 = range
-                .parse()
-                .map_err(|_| format!("bad number {range:?} in {expr:?}"))?;
-            (a, if part.contains('/') { hi } else { a })
-        };
-        if a < lo || b > hi || a > b {
-            return Err(format!("{part:?} is outside {lo}-{hi}"));
-        }
-        let mut v = a;
-        while v <= b {
-            set |= 1 << v;
-            v += step;
-        }
-    }
-    Ok((set, restricted))
-}
+/// A parsed five-field cron expression (or a nickname such as `@daily`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cron(Box<croner::Cron>);
 
 impl std::str::FromStr for Cron {
     type Err = ScheduleError;
@@ -97,98 +57,48 @@ impl std::str::FromStr for Cron {
             expr: expr.to_string(),
             reason,
         };
-        let fields: Vec<&str> = expr.split_whitespace().collect();
-        if fields.len() != 5 {
+        let fields = expr.split_whitespace().count();
+        let nickname = expr.trim_start().starts_with('@');
+        if nickname
+            && !NICKNAMES
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(expr.trim()))
+        {
             return Err(err(format!(
-                "expected 5 fields (minute hour day-of-month month day-of-week), got {}",
-                fields.len()
+                "unknown nickname (use one of {})",
+                NICKNAMES.join(", ")
             )));
         }
-        let (minutes, _) = parse_field(expr, fields[0], 0, 59).map_err(err)?;
-        let (hours, _) = parse_field(expr, fields[1], 0, 23).map_err(err)?;
-        let (days, days_restricted) = parse_field(expr, fields[2], 1, 31).map_err(err)?;
-        let (months, _) = parse_field(expr, fields[3], 1, 12).map_err(err)?;
-        let (mut weekdays, weekdays_restricted) =
-            parse_field(expr, fields[4], 0, 7).map_err(err)?;
-        if weekdays & (1 << 7) != 0 {
-            weekdays |= 1;
+        if !nickname && fields != 5 {
+            return Err(err(format!(
+                "expected 5 fields (minute hour day-of-month month day-of-week) or a nickname \
+                 such as @daily, got {fields} fields"
+            )));
         }
-        Ok(Cron {
-            minutes,
-            hours: hours as u32,
-            days: days as u32,
-            months: months as u16,
-            weekdays: (weekdays & 0x7f) as u8,
-            days_restricted,
-            weekdays_restricted,
-        })
+        CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build()
+            .parse(expr)
+            .map(|c| Cron(Box::new(c)))
+            .map_err(|e| {
+                err(format!(
+                    "{e} (fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or \
+                     JAN-DEC, day of week 0-7 or SUN-SAT)"
+                ))
+            })
     }
 }
 
 impl Cron {
-    fn day_matches(&self, d: NaiveDate) -> bool {
-        if self.months & (1 << d.month()) == 0 {
-            return false;
-        }
-        let dom = self.days & (1 << d.day()) != 0;
-        let dow = self.weekdays & (1 << d.weekday().num_days_from_sunday()) != 0;
-        match (self.days_restricted, self.weekdays_restricted) {
-            (true, true) => dom || dow,
-            (true, false) => dom,
-            (false, true) => dow,
-            (false, false) => true,
-        }
-    }
-
     /// The first fire time strictly after `after`, in `tz` (`None`: none within 5 years).
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&tz).naive_local();
-        let start_day = local.date();
-        for day_offset in 0..(366 * 5) {
-            let day = start_day + ChronoDuration::days(day_offset);
-            if !self.day_matches(day) {
-                continue;
-            }
-            for hour in 0..24u32 {
-                if self.hours & (1 << hour) == 0 {
-                    continue;
-                }
-                for minute in 0..60u32 {
-                    if self.minutes & (1 << minute) == 0 {
-                        continue;
-                    }
-                    let Some(naive) = day.and_hms_opt(hour, minute, 0) else {
-                        continue;
-                    };
-                    if let Some(at) = resolve(naive, tz) {
-                        if at > after {
-                            return Some(at);
-                        }
-                    }
-                }
-            }
-        }
-        None
-    }
-}
-
-/// The instant of a local wall-clock time (see the module's time-zone rules).
-fn resolve(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
-    use chrono::offset::LocalResult;
-    match tz.from_local_datetime(&naive) {
-        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
-        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
-        LocalResult::None => {
-            // In a gap: read the wall-clock time with the offset before the jump.
-            let before = tz
-                .from_local_datetime(&(naive - ChronoDuration::hours(3)))
-                .earliest()?;
-            let offset = before.offset().fix();
-            Some(DateTime::<Utc>::from_naive_utc_and_offset(
-                naive - ChronoDuration::seconds(i64::from(offset.local_minus_utc())),
-                Utc,
-            ))
-        }
+        let next = self
+            .0
+            .find_next_occurrence(&after.with_timezone(&tz), false)
+            .ok()?
+            .with_timezone(&Utc);
+        (next - after <= ChronoDuration::days(366 * 5)).then_some(next)
     }
 }
 
@@ -337,10 +247,53 @@ mod tests {
             s.next_after(utc(2026, 11, 29, 0, 0)),
             Some(utc(2026, 12, 1, 0, 0))
         );
-        // 7 is Sunday too.
+        // 7 is Sunday too: both fire on the same instants.
+        let (sun7, sun0) = (
+            Schedule::cron("0 0 * * 7", "UTC").expect("valid"),
+            Schedule::cron("0 0 * * 0", "UTC").expect("valid"),
+        );
         assert_eq!(
-            "0 0 * * 7".parse::<Cron>().expect("valid"),
-            "0 0 * * 0".parse::<Cron>().expect("valid")
+            fires(&sun7, utc(2026, 11, 2, 0, 0), 5),
+            fires(&sun0, utc(2026, 11, 2, 0, 0), 5)
+        );
+        // 2026-11-08 is a Sunday (outside reference: any calendar).
+        assert_eq!(
+            sun7.next_after(utc(2026, 11, 2, 0, 0)),
+            Some(utc(2026, 11, 8, 0, 0))
+        );
+    }
+
+    #[test]
+    fn names_and_nicknames() {
+        // Monday 2026-11-23 (a calendar says so), 09:30 in Madrid (CET, UTC+1) = 08:30 UTC.
+        let s = Schedule::cron("30 9 * * MON", "Europe/Madrid").expect("valid");
+        assert_eq!(
+            fires(&s, utc(2026, 11, 20, 12, 0), 2),
+            vec![utc(2026, 11, 23, 8, 30), utc(2026, 11, 30, 8, 30)]
+        );
+        // Lower case and ranges of names; months by name.
+        let s = Schedule::cron("0 12 1 jan,jul mon-fri", "UTC").expect("valid");
+        // Day of month OR day of week: Friday 2027-01-01 (both), Monday 2027-01-04 (weekday).
+        assert_eq!(
+            fires(&s, utc(2026, 12, 31, 13, 0), 2),
+            vec![utc(2027, 1, 1, 12, 0), utc(2027, 1, 4, 12, 0)]
+        );
+        // @daily is midnight local time; in Madrid summer that is 22:00 UTC the day before.
+        let s = Schedule::cron("@daily", "Europe/Madrid").expect("valid");
+        assert_eq!(
+            fires(&s, utc(2026, 7, 15, 12, 0), 2),
+            vec![utc(2026, 7, 15, 22, 0), utc(2026, 7, 16, 22, 0)]
+        );
+        let s = Schedule::cron("@hourly", "UTC").expect("valid");
+        assert_eq!(
+            s.next_after(utc(2026, 7, 15, 12, 0)),
+            Some(utc(2026, 7, 15, 13, 0))
+        );
+        let s = Schedule::cron("@weekly", "UTC").expect("valid");
+        // Sunday 2026-07-19 00:00.
+        assert_eq!(
+            s.next_after(utc(2026, 7, 15, 12, 0)),
+            Some(utc(2026, 7, 19, 0, 0))
         );
     }
 
@@ -348,9 +301,11 @@ mod tests {
     fn bad_expressions_are_explained() {
         for (expr, needle) in [
             ("0 2 * *", "5 fields"),
-            ("60 2 * * *", "outside 0-59"),
-            ("0 2 * * mon", "bad number"),
-            ("*/0 * * * *", "step 0"),
+            ("60 2 * * *", "out of bounds. (fields: minute 0-59"),
+            ("0 2 * * moon", "illegal character 'M' in part 'MOON'"),
+            ("@fortnightly", "unknown nickname (use one of @yearly"),
+            ("0 0 2 * * *", "5 fields"),
+            ("*/0 * * * *", "Step cannot be zero"),
         ] {
             let e = expr.parse::<Cron>().expect_err(expr).to_string();
             assert!(e.contains(needle), "{expr}: {e}");
