@@ -7,7 +7,9 @@ use crate::support as common;
 use common::*;
 use mysql_async::prelude::Queryable;
 
-#[tokio::test]
+// Multi-threaded: the failed `migrate`'s connection must close (releasing its advisory lock)
+// while this test waits for the CLI's own `migrate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migrations_are_checksummed() {
     use cryptoflow_sinks::postgres::{migrate, MIGRATIONS};
     let url = fresh_database("checksums").await;
@@ -52,9 +54,10 @@ async fn postgres_migrations_are_checksummed() {
         "{err}"
     );
     // The CLI says it once, and exits 1.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cryptoflow"))
         .args(["migrate", "--postgres", &url])
         .output()
+        .await
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
