@@ -936,26 +936,7 @@ mod tests {
     }
 
     fn final_candle(open_time: Millis, close: i64) -> Candle {
-        let p = Decimal::from(close);
-        Candle {
-            venue: Venue::Binance,
-            symbol: Symbol::new("BTCUSDT").expect("symbol"),
-            interval: Interval::MINUTE,
-            open_time,
-            close_time: open_time + 60_000,
-            open: p,
-            high: p,
-            low: p,
-            close: p,
-            volume: Decimal::ONE,
-            quote_volume: p,
-            vwap: p,
-            trade_count: 1,
-            taker_buy_volume: Decimal::ZERO,
-            first_trade_id: 1,
-            last_trade_id: 1,
-            is_final: true,
-        }
+        crate::model::outputs::tests::candle(open_time, close, true)
     }
 
     #[test]

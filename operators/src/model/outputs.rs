@@ -523,7 +523,7 @@ impl QualityFact {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::market::{GapReason, StreamKind};
     use crate::model::polled::FundNav;
@@ -542,7 +542,8 @@ mod tests {
         }
     }
 
-    fn candle(open_time: Millis, close: i64, is_final: bool) -> Candle {
+    /// A flat 1 m BTCUSDT candle at `close` (shared by the crate's tests).
+    pub(crate) fn candle(open_time: Millis, close: i64, is_final: bool) -> Candle {
         let p = Decimal::from(close);
         Candle {
             venue: Venue::Binance,
