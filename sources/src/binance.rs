@@ -752,7 +752,12 @@ mod fast {
                 return None;
             }
             let ks = i + 1;
-            let ke = ks + b[ks..].iter().position(|&c| c == b'"' || c == b'\\')?;
+            // A raw control character is not JSON (in a key as in a value): the serde path
+            // refuses it.
+            let ke = ks
+                + b[ks..]
+                    .iter()
+                    .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
             if b[ke] != b'"' {
                 return None;
             }
@@ -905,6 +910,9 @@ mod fast {
         let trimmed = src.trim_start();
         let (inner, ts_received) = if let Some(rest) = trimmed.strip_prefix("{\"stream\":\"") {
             let end = rest.find('"')?;
+            if rest[..end].bytes().any(|c| c == b'\\' || c < 0x20) {
+                return None;
+            }
             let rest = rest[end + 1..].strip_prefix(",\"data\":")?;
             let body = rest.trim_end().strip_suffix('}')?;
             (body, ts_received)
@@ -1670,6 +1678,11 @@ mod tests {
                 r#"{"e":"trade","s":"ETHBTC","t":5,"p":"1","q":"2","T":3,"m":false} x"#,
                 r#"{"e":"trade","s":"ETHBTC","t":5,"p":"1","q":"2","T":3,"m":false"#,
                 r#"{"e":"trade","s":"ETHBTC","t":18446744073709551616,"p":"1","q":"2","T":3,"m":false}"#,
+                // Found by fuzzing (tests/fuzz/regressions/binance_frame): raw control
+                // characters in a key are not JSON, whatever else the frame holds.
+                "{\"e\":\"trade\",\"{\r\r\rE\":1672515782136,\"s\":\"BNBBTC\",\"t\":12345,\"p\":\"0.001\",\"q\":\"100\",\"T\":1672515782136,\"m\":true,\"M\":true}",
+                " { \"e\" : \"trade\" , \"s\":\"ETHBTC\",\"t\":5,\"p\":\"-1\",\"q\":\"2\",\"T\":3,\"\0\0\0m\":false } ",
+                "{\"stream\":\"x\u{1}@trade\",\"data\":{\"e\":\"trade\",\"s\":\"ETHBTC\",\"t\":5,\"p\":\"1\",\"q\":\"2\",\"T\":3,\"m\":false}}",
             ]
             .iter()
             .map(|s| s.to_string()),
