@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cryptoflow_operators::dataflow::{AnalyticsConfig, CandleConfig, WhaleThresholds};
 use cryptoflow_operators::model::{Interval, Venue};
 use rust_decimal::Decimal;
@@ -18,6 +18,15 @@ use serde::{Deserialize, Serialize};
 
 /// The embedded defaults.
 pub const DEFAULTS: &str = include_str!("default.toml");
+
+/// [`DEFAULTS`] parsed, once per process (every config load starts from a copy).
+fn default_value() -> Result<toml::Value> {
+    static PARSED: std::sync::OnceLock<Result<toml::Value, String>> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| toml::from_str(DEFAULTS).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| anyhow!("embedded defaults: {e}"))
+}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -292,7 +301,7 @@ impl Config {
         file: Option<(&Path, &str)>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config> {
-        let mut value: toml::Value = toml::from_str(DEFAULTS).context("embedded defaults")?;
+        let mut value = default_value()?;
         let mut file_value = None;
         let (file, text) = file.unzip();
         if let (Some(path), Some(text)) = (file, text) {
@@ -437,14 +446,32 @@ impl Config {
             bail!("sinks.max_batch and sinks.queue_capacity must be at least 1");
         }
         self.poll.validate()?;
-        self.sentiment_model().map(|_| ())
+        // The model's words are checked without building the model (the VADER lexicon is
+        // parsed when the pipeline starts); the ONNX model is opened.
+        match self.vader_overlay()? {
+            None => onnx_model(&self.sentiment.onnx).map(|_| ()),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The sentiment model `[sentiment]` names, loaded (lexicons parsed, ONNX model opened).
     pub fn sentiment_model(
         &self,
     ) -> Result<std::sync::Arc<dyn cryptoflow_operators::sentiment::SentimentModel>> {
-        use cryptoflow_operators::sentiment::{LexiconOverlay, Vader};
+        use cryptoflow_operators::sentiment::Vader;
+        Ok(match self.vader_overlay()? {
+            None => return onnx_model(&self.sentiment.onnx),
+            Some((_, name)) if name.is_empty() => std::sync::Arc::new(Vader::new()),
+            Some((overlay, name)) => std::sync::Arc::new(Vader::with_overlay(&overlay, &name)),
+        })
+    }
+
+    /// For the VADER models, the words laid over the lexicon and the overlay's name (empty for
+    /// plain VADER), the overlay file read and checked; `None` for the ONNX model.
+    fn vader_overlay(
+        &self,
+    ) -> Result<Option<(cryptoflow_operators::sentiment::LexiconOverlay, String)>> {
+        use cryptoflow_operators::sentiment::LexiconOverlay;
         use sha2::{Digest, Sha256};
         let s = &self.sentiment;
         let mut overlay = LexiconOverlay::default();
@@ -459,7 +486,7 @@ impl Config {
                 if !s.overlay_file.is_empty() {
                     bail!("sentiment.overlay_file applies to the VADER models, not to onnx");
                 }
-                return onnx_model(&s.onnx);
+                return Ok(None);
             }
             other => bail!(
                 "sentiment.model: unknown model {other:?} (expected vader, vader-crypto or onnx)"
@@ -481,11 +508,7 @@ impl Config {
             }
             name.push_str(&format!("custom-{hex}"));
         }
-        Ok(if name.is_empty() {
-            std::sync::Arc::new(Vader::new())
-        } else {
-            std::sync::Arc::new(Vader::with_overlay(&overlay, &name))
-        })
+        Ok(Some((overlay, name)))
     }
 
     /// Settings of the analytics operator.
