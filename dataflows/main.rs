@@ -858,7 +858,10 @@ fn cmd_run(args: RunArgs) -> Result<()> {
             venue: cfg.binance_venue()?,
             base_url: cfg.binance_rest_base_url()?,
             weight_budget_per_minute: cfg.binance.rest_weight_budget_per_minute,
-            api_key: std::env::var("CRYPTOFLOW_BINANCE_API_KEY").ok(),
+            // An empty variable (as a blank Secret key renders) is no key.
+            api_key: std::env::var("CRYPTOFLOW_BINANCE_API_KEY")
+                .ok()
+                .filter(|k| !k.trim().is_empty()),
             ..RestConfig::default()
         }),
         false => None,

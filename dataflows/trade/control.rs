@@ -200,6 +200,8 @@ pub async fn serve(
     let app = app
         .route("/orders/{id}/confirm", post(confirm))
         .route("/orders/{id}/reject", post(reject))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
         .with_state(api);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -249,6 +251,23 @@ async fn answer(api: &Api, headers: &HeaderMap, request: Command) -> Response {
         StatusCode::UNPROCESSABLE_ENTITY
     };
     (status, Json(reply)).into_response()
+}
+
+/// `GET /health`: the process and its control API are up. No token: it tells nothing but that.
+async fn health() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// How long `GET /ready` waits for the executor's loop to answer.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /ready`: the executor's loop answers `status` within [`READY_WAIT`] (the journal is
+/// recovered and no order hangs it); 503 otherwise. No token: only the status code is told.
+async fn ready(State(api): State<Api>) -> Response {
+    match tokio::time::timeout(READY_WAIT, api.controls.call(Command::Status)).await {
+        Ok(reply) if reply.ok => (StatusCode::OK, "ready\n").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response(),
+    }
 }
 
 async fn simple(State(api): State<Api>, headers: HeaderMap, request: Command) -> Response {
@@ -401,5 +420,37 @@ mod tests {
             .send(Reply::ok("killed", serde_json::Value::Null))
             .expect("reply");
         assert!(call.await.expect("task").ok);
+    }
+
+    #[tokio::test]
+    async fn health_and_ready_need_no_token_and_ready_asks_the_loop() {
+        let (controls, mut rx) = Controls::new();
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let (bound, task) = serve(addr, Some("secret".into()), controls)
+            .await
+            .expect("serve");
+        let http = reqwest::Client::new();
+        let get = |path: &str| http.get(format!("http://{bound}{path}")).send();
+        assert_eq!(get("/health").await.expect("health").status(), 200);
+        // The orders and the status themselves still need the token.
+        assert_eq!(get("/status").await.expect("status").status(), 401);
+        // A loop that does not answer: not ready (after the wait), though alive.
+        let hung = get("/ready").await.expect("ready");
+        assert_eq!(hung.status(), 503);
+        // The loop answers: ready.
+        let answering = tokio::spawn(async move {
+            while let Some(call) = rx.recv().await {
+                let ok = call.request == Command::Status;
+                let reply = match ok {
+                    true => Reply::ok("up", serde_json::Value::Null),
+                    false => Reply::refused("unexpected"),
+                };
+                let _ = call.reply.send(reply);
+            }
+        });
+        // The call the hung probe left in the channel is answered first; then ours.
+        assert_eq!(get("/ready").await.expect("ready").status(), 200);
+        task.abort();
+        answering.abort();
     }
 }

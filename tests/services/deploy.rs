@@ -292,10 +292,15 @@ fn the_config_map_loads_and_the_probes_ports_and_grace_period_agree_with_it() {
             plain_env(execute)["CRYPTOFLOW_CONTROL_URL"],
             format!("http://127.0.0.1:{}", control.port())
         );
-        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        for (probe, path) in [
+            ("startupProbe", "/ready"),
+            ("livenessProbe", "/health"),
+            ("readinessProbe", "/ready"),
+        ] {
+            assert_eq!(execute[probe]["httpGet"]["path"], path, "{overlay} {probe}");
             assert_eq!(
-                execute[probe]["exec"]["command"],
-                serde_json::json!(["cryptoflow", "control", "status"])
+                execute[probe]["httpGet"]["port"], "control",
+                "{overlay} {probe}"
             );
         }
         // Every secret a container needs is a key of the generated Secret.
