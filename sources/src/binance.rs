@@ -808,9 +808,11 @@ mod fast {
                 "e" | "s" | "p" | "q" | "t" | "a" | "f" | "l" | "T" | "E" | "m" | "X" => {
                     return None
                 }
-                // Keys the serde path treats specially: let it decide.
+                // Every other key the serde path knows (it types them, and refuses a repeated
+                // one): let it decide.
                 "stream" | "data" | "id" | "result" | "ts_received" | "frame" | "raw" | "k"
-                | "u" => return None,
+                | "u" | "b" | "code" | "msg" | "lastUpdateId" | "bids" | "asks" | "price"
+                | "qty" | "time" | "isBuyerMaker" => return None,
                 _ => {
                     // Other flat values are ignored, but must be valid JSON scalars.
                     if !is_str && !is_json_number(val) && !matches!(val, "true" | "false" | "null")
@@ -905,23 +907,32 @@ mod fast {
             .all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
     }
 
+    /// JSON's whitespace: space, tab, line feed, carriage return (not Rust's wider
+    /// `char::is_whitespace`, which takes a vertical tab or a no-break space too).
+    fn is_json_ws(c: char) -> bool {
+        matches!(c, ' ' | '\t' | '\n' | '\r')
+    }
+
     pub(super) fn decode(src: &str, ts_received: Millis) -> Option<Result<Decoded, DecodeError>> {
         // Unwrap `{"stream":"…","data":{…}}` and `{"ts_received":N,"frame":{…}}`.
-        let trimmed = src.trim_start();
+        let trimmed = src.trim_start_matches(is_json_ws);
         let (inner, ts_received) = if let Some(rest) = trimmed.strip_prefix("{\"stream\":\"") {
             let end = rest.find('"')?;
             if rest[..end].bytes().any(|c| c == b'\\' || c < 0x20) {
                 return None;
             }
             let rest = rest[end + 1..].strip_prefix(",\"data\":")?;
-            let body = rest.trim_end().strip_suffix('}')?;
+            let body = rest.trim_end_matches(is_json_ws).strip_suffix('}')?;
             (body, ts_received)
         } else if let Some(rest) = trimmed.strip_prefix("{\"ts_received\":") {
             let comma = rest.find(',')?;
             let ts = int(Some(&rest[..comma]))??;
             let rest = rest[comma..].strip_prefix(",\"frame\":")?;
-            let body = rest.trim_end().strip_suffix('}')?;
-            if body.trim_start().starts_with("{\"stream\"") {
+            let body = rest.trim_end_matches(is_json_ws).strip_suffix('}')?;
+            if body
+                .trim_start_matches(is_json_ws)
+                .starts_with("{\"stream\"")
+            {
                 return decode(body, ts);
             }
             (body, ts)
@@ -1682,6 +1693,15 @@ mod tests {
                 // characters in a key are not JSON, whatever else the frame holds.
                 "{\"e\":\"trade\",\"{\r\r\rE\":1672515782136,\"s\":\"BNBBTC\",\"t\":12345,\"p\":\"0.001\",\"q\":\"100\",\"T\":1672515782136,\"m\":true,\"M\":true}",
                 " { \"e\" : \"trade\" , \"s\":\"ETHBTC\",\"t\":5,\"p\":\"-1\",\"q\":\"2\",\"T\":3,\"\0\0\0m\":false } ",
+                // Found by fuzzing: a key the serde path types (`msg` is a string there).
+                r#"{"e":"aggTrade","E":1,"a":5,"s":"BTCUSDT","p":"1","q":"2","f":1,"l":2,"T":3,"msg":0.5,"m":true}"#,
+                r#"{"e":"trade","s":"ETHBTC","t":5,"p":"1","q":"2","T":3,"m":false,"b":1,"b":2}"#,
+                r#"{"e":"trade","s":"ETHBTC","t":5,"p":"1","q":"2","T":3,"m":false,"time":"x"}"#,
+                // Found by fuzzing: whitespace that JSON does not know, around a wrapped frame.
+                "{\"e\":\"trade\",\"s\":\"ETHBTC\",\"t\":5,\"p\":\"1\",\"q\":\"2\",\"T\":3,\"m\":false}\u{b}",
+                "{\"ts_received\":99,\"frame\":{\"e\":\"trade\",\"s\":\"ETHBTC\",\"t\":5,\"p\":\"1\",\"q\":\"2\",\"T\":3,\"m\":false}}\u{b}",
+                "\u{a0}{\"stream\":\"x@trade\",\"data\":{\"e\":\"trade\",\"s\":\"ETHBTC\",\"t\":5,\"p\":\"1\",\"q\":\"2\",\"T\":3,\"m\":false}}",
+                "\u{a0}{\"e\":\"trade\",\"s\":\"ETHBTC\",\"t\":5,\"p\":\"1\",\"q\":\"2\",\"T\":3,\"m\":false}",
                 "{\"stream\":\"x\u{1}@trade\",\"data\":{\"e\":\"trade\",\"s\":\"ETHBTC\",\"t\":5,\"p\":\"1\",\"q\":\"2\",\"T\":3,\"m\":false}}",
             ]
             .iter()
