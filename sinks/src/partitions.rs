@@ -205,7 +205,8 @@ pub async fn to_hypertable(client: &mut tokio_postgres::Client) -> Result<bool, 
     if !available {
         return Err(SinkError::Permanent {
             sink: SINK,
-            message: "the server has no TimescaleDB extension (pg_available_extensions): install                       it and add it to shared_preload_libraries, or migrate without --timescaledb                       (the day partitions)"
+            message: "the server has no TimescaleDB extension (pg_available_extensions): install it and add it to shared_preload_libraries, or migrate without \
+                      --timescaledb (the day partitions)"
                 .into(),
         });
     }
