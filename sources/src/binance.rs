@@ -732,7 +732,7 @@ mod fast {
     fn flat_object(src: &str, mut i: usize) -> Option<(Fields<'_>, usize)> {
         let b = src.as_bytes();
         let ws = |i: &mut usize| {
-            while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\n' | b'\r') {
+            while *i < b.len() && is_json_ws(char::from(b[*i])) {
                 *i += 1;
             }
         };
@@ -785,7 +785,9 @@ mod fast {
                 b'{' | b'[' => return None,
                 _ => {
                     let vs = i;
-                    while i < b.len() && !matches!(b[i], b',' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                    while i < b.len()
+                        && !matches!(b[i], b',' | b'}')
+                        && !is_json_ws(char::from(b[i]))
                     {
                         i += 1;
                     }
@@ -902,13 +904,12 @@ mod fast {
     }
 
     fn trailing_ws_only(src: &str, i: usize) -> bool {
-        src[i..]
-            .bytes()
-            .all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        src[i..].bytes().all(|c| is_json_ws(char::from(c)))
     }
 
     /// JSON's whitespace: space, tab, line feed, carriage return (not Rust's wider
-    /// `char::is_whitespace`, which takes a vertical tab or a no-break space too).
+    /// `char::is_whitespace`, which takes a vertical tab or a no-break space too). For a byte,
+    /// `char::from(b)`: no byte above 0x7f maps to one of the four.
     fn is_json_ws(c: char) -> bool {
         matches!(c, ' ' | '\t' | '\n' | '\r')
     }
